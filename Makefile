@@ -1,0 +1,100 @@
+# noticecast — top-level build.  `make` builds the library and programs, `make test` runs
+# every test tier (see README.md), `make demo` runs the whole flow locally.
+include config.mk
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+LIB := $(BUILD)/libnoticecast.a
+
+PRODUCER_SRC := $(sort $(wildcard producer/*.c))
+PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+PROGRAMS := $(BUILD)/noticecast
+
+.PHONY: all clean install uninstall test unit-test integration-test asan format format-check \
+	kafka-fetch kafka-up kafka-down demo bench deps
+
+all: $(PROGRAMS)
+
+$(BUILD)/%.o: %.c $(wildcard common/*.h) config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -c -o $@ $<
+
+$(LIB): $(COMMON_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB)
+	$(CC) $(NC_LDFLAGS) -o $@ $(PRODUCER_OBJ) $(LIB) $(NC_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) \
+		-o $@ $< $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
+
+# ---- tests ---------------------------------------------------------------------------------
+# `make test` is the one command CI runs (.ci/run): unit + integration tests with a normal
+# build, then the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+test: deps-check
+	$(MAKE) unit-test integration-test
+	$(MAKE) SANITIZE=1 unit-test integration-test
+
+unit-test: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+		NC_TEST_SRCDIR=$(CURDIR) NC_SPEC_DIR=$(CURDIR)/../shared/mustache-spec $$t; done
+
+integration-test: $(PROGRAMS) kafka-fetch
+	NC_BIN_DIR=$(CURDIR)/$(BUILD) python3 -m pytest -ra tests/integration
+
+asan:
+	$(MAKE) SANITIZE=1 all $(UNIT_BIN:build/%=build-asan/%)
+
+deps:
+	deploy/local/install-deps.sh
+
+deps-check:
+	@deploy/local/install-deps.sh --check || deploy/local/install-deps.sh
+
+# ---- local Kafka (deploy/local) ---------------------------------------------------------------
+KAFKA_PORT ?= 9092
+kafka-fetch:
+	deploy/local/kafka.sh fetch
+
+kafka-up: kafka-fetch
+	KAFKA_PORT=$(KAFKA_PORT) deploy/local/kafka.sh up
+
+kafka-down:
+	deploy/local/kafka.sh down
+
+demo: deps-check all
+	deploy/local/demo.sh
+
+bench: deps-check all
+	tests/bench/run.sh
+
+# ---- style -----------------------------------------------------------------------------------
+FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*.[ch] tests/unit/*.[ch])
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+# ---- install ---------------------------------------------------------------------------------
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(SYSCONFDIR)/noticecast
+	$(INSTALL) -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 $(LIB) $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 0644 man/noticecast.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 config/noticecast.conf $(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) $(DESTDIR)$(LIBDIR)/libnoticecast.a \
+		$(DESTDIR)$(MANDIR)/man1/noticecast.1 $(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,390 @@
+#include "nc_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef NC_SYSCONFDIR
+#define NC_SYSCONFDIR "/etc"
+#endif
+
+const char *nc_config_path(const char *cli_path, int *explicit_path)
+{
+        const char *env = getenv("NOTICECAST_CONFIG");
+
+        *explicit_path = 1;
+        if (cli_path)
+                return cli_path;
+        if (env && *env)
+                return env;
+        *explicit_path = 0;
+        return NC_SYSCONFDIR "/noticecast/noticecast.conf";
+}
+
+static void set_str(char **dst, const char *v)
+{
+        free(*dst);
+        *dst = nc_xstrdup(v);
+}
+
+void nc_config_defaults(nc_config_t *cfg)
+{
+        memset(cfg, 0, sizeof(*cfg));
+        cfg->topic_prefix = nc_xstrdup("noticecast.");
+        nc_strlist_split(&cfg->categories, "news, press, tenders, alerts");
+        nc_strlist_split(&cfg->languages, "en, es, pt, ko");
+        cfg->default_language = nc_xstrdup("en");
+        cfg->default_timezone = nc_xstrdup("UTC");
+        cfg->partitions = 3;
+        cfg->replication_factor = 1;
+        cfg->producer_timeout_ms = 30000;
+        cfg->title_max = 300;
+        cfg->summary_max = 2000;
+        cfg->body_max = 65536;
+        cfg->notice_max = 256 * 1024;
+        /* Defaults that make the producer safe: the brief's delivery contract needs these. */
+        nc_config_set_kafka(cfg, "bootstrap.servers", "localhost:9092", "default", NULL, 0);
+}
+
+void nc_config_free(nc_config_t *cfg)
+{
+        size_t i;
+
+        free(cfg->path);
+        free(cfg->topic_prefix);
+        nc_strlist_clear(&cfg->categories);
+        nc_strlist_clear(&cfg->languages);
+        free(cfg->default_language);
+        free(cfg->default_timezone);
+        for (i = 0; i < cfg->kafka_n; i++) {
+                free(cfg->kafka[i].key);
+                free(cfg->kafka[i].value);
+                free(cfg->kafka[i].origin);
+        }
+        free(cfg->kafka);
+        memset(cfg, 0, sizeof(*cfg));
+}
+
+/* Validates KEY=VALUE against librdkafka now, so "-n" catches typos in property names. */
+static int kafka_check(const char *key, const char *value, char *errstr, size_t errstr_size)
+{
+        rd_kafka_conf_t *probe = rd_kafka_conf_new();
+        char kerr[256];
+        int ok = rd_kafka_conf_set(probe, key, value, kerr, sizeof(kerr)) == RD_KAFKA_CONF_OK;
+
+        rd_kafka_conf_destroy(probe);
+        return ok ? 0 : nc_err(errstr, errstr_size, "kafka: %s", kerr);
+}
+
+int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,
+                        char *errstr, size_t errstr_size)
+{
+        char kerr[300];
+        size_t i;
+
+        if (kafka_check(key, value, kerr, sizeof(kerr)) != 0)
+                return nc_err(errstr, errstr_size, "%s: %s", origin, kerr);
+        for (i = 0; i < cfg->kafka_n; i++) {
+                if (!strcmp(cfg->kafka[i].key, key)) {
+                        set_str(&cfg->kafka[i].value, value);
+                        set_str(&cfg->kafka[i].origin, origin);
+                        return 0;
+                }
+        }
+        if (cfg->kafka_n == cfg->kafka_cap) {
+                cfg->kafka_cap = cfg->kafka_cap ? cfg->kafka_cap * 2 : 16;
+                cfg->kafka = nc_xrealloc(cfg->kafka, cfg->kafka_cap * sizeof(*cfg->kafka));
+        }
+        cfg->kafka[cfg->kafka_n].key = nc_xstrdup(key);
+        cfg->kafka[cfg->kafka_n].value = nc_xstrdup(value);
+        cfg->kafka[cfg->kafka_n].origin = nc_xstrdup(origin);
+        cfg->kafka_n++;
+        return 0;
+}
+
+const char *nc_config_kafka_get(const nc_config_t *cfg, const char *key)
+{
+        size_t i;
+
+        for (i = 0; i < cfg->kafka_n; i++)
+                if (!strcmp(cfg->kafka[i].key, key))
+                        return cfg->kafka[i].value;
+        return NULL;
+}
+
+int nc_config_has_category(const nc_config_t *cfg, const char *category)
+{
+        return nc_strlist_has(&cfg->categories, category);
+}
+
+int nc_config_has_language(const nc_config_t *cfg, const char *lang)
+{
+        return nc_strlist_has(&cfg->languages, lang);
+}
+
+void nc_config_topic(const nc_config_t *cfg, const char *suffix, char *buf, size_t size)
+{
+        snprintf(buf, size, "%s%s", cfg->topic_prefix, suffix);
+}
+
+void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf,
+                            size_t size)
+{
+        snprintf(buf, size, "%snotices.%s", cfg->topic_prefix, category);
+}
+
+/* ---- parsing ---------------------------------------------------------------------------- */
+
+struct parse_ctx {
+        nc_config_t *cfg;
+        const char *path;
+        int line;  /* line being parsed, counted by the reader below */
+        char err[512];
+        int err_line;
+};
+
+static int parse_int(const char *v, long min, long max, long *out)
+{
+        char *end;
+        long n;
+
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno || end == v || *end || n < min || n > max)
+                return -1;
+        *out = n;
+        return 0;
+}
+
+/* Topic-name-safe identifier: Kafka allows [a-zA-Z0-9._-]; categories are lower-case. */
+static int ident_ok(const char *s, int allow_dot_upper)
+{
+        if (!*s || strlen(s) > 64)
+                return 0;
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+
+                if (!(islower(c) || isdigit(c) || c == '-' || c == '_' ||
+                      (allow_dot_upper && (c == '.' || isupper(c)))))
+                        return 0;
+        }
+        return 1;
+}
+
+#define FAIL(...)                                                                                  \
+        do {                                                                                       \
+                if (!ctx->err[0]) {                                                                \
+                        snprintf(ctx->err, sizeof(ctx->err), __VA_ARGS__);                         \
+                        ctx->err_line = ctx->line;                                                 \
+                }                                                                                  \
+                return 0;                                                                          \
+        } while (0)
+
+static int set_list(struct parse_ctx *ctx, nc_strlist_t *l, const char *name, const char *v)
+{
+        nc_strlist_t tmp = {0};
+        size_t i;
+
+        nc_strlist_split(&tmp, v);
+        for (i = 0; i < tmp.n; i++) {
+                if (!ident_ok(tmp.v[i], 0)) {
+                        snprintf(ctx->err, sizeof(ctx->err),
+                                 "%s: '%s' must be lower-case letters, digits, '-' or '_'", name,
+                                 tmp.v[i]);
+                        ctx->err_line = ctx->line;
+                        nc_strlist_clear(&tmp);
+                        return 0;
+                }
+        }
+        if (tmp.n == 0) {
+                snprintf(ctx->err, sizeof(ctx->err), "%s: must not be empty", name);
+                ctx->err_line = ctx->line;
+                return 0;
+        }
+        nc_strlist_clear(l);
+        *l = tmp;
+        return 1;
+}
+
+static int handle_noticecast(struct parse_ctx *ctx, const char *name, const char *v)
+{
+        nc_config_t *cfg = ctx->cfg;
+
+        if (!strcmp(name, "topic_prefix")) {
+                if (*v && !ident_ok(v, 1))
+                        FAIL("topic_prefix: '%s' may only contain letters, digits, '.', '-', '_'",
+                             v);
+                set_str(&cfg->topic_prefix, v);
+        } else if (!strcmp(name, "categories")) {
+                if (!ctx->err[0] && !set_list(ctx, &cfg->categories, name, v))
+                        return 0;
+        } else if (!strcmp(name, "languages")) {
+                if (!ctx->err[0] && !set_list(ctx, &cfg->languages, name, v))
+                        return 0;
+        } else if (!strcmp(name, "default_language")) {
+                set_str(&cfg->default_language, v);
+        } else if (!strcmp(name, "default_timezone")) {
+                if (!nc_tz_valid(v))
+                        FAIL("default_timezone: '%s' is not a known IANA time zone", v);
+                set_str(&cfg->default_timezone, v);
+        } else {
+                FAIL("unknown key '%s' in section [noticecast]", name);
+        }
+        return 1;
+}
+
+static int handle_int(struct parse_ctx *ctx, const char *section, const char *name,
+                      const char *v, long min, long max, long *out)
+{
+        if (parse_int(v, min, max, out) != 0)
+                FAIL("%s.%s: '%s' is not an integer between %ld and %ld", section, name, v, min,
+                     max);
+        return 1;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+        struct parse_ctx *ctx = user;
+        nc_config_t *cfg = ctx->cfg;
+        char origin[PATH_MAX + 32], kerr[512];
+        long n;
+
+        if (!name) /* section header alone (inih calls with name == NULL when asked) */
+                return 1;
+        if (!strcmp(section, "noticecast"))
+                return handle_noticecast(ctx, name, value);
+        if (!strcmp(section, "kafka")) {
+                if (kafka_check(name, value, kerr, sizeof(kerr)) != 0)
+                        FAIL("%s", kerr);
+                snprintf(origin, sizeof(origin), "%s:%d", ctx->path, ctx->line);
+                nc_config_set_kafka(cfg, name, value, origin, NULL, 0);
+                return 1;
+        }
+        if (!strcmp(section, "topics")) {
+                if (!strcmp(name, "partitions")) {
+                        if (!handle_int(ctx, section, name, value, 1, 10000, &n))
+                                return 0;
+                        cfg->partitions = (int)n;
+                } else if (!strcmp(name, "replication_factor")) {
+                        if (!handle_int(ctx, section, name, value, 1, 32, &n))
+                                return 0;
+                        cfg->replication_factor = (int)n;
+                } else {
+                        FAIL("unknown key '%s' in section [topics]", name);
+                }
+                return 1;
+        }
+        if (!strcmp(section, "producer")) {
+                if (!strcmp(name, "timeout_ms")) {
+                        if (!handle_int(ctx, section, name, value, 100, 3600000, &n))
+                                return 0;
+                        cfg->producer_timeout_ms = (int)n;
+                } else {
+                        FAIL("unknown key '%s' in section [producer]", name);
+                }
+                return 1;
+        }
+        if (!strcmp(section, "limits")) {
+                size_t *dst = !strcmp(name, "title_max_bytes")     ? &cfg->title_max
+                              : !strcmp(name, "summary_max_bytes") ? &cfg->summary_max
+                              : !strcmp(name, "body_max_bytes")    ? &cfg->body_max
+                              : !strcmp(name, "notice_max_bytes")  ? &cfg->notice_max
+                                                                   : NULL;
+                if (!dst)
+                        FAIL("unknown key '%s' in section [limits]", name);
+                /* 900 KiB cap: stays under Kafka's default 1 MiB message.max.bytes. */
+                if (!handle_int(ctx, section, name, value, 16, 900 * 1024, &n))
+                        return 0;
+                *dst = (size_t)n;
+                return 1;
+        }
+        if (!*section)
+                FAIL("key '%s' outside of any section", name);
+        FAIL("unknown section [%s]", section);
+}
+
+/* inih's reader callback: lets us count lines so handler errors carry the right line even
+ * when the library was built without INI_HANDLER_LINENO. */
+struct reader {
+        const char *p;
+        struct parse_ctx *ctx;
+};
+
+static char *reader_fn(char *str, int num, void *stream)
+{
+        struct reader *r = stream;
+        int i = 0;
+
+        if (!*r->p)
+                return NULL;
+        while (i < num - 1 && *r->p) {
+                str[i++] = *r->p;
+                if (*r->p++ == '\n')
+                        break;
+        }
+        str[i] = '\0';
+        r->ctx->line++;
+        return str;
+}
+
+static int config_check(const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        const char *where = cfg->path ? cfg->path : "built-in defaults";
+
+        if (!nc_strlist_has(&cfg->languages, cfg->default_language))
+                return nc_err(errstr, errstr_size,
+                              "%s: noticecast.default_language '%s' is not in languages", where,
+                              cfg->default_language);
+        return 0;
+}
+
+int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *errstr,
+                   size_t errstr_size)
+{
+        struct parse_ctx ctx = {.cfg = cfg, .path = path};
+        struct reader r = {.ctx = &ctx};
+        char ferr[512];
+        char *text;
+        int rc;
+
+        nc_config_defaults(cfg);
+        text = nc_file_read(path, NULL, ferr, sizeof(ferr));
+        if (!text) {
+                if (!explicit_path && errno == ENOENT) {
+                        log_debug("no configuration file at %s: using built-in defaults", path);
+                        return config_check(cfg, errstr, errstr_size);
+                }
+                nc_config_free(cfg);
+                return nc_err(errstr, errstr_size, "%s", ferr);
+        }
+        if (!nc_utf8_valid(text, strlen(text))) {
+                free(text);
+                nc_config_free(cfg);
+                return nc_err(errstr, errstr_size, "%s: not valid UTF-8", path);
+        }
+        cfg->path = nc_xstrdup(path);
+        r.p = text;
+        rc = ini_parse_stream(reader_fn, &r, handler, &ctx);
+        free(text);
+        if (rc != 0) {
+                if (ctx.err[0])
+                        nc_err(errstr, errstr_size, "%s:%d: %s", path, ctx.err_line, ctx.err);
+                else if (rc > 0)
+                        nc_err(errstr, errstr_size,
+                               "%s:%d: syntax error (expected [section] or key = value)", path,
+                               rc);
+                else
+                        nc_err(errstr, errstr_size, "%s: cannot parse (out of memory)", path);
+                nc_config_free(cfg);
+                return -1;
+        }
+        if (config_check(cfg, errstr, errstr_size) != 0) {
+                nc_config_free(cfg);
+                return -1;
+        }
+        return 0;
+}

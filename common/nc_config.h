@@ -1,0 +1,74 @@
+/* Configuration: one INI file (parsed with inih) plus -X/-b overrides from the command line.
+ *
+ * Lookup order: -C FILE, else $NOTICECAST_CONFIG, else NC_SYSCONFDIR/noticecast/noticecast.conf.
+ * Errors read "file:line: message"; unknown sections and keys are errors, so a typo never
+ * silently falls back to a default.  [kafka] keys go straight to librdkafka and are checked
+ * against it at load time. */
+#ifndef NC_CONFIG_H
+#define NC_CONFIG_H
+
+#include <stddef.h>
+
+#include "nc_util.h"
+
+/* One librdkafka property and where it came from (for error messages). */
+typedef struct nc_kafka_prop {
+        char *key;
+        char *value;
+        char *origin; /* "file:line" or "-X" */
+} nc_kafka_prop_t;
+
+typedef struct nc_config {
+        char *path; /* file it was read from, or NULL for built-in defaults */
+
+        /* [noticecast] */
+        char *topic_prefix;
+        nc_strlist_t categories;
+        nc_strlist_t languages;
+        char *default_language;
+        char *default_timezone;
+
+        /* [kafka] */
+        nc_kafka_prop_t *kafka;
+        size_t kafka_n, kafka_cap;
+
+        /* [topics] */
+        int partitions;
+        int replication_factor;
+
+        /* [producer] */
+        int producer_timeout_ms;
+
+        /* [limits], in bytes of UTF-8 */
+        size_t title_max;
+        size_t summary_max;
+        size_t body_max;
+        size_t notice_max;
+} nc_config_t;
+
+/* Path chosen by the lookup order above; *explicit is set when it was asked for. */
+const char *nc_config_path(const char *cli_path, int *explicit_path);
+
+/* Loads PATH into a fresh CFG (defaults first).  A missing file is an error when EXPLICIT,
+ * otherwise the built-in defaults are used.  Returns 0, or -1 with errstr set. */
+int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *errstr,
+                   size_t errstr_size);
+/* Sets the built-in defaults (a usable local configuration). */
+void nc_config_defaults(nc_config_t *cfg);
+void nc_config_free(nc_config_t *cfg);
+
+/* Applies "-X key=value" (librdkafka property) on top of the file; validated like [kafka]. */
+int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,
+                        char *errstr, size_t errstr_size);
+/* Value of a [kafka] property or NULL. */
+const char *nc_config_kafka_get(const nc_config_t *cfg, const char *key);
+
+int nc_config_has_category(const nc_config_t *cfg, const char *category);
+int nc_config_has_language(const nc_config_t *cfg, const char *lang);
+
+/* Topic names derived from the prefix. */
+void nc_config_topic(const nc_config_t *cfg, const char *suffix, char *buf, size_t size);
+void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf,
+                            size_t size);
+
+#endif

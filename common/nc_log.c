@@ -1,0 +1,164 @@
+#include "nc_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static const char *log_prog = "noticecast";
+static enum nc_log_level log_level = NC_LOG_INFO;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void nc_log_init(const char *progname, enum nc_log_level level)
+{
+        log_prog = progname;
+        log_level = level;
+}
+
+void nc_log_set_level(enum nc_log_level level)
+{
+        log_level = level;
+}
+
+enum nc_log_level nc_log_get_level(void)
+{
+        return log_level;
+}
+
+void nc_log_adjust(int delta)
+{
+        int l = (int)log_level + delta;
+
+        if (l < NC_LOG_DEBUG)
+                l = NC_LOG_DEBUG;
+        if (l > NC_LOG_QUIET)
+                l = NC_LOG_QUIET;
+        log_level = (enum nc_log_level)l;
+}
+
+/* logfmt value: bare when it has no space, quote, equals sign or control character. */
+static void put_value(FILE *f, const char *v)
+{
+        const unsigned char *p;
+        int bare = *v != '\0';
+
+        for (p = (const unsigned char *)v; *p && bare; p++)
+                if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p == 0x7f)
+                        bare = 0;
+        if (bare) {
+                fputs(v, f);
+                return;
+        }
+        fputc('"', f);
+        for (p = (const unsigned char *)v; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        fprintf(f, "\\%c", *p);
+                else if (*p == '\n')
+                        fputs("\\n", f);
+                else if (*p == '\r')
+                        fputs("\\r", f);
+                else if (*p == '\t')
+                        fputs("\\t", f);
+                else if (*p < 0x20 || *p == 0x7f)
+                        fprintf(f, "\\u%04x", *p);
+                else
+                        fputc(*p, f);
+        }
+        fputc('"', f);
+}
+
+static void put_head(FILE *f, enum nc_log_level level)
+{
+        struct timeval tv;
+        struct tm tm;
+        char ts[32];
+
+        gettimeofday(&tv, NULL);
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+        fprintf(f, "ts=%s.%03ldZ level=%s prog=", ts, (long)(tv.tv_usec / 1000),
+                level_names[level]);
+        put_value(f, log_prog);
+}
+
+static void vlog(enum nc_log_level level, int errnum, const char *fmt, va_list ap)
+{
+        char msg[2048];
+
+        if (level < log_level)
+                return;
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        flockfile(stderr);
+        put_head(stderr, level);
+        fputs(" msg=", stderr);
+        put_value(stderr, msg);
+        if (errnum) {
+                fputs(" error=", stderr);
+                put_value(stderr, strerror(errnum));
+        }
+        fputc('\n', stderr);
+        funlockfile(stderr);
+}
+
+#define NC_LOG_FN(name, level, with_errno)                                                         \
+        void name(const char *fmt, ...)                                                            \
+        {                                                                                          \
+                int saved = errno;                                                                 \
+                va_list ap;                                                                        \
+                va_start(ap, fmt);                                                                 \
+                vlog(level, with_errno ? saved : 0, fmt, ap);                                      \
+                va_end(ap);                                                                        \
+                errno = saved;                                                                     \
+        }
+
+NC_LOG_FN(log_debug, NC_LOG_DEBUG, 0)
+NC_LOG_FN(log_info, NC_LOG_INFO, 0)
+NC_LOG_FN(log_warn, NC_LOG_WARN, 1)
+NC_LOG_FN(log_warnx, NC_LOG_WARN, 0)
+NC_LOG_FN(log_error, NC_LOG_ERROR, 0)
+
+void fatal(const char *fmt, ...)
+{
+        int saved = errno;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vlog(NC_LOG_ERROR, saved, fmt, ap);
+        va_end(ap);
+        exit(70); /* EX_SOFTWARE */
+}
+
+void fatalx(const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vlog(NC_LOG_ERROR, 0, fmt, ap);
+        va_end(ap);
+        exit(70);
+}
+
+void nc_log_kv(enum nc_log_level level, const char *msg, ...)
+{
+        const char *k, *v;
+        va_list ap;
+
+        if (level < log_level)
+                return;
+        flockfile(stderr);
+        put_head(stderr, level);
+        fputs(" msg=", stderr);
+        put_value(stderr, msg);
+        va_start(ap, msg);
+        while ((k = va_arg(ap, const char *)) != NULL) {
+                v = va_arg(ap, const char *);
+                fprintf(stderr, " %s=", k);
+                put_value(stderr, v ? v : "");
+        }
+        va_end(ap);
+        fputc('\n', stderr);
+        funlockfile(stderr);
+}
