@@ -1,0 +1,64 @@
+/* Kafka helpers shared by the CLI and the daemons (librdkafka). */
+#ifndef NC_KAFKA_H
+#define NC_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nc_config.h"
+
+/* A new librdkafka configuration with every [kafka] property (and -X overrides) applied and
+ * librdkafka's log lines routed to our logfmt logger.  NULL with errstr on failure. */
+rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t errstr_size);
+
+/* One message of a transactional batch. */
+typedef struct nc_kafka_msg {
+        const char *topic;
+        const char *key;
+        const void *value; /* NULL = tombstone */
+        size_t value_len;
+        const char *event; /* "noticecast-event" header, or NULL */
+        /* Filled in on success: */
+        int32_t partition;
+        int64_t offset;
+} nc_kafka_msg_t;
+
+/* Produces MSGS as ONE Kafka transaction with an idempotent, acks=all producer: either all
+ * of them are committed or none is visible to read_committed consumers.  Headers
+ * content-type: application/json and noticecast-schema: 1 are added to every message.
+ * TIMEOUT_MS bounds the whole operation.  Returns 0, or -1 with errstr (the transaction was
+ * aborted or never began). */
+int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n, int timeout_ms,
+                         char *errstr, size_t errstr_size);
+
+/* Topic to create. */
+typedef struct nc_kafka_topic_spec {
+        char name[256];
+        int partitions;
+        int compact;        /* cleanup.policy=compact */
+        long retention_ms;  /* 0 = broker default; -1 = forever */
+} nc_kafka_topic_spec_t;
+
+/* Fills SPECS (capacity MAX) with every topic the configuration implies; returns the count. */
+size_t nc_kafka_topic_specs(const nc_config_t *cfg, nc_kafka_topic_spec_t *specs, size_t max);
+
+/* Creates TOPICS; an existing topic is not an error.  Per-topic results are reported through
+ * REPORT (may be NULL): created = 1 new, 0 already there. */
+typedef void(nc_kafka_topic_report_fn)(const char *topic, int created, void *opaque);
+int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *topics, size_t n,
+                           int timeout_ms, nc_kafka_topic_report_fn *report, void *opaque,
+                           char *errstr, size_t errstr_size);
+
+/* Reads TOPIC from the beginning to its current end (high watermarks at start, committed
+ * data only) without a consumer group, calling FN for each message.  FN returns 0 to go
+ * on.  Returns 0, or -1 with errstr (e.g. unknown topic, timeout). */
+typedef int(nc_kafka_read_fn)(const rd_kafka_message_t *msg, void *opaque);
+int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_ms,
+                        nc_kafka_read_fn *fn, void *opaque, char *errstr, size_t errstr_size);
+
+/* Value of header NAME as a NUL-terminated copy in BUF, or NULL. */
+const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf,
+                            size_t size);
+
+#endif

@@ -1,0 +1,208 @@
+#include "nc_subscriber.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "nc_notice.h"
+#include "nc_region.h"
+#include "nc_time.h"
+#include "nc_util.h"
+
+#define NAME_MAX_BYTES 200
+
+const char *const nc_subscriber_csv_columns[] = {"email",     "name", "lang",    "categories",
+                                                 "regions",   "frequency", "tz", "send_at",
+                                                 NULL};
+
+static const char *const record_fields[] = {"id",      "email",   "name",      "lang",
+                                            "categories", "regions", "frequency", "tz",
+                                            "send_at", "updated_at", NULL};
+
+static int opt_string(const json_t *in, const char *field, const char **out, char *errstr,
+                      size_t errstr_size)
+{
+        json_t *v = json_object_get(in, field);
+
+        *out = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_string(v))
+                return nc_err(errstr, errstr_size, "%s: must be a string", field);
+        *out = json_string_value(v);
+        if (!**out)
+                *out = NULL; /* an empty CSV cell means "use the default" */
+        return 0;
+}
+
+static int valid_hhmm(const char *s)
+{
+        return strlen(s) == 5 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+               s[2] == ':' && isdigit((unsigned char)s[3]) && isdigit((unsigned char)s[4]) &&
+               (s[0] - '0') * 10 + (s[1] - '0') < 24 && s[3] < '6';
+}
+
+static json_t *string_set(const json_t *v, const char *field, const nc_config_t *cfg,
+                          int regions, char *errstr, size_t errstr_size)
+{
+        json_t *out = json_array(), *e;
+        size_t i, j;
+        char item[80];
+
+        if (!json_is_array(v)) {
+                nc_err(errstr, errstr_size, "%s: must be a list", field);
+                goto fail;
+        }
+        json_array_foreach(v, i, e) {
+                if (!json_is_string(e) || strlen(json_string_value(e)) >= sizeof(item)) {
+                        nc_err(errstr, errstr_size, "%s[%zu]: must be a short string", field, i);
+                        goto fail;
+                }
+                strcpy(item, json_string_value(e));
+                if (regions) {
+                        nc_str_upper(item);
+                        if (!nc_region_valid(item)) {
+                                nc_err(errstr, errstr_size,
+                                       "%s: '%s' is not an ISO 3166-1 alpha-2 country code",
+                                       field, json_string_value(e));
+                                goto fail;
+                        }
+                } else if (!nc_config_has_category(cfg, item)) {
+                        nc_err(errstr, errstr_size, "%s: '%s' is not a configured category",
+                               field, item);
+                        goto fail;
+                }
+                for (j = 0; j < json_array_size(out); j++)
+                        if (!strcmp(json_string_value(json_array_get(out, j)), item))
+                                break;
+                if (j == json_array_size(out))
+                        json_array_append_new(out, json_string(item));
+        }
+        return out;
+fail:
+        json_decref(out);
+        return NULL;
+}
+
+json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_t now_ms,
+                                char *errstr, size_t errstr_size)
+{
+        const char *email, *name, *lang, *freq, *tz, *send_at, *key;
+        char id[256], ts[40], err[256];
+        json_t *out = NULL, *v, *set;
+        int i;
+
+        if (!json_is_object(in)) {
+                nc_err(errstr, errstr_size, "subscriber: must be a JSON object");
+                return NULL;
+        }
+        json_object_foreach((json_t *)in, key, v) {
+                for (i = 0; record_fields[i]; i++)
+                        if (!strcmp(key, record_fields[i]))
+                                break;
+                if (!record_fields[i]) {
+                        nc_err(errstr, errstr_size, "%.64s: unknown field", key);
+                        return NULL;
+                }
+        }
+        if (opt_string(in, "email", &email, errstr, errstr_size) ||
+            opt_string(in, "name", &name, errstr, errstr_size) ||
+            opt_string(in, "lang", &lang, errstr, errstr_size) ||
+            opt_string(in, "frequency", &freq, errstr, errstr_size) ||
+            opt_string(in, "tz", &tz, errstr, errstr_size) ||
+            opt_string(in, "send_at", &send_at, errstr, errstr_size))
+                return NULL;
+        if (!email) {
+                nc_err(errstr, errstr_size, "email: is required");
+                return NULL;
+        }
+        if (nc_email_valid(email, err, sizeof(err)) != 0) {
+                nc_err(errstr, errstr_size, "email: %s", err);
+                return NULL;
+        }
+        /* Display names end up in a To: header: one line, bounded. */
+        if (name && nc_text_check_line("name", name, NAME_MAX_BYTES, errstr, errstr_size) != 0)
+                return NULL;
+        if (lang && !nc_config_has_language(cfg, lang)) {
+                nc_err(errstr, errstr_size, "lang: '%.16s' is not a configured language", lang);
+                return NULL;
+        }
+        if (freq && strcmp(freq, "immediate") && strcmp(freq, "daily") &&
+            strcmp(freq, "weekly")) {
+                nc_err(errstr, errstr_size,
+                       "frequency: '%.32s' must be immediate, daily or weekly", freq);
+                return NULL;
+        }
+        if (tz && !nc_tz_valid(tz)) {
+                nc_err(errstr, errstr_size, "tz: '%.64s' is not a known IANA time zone", tz);
+                return NULL;
+        }
+        if (send_at && !valid_hhmm(send_at)) {
+                nc_err(errstr, errstr_size, "send_at: '%.16s' must be HH:MM (00:00-23:59)",
+                       send_at);
+                return NULL;
+        }
+
+        snprintf(id, sizeof(id), "%s", email);
+        nc_str_lower(id);
+        out = json_object();
+        json_object_set_new(out, "id", json_string(id));
+        json_object_set_new(out, "email", json_string(email));
+        json_object_set_new(out, "name", json_string(name ? name : ""));
+        json_object_set_new(out, "lang", json_string(lang ? lang : cfg->default_language));
+        v = json_object_get(in, "categories");
+        if (!(set = string_set(v ? v : json_array(), "categories", cfg, 0, errstr, errstr_size)))
+                goto fail;
+        json_object_set_new(out, "categories", set);
+        v = json_object_get(in, "regions");
+        if (!(set = string_set(v ? v : json_array(), "regions", cfg, 1, errstr, errstr_size)))
+                goto fail;
+        json_object_set_new(out, "regions", set);
+        json_object_set_new(out, "frequency", json_string(freq ? freq : "daily"));
+        json_object_set_new(out, "tz", json_string(tz ? tz : cfg->default_timezone));
+        json_object_set_new(out, "send_at", json_string(send_at ? send_at : "08:00"));
+        json_object_set_new(out, "updated_at",
+                            json_string(nc_time_format_rfc3339(now_ms, ts, sizeof(ts))));
+        return out;
+fail:
+        json_decref(out);
+        return NULL;
+}
+
+json_t *nc_subscriber_from_csv(char **header, size_t header_n, char **fields, size_t n,
+                               char *errstr, size_t errstr_size)
+{
+        json_t *in;
+        size_t i;
+
+        if (n != header_n) {
+                nc_err(errstr, errstr_size, "row: has %zu fields, the header has %zu", n,
+                       header_n);
+                return NULL;
+        }
+        in = json_object();
+        for (i = 0; i < n; i++) {
+                char *cell = nc_str_trim(fields[i]);
+
+                if (!strcmp(header[i], "categories") || !strcmp(header[i], "regions")) {
+                        nc_strlist_t l = {0};
+                        json_t *arr = json_array();
+                        size_t j;
+
+                        nc_strlist_split(&l, cell);
+                        for (j = 0; j < l.n; j++)
+                                json_array_append_new(arr, json_string(l.v[j]));
+                        nc_strlist_clear(&l);
+                        json_object_set_new(in, header[i], arr);
+                } else {
+                        json_t *s = json_string(cell);
+
+                        if (!s) {
+                                nc_err(errstr, errstr_size, "%s: is not valid UTF-8", header[i]);
+                                json_decref(in);
+                                return NULL;
+                        }
+                        json_object_set_new(in, header[i], s);
+                }
+        }
+        return in;
+}

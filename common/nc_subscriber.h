@@ -1,0 +1,26 @@
+/* Subscribers (BRIEF §7): validation and normalisation of the records kept, keyed by the
+ * lower-cased email address, on the compacted <prefix>subscribers topic. */
+#ifndef NC_SUBSCRIBER_H
+#define NC_SUBSCRIBER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "nc_config.h"
+
+/* Validates IN (borrowed; fields email, name, lang, categories, regions, frequency, tz,
+ * send_at, and id/updated_at when read back) and returns a new normalised record with
+ * defaults filled in: lang = default_language, frequency = daily, tz = default_timezone,
+ * send_at = 08:00, categories/regions = [] (meaning all).  errstr is "field: message". */
+json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_t now_ms,
+                                char *errstr, size_t errstr_size);
+
+/* The CSV columns understood by import; multi-value cells use ';' or ',' between values. */
+extern const char *const nc_subscriber_csv_columns[];
+
+/* Builds the input object for nc_subscriber_normalise() from one CSV row, given the header.
+ * Returns NULL with errstr "field: message" on an unknown column or arity mismatch. */
+json_t *nc_subscriber_from_csv(char **header, size_t header_n, char **fields, size_t n,
+                               char *errstr, size_t errstr_size);
+
+#endif
