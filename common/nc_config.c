@@ -307,27 +307,65 @@ static int handler(void *user, const char *section, const char *name, const char
         FAIL("unknown section [%s]", section);
 }
 
-/* inih's reader callback: lets us count lines so handler errors carry the right line even
- * when the library was built without INI_HANDLER_LINENO. */
+static const char *const known_sections[] = {"noticecast", "kafka", "topics", "producer",
+                                             "limits", NULL};
+
+/* inih's reader callback.  It counts lines (so handler errors carry the right line even
+ * though Debian's inih is built without INI_HANDLER_LINENO), rejects lines longer than
+ * inih's line buffer instead of letting inih split them, strips leading blanks (an indented
+ * key must not become a continuation of the previous value), and checks section names
+ * (inih never reports a section that has no keys). */
 struct reader {
         const char *p;
         struct parse_ctx *ctx;
 };
 
+static void reader_fail(struct parse_ctx *ctx, const char *fmt, const char *arg)
+{
+        if (!ctx->err[0]) {
+                snprintf(ctx->err, sizeof(ctx->err), fmt, arg);
+                ctx->err_line = ctx->line;
+        }
+}
+
 static char *reader_fn(char *str, int num, void *stream)
 {
         struct reader *r = stream;
-        int i = 0;
+        const char *eol;
+        size_t len, i;
 
         if (!*r->p)
                 return NULL;
-        while (i < num - 1 && *r->p) {
-                str[i++] = *r->p;
-                if (*r->p++ == '\n')
-                        break;
-        }
-        str[i] = '\0';
         r->ctx->line++;
+        while (*r->p == ' ' || *r->p == '\t')
+                r->p++;
+        eol = strchr(r->p, '\n');
+        len = eol ? (size_t)(eol - r->p) + 1 : strlen(r->p);
+        if (len > (size_t)num - 2) {
+                char max[16];
+
+                snprintf(max, sizeof(max), "%d", num - 2);
+                reader_fail(r->ctx, "line is longer than %s bytes", max);
+                len = 0; /* hand inih an empty line; the error is already recorded */
+        } else {
+                memcpy(str, r->p, len);
+        }
+        str[len] = '\0';
+        r->p += eol ? (size_t)(eol - r->p) + 1 : strlen(r->p);
+        if (str[0] == '[') {
+                char name[64];
+
+                for (i = 1; i < sizeof(name) && str[i] && str[i] != ']'; i++)
+                        name[i - 1] = str[i];
+                if (str[i] != ']')
+                        return str; /* inih reports the syntax error */
+                name[i - 1] = '\0';
+                for (i = 0; known_sections[i]; i++)
+                        if (!strcmp(name, known_sections[i]))
+                                break;
+                if (!known_sections[i])
+                        reader_fail(r->ctx, "unknown section [%s]", name);
+        }
         return str;
 }
 
@@ -370,8 +408,9 @@ int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *
         r.p = text;
         rc = ini_parse_stream(reader_fn, &r, handler, &ctx);
         free(text);
-        if (rc != 0) {
-                if (ctx.err[0])
+        if (rc != 0 || ctx.err[0]) {
+                /* Report the first problem: ours, or inih's syntax error if it came earlier. */
+                if (ctx.err[0] && (rc <= 0 || ctx.err_line <= rc))
                         nc_err(errstr, errstr_size, "%s:%d: %s", path, ctx.err_line, ctx.err);
                 else if (rc > 0)
                         nc_err(errstr, errstr_size,

@@ -186,6 +186,7 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
                 rd_kafka_error_destroy(err);
                 goto out;
         }
+        log_debug("transactions initialised");
         if ((err = rd_kafka_begin_transaction(rk))) {
                 nc_err(errstr, errstr_size, "begin transaction: %s", rd_kafka_error_string(err));
                 rd_kafka_error_destroy(err);
@@ -218,8 +219,10 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
                         goto out;
                 }
         }
+        log_debug("produced %zu messages, committing", n);
         if (txn_finish(rk, deadline, errstr, errstr_size) != 0)
                 goto out;
+        log_debug("transaction committed");
         rd_kafka_poll(rk, 0); /* serve the last delivery reports */
         if (st.failed) {
                 /* Cannot happen after a successful commit; checked to honour the contract. */
@@ -369,6 +372,9 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
 
         if (!(conf = nc_kafka_conf_new(cfg, errstr, errstr_size)))
                 return -1;
+        /* librdkafka 2.0 wants a group.id even for assign(); nothing is ever committed. */
+        if (!nc_config_kafka_get(cfg, "group.id"))
+                rd_kafka_conf_set(conf, "group.id", "noticecast-reader", NULL, 0);
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
         rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
         rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);

@@ -123,6 +123,11 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                         nc_err(errstr, errstr_size, "%s: must be a string", sub);
                         goto fail;
                 }
+                if (json_string_length(val) != strlen(json_string_value(val))) {
+                        nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)",
+                               sub);
+                        goto fail;
+                }
                 if (is_blank(json_string_value(val))) {
                         nc_err(errstr, errstr_size, "%s: must not be empty", sub);
                         goto fail;
@@ -221,6 +226,31 @@ fail:
         return NULL;
 }
 
+/* JSON allows "\u0000"; C strings don't.  A NUL would silently cut a field short. */
+static int check_no_nul(const json_t *v, const char *field, char *errstr, size_t errstr_size)
+{
+        const char *key;
+        char path[160];
+        json_t *e;
+        size_t i;
+
+        if (json_is_string(v) && json_string_length(v) != strlen(json_string_value(v)))
+                return nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)",
+                              field);
+        if (json_is_object(v)) {
+                json_object_foreach((json_t *)v, key, e) {
+                        snprintf(path, sizeof(path), "%s%s%.64s", field, *field ? "." : "", key);
+                        if (check_no_nul(e, path, errstr, errstr_size) != 0)
+                                return -1;
+                }
+        } else if (json_is_array(v)) {
+                json_array_foreach(v, i, e)
+                        if (check_no_nul(e, field, errstr, errstr_size) != 0)
+                                return -1;
+        }
+        return 0;
+}
+
 static int check_known_fields(const json_t *in, const char *const *known, char *errstr,
                               size_t errstr_size)
 {
@@ -258,14 +288,13 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
         const char *lang;
         char id[NC_UUID_STRLEN], ts[40], detail[256];
         int64_t ms;
-        char *dump;
-        size_t size;
 
         if (!json_is_object(in)) {
                 nc_err(errstr, errstr_size, "notice: must be a JSON object");
                 return NULL;
         }
-        if (check_known_fields(in, notice_fields, errstr, errstr_size) != 0)
+        if (check_known_fields(in, notice_fields, errstr, errstr_size) != 0 ||
+            check_no_nul(in, "", errstr, errstr_size) != 0)
                 return NULL;
         out = json_object();
 
@@ -280,7 +309,7 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
                 nc_err(errstr, errstr_size, "id: cannot generate a UUID (no randomness)");
                 goto fail;
         }
-        if (v || mode == NC_NOTICE_INPUT || mode == NC_NOTICE_STORED)
+        if ((v && !json_is_null(v)) || mode != NC_NOTICE_CHECK)
                 json_object_set_new(out, "id", json_string(id));
 
         /* category */
@@ -409,19 +438,31 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
                 json_object_set_new(out, "supersedes", json_null());
         }
 
-        /* Whole-notice bound, measured on what will actually be produced. */
-        dump = json_dumps(out, JSON_COMPACT);
-        size = dump ? strlen(dump) : 0;
-        free(dump);
-        if (size > cfg->notice_max) {
-                nc_err(errstr, errstr_size, "notice: is %zu bytes as JSON, the limit is %zu",
-                       size, cfg->notice_max);
-                goto fail;
-        }
         return out;
 fail:
         json_decref(out);
         return NULL;
+}
+
+char *nc_notice_serialise(const json_t *n, const nc_config_t *cfg, size_t *lenp, char *errstr,
+                          size_t errstr_size)
+{
+        char *dump = json_dumps(n, JSON_COMPACT);
+        size_t size = dump ? strlen(dump) : 0;
+
+        if (!dump) {
+                nc_err(errstr, errstr_size, "notice: cannot be serialised");
+                return NULL;
+        }
+        if (size > cfg->notice_max) {
+                free(dump);
+                nc_err(errstr, errstr_size, "notice: is %zu bytes as JSON, the limit is %zu",
+                       size, cfg->notice_max);
+                return NULL;
+        }
+        if (lenp)
+                *lenp = size;
+        return dump;
 }
 
 json_t *nc_notice_withdrawal(const char *id, const char *category, const char *reason,
@@ -431,6 +472,12 @@ json_t *nc_notice_withdrawal(const char *id, const char *category, const char *r
         json_t *ev = json_object();
         char ts[40], lower[NC_UUID_STRLEN];
 
+        if (!nc_uuid_valid(id)) {
+                json_decref(ev);
+                nc_err(errstr, errstr_size,
+                       "id: must be a UUID like 0190f3c2-7a4e-7b1c-9d2e-3f4a5b6c7d8e");
+                return NULL;
+        }
         snprintf(lower, sizeof(lower), "%s", id);
         nc_str_lower(lower);
         json_object_set_new(ev, "type", json_string(NC_EVENT_WITHDRAWN));

@@ -32,6 +32,11 @@ enum nc_notice_mode {
 json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_notice_mode mode,
                             int64_t now_ms, char *errstr, size_t errstr_size);
 
+/* Compact JSON of a normalised notice, as produced to Kafka (malloc'd, caller frees), or
+ * NULL when it exceeds [limits] notice_max_bytes ("notice: is N bytes as JSON..."). */
+char *nc_notice_serialise(const json_t *n, const nc_config_t *cfg, size_t *lenp, char *errstr,
+                          size_t errstr_size);
+
 /* Builds a withdrawal event for notice ID in CATEGORY.  REASON may be NULL. */
 json_t *nc_notice_withdrawal(const char *id, const char *category, const char *reason,
                              const nc_config_t *cfg, int64_t now_ms, char *errstr,

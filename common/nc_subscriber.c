@@ -88,7 +88,7 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
 {
         const char *email, *name, *lang, *freq, *tz, *send_at, *key;
         char id[256], ts[40], err[256];
-        json_t *out = NULL, *v, *set;
+        json_t *out = NULL, *v, *set, *empty;
         int i;
 
         if (!json_is_object(in)) {
@@ -144,17 +144,18 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
 
         snprintf(id, sizeof(id), "%s", email);
         nc_str_lower(id);
+        empty = json_array();
         out = json_object();
         json_object_set_new(out, "id", json_string(id));
         json_object_set_new(out, "email", json_string(email));
         json_object_set_new(out, "name", json_string(name ? name : ""));
         json_object_set_new(out, "lang", json_string(lang ? lang : cfg->default_language));
         v = json_object_get(in, "categories");
-        if (!(set = string_set(v ? v : json_array(), "categories", cfg, 0, errstr, errstr_size)))
+        if (!(set = string_set(v ? v : empty, "categories", cfg, 0, errstr, errstr_size)))
                 goto fail;
         json_object_set_new(out, "categories", set);
         v = json_object_get(in, "regions");
-        if (!(set = string_set(v ? v : json_array(), "regions", cfg, 1, errstr, errstr_size)))
+        if (!(set = string_set(v ? v : empty, "regions", cfg, 1, errstr, errstr_size)))
                 goto fail;
         json_object_set_new(out, "regions", set);
         json_object_set_new(out, "frequency", json_string(freq ? freq : "daily"));
@@ -162,8 +163,10 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
         json_object_set_new(out, "send_at", json_string(send_at ? send_at : "08:00"));
         json_object_set_new(out, "updated_at",
                             json_string(nc_time_format_rfc3339(now_ms, ts, sizeof(ts))));
+        json_decref(empty);
         return out;
 fail:
+        json_decref(empty);
         json_decref(out);
         return NULL;
 }
@@ -178,6 +181,17 @@ json_t *nc_subscriber_from_csv(char **header, size_t header_n, char **fields, si
                 nc_err(errstr, errstr_size, "row: has %zu fields, the header has %zu", n,
                        header_n);
                 return NULL;
+        }
+        for (i = 0; i < header_n; i++) {
+                size_t j;
+
+                for (j = 0; nc_subscriber_csv_columns[j]; j++)
+                        if (!strcmp(header[i], nc_subscriber_csv_columns[j]))
+                                break;
+                if (!nc_subscriber_csv_columns[j]) {
+                        nc_err(errstr, errstr_size, "%.64s: unknown column", header[i]);
+                        return NULL;
+                }
         }
         in = json_object();
         for (i = 0; i < n; i++) {

@@ -47,7 +47,7 @@ int nc_time_parse_rfc3339(const char *s, int64_t *ms, char *errstr, size_t errst
         int Y, M, D, h, m, sec, oh = 0, om = 0, sign = 0, frac_ms = 0, scale = 100;
         const char *p;
 
-        if (strlen(s) < 20 || digits(s, 4, &Y) || s[4] != '-' || digits(s + 5, 2, &M) ||
+        if (strlen(s) < 19 || digits(s, 4, &Y) || s[4] != '-' || digits(s + 5, 2, &M) ||
             s[7] != '-' || digits(s + 8, 2, &D) || (s[10] != 'T' && s[10] != 't') ||
             digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &m) || s[16] != ':' ||
             digits(s + 17, 2, &sec))

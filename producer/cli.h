@@ -34,24 +34,38 @@ int nc_cli_fail(int code, const char *cmd, const char *fmt, ...) NC_PRINTF(3, 4)
 /* Reports a bad option and returns NC_EX_USAGE. */
 int nc_cli_usage_error(const char *cmd, const char *usage_hint);
 
-/* One JSON value read from an input file, with the line it starts on. */
+/* One JSON value read from an input file, with the line it starts on.  A hook may replace
+ * the parsed tree by its serialised form as soon as it is read, so a batch of 100,000
+ * notices never holds 100,000 trees at once. */
 typedef struct nc_input_item {
         const char *file;
         int line;
-        json_t *json;
+        json_t *json;  /* parsed value, or NULL once the hook consumed it */
+        char *value;   /* normalised compact JSON (hook output), or NULL if invalid */
+        size_t value_len;
+        char key[64];  /* Kafka key: the notice id */
+        const char *topic;
+        const char *event;
 } nc_input_item_t;
+
+struct nc_input;
+typedef void(nc_input_hook_fn)(struct nc_input *in, nc_input_item_t *item);
 
 typedef struct nc_input {
         nc_input_item_t *items;
         size_t n, cap;
         char **files; /* owned copies of the paths, for items' file pointers */
         size_t nfiles;
+        nc_input_hook_fn *hook; /* called for each value right after it is parsed */
+        void *opaque;
 } nc_input_t;
 
 /* Reads PATH ("-" = stdin) holding one JSON object, a JSON array of objects, or NDJSON, and
  * appends its values to IN.  On a syntax or encoding error returns -1 with errstr
- * "file:line: message"; NC_EX_NOINPUT-class errors (cannot open) return -2. */
+ * "file:line: message"; a file that cannot be read returns -2. */
 int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_size);
+/* Appends a value that did not come from a file (flags, withdraw) and runs the hook. */
+void nc_input_add(nc_input_t *in, const char *origin, json_t *json);
 void nc_input_free(nc_input_t *in);
 
 int cmd_publish(nc_cli_t *cli, int argc, char **argv);

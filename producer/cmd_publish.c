@@ -112,46 +112,85 @@ static json_t *flag_notice_build(const struct flag_notice *f, const nc_config_t 
         return n;
 }
 
-/* Validates every item; prints each error (up to a bound) and returns how many failed.
- * Valid items are replaced by their normalised form. */
-static size_t normalise_all(nc_input_t *in, const nc_config_t *cfg, enum nc_notice_mode mode)
+/* State of one publish/validate run, shared by the per-notice hook. */
+struct batch {
+        const nc_config_t *cfg;
+        enum nc_notice_mode mode;
+        int64_t now_ms;
+        size_t bad;
+        json_t *seen;        /* id -> "file:line" of its first use */
+        char (*topics)[256]; /* notice topic of each configured category */
+};
+
+static void batch_error(struct batch *b, const nc_input_item_t *it, const char *err)
 {
-        int64_t now = nc_time_now_ms();
-        size_t i, j, bad = 0;
-        char err[512];
+        if (b->bad++ < MAX_REPORTED_ERRORS)
+                fprintf(stderr, "%s:%d: %s\n", it->file, it->line, err);
+}
 
-        for (i = 0; i < in->n; i++) {
-                json_t *norm = nc_notice_normalise(in->items[i].json, cfg, mode, now, err,
-                                                   sizeof(err));
+/* Validates and serialises each notice as soon as it is parsed; the tree is dropped. */
+static void notice_hook(nc_input_t *in, nc_input_item_t *it)
+{
+        struct batch *b = in->opaque;
+        json_t *norm, *first;
+        const char *id, *cat;
+        char err[512], where[512];
+        size_t i;
 
-                if (!norm) {
-                        if (bad++ < MAX_REPORTED_ERRORS)
-                                fprintf(stderr, "%s:%d: %s\n", in->items[i].file,
-                                        in->items[i].line, err);
-                        continue;
-                }
-                json_decref(in->items[i].json);
-                in->items[i].json = norm;
+        norm = nc_notice_normalise(it->json, b->cfg, b->mode, b->now_ms, err, sizeof(err));
+        json_decref(it->json);
+        it->json = NULL;
+        if (!norm) {
+                batch_error(b, it, err);
+                return;
+        }
+        if (!(it->value = nc_notice_serialise(norm, b->cfg, &it->value_len, err, sizeof(err)))) {
+                batch_error(b, it, err);
+                json_decref(norm);
+                return;
         }
         /* The same id twice in one batch is almost certainly a copy-paste mistake. */
-        for (i = 0; i < in->n && !bad; i++) {
-                const char *id = nc_notice_id(in->items[i].json);
-
-                for (j = 0; id && j < i; j++) {
-                        const char *other = nc_notice_id(in->items[j].json);
-
-                        if (other && !strcmp(id, other)) {
-                                fprintf(stderr, "%s:%d: id: %s is also used at %s:%d\n",
-                                        in->items[i].file, in->items[i].line, id,
-                                        in->items[j].file, in->items[j].line);
-                                bad++;
-                                break;
-                        }
+        if ((id = nc_notice_id(norm))) {
+                if ((first = json_object_get(b->seen, id))) {
+                        snprintf(err, sizeof(err), "id: %s is also used at %s", id,
+                                 json_string_value(first));
+                        batch_error(b, it, err);
+                } else {
+                        snprintf(where, sizeof(where), "%s:%d", it->file, it->line);
+                        json_object_set_new(b->seen, id, json_string(where));
                 }
+                snprintf(it->key, sizeof(it->key), "%s", id);
         }
-        if (bad > MAX_REPORTED_ERRORS)
-                fprintf(stderr, "... and %zu more invalid notices\n", bad - MAX_REPORTED_ERRORS);
-        return bad;
+        cat = nc_notice_category(norm);
+        for (i = 0; i < b->cfg->categories.n; i++)
+                if (!strcmp(b->cfg->categories.v[i], cat))
+                        it->topic = b->topics[i];
+        it->event = NC_EVENT_PUBLISHED;
+        json_decref(norm);
+}
+
+static void batch_init(struct batch *b, nc_input_t *in, const nc_config_t *cfg,
+                       enum nc_notice_mode mode)
+{
+        size_t i;
+
+        memset(b, 0, sizeof(*b));
+        b->cfg = cfg;
+        b->mode = mode;
+        b->now_ms = nc_time_now_ms();
+        b->seen = json_object();
+        b->topics = nc_xcalloc(cfg->categories.n, sizeof(*b->topics));
+        for (i = 0; i < cfg->categories.n; i++)
+                nc_config_notice_topic(cfg, cfg->categories.v[i], b->topics[i],
+                                       sizeof(b->topics[i]));
+        in->hook = notice_hook;
+        in->opaque = b;
+}
+
+static void batch_free(struct batch *b)
+{
+        json_decref(b->seen);
+        free(b->topics);
 }
 
 static int read_inputs(nc_input_t *in, int argc, char **argv, const char *cmd)
@@ -179,28 +218,20 @@ static void print_json_line(json_t *v)
         free(s);
 }
 
-/* Produces every notice in IN as one transaction and prints the results. */
-static int produce_notices(nc_cli_t *cli, nc_input_t *in, const char **events, int json_out,
-                           const char *cmd)
+/* Produces every item of IN as one transaction and prints the results. */
+static int produce_items(nc_cli_t *cli, nc_input_t *in, int json_out, const char *cmd)
 {
         nc_kafka_msg_t *msgs = nc_xcalloc(in->n, sizeof(*msgs));
-        char **values = nc_xcalloc(in->n, sizeof(*values));
-        char (*topics)[256] = nc_xcalloc(in->n, sizeof(*topics));
         char err[1024];
         size_t i;
         int rc;
 
         for (i = 0; i < in->n; i++) {
-                json_t *v = in->items[i].json;
-
-                nc_config_notice_topic(&cli->cfg, nc_notice_category(v), topics[i],
-                                       sizeof(topics[i]));
-                values[i] = json_dumps(v, JSON_COMPACT);
-                msgs[i].topic = topics[i];
-                msgs[i].key = nc_notice_id(v);
-                msgs[i].value = values[i];
-                msgs[i].value_len = strlen(values[i]);
-                msgs[i].event = events ? events[i] : NC_EVENT_PUBLISHED;
+                msgs[i].topic = in->items[i].topic;
+                msgs[i].key = in->items[i].key;
+                msgs[i].value = in->items[i].value;
+                msgs[i].value_len = in->items[i].value_len;
+                msgs[i].event = in->items[i].event;
         }
         rc = nc_kafka_produce_txn(&cli->cfg, msgs, in->n, cli->cfg.producer_timeout_ms, err,
                                   sizeof(err));
@@ -220,13 +251,10 @@ static int produce_notices(nc_cli_t *cli, nc_input_t *in, const char **events, i
                                        (int)msgs[i].partition, (long long)msgs[i].offset);
                         }
                 }
-                nc_log_kv(NC_LOG_INFO, "published", "command", cmd, NULL);
+                log_info("%s: %zu message%s committed in one transaction", cmd, in->n,
+                         in->n == 1 ? "" : "s");
                 rc = NC_EX_OK;
         }
-        for (i = 0; i < in->n; i++)
-                free(values[i]);
-        free(values);
-        free(topics);
         free(msgs);
         return rc;
 }
@@ -253,6 +281,7 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                 {0},
         };
         struct flag_notice f = {0};
+        struct batch b = {0};
         nc_input_t in = {0};
         int c, dry_run = 0, json_out = 0, rc;
         char err[512];
@@ -300,6 +329,7 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
         }
         if ((rc = nc_cli_load_config(cli)) != 0)
                 goto out;
+        batch_init(&b, &in, &cli->cfg, NC_NOTICE_INPUT);
         if ((rc = read_inputs(&in, argc - optind, argv + optind, "publish")) != 0)
                 goto out;
         if (f.used) {
@@ -309,42 +339,43 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                         rc = nc_cli_fail(NC_EX_DATAERR, "publish", "%s", err);
                         goto out;
                 }
-                in.files = nc_xrealloc(in.files, (in.nfiles + 1) * sizeof(*in.files));
-                in.files[in.nfiles] = nc_xstrdup("<command line>");
-                if (in.n == in.cap) {
-                        in.cap = in.cap ? in.cap * 2 : 8;
-                        in.items = nc_xrealloc(in.items, in.cap * sizeof(*in.items));
-                }
-                in.items[in.n++] = (nc_input_item_t){in.files[in.nfiles++], 1, n};
+                nc_input_add(&in, "<command line>", n);
         }
         if (in.n == 0) {
                 rc = nc_cli_fail(NC_EX_DATAERR, "publish", "no notices in the input");
                 goto out;
         }
-        if (normalise_all(&in, &cli->cfg, NC_NOTICE_INPUT) > 0) {
-                fprintf(stderr, "noticecast: publish: invalid input, nothing was published\n");
+        if (b.bad > 0) {
+                if (b.bad > MAX_REPORTED_ERRORS)
+                        fprintf(stderr, "... and %zu more invalid notices\n",
+                                b.bad - MAX_REPORTED_ERRORS);
+                fprintf(stderr, "noticecast: publish: %zu invalid notice%s, nothing was "
+                                "published\n",
+                        b.bad, b.bad == 1 ? "" : "s");
                 rc = NC_EX_DATAERR;
                 goto out;
         }
         if (dry_run) {
                 for (size_t i = 0; i < in.n; i++)
-                        print_json_line(in.items[i].json);
+                        puts(in.items[i].value);
                 rc = NC_EX_OK;
                 goto out;
         }
-        rc = produce_notices(cli, &in, NULL, json_out, "publish");
+        rc = produce_items(cli, &in, json_out, "publish");
 out:
         nc_strlist_clear(&f.regions);
         nc_input_free(&in);
+        if (b.seen)
+                batch_free(&b);
         return rc;
 }
 
 int cmd_validate(nc_cli_t *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {NC_CLI_COMMON_LONG, {0}};
+        struct batch b;
         nc_input_t in = {0};
         int c, i, rc = 0, worst = NC_EX_OK;
-        size_t bad;
 
         while ((c = getopt_long(argc, argv, NC_CLI_COMMON_SHORT, longopts, NULL)) != -1) {
                 if (nc_cli_common_opt(cli, c, optarg))
@@ -361,18 +392,20 @@ int cmd_validate(nc_cli_t *cli, int argc, char **argv)
                 return rc;
         /* Each file on its own, so one broken file doesn't hide errors in the next. */
         for (i = optind; i < argc; i++) {
+                batch_init(&b, &in, &cli->cfg, NC_NOTICE_CHECK);
                 rc = read_inputs(&in, 1, argv + i, "validate");
-                if (rc == 0) {
-                        bad = normalise_all(&in, &cli->cfg, NC_NOTICE_CHECK);
-                        if (bad)
-                                rc = NC_EX_DATAERR;
-                        else
-                                printf("%s: %zu notice%s OK\n", argv[i], in.n,
-                                       in.n == 1 ? "" : "s");
+                if (rc == 0 && b.bad) {
+                        if (b.bad > MAX_REPORTED_ERRORS)
+                                fprintf(stderr, "... and %zu more invalid notices\n",
+                                        b.bad - MAX_REPORTED_ERRORS);
+                        rc = NC_EX_DATAERR;
+                } else if (rc == 0) {
+                        printf("%s: %zu notice%s OK\n", argv[i], in.n, in.n == 1 ? "" : "s");
                 }
                 if (rc != 0 && worst != NC_EX_NOINPUT)
                         worst = rc;
                 nc_input_free(&in);
+                batch_free(&b);
         }
         return worst;
 }
@@ -386,10 +419,11 @@ int cmd_withdraw(nc_cli_t *cli, int argc, char **argv)
                 {"json", no_argument, NULL, OPT_JSON},
                 {0},
         };
-        const char *category = NULL, *reason = NULL, *events[1] = {NC_EVENT_WITHDRAWN};
+        const char *category = NULL, *reason = NULL;
         nc_input_t in = {0};
+        nc_input_item_t *it;
         int c, rc, json_out = 0;
-        char err[512];
+        char err[512], topic[256];
         json_t *ev;
 
         while ((c = getopt_long(argc, argv, NC_CLI_COMMON_SHORT, longopts, NULL)) != -1) {
@@ -425,10 +459,15 @@ int cmd_withdraw(nc_cli_t *cli, int argc, char **argv)
                                   err, sizeof(err));
         if (!ev)
                 return nc_cli_fail(NC_EX_DATAERR, "withdraw", "%s", err);
-        in.items = nc_xcalloc(1, sizeof(*in.items));
-        in.items[0] = (nc_input_item_t){"<command line>", 1, ev};
-        in.n = in.cap = 1;
-        rc = produce_notices(cli, &in, events, json_out, "withdraw");
+        nc_input_add(&in, "<command line>", ev);
+        it = &in.items[0];
+        it->value = json_dumps(ev, JSON_COMPACT);
+        it->value_len = strlen(it->value);
+        snprintf(it->key, sizeof(it->key), "%s", json_string_value(json_object_get(ev, "id")));
+        nc_config_notice_topic(&cli->cfg, category, topic, sizeof(topic));
+        it->topic = topic;
+        it->event = NC_EVENT_WITHDRAWN;
+        rc = produce_items(cli, &in, json_out, "withdraw");
         nc_input_free(&in);
         return rc;
 }

@@ -59,14 +59,30 @@ static int check_utf8(const char *buf, size_t len, int *bad_line, size_t *bad_co
 
 static void add_item(nc_input_t *in, const char *file, int line, json_t *json)
 {
+        nc_input_item_t *it;
+
         if (in->n == in->cap) {
                 in->cap = in->cap ? in->cap * 2 : 64;
                 in->items = nc_xrealloc(in->items, in->cap * sizeof(*in->items));
         }
-        in->items[in->n].file = file;
-        in->items[in->n].line = line;
-        in->items[in->n].json = json;
-        in->n++;
+        it = &in->items[in->n++];
+        memset(it, 0, sizeof(*it));
+        it->file = file;
+        it->line = line;
+        it->json = json;
+        if (in->hook)
+                in->hook(in, it);
+}
+
+static const char *add_file(nc_input_t *in, const char *name)
+{
+        in->files = nc_xrealloc(in->files, (in->nfiles + 1) * sizeof(*in->files));
+        return in->files[in->nfiles++] = nc_xstrdup(name);
+}
+
+void nc_input_add(nc_input_t *in, const char *origin, json_t *json)
+{
+        add_item(in, add_file(in, origin), 1, json);
 }
 
 /* Decodes one value at POS; returns bytes consumed or 0 with errstr set. */
@@ -101,8 +117,7 @@ int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_
 
         if (!(buf = nc_file_read(path, &len, errstr, errstr_size)))
                 return -2;
-        in->files = nc_xrealloc(in->files, (in->nfiles + 1) * sizeof(*in->files));
-        file = in->files[in->nfiles++] = nc_xstrdup(strcmp(path, "-") ? path : "<stdin>");
+        file = add_file(in, strcmp(path, "-") ? path : "<stdin>");
         if (check_utf8(buf, len, &bad_line, &col) != 0) {
                 free(buf);
                 return nc_err(errstr, errstr_size, "%s:%d: not valid UTF-8 (at column %zu)",
@@ -161,8 +176,10 @@ void nc_input_free(nc_input_t *in)
 {
         size_t i;
 
-        for (i = 0; i < in->n; i++)
+        for (i = 0; i < in->n; i++) {
                 json_decref(in->items[i].json);
+                free(in->items[i].value);
+        }
         for (i = 0; i < in->nfiles; i++)
                 free(in->files[i]);
         free(in->items);

@@ -84,7 +84,7 @@ int main(int argc, char **argv)
                         int sub_argc = argc - optind;
                         char **sub_argv = argv + optind;
 
-                        optind = 1; /* restart getopt for the command's own options */
+                        optind = 0; /* 0, not 1: glibc re-initialises, dropping the "+" */
                         rc = commands[i].fn(&cli, sub_argc, sub_argv);
                         break;
                 }

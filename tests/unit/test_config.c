@@ -1,0 +1,507 @@
+/* Unit tests for common/nc_config.c: INI loading, "file:line: message" errors, [kafka]
+ * pass-through and the configuration file lookup order. */
+#include "nc_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nc_config.h"
+
+/* The temporary file of the running test; removed by the teardown even when a test fails. */
+static char tmp_path[64];
+
+static int teardown_tmp(void **state)
+{
+        (void)state;
+        if (tmp_path[0])
+                unlink(tmp_path);
+        tmp_path[0] = '\0';
+        return 0;
+}
+
+static const char *write_conf(const char *text)
+{
+        int fd;
+        size_t len = strlen(text);
+
+        teardown_tmp(NULL);
+        snprintf(tmp_path, sizeof(tmp_path), "/tmp/nc-test-config-XXXXXX");
+        fd = mkstemp(tmp_path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, len), (ssize_t)len);
+        assert_int_equal(close(fd), 0);
+        return tmp_path;
+}
+
+static void data_path(const char *name, char *buf, size_t size)
+{
+        const char *dir = getenv("NC_TEST_SRCDIR");
+
+        snprintf(buf, size, "%s/tests/unit/data/%s", dir && *dir ? dir : ".", name);
+}
+
+static void load_ok(nc_config_t *cfg, const char *path)
+{
+        char err[1024] = "";
+
+        if (nc_config_load(cfg, path, 1, err, sizeof(err)) != 0)
+                fail_msg("%s rejected: %s", path, err);
+}
+
+/* Loads TEXT (which must fail) and checks the error is exactly "PATH:LINE: MESSAGE...":
+ * the message must start with MESSAGE. */
+static void load_bad(const char *text, int line, const char *message)
+{
+        char err[1024] = "", prefix[1024];
+        const char *path = write_conf(text);
+        nc_config_t cfg;
+
+        if (nc_config_load(&cfg, path, 1, err, sizeof(err)) == 0) {
+                nc_config_free(&cfg);
+                fail_msg("accepted:\n%s", text);
+        }
+        snprintf(prefix, sizeof(prefix), "%s:%d: %s", path, line, message);
+        if (strncmp(err, prefix, strlen(prefix)) != 0)
+                fail_msg("error \"%s\"\n  expected to start with \"%s\"", err, prefix);
+        teardown_tmp(NULL);
+}
+
+static void test_good_file_every_key(void **state)
+{
+        char path[1024], origin[1100];
+        nc_config_t cfg;
+
+        (void)state;
+        data_path("noticecast-full.conf", path, sizeof(path));
+        load_ok(&cfg, path);
+        assert_string_equal(cfg.path, path);
+        assert_string_equal(cfg.topic_prefix, "gov.kr.");
+        assert_int_equal(cfg.categories.n, 3);
+        assert_string_equal(cfg.categories.v[0], "news");
+        assert_string_equal(cfg.categories.v[1], "press");
+        assert_string_equal(cfg.categories.v[2], "tenders");
+        assert_true(nc_config_has_category(&cfg, "tenders"));
+        assert_false(nc_config_has_category(&cfg, "alerts"));
+        assert_int_equal(cfg.languages.n, 4);
+        assert_true(nc_config_has_language(&cfg, "ko"));
+        assert_false(nc_config_has_language(&cfg, "fr"));
+        assert_string_equal(cfg.default_language, "es");
+        assert_string_equal(cfg.default_timezone, "America/Lima");
+        assert_string_equal(nc_config_kafka_get(&cfg, "bootstrap.servers"),
+                            "broker1:9092,broker2:9092");
+        assert_string_equal(nc_config_kafka_get(&cfg, "client.id"), "noticecast-unit");
+        assert_int_equal(cfg.partitions, 6);
+        assert_int_equal(cfg.replication_factor, 3);
+        assert_int_equal(cfg.producer_timeout_ms, 15000);
+        assert_int_equal(cfg.title_max, 200);
+        assert_int_equal(cfg.summary_max, 1000);
+        assert_int_equal(cfg.body_max, 4096);
+        assert_int_equal(cfg.notice_max, 16384);
+        /* Each [kafka] property remembers the line it came from. */
+        for (size_t i = 0; i < cfg.kafka_n; i++) {
+                if (!strcmp(cfg.kafka[i].key, "bootstrap.servers")) {
+                        snprintf(origin, sizeof(origin), "%s:10", path);
+                        assert_string_equal(cfg.kafka[i].origin, origin);
+                } else if (!strcmp(cfg.kafka[i].key, "client.id")) {
+                        snprintf(origin, sizeof(origin), "%s:11", path);
+                        assert_string_equal(cfg.kafka[i].origin, origin);
+                }
+        }
+        nc_config_free(&cfg);
+        assert_null(cfg.path);
+}
+
+static void test_topic_names(void **state)
+{
+        char buf[128];
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[noticecast]\ntopic_prefix = gov.kr.\n"));
+        nc_config_notice_topic(&cfg, "news", buf, sizeof(buf));
+        assert_string_equal(buf, "gov.kr.notices.news");
+        nc_config_topic(&cfg, "subscribers", buf, sizeof(buf));
+        assert_string_equal(buf, "gov.kr.subscribers");
+        nc_config_free(&cfg);
+
+        /* An empty prefix is allowed. */
+        load_ok(&cfg, write_conf("[noticecast]\ntopic_prefix =\n"));
+        nc_config_notice_topic(&cfg, "news", buf, sizeof(buf));
+        assert_string_equal(buf, "notices.news");
+        nc_config_free(&cfg);
+        load_bad("[noticecast]\ntopic_prefix = gov kr\n", 2, "topic_prefix: 'gov kr'");
+}
+
+static void test_unknown_key_line(void **state)
+{
+        (void)state;
+        load_bad("# noticecast test\n"
+                 "\n"
+                 "[noticecast]\n"
+                 "categories = news, alerts\n"
+                 "; a comment\n"
+                 "\n"
+                 "colour = blue\n"
+                 "languages = en\n",
+                 7, "unknown key 'colour' in section [noticecast]");
+        load_bad("[topics]\npartitions = 3\n\nreplicas = 3\n", 4,
+                 "unknown key 'replicas' in section [topics]");
+        load_bad("[noticecast]\n[producer]\ntimeout = 10\n", 3,
+                 "unknown key 'timeout' in section [producer]");
+        load_bad("[limits]\n\n\n\n\ntitle_max = 10\n", 6,
+                 "unknown key 'title_max' in section [limits]");
+}
+
+static void test_unknown_section(void **state)
+{
+        char err[1024] = "", at_header[128], at_key[128];
+        const char *path;
+        nc_config_t cfg;
+
+        (void)state;
+        /* Named at the section header (line 4) or at its first key (line 5). */
+        path = write_conf("[noticecast]\ncategories = news\n\n[topic]\npartitions = 3\n");
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        snprintf(at_header, sizeof(at_header), "%s:4: unknown section [topic]", path);
+        snprintf(at_key, sizeof(at_key), "%s:5: unknown section [topic]", path);
+        if (strcmp(err, at_header) != 0 && strcmp(err, at_key) != 0)
+                fail_msg("error \"%s\"\n  expected \"%s\" (or line 5)", err, at_header);
+        load_bad("# no section yet\npartitions = 3\n", 2,
+                 "key 'partitions' outside of any section");
+}
+
+/* "unknown sections and keys are errors" (nc_config.h): also a section with no keys, such as
+ * a misspelt header whose keys were commented out. */
+static void test_unknown_empty_section(void **state)
+{
+        (void)state;
+        load_bad("[noticecast]\ncategories = news\n[kafak]\n# bootstrap.servers = b:9092\n", 3,
+                 "unknown section [kafak]");
+}
+
+static void test_bad_integer(void **state)
+{
+        (void)state;
+        load_bad("[topics]\npartitions = abc\n", 2,
+                 "topics.partitions: 'abc' is not an integer between 1 and 10000");
+        load_bad("[topics]\npartitions = 3x\n", 2, "topics.partitions: '3x' is not an integer");
+        load_bad("[topics]\npartitions = 0\n", 2, "topics.partitions: '0' is not an integer");
+        load_bad("[topics]\npartitions = 99999999999999999999\n", 2,
+                 "topics.partitions: '99999999999999999999' is not an integer");
+        load_bad("[topics]\nreplication_factor =\n", 2, "topics.replication_factor: '' is not");
+        load_bad("[producer]\ntimeout_ms = 1.5\n", 2, "producer.timeout_ms: '1.5' is not");
+        load_bad("[limits]\nbody_max_bytes = 15\n", 2,
+                 "limits.body_max_bytes: '15' is not an integer between 16 and 921600");
+        load_bad("[limits]\nnotice_max_bytes = 921601\n", 2, "limits.notice_max_bytes: '921601'");
+}
+
+static void test_integer_bounds_accepted(void **state)
+{
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[topics]\npartitions = 10000\nreplication_factor = 1\n"
+                                 "[limits]\nbody_max_bytes = 16\nnotice_max_bytes = 921600\n"));
+        assert_int_equal(cfg.partitions, 10000);
+        assert_int_equal(cfg.body_max, 16);
+        assert_int_equal(cfg.notice_max, 921600);
+        nc_config_free(&cfg);
+}
+
+static void test_syntax_error_line(void **state)
+{
+        (void)state;
+        load_bad("[noticecast]\ncategories = news\ngarbage\nlanguages = en\n", 3, "syntax error");
+        load_bad("[noticecast\n", 1, "syntax error");
+}
+
+/* With several mistakes, the first one in the file is the one reported. */
+static void test_first_error_reported(void **state)
+{
+        (void)state;
+        load_bad("[noticecast]\ngarbage\ncolour = blue\n", 2, "syntax error");
+}
+
+static void test_unknown_kafka_property(void **state)
+{
+        char err[1024];
+        const char *path;
+        nc_config_t cfg;
+
+        (void)state;
+        load_bad("[noticecast]\ncategories = news\n\n[kafka]\nno.such.property = 1\n", 5,
+                 "kafka: ");
+        /* The message names the property. */
+        path = write_conf("[kafka]\nno.such.property = 1\n");
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "no.such.property"));
+        /* A known property with a bad value is refused too. */
+        load_bad("[kafka]\nbootstrap.servers = b:9092\nacks = banana\n", 3, "kafka: ");
+}
+
+static void test_kafka_passthrough(void **state)
+{
+        char origin[128];
+        const char *path;
+        nc_config_t cfg;
+        size_t i;
+
+        (void)state;
+        path = write_conf("[kafka]\nbootstrap.servers = kafka.example.org:9093\n"
+                          "linger.ms = 5\nsecurity.protocol = ssl\n");
+        load_ok(&cfg, path);
+        assert_string_equal(nc_config_kafka_get(&cfg, "bootstrap.servers"),
+                            "kafka.example.org:9093");
+        assert_string_equal(nc_config_kafka_get(&cfg, "linger.ms"), "5");
+        assert_string_equal(nc_config_kafka_get(&cfg, "security.protocol"), "ssl");
+        assert_null(nc_config_kafka_get(&cfg, "client.id"));
+        for (i = 0; i < cfg.kafka_n; i++)
+                if (!strcmp(cfg.kafka[i].key, "linger.ms"))
+                        break;
+        assert_true(i < cfg.kafka_n);
+        snprintf(origin, sizeof(origin), "%s:3", path);
+        assert_string_equal(cfg.kafka[i].origin, origin);
+        nc_config_free(&cfg);
+}
+
+static void test_kafka_override(void **state)
+{
+        char err[1024] = "";
+        nc_config_t cfg;
+        size_t i, n;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[kafka]\nclient.id = from-file\nlinger.ms = 5\n"));
+        n = cfg.kafka_n;
+        assert_int_equal(nc_config_set_kafka(&cfg, "client.id", "from-cli", "-X", err, sizeof(err)),
+                         0);
+        assert_string_equal(nc_config_kafka_get(&cfg, "client.id"), "from-cli");
+        assert_int_equal(cfg.kafka_n, n); /* replaced, not added */
+        for (i = 0; i < cfg.kafka_n; i++)
+                if (!strcmp(cfg.kafka[i].key, "client.id"))
+                        assert_string_equal(cfg.kafka[i].origin, "-X");
+        assert_string_equal(nc_config_kafka_get(&cfg, "linger.ms"), "5");
+        /* A new property from the command line is added. */
+        assert_int_equal(nc_config_set_kafka(&cfg, "acks", "all", "-X", err, sizeof(err)), 0);
+        assert_string_equal(nc_config_kafka_get(&cfg, "acks"), "all");
+        /* A bad one is refused, names its origin, and leaves the configuration alone. */
+        assert_int_equal(nc_config_set_kafka(&cfg, "no.such.property", "1", "-X", err, sizeof(err)),
+                         -1);
+        assert_true(strncmp(err, "-X: kafka: ", 11) == 0);
+        assert_null(nc_config_kafka_get(&cfg, "no.such.property"));
+        assert_int_equal(nc_config_set_kafka(&cfg, "linger.ms", "soon", "-X", err, sizeof(err)),
+                         -1);
+        assert_string_equal(nc_config_kafka_get(&cfg, "linger.ms"), "5");
+        nc_config_free(&cfg);
+}
+
+static void test_missing_explicit_file(void **state)
+{
+        const char *path = "/nonexistent-noticecast-dir/noticecast.conf";
+        char err[1024] = "";
+        nc_config_t cfg;
+
+        (void)state;
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        assert_true(strncmp(err, path, strlen(path)) == 0);
+        assert_non_null(strstr(err, "No such file"));
+}
+
+static void test_missing_default_file_uses_defaults(void **state)
+{
+        char err[1024] = "";
+        nc_config_t cfg;
+
+        (void)state;
+        assert_int_equal(nc_config_load(&cfg, "/nonexistent-noticecast-dir/noticecast.conf", 0, err,
+                                        sizeof(err)),
+                         0);
+        assert_null(cfg.path);
+        assert_string_equal(cfg.topic_prefix, "noticecast.");
+        assert_int_equal(cfg.categories.n, 4);
+        assert_true(nc_config_has_category(&cfg, "news"));
+        assert_true(nc_config_has_category(&cfg, "alerts"));
+        assert_true(nc_config_has_language(&cfg, "en"));
+        assert_true(nc_config_has_language(&cfg, "pt"));
+        assert_string_equal(cfg.default_language, "en");
+        assert_string_equal(cfg.default_timezone, "UTC");
+        assert_string_equal(nc_config_kafka_get(&cfg, "bootstrap.servers"), "localhost:9092");
+        assert_int_equal(cfg.partitions, 3);
+        assert_int_equal(cfg.replication_factor, 1);
+        assert_int_equal(cfg.producer_timeout_ms, 30000);
+        assert_int_equal(cfg.title_max, 300);
+        assert_int_equal(cfg.body_max, 65536);
+        assert_int_equal(cfg.notice_max, 256 * 1024);
+        nc_config_free(&cfg);
+}
+
+static void test_default_language_not_in_languages(void **state)
+{
+        char err[1024] = "";
+        const char *path;
+        nc_config_t cfg;
+
+        (void)state;
+        path = write_conf("[noticecast]\nlanguages = en, es\ndefault_language = fr\n");
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        assert_true(strncmp(err, path, strlen(path)) == 0);
+        assert_non_null(strstr(err, "default_language 'fr' is not in languages"));
+
+        /* The built-in default 'en' must be listed when languages is changed. */
+        path = write_conf("[noticecast]\nlanguages = es, pt\n");
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "default_language 'en' is not in languages"));
+
+        load_ok(&cfg, write_conf("[noticecast]\nlanguages = es, pt\ndefault_language = pt\n"));
+        assert_string_equal(cfg.default_language, "pt");
+        nc_config_free(&cfg);
+}
+
+static void test_bad_default_timezone(void **state)
+{
+        nc_config_t cfg;
+
+        (void)state;
+        load_bad("[noticecast]\n\ndefault_timezone = Mars/Base\n", 3,
+                 "default_timezone: 'Mars/Base' is not a known IANA time zone");
+        load_bad("[noticecast]\ndefault_timezone = ../../etc/passwd\n", 2, "default_timezone: ");
+        load_bad("[noticecast]\ndefault_timezone = America\n", 2, "default_timezone: ");
+        load_ok(&cfg, write_conf("[noticecast]\ndefault_timezone = Asia/Seoul\n"));
+        assert_string_equal(cfg.default_timezone, "Asia/Seoul");
+        nc_config_free(&cfg);
+}
+
+static void test_bad_category(void **state)
+{
+        (void)state;
+        load_bad("[noticecast]\ncategories = news, Press\n", 2,
+                 "categories: 'Press' must be lower-case letters, digits, '-' or '_'");
+        load_bad("[noticecast]\ncategories = news, a.b\n", 2, "categories: 'a.b' must be");
+        load_bad("[noticecast]\ncategories = ,;\n", 2, "categories: must not be empty");
+        load_bad("[noticecast]\nlanguages = en, PT\n", 2, "languages: 'PT' must be");
+}
+
+static void test_invalid_utf8(void **state)
+{
+        char err[1024] = "";
+        const char *path;
+        nc_config_t cfg;
+
+        (void)state;
+        path = write_conf("[noticecast]\ntopic_prefix = caf\xe9.\n");
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        assert_true(strncmp(err, path, strlen(path)) == 0);
+        assert_non_null(strstr(err, "not valid UTF-8"));
+}
+
+static void test_config_path_precedence(void **state)
+{
+        const char *p;
+        int expl = -1;
+
+        (void)state;
+        unsetenv("NOTICECAST_CONFIG");
+        p = nc_config_path(NULL, &expl);
+        assert_int_equal(expl, 0);
+        assert_non_null(p);
+        assert_true(strlen(p) > strlen("/noticecast/noticecast.conf"));
+        assert_string_equal(p + strlen(p) - strlen("/noticecast/noticecast.conf"),
+                            "/noticecast/noticecast.conf");
+
+        setenv("NOTICECAST_CONFIG", "/srv/env.conf", 1);
+        expl = -1;
+        assert_string_equal(nc_config_path(NULL, &expl), "/srv/env.conf");
+        assert_int_equal(expl, 1);
+
+        expl = -1;
+        assert_string_equal(nc_config_path("/srv/cli.conf", &expl), "/srv/cli.conf");
+        assert_int_equal(expl, 1);
+
+        /* An empty variable counts as unset. */
+        setenv("NOTICECAST_CONFIG", "", 1);
+        expl = -1;
+        assert_string_equal(nc_config_path(NULL, &expl), p);
+        assert_int_equal(expl, 0);
+
+        unsetenv("NOTICECAST_CONFIG");
+        expl = -1;
+        assert_string_equal(nc_config_path("/srv/cli.conf", &expl), "/srv/cli.conf");
+        assert_int_equal(expl, 1);
+}
+
+/* Real [kafka] values can be long (broker lists, sasl.jaas.config).  inih reads lines of at
+ * most INI_MAX_LINE bytes; a longer line must either load whole or be refused with an error
+ * that names its line and says it is too long -- never be cut in two, with the tail parsed as
+ * a line of its own. */
+static void test_long_value_line(void **state)
+{
+        char text[1024], servers[512] = "", err[1024] = "", prefix[128];
+        const char *path;
+        nc_config_t cfg;
+        int i;
+
+        (void)state;
+        for (i = 0; i < 8; i++)
+                snprintf(servers + strlen(servers), sizeof(servers) - strlen(servers),
+                         "%sbroker%02d.internal.example.org:9092", i ? "," : "", i);
+        assert_true(strlen(servers) > 250);
+        snprintf(text, sizeof(text), "[kafka]\nbootstrap.servers = %s\n", servers);
+        path = write_conf(text);
+        if (nc_config_load(&cfg, path, 1, err, sizeof(err)) == 0) {
+                assert_string_equal(nc_config_kafka_get(&cfg, "bootstrap.servers"), servers);
+                nc_config_free(&cfg);
+                return;
+        }
+        snprintf(prefix, sizeof(prefix), "%s:2: ", path);
+        if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, "long"))
+                fail_msg("a %zu-byte line gave \"%s\"", strlen(text) - 9, err);
+}
+
+/* A long comment line must not shift the line numbers of later errors. */
+static void test_long_comment_line_numbers(void **state)
+{
+        char text[1024], err[1024] = "", good[256], too_long[128];
+        const char *path;
+        nc_config_t cfg;
+
+        (void)state;
+        snprintf(text, sizeof(text), "# %0300d\n[noticecast]\ncolour = blue\n", 0);
+        path = write_conf(text);
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        snprintf(good, sizeof(good), "%s:3: unknown key 'colour' in section [noticecast]", path);
+        snprintf(too_long, sizeof(too_long), "%s:1: ", path);
+        if (strcmp(err, good) != 0 &&
+            (strncmp(err, too_long, strlen(too_long)) != 0 || !strstr(err, "long")))
+                fail_msg("error \"%s\"\n  expected \"%s\"", err, good);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_teardown(test_good_file_every_key, teardown_tmp),
+            cmocka_unit_test_teardown(test_topic_names, teardown_tmp),
+            cmocka_unit_test_teardown(test_unknown_key_line, teardown_tmp),
+            cmocka_unit_test_teardown(test_unknown_section, teardown_tmp),
+            cmocka_unit_test_teardown(test_unknown_empty_section, teardown_tmp),
+            cmocka_unit_test_teardown(test_bad_integer, teardown_tmp),
+            cmocka_unit_test_teardown(test_integer_bounds_accepted, teardown_tmp),
+            cmocka_unit_test_teardown(test_syntax_error_line, teardown_tmp),
+            cmocka_unit_test_teardown(test_first_error_reported, teardown_tmp),
+            cmocka_unit_test_teardown(test_unknown_kafka_property, teardown_tmp),
+            cmocka_unit_test_teardown(test_kafka_passthrough, teardown_tmp),
+            cmocka_unit_test_teardown(test_kafka_override, teardown_tmp),
+            cmocka_unit_test_teardown(test_missing_explicit_file, teardown_tmp),
+            cmocka_unit_test_teardown(test_missing_default_file_uses_defaults, teardown_tmp),
+            cmocka_unit_test_teardown(test_default_language_not_in_languages, teardown_tmp),
+            cmocka_unit_test_teardown(test_bad_default_timezone, teardown_tmp),
+            cmocka_unit_test_teardown(test_bad_category, teardown_tmp),
+            cmocka_unit_test_teardown(test_invalid_utf8, teardown_tmp),
+            cmocka_unit_test_teardown(test_config_path_precedence, teardown_tmp),
+            cmocka_unit_test_teardown(test_long_value_line, teardown_tmp),
+            cmocka_unit_test_teardown(test_long_comment_line_numbers, teardown_tmp),
+        };
+
+        return cmocka_run_group_tests_name("nc_config", tests, NULL, NULL);
+}
