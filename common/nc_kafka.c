@@ -18,6 +18,10 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                               : level <= LOG_INFO    ? NC_LOG_INFO
                                                      : NC_LOG_DEBUG;
 
+        /* Transient conditions librdkafka retries by itself (coordinator still loading after
+         * a broker start, ...) are not worth a warning: the caller reports real failures. */
+        if (l == NC_LOG_WARN && strstr(buf, ": retrying"))
+                l = NC_LOG_INFO;
         nc_log_kv(l, buf, "component", "librdkafka", "facility", fac, "client",
                   rd_kafka_name(rk), NULL);
 }
@@ -145,7 +149,8 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
         rd_kafka_error_t *err;
         rd_kafka_t *rk;
         char kerr[512], tid[64], tmo[32];
-        size_t i;
+        const char *warmed[64];
+        size_t i, nwarm = 0;
         int rc = -1;
 
         if (!(conf = nc_kafka_conf_new(cfg, errstr, errstr_size)))
@@ -187,6 +192,25 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
                 goto out;
         }
         log_debug("transactions initialised");
+        /* Learn the partition leaders first: messages queued before that wait on librdkafka's
+         * unassigned queue and are then drained partition by partition, which made a
+         * 100,000-message batch take three times longer to flush. */
+        for (i = 0; i < n && nwarm < sizeof(warmed) / sizeof(warmed[0]); i++) {
+                const struct rd_kafka_metadata *md;
+                rd_kafka_topic_t *rkt;
+                size_t j;
+
+                for (j = 0; j < nwarm && strcmp(warmed[j], msgs[i].topic); j++)
+                        ;
+                if (j < nwarm)
+                        continue;
+                warmed[nwarm++] = msgs[i].topic;
+                rkt = rd_kafka_topic_new(rk, msgs[i].topic, NULL);
+                if (rd_kafka_metadata(rk, 0, rkt, &md, remaining(deadline)) ==
+                    RD_KAFKA_RESP_ERR_NO_ERROR)
+                        rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
+        }
         if ((err = rd_kafka_begin_transaction(rk))) {
                 nc_err(errstr, errstr_size, "begin transaction: %s", rd_kafka_error_string(err));
                 rd_kafka_error_destroy(err);
@@ -202,13 +226,16 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
                         perr = rd_kafka_producev(
                                 rk, RD_KAFKA_V_TOPIC(msgs[i].topic),
                                 RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
-                                RD_KAFKA_V_VALUE((void *)msgs[i].value, msgs[i].value_len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_VALUE(msgs[i].value, msgs[i].value_len),
+                                RD_KAFKA_V_MSGFLAGS(msgs[i].give_value ? RD_KAFKA_MSG_F_FREE
+                                                                       : RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&msgs[i]),
                                 RD_KAFKA_V_END);
                         if (perr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                 rd_kafka_poll(rk, 10); /* let delivery reports drain */
                 } while (perr == RD_KAFKA_RESP_ERR__QUEUE_FULL && nc_time_now_ms() < deadline);
+                if (!perr && msgs[i].give_value)
+                        msgs[i].value = NULL; /* now owned by rk */
                 if (perr) {
                         rd_kafka_headers_destroy(hdrs);
                         nc_err(errstr, errstr_size, "produce to %s: %s", msgs[i].topic,

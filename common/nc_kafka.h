@@ -16,8 +16,11 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
 typedef struct nc_kafka_msg {
         const char *topic;
         const char *key;
-        const void *value; /* NULL = tombstone */
+        void *value; /* NULL = tombstone */
         size_t value_len;
+        /* 1: VALUE is malloc'd and handed to librdkafka (no copy); it is set to NULL once
+         * librdkafka owns it, so the caller frees only what is left. */
+        int give_value;
         const char *event; /* "noticecast-event" header, or NULL */
         /* Filled in on success: */
         int32_t partition;

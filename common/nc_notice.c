@@ -132,7 +132,7 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                         nc_err(errstr, errstr_size, "%s: must not be empty", sub);
                         goto fail;
                 }
-                if (multiline) {
+                if (multiline && strchr(json_string_value(val), '\r')) {
                         char *folded = fold_crlf(json_string_value(val));
 
                         if (check_multiline(sub, folded, max, errstr, errstr_size) != 0) {
@@ -142,8 +142,8 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                         json_object_set_new(out, lang, json_string(folded));
                         free(folded);
                 } else {
-                        if (nc_text_check_line(sub, json_string_value(val), max, errstr,
-                                               errstr_size) != 0)
+                        if ((multiline ? check_multiline : nc_text_check_line)(
+                                    sub, json_string_value(val), max, errstr, errstr_size) != 0)
                                 goto fail;
                         json_object_set(out, lang, val);
                 }

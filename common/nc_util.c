@@ -190,6 +190,11 @@ long nc_utf8_find_control(const char *s, const char *allowed)
         uint32_t cp;
 
         while (i < len) {
+                /* Fast path: printable ASCII is by far the most common case. */
+                if (p[i] >= 0x20 && p[i] < 0x7f) {
+                        i++;
+                        continue;
+                }
                 n = utf8_decode(p + i, len - i, &cp);
                 if (!n)
                         return (long)p[i];

@@ -232,6 +232,8 @@ static int produce_items(nc_cli_t *cli, nc_input_t *in, int json_out, const char
                 msgs[i].value = in->items[i].value;
                 msgs[i].value_len = in->items[i].value_len;
                 msgs[i].event = in->items[i].event;
+                msgs[i].give_value = 1;
+                in->items[i].value = NULL; /* now owned by msgs[i] */
         }
         rc = nc_kafka_produce_txn(&cli->cfg, msgs, in->n, cli->cfg.producer_timeout_ms, err,
                                   sizeof(err));
@@ -255,6 +257,8 @@ static int produce_items(nc_cli_t *cli, nc_input_t *in, int json_out, const char
                          in->n == 1 ? "" : "s");
                 rc = NC_EX_OK;
         }
+        for (i = 0; i < in->n; i++)
+                free(msgs[i].value); /* those librdkafka never took */
         free(msgs);
         return rc;
 }
