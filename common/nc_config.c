@@ -46,6 +46,21 @@ void nc_config_defaults(nc_config_t *cfg)
         cfg->summary_max = 2000;
         cfg->body_max = 65536;
         cfg->notice_max = 256 * 1024;
+        cfg->webhooks.group_id = nc_xstrdup("noticecast-webhooks");
+        cfg->webhooks.listen = nc_xstrdup("127.0.0.1:9464");
+        nc_duration_parse("5s", &cfg->webhooks.retry_ms[0]);
+        {
+                /* Standard Webhooks / Svix schedule */
+                static const char *const sched[] = {"5s", "5m", "30m", "2h", "5h", "10h", "10h"};
+                size_t i;
+
+                for (i = 0; i < 7; i++)
+                        nc_duration_parse(sched[i], &cfg->webhooks.retry_ms[i]);
+                cfg->webhooks.retry_n = 7;
+        }
+        cfg->webhooks.retry_after_max_ms = 3600 * 1000;
+        cfg->webhooks.max_pending = 10000;
+        cfg->webhooks.shutdown_timeout_ms = 30 * 1000;
         /* Defaults that make the producer safe: the brief's delivery contract needs these. */
         nc_config_set_kafka(cfg, "bootstrap.servers", "localhost:9092", "default", NULL, 0);
 }
@@ -66,6 +81,21 @@ void nc_config_free(nc_config_t *cfg)
                 free(cfg->kafka[i].origin);
         }
         free(cfg->kafka);
+        free(cfg->webhooks.group_id);
+        free(cfg->webhooks.listen);
+        for (i = 0; i < cfg->partners_n; i++) {
+                nc_partner_t *p = &cfg->partners[i];
+
+                free(p->id);
+                free(p->url);
+                free(p->secret_file);
+                nc_strlist_clear(&p->categories);
+                nc_strlist_clear(&p->regions);
+                free(p->ca_file);
+                free(p->client_cert);
+                free(p->client_key);
+        }
+        free(cfg->partners);
         memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -137,12 +167,61 @@ void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *
         snprintf(buf, size, "%snotices.%s", cfg->topic_prefix, category);
 }
 
+int nc_duration_parse(const char *s, int64_t *ms)
+{
+        char *end;
+        double v;
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno || end == s || v < 0)
+                return -1;
+        while (*end == ' ')
+                end++;
+        if (!strcmp(end, "ms"))
+                v *= 1;
+        else if (!strcmp(end, "s"))
+                v *= 1000;
+        else if (!strcmp(end, "m"))
+                v *= 60 * 1000;
+        else if (!strcmp(end, "h"))
+                v *= 3600 * 1000;
+        else
+                return -1;
+        if (v > 30.0 * 24 * 3600 * 1000)
+                return -1;
+        *ms = (int64_t)v;
+        return 0;
+}
+
+void nc_duration_format(int64_t ms, char *buf, size_t size)
+{
+        if (ms > 0 && ms % 3600000 == 0)
+                snprintf(buf, size, "%lldh", (long long)(ms / 3600000));
+        else if (ms > 0 && ms % 60000 == 0)
+                snprintf(buf, size, "%lldm", (long long)(ms / 60000));
+        else if (ms > 0 && ms % 1000 == 0)
+                snprintf(buf, size, "%llds", (long long)(ms / 1000));
+        else
+                snprintf(buf, size, "%lldms", (long long)ms);
+}
+
+const nc_partner_t *nc_config_partner(const nc_config_t *cfg, const char *id)
+{
+        size_t i;
+
+        for (i = 0; i < cfg->partners_n; i++)
+                if (!strcmp(cfg->partners[i].id, id))
+                        return &cfg->partners[i];
+        return NULL;
+}
+
 /* ---- parsing ---------------------------------------------------------------------------- */
 
 struct parse_ctx {
         nc_config_t *cfg;
         const char *path;
         int line;  /* line being parsed, counted by the reader below */
+        int section_line; /* line of the last [section] header */
         char err[512];
         int err_line;
 };
@@ -238,6 +317,160 @@ static int handle_noticecast(struct parse_ctx *ctx, const char *name, const char
 }
 
 static int handle_int(struct parse_ctx *ctx, const char *section, const char *name,
+                      const char *v, long min, long max, long *out);
+
+static int parse_bool(const char *v, int *out)
+{
+        if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
+                *out = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
+                *out = 0;
+        else
+                return -1;
+        return 0;
+}
+
+static int handle_webhooks(struct parse_ctx *ctx, const char *name, const char *v)
+{
+        nc_webhooks_config_t *w = &ctx->cfg->webhooks;
+        int64_t ms;
+        long n;
+
+        if (!strcmp(name, "group_id")) {
+                if (!*v)
+                        FAIL("webhooks.group_id: must not be empty");
+                set_str(&w->group_id, v);
+        } else if (!strcmp(name, "listen")) {
+                set_str(&w->listen, v);
+        } else if (!strcmp(name, "retry_schedule")) {
+                nc_strlist_t l = {0};
+                size_t i;
+
+                nc_strlist_split(&l, v);
+                if (l.n == 0 || l.n > sizeof(w->retry_ms) / sizeof(w->retry_ms[0])) {
+                        nc_strlist_clear(&l);
+                        FAIL("webhooks.retry_schedule: needs 1 to 16 durations");
+                }
+                for (i = 0; i < l.n; i++) {
+                        if (nc_duration_parse(l.v[i], &ms) != 0 || ms < 100) {
+                                snprintf(ctx->err, sizeof(ctx->err),
+                                         "webhooks.retry_schedule: '%s' is not a duration like "
+                                         "5s, 5m or 2h (at least 100ms)",
+                                         l.v[i]);
+                                ctx->err_line = ctx->line;
+                                nc_strlist_clear(&l);
+                                return 0;
+                        }
+                        w->retry_ms[i] = ms;
+                }
+                w->retry_n = l.n;
+                nc_strlist_clear(&l);
+        } else if (!strcmp(name, "retry_after_max") || !strcmp(name, "shutdown_timeout")) {
+                if (nc_duration_parse(v, &ms) != 0)
+                        FAIL("webhooks.%s: '%s' is not a duration like 30s, 5m or 1h", name, v);
+                if (name[0] == 'r')
+                        w->retry_after_max_ms = ms;
+                else
+                        w->shutdown_timeout_ms = ms;
+        } else if (!strcmp(name, "max_pending")) {
+                if (!handle_int(ctx, "webhooks", name, v, 1, 10000000, &n))
+                        return 0;
+                w->max_pending = (int)n;
+        } else {
+                FAIL("unknown key '%s' in section [webhooks]", name);
+        }
+        return 1;
+}
+
+static nc_partner_t *partner_get(struct parse_ctx *ctx, const char *id)
+{
+        nc_config_t *cfg = ctx->cfg;
+        nc_partner_t *p;
+        size_t i;
+
+        for (i = 0; i < cfg->partners_n; i++)
+                if (!strcmp(cfg->partners[i].id, id))
+                        return &cfg->partners[i];
+        cfg->partners = nc_xrealloc(cfg->partners, (cfg->partners_n + 1) * sizeof(*p));
+        p = &cfg->partners[cfg->partners_n++];
+        memset(p, 0, sizeof(*p));
+        p->id = nc_xstrdup(id);
+        p->line = ctx->section_line;
+        p->timeout_ms = 10000;
+        p->max_in_flight = 4;
+        p->tls_verify = 1;
+        p->enabled = 1;
+        return p;
+}
+
+static int handle_partner(struct parse_ctx *ctx, const char *id, const char *name, const char *v)
+{
+        nc_partner_t *p;
+        char *end;
+        long n;
+        int b;
+
+        if (!ident_ok(id, 0))
+                FAIL("[partner.%s]: the id may only contain a-z, 0-9, '-' and '_'", id);
+        p = partner_get(ctx, id);
+        if (p->line != ctx->section_line)
+                FAIL("[partner.%s]: defined twice (first at line %d)", id, p->line);
+        if (!strcmp(name, "url")) {
+                if (strncmp(v, "https://", 8) && strncmp(v, "http://", 7))
+                        FAIL("partner.%s.url: must start with https:// or http://", id);
+                set_str(&p->url, v);
+        } else if (!strcmp(name, "secret_file")) {
+                set_str(&p->secret_file, v);
+        } else if (!strcmp(name, "categories")) {
+                nc_strlist_clear(&p->categories);
+                nc_strlist_split(&p->categories, v);
+        } else if (!strcmp(name, "regions")) {
+                nc_strlist_clear(&p->regions);
+                nc_strlist_split(&p->regions, v);
+                for (size_t i = 0; i < p->regions.n; i++)
+                        nc_str_upper(p->regions.v[i]);
+        } else if (!strcmp(name, "format")) {
+                if (!strcmp(v, "standard"))
+                        p->format = NC_FORMAT_STANDARD;
+                else if (!strcmp(v, "cloudevents"))
+                        p->format = NC_FORMAT_CLOUDEVENTS;
+                else
+                        FAIL("partner.%s.format: '%s' must be standard or cloudevents", id, v);
+        } else if (!strcmp(name, "timeout_ms")) {
+                if (!handle_int(ctx, "partner", name, v, 100, 600000, &n))
+                        return 0;
+                p->timeout_ms = (int)n;
+        } else if (!strcmp(name, "max_in_flight")) {
+                if (!handle_int(ctx, "partner", name, v, 1, 1024, &n))
+                        return 0;
+                p->max_in_flight = (int)n;
+        } else if (!strcmp(name, "rate_limit")) {
+                errno = 0;
+                p->rate_limit = strtod(v, &end);
+                if (errno || end == v || *end || p->rate_limit < 0)
+                        FAIL("partner.%s.rate_limit: '%s' must be requests per second (0 = no "
+                             "limit)",
+                             id, v);
+        } else if (!strcmp(name, "ca_file")) {
+                set_str(&p->ca_file, v);
+        } else if (!strcmp(name, "client_cert")) {
+                set_str(&p->client_cert, v);
+        } else if (!strcmp(name, "client_key")) {
+                set_str(&p->client_key, v);
+        } else if (!strcmp(name, "tls_verify") || !strcmp(name, "enabled")) {
+                if (parse_bool(v, &b) != 0)
+                        FAIL("partner.%s.%s: '%s' must be true or false", id, name, v);
+                if (name[0] == 't')
+                        p->tls_verify = b;
+                else
+                        p->enabled = b;
+        } else {
+                FAIL("unknown key '%s' in section [partner.%s]", name, id);
+        }
+        return 1;
+}
+
+static int handle_int(struct parse_ctx *ctx, const char *section, const char *name,
                       const char *v, long min, long max, long *out)
 {
         if (parse_int(v, min, max, out) != 0)
@@ -257,6 +490,10 @@ static int handler(void *user, const char *section, const char *name, const char
                 return 1;
         if (!strcmp(section, "noticecast"))
                 return handle_noticecast(ctx, name, value);
+        if (!strcmp(section, "webhooks"))
+                return handle_webhooks(ctx, name, value);
+        if (!strncmp(section, "partner.", 8))
+                return handle_partner(ctx, section + 8, name, value);
         if (!strcmp(section, "kafka")) {
                 if (kafka_check(name, value, kerr, sizeof(kerr)) != 0)
                         FAIL("%s", kerr);
@@ -307,8 +544,8 @@ static int handler(void *user, const char *section, const char *name, const char
         FAIL("unknown section [%s]", section);
 }
 
-static const char *const known_sections[] = {"noticecast", "kafka", "topics", "producer",
-                                             "limits", NULL};
+static const char *const known_sections[] = {"noticecast", "kafka",    "topics", "producer",
+                                             "limits",     "webhooks", NULL};
 
 /* inih's reader callback.  It counts lines (so handler errors carry the right line even
  * though Debian's inih is built without INI_HANDLER_LINENO), rejects lines longer than
@@ -360,6 +597,9 @@ static char *reader_fn(char *str, int num, void *stream)
                 if (str[i] != ']')
                         return str; /* inih reports the syntax error */
                 name[i - 1] = '\0';
+                r->ctx->section_line = r->ctx->line;
+                if (!strncmp(name, "partner.", 8))
+                        return str;
                 for (i = 0; known_sections[i]; i++)
                         if (!strcmp(name, known_sections[i]))
                                 break;
@@ -373,10 +613,33 @@ static int config_check(const nc_config_t *cfg, char *errstr, size_t errstr_size
 {
         const char *where = cfg->path ? cfg->path : "built-in defaults";
 
+        size_t i, j;
+
         if (!nc_strlist_has(&cfg->languages, cfg->default_language))
                 return nc_err(errstr, errstr_size,
                               "%s: noticecast.default_language '%s' is not in languages", where,
                               cfg->default_language);
+        for (i = 0; i < cfg->partners_n; i++) {
+                const nc_partner_t *p = &cfg->partners[i];
+
+                if (!p->url)
+                        return nc_err(errstr, errstr_size, "%s:%d: partner.%s: url is required",
+                                      where, p->line, p->id);
+                if (!p->secret_file)
+                        return nc_err(errstr, errstr_size,
+                                      "%s:%d: partner.%s: secret_file is required", where,
+                                      p->line, p->id);
+                if (!p->client_cert != !p->client_key)
+                        return nc_err(errstr, errstr_size,
+                                      "%s:%d: partner.%s: client_cert and client_key go together",
+                                      where, p->line, p->id);
+                for (j = 0; j < p->categories.n; j++)
+                        if (!nc_config_has_category(cfg, p->categories.v[j]))
+                                return nc_err(errstr, errstr_size,
+                                              "%s:%d: partner.%s: category '%s' is not "
+                                              "configured",
+                                              where, p->line, p->id, p->categories.v[j]);
+        }
         return 0;
 }
 

@@ -8,6 +8,7 @@
 #define NC_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nc_util.h"
 
@@ -17,6 +18,38 @@ typedef struct nc_kafka_prop {
         char *value;
         char *origin; /* "file:line" or "-X" */
 } nc_kafka_prop_t;
+
+enum nc_webhook_format { NC_FORMAT_STANDARD = 0, NC_FORMAT_CLOUDEVENTS };
+
+/* A [partner.<id>] section: one agency receiving signed webhooks. */
+typedef struct nc_partner {
+        char *id;
+        int line; /* of the section header, for errors found after parsing */
+        char *url;
+        char *secret_file;
+        nc_strlist_t categories; /* empty = all */
+        nc_strlist_t regions;    /* empty = all */
+        enum nc_webhook_format format;
+        int timeout_ms;
+        int max_in_flight;
+        double rate_limit; /* requests per second, 0 = unlimited */
+        char *ca_file;
+        char *client_cert;
+        char *client_key;
+        int tls_verify;
+        int enabled;
+} nc_partner_t;
+
+/* [webhooks]: the noticecast-webhooks daemon. */
+typedef struct nc_webhooks_config {
+        char *group_id;
+        char *listen; /* metrics/health address, "" = off */
+        int64_t retry_ms[16];
+        size_t retry_n;
+        int64_t retry_after_max_ms;
+        int max_pending;
+        int64_t shutdown_timeout_ms;
+} nc_webhooks_config_t;
 
 typedef struct nc_config {
         char *path; /* file it was read from, or NULL for built-in defaults */
@@ -44,7 +77,17 @@ typedef struct nc_config {
         size_t summary_max;
         size_t body_max;
         size_t notice_max;
+
+        nc_webhooks_config_t webhooks;
+        nc_partner_t *partners;
+        size_t partners_n;
 } nc_config_t;
+
+/* Parses "500ms", "5s", "5m", "2h" (a unit is required).  Returns 0 or -1. */
+int nc_duration_parse(const char *s, int64_t *ms);
+/* Formats MS as the shortest of "Nh", "Nm", "Ns", "Nms". */
+void nc_duration_format(int64_t ms, char *buf, size_t size);
+const nc_partner_t *nc_config_partner(const nc_config_t *cfg, const char *id);
 
 /* Path chosen by the lookup order above; *explicit is set when it was asked for. */
 const char *nc_config_path(const char *cli_path, int *explicit_path);
