@@ -9,19 +9,25 @@ LIB := $(BUILD)/libnoticecast.a
 PRODUCER_SRC := $(sort $(wildcard producer/*.c))
 PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(BUILD)/%.o)
 
+WEBHOOKS_SRC := $(sort $(wildcard consumer/webhooks/*.c))
+WEBHOOKS_OBJ := $(WEBHOOKS_SRC:%.c=$(BUILD)/%.o)
+
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-PROGRAMS := $(BUILD)/noticecast
+PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks
 
 .PHONY: all clean install uninstall test unit-test integration-test asan format format-check \
 	kafka-fetch kafka-up kafka-down demo bench deps
 
 all: $(PROGRAMS)
 
-$(BUILD)/%.o: %.c $(wildcard common/*.h) config.mk
+# -MMD: each object also depends on the headers it includes (build/**/*.d).
+$(BUILD)/%.o: %.c config.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -c -o $@ $<
+	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(COMMON_OBJ:.o=.d) $(PRODUCER_OBJ:.o=.d) $(WEBHOOKS_OBJ:.o=.d)
 
 $(LIB): $(COMMON_OBJ)
 	@rm -f $@
@@ -29,6 +35,9 @@ $(LIB): $(COMMON_OBJ)
 
 $(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB)
 	$(CC) $(NC_LDFLAGS) -o $@ $(PRODUCER_OBJ) $(LIB) $(NC_LIBS)
+
+$(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB)
+	$(CC) $(NC_LDFLAGS) -o $@ $(WEBHOOKS_OBJ) $(LIB) $(NC_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 	@mkdir -p $(dir $@)
@@ -76,7 +85,7 @@ bench: deps-check all
 	tests/bench/run.sh
 
 # ---- style -----------------------------------------------------------------------------------
-FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*.[ch] tests/unit/*.[ch])
+FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])
 format:
 	clang-format -i $(FORMAT_FILES)
 

@@ -136,6 +136,32 @@ int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, co
         return 0;
 }
 
+int nc_config_apply_overrides(nc_config_t *cfg, const nc_strlist_t *xprops, const char *brokers,
+                              char *errstr, size_t errstr_size)
+{
+        size_t i;
+
+        for (i = 0; i < xprops->n; i++) {
+                char *kv = nc_xstrdup(xprops->v[i]), *eq = strchr(kv, '=');
+                int rc;
+
+                if (!eq || eq == kv) {
+                        nc_err(errstr, errstr_size, "-X %s: expected key=value", kv);
+                        free(kv);
+                        return -1;
+                }
+                *eq = '\0';
+                rc = nc_config_set_kafka(cfg, kv, eq + 1, "-X", errstr, errstr_size);
+                free(kv);
+                if (rc != 0)
+                        return -1;
+        }
+        if (brokers)
+                return nc_config_set_kafka(cfg, "bootstrap.servers", brokers, "-b", errstr,
+                                           errstr_size);
+        return 0;
+}
+
 const char *nc_config_kafka_get(const nc_config_t *cfg, const char *key)
 {
         size_t i;

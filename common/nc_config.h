@@ -103,6 +103,10 @@ void nc_config_free(nc_config_t *cfg);
 /* Applies "-X key=value" (librdkafka property) on top of the file; validated like [kafka]. */
 int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,
                         char *errstr, size_t errstr_size);
+/* Applies the command line on top of the file: each "key=value" of XPROPS (-X), then BROKERS
+ * (-b, may be NULL) as bootstrap.servers.  Returns 0, or -1 with errstr. */
+int nc_config_apply_overrides(nc_config_t *cfg, const nc_strlist_t *xprops, const char *brokers,
+                              char *errstr, size_t errstr_size);
 /* Value of a [kafka] property or NULL. */
 const char *nc_config_kafka_get(const nc_config_t *cfg, const char *key);
 

@@ -131,7 +131,22 @@ static int txn_finish(rd_kafka_t *rk, int64_t deadline, char *errstr, size_t err
 
 static rd_kafka_headers_t *make_headers(const nc_kafka_msg_t *m)
 {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+        rd_kafka_headers_t *h;
+
+        if (m->headers) {
+                /* A replay: the original headers minus the DLQ's own annotations. */
+                h = rd_kafka_headers_copy(m->headers);
+                rd_kafka_header_remove(h, "noticecast-dlq-reason");
+                rd_kafka_header_remove(h, "noticecast-dlq-stage");
+                rd_kafka_header_remove(h, "noticecast-dlq-time");
+                rd_kafka_header_remove(h, "noticecast-dlq-replay-topic");
+                rd_kafka_header_remove(h, "noticecast-dlq-partner");
+                rd_kafka_header_remove(h, "noticecast-dlq-source-topic");
+                rd_kafka_header_remove(h, "noticecast-dlq-source-partition");
+                rd_kafka_header_remove(h, "noticecast-dlq-source-offset");
+                return h;
+        }
+        h = rd_kafka_headers_new(3);
 
         rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
         rd_kafka_header_add(h, "noticecast-schema", -1, NC_NOTICE_SCHEMA, -1);

@@ -22,6 +22,8 @@ typedef struct nc_kafka_msg {
          * librdkafka owns it, so the caller frees only what is left. */
         int give_value;
         const char *event; /* "noticecast-event" header, or NULL */
+        /* Headers to send instead of the standard ones (copied; e.g. a DLQ replay). */
+        const rd_kafka_headers_t *headers;
         /* Filled in on success: */
         int32_t partition;
         int64_t offset;

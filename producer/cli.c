@@ -32,7 +32,6 @@ int nc_cli_load_config(nc_cli_t *cli)
         char errstr[1024];
         const char *path;
         int explicit_path;
-        size_t i;
 
         if (cli->cfg_loaded)
                 return 0;
@@ -42,26 +41,8 @@ int nc_cli_load_config(nc_cli_t *cli)
                 return NC_EX_CONFIG;
         }
         cli->cfg_loaded = 1;
-        for (i = 0; i < cli->xprops.n; i++) {
-                char *kv = nc_xstrdup(cli->xprops.v[i]), *eq = strchr(kv, '=');
-                int rc;
-
-                if (!eq || eq == kv) {
-                        fprintf(stderr, "noticecast: -X %s: expected key=value\n", kv);
-                        free(kv);
-                        return NC_EX_CONFIG;
-                }
-                *eq = '\0';
-                rc = nc_config_set_kafka(&cli->cfg, kv, eq + 1, "-X", errstr, sizeof(errstr));
-                free(kv);
-                if (rc != 0) {
-                        fprintf(stderr, "noticecast: %s\n", errstr);
-                        return NC_EX_CONFIG;
-                }
-        }
-        if (cli->brokers &&
-            nc_config_set_kafka(&cli->cfg, "bootstrap.servers", cli->brokers, "-b", errstr,
-                                sizeof(errstr)) != 0) {
+        if (nc_config_apply_overrides(&cli->cfg, &cli->xprops, cli->brokers, errstr,
+                                      sizeof(errstr)) != 0) {
                 fprintf(stderr, "noticecast: %s\n", errstr);
                 return NC_EX_CONFIG;
         }

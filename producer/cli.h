@@ -73,5 +73,7 @@ int cmd_validate(nc_cli_t *cli, int argc, char **argv);
 int cmd_withdraw(nc_cli_t *cli, int argc, char **argv);
 int cmd_subscribers(nc_cli_t *cli, int argc, char **argv);
 int cmd_topics(nc_cli_t *cli, int argc, char **argv);
+int cmd_dlq(nc_cli_t *cli, int argc, char **argv);
+int cmd_deliveries(nc_cli_t *cli, int argc, char **argv);
 
 #endif

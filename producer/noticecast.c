@@ -20,6 +20,8 @@ static const char usage[] =
         "  subscribers add|remove|import FILE.csv|list\n"
         "                          maintain the subscribers topic\n"
         "  topics create|list      create every topic the configuration implies\n"
+        "  dlq list|replay         show or republish quarantined messages\n"
+        "  deliveries NOTICE_ID    per partner, whether and when a notice was delivered\n"
         "\n"
         "Options (also accepted after the command):\n"
         "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
@@ -47,7 +49,8 @@ static const struct {
         int (*fn)(nc_cli_t *, int, char **);
 } commands[] = {
         {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
-        {"subscribers", cmd_subscribers}, {"topics", cmd_topics},
+        {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
+        {"deliveries", cmd_deliveries},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,309 @@
+#include "nc_sign.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "nc_log.h"
+#include "nc_util.h"
+
+#define WHSEC_PREFIX "whsec_"
+/* Longest useful line: prefix + base64 of NC_WHSEC_MAX bytes (88) + blanks and CR LF. */
+#define SECRET_LINE_MAX 256
+
+static int b64_value(unsigned char c)
+{
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        if (c == '+')
+                return 62;
+        if (c == '/')
+                return 63;
+        return -1;
+}
+
+int nc_base64_encode(const unsigned char *in, size_t len, char *out, size_t out_size)
+{
+        size_t need;
+
+        if (len > (size_t)INT_MAX / 4 * 3 - 3)
+                return -1;
+        need = (len + 2) / 3 * 4;
+        if (out_size < need + 1)
+                return -1;
+        return EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
+/* Checks IN against the strict grammar and returns the decoded length, or -1.  Done by hand
+ * because EVP_DecodeBlock skips leading and trailing blanks, accepts non-zero padding bits and
+ * counts padding characters as zero bytes in its result. */
+static long b64_decoded_len(const char *in, size_t in_len)
+{
+        size_t i, pad = 0;
+
+        if (in_len % 4 != 0 || in_len > (size_t)LONG_MAX / 3)
+                return -1;
+        if (in_len >= 1 && in[in_len - 1] == '=')
+                pad++;
+        if (in_len >= 2 && in[in_len - 2] == '=')
+                pad++;
+        for (i = 0; i < in_len - pad; i++)
+                if (b64_value((unsigned char)in[i]) < 0)
+                        return -1;
+        /* The bits below the last data character that do not reach a whole byte must be 0,
+         * otherwise two different strings would decode to the same key. */
+        if (pad == 1 && (b64_value((unsigned char)in[in_len - 2]) & 0x03) != 0)
+                return -1;
+        if (pad == 2 && (b64_value((unsigned char)in[in_len - 3]) & 0x0f) != 0)
+                return -1;
+        return (long)(in_len / 4 * 3 - pad);
+}
+
+int nc_base64_decode(const char *in, size_t in_len, unsigned char *out, size_t out_cap,
+                     size_t *out_len)
+{
+        unsigned char quad[4], tmp[3];
+        long total = b64_decoded_len(in, in_len);
+        size_t i, j, done = 0;
+        int rc = 0;
+
+        if (total < 0 || (size_t)total > out_cap)
+                return -1;
+        /* One quantum at a time so that the zero bytes EVP_DecodeBlock writes for padding never
+         * land past OUT_CAP.  Padding is turned into 'A' (zero bits, already checked) because
+         * DecodeBlock's handling of '=' differs between OpenSSL versions. */
+        for (i = 0; i < in_len && rc == 0; i += 4) {
+                size_t take = (size_t)total - done < 3 ? (size_t)total - done : 3;
+
+                for (j = 0; j < 4; j++)
+                        quad[j] = in[i + j] == '=' ? 'A' : (unsigned char)in[i + j];
+                if (EVP_DecodeBlock(tmp, quad, 4) != 3) {
+                        rc = -1;
+                        break;
+                }
+                memcpy(out + done, tmp, take);
+                done += take;
+        }
+        OPENSSL_cleanse(quad, sizeof(quad));
+        OPENSSL_cleanse(tmp, sizeof(tmp));
+        if (rc < 0)
+                return -1;
+        *out_len = done;
+        return 0;
+}
+
+int nc_whsec_decode(const char *secret, unsigned char *key, size_t key_cap, size_t *key_len,
+                    char *errstr, size_t errstr_size)
+{
+        size_t len;
+        long n;
+
+        if (!strncmp(secret, WHSEC_PREFIX, strlen(WHSEC_PREFIX)))
+                secret += strlen(WHSEC_PREFIX);
+        len = strlen(secret);
+        if (len == 0)
+                return nc_err(errstr, errstr_size, "secret: empty");
+        n = b64_decoded_len(secret, len);
+        if (n < 0)
+                return nc_err(errstr, errstr_size,
+                              "secret: not valid base64 (%zu characters after the whsec_ prefix)",
+                              len);
+        if (n < NC_WHSEC_MIN || n > NC_WHSEC_MAX)
+                return nc_err(errstr, errstr_size,
+                              "secret: decodes to %ld bytes, expected %d to %d", n, NC_WHSEC_MIN,
+                              NC_WHSEC_MAX);
+        if ((size_t)n > key_cap || nc_base64_decode(secret, len, key, key_cap, key_len) < 0)
+                return nc_err(errstr, errstr_size, "secret: cannot decode %ld bytes", n);
+        return 0;
+}
+
+void nc_secrets_init(nc_secrets_t *s)
+{
+        memset(s, 0, sizeof(*s));
+}
+
+void nc_secrets_clear(nc_secrets_t *s)
+{
+        OPENSSL_cleanse(s, sizeof(*s));
+        /* Old OpenSSL releases wiped with garbage; the count must read 0 afterwards. */
+        nc_secrets_init(s);
+}
+
+int nc_secrets_add(nc_secrets_t *s, const char *secret, char *errstr, size_t errstr_size)
+{
+        if (s->n >= NC_SECRETS_MAX)
+                return nc_err(errstr, errstr_size, "more than %d secrets", NC_SECRETS_MAX);
+        if (nc_whsec_decode(secret, s->key[s->n], sizeof(s->key[s->n]), &s->len[s->n], errstr,
+                            errstr_size) < 0)
+                return -1;
+        s->n++;
+        return 0;
+}
+
+/* Reads the lines of F into S; returns 0 or -1 with "path:line: ..." in errstr. */
+static int secrets_read(nc_secrets_t *s, FILE *f, const char *path, char *line, size_t line_size,
+                        char *errstr, size_t errstr_size)
+{
+        char err[256];
+        unsigned lineno = 0;
+
+        while (fgets(line, (int)line_size, f)) {
+                char *p = line, *e;
+
+                lineno++;
+                e = p + strlen(p);
+                if (e > p && e[-1] != '\n' && !feof(f))
+                        return nc_err(errstr, errstr_size, "%s:%u: line too long", path, lineno);
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+                        *--e = '\0';
+                if (*p == '\0' || *p == '#')
+                        continue;
+                if (nc_secrets_add(s, p, err, sizeof(err)) < 0)
+                        return nc_err(errstr, errstr_size, "%s:%u: %s", path, lineno, err);
+        }
+        if (ferror(f))
+                return nc_err(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        if (s->n == 0)
+                return nc_err(errstr, errstr_size, "%s:%u: no secret in file (need at least one)",
+                              path, lineno ? lineno : 1);
+        return 0;
+}
+
+int nc_secrets_load_file(nc_secrets_t *s, const char *path, char *errstr, size_t errstr_size)
+{
+        /* Our own stdio buffer and line buffer, both wiped afterwards, so that no copy of the
+         * secrets is left behind in freed memory. */
+        char iobuf[4096], line[SECRET_LINE_MAX];
+        nc_secrets_t tmp;
+        struct stat st;
+        FILE *f;
+        int rc;
+
+        nc_secrets_init(&tmp);
+        f = fopen(path, "r");
+        if (!f)
+                return nc_err(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
+        if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+                log_warnx("%s: secret file is readable by group or others (mode %04o); "
+                          "chmod 600 it",
+                          path, (unsigned)(st.st_mode & 07777));
+        rc = secrets_read(&tmp, f, path, line, sizeof(line), errstr, errstr_size);
+        fclose(f);
+        OPENSSL_cleanse(iobuf, sizeof(iobuf));
+        OPENSSL_cleanse(line, sizeof(line));
+        if (rc == 0)
+                memcpy(s, &tmp, sizeof(*s));
+        nc_secrets_clear(&tmp);
+        return rc;
+}
+
+/* HMAC-SHA256(key, msg_id "." ts "." body) into MAC[32]. */
+static int hmac_one(EVP_MAC *mac, const unsigned char *key, size_t key_len, const char *msg_id,
+                    const char *ts, const char *body, size_t body_len, unsigned char *out)
+{
+        char digest[] = "SHA256";
+        OSSL_PARAM params[2];
+        EVP_MAC_CTX *ctx;
+        size_t outl = 0;
+        int ok;
+
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+        params[1] = OSSL_PARAM_construct_end();
+        ctx = EVP_MAC_CTX_new(mac);
+        if (!ctx)
+                return -1;
+        ok = EVP_MAC_init(ctx, key, key_len, params) &&
+             EVP_MAC_update(ctx, (const unsigned char *)msg_id, strlen(msg_id)) &&
+             EVP_MAC_update(ctx, (const unsigned char *)".", 1) &&
+             EVP_MAC_update(ctx, (const unsigned char *)ts, strlen(ts)) &&
+             EVP_MAC_update(ctx, (const unsigned char *)".", 1) &&
+             (body_len == 0 || EVP_MAC_update(ctx, (const unsigned char *)body, body_len)) &&
+             EVP_MAC_final(ctx, out, &outl, 32) && outl == 32;
+        EVP_MAC_CTX_free(ctx);
+        return ok ? 0 : -1;
+}
+
+int nc_webhook_sign(const nc_secrets_t *s, const char *msg_id, int64_t timestamp, const char *body,
+                    size_t body_len, char *out, size_t out_size)
+{
+        unsigned char sig[32];
+        char ts[24];
+        size_t i, pos = 0;
+        EVP_MAC *mac;
+        int rc = 0;
+
+        if (s->n == 0 || out_size == 0)
+                return -1;
+        out[0] = '\0';
+        snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
+        mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (!mac)
+                return -1;
+        for (i = 0; i < s->n && rc == 0; i++) {
+                int n;
+
+                /* separator + "v1," + 44 characters + NUL */
+                if (out_size - pos < (i ? 1u : 0u) + 3 + 44 + 1 ||
+                    hmac_one(mac, s->key[i], s->len[i], msg_id, ts, body, body_len, sig) < 0) {
+                        rc = -1;
+                        break;
+                }
+                if (i)
+                        out[pos++] = ' ';
+                memcpy(out + pos, "v1,", 3);
+                pos += 3;
+                n = nc_base64_encode(sig, sizeof(sig), out + pos, out_size - pos);
+                if (n < 0)
+                        rc = -1;
+                else
+                        pos += (size_t)n;
+        }
+        EVP_MAC_free(mac);
+        OPENSSL_cleanse(sig, sizeof(sig));
+        if (rc < 0)
+                out[0] = '\0';
+        return rc;
+}
+
+void nc_webhook_id(const char *notice_id, const char *partner_id, const char *event_type,
+                   char out[NC_WEBHOOK_ID_SIZE])
+{
+        static const char hex[] = "0123456789abcdef";
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        int i, ok;
+
+        ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+             EVP_DigestUpdate(ctx, notice_id, strlen(notice_id)) &&
+             EVP_DigestUpdate(ctx, "\n", 1) &&
+             EVP_DigestUpdate(ctx, partner_id, strlen(partner_id)) &&
+             EVP_DigestUpdate(ctx, "\n", 1) &&
+             EVP_DigestUpdate(ctx, event_type, strlen(event_type)) &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 16;
+        EVP_MD_CTX_free(ctx);
+        /* Only fails when libcrypto cannot allocate; like nc_xmalloc, that is fatal. */
+        if (!ok)
+                fatalx("webhook id: SHA-256 failed");
+        memcpy(out, "msg_", 4);
+        for (i = 0; i < 16; i++) {
+                out[4 + 2 * i] = hex[md[i] >> 4];
+                out[5 + 2 * i] = hex[md[i] & 0x0f];
+        }
+        out[36] = '\0';
+}

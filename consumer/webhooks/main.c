@@ -1,0 +1,337 @@
+/* noticecast-webhooks — delivers every notice to partner agencies as signed webhooks.
+ *
+ * Single-threaded event loop: Kafka consumer + producer + libcurl multi.  Signal handlers only
+ * set flags (and poke the wake pipe); the loop does the work. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nc_httpd.h"
+#include "nc_time.h"
+#include "nc_util.h"
+#include "wh.h"
+
+volatile sig_atomic_t wh_stop_flag, wh_reload_flag;
+static int wake_fd = -1;
+
+static const char usage[] =
+        "usage: noticecast-webhooks [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
+        "       noticecast-webhooks -h | -V\n"
+        "\n"
+        "Delivers every notice on the notice topics to the partners of [partner.<id>] sections\n"
+        "as signed webhooks (Standard Webhooks), with retries kept in Kafka.\n"
+        "\n"
+        "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
+        "                 " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
+        "  -X key=value   librdkafka property, overrides [kafka]\n"
+        "  -b BROKERS     bootstrap servers\n"
+        "  -n             check the configuration (and every partner's secrets) and exit\n"
+        "  -v, -q         more / less logging\n"
+        "  -h, -V         help, versions\n"
+        "\n"
+        "Signals: TERM/INT stop gracefully, HUP reloads the partners.\n"
+        "Exit status: 0 stopped cleanly, 64 usage, 69 Kafka unavailable, 78 bad config.\n";
+
+static void on_signal(int sig)
+{
+        int saved = errno;
+
+        if (sig == SIGHUP)
+                wh_reload_flag = 1;
+        else
+                wh_stop_flag = 1;
+        if (wake_fd >= 0 && write(wake_fd, "s", 1) < 0) {
+                /* nothing to do: the loop wakes up at its next timeout anyway */
+        }
+        errno = saved;
+}
+
+static int load_config(wh_t *w, nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        const char *path = nc_config_path(w->config_path, &w->config_explicit);
+
+        if (nc_config_load(cfg, path, w->config_explicit, errstr, errstr_size) != 0)
+                return -1;
+        if (nc_config_apply_overrides(cfg, &w->xprops, w->brokers, errstr, errstr_size) != 0) {
+                nc_config_free(cfg);
+                return -1;
+        }
+        return 0;
+}
+
+/* SIGHUP: parse into a fresh struct; take its partners only if every one of them is valid. */
+static void reload(wh_t *w)
+{
+        nc_config_t fresh;
+        char err[1024];
+        nc_partner_t *tmp;
+        size_t n;
+
+        if (load_config(w, &fresh, err, sizeof(err)) != 0) {
+                log_warnx("reload: %s; keeping the current configuration", err);
+                return;
+        }
+        if (wh_partners_apply(w, &fresh, err, sizeof(err)) != 0) {
+                log_warnx("reload: %s; keeping the current configuration", err);
+                nc_config_free(&fresh);
+                return;
+        }
+        /* Only the partners (and delivery tunables) change live; Kafka settings, topics and
+         * the retry schedule need a restart. */
+        tmp = w->cfg.partners;
+        n = w->cfg.partners_n;
+        w->cfg.partners = fresh.partners;
+        w->cfg.partners_n = fresh.partners_n;
+        fresh.partners = tmp;
+        fresh.partners_n = n;
+        w->cfg.webhooks.max_pending = fresh.webhooks.max_pending;
+        w->cfg.webhooks.retry_after_max_ms = fresh.webhooks.retry_after_max_ms;
+        nc_config_free(&fresh);
+        log_info("reload: %zu partner%s", w->cfg.partners_n, w->cfg.partners_n == 1 ? "" : "s");
+}
+
+static void drain_wake_pipe(wh_t *w)
+{
+        char buf[256];
+
+        while (read(w->wake_pipe[0], buf, sizeof(buf)) > 0)
+                ;
+}
+
+/* Sum of (high watermark - position) over the assigned partitions, from librdkafka's cache:
+ * no request to the brokers. */
+static void update_lag(wh_t *w)
+{
+        rd_kafka_topic_partition_list_t *parts;
+        int64_t lo, hi, lag = 0;
+        int i;
+
+        if (rd_kafka_assignment(w->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return;
+        rd_kafka_position(w->consumer, parts);
+        for (i = 0; i < parts->cnt; i++) {
+                rd_kafka_topic_partition_t *p = &parts->elems[i];
+
+                if (p->offset < 0 || rd_kafka_get_watermark_offsets(w->consumer, p->topic,
+                                                                     p->partition, &lo,
+                                                                     &hi) != 0)
+                        continue;
+                if (hi > p->offset)
+                        lag += hi - p->offset;
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+        nc_metrics_set(w->m_lag, NULL, (double)lag);
+}
+
+static size_t held_retries(const wh_t *w)
+{
+        const wh_track_t *t;
+        size_t n = 0;
+
+        for (t = w->tracks; t; t = t->next)
+                n += t->held_n - t->held_first;
+        return n;
+}
+
+/* One turn of the loop.  Returns the number of running transfers. */
+static int loop_once(wh_t *w)
+{
+        int64_t now, timeout;
+        struct curl_waitfd wfd = {.fd = w->wake_pipe[0], .events = CURL_WAIT_POLLIN};
+        int running = 0;
+
+        wh_kafka_poll(w);
+        now = nc_time_now_ms();
+        if (w->next_timer_ms && w->next_timer_ms <= now)
+                wh_timers(w, now);
+        wh_deliver_pump(w);
+        curl_multi_perform(w->multi, &running);
+        wh_deliver_completed(w);
+        wh_deliver_pump(w);
+
+        timeout = 200;
+        if (w->next_timer_ms) {
+                int64_t t = w->next_timer_ms - nc_time_now_ms();
+
+                timeout = t < 0 ? 0 : t < timeout ? t : timeout;
+        }
+        if (!w->stopping && !w->consuming_paused && rd_kafka_queue_length(w->cq) > 0)
+                timeout = 0;
+        curl_multi_poll(w->multi, &wfd, 1, (int)timeout, NULL);
+        drain_wake_pipe(w);
+        return running;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                                 {"version", no_argument, NULL, 'V'},
+                                                 {0}};
+        wh_t w = {0};
+        char err[1024];
+        int c, check_only = 0, rc = NC_EX_OK;
+        int64_t last_lag = 0, deadline;
+        struct sigaction sa;
+
+        nc_log_init("noticecast-webhooks", NC_LOG_INFO);
+        w.wake_pipe[0] = w.wake_pipe[1] = -1;
+        while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'C': w.config_path = optarg; break;
+                case 'X': nc_strlist_add(&w.xprops, optarg); break;
+                case 'b': w.brokers = optarg; break;
+                case 'v': nc_log_adjust(-1); break;
+                case 'q': nc_log_adjust(+1); break;
+                case 'n': check_only = 1; break;
+                case 'h': fputs(usage, stdout); return NC_EX_OK;
+                case 'V':
+                        printf("noticecast-webhooks %s\nlibrdkafka %s\nlibcurl %s\njansson %s\n"
+                               "openssl %s\n",
+                               NC_VERSION, rd_kafka_version_str(),
+                               curl_version_info(CURLVERSION_NOW)->version,
+                               jansson_version_str(), OpenSSL_version(OPENSSL_VERSION));
+                        return NC_EX_OK;
+                default: fputs(usage, stderr); return NC_EX_USAGE;
+                }
+        }
+        if (optind != argc) {
+                fputs(usage, stderr);
+                return NC_EX_USAGE;
+        }
+        if (load_config(&w, &w.cfg, err, sizeof(err)) != 0) {
+                fprintf(stderr, "noticecast-webhooks: %s\n", err);
+                nc_strlist_clear(&w.xprops);
+                return NC_EX_CONFIG;
+        }
+        if (wh_partners_apply(&w, &w.cfg, err, sizeof(err)) != 0) {
+                fprintf(stderr, "noticecast-webhooks: %s\n", err);
+                rc = NC_EX_CONFIG;
+                goto out;
+        }
+        if (check_only) {
+                printf("configuration OK\n");
+                goto out;
+        }
+        if (w.cfg.partners_n == 0)
+                log_warnx("no [partner.<id>] section: notices will be read and dropped");
+
+        if (pipe2(w.wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+                fatal("pipe");
+        wake_fd = w.wake_pipe[1];
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        w.multi = curl_multi_init();
+        curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, 4096L);
+
+        w.metrics = nc_metrics_new();
+        w.m_deliveries = nc_metrics_counter(w.metrics, "noticecast_webhook_deliveries_total",
+                                            "Webhook attempts by partner and outcome.");
+        w.m_latency = nc_metrics_histogram(w.metrics, "noticecast_webhook_attempt_seconds",
+                                           "Duration of webhook HTTP attempts.",
+                                           nc_metrics_latency_buckets,
+                                           nc_metrics_latency_nbuckets);
+        w.m_backlog = nc_metrics_gauge(w.metrics, "noticecast_webhook_retry_backlog",
+                                       "Deliveries waiting: queued for a partner or held "
+                                       "until their retry is due.");
+        w.m_lag = nc_metrics_gauge(w.metrics, "noticecast_webhook_consumer_lag",
+                                   "Messages on the assigned partitions not yet read.");
+        w.m_dlq = nc_metrics_counter(w.metrics, "noticecast_webhook_dlq_total",
+                                     "Records sent to the dead letter queue.");
+        w.m_inflight = nc_metrics_gauge(w.metrics, "noticecast_webhook_in_flight",
+                                        "Deliveries queued or in progress.");
+        nc_metrics_inc(w.m_dlq, NULL, 0);
+        if (w.cfg.webhooks.listen[0]) {
+                if (!(w.httpd = nc_httpd_start(w.cfg.webhooks.listen, w.metrics, err,
+                                               sizeof(err)))) {
+                        log_error("http endpoint: %s", err);
+                        rc = NC_EX_CONFIG;
+                        goto out;
+                }
+                {
+                        char addr[300];
+                        const char *colon = strrchr(w.cfg.webhooks.listen, ':');
+                        int hostlen = colon ? (int)(colon - w.cfg.webhooks.listen) : 0;
+
+                        snprintf(addr, sizeof(addr), "%.*s:%d", hostlen, w.cfg.webhooks.listen,
+                                 nc_httpd_port(w.httpd));
+                        nc_log_kv(NC_LOG_INFO, "http listening", "addr", addr, NULL);
+                }
+        }
+        if (wh_kafka_start(&w, err, sizeof(err)) != 0) {
+                log_error("%s", err);
+                rc = NC_EX_UNAVAILABLE;
+                goto out;
+        }
+        log_info("started with %zu partner%s", w.cfg.partners_n,
+                 w.cfg.partners_n == 1 ? "" : "s");
+
+        while (!wh_stop_flag) {
+                int64_t now;
+
+                if (wh_reload_flag) {
+                        wh_reload_flag = 0;
+                        reload(&w);
+                }
+                loop_once(&w);
+                now = nc_time_now_ms();
+                if (now - last_lag >= 2000) {
+                        last_lag = now;
+                        update_lag(&w);
+                        nc_metrics_set(w.m_backlog, NULL,
+                                       (double)(held_retries(&w) + wh_in_flight(&w)));
+                        if (w.httpd)
+                                nc_httpd_set_ready(w.httpd, w.ready);
+                }
+        }
+
+        /* Graceful stop: take nothing new, let running deliveries finish (their outcome is
+         * recorded and settles their offsets), then commit and leave the group.  What has not
+         * finished by the deadline is simply not committed: the next owner resends it. */
+        log_info("stopping: finishing %zu deliveries (at most %lld ms)", wh_in_flight(&w),
+                 (long long)w.cfg.webhooks.shutdown_timeout_ms);
+        if (w.httpd)
+                nc_httpd_set_ready(w.httpd, 0);
+        w.stopping = 1;
+        deadline = nc_time_now_ms() + w.cfg.webhooks.shutdown_timeout_ms;
+        while (wh_in_flight(&w) > 0 && nc_time_now_ms() < deadline)
+                loop_once(&w);
+        wh_deliver_abandon(&w);
+out:
+        wh_kafka_stop(&w);
+        wh_partners_free(&w);
+        if (w.multi) {
+                curl_multi_cleanup(w.multi);
+                for (size_t i = 0; i < w.easy_pool_n; i++)
+                        curl_easy_cleanup(w.easy_pool[i]);
+                free(w.easy_pool);
+                curl_global_cleanup();
+        }
+        if (w.httpd)
+                nc_httpd_stop(w.httpd);
+        if (w.metrics)
+                nc_metrics_free(w.metrics);
+        if (w.wake_pipe[0] >= 0) {
+                close(w.wake_pipe[0]);
+                close(w.wake_pipe[1]);
+        }
+        nc_config_free(&w.cfg);
+        nc_strlist_clear(&w.xprops);
+        if (rc == NC_EX_OK && !check_only)
+                log_info("stopped");
+        return rc;
+}
+

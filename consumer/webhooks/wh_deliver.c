@@ -1,0 +1,614 @@
+/* noticecast-webhooks: HTTP side — partners, matching, payloads, signing, libcurl multi. */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "nc_notice.h"
+#include "nc_time.h"
+#include "nc_util.h"
+#include "wh.h"
+
+/* ---- partners -------------------------------------------------------------------------- */
+
+static void partner_cfg_free(nc_partner_t *c)
+{
+        free(c->id);
+        free(c->url);
+        free(c->secret_file);
+        nc_strlist_clear(&c->categories);
+        nc_strlist_clear(&c->regions);
+        free(c->ca_file);
+        free(c->client_cert);
+        free(c->client_key);
+        memset(c, 0, sizeof(*c));
+}
+
+static char *dup_or_null(const char *s)
+{
+        return s ? nc_xstrdup(s) : NULL;
+}
+
+static void partner_cfg_copy(nc_partner_t *dst, const nc_partner_t *src)
+{
+        size_t i;
+
+        *dst = *src;
+        dst->id = nc_xstrdup(src->id);
+        dst->url = nc_xstrdup(src->url);
+        dst->secret_file = nc_xstrdup(src->secret_file);
+        memset(&dst->categories, 0, sizeof(dst->categories));
+        memset(&dst->regions, 0, sizeof(dst->regions));
+        for (i = 0; i < src->categories.n; i++)
+                nc_strlist_add(&dst->categories, src->categories.v[i]);
+        for (i = 0; i < src->regions.n; i++)
+                nc_strlist_add(&dst->regions, src->regions.v[i]);
+        dst->ca_file = dup_or_null(src->ca_file);
+        dst->client_cert = dup_or_null(src->client_cert);
+        dst->client_key = dup_or_null(src->client_key);
+}
+
+static wh_partner_t *partner_find(wh_t *w, const char *id)
+{
+        wh_partner_t *p;
+
+        for (p = w->partners; p; p = p->next)
+                if (!strcmp(p->cfg.id, id))
+                        return p;
+        return NULL;
+}
+
+/* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
+int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        nc_secrets_t *secrets = nc_xcalloc(cfg->partners_n ? cfg->partners_n : 1,
+                                           sizeof(*secrets));
+        char err[512];
+        wh_partner_t *p;
+        size_t i;
+
+        for (i = 0; i < cfg->partners_n; i++) {
+                if (nc_secrets_load_file(&secrets[i], cfg->partners[i].secret_file, err,
+                                         sizeof(err)) != 0) {
+                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s",
+                               cfg->path ? cfg->path : "config", cfg->partners[i].line,
+                               cfg->partners[i].id, err);
+                        for (size_t j = 0; j <= i; j++)
+                                nc_secrets_clear(&secrets[j]);
+                        free(secrets);
+                        return -1;
+                }
+        }
+        for (p = w->partners; p; p = p->next)
+                p->removed = 1;
+        for (i = 0; i < cfg->partners_n; i++) {
+                if (!(p = partner_find(w, cfg->partners[i].id))) {
+                        p = nc_xcalloc(1, sizeof(*p));
+                        TAILQ_INIT(&p->queue);
+                        TAILQ_INIT(&p->running);
+                        p->next = w->partners;
+                        w->partners = p;
+                } else {
+                        partner_cfg_free(&p->cfg);
+                        if (p->disabled)
+                                log_info("partner %s re-enabled by the configuration reload",
+                                         cfg->partners[i].id);
+                }
+                partner_cfg_copy(&p->cfg, &cfg->partners[i]);
+                nc_secrets_clear(&p->secrets);
+                p->secrets = secrets[i];
+                p->removed = 0;
+                p->disabled = 0;
+                p->tokens = p->cfg.rate_limit > 0 ? p->cfg.rate_limit : 0;
+                p->tokens_ms = nc_time_now_ms();
+                if (!p->cfg.tls_verify)
+                        log_warnx("partner %s: TLS VERIFICATION IS OFF (tls_verify = false); "
+                                  "its deliveries can be read and forged by anyone on the "
+                                  "path",
+                                  p->cfg.id);
+        }
+        free(secrets);
+        return 0;
+}
+
+void wh_partners_free(wh_t *w)
+{
+        wh_partner_t *p, *next;
+
+        for (p = w->partners; p; p = next) {
+                next = p->next;
+                partner_cfg_free(&p->cfg);
+                nc_secrets_clear(&p->secrets);
+                free(p);
+        }
+        w->partners = NULL;
+}
+
+/* ---- matching and payloads ------------------------------------------------------------- */
+
+static int partner_matches(const wh_partner_t *p, const wh_msg_t *m)
+{
+        json_t *regions, *r;
+        size_t i;
+
+        if (p->removed || !p->cfg.enabled)
+                return 0;
+        if (p->cfg.categories.n && !nc_strlist_has(&p->cfg.categories, m->category))
+                return 0;
+        /* A withdrawal has no regions: every partner of the category hears of it. */
+        regions = json_object_get(m->data, "regions");
+        if (!p->cfg.regions.n || m->withdrawn || !json_array_size(regions))
+                return 1;
+        json_array_foreach(regions, i, r)
+                if (nc_strlist_has(&p->cfg.regions, json_string_value(r)))
+                        return 1;
+        return 0;
+}
+
+static char *payload(const wh_msg_t *m, const wh_partner_t *p, const char *webhook_id,
+                     size_t *len)
+{
+        char ts[40], type[80], source[128];
+        json_t *o;
+        char *s;
+
+        nc_time_format_rfc3339(m->event_ms, ts, sizeof(ts));
+        if (p->cfg.format == NC_FORMAT_CLOUDEVENTS) {
+                snprintf(type, sizeof(type), "gov.noticecast.%s", m->event);
+                snprintf(source, sizeof(source), "/noticecast/%s", m->category);
+                o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O}", "specversion", "1.0",
+                              "id", webhook_id, "source", source, "type", type, "subject",
+                              m->id, "time", ts, "datacontenttype", "application/json", "data",
+                              m->data);
+        } else {
+                o = json_pack("{s:s, s:s, s:O}", "type", m->event, "timestamp", ts, "data",
+                              m->data);
+        }
+        s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        *len = strlen(s);
+        return s;
+}
+
+/* ---- jobs ------------------------------------------------------------------------------ */
+
+static wh_job_t *job_new(wh_msg_t *m, wh_partner_t *p, int attempt)
+{
+        wh_job_t *j = nc_xcalloc(1, sizeof(*j));
+
+        j->msg = m;
+        j->partner = p;
+        j->attempt = attempt;
+        j->retry_after_ms = -1;
+        nc_webhook_id(m->id, p->cfg.id, m->event, j->webhook_id);
+        j->body = payload(m, p, j->webhook_id, &j->body_len);
+        m->pending++;
+        return j;
+}
+
+static void job_free(wh_job_t *j)
+{
+        free(j->body);
+        if (j->hdrs)
+                curl_slist_free_all(j->hdrs);
+        free(j);
+}
+
+void wh_job_settle_one(wh_t *w, wh_job_t *j)
+{
+        if (--j->pending_produces > 0 || !j->outcome_done)
+                return;
+        wh_msg_settle_one(w, j->msg);
+        job_free(j);
+}
+
+static void count(wh_t *w, const wh_partner_t *p, const char *outcome)
+{
+        char l[NC_METRICS_LABELS_SIZE];
+
+        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome", outcome, NULL) ==
+            0)
+                nc_metrics_inc(w->m_deliveries, l, 1);
+}
+
+/* Records the outcome of one attempt: an event always, plus a retry or DLQ record.  The job
+ * settles when all of them are acknowledged. */
+static void job_finish(wh_t *w, wh_job_t *j, const char *outcome, long status, const char *error,
+                       wh_produce_t *park)
+{
+        double latency = j->start_ms ? (double)(nc_time_now_ms() - j->start_ms) : 0;
+        wh_produce_t *ev = wh_event_record(w, j, outcome, status, error, latency);
+
+        count(w, j->partner, outcome);
+        j->pending_produces = park ? 2 : 1;
+        j->outcome_done = 1;
+        ev->job = j;
+        wh_produce_record(w, ev);
+        if (park) {
+                park->job = j;
+                wh_produce_record(w, park);
+        }
+}
+
+static int64_t jitter(int64_t ms)
+{
+        uint32_t r = 0;
+
+        /* Spread retries of many notices over +0..20% so a recovering partner is not hit by
+         * the whole backlog in the same second. */
+        if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+                r = (uint32_t)nc_time_now_ms();
+        return ms + (int64_t)((double)ms * 0.2 * (r / 4294967296.0));
+}
+
+/* Parks J for its next attempt, or sends it to the DLQ when the schedule is exhausted. */
+static void job_retry_or_dlq(wh_t *w, wh_job_t *j, long status, const char *error)
+{
+        const nc_webhooks_config_t *wc = &w->cfg.webhooks;
+        int tier = j->attempt - 1; /* after attempt k, wait retry_ms[k-1] */
+        char reason[512];
+        int64_t delay;
+
+        if ((size_t)tier >= wc->retry_n) {
+                snprintf(reason, sizeof(reason), "partner %s: retries exhausted after %d "
+                         "attempts: %s",
+                         j->partner->cfg.id, j->attempt, error);
+                job_finish(w, j, "dlq", status, error,
+                           wh_dlq_record(w, j->msg, j->partner->cfg.id, reason));
+                return;
+        }
+        delay = jitter(wc->retry_ms[tier]);
+        if (j->retry_after_ms >= 0) {
+                int64_t ra = j->retry_after_ms < wc->retry_after_max_ms ? j->retry_after_ms
+                                                                        : wc->retry_after_max_ms;
+
+                if (ra > delay)
+                        delay = ra;
+        }
+        job_finish(w, j, "retry", status, error,
+                   wh_retry_record(w, j->msg, j->partner->cfg.id, j->attempt + 1,
+                                   nc_time_now_ms() + delay, tier));
+}
+
+static void job_dlq(wh_t *w, wh_job_t *j, const char *outcome, long status, const char *error)
+{
+        char reason[600];
+
+        snprintf(reason, sizeof(reason), "partner %s: %s", j->partner->cfg.id, error);
+        job_finish(w, j, outcome, status, error,
+                   wh_dlq_record(w, j->msg, j->partner->cfg.id, reason));
+}
+
+/* A partner answered 410 Gone: it is off until the next reload, and what it had queued goes
+ * to the DLQ (replayable once the agency is back). */
+static void partner_disable(wh_t *w, wh_partner_t *p)
+{
+        wh_job_t *j;
+
+        if (p->disabled)
+                return;
+        p->disabled = 1;
+        log_warnx("partner %s answered 410 Gone: disabled until the configuration is reloaded",
+                  p->cfg.id);
+        while ((j = TAILQ_FIRST(&p->queue))) {
+                TAILQ_REMOVE(&p->queue, j, link);
+                p->queued--;
+                job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
+        }
+}
+
+/* Queues a job, or parks it at once when the partner is overwhelmed: a partner that times
+ * out on everything must not make us hold an unbounded backlog (nor stall the others). */
+static void job_enqueue(wh_t *w, wh_job_t *j)
+{
+        wh_partner_t *p = j->partner;
+
+        if (p->disabled) {
+                job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
+                return;
+        }
+        if (p->queued >= w->cfg.webhooks.max_pending) {
+                job_finish(w, j, "deferred", 0, "partner backlog full",
+                           wh_retry_record(w, j->msg, p->cfg.id, j->attempt,
+                                           nc_time_now_ms() +
+                                                   jitter(w->cfg.webhooks.retry_ms[0]),
+                                           0));
+                return;
+        }
+        TAILQ_INSERT_TAIL(&p->queue, j, link);
+        p->queued++;
+}
+
+void wh_dispatch(wh_t *w, wh_msg_t *m)
+{
+        wh_partner_t *p;
+
+        if (m->is_retry) {
+                p = partner_find(w, m->partner);
+                if (!p || p->removed) {
+                        wh_produce_t *pr;
+                        char reason[200];
+
+                        snprintf(reason, sizeof(reason), "partner %s is no longer configured",
+                                 m->partner);
+                        pr = wh_dlq_record(w, m, m->partner, reason);
+                        pr->msg = m;
+                        m->pending++;
+                        wh_produce_record(w, pr);
+                        return;
+                }
+                job_enqueue(w, job_new(m, p, m->attempt));
+                return;
+        }
+        for (p = w->partners; p; p = p->next)
+                if (partner_matches(p, m))
+                        job_enqueue(w, job_new(m, p, 1));
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------ */
+
+static size_t on_header(char *buf, size_t size, size_t n, void *opaque)
+{
+        wh_job_t *j = opaque;
+        size_t len = size * n;
+
+        if (len > 12 && !strncasecmp(buf, "Retry-After:", 12)) {
+                char val[128], *end;
+                size_t vl = len - 12;
+                long secs;
+
+                if (vl >= sizeof(val))
+                        vl = sizeof(val) - 1;
+                memcpy(val, buf + 12, vl);
+                val[vl] = '\0';
+                nc_str_trim(val);
+                secs = strtol(val, &end, 10);
+                if (end != val && !*end && secs >= 0) {
+                        j->retry_after_ms = (int64_t)secs * 1000;
+                } else {
+                        time_t t = curl_getdate(val, NULL);
+
+                        if (t > 0)
+                                j->retry_after_ms =
+                                        (int64_t)t * 1000 > nc_time_now_ms()
+                                                ? (int64_t)t * 1000 - nc_time_now_ms()
+                                                : 0;
+                }
+        }
+        return len;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *opaque)
+{
+        wh_job_t *j = opaque;
+        size_t len = size * n, room = sizeof(j->response) - 1 - j->response_len;
+
+        if (room) {
+                if (len < room)
+                        room = len;
+                memcpy(j->response + j->response_len, buf, room);
+                j->response_len += room;
+                j->response[j->response_len] = '\0';
+        }
+        return len;
+}
+
+static CURL *easy_get(wh_t *w)
+{
+        if (w->easy_pool_n)
+                return w->easy_pool[--w->easy_pool_n];
+        return curl_easy_init();
+}
+
+static void easy_put(wh_t *w, CURL *e)
+{
+        curl_easy_reset(e);
+        if (w->easy_pool_n == w->easy_pool_cap) {
+                w->easy_pool_cap = w->easy_pool_cap ? w->easy_pool_cap * 2 : 64;
+                w->easy_pool = nc_xrealloc(w->easy_pool, w->easy_pool_cap * sizeof(CURL *));
+        }
+        w->easy_pool[w->easy_pool_n++] = e;
+}
+
+static int job_start(wh_t *w, wh_job_t *j)
+{
+        const nc_partner_t *c = &j->partner->cfg;
+        char h[NC_WEBHOOK_SIG_SIZE + 64], sig[NC_WEBHOOK_SIG_SIZE];
+        int64_t now = nc_time_now_ms();
+        CURL *e = easy_get(w);
+
+        if (!e)
+                return -1;
+        /* Re-signed on every attempt: the timestamp is part of what is signed. */
+        if (nc_webhook_sign(&j->partner->secrets, j->webhook_id, now / 1000, j->body,
+                            j->body_len, sig, sizeof(sig)) != 0) {
+                easy_put(w, e);
+                return -1;
+        }
+        if (j->hdrs)
+                curl_slist_free_all(j->hdrs);
+        j->hdrs = NULL;
+        snprintf(h, sizeof(h), "webhook-id: %s", j->webhook_id);
+        j->hdrs = curl_slist_append(j->hdrs, h);
+        snprintf(h, sizeof(h), "webhook-timestamp: %lld", (long long)(now / 1000));
+        j->hdrs = curl_slist_append(j->hdrs, h);
+        snprintf(h, sizeof(h), "webhook-signature: %s", sig);
+        j->hdrs = curl_slist_append(j->hdrs, h);
+        j->hdrs = curl_slist_append(j->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
+                                                     ? "Content-Type: application/cloudevents+json"
+                                                     : "Content-Type: application/json");
+        /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
+        j->hdrs = curl_slist_append(j->hdrs, "Expect:");
+
+        curl_easy_setopt(e, CURLOPT_URL, c->url);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "noticecast/" NC_VERSION);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* a redirect is an answer, not a hop */
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                         (long)(c->timeout_ms < 5000 ? c->timeout_ms : 5000));
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
+        if (c->ca_file)
+                curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+        if (c->client_cert) {
+                curl_easy_setopt(e, CURLOPT_SSLCERT, c->client_cert);
+                curl_easy_setopt(e, CURLOPT_SSLKEY, c->client_key);
+        }
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+        j->errbuf[0] = '\0';
+        j->response_len = 0;
+        j->response[0] = '\0';
+        j->retry_after_ms = -1;
+        j->start_ms = now;
+        j->easy = e;
+        if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
+                easy_put(w, e);
+                j->easy = NULL;
+                return -1;
+        }
+        j->partner->in_flight++;
+        TAILQ_INSERT_TAIL(&j->partner->running, j, link);
+        return 0;
+}
+
+/* Token bucket: RATE tokens per second, burst of one second's worth. */
+static int take_token(wh_partner_t *p, int64_t now)
+{
+        if (p->cfg.rate_limit <= 0)
+                return 1;
+        p->tokens += (double)(now - p->tokens_ms) * p->cfg.rate_limit / 1000.0;
+        p->tokens_ms = now;
+        if (p->tokens > p->cfg.rate_limit)
+                p->tokens = p->cfg.rate_limit < 1 ? 1 : p->cfg.rate_limit;
+        if (p->tokens < 1)
+                return 0;
+        p->tokens -= 1;
+        return 1;
+}
+
+/* Starts queued jobs within each partner's in-flight and rate limits. */
+void wh_deliver_pump(wh_t *w)
+{
+        int64_t now = nc_time_now_ms();
+        wh_partner_t *p;
+        wh_job_t *j;
+
+        for (p = w->partners; p; p = p->next) {
+                while (p->in_flight < p->cfg.max_in_flight && (j = TAILQ_FIRST(&p->queue))) {
+                        if (!take_token(p, now)) {
+                                int64_t next = now + (int64_t)ceil(1000.0 / p->cfg.rate_limit);
+
+                                if (w->next_timer_ms == 0 || next < w->next_timer_ms)
+                                        w->next_timer_ms = next;
+                                break;
+                        }
+                        TAILQ_REMOVE(&p->queue, j, link);
+                        p->queued--;
+                        if (job_start(w, j) != 0)
+                                job_retry_or_dlq(w, j, 0, "cannot start the HTTP request");
+                }
+        }
+        nc_metrics_set(w->m_inflight, NULL, (double)wh_in_flight(w));
+}
+
+size_t wh_in_flight(const wh_t *w)
+{
+        const wh_partner_t *p;
+        size_t n = 0;
+
+        for (p = w->partners; p; p = p->next)
+                n += (size_t)p->in_flight + (size_t)p->queued;
+        return n;
+}
+
+static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
+{
+        wh_partner_t *p = j->partner;
+        char error[512], l[NC_METRICS_LABELS_SIZE];
+        long status = 0;
+
+        curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_multi_remove_handle(w->multi, j->easy);
+        easy_put(w, j->easy);
+        j->easy = NULL;
+        p->in_flight--;
+        TAILQ_REMOVE(&p->running, j, link);
+        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0)
+                nc_metrics_observe(w->m_latency, l,
+                                   (double)(nc_time_now_ms() - j->start_ms) / 1000.0);
+
+        if (res != CURLE_OK) {
+                snprintf(error, sizeof(error), "%s", j->errbuf[0] ? j->errbuf
+                                                                  : curl_easy_strerror(res));
+                job_retry_or_dlq(w, j, 0, error);
+                return;
+        }
+        if (status >= 200 && status < 300) {
+                job_finish(w, j, "delivered", status, NULL, NULL);
+                return;
+        }
+        /* Keep the start of the body: agencies often explain a 400 there. */
+        for (char *c = j->response; *c; c++)
+                if (!isprint((unsigned char)*c))
+                        *c = ' ';
+        snprintf(error, sizeof(error), "HTTP %ld%s%.200s", status, j->response[0] ? ": " : "",
+                 j->response);
+        if (status == 408 || status == 429 || status >= 500)
+                job_retry_or_dlq(w, j, status, error);
+        else if (status == 410) {
+                job_dlq(w, j, "disabled", status, error);
+                partner_disable(w, p);
+        } else
+                job_dlq(w, j, "dlq", status, error);
+}
+
+void wh_deliver_completed(wh_t *w)
+{
+        CURLMsg *msg;
+        int left;
+
+        while ((msg = curl_multi_info_read(w->multi, &left))) {
+                wh_job_t *j;
+
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+                job_done(w, j, msg->data.result);
+        }
+}
+
+void wh_deliver_abandon(wh_t *w)
+{
+        wh_partner_t *p;
+        wh_job_t *j;
+
+        for (p = w->partners; p; p = p->next) {
+                while ((j = TAILQ_FIRST(&p->queue))) {
+                        TAILQ_REMOVE(&p->queue, j, link);
+                        p->queued--;
+                        job_free(j);
+                }
+                while ((j = TAILQ_FIRST(&p->running))) {
+                        TAILQ_REMOVE(&p->running, j, link);
+                        curl_multi_remove_handle(w->multi, j->easy);
+                        curl_easy_cleanup(j->easy);
+                        p->in_flight--;
+                        job_free(j);
+                }
+        }
+}

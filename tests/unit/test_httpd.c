@@ -1,0 +1,447 @@
+/* Unit tests for common/nc_httpd.c: the built-in endpoints, added routes with query strings
+ * and form bodies, body limits and listen addresses, over real HTTP with libcurl. */
+#include "nc_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "nc_httpd.h"
+#include "nc_log.h"
+#include "nc_metrics.h"
+
+struct fetch {
+        long status;
+        char *body;
+        size_t len;
+        char ctype[128];
+        char allow[64];
+        CURLcode rc;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+        struct fetch *f = arg;
+
+        f->body = realloc(f->body, f->len + size * n + 1);
+        assert_non_null(f->body);
+        memcpy(f->body + f->len, p, size * n);
+        f->len += size * n;
+        f->body[f->len] = '\0';
+        return size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+        struct fetch *f = arg;
+        size_t len = size * n;
+
+        if (len > 7 && !strncasecmp(p, "Allow: ", 7))
+                snprintf(f->allow, sizeof(f->allow), "%.*s", (int)(len - 9), p + 7);
+        return len;
+}
+
+/* METHOD on http://127.0.0.1:PORT/PATH; BODY (if any) as the request body with CTYPE
+ * (NULL: form), sent chunked when CHUNKED. */
+static void fetch(struct fetch *f, int port, const char *method, const char *path, const char *body,
+                  size_t body_len, const char *ctype, int chunked)
+{
+        struct curl_slist *hdrs = NULL;
+        char url[512], hdr[160];
+        char *ct = NULL;
+        CURL *c = curl_easy_init();
+
+        assert_non_null(c);
+        memset(f, 0, sizeof(*f));
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, f);
+        if (!strcmp(method, "HEAD"))
+                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        else if (strcmp(method, "GET"))
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        if (body) {
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+                if (ctype) {
+                        snprintf(hdr, sizeof(hdr), "Content-Type: %s", ctype);
+                        hdrs = curl_slist_append(hdrs, hdr);
+                }
+                if (chunked) {
+                        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+                        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+                }
+                /* Answer at once instead of waiting a second for "100 Continue". */
+                hdrs = curl_slist_append(hdrs, "Expect:");
+                curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        }
+        f->rc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f->status);
+        if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+                snprintf(f->ctype, sizeof(f->ctype), "%s", ct);
+        if (!f->body)
+                f->body = calloc(1, 1);
+        curl_slist_free_all(hdrs);
+        curl_easy_cleanup(c);
+}
+
+static void get(struct fetch *f, int port, const char *path)
+{
+        fetch(f, port, "GET", path, NULL, 0, NULL, 0);
+}
+
+static void expect(int port, const char *method, const char *path, long status, const char *body)
+{
+        struct fetch f;
+
+        fetch(&f, port, method, path, NULL, 0, NULL, 0);
+        assert_int_equal(f.rc, CURLE_OK);
+        assert_int_equal(f.status, status);
+        assert_string_equal(f.body, body);
+        free(f.body);
+}
+
+static void test_builtin(void **state)
+{
+        nc_metrics_t *m = nc_metrics_new();
+        nc_metric_t *c = nc_metrics_counter(m, "noticecast_published_total", "Notices.");
+        char err[256] = "", *text;
+        struct fetch f;
+        nc_httpd_t *h;
+        int port;
+
+        (void)state;
+        h = nc_httpd_start("127.0.0.1:0", m, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        assert_true(port > 0 && port < 65536);
+
+        get(&f, port, "/healthz");
+        assert_int_equal(f.status, 200);
+        assert_string_equal(f.body, "ok\n");
+        assert_string_equal(f.ctype, "text/plain; charset=utf-8");
+        free(f.body);
+
+        /* /metrics shows exactly what the registry renders, live. */
+        nc_metrics_inc(c, "topic=\"notices\"", 3);
+        get(&f, port, "/metrics");
+        assert_int_equal(f.status, 200);
+        assert_string_equal(f.ctype, "text/plain; version=0.0.4; charset=utf-8");
+        text = nc_metrics_render(m);
+        assert_string_equal(f.body, text);
+        assert_non_null(strstr(f.body, "\nnoticecast_published_total{topic=\"notices\"} 3\n"));
+        free(text);
+        free(f.body);
+        nc_metrics_inc(c, "topic=\"notices\"", 1);
+        get(&f, port, "/metrics?ignored=1");
+        assert_non_null(strstr(f.body, "\nnoticecast_published_total{topic=\"notices\"} 4\n"));
+        free(f.body);
+
+        /* Not ready until told so; the reason shows in the 503 body. */
+        expect(port, "GET", "/readyz", 503, "not ready\n");
+        nc_httpd_set_ready_reason(h, "kafka: no brokers");
+        expect(port, "GET", "/readyz", 503, "not ready: kafka: no brokers\n");
+        nc_httpd_set_ready_reason(h, "kafka: joining group");
+        expect(port, "GET", "/readyz", 503, "not ready: kafka: joining group\n");
+        nc_httpd_set_ready(h, 1);
+        expect(port, "GET", "/readyz", 200, "ready\n");
+        nc_httpd_set_ready(h, 0);
+        expect(port, "GET", "/readyz", 503, "not ready: kafka: joining group\n");
+        nc_httpd_set_ready_reason(h, NULL);
+        expect(port, "GET", "/readyz", 503, "not ready\n");
+
+        /* HEAD works, other methods are refused with Allow, unknown paths are 404. */
+        expect(port, "HEAD", "/healthz", 200, "");
+        fetch(&f, port, "POST", "/metrics", "a=b", 3, NULL, 0);
+        assert_int_equal(f.status, 405);
+        assert_string_equal(f.allow, "GET, HEAD");
+        free(f.body);
+        expect(port, "DELETE", "/readyz", 405, "method not allowed\n");
+        expect(port, "GET", "/", 404, "not found\n");
+        expect(port, "GET", "/metrics/", 404, "not found\n");
+        expect(port, "GET", "/nope?x=1", 404, "not found\n");
+        /* Still serving after all of that. */
+        expect(port, "GET", "/healthz", 200, "ok\n");
+
+        nc_httpd_stop(h);
+        nc_metrics_free(m);
+}
+
+/* Echoes what it got: method, the "token" query argument, the form fields "a" and "b" and the
+ * body length. */
+static int echo_handler(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        const char *token = nc_httpd_req_query(req, "token");
+        char *a = nc_httpd_req_form(req, "a"), *b = nc_httpd_req_form(req, "b");
+        size_t len;
+
+        int n;
+
+        /* Runs on the HTTP thread: no cmocka assertions here, the client checks the reply. */
+        (*(int *)opaque)++;
+        nc_httpd_req_body(req, &len);
+        n = asprintf(&resp->body, "%s token=%s a=%s b=%s len=%zu", nc_httpd_req_method(req),
+                     token ? token : "(null)", a ? a : "(null)", b ? b : "(null)", len);
+        resp->content_type = "text/x-echo";
+        free(a);
+        free(b);
+        if (n < 0 || strcmp(nc_httpd_req_path(req), "/echo")) {
+                resp->body = n < 0 ? NULL : resp->body;
+                return 500;
+        }
+        return !strcmp(nc_httpd_req_method(req), "PUT") ? 202 : 200;
+}
+
+static int json_handler(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        const char *ok = nc_httpd_req_header(req, "X-Test");
+
+        (void)opaque;
+        if (strcmp(nc_httpd_req_method(req), "GET"))
+                return 405;
+        resp->content_type = "application/json";
+        resp->body = strdup(ok ? "{\"x\":1}" : "{}");
+        resp->body_len = 0; /* strlen */
+        return 200;
+}
+
+static int bad_handler(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        (void)req;
+        (void)opaque;
+        resp->body = strdup("leaks if not freed");
+        return 42;
+}
+
+static int empty_handler(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        (void)req;
+        (void)resp;
+        (void)opaque;
+        return 204;
+}
+
+static void expect_echo(int port, const char *method, const char *path, const char *body,
+                        const char *ctype, int chunked, long status, const char *reply)
+{
+        struct fetch f;
+
+        fetch(&f, port, method, path, body, body ? strlen(body) : 0, ctype, chunked);
+        assert_int_equal(f.rc, CURLE_OK);
+        assert_int_equal(f.status, status);
+        assert_string_equal(f.body, reply);
+        assert_string_equal(f.ctype, "text/x-echo");
+        free(f.body);
+}
+
+static void test_routes(void **state)
+{
+        static const char form[] = "application/x-www-form-urlencoded";
+        char err[256] = "", path[32];
+        int calls = 0, port, i;
+        nc_httpd_t *h;
+        struct fetch f;
+
+        (void)state;
+        h = nc_httpd_start("127.0.0.1:0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        assert_int_equal(nc_httpd_add_route(h, "/echo", echo_handler, &calls), 0);
+        assert_int_equal(nc_httpd_add_route(h, "/json", json_handler, NULL), 0);
+        assert_int_equal(nc_httpd_add_route(h, "/bad", bad_handler, NULL), 0);
+        assert_int_equal(nc_httpd_add_route(h, "/empty", empty_handler, NULL), 0);
+        /* Taken, built-in or malformed paths are refused. */
+        assert_int_equal(nc_httpd_add_route(h, "/echo", json_handler, NULL), -1);
+        assert_int_equal(nc_httpd_add_route(h, "/metrics", json_handler, NULL), -1);
+        assert_int_equal(nc_httpd_add_route(h, "/readyz", json_handler, NULL), -1);
+        assert_int_equal(nc_httpd_add_route(h, "echo2", json_handler, NULL), -1);
+
+        expect_echo(port, "GET", "/echo?token=abc%2Fdef&x", NULL, NULL, 0, 200,
+                    "GET token=abc/def a=(null) b=(null) len=0");
+        /* The RFC 8058 one-click shape: token in the URL, form body. */
+        expect_echo(port, "POST", "/echo?token=t1", "a=One-Click&b=x%20y+z%26w", form, 0, 200,
+                    "POST token=t1 a=One-Click b=x y z&w len=25");
+        expect_echo(port, "POST", "/echo", "b=2&a=1&a=second",
+                    "Application/X-WWW-Form-Urlencoded; "
+                    "charset=utf-8",
+                    0, 200, "POST token=(null) a=1 b=2 len=16");
+        expect_echo(port, "POST", "/echo", "a=&b", form, 0, 200, "POST token=(null) a= b= len=4");
+        expect_echo(port, "PUT", "/echo", "a=1", NULL, 0, 202,
+                    "PUT token=(null) a=1 b=(null) len=3");
+        /* Malformed escapes and encoded NULs are not values; other types are not forms. */
+        expect_echo(port, "POST", "/echo", "a=%00&b=%zz", form, 0, 200,
+                    "POST token=(null) a=(null) b=(null) len=11");
+        expect_echo(port, "POST", "/echo", "a=%4&b=%", form, 0, 200,
+                    "POST token=(null) a=(null) b=(null) len=8");
+        expect_echo(port, "POST", "/echo", "a=1", "multipart/form-data; boundary=x", 0, 200,
+                    "POST token=(null) a=(null) b=(null) len=3");
+        expect_echo(port, "POST", "/echo", "a=1", "application/x-www-form-urlencodedx", 0, 200,
+                    "POST token=(null) a=(null) b=(null) len=3");
+        /* A chunked body (no Content-Length) arrives whole too. */
+        expect_echo(port, "POST", "/echo", "a=chunky&b=bacon", form, 1, 200,
+                    "POST token=(null) a=chunky b=bacon len=16");
+
+        fetch(&f, port, "GET", "/json", NULL, 0, NULL, 0);
+        assert_int_equal(f.status, 200);
+        assert_string_equal(f.ctype, "application/json");
+        assert_string_equal(f.body, "{}");
+        free(f.body);
+        expect(port, "DELETE", "/json", 405, "");
+        expect(port, "GET", "/bad", 500, "internal error\n");
+        expect(port, "GET", "/empty", 204, "");
+        expect(port, "GET", "/echo/", 404, "not found\n");
+        assert_int_equal(calls, 10);
+
+        /* The table is bounded. */
+        for (i = 4; i < NC_HTTPD_ROUTES_MAX; i++) {
+                snprintf(path, sizeof(path), "/r%d", i);
+                assert_int_equal(nc_httpd_add_route(h, path, empty_handler, NULL), 0);
+        }
+        assert_int_equal(nc_httpd_add_route(h, "/one-too-many", empty_handler, NULL), -1);
+        expect(port, "GET", "/r15", 204, "");
+        nc_httpd_stop(h);
+}
+
+static void test_body_limit(void **state)
+{
+        static const char form[] = "application/x-www-form-urlencoded";
+        char err[256] = "", *big;
+        int calls = 0, port;
+        struct fetch f;
+        nc_httpd_t *h;
+
+        (void)state;
+        h = nc_httpd_start("127.0.0.1:0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        assert_int_equal(nc_httpd_add_route(h, "/echo", echo_handler, &calls), 0);
+        big = malloc(NC_HTTPD_BODY_MAX + 2);
+        assert_non_null(big);
+        memcpy(big, "a=", 2);
+        memset(big + 2, 'x', NC_HTTPD_BODY_MAX);
+        big[NC_HTTPD_BODY_MAX] = '\0';
+
+        /* Exactly the limit: accepted, whichever way it is sent. */
+        fetch(&f, port, "POST", "/echo", big, NC_HTTPD_BODY_MAX, form, 0);
+        assert_int_equal(f.status, 200);
+        assert_true(!strncmp(f.body, "POST token=(null) a=xxxx", 24));
+        assert_non_null(strstr(f.body, " b=(null) len=65536"));
+        free(f.body);
+        fetch(&f, port, "POST", "/echo", big, NC_HTTPD_BODY_MAX, form, 1);
+        assert_int_equal(f.status, 200);
+        assert_non_null(strstr(f.body, " len=65536"));
+        free(f.body);
+        assert_int_equal(calls, 2);
+
+        /* One byte more: 413 before the body is read when the length is announced ... */
+        big[NC_HTTPD_BODY_MAX] = 'x';
+        big[NC_HTTPD_BODY_MAX + 1] = '\0';
+        fetch(&f, port, "POST", "/echo", big, NC_HTTPD_BODY_MAX + 1, form, 0);
+        assert_int_equal(f.status, 413);
+        assert_string_equal(f.body, "request body too large\n");
+        free(f.body);
+        /* ... and the connection dropped when it is not. */
+        fetch(&f, port, "POST", "/echo", big, NC_HTTPD_BODY_MAX + 1, form, 1);
+        assert_int_not_equal(f.rc, CURLE_OK);
+        assert_int_equal(f.status, 0);
+        free(f.body);
+        assert_int_equal(calls, 2);
+
+        expect(port, "GET", "/healthz", 200, "ok\n");
+        free(big);
+        nc_httpd_stop(h);
+}
+
+static void expect_bad_listen(const char *listen, const char *msg)
+{
+        char err[256] = "";
+
+        assert_null(nc_httpd_start(listen, NULL, err, sizeof(err)));
+        if (!strstr(err, msg))
+                fail_msg("%s: \"%s\" does not contain \"%s\"", listen, err, msg);
+}
+
+static void test_listen(void **state)
+{
+        char err[256] = "", addr[64];
+        nc_httpd_t *h, *h2;
+        int port;
+
+        (void)state;
+        expect_bad_listen("127.0.0.1", "expected host:port or :port");
+        expect_bad_listen("127.0.0.1:", "bad port");
+        expect_bad_listen("127.0.0.1:65536", "bad port");
+        expect_bad_listen("127.0.0.1:-1", "bad port");
+        expect_bad_listen("127.0.0.1:+80", "bad port");
+        expect_bad_listen("127.0.0.1:80x", "bad port");
+        expect_bad_listen("::1:9464", "put IPv6 addresses in brackets");
+        expect_bad_listen("[::1]9464", "expected [address]:port");
+        expect_bad_listen("[]:9464", "bad address");
+        expect_bad_listen("300.1.1.1:9464", "listen \"300.1.1.1:9464\": ");
+
+        /* ":port" listens everywhere; reachable over IPv4 loopback. */
+        h = nc_httpd_start(":0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        assert_true(port > 0);
+        expect(port, "GET", "/healthz", 200, "ok\n");
+
+        /* A port in use is an error that says so. */
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+        h2 = nc_httpd_start(addr, NULL, err, sizeof(err));
+        assert_null(h2);
+        assert_true(!strncmp(err, "listen \"127.0.0.1:", 18));
+        nc_httpd_stop(h);
+
+        /* IPv6 loopback, where the host has it. */
+        h = nc_httpd_start("[::1]:0", NULL, err, sizeof(err));
+        if (h) {
+                assert_true(nc_httpd_port(h) > 0);
+                nc_httpd_stop(h);
+        } else {
+                print_message("no IPv6 loopback here: %s\n", err);
+        }
+        h = nc_httpd_start("localhost:0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        nc_httpd_stop(h);
+        nc_httpd_stop(NULL);
+}
+
+static int setup(void **state)
+{
+        (void)state;
+        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+        (void)state;
+        curl_global_cleanup();
+        return 0;
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_builtin),
+            cmocka_unit_test(test_routes),
+            cmocka_unit_test(test_body_limit),
+            cmocka_unit_test(test_listen),
+        };
+
+        /* The failing binds and the bad handler log warnings; keep the output readable. */
+        nc_log_init("test_httpd", NC_LOG_ERROR);
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
