@@ -20,7 +20,7 @@ APT_PACKAGES=(
 	librdkafka-dev libjansson-dev libcurl4-openssl-dev libesmtp-dev libssl-dev
 	libinih-dev libgmime-3.0-dev libmicrohttpd-dev
 	libcmocka-dev
-	kcat clang-format netcat-openbsd
+	kcat clang-format netcat-openbsd tzdata
 )
 PY_MODULES=(pytest confluent_kafka)
 
