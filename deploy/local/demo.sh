@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # make demo: the whole noticecast flow on this machine, with a real Kafka broker.
 #
-# Starts (or reuses) the local broker on $KAFKA_PORT (default 9092), creates the topics,
-# publishes the example notice (English, Spanish, Portuguese) and reads it back with kcat,
-# a different Kafka client.  The broker keeps running afterwards: `make kafka-down` stops it.
+# Starts (or reuses) the local broker on $KAFKA_PORT (default 9092), creates the topics, starts
+# a local webhook receiver and noticecast-webhooks with two partner agencies (one per payload
+# format), publishes the example notice (English, Spanish, Portuguese), reads it back with
+# kcat, and shows it arriving signed at both partners.  The broker keeps running afterwards
+# (`make kafka-down` stops it); the receiver and the daemon are stopped at the end.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -20,14 +22,53 @@ step "Kafka ${KAFKA_VERSION:-3.9.2} on 127.0.0.1:$KAFKA_PORT (KRaft, single node
 "$HERE/kafka.sh" fetch
 "$HERE/kafka.sh" up
 
-mkdir -p "$DEMO"
-# The example configuration, pointed at the local broker.
+mkdir -p "$DEMO/secrets"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SINK_PORT=$(free_port)
+for p in pe-pcm sp-prefeitura; do
+	[[ -s $DEMO/secrets/$p ]] || (umask 077 && python3 -c 'import base64,os; print("whsec_" + base64.b64encode(os.urandom(32)).decode())' >"$DEMO/secrets/$p")
+done
+# The example configuration, pointed at the local broker, plus two partner agencies.
 sed -e "s/^bootstrap.servers = .*/bootstrap.servers = 127.0.0.1:$KAFKA_PORT/" \
 	-e "s/^timeout_ms = .*/timeout_ms = 15000/" "$REPO/config/noticecast.conf" >"$CONF"
+cat >>"$CONF" <<PARTNERS
+
+[webhooks]
+group_id = demo-webhooks
+listen = 127.0.0.1:0
+
+# Peru's Presidency of the Council of Ministers: notices for Peru, standard payload
+[partner.pe-pcm]
+url = http://127.0.0.1:$SINK_PORT/pe-pcm
+secret_file = $DEMO/secrets/pe-pcm
+regions = PE
+format = standard
+
+# The city of São Paulo: notices for Brazil, as CloudEvents
+[partner.sp-prefeitura]
+url = http://127.0.0.1:$SINK_PORT/sp-prefeitura
+secret_file = $DEMO/secrets/sp-prefeitura
+regions = BR
+format = cloudevents
+PARTNERS
 export NOTICECAST_CONFIG=$CONF
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
 
 step "Check the configuration and create the topics"
 run "$BIN" topics create
+
+step "Start a webhook receiver (127.0.0.1:$SINK_PORT) and noticecast-webhooks"
+python3 "$HERE/webhook-sink.py" "$SINK_PORT" "/pe-pcm=$DEMO/secrets/pe-pcm" \
+	"/sp-prefeitura=$DEMO/secrets/sp-prefeitura" >"$DEMO/sink.log" 2>&1 &
+pids+=($!)
+run "${BIN%/*}/noticecast-webhooks" -n
+"${BIN%/*}/noticecast-webhooks" >"$DEMO/webhooks.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 150); do grep -q 'msg="assigned' "$DEMO/webhooks.log" && break; sleep 0.2; done
+grep -E 'http listening|started|assigned' "$DEMO/webhooks.log" | sed 's/^/    /'
 
 step "Validate the example notice (facts of the MOI notice of 2017-06-20, in en/es/pt)"
 run "$BIN" validate "$NOTICE"
@@ -54,6 +95,14 @@ print("value     :", json.dumps(v, ensure_ascii=False)[:160] + " ...")'
 [[ $(kcat -b "127.0.0.1:$KAFKA_PORT" -C -t "$topic" -p "$partition" -o "$offset" -c 1 -e -q -f '%k') == "$id" ]] ||
 	{ echo "demo: the key read back is not $id" >&2; exit 1; }
 
+step "The notice arrives at both partners, signed (one standard payload, one CloudEvent)"
+for _ in $(seq 1 100); do [[ $(grep -c '^POST' "$DEMO/sink.log") -ge 2 ]] && break; sleep 0.2; done
+cat "$DEMO/sink.log"
+[[ $(grep -c 'signature: VALID' "$DEMO/sink.log") -ge 2 ]] ||
+	{ echo "demo: expected two validly signed deliveries" >&2; exit 1; }
+sleep 1 # the delivery events are produced right after the HTTP answers
+run "$BIN" deliveries "$id"
+
 step "A subscriber in Lima who reads Spanish"
 run "$BIN" subscribers add --email ana.quispe@example.pe --name "Ana Quispe" --lang es \
 	--category news --region PE --frequency daily --tz America/Lima --send-at 07:30
@@ -69,4 +118,5 @@ set -e
 echo "exit status: $rc (65 = invalid input)"
 
 step "Done"
+echo "The webhook receiver and noticecast-webhooks stop now (logs in var/demo/)."
 echo "The broker is still running on 127.0.0.1:$KAFKA_PORT; stop it with: make kafka-down"
