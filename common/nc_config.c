@@ -59,6 +59,31 @@ void nc_config_defaults(nc_config_t *cfg)
                 cfg->webhooks.retry_n = 7;
         }
         cfg->webhooks.retry_after_max_ms = 3600 * 1000;
+        cfg->mailer.group_id = nc_xstrdup("noticecast-mailer");
+        cfg->mailer.listen = nc_xstrdup("127.0.0.1:9465");
+        cfg->mailer.from_name = nc_xstrdup("noticecast");
+        cfg->mailer.from_address = nc_xstrdup("notices@localhost");
+        cfg->mailer.list_id = nc_xstrdup("notices.localhost");
+        cfg->mailer.unsubscribe_url = nc_xstrdup("http://127.0.0.1:9465/unsubscribe");
+        cfg->mailer.templates = nc_xstrdup(NC_SYSCONFDIR "/noticecast/templates");
+        cfg->mailer.message_id_domain = nc_xstrdup("localhost");
+        cfg->mailer.weekly_day = 1;
+        cfg->mailer.max_notices = 50;
+        cfg->mailer.bounce_suppress_after = 3;
+        {
+                static const char *const sched[] = {"1m", "5m", "15m", "1h", "4h"};
+
+                for (size_t i = 0; i < 5; i++)
+                        nc_duration_parse(sched[i], &cfg->mailer.retry_ms[i]);
+                cfg->mailer.retry_n = 5;
+        }
+        cfg->mailer.shutdown_timeout_ms = 30 * 1000;
+        cfg->smtp.host = nc_xstrdup("localhost");
+        cfg->smtp.port = 25;
+        cfg->smtp.starttls = 1;
+        cfg->smtp.sessions = 4;
+        cfg->smtp.batch = 200;
+        cfg->smtp.timeout_ms = 30000;
         cfg->webhooks.max_pending = 10000;
         cfg->webhooks.shutdown_timeout_ms = 30 * 1000;
         /* Defaults that make the producer safe: the brief's delivery contract needs these. */
@@ -96,6 +121,22 @@ void nc_config_free(nc_config_t *cfg)
                 free(p->client_key);
         }
         free(cfg->partners);
+        free(cfg->mailer.group_id);
+        free(cfg->mailer.listen);
+        free(cfg->mailer.from_name);
+        free(cfg->mailer.from_address);
+        free(cfg->mailer.envelope_from);
+        free(cfg->mailer.list_id);
+        free(cfg->mailer.unsubscribe_url);
+        free(cfg->mailer.unsubscribe_mailto);
+        free(cfg->mailer.unsubscribe_secret_file);
+        free(cfg->mailer.templates);
+        free(cfg->mailer.message_id_domain);
+        free(cfg->smtp.host);
+        free(cfg->smtp.username);
+        free(cfg->smtp.password_file);
+        free(cfg->smtp.ca_file);
+        free(cfg->smtp.helo);
         memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -408,6 +449,138 @@ static int handle_webhooks(struct parse_ctx *ctx, const char *name, const char *
         return 1;
 }
 
+static int handle_mailer(struct parse_ctx *ctx, const char *name, const char *v)
+{
+        static const char *const days[] = {"sunday",   "monday", "tuesday", "wednesday",
+                                           "thursday", "friday", "saturday"};
+        nc_mailer_config_t *m = &ctx->cfg->mailer;
+        char **str = !strcmp(name, "group_id")                  ? &m->group_id
+                     : !strcmp(name, "listen")                  ? &m->listen
+                     : !strcmp(name, "from_name")               ? &m->from_name
+                     : !strcmp(name, "from_address")            ? &m->from_address
+                     : !strcmp(name, "envelope_from")           ? &m->envelope_from
+                     : !strcmp(name, "list_id")                 ? &m->list_id
+                     : !strcmp(name, "unsubscribe_url")         ? &m->unsubscribe_url
+                     : !strcmp(name, "unsubscribe_mailto")      ? &m->unsubscribe_mailto
+                     : !strcmp(name, "unsubscribe_secret_file") ? &m->unsubscribe_secret_file
+                     : !strcmp(name, "templates")               ? &m->templates
+                     : !strcmp(name, "message_id_domain")       ? &m->message_id_domain
+                                                                : NULL;
+        int64_t ms;
+        long n;
+        int i;
+
+        if (str) {
+                /* Everything here ends up in headers or URLs: one line, no controls. */
+                for (const char *p = v; *p; p++)
+                        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                                FAIL("mailer.%s: contains a control character", name);
+                if (!strcmp(name, "from_address") || !strcmp(name, "envelope_from") ||
+                    !strcmp(name, "unsubscribe_mailto")) {
+                        char e[256];
+
+                        if (nc_email_valid(v, e, sizeof(e)) != 0)
+                                FAIL("mailer.%s: %s", name, e);
+                }
+                if (!strcmp(name, "unsubscribe_url") && strncmp(v, "https://", 8) &&
+                    strncmp(v, "http://", 7))
+                        FAIL("mailer.unsubscribe_url: must start with https:// or http://");
+                set_str(str, v);
+        } else if (!strcmp(name, "weekly_day")) {
+                for (i = 0; i < 7 && strcmp(v, days[i]); i++)
+                        ;
+                if (i == 7)
+                        FAIL("mailer.weekly_day: '%s' must be a day name like monday", v);
+                m->weekly_day = i;
+        } else if (!strcmp(name, "max_notices")) {
+                if (!handle_int(ctx, "mailer", name, v, 1, 1000, &n))
+                        return 0;
+                m->max_notices = (int)n;
+        } else if (!strcmp(name, "bounce_suppress_after")) {
+                if (!handle_int(ctx, "mailer", name, v, 1, 1000, &n))
+                        return 0;
+                m->bounce_suppress_after = (int)n;
+        } else if (!strcmp(name, "retry_schedule")) {
+                nc_strlist_t l = {0};
+                size_t k;
+
+                nc_strlist_split(&l, v);
+                if (l.n == 0 || l.n > sizeof(m->retry_ms) / sizeof(m->retry_ms[0])) {
+                        nc_strlist_clear(&l);
+                        FAIL("mailer.retry_schedule: needs 1 to 16 durations");
+                }
+                for (k = 0; k < l.n; k++) {
+                        if (nc_duration_parse(l.v[k], &ms) != 0) {
+                                snprintf(ctx->err, sizeof(ctx->err),
+                                         "mailer.retry_schedule: '%s' is not a duration", l.v[k]);
+                                ctx->err_line = ctx->line;
+                                nc_strlist_clear(&l);
+                                return 0;
+                        }
+                        m->retry_ms[k] = ms;
+                }
+                m->retry_n = l.n;
+                nc_strlist_clear(&l);
+        } else if (!strcmp(name, "shutdown_timeout")) {
+                if (nc_duration_parse(v, &ms) != 0)
+                        FAIL("mailer.shutdown_timeout: '%s' is not a duration", v);
+                m->shutdown_timeout_ms = ms;
+        } else {
+                FAIL("unknown key '%s' in section [mailer]", name);
+        }
+        return 1;
+}
+
+static int handle_smtp(struct parse_ctx *ctx, const char *name, const char *v)
+{
+        nc_smtp_settings_t *s = &ctx->cfg->smtp;
+        char *end;
+        long n;
+
+        if (!strcmp(name, "host") || !strcmp(name, "username") ||
+            !strcmp(name, "password_file") || !strcmp(name, "ca_file") || !strcmp(name, "helo")) {
+                char **dst = name[0] == 'h' ? (name[1] == 'o' ? &s->host : &s->helo)
+                             : name[0] == 'u' ? &s->username
+                             : name[0] == 'p' ? &s->password_file
+                                              : &s->ca_file;
+                set_str(dst, v);
+        } else if (!strcmp(name, "port")) {
+                if (!handle_int(ctx, "smtp", name, v, 1, 65535, &n))
+                        return 0;
+                s->port = (int)n;
+        } else if (!strcmp(name, "starttls")) {
+                if (!strcmp(v, "off"))
+                        s->starttls = 0;
+                else if (!strcmp(v, "optional"))
+                        s->starttls = 1;
+                else if (!strcmp(v, "required"))
+                        s->starttls = 2;
+                else
+                        FAIL("smtp.starttls: '%s' must be required, optional or off", v);
+        } else if (!strcmp(name, "sessions")) {
+                if (!handle_int(ctx, "smtp", name, v, 1, 64, &n))
+                        return 0;
+                s->sessions = (int)n;
+        } else if (!strcmp(name, "batch")) {
+                if (!handle_int(ctx, "smtp", name, v, 1, 10000, &n))
+                        return 0;
+                s->batch = (int)n;
+        } else if (!strcmp(name, "timeout_ms")) {
+                if (!handle_int(ctx, "smtp", name, v, 100, 600000, &n))
+                        return 0;
+                s->timeout_ms = (int)n;
+        } else if (!strcmp(name, "rate_limit")) {
+                errno = 0;
+                s->rate_limit = strtod(v, &end);
+                if (errno || end == v || *end || s->rate_limit < 0)
+                        FAIL("smtp.rate_limit: '%s' must be messages per second (0 = no limit)",
+                             v);
+        } else {
+                FAIL("unknown key '%s' in section [smtp]", name);
+        }
+        return 1;
+}
+
 static nc_partner_t *partner_get(struct parse_ctx *ctx, const char *id)
 {
         nc_config_t *cfg = ctx->cfg;
@@ -518,6 +691,10 @@ static int handler(void *user, const char *section, const char *name, const char
                 return handle_noticecast(ctx, name, value);
         if (!strcmp(section, "webhooks"))
                 return handle_webhooks(ctx, name, value);
+        if (!strcmp(section, "mailer"))
+                return handle_mailer(ctx, name, value);
+        if (!strcmp(section, "smtp"))
+                return handle_smtp(ctx, name, value);
         if (!strncmp(section, "partner.", 8))
                 return handle_partner(ctx, section + 8, name, value);
         if (!strcmp(section, "kafka")) {
@@ -570,8 +747,9 @@ static int handler(void *user, const char *section, const char *name, const char
         FAIL("unknown section [%s]", section);
 }
 
-static const char *const known_sections[] = {"noticecast", "kafka",    "topics", "producer",
-                                             "limits",     "webhooks", NULL};
+static const char *const known_sections[] = {"noticecast", "kafka",    "topics",
+                                             "producer",   "limits",   "webhooks",
+                                             "mailer",     "smtp",     NULL};
 
 /* inih's reader callback.  It counts lines (so handler errors carry the right line even
  * though Debian's inih is built without INI_HANDLER_LINENO), rejects lines longer than

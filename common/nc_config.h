@@ -51,6 +51,42 @@ typedef struct nc_webhooks_config {
         int64_t shutdown_timeout_ms;
 } nc_webhooks_config_t;
 
+/* [mailer]: the noticecast-mailer daemon. */
+typedef struct nc_mailer_config {
+        char *group_id;
+        char *listen;        /* metrics/health/unsubscribe address, "" = off */
+        char *from_name;
+        char *from_address;
+        char *envelope_from; /* default: from_address */
+        char *list_id;
+        char *unsubscribe_url;    /* public base URL of /unsubscribe */
+        char *unsubscribe_mailto; /* address, or NULL */
+        char *unsubscribe_secret_file;
+        char *templates;
+        char *message_id_domain;
+        int weekly_day; /* 0 = Sunday .. 6 = Saturday */
+        int max_notices;
+        int bounce_suppress_after;
+        int64_t retry_ms[16]; /* 4xx backoff */
+        size_t retry_n;
+        int64_t shutdown_timeout_ms;
+} nc_mailer_config_t;
+
+/* [smtp]: the relay the mailer hands messages to. */
+typedef struct nc_smtp_settings {
+        char *host;
+        int port;
+        int starttls; /* 0 off, 1 optional, 2 required */
+        char *username;
+        char *password_file;
+        char *ca_file;
+        char *helo;
+        int sessions;     /* parallel SMTP sessions */
+        int batch;        /* messages per session */
+        double rate_limit; /* messages per second, 0 = unlimited */
+        int timeout_ms;
+} nc_smtp_settings_t;
+
 typedef struct nc_config {
         char *path; /* file it was read from, or NULL for built-in defaults */
 
@@ -79,6 +115,8 @@ typedef struct nc_config {
         size_t notice_max;
 
         nc_webhooks_config_t webhooks;
+        nc_mailer_config_t mailer;
+        nc_smtp_settings_t smtp;
         nc_partner_t *partners;
         size_t partners_n;
 } nc_config_t;

@@ -14,9 +14,11 @@ const char *const nc_subscriber_csv_columns[] = {"email",     "name", "lang",   
                                                  "regions",   "frequency", "tz", "send_at",
                                                  NULL};
 
-static const char *const record_fields[] = {"id",      "email",   "name",      "lang",
+/* bounces/suppressed are kept by the mailer (consecutive hard bounces). */
+static const char *const record_fields[] = {"id",         "email",   "name",      "lang",
                                             "categories", "regions", "frequency", "tz",
-                                            "send_at", "updated_at", NULL};
+                                            "send_at",    "updated_at", "bounces", "suppressed",
+                                            NULL};
 
 static int opt_string(const json_t *in, const char *field, const char **out, char *errstr,
                       size_t errstr_size)
@@ -163,6 +165,20 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
         json_object_set_new(out, "send_at", json_string(send_at ? send_at : "08:00"));
         json_object_set_new(out, "updated_at",
                             json_string(nc_time_format_rfc3339(now_ms, ts, sizeof(ts))));
+        v = json_object_get(in, "bounces");
+        if (v && (!json_is_integer(v) || json_integer_value(v) < 0)) {
+                nc_err(errstr, errstr_size, "bounces: must be a count");
+                goto fail;
+        }
+        if (v && json_integer_value(v) > 0)
+                json_object_set(out, "bounces", v);
+        v = json_object_get(in, "suppressed");
+        if (v && !json_is_boolean(v)) {
+                nc_err(errstr, errstr_size, "suppressed: must be true or false");
+                goto fail;
+        }
+        if (json_is_true(v))
+                json_object_set(out, "suppressed", v);
         json_decref(empty);
         return out;
 fail:

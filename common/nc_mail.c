@@ -1,0 +1,499 @@
+#include "nc_mail.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include <gmime/gmime.h>
+#include <openssl/evp.h>
+
+#include "nc_log.h"
+#include "nc_util.h"
+
+/* RFC 5322 §2.1.1: a line is at most 998 octets plus CRLF. */
+#define LINE_MAX_OCTETS 998
+/* Header values we take verbatim (URLs, ids) stay well inside one line even after
+ * "List-Unsubscribe: " and the other URL; GMime folds only at blanks, and these have none. */
+#define URL_MAX   900
+#define ID_MAX    250
+#define NAME_MAX_ 400 /* display names and the List-Id phrase, before RFC 2047 */
+
+static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
+
+static void gmime_init_once(void)
+{
+        g_mime_init();
+}
+
+void nc_mail_global_init(void)
+{
+        pthread_once(&gmime_once, gmime_init_once);
+}
+
+void nc_mail_global_shutdown(void)
+{
+        g_mime_shutdown();
+}
+
+void nc_mail_message_id(const char *subscriber_id, const char *what, const char *domain,
+                        char *out, size_t size)
+{
+        static const char hex[] = "0123456789abcdef";
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        EVP_MD_CTX *ctx;
+        size_t dlen = strlen(domain);
+        int i, ok;
+
+        if (size == 0)
+                return;
+        out[0] = '\0';
+        if (size < 32 + 1 + dlen + 1)
+                return;
+        ctx = EVP_MD_CTX_new();
+        ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+             EVP_DigestUpdate(ctx, subscriber_id, strlen(subscriber_id)) &&
+             EVP_DigestUpdate(ctx, "\n", 1) && EVP_DigestUpdate(ctx, what, strlen(what)) &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 16;
+        EVP_MD_CTX_free(ctx);
+        /* Only fails when libcrypto cannot allocate; like nc_xmalloc, that is fatal. */
+        if (!ok)
+                fatalx("message id: SHA-256 failed");
+        for (i = 0; i < 16; i++) {
+                out[2 * i] = hex[md[i] >> 4];
+                out[2 * i + 1] = hex[md[i] & 0x0f];
+        }
+        out[32] = '@';
+        memcpy(out + 33, domain, dlen + 1);
+}
+
+/* ---- validation ------------------------------------------------------------------------- */
+
+/* RFC 5322 atext plus '.', i.e. what a dot-atom (message id halves, list id) is made of. */
+static int is_atext(unsigned char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~.", c));
+}
+
+static int check_addr(const char *field, const char *s, char *errstr, size_t errstr_size)
+{
+        char err[256];
+
+        if (!s)
+                return nc_err(errstr, errstr_size, "%s: is missing", field);
+        /* nc_email_valid refuses blanks, controls (CR, LF), non-ASCII and the specials
+         * < > ( ) , ; : " [ ] \, and anything but exactly one '@'. */
+        if (nc_email_valid(s, err, sizeof(err)) < 0)
+                return nc_err(errstr, errstr_size, "%s: %s", field, err);
+        return 0;
+}
+
+/* A dot-atom "left@right" (Message-ID) or "label.namespace" (List-Id). */
+static int check_dot_atom(const char *field, const char *s, size_t len, int need_at,
+                          char *errstr, size_t errstr_size)
+{
+        const char *at = NULL;
+        size_t i;
+
+        if (len == 0)
+                return nc_err(errstr, errstr_size, "%s: is empty", field);
+        if (len > ID_MAX)
+                return nc_err(errstr, errstr_size, "%s: is longer than %d characters", field,
+                              ID_MAX);
+        for (i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)s[i];
+
+                if (c == '@' && need_at && !at) {
+                        at = s + i;
+                        continue;
+                }
+                if (!is_atext(c))
+                        return nc_err(errstr, errstr_size,
+                                      "%s: contains a character not allowed here (0x%02x)", field,
+                                      c);
+        }
+        if (need_at && (!at || at == s || at == s + len - 1))
+                return nc_err(errstr, errstr_size, "%s: must look like left@right", field);
+        if (!need_at && (s[0] == '.' || s[len - 1] == '.' || !memchr(s, '.', len)))
+                return nc_err(errstr, errstr_size, "%s: must look like label.example.org",
+                              field);
+        return 0;
+}
+
+/* A URL that goes between <> in List-Unsubscribe: printable ASCII without blanks, quotes and
+ * angle brackets (RFC 3986 characters never need them), so it cannot end the header, close
+ * the <...> early or be folded. */
+static int check_url(const char *field, const char *s, char *errstr, size_t errstr_size)
+{
+        size_t len = strlen(s);
+
+        if (len == 0)
+                return nc_err(errstr, errstr_size, "%s: is empty", field);
+        if (len > URL_MAX)
+                return nc_err(errstr, errstr_size, "%s: is longer than %d characters", field,
+                              URL_MAX);
+        for (const char *p = s; *p; p++) {
+                unsigned char c = (unsigned char)*p;
+
+                if (c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '"' || c == '\\')
+                        return nc_err(errstr, errstr_size,
+                                      "%s: contains a character not allowed in a URL (0x%02x)",
+                                      field, c);
+        }
+        return 0;
+}
+
+/* Length of the UTF-8 control character at P (C0, DEL, C1, U+2028/2029), or 0. */
+static size_t control_len(const unsigned char *p)
+{
+        if (p[0] < 0x20 || p[0] == 0x7f)
+                return 1;
+        if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+                return 2;
+        if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+                return 3;
+        return 0;
+}
+
+/* One-line text for a header (subject, display names): every control character becomes a
+ * space, so a CR/LF from a notice or subscriber can never start a header of its own; blanks
+ * at both ends go.  GMime then RFC 2047-encodes and folds it.  Returns a malloc'd string, or
+ * NULL with errstr set on invalid UTF-8 or an over-long value. */
+static char *header_text(const char *field, const char *s, size_t max, char *errstr,
+                         size_t errstr_size)
+{
+        size_t len = strlen(s), i, o = 0, n;
+        int prev_ctl = 0;
+        char *r;
+
+        if (!nc_utf8_valid(s, len)) {
+                nc_err(errstr, errstr_size, "%s: is not valid UTF-8", field);
+                return NULL;
+        }
+        if (len > max) {
+                nc_err(errstr, errstr_size, "%s: is longer than %zu bytes", field, max);
+                return NULL;
+        }
+        r = nc_xmalloc(len + 1);
+        for (i = 0; i < len; i += n) {
+                n = control_len((const unsigned char *)s + i);
+                if (n) {
+                        /* A run of controls (CR LF) becomes one space. */
+                        if (!prev_ctl)
+                                r[o++] = ' ';
+                        prev_ctl = 1;
+                } else {
+                        prev_ctl = 0;
+                        r[o++] = s[i];
+                        n = 1;
+                }
+        }
+        r[o] = '\0';
+        /* A control at either end leaves a blank there; inner blanks are the sender's. */
+        nc_str_trim(r);
+        return r;
+}
+
+/* A body in canonical form for GMime: valid UTF-8, line ends as LF (CRLF and lone CR become
+ * LF; GMime writes every LF as CRLF), so no bare CR can reach the wire. */
+static char *body_text(const char *field, const char *s, size_t *lenp, char *errstr,
+                       size_t errstr_size)
+{
+        size_t len = strlen(s), i, o = 0;
+        char *r;
+
+        if (!nc_utf8_valid(s, len)) {
+                nc_err(errstr, errstr_size, "%s: is not valid UTF-8", field);
+                return NULL;
+        }
+        r = nc_xmalloc(len + 2);
+        for (i = 0; i < len; i++) {
+                if (s[i] == '\r') {
+                        r[o++] = '\n';
+                        if (s[i + 1] == '\n')
+                                i++;
+                } else {
+                        r[o++] = s[i];
+                }
+        }
+        /* End with a newline so the closing boundary starts on a line of its own. */
+        if (o == 0 || r[o - 1] != '\n')
+                r[o++] = '\n';
+        r[o] = '\0';
+        *lenp = o;
+        return r;
+}
+
+/* ---- building --------------------------------------------------------------------------- */
+
+static void add_mailbox(GMimeMessage *msg, GMimeAddressType type, const char *name,
+                        const char *addr)
+{
+        InternetAddress *ia = internet_address_mailbox_new(name && *name ? name : NULL, addr);
+
+        /* Encode non-ASCII names as UTF-8 too, not GMime's "best" (often ISO-8859-1). */
+        internet_address_set_charset(ia, "utf-8");
+        internet_address_list_add(g_mime_message_get_addresses(msg, type), ia);
+        g_object_unref(ia);
+}
+
+/* A text/SUBTYPE part with BODY as its UTF-8 bytes.  Not g_mime_text_part_set_text(): that
+ * converts the text to the smallest charset it fits (us-ascii, iso-8859-1) and labels it so;
+ * we want charset=utf-8 on every part.  The transfer encoding is GMime's best for 7-bit
+ * transport: 7bit for short-lined ASCII, otherwise quoted-printable or base64, both of which
+ * keep lines under 76 octets. */
+static void set_content(GMimePart *part, const char *body, size_t len)
+{
+        GMimeStream *stream = g_mime_stream_mem_new_with_buffer(body, len);
+        GMimeDataWrapper *content =
+                g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
+
+        g_mime_part_set_content(part, content);
+        g_object_unref(content);
+        g_object_unref(stream);
+}
+
+static GMimeObject *text_part(const char *subtype, const char *body, size_t len)
+{
+        GMimeTextPart *part = g_mime_text_part_new_with_subtype(subtype);
+        GMimeContentEncoding enc;
+
+        set_content(GMIME_PART(part), body, len);
+        g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "utf-8");
+        enc = g_mime_part_get_best_content_encoding(GMIME_PART(part),
+                                                    GMIME_ENCODING_CONSTRAINT_7BIT);
+        if (enc == GMIME_CONTENT_ENCODING_BASE64) {
+                /* Inside base64 the line ends are part of the data, and text in canonical
+                 * form has CRLF (RFC 2045 §6.8); GMime's newline filter only converts what it
+                 * writes in the clear (7bit, quoted-printable). */
+                size_t i, o = 0, n = 0;
+                char *crlf;
+
+                for (i = 0; i < len; i++)
+                        n += body[i] == '\n';
+                crlf = nc_xmalloc(len + n);
+                for (i = 0; i < len; i++) {
+                        if (body[i] == '\n')
+                                crlf[o++] = '\r';
+                        crlf[o++] = body[i];
+                }
+                set_content(GMIME_PART(part), crlf, o);
+                free(crlf);
+        }
+        g_mime_part_set_content_encoding(GMIME_PART(part), enc);
+        return GMIME_OBJECT(part);
+}
+
+/* Last line of defence: every line ends with CRLF and has at most 998 octets, with no bare
+ * CR or LF anywhere.  GMime guarantees this for what we hand it; a failure here is a bug,
+ * and sending a malformed message is worse than not sending it. */
+static int check_wire(const char *buf, size_t len, char *errstr, size_t errstr_size)
+{
+        size_t i, start = 0, line = 1;
+
+        for (i = 0; i < len; i++) {
+                if (buf[i] == '\n' || buf[i] == '\r') {
+                        if (buf[i] != '\r' || i + 1 >= len || buf[i + 1] != '\n')
+                                return nc_err(errstr, errstr_size,
+                                              "message: line %zu has a bare CR or LF", line);
+                        if (i - start > LINE_MAX_OCTETS)
+                                return nc_err(errstr, errstr_size,
+                                              "message: line %zu is longer than %d octets",
+                                              line, LINE_MAX_OCTETS);
+                        i++;
+                        start = i + 1;
+                        line++;
+                } else if (buf[i] == '\0') {
+                        return nc_err(errstr, errstr_size, "message: line %zu has a NUL", line);
+                }
+        }
+        if (start != len)
+                return nc_err(errstr, errstr_size, "message: does not end with CRLF");
+        return 0;
+}
+
+/* List-Id value: "phrase <label.namespace>" or a bare "label.namespace" (RFC 2919).
+ * Returns a malloc'd value, the phrase with control characters replaced. */
+static char *list_id_value(const char *s, char *errstr, size_t errstr_size)
+{
+        const char *lt = strchr(s, '<'), *gt;
+        char *phrase, *r;
+        size_t idlen;
+
+        if (!lt) {
+                if (check_dot_atom("list_id", s, strlen(s), 0, errstr, errstr_size) < 0)
+                        return NULL;
+                r = nc_xmalloc(strlen(s) + 3);
+                sprintf(r, "<%s>", s);
+                return r;
+        }
+        gt = strchr(lt, '>');
+        if (!gt || gt[1] != '\0') {
+                nc_err(errstr, errstr_size, "list_id: must end with <label.example.org>");
+                return NULL;
+        }
+        idlen = (size_t)(gt - lt - 1);
+        if (check_dot_atom("list_id", lt + 1, idlen, 0, errstr, errstr_size) < 0)
+                return NULL;
+        {
+                char *p = nc_xmalloc((size_t)(lt - s) + 1);
+
+                memcpy(p, s, (size_t)(lt - s));
+                p[lt - s] = '\0';
+                phrase = header_text("list_id", p, NAME_MAX_, errstr, errstr_size);
+                free(p);
+        }
+        if (!phrase)
+                return NULL;
+        /* The phrase may not smuggle in another <...> or a quote that GMime would pass on. */
+        if (strpbrk(phrase, "<>\"\\")) {
+                free(phrase);
+                nc_err(errstr, errstr_size, "list_id: bad character before <...>");
+                return NULL;
+        }
+        r = nc_xmalloc(strlen(phrase) + idlen + 4);
+        sprintf(r, "%s%s<%.*s>", phrase, *phrase ? " " : "", (int)idlen, lt + 1);
+        free(phrase);
+        return r;
+}
+
+char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errstr_size)
+{
+        char *subject = NULL, *from_name = NULL, *to_name = NULL, *text = NULL, *html = NULL;
+        char *list_id = NULL, *unsub = NULL, *out = NULL;
+        const char *mailto = NULL;
+        size_t text_len = 0, html_len = 0;
+        GMimeMessage *msg = NULL;
+        GMimeMultipart *alt;
+        GMimeObject *part;
+        GMimeFormatOptions *fo;
+        GMimeStream *stream;
+        GByteArray *bytes;
+        GDateTime *date;
+        char err[256];
+
+        /* Everything is checked before GMime sees any of it. */
+        if (check_addr("from_addr", m->from_addr, errstr, errstr_size) < 0 ||
+            check_addr("to_addr", m->to_addr, errstr, errstr_size) < 0)
+                return NULL;
+        if (!m->message_id || check_dot_atom("message_id", m->message_id,
+                                             strlen(m->message_id), 1, errstr, errstr_size) < 0) {
+                if (!m->message_id)
+                        nc_err(errstr, errstr_size, "message_id: is missing");
+                return NULL;
+        }
+        if (!m->list_id || !m->unsubscribe_https) {
+                nc_err(errstr, errstr_size, "%s: is missing",
+                       !m->list_id ? "list_id" : "unsubscribe_https");
+                return NULL;
+        }
+        if (check_url("unsubscribe_https", m->unsubscribe_https, errstr, errstr_size) < 0)
+                return NULL;
+        /* RFC 8058 one-click unsubscription needs an HTTPS URI. */
+        if (strncasecmp(m->unsubscribe_https, "https://", 8) != 0 || !m->unsubscribe_https[8]) {
+                nc_err(errstr, errstr_size, "unsubscribe_https: must be an https:// URL");
+                return NULL;
+        }
+        if (m->unsubscribe_mailto && *m->unsubscribe_mailto) {
+                size_t alen;
+                char *addr;
+                int bad;
+
+                mailto = m->unsubscribe_mailto;
+                if (!strncasecmp(mailto, "mailto:", 7))
+                        mailto += 7;
+                if (check_url("unsubscribe_mailto", mailto, errstr, errstr_size) < 0)
+                        return NULL;
+                alen = strcspn(mailto, "?");
+                addr = nc_xmalloc(alen + 1);
+                memcpy(addr, mailto, alen);
+                addr[alen] = '\0';
+                bad = check_addr("unsubscribe_mailto", addr, errstr, errstr_size) < 0;
+                free(addr);
+                if (bad)
+                        return NULL;
+        }
+        if (!m->subject || !m->text || !m->html) {
+                nc_err(errstr, errstr_size, "%s: is missing",
+                       !m->subject ? "subject" : !m->text ? "text" : "html");
+                return NULL;
+        }
+        if (!(subject = header_text("subject", m->subject, 4000, errstr, errstr_size)) ||
+            !(from_name = header_text("from_name", m->from_name ? m->from_name : "",
+                                      NAME_MAX_, errstr, errstr_size)) ||
+            !(to_name = header_text("to_name", m->to_name ? m->to_name : "", NAME_MAX_,
+                                    errstr, errstr_size)) ||
+            !(list_id = list_id_value(m->list_id, errstr, errstr_size)) ||
+            !(text = body_text("text", m->text, &text_len, errstr, errstr_size)) ||
+            !(html = body_text("html", m->html, &html_len, errstr, errstr_size)))
+                goto done;
+
+        msg = g_mime_message_new(TRUE);
+        add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, from_name, m->from_addr);
+        add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, to_name, m->to_addr);
+        g_mime_message_set_subject(msg, subject, "utf-8");
+        date = g_date_time_new_from_unix_utc(m->date_ms / 1000);
+        if (!date) {
+                nc_err(errstr, errstr_size, "date_ms: %lld is out of range",
+                       (long long)m->date_ms);
+                goto done;
+        }
+        g_mime_message_set_date(msg, date);
+        g_date_time_unref(date);
+        g_mime_message_set_message_id(msg, m->message_id);
+
+        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Id", list_id, "utf-8");
+        unsub = nc_xmalloc(strlen(m->unsubscribe_https) + (mailto ? strlen(mailto) : 0) + 16);
+        if (mailto)
+                sprintf(unsub, "<%s>, <mailto:%s>", m->unsubscribe_https, mailto);
+        else
+                sprintf(unsub, "<%s>", m->unsubscribe_https);
+        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe", unsub, NULL);
+        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe-Post",
+                                 "List-Unsubscribe=One-Click", NULL);
+        g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-generated", NULL);
+        g_mime_object_set_header(GMIME_OBJECT(msg), "Precedence", "bulk", NULL);
+
+        /* Plain text first, HTML last: the last alternative is the preferred one. */
+        alt = g_mime_multipart_new_with_subtype("alternative");
+        part = text_part("plain", text, text_len);
+        g_mime_multipart_add(alt, part);
+        g_object_unref(part);
+        part = text_part("html", html, html_len);
+        g_mime_multipart_add(alt, part);
+        g_object_unref(part);
+        g_mime_message_set_mime_part(msg, GMIME_OBJECT(alt));
+        g_object_unref(alt);
+
+        fo = g_mime_format_options_new();
+        g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
+        stream = g_mime_stream_mem_new();
+        if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fo, stream) < 0) {
+                nc_err(errstr, errstr_size, "message: GMime could not write it");
+        } else {
+                bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
+                if (check_wire((const char *)bytes->data, bytes->len, err, sizeof(err)) < 0) {
+                        nc_err(errstr, errstr_size, "%s", err);
+                } else {
+                        out = nc_xmalloc(bytes->len + 1);
+                        memcpy(out, bytes->data, bytes->len);
+                        out[bytes->len] = '\0';
+                        if (lenp)
+                                *lenp = bytes->len;
+                }
+        }
+        g_object_unref(stream);
+        g_mime_format_options_free(fo);
+
+done:
+        if (msg)
+                g_object_unref(msg);
+        free(subject);
+        free(from_name);
+        free(to_name);
+        free(list_id);
+        free(unsub);
+        free(text);
+        free(html);
+        return out;
+}
