@@ -1,0 +1,203 @@
+/* noticecast-mailer: internal types.
+ *
+ * Every instance keeps two read-only views, fed by plain (group-less) consumers:
+ *   - the subscribers (the compacted <prefix>subscribers topic, followed live);
+ *   - the notices of the last eight days (the notice topics), with withdrawals and
+ *     corrections applied.
+ * Planning happens once, in the consumer group <group>.planner:
+ *   - each notice is read by exactly one instance, which turns it into one job per
+ *     "immediate" subscriber (and per subscriber of the category when it is urgent);
+ *   - the instance that owns partition 0 of <prefix>mailer.plan plans the digests, minute
+ *     by minute, remembering the last planned minute in that (compacted) topic.
+ *   Jobs and the progress marker (consumer offsets or the planned minute) are written in one
+ *   Kafka transaction, so a crash re-plans exactly what was not committed.
+ * Sending scales out: the jobs topic is consumed by the group <group>.senders; worker
+ * threads render, build and send the messages in SMTP sessions of many messages; a job's
+ * offset is stored only once its outcome (sent, bounced, given up) has been recorded. */
+#ifndef MAILER_H
+#define MAILER_H
+
+#include <glib.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "nc_config.h"
+#include "nc_metrics.h"
+
+#define ML_FREQ_IMMEDIATE 0
+#define ML_FREQ_DAILY     1
+#define ML_FREQ_WEEKLY    2
+
+/* A subscriber, compact: a million of them must fit in a few hundred MiB. */
+typedef struct ml_sub {
+        char *id; /* one allocation: id \0 email \0 name \0 */
+        const char *email;
+        const char *name;
+        uint8_t lang; /* index into cfg languages */
+        uint8_t freq;
+        uint8_t bounces;
+        uint8_t suppressed;
+        uint16_t tz;       /* index into the zone table */
+        uint16_t send_min; /* minutes after local midnight */
+        uint32_t cats;     /* bit i = category i; 0 = every category */
+        uint16_t nregions;
+        uint16_t *regions; /* two ASCII letters each; NULL = every region */
+} ml_sub_t;
+
+/* A notice of the last days, as the digests need it. */
+typedef struct ml_notice {
+        char id[40];
+        json_t *data;  /* normalised notice */
+        int64_t ts_ms; /* when it was published through noticecast (Kafka timestamp) */
+        int cat;       /* category index */
+        int urgent;
+        int withdrawn;
+        char superseded_by[40];
+} ml_notice_t;
+
+typedef struct ml_store {
+        GHashTable *subs;    /* id -> ml_sub_t */
+        GHashTable *notices; /* id -> ml_notice_t */
+        GPtrArray *zones;    /* zone names; index = ml_sub_t.tz */
+        GHashTable *zone_ix; /* name -> index + 1 */
+        GHashTable *zone_tz; /* index -> GTimeZone */
+        rd_kafka_t *rk;      /* group-less reader */
+        int caught_up;
+        size_t eof_needed, eof_seen;
+        GHashTable *eof_parts; /* "topic/partition" seen at EOF once */
+        char subs_topic[256];
+} ml_store_t;
+
+/* One email to send, resolved by the main thread for a worker. */
+typedef struct ml_unit {
+        struct ml_job *job;
+        json_t *subscriber;
+        json_t *notices; /* newest first */
+        int urgent;
+        char period[16];
+        char message_id[128];
+        char unsub_url[1024];
+        /* result, filled by the worker */
+        int status; /* SMTP code, 0 = not attempted */
+        char reply[256];
+        struct ml_unit *next;
+} ml_unit_t;
+
+/* A consumed job (jobs topic), tracked until its outcome is recorded. */
+typedef struct ml_job {
+        rd_kafka_message_t *rkm;
+        json_t *doc;
+        struct ml_part *part;
+        struct ml_job *next; /* in partition order */
+        int settled;
+        int attempt;
+        int64_t not_before_ms; /* 4xx backoff */
+        int64_t first_try_ms;
+        struct ml_job *wait_next; /* in the waiting list */
+        int waiting;
+} ml_job_t;
+
+typedef struct ml_part {
+        char topic[256];
+        int32_t partition;
+        int revoked;
+        ml_job_t *head, *tail;
+        struct ml_part *next;
+} ml_part_t;
+
+/* The queue between the main thread and the SMTP workers. */
+typedef struct ml_queue {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        ml_unit_t *todo_head, *todo_tail;
+        ml_unit_t *done_head;
+        size_t todo_n, busy;
+        int stop;
+        int wake_fd;
+} ml_queue_t;
+
+typedef struct ml {
+        nc_config_t cfg;
+        const char *config_path;
+        int config_explicit;
+        nc_strlist_t xprops;
+        const char *brokers;
+        int64_t clock_offset_ms; /* test-only: shifts the planner's clock */
+
+        ml_store_t store;
+
+        rd_kafka_t *planner;     /* consumer, group <group>.planner */
+        rd_kafka_t *planner_txp; /* transactional producer */
+        int plan_owner;
+        int64_t planned_minute; /* last digest minute planned, -1 = unknown */
+        int planner_dirty;      /* notices consumed since the last transaction */
+
+        rd_kafka_t *sender;  /* consumer, group <group>.senders */
+        rd_kafka_t *events;  /* idempotent producer: events, subscriber updates */
+        rd_kafka_t *unsub_p; /* producer used by the HTTP thread */
+        ml_part_t *parts;
+        ml_job_t *waiting; /* jobs in backoff or waiting for a notice */
+        size_t outstanding;
+        double tokens;
+        int64_t tokens_ms;
+
+        ml_queue_t q;
+        pthread_t *workers;
+        int nworkers;
+        int wake_pipe[2];
+
+        unsigned char unsub_key[64];
+        size_t unsub_key_len;
+
+        char topic_jobs[256], topic_plan[256], topic_events[256], topic_dlq[256];
+        char topic_subs[256];
+        char notice_regex[300];
+
+        nc_metrics_t *metrics;
+        nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue;
+        struct nc_httpd *httpd;
+        int stopping;
+} ml_t;
+
+extern volatile sig_atomic_t ml_stop_flag, ml_reload_flag;
+
+int64_t ml_now(const ml_t *m);
+
+/* store.c */
+int ml_store_start(ml_t *m, char *errstr, size_t errstr_size);
+void ml_store_poll(ml_t *m, int timeout_ms);
+void ml_store_stop(ml_t *m);
+const ml_sub_t *ml_store_sub(const ml_t *m, const char *id);
+const ml_notice_t *ml_store_notice(const ml_t *m, const char *id);
+/* The latest version of a notice (following corrections), or NULL if withdrawn/unknown. */
+const ml_notice_t *ml_store_latest(const ml_t *m, const char *id);
+json_t *ml_sub_json(const ml_t *m, const ml_sub_t *s);
+int ml_sub_matches(const ml_t *m, const ml_sub_t *s, const ml_notice_t *n);
+/* UTC offset in seconds of zone index TZ at Unix time T. */
+int ml_zone_offset(ml_t *m, int tz, int64_t t);
+int ml_notice_from_json(const ml_t *m, json_t *data, int64_t ts_ms, ml_notice_t *out);
+
+/* planner.c */
+int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size);
+void ml_planner_poll(ml_t *m);
+void ml_planner_stop(ml_t *m);
+/* The digest a subscriber would get for the window ending at END_MS (for --preview too). */
+json_t *ml_digest_notices(ml_t *m, const ml_sub_t *s, int64_t start_ms, int64_t end_ms);
+
+/* sender.c */
+int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size);
+void ml_sender_poll(ml_t *m);
+void ml_sender_stop(ml_t *m);
+size_t ml_sender_busy(ml_t *m);
+char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
+                        size_t errstr_size);
+
+/* unsub.c */
+void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size);
+int ml_unsub_verify(const ml_t *m, const char *token, char *id, size_t size);
+int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size);
+
+#endif

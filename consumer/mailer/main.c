@@ -1,0 +1,374 @@
+/* noticecast-mailer — email digests and urgent alerts for subscribers, in their language. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mailer.h"
+#include "nc_digest.h"
+#include "nc_httpd.h"
+#include "nc_kafka.h"
+#include "nc_mail.h"
+#include "nc_time.h"
+#include "nc_util.h"
+
+volatile sig_atomic_t ml_stop_flag, ml_reload_flag;
+static int wake_fd = -1;
+
+static const char usage[] =
+        "usage: noticecast-mailer [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
+        "       noticecast-mailer [-C FILE] --preview EMAIL\n"
+        "       noticecast-mailer -h | -V\n"
+        "\n"
+        "Sends notices to subscribers by email: at once for 'immediate' subscribers and for\n"
+        "urgent notices, as daily or weekly digests at each subscriber's local send time.\n"
+        "\n"
+        "  -C FILE          configuration file (default: $NOTICECAST_CONFIG, else\n"
+        "                   " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
+        "  -X key=value     librdkafka property, overrides [kafka]\n"
+        "  -b BROKERS       bootstrap servers\n"
+        "  -n               check the configuration and the templates, and exit\n"
+        "  --preview EMAIL  print, as an .eml, the digest EMAIL would get now; send nothing\n"
+        "  --clock-offset S (tests) plan as if the time were now + S seconds\n"
+        "  -v, -q           more / less logging\n"
+        "  -h, -V           help, versions\n"
+        "\n"
+        "Signals: TERM/INT stop gracefully.  Exit: 0, 64 usage, 69 Kafka, 78 config.\n";
+
+int64_t ml_now(const ml_t *m)
+{
+        return nc_time_now_ms() + m->clock_offset_ms;
+}
+
+static void on_signal(int sig)
+{
+        int saved = errno;
+
+        if (sig == SIGHUP)
+                ml_reload_flag = 1;
+        else
+                ml_stop_flag = 1;
+        if (wake_fd >= 0 && write(wake_fd, "s", 1) < 0) {
+                /* the loop wakes up at its next timeout anyway */
+        }
+        errno = saved;
+}
+
+static int load(ml_t *m, char *err, size_t size)
+{
+        const char *path = nc_config_path(m->config_path, &m->config_explicit);
+        char *key;
+        size_t len;
+
+        if (nc_config_load(&m->cfg, path, m->config_explicit, err, size) != 0)
+                return -1;
+        if (nc_config_apply_overrides(&m->cfg, &m->xprops, m->brokers, err, size) != 0)
+                return -1;
+        if (!m->cfg.mailer.unsubscribe_secret_file)
+                return nc_err(err, size, "%s: [mailer] unsubscribe_secret_file is required "
+                                         "(a file with a long random secret)",
+                              path);
+        if (!(key = nc_file_read(m->cfg.mailer.unsubscribe_secret_file, &len, err, size)))
+                return -1;
+        nc_str_trim(key);
+        len = strlen(key);
+        if (len < 16) {
+                free(key);
+                return nc_err(err, size, "%s: the unsubscribe secret is shorter than 16 bytes",
+                              m->cfg.mailer.unsubscribe_secret_file);
+        }
+        m->unsub_key_len = len < sizeof(m->unsub_key) ? len : sizeof(m->unsub_key);
+        memcpy(m->unsub_key, key, m->unsub_key_len);
+        memset(key, 0, len);
+        free(key);
+        nc_config_topic(&m->cfg, "mailer.jobs", m->topic_jobs, sizeof(m->topic_jobs));
+        nc_config_topic(&m->cfg, "mailer.plan", m->topic_plan, sizeof(m->topic_plan));
+        nc_config_topic(&m->cfg, "deliveries", m->topic_events, sizeof(m->topic_events));
+        nc_config_topic(&m->cfg, "dlq", m->topic_dlq, sizeof(m->topic_dlq));
+        nc_config_topic(&m->cfg, "subscribers", m->topic_subs, sizeof(m->topic_subs));
+        snprintf(m->store.subs_topic, sizeof(m->store.subs_topic), "%s", m->topic_subs);
+        return 0;
+}
+
+static int make_topics(ml_t *m, char *err, size_t size)
+{
+        nc_kafka_topic_spec_t specs[4];
+
+        memset(specs, 0, sizeof(specs));
+        snprintf(specs[0].name, sizeof(specs[0].name), "%s", m->topic_jobs);
+        specs[0].partitions = m->cfg.partitions;
+        specs[0].retention_ms = 7L * 24 * 3600 * 1000;
+        snprintf(specs[1].name, sizeof(specs[1].name), "%s", m->topic_plan);
+        specs[1].partitions = 1; /* its single partition elects the digest planner */
+        specs[1].compact = 1;
+        snprintf(specs[2].name, sizeof(specs[2].name), "%s", m->topic_events);
+        specs[2].partitions = m->cfg.partitions;
+        specs[2].retention_ms = 90L * 24 * 3600 * 1000;
+        snprintf(specs[3].name, sizeof(specs[3].name), "%s", m->topic_dlq);
+        specs[3].partitions = m->cfg.partitions;
+        specs[3].retention_ms = -1;
+        return nc_kafka_create_topics(&m->cfg, specs, 4, m->cfg.producer_timeout_ms, NULL, NULL,
+                                      err, size);
+}
+
+/* --preview: the digest this subscriber would get now, as an .eml on stdout. */
+static int preview(ml_t *m, const char *email)
+{
+        int64_t deadline = nc_time_now_ms() + m->cfg.producer_timeout_ms, now = ml_now(m);
+        char id[300], err[1024], token[512];
+        const ml_sub_t *s;
+        nc_templates_t *tpl;
+        ml_unit_t u = {0};
+        json_t *ids, *notices;
+        size_t i, len;
+        char *msg;
+
+        if (ml_store_start(m, err, sizeof(err)) != 0) {
+                fprintf(stderr, "noticecast-mailer: %s\n", err);
+                return NC_EX_UNAVAILABLE;
+        }
+        while (!m->store.caught_up && nc_time_now_ms() < deadline)
+                ml_store_poll(m, 100);
+        if (!m->store.caught_up) {
+                fprintf(stderr, "noticecast-mailer: could not read the topics in time\n");
+                return NC_EX_UNAVAILABLE;
+        }
+        snprintf(id, sizeof(id), "%s", email);
+        nc_str_lower(id);
+        if (!(s = ml_store_sub(m, id))) {
+                fprintf(stderr, "noticecast-mailer: %s is not a subscriber\n", email);
+                return NC_EX_DATAERR;
+        }
+        ids = ml_digest_notices(m, s, now - (s->freq == ML_FREQ_WEEKLY ? 7 : 1) * 86400000LL,
+                                now);
+        notices = json_array();
+        for (i = 0; i < json_array_size(ids); i++) {
+                const ml_notice_t *n = ml_store_latest(m, json_string_value(json_array_get(ids, i)));
+
+                if (n)
+                        json_array_append(notices, n->data);
+        }
+        json_decref(ids);
+        if (!json_array_size(notices)) {
+                json_decref(notices);
+                fprintf(stderr, "noticecast-mailer: no notice for %s in the current window: "
+                                "no digest would be sent\n",
+                        email);
+                return NC_EX_OK;
+        }
+        if (!(tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+                                      m->cfg.default_language, err, sizeof(err)))) {
+                json_decref(notices);
+                fprintf(stderr, "noticecast-mailer: %s\n", err);
+                return NC_EX_CONFIG;
+        }
+        u.subscriber = ml_sub_json(m, s);
+        u.notices = notices;
+        snprintf(u.period, sizeof(u.period), "%s",
+                 s->freq == ML_FREQ_WEEKLY ? "weekly" : "daily");
+        nc_mail_message_id(s->id, "preview", m->cfg.mailer.message_id_domain, u.message_id,
+                           sizeof(u.message_id));
+        ml_unsub_token(m, s->id, token, sizeof(token));
+        snprintf(u.unsub_url, sizeof(u.unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
+                 token);
+        msg = ml_render_message(m, &u, tpl, &len, err, sizeof(err));
+        if (msg)
+                fwrite(msg, 1, len, stdout);
+        else
+                fprintf(stderr, "noticecast-mailer: %s\n", err);
+        free(msg);
+        json_decref(u.subscriber);
+        json_decref(notices);
+        nc_templates_free(tpl);
+        return msg ? NC_EX_OK : NC_EX_SOFTWARE;
+}
+
+static void wait_for_work(ml_t *m, int timeout_ms)
+{
+        struct pollfd pfd = {.fd = m->wake_pipe[0], .events = POLLIN};
+        char buf[256];
+
+        if (poll(&pfd, 1, timeout_ms) > 0)
+                while (read(m->wake_pipe[0], buf, sizeof(buf)) > 0)
+                        ;
+}
+
+static void wake_on(ml_t *m, rd_kafka_t *rk)
+{
+        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+
+        rd_kafka_queue_io_event_enable(q, m->wake_pipe[1], "k", 1);
+        rd_kafka_queue_destroy(q);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                                 {"version", no_argument, NULL, 'V'},
+                                                 {"preview", required_argument, NULL, 'P'},
+                                                 {"clock-offset", required_argument, NULL, 'O'},
+                                                 {0}};
+        ml_t m = {0};
+        const char *preview_email = NULL;
+        char err[1024];
+        int c, check_only = 0, rc = NC_EX_OK;
+        int64_t deadline;
+        struct sigaction sa;
+
+        nc_log_init("noticecast-mailer", NC_LOG_INFO);
+        m.wake_pipe[0] = m.wake_pipe[1] = -1;
+        m.planned_minute = -1;
+        while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'C': m.config_path = optarg; break;
+                case 'X': nc_strlist_add(&m.xprops, optarg); break;
+                case 'b': m.brokers = optarg; break;
+                case 'v': nc_log_adjust(-1); break;
+                case 'q': nc_log_adjust(+1); break;
+                case 'n': check_only = 1; break;
+                case 'P': preview_email = optarg; break;
+                case 'O': m.clock_offset_ms = (int64_t)(atof(optarg) * 1000); break;
+                case 'h': fputs(usage, stdout); return NC_EX_OK;
+                case 'V':
+                        printf("noticecast-mailer %s\nlibrdkafka %s\njansson %s\n", NC_VERSION,
+                               rd_kafka_version_str(), jansson_version_str());
+                        return NC_EX_OK;
+                default: fputs(usage, stderr); return NC_EX_USAGE;
+                }
+        }
+        if (optind != argc) {
+                fputs(usage, stderr);
+                return NC_EX_USAGE;
+        }
+        if (preview_email)
+                nc_log_adjust(+1); /* stdout is the message; keep stderr quiet */
+        nc_mail_global_init();
+        if (load(&m, err, sizeof(err)) != 0) {
+                fprintf(stderr, "noticecast-mailer: %s\n", err);
+                rc = NC_EX_CONFIG;
+                goto out;
+        }
+        {
+                nc_templates_t *t = nc_templates_load(m.cfg.mailer.templates, &m.cfg.languages,
+                                                      m.cfg.default_language, err, sizeof(err));
+
+                if (!t) {
+                        fprintf(stderr, "noticecast-mailer: templates: %s\n", err);
+                        rc = NC_EX_CONFIG;
+                        goto out;
+                }
+                nc_templates_free(t);
+        }
+        if (check_only) {
+                printf("configuration OK\n");
+                goto out;
+        }
+        if (preview_email) {
+                rc = preview(&m, preview_email);
+                goto out;
+        }
+        if (pipe2(m.wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+                fatal("pipe");
+        wake_fd = m.wake_pipe[1];
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        m.metrics = nc_metrics_new();
+        m.m_sent = nc_metrics_counter(m.metrics, "noticecast_mail_messages_total",
+                                      "Emails by outcome (sent, bounce, failed, skipped).");
+        m.m_jobs = nc_metrics_counter(m.metrics, "noticecast_mail_jobs_planned_total",
+                                      "Email jobs planned by this instance.");
+        m.m_subs = nc_metrics_gauge(m.metrics, "noticecast_mail_subscribers",
+                                    "Subscribers in this instance's view.");
+        m.m_notices = nc_metrics_gauge(m.metrics, "noticecast_mail_recent_notices",
+                                       "Notices of the last eight days in the view.");
+        m.m_queue = nc_metrics_gauge(m.metrics, "noticecast_mail_queue",
+                                     "Messages waiting for an SMTP session.");
+        nc_metrics_inc(m.m_jobs, NULL, 0);
+        if (make_topics(&m, err, sizeof(err)) != 0) {
+                log_error("%s", err);
+                rc = NC_EX_UNAVAILABLE;
+                goto out;
+        }
+        if (m.cfg.mailer.listen[0]) {
+                char addr[300];
+                const char *colon = strrchr(m.cfg.mailer.listen, ':');
+
+                if (!(m.httpd = nc_httpd_start(m.cfg.mailer.listen, m.metrics, err,
+                                               sizeof(err)))) {
+                        log_error("http endpoint: %s", err);
+                        rc = NC_EX_CONFIG;
+                        goto out;
+                }
+                snprintf(addr, sizeof(addr), "%.*s:%d",
+                         colon ? (int)(colon - m.cfg.mailer.listen) : 0, m.cfg.mailer.listen,
+                         nc_httpd_port(m.httpd));
+                nc_log_kv(NC_LOG_INFO, "http listening", "addr", addr, NULL);
+        }
+        if (ml_unsub_start(&m, err, sizeof(err)) != 0 || ml_store_start(&m, err, sizeof(err)) ||
+            ml_planner_start(&m, err, sizeof(err)) != 0 ||
+            ml_sender_start(&m, err, sizeof(err)) != 0) {
+                log_error("%s", err);
+                rc = NC_EX_UNAVAILABLE;
+                goto out;
+        }
+        wake_on(&m, m.store.rk);
+        wake_on(&m, m.planner);
+        wake_on(&m, m.sender);
+        log_info("started: %d SMTP session%s to %s:%d", m.cfg.smtp.sessions,
+                 m.cfg.smtp.sessions == 1 ? "" : "s", m.cfg.smtp.host, m.cfg.smtp.port);
+
+        while (!ml_stop_flag) {
+                if (ml_reload_flag) {
+                        ml_reload_flag = 0;
+                        log_info("SIGHUP: subscribers and notices are followed live; restart "
+                                 "to change the configuration or templates");
+                }
+                ml_store_poll(&m, 0);
+                ml_planner_poll(&m);
+                ml_sender_poll(&m);
+                if (m.httpd)
+                        nc_httpd_set_ready(m.httpd, m.store.caught_up);
+                wait_for_work(&m, m.waiting ? 20 : 200);
+        }
+        /* Graceful stop: take no new jobs, let the SMTP sessions in progress finish and record
+         * their outcomes, then commit.  Jobs not sent are not committed: the next owner of
+         * their partition sends them. */
+        log_info("stopping");
+        m.stopping = 1;
+        deadline = nc_time_now_ms() + m.cfg.mailer.shutdown_timeout_ms;
+        while (ml_sender_busy(&m) && nc_time_now_ms() < deadline) {
+                ml_sender_poll(&m);
+                wait_for_work(&m, 50);
+        }
+out:
+        if (m.httpd) /* first: its thread uses the unsubscribe producer */
+                nc_httpd_stop(m.httpd);
+        ml_sender_stop(&m);
+        ml_planner_stop(&m);
+        ml_store_stop(&m);
+        if (m.unsub_p) {
+                rd_kafka_flush(m.unsub_p, 5000);
+                rd_kafka_destroy(m.unsub_p);
+        }
+        if (m.metrics)
+                nc_metrics_free(m.metrics);
+        if (m.wake_pipe[0] >= 0) {
+                close(m.wake_pipe[0]);
+                close(m.wake_pipe[1]);
+        }
+        nc_config_free(&m.cfg);
+        nc_strlist_clear(&m.xprops);
+        if (rc == NC_EX_OK && !check_only && !preview_email)
+                log_info("stopped");
+        return rc;
+}

@@ -1,0 +1,567 @@
+/* noticecast-mailer: planning, once per notice and once per digest minute, in Kafka
+ * transactions (jobs + progress together). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mailer.h"
+#include "nc_kafka.h"
+#include "nc_mail.h"
+#include "nc_notice.h"
+#include "nc_subscriber.h"
+#include "nc_time.h"
+#include "nc_util.h"
+#include "nc_uuid.h"
+
+#define IMMEDIATE_MAX_AGE_MS (24LL * 3600 * 1000) /* older notices seen first: no email */
+#define MINUTES_PER_TXN      30
+
+/* ---- producing inside the current transaction ------------------------------------------ */
+
+static int txn_produce(ml_t *m, const char *topic, const char *key, const char *value,
+                       size_t len, rd_kafka_headers_t *hdrs)
+{
+        rd_kafka_resp_err_t err;
+
+        do {
+                err = rd_kafka_producev(m->planner_txp, RD_KAFKA_V_TOPIC(topic),
+                                        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                                        RD_KAFKA_V_VALUE((void *)value, len),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(m->planner_txp, 50);
+        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        if (err) {
+                if (hdrs)
+                        rd_kafka_headers_destroy(hdrs);
+                log_warnx("planner: produce to %s: %s", topic, rd_kafka_err2str(err));
+                return -1;
+        }
+        return 0;
+}
+
+static int produce_job(ml_t *m, const char *sub_id, const char *type, const char *period,
+                       int urgent, json_t *ids, const char *what, int64_t window_end)
+{
+        char msgid[160], *value;
+        json_t *job;
+        int rc;
+
+        nc_mail_message_id(sub_id, what, m->cfg.mailer.message_id_domain, msgid, sizeof(msgid));
+        job = json_pack("{s:s, s:s, s:s, s:b, s:O, s:I, s:s, s:I}", "type", type, "subscriber",
+                        sub_id, "period", period, "urgent", urgent, "notices", ids, "window_end",
+                        (json_int_t)window_end, "message_id", msgid, "planned_at",
+                        (json_int_t)nc_time_now_ms());
+        value = json_dumps(job, JSON_COMPACT);
+        json_decref(job);
+        rc = txn_produce(m, m->topic_jobs, sub_id, value, strlen(value), NULL);
+        free(value);
+        nc_metrics_inc(m->m_jobs, NULL, 1);
+        return rc;
+}
+
+static int produce_dlq(ml_t *m, const rd_kafka_message_t *r, const char *reason)
+{
+        rd_kafka_headers_t *h = rd_kafka_headers_new(8), *orig = NULL;
+        char buf[32], ts[40], key[256] = "";
+        const void *v;
+        size_t len;
+
+        if (rd_kafka_message_headers(r, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            rd_kafka_header_get_last(orig, "noticecast-event", &v, &len) == 0 && v)
+                rd_kafka_header_add(h, "noticecast-event", -1, v, (ssize_t)len);
+        rd_kafka_header_add(h, "noticecast-dlq-reason", -1, reason, -1);
+        rd_kafka_header_add(h, "noticecast-dlq-stage", -1, "mailer", -1);
+        rd_kafka_header_add(h, "noticecast-dlq-source-topic", -1, rd_kafka_topic_name(r->rkt), -1);
+        snprintf(buf, sizeof(buf), "%d", (int)r->partition);
+        rd_kafka_header_add(h, "noticecast-dlq-source-partition", -1, buf, -1);
+        snprintf(buf, sizeof(buf), "%lld", (long long)r->offset);
+        rd_kafka_header_add(h, "noticecast-dlq-source-offset", -1, buf, -1);
+        rd_kafka_header_add(h, "noticecast-dlq-time", -1,
+                            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), -1);
+        rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, rd_kafka_topic_name(r->rkt),
+                            -1);
+        if (r->key && r->key_len < sizeof(key)) {
+                memcpy(key, r->key, r->key_len);
+                key[r->key_len] = '\0';
+        }
+        log_warnx("dlq: %s (key %s, %s [%d] at offset %lld)", reason, key[0] ? key : "-",
+                  rd_kafka_topic_name(r->rkt), (int)r->partition, (long long)r->offset);
+        return txn_produce(m, m->topic_dlq, key[0] ? key : NULL, r->payload ? r->payload : "",
+                           r->len, h);
+}
+
+/* ---- transactions ---------------------------------------------------------------------- */
+
+static int txn_begin(ml_t *m)
+{
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(m->planner_txp);
+
+        if (e) {
+                log_warnx("planner: begin transaction: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                return -1;
+        }
+        return 0;
+}
+
+/* Rewinds the planner consumer to its committed offsets after an aborted transaction, so
+ * what was in it is planned again. */
+static void rewind_to_committed(ml_t *m)
+{
+        rd_kafka_topic_partition_list_t *parts;
+        int i;
+
+        if (rd_kafka_assignment(m->planner, &parts))
+                return;
+        if (rd_kafka_committed(m->planner, parts, 10000) == 0)
+                for (i = 0; i < parts->cnt; i++) {
+                        rd_kafka_topic_partition_t *p = &parts->elems[i];
+                        rd_kafka_topic_t *rkt = rd_kafka_topic_new(m->planner, p->topic, NULL);
+
+                        rd_kafka_seek(rkt, p->partition,
+                                      p->offset >= 0 ? p->offset : RD_KAFKA_OFFSET_BEGINNING,
+                                      5000);
+                        rd_kafka_topic_destroy(rkt);
+                }
+        rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void txn_abort(ml_t *m, const char *why)
+{
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(m->planner_txp, 30000);
+
+        log_warnx("planner: transaction aborted (%s): it will be planned again", why);
+        if (e) {
+                log_warnx("planner: abort: %s", rd_kafka_error_string(e));
+                if (rd_kafka_error_is_fatal(e))
+                        fatalx("planner: the transactional producer is fenced or broken: "
+                               "restarting is the only way on");
+                rd_kafka_error_destroy(e);
+        }
+        rewind_to_committed(m);
+}
+
+/* Commits the open transaction, with the consumer's positions when WITH_OFFSETS. */
+static int txn_commit(ml_t *m, int with_offsets)
+{
+        rd_kafka_topic_partition_list_t *pos = NULL;
+        rd_kafka_consumer_group_metadata_t *gm;
+        rd_kafka_error_t *e;
+
+        if (with_offsets && rd_kafka_assignment(m->planner, &pos) == 0) {
+                rd_kafka_position(m->planner, pos);
+                gm = rd_kafka_consumer_group_metadata(m->planner);
+                e = rd_kafka_send_offsets_to_transaction(m->planner_txp, pos, gm, 30000);
+                rd_kafka_consumer_group_metadata_destroy(gm);
+                rd_kafka_topic_partition_list_destroy(pos);
+                if (e) {
+                        char why[256];
+
+                        snprintf(why, sizeof(why), "send offsets: %s", rd_kafka_error_string(e));
+                        rd_kafka_error_destroy(e);
+                        txn_abort(m, why);
+                        return -1;
+                }
+        }
+        if ((e = rd_kafka_commit_transaction(m->planner_txp, 60000))) {
+                char why[256];
+
+                snprintf(why, sizeof(why), "commit: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                txn_abort(m, why);
+                return -1;
+        }
+        return 0;
+}
+
+/* ---- notices -> immediate and urgent jobs ---------------------------------------------- */
+
+static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
+{
+        char event[64], err[512], what[80];
+        rd_kafka_timestamp_type_t tstype;
+        int64_t ts = rd_kafka_message_timestamp(r, &tstype);
+        GHashTableIter it;
+        gpointer k, v;
+        json_t *in, *n, *ids;
+        ml_notice_t rec;
+
+        if (!nc_kafka_header(r, "noticecast-event", event, sizeof(event))) {
+                produce_dlq(m, r, "missing header noticecast-event");
+                return;
+        }
+        if (!r->payload || !nc_utf8_valid(r->payload, r->len) ||
+            !(in = json_loadb(r->payload, r->len, JSON_REJECT_DUPLICATES, NULL))) {
+                produce_dlq(m, r, "value is not valid UTF-8 JSON");
+                return;
+        }
+        if (!strcmp(event, NC_EVENT_WITHDRAWN)) {
+                if (nc_notice_withdrawal_check(in, &m->cfg, err, sizeof(err)) != 0) {
+                        char reason[600];
+
+                        snprintf(reason, sizeof(reason), "invalid withdrawal: %s", err);
+                        produce_dlq(m, r, reason);
+                }
+                json_decref(in); /* digests leave withdrawn notices out: nothing to plan */
+                return;
+        }
+        if (strcmp(event, NC_EVENT_PUBLISHED)) {
+                json_decref(in);
+                produce_dlq(m, r, "unknown noticecast-event");
+                return;
+        }
+        n = nc_notice_normalise(in, &m->cfg, NC_NOTICE_STORED, 0, err, sizeof(err));
+        json_decref(in);
+        if (!n) {
+                char reason[600];
+
+                snprintf(reason, sizeof(reason), "invalid notice: %s", err);
+                produce_dlq(m, r, reason);
+                return;
+        }
+        ml_notice_from_json(m, n, ts, &rec);
+        if (ts > 0 && nc_time_now_ms() - ts > IMMEDIATE_MAX_AGE_MS) {
+                log_info("notice %s is older than a day: no immediate emails", rec.id);
+                json_decref(n);
+                return;
+        }
+        ids = json_pack("[s]", rec.id);
+        snprintf(what, sizeof(what), "notice:%s", rec.id);
+        g_hash_table_iter_init(&it, m->store.subs);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+                const ml_sub_t *s = v;
+
+                /* Urgent notices go to every subscriber of the category at once, whatever
+                 * their frequency (and digests leave them out). */
+                if ((s->freq == ML_FREQ_IMMEDIATE || rec.urgent) && ml_sub_matches(m, s, &rec))
+                        produce_job(m, s->id, "notice", rec.urgent ? "urgent" : "immediate",
+                                    rec.urgent, ids, what, ts);
+        }
+        json_decref(ids);
+        json_decref(n);
+}
+
+static void check_subscriber(ml_t *m, const rd_kafka_message_t *r)
+{
+        char err[512], reason[600];
+        json_t *in, *rec;
+
+        if (!r->payload)
+                return; /* tombstone */
+        in = json_loadb(r->payload, r->len, 0, NULL);
+        rec = in ? nc_subscriber_normalise(in, &m->cfg, 0, err, sizeof(err)) : NULL;
+        if (!in)
+                snprintf(err, sizeof(err), "not JSON");
+        if (!rec) {
+                snprintf(reason, sizeof(reason), "invalid subscriber record: %s", err);
+                produce_dlq(m, r, reason);
+        }
+        json_decref(rec);
+        json_decref(in);
+}
+
+/* ---- digests --------------------------------------------------------------------------- */
+
+static gint newest_first(gconstpointer a, gconstpointer b)
+{
+        const ml_notice_t *x = *(const ml_notice_t *const *)a, *y = *(const ml_notice_t *const *)b;
+
+        return x->ts_ms < y->ts_ms ? 1 : x->ts_ms > y->ts_ms ? -1 : strcmp(x->id, y->id);
+}
+
+/* Notices eligible for a digest window: not urgent (they went out at once), not withdrawn,
+ * not replaced by a correction, published through noticecast in [start, end). */
+static GPtrArray *candidates(ml_t *m, int64_t start, int64_t end)
+{
+        GPtrArray *a = g_ptr_array_new();
+        GHashTableIter it;
+        gpointer k, v;
+
+        g_hash_table_iter_init(&it, m->store.notices);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+                const ml_notice_t *n = v;
+
+                if (!n->urgent && !n->withdrawn && !n->superseded_by[0] && n->ts_ms >= start &&
+                    n->ts_ms < end)
+                        g_ptr_array_add(a, v);
+        }
+        g_ptr_array_sort(a, newest_first);
+        return a;
+}
+
+static json_t *pick(ml_t *m, const ml_sub_t *s, GPtrArray *cands)
+{
+        json_t *ids = json_array();
+        guint i;
+
+        for (i = 0; i < cands->len && json_array_size(ids) < (size_t)m->cfg.mailer.max_notices;
+             i++) {
+                const ml_notice_t *n = g_ptr_array_index(cands, i);
+
+                if (ml_sub_matches(m, s, n))
+                        json_array_append_new(ids, json_string(n->id));
+        }
+        return ids;
+}
+
+json_t *ml_digest_notices(ml_t *m, const ml_sub_t *s, int64_t start_ms, int64_t end_ms)
+{
+        GPtrArray *c = candidates(m, start_ms, end_ms);
+        json_t *ids = pick(m, s, c);
+
+        g_ptr_array_free(c, TRUE);
+        return ids;
+}
+
+/* Plans the digests due in minute MIN (Unix minutes, UTC). */
+static size_t plan_minute(ml_t *m, int64_t min)
+{
+        int64_t end = min * 60000, t = min * 60;
+        GPtrArray *daily = candidates(m, end - 24LL * 3600 * 1000, end);
+        GPtrArray *weekly = candidates(m, end - 7LL * 24 * 3600 * 1000, end);
+        int *offsets = nc_xcalloc(m->store.zones->len + 1, sizeof(int));
+        char *known = nc_xcalloc(m->store.zones->len + 1, 1);
+        GHashTableIter it;
+        gpointer k, v;
+        char what[64];
+        size_t jobs = 0;
+
+        g_hash_table_iter_init(&it, m->store.subs);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+                const ml_sub_t *s = v;
+                int64_t local;
+                json_t *ids;
+                int weekly_day;
+
+                if (s->freq == ML_FREQ_IMMEDIATE || s->suppressed)
+                        continue;
+                if (!known[s->tz]) {
+                        offsets[s->tz] = ml_zone_offset(m, s->tz, t);
+                        known[s->tz] = 1;
+                }
+                local = t + offsets[s->tz];
+                if ((int)((local / 60) % 1440) != s->send_min)
+                        continue;
+                weekly_day = (int)((local / 86400 + 4) % 7); /* 1970-01-01 was a Thursday */
+                if (s->freq == ML_FREQ_WEEKLY && weekly_day != m->cfg.mailer.weekly_day)
+                        continue;
+                ids = pick(m, s, s->freq == ML_FREQ_WEEKLY ? weekly : daily);
+                if (json_array_size(ids)) { /* an empty digest is not sent */
+                        const char *period = s->freq == ML_FREQ_WEEKLY ? "weekly" : "daily";
+
+                        snprintf(what, sizeof(what), "digest:%s:%lld", period, (long long)min);
+                        produce_job(m, s->id, "digest", period, 0, ids, what, end);
+                        jobs++;
+                }
+                json_decref(ids);
+        }
+        free(offsets);
+        free(known);
+        g_ptr_array_free(daily, TRUE);
+        g_ptr_array_free(weekly, TRUE);
+        return jobs;
+}
+
+static int read_marker(const rd_kafka_message_t *r, void *opaque)
+{
+        json_t *v = r->payload ? json_loadb(r->payload, r->len, 0, NULL) : NULL;
+        int64_t *last = opaque;
+
+        if (json_is_integer(json_object_get(v, "planned_through")))
+                *last = json_integer_value(json_object_get(v, "planned_through"));
+        json_decref(v);
+        return 0;
+}
+
+static void plan_digests(ml_t *m)
+{
+        int64_t now_min = ml_now(m) / 60000, min, last;
+        char err[512], *value;
+        size_t jobs = 0;
+
+        if (m->planned_minute == -2) { /* just became the owner: where did the last one stop? */
+                last = -1;
+                if (nc_kafka_read_topic(&m->cfg, m->topic_plan, 30000, read_marker, &last, err,
+                                        sizeof(err)) != 0) {
+                        log_warnx("planner: reading %s: %s", m->topic_plan, err);
+                        return;
+                }
+                /* A first start plans from now on; a takeover catches up what was missed
+                 * (bounded to a week, the longest digest window). */
+                m->planned_minute = last < 0 ? now_min - 1
+                                    : last < now_min - 7 * 1440 ? now_min - 7 * 1440
+                                                                : last;
+                log_info("planner: digests planned through minute %lld (%s)",
+                         (long long)m->planned_minute, last < 0 ? "first start" : "resumed");
+        }
+        if (m->planned_minute >= now_min)
+                return;
+        if (txn_begin(m) != 0)
+                return;
+        for (min = m->planned_minute + 1; min <= now_min && min - m->planned_minute <= MINUTES_PER_TXN;
+             min++)
+                jobs += plan_minute(m, min);
+        min--;
+        {
+                json_t *mk = json_pack("{s:I}", "planned_through", (json_int_t)min);
+
+                value = json_dumps(mk, JSON_COMPACT);
+                json_decref(mk);
+        }
+        txn_produce(m, m->topic_plan, "digest", value, strlen(value), NULL);
+        free(value);
+        if (txn_commit(m, 0) == 0) {
+                if (jobs)
+                        log_info("planner: %zu digest%s planned for minute %lld", jobs,
+                                 jobs == 1 ? "" : "s", (long long)min);
+                m->planned_minute = min;
+        }
+}
+
+/* ---- group membership ------------------------------------------------------------------ */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        ml_t *m = opaque;
+        int i, owner = 0;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                for (i = 0; i < parts->cnt; i++)
+                        if (!strcmp(parts->elems[i].topic, m->topic_plan) &&
+                            parts->elems[i].partition == 0)
+                                owner = 1;
+                rd_kafka_assign(rk, parts);
+                if (owner && !m->plan_owner) {
+                        m->plan_owner = 1;
+                        m->planned_minute = -2;
+                        log_info("planner: this instance plans the digests");
+                }
+                return;
+        }
+        if (m->plan_owner)
+                log_info("planner: no longer planning the digests");
+        m->plan_owner = 0;
+        rd_kafka_assign(rk, NULL);
+}
+
+int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size)
+{
+        rd_kafka_topic_partition_list_t *subs;
+        rd_kafka_conf_t *conf;
+        rd_kafka_error_t *e;
+        char kerr[512], tid[400], group[256], host[64] = "host", uuid[NC_UUID_STRLEN];
+        char prefix[200], *o = prefix;
+
+        snprintf(group, sizeof(group), "%s.planner", m->cfg.mailer.group_id);
+        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+                return -1;
+        gethostname(host, sizeof(host) - 1);
+        nc_uuid_v7(nc_time_now_ms(), uuid);
+        /* Unique per process; fencing of zombies comes from the group generation (KIP-447). */
+        snprintf(tid, sizeof(tid), "%s-%s-%s", group, host, uuid);
+        if (rd_kafka_conf_set(conf, "transactional.id", tid, kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "transaction.timeout.ms", "60000", kerr, sizeof(kerr))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        if (!(m->planner_txp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        if ((e = rd_kafka_init_transactions(m->planner_txp, m->cfg.producer_timeout_ms))) {
+                nc_err(errstr, errstr_size, "init transactions: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                return -1;
+        }
+
+        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+                return -1;
+        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_opaque(conf, m);
+        if (!(m->planner = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        rd_kafka_poll_set_consumer(m->planner);
+        for (const char *p = m->cfg.topic_prefix; *p && o < prefix + sizeof(prefix) - 3; p++) {
+                if (strchr(".^$*+?()[]{}|\\", *p))
+                        *o++ = '\\';
+                *o++ = *p;
+        }
+        *o = '\0';
+        snprintf(m->notice_regex, sizeof(m->notice_regex), "^%snotices\\..+", prefix);
+        subs = rd_kafka_topic_partition_list_new(3);
+        rd_kafka_topic_partition_list_add(subs, m->notice_regex, RD_KAFKA_PARTITION_UA);
+        rd_kafka_topic_partition_list_add(subs, m->topic_subs, RD_KAFKA_PARTITION_UA);
+        rd_kafka_topic_partition_list_add(subs, m->topic_plan, RD_KAFKA_PARTITION_UA);
+        if (rd_kafka_subscribe(m->planner, subs)) {
+                rd_kafka_topic_partition_list_destroy(subs);
+                return nc_err(errstr, errstr_size, "planner: subscribe failed");
+        }
+        rd_kafka_topic_partition_list_destroy(subs);
+        return 0;
+}
+
+void ml_planner_poll(ml_t *m)
+{
+        rd_kafka_message_t *batch[500];
+        rd_kafka_queue_t *q;
+        ssize_t n, i;
+        int in_txn = 0;
+
+        /* Nothing is planned before the view holds every subscriber and notice. */
+        if (!m->store.caught_up)
+                return;
+        q = rd_kafka_queue_get_consumer(m->planner);
+        n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
+        rd_kafka_queue_destroy(q);
+        for (i = 0; i < n; i++) {
+                rd_kafka_message_t *r = batch[i];
+                const char *topic = r->rkt ? rd_kafka_topic_name(r->rkt) : "";
+
+                if (r->err) {
+                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                log_warnx("planner: %s", rd_kafka_message_errstr(r));
+                } else if (strcmp(topic, m->topic_plan)) {
+                        if (!in_txn && txn_begin(m) == 0)
+                                in_txn = 1;
+                        if (in_txn) {
+                                if (!strcmp(topic, m->topic_subs))
+                                        check_subscriber(m, r);
+                                else
+                                        plan_notice(m, r);
+                        }
+                }
+                rd_kafka_message_destroy(r);
+        }
+        if (in_txn)
+                txn_commit(m, 1);
+        if (m->plan_owner)
+                plan_digests(m);
+        rd_kafka_poll(m->planner_txp, 0);
+}
+
+void ml_planner_stop(ml_t *m)
+{
+        if (m->planner) {
+                rd_kafka_consumer_close(m->planner);
+                rd_kafka_destroy(m->planner);
+                m->planner = NULL;
+        }
+        if (m->planner_txp) {
+                rd_kafka_flush(m->planner_txp, 10000);
+                rd_kafka_destroy(m->planner_txp);
+                m->planner_txp = NULL;
+        }
+}

@@ -1,0 +1,685 @@
+/* noticecast-mailer: sending — jobs consumer group, SMTP worker threads, outcomes. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mailer.h"
+#include "nc_digest.h"
+#include "nc_kafka.h"
+#include "nc_mail.h"
+#include "nc_time.h"
+#include "nc_util.h"
+#include "smtp.h"
+
+#define MAX_OUTSTANDING   20000
+#define NOTICE_WAIT_MS    (120 * 1000) /* a job may arrive before the view has its notice */
+#define WAIT_RECHECK_MS   500
+
+/* ---- offsets (per partition, in order) ------------------------------------------------- */
+
+static ml_part_t *part_get(ml_t *m, const char *topic, int32_t partition)
+{
+        ml_part_t *p;
+
+        for (p = m->parts; p; p = p->next)
+                if (p->partition == partition && !p->revoked && !strcmp(p->topic, topic))
+                        return p;
+        p = nc_xcalloc(1, sizeof(*p));
+        snprintf(p->topic, sizeof(p->topic), "%s", topic);
+        p->partition = partition;
+        p->next = m->parts;
+        m->parts = p;
+        return p;
+}
+
+static void job_free(ml_t *m, ml_job_t *j)
+{
+        json_decref(j->doc);
+        rd_kafka_message_destroy(j->rkm);
+        free(j);
+        m->outstanding--;
+}
+
+static void part_advance(ml_t *m, ml_part_t *p)
+{
+        rd_kafka_topic_partition_list_t *l;
+        int64_t next = -1;
+        ml_job_t *j;
+
+        while ((j = p->head) && j->settled) {
+                next = j->rkm->offset + 1;
+                p->head = j->next;
+                if (!p->head)
+                        p->tail = NULL;
+                job_free(m, j);
+        }
+        if (next < 0 || p->revoked)
+                return;
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = next;
+        rd_kafka_offsets_store(m->sender, l);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void job_settle(ml_t *m, ml_job_t *j)
+{
+        j->settled = 1;
+        part_advance(m, j->part);
+}
+
+/* ---- recording outcomes ---------------------------------------------------------------- */
+
+static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
+{
+        ml_t *m = opaque;
+        ml_job_t *j = r->_private;
+
+        (void)rk;
+        if (!j)
+                return;
+        if (r->err) {
+                /* The outcome could not be recorded: leave the job unsettled so that a
+                 * restart retries it rather than lose track of it. */
+                log_warnx("recording the outcome of a job failed: %s", rd_kafka_err2str(r->err));
+                return;
+        }
+        job_settle(m, j);
+}
+
+static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *key, json_t *doc)
+{
+        char *value = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        rd_kafka_resp_err_t err;
+
+        do {
+                err = rd_kafka_producev(
+                        m->events, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                        RD_KAFKA_V_VALUE(value, value ? strlen(value) : 0),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                        RD_KAFKA_V_HEADER("content-type", "application/json", -1),
+                        RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(m->events, 20);
+        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        if (err) {
+                log_warnx("produce to %s: %s", topic, rd_kafka_err2str(err));
+                free(value);
+        }
+}
+
+/* Full subscriber record (as the CLI writes it) from the compact form, for bounce counters. */
+static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppressed)
+{
+        static const char *const freqs[] = {"immediate", "daily", "weekly"};
+        json_t *cats = json_array(), *regs = json_array();
+        char send_at[8], ts[40];
+        int i;
+
+        for (i = 0; i < 32 && (size_t)i < m->cfg.categories.n; i++)
+                if (s->cats & (1u << i))
+                        json_array_append_new(cats, json_string(m->cfg.categories.v[i]));
+        for (i = 0; i < s->nregions; i++) {
+                char r[3] = {(char)(s->regions[i] >> 8), (char)(s->regions[i] & 0xff), 0};
+
+                json_array_append_new(regs, json_string(r));
+        }
+        snprintf(send_at, sizeof(send_at), "%02d:%02d", s->send_min / 60, s->send_min % 60);
+        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b}", "id",
+                         s->id, "email", s->email, "name", s->name, "lang",
+                         m->cfg.languages.v[s->lang], "categories", cats, "regions", regs,
+                         "frequency", freqs[s->freq], "tz",
+                         (const char *)g_ptr_array_index(m->store.zones, s->tz), "send_at",
+                         send_at, "updated_at",
+                         nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces",
+                         bounces, "suppressed", suppressed);
+}
+
+static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text)
+{
+        const char *sub = json_string_value(json_object_get(j->doc, "subscriber"));
+        char ts[40], l[NC_METRICS_LABELS_SIZE];
+        json_t *ev;
+
+        ev = json_pack("{s:s, s:s, s:s?, s:i, s:i, s:s, s:s}", "type", type, "subscriber", sub,
+                       "message_id", json_string_value(json_object_get(j->doc, "message_id")),
+                       "attempt", j->attempt, "code", code, "text", text ? text : "", "time",
+                       nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
+        if (!ev) /* an SMTP reply that is not UTF-8: keep the event, drop the text */
+                ev = json_pack("{s:s, s:s, s:i, s:i, s:s}", "type", type, "subscriber", sub,
+                               "attempt", j->attempt, "code", code, "time", ts);
+        produce_event(m, j, m->topic_events, sub, ev);
+        json_decref(ev);
+        if (nc_metrics_labels(l, sizeof(l), "outcome", type + 5, NULL) == 0)
+                nc_metrics_inc(m->m_sent, l, 1);
+}
+
+static void update_bounces(ml_t *m, const ml_sub_t *s, int bounces)
+{
+        int suppress = bounces >= m->cfg.mailer.bounce_suppress_after;
+        json_t *rec = sub_record(m, s, bounces, suppress);
+
+        if (suppress)
+                log_warnx("subscriber %s suppressed after %d hard bounces in a row", s->id,
+                          bounces);
+        produce_event(m, NULL, m->topic_subs, s->id, rec);
+        json_decref(rec);
+}
+
+/* ---- preparing jobs -------------------------------------------------------------------- */
+
+static void wait_later(ml_t *m, ml_job_t *j, int64_t at)
+{
+        j->not_before_ms = at;
+        if (!j->waiting) {
+                j->waiting = 1;
+                j->wait_next = m->waiting;
+                m->waiting = j;
+        }
+}
+
+/* Resolves a job against the view and hands it to the workers, or records why not. */
+static void job_prepare(ml_t *m, ml_job_t *j)
+{
+        const char *sub_id = json_string_value(json_object_get(j->doc, "subscriber"));
+        const char *type = json_string_value(json_object_get(j->doc, "type"));
+        const ml_sub_t *s = sub_id ? ml_store_sub(m, sub_id) : NULL;
+        json_t *ids = json_object_get(j->doc, "notices"), *id, *notices;
+        char token[512];
+        ml_unit_t *u;
+        size_t i;
+
+        if (!s || s->suppressed) {
+                /* Unsubscribed or suppressed since planning: nothing to send. */
+                record(m, j, "mail.skipped", 0, s ? "suppressed" : "no longer subscribed");
+                return;
+        }
+        notices = json_array();
+        json_array_foreach(ids, i, id) {
+                const char *nid = json_string_value(id);
+                const ml_notice_t *n = nid ? ml_store_notice(m, nid) : NULL;
+
+                if (!n) {
+                        if (nc_time_now_ms() - j->first_try_ms < NOTICE_WAIT_MS) {
+                                json_decref(notices);
+                                wait_later(m, j, nc_time_now_ms() + WAIT_RECHECK_MS);
+                                return;
+                        }
+                        log_warnx("job for %s: notice %s is unknown; left out", sub_id, nid);
+                        continue;
+                }
+                /* Withdrawn since planning: left out; corrected: its latest version. */
+                if ((n = ml_store_latest(m, nid))) {
+                        size_t k;
+                        json_t *e;
+                        int dup = 0;
+
+                        json_array_foreach(notices, k, e)
+                                dup |= !strcmp(nc_notice_id(e), n->id);
+                        if (!dup)
+                                json_array_append(notices, n->data);
+                }
+        }
+        if (json_array_size(notices) == 0) {
+                json_decref(notices);
+                record(m, j, "mail.skipped", 0, "every notice was withdrawn");
+                return;
+        }
+        u = nc_xcalloc(1, sizeof(*u));
+        u->job = j;
+        u->subscriber = ml_sub_json(m, s);
+        u->notices = notices;
+        u->urgent = json_is_true(json_object_get(j->doc, "urgent"));
+        snprintf(u->period, sizeof(u->period), "%s",
+                 json_string_value(json_object_get(j->doc, "period"))
+                         ? json_string_value(json_object_get(j->doc, "period"))
+                         : (type ? type : "immediate"));
+        snprintf(u->message_id, sizeof(u->message_id), "%s",
+                 json_string_value(json_object_get(j->doc, "message_id")));
+        ml_unsub_token(m, s->id, token, sizeof(token));
+        snprintf(u->unsub_url, sizeof(u->unsub_url), "%s?token=%s",
+                 m->cfg.mailer.unsubscribe_url, token);
+        pthread_mutex_lock(&m->q.lock);
+        if (m->q.todo_tail)
+                m->q.todo_tail->next = u;
+        else
+                m->q.todo_head = u;
+        m->q.todo_tail = u;
+        m->q.todo_n++;
+        pthread_cond_signal(&m->q.cond);
+        pthread_mutex_unlock(&m->q.lock);
+}
+
+/* ---- worker threads -------------------------------------------------------------------- */
+
+char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
+                        size_t errstr_size)
+{
+        nc_digest_out_t out = {0};
+        nc_mail_t mail = {0};
+        char mailto[600];
+        char *msg;
+
+        if (nc_digest_render(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
+                             u->period, &out, errstr, errstr_size) != 0)
+                return NULL;
+        mail.from_name = m->cfg.mailer.from_name;
+        mail.from_addr = m->cfg.mailer.from_address;
+        mail.to_name = json_string_value(json_object_get(u->subscriber, "name"));
+        mail.to_addr = json_string_value(json_object_get(u->subscriber, "email"));
+        mail.subject = out.subject;
+        mail.text = out.text;
+        mail.html = out.html;
+        mail.message_id = u->message_id;
+        mail.date_ms = nc_time_now_ms();
+        mail.list_id = m->cfg.mailer.list_id;
+        mail.unsubscribe_https = u->unsub_url;
+        if (m->cfg.mailer.unsubscribe_mailto) {
+                const char *tok = strstr(u->unsub_url, "token=");
+
+                snprintf(mailto, sizeof(mailto), "%s?subject=unsubscribe%%20%s",
+                         m->cfg.mailer.unsubscribe_mailto, tok ? tok + 6 : "");
+                mail.unsubscribe_mailto = mailto;
+        }
+        msg = nc_mail_build(&mail, len, errstr, errstr_size);
+        nc_digest_out_free(&out);
+        return msg;
+}
+
+struct worker_arg {
+        ml_t *m;
+        int index;
+};
+
+static void *worker_main(void *arg)
+{
+        struct worker_arg *wa = arg;
+        ml_t *m = wa->m;
+        nc_smtp_config_t sc = {0};
+        nc_templates_t *tpl;
+        char err[1024], *password = NULL;
+        ml_unit_t **units = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*units));
+        nc_smtp_msg_t *msgs = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*msgs));
+        char **bodies = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*bodies));
+
+        /* Compiled templates are not shared between threads (their partial cache). */
+        tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+                                m->cfg.default_language, err, sizeof(err));
+        if (!tpl)
+                fatalx("worker %d: templates: %s", wa->index, err);
+        if (m->cfg.smtp.password_file) {
+                size_t plen;
+
+                if (!(password = nc_file_read(m->cfg.smtp.password_file, &plen, err, sizeof(err))))
+                        fatalx("smtp password: %s", err);
+                nc_str_trim(password);
+        }
+        sc.host = m->cfg.smtp.host;
+        sc.port = m->cfg.smtp.port;
+        sc.starttls = m->cfg.smtp.starttls == 0   ? NC_SMTP_TLS_OFF
+                      : m->cfg.smtp.starttls == 2 ? NC_SMTP_TLS_REQUIRED
+                                                  : NC_SMTP_TLS_OPTIONAL;
+        sc.username = m->cfg.smtp.username;
+        sc.password = password;
+        sc.timeout_ms = m->cfg.smtp.timeout_ms;
+        sc.ca_file = m->cfg.smtp.ca_file;
+        sc.helo_name = m->cfg.smtp.helo;
+
+        for (;;) {
+                size_t n = 0, i, built = 0;
+
+                pthread_mutex_lock(&m->q.lock);
+                while (!m->q.todo_head && !m->q.stop)
+                        pthread_cond_wait(&m->q.cond, &m->q.lock);
+                if (!m->q.todo_head && m->q.stop) {
+                        pthread_mutex_unlock(&m->q.lock);
+                        break;
+                }
+                while (m->q.todo_head && n < (size_t)m->cfg.smtp.batch) {
+                        units[n] = m->q.todo_head;
+                        m->q.todo_head = units[n]->next;
+                        units[n]->next = NULL;
+                        n++;
+                }
+                if (!m->q.todo_head)
+                        m->q.todo_tail = NULL;
+                m->q.todo_n -= n;
+                m->q.busy += n;
+                pthread_mutex_unlock(&m->q.lock);
+
+                for (i = 0; i < n; i++) {
+                        size_t len = 0;
+
+                        units[i]->status = 0;
+                        bodies[built] = ml_render_message(m, units[i], tpl, &len, err,
+                                                          sizeof(err));
+                        if (!bodies[built]) {
+                                /* Cannot happen with valid templates; recorded, not retried. */
+                                units[i]->status = 554;
+                                snprintf(units[i]->reply, sizeof(units[i]->reply),
+                                         "message not built: %s", err);
+                                continue;
+                        }
+                        memset(&msgs[built], 0, sizeof(msgs[built]));
+                        msgs[built].mail_from = m->cfg.mailer.envelope_from
+                                                        ? m->cfg.mailer.envelope_from
+                                                        : m->cfg.mailer.from_address;
+                        msgs[built].rcpt = json_string_value(
+                                json_object_get(units[i]->subscriber, "email"));
+                        msgs[built].data = bodies[built];
+                        msgs[built].len = len;
+                        units[i]->status = -1; /* index marker below */
+                        built++;
+                }
+                if (built && nc_smtp_send_session(&sc, msgs, built, err, sizeof(err)) != 0)
+                        log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
+                for (i = 0, built = 0; i < n; i++) {
+                        if (units[i]->status != -1)
+                                continue;
+                        units[i]->status = msgs[built].status;
+                        snprintf(units[i]->reply, sizeof(units[i]->reply), "%s",
+                                 msgs[built].status ? msgs[built].reply : err);
+                        free(bodies[built]);
+                        built++;
+                }
+                pthread_mutex_lock(&m->q.lock);
+                for (i = 0; i < n; i++) {
+                        units[i]->next = m->q.done_head;
+                        m->q.done_head = units[i];
+                }
+                m->q.busy -= n;
+                pthread_mutex_unlock(&m->q.lock);
+                if (write(m->q.wake_fd, "w", 1) < 0) {
+                        /* the main loop polls with a short timeout anyway */
+                }
+        }
+        nc_templates_free(tpl);
+        if (password) {
+                memset(password, 0, strlen(password));
+                free(password);
+        }
+        free(units);
+        free(msgs);
+        free(bodies);
+        free(wa);
+        return NULL;
+}
+
+/* ---- outcomes -------------------------------------------------------------------------- */
+
+static void unit_outcome(ml_t *m, ml_unit_t *u)
+{
+        ml_job_t *j = u->job;
+        const char *sub_id = json_string_value(json_object_get(j->doc, "subscriber"));
+        const ml_sub_t *s = ml_store_sub(m, sub_id);
+
+        if (u->status >= 200 && u->status < 300) {
+                record(m, j, "mail.sent", u->status, u->reply);
+                if (s && s->bounces)
+                        update_bounces(m, s, 0);
+        } else if (u->status >= 500) {
+                /* Final for this recipient: a bounce, counted towards suppression. */
+                record(m, j, "mail.bounce", u->status, u->reply);
+                if (s)
+                        update_bounces(m, s, s->bounces + 1);
+        } else if ((size_t)j->attempt > m->cfg.mailer.retry_n) {
+                record(m, j, "mail.failed", u->status, u->reply);
+        } else {
+                /* 4xx (throttling, greylisting) or no connection: try again later. */
+                int64_t delay = m->cfg.mailer.retry_ms[j->attempt - 1];
+
+                log_info("smtp: %d %s for %s: retry %d in %lld ms", u->status, u->reply, sub_id,
+                         j->attempt, (long long)delay);
+                j->attempt++;
+                wait_later(m, j, nc_time_now_ms() + delay);
+        }
+        json_decref(u->subscriber);
+        json_decref(u->notices);
+        free(u);
+}
+
+/* ---- group membership ------------------------------------------------------------------ */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        ml_t *m = opaque;
+        ml_part_t *p;
+        int i;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                rd_kafka_assign(rk, parts);
+                return;
+        }
+        for (i = 0; i < parts->cnt; i++)
+                for (p = m->parts; p; p = p->next)
+                        if (p->partition == parts->elems[i].partition &&
+                            !strcmp(p->topic, parts->elems[i].topic))
+                                p->revoked = 1;
+        rd_kafka_assign(rk, NULL);
+}
+
+int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
+{
+        rd_kafka_topic_partition_list_t *subs;
+        rd_kafka_conf_t *conf;
+        char kerr[512], group[256];
+        int i;
+
+        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+                return -1;
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
+        rd_kafka_conf_set(conf, "acks", "all", NULL, 0);
+        rd_kafka_conf_set_dr_msg_cb(conf, events_dr);
+        rd_kafka_conf_set_opaque(conf, m);
+        if (!(m->events = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+
+        snprintf(group, sizeof(group), "%s.senders", m->cfg.mailer.group_id);
+        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+                return -1;
+        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "true", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "auto.commit.interval.ms", "500", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_opaque(conf, m);
+        if (!(m->sender = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        rd_kafka_poll_set_consumer(m->sender);
+        subs = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(subs, m->topic_jobs, RD_KAFKA_PARTITION_UA);
+        if (rd_kafka_subscribe(m->sender, subs)) {
+                rd_kafka_topic_partition_list_destroy(subs);
+                return nc_err(errstr, errstr_size, "sender: subscribe failed");
+        }
+        rd_kafka_topic_partition_list_destroy(subs);
+
+        pthread_mutex_init(&m->q.lock, NULL);
+        pthread_cond_init(&m->q.cond, NULL);
+        m->q.wake_fd = m->wake_pipe[1];
+        m->nworkers = m->cfg.smtp.sessions;
+        m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
+        for (i = 0; i < m->nworkers; i++) {
+                struct worker_arg *wa = nc_xcalloc(1, sizeof(*wa));
+
+                wa->m = m;
+                wa->index = i;
+                if (pthread_create(&m->workers[i], NULL, worker_main, wa) != 0)
+                        return nc_err(errstr, errstr_size, "cannot start SMTP worker threads");
+        }
+        return 0;
+}
+
+static int take_token(ml_t *m)
+{
+        int64_t now = nc_time_now_ms();
+        double rate = m->cfg.smtp.rate_limit;
+
+        if (rate <= 0)
+                return 1;
+        m->tokens += (double)(now - m->tokens_ms) * rate / 1000.0;
+        m->tokens_ms = now;
+        if (m->tokens > rate)
+                m->tokens = rate < 1 ? 1 : rate;
+        if (m->tokens < 1)
+                return 0;
+        m->tokens -= 1;
+        return 1;
+}
+
+void ml_sender_poll(ml_t *m)
+{
+        rd_kafka_message_t *batch[500];
+        rd_kafka_queue_t *q;
+        ml_job_t **pp, *j;
+        ml_unit_t *done, *u;
+        int64_t now = nc_time_now_ms();
+        ssize_t n, i;
+
+        rd_kafka_poll(m->events, 0);
+        /* Outcomes from the workers. */
+        pthread_mutex_lock(&m->q.lock);
+        done = m->q.done_head;
+        m->q.done_head = NULL;
+        pthread_mutex_unlock(&m->q.lock);
+        while ((u = done)) {
+                done = u->next;
+                unit_outcome(m, u);
+        }
+        /* Jobs whose backoff is over, or whose notice may have arrived. */
+        for (pp = &m->waiting; (j = *pp);) {
+                if (j->not_before_ms <= now && take_token(m)) {
+                        *pp = j->wait_next;
+                        j->waiting = 0;
+                        if (j->part->revoked)
+                                continue; /* the next owner sends it */
+                        job_prepare(m, j);
+                } else {
+                        pp = &j->wait_next;
+                }
+        }
+        if (!m->store.caught_up || m->stopping || m->outstanding >= MAX_OUTSTANDING)
+                return;
+        q = rd_kafka_queue_get_consumer(m->sender);
+        n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
+        rd_kafka_queue_destroy(q);
+        for (i = 0; i < n; i++) {
+                rd_kafka_message_t *r = batch[i];
+                ml_job_t *job;
+
+                if (r->err) {
+                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                log_warnx("sender: %s", rd_kafka_message_errstr(r));
+                        rd_kafka_message_destroy(r);
+                        continue;
+                }
+                job = nc_xcalloc(1, sizeof(*job));
+                job->rkm = r;
+                job->attempt = 1;
+                job->first_try_ms = now;
+                job->part = part_get(m, rd_kafka_topic_name(r->rkt), r->partition);
+                if (job->part->tail)
+                        job->part->tail->next = job;
+                else
+                        job->part->head = job;
+                job->part->tail = job;
+                m->outstanding++;
+                job->doc = r->payload ? json_loadb(r->payload, r->len, 0, NULL) : NULL;
+                if (!json_is_object(job->doc) ||
+                    !json_string_value(json_object_get(job->doc, "subscriber"))) {
+                        /* Jobs are written by the planner only; a bad one is a bug: skip. */
+                        log_warnx("sender: malformed job at %s [%d] offset %lld skipped",
+                                  job->part->topic, (int)r->partition, (long long)r->offset);
+                        if (!job->doc)
+                                job->doc = json_object();
+                        job_settle(m, job);
+                        continue;
+                }
+                if (take_token(m))
+                        job_prepare(m, job);
+                else
+                        wait_later(m, job, now);
+        }
+        nc_metrics_set(m->m_queue, NULL, (double)m->q.todo_n);
+}
+
+size_t ml_sender_busy(ml_t *m)
+{
+        size_t n;
+
+        pthread_mutex_lock(&m->q.lock);
+        n = m->q.todo_n + m->q.busy + (m->q.done_head != NULL);
+        pthread_mutex_unlock(&m->q.lock);
+        return n;
+}
+
+void ml_sender_stop(ml_t *m)
+{
+        ml_part_t *p, *pn;
+        ml_unit_t *u;
+        int i;
+
+        if (m->workers) {
+                pthread_mutex_lock(&m->q.lock);
+                /* Units not started yet are dropped: their jobs stay uncommitted. */
+                while ((u = m->q.todo_head)) {
+                        m->q.todo_head = u->next;
+                        json_decref(u->subscriber);
+                        json_decref(u->notices);
+                        free(u);
+                }
+                m->q.todo_tail = NULL;
+                m->q.stop = 1;
+                pthread_cond_broadcast(&m->q.cond);
+                pthread_mutex_unlock(&m->q.lock);
+                for (i = 0; i < m->nworkers; i++)
+                        pthread_join(m->workers[i], NULL);
+                free(m->workers);
+                m->workers = NULL;
+                /* Outcomes of the last sessions are recorded before committing. */
+                ml_sender_poll(m);
+        }
+        if (m->events) {
+                rd_kafka_flush(m->events, 10000);
+                rd_kafka_poll(m->events, 0);
+        }
+        if (m->sender) {
+                rd_kafka_commit(m->sender, NULL, 0);
+                rd_kafka_consumer_close(m->sender);
+                rd_kafka_destroy(m->sender);
+                m->sender = NULL;
+        }
+        if (m->events) {
+                rd_kafka_destroy(m->events);
+                m->events = NULL;
+        }
+        while ((u = m->q.done_head)) {
+                m->q.done_head = u->next;
+                json_decref(u->subscriber);
+                json_decref(u->notices);
+                free(u);
+        }
+        for (p = m->parts; p; p = pn) {
+                ml_job_t *j, *jn;
+
+                pn = p->next;
+                for (j = p->head; j; j = jn) {
+                        jn = j->next;
+                        job_free(m, j);
+                }
+                free(p);
+        }
+        m->parts = NULL;
+        pthread_mutex_destroy(&m->q.lock);
+        pthread_cond_destroy(&m->q.cond);
+}
