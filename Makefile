@@ -12,10 +12,13 @@ PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(BUILD)/%.o)
 WEBHOOKS_SRC := $(sort $(wildcard consumer/webhooks/*.c))
 WEBHOOKS_OBJ := $(WEBHOOKS_SRC:%.c=$(BUILD)/%.o)
 
+MAILER_SRC := $(sort $(wildcard consumer/mailer/*.c))
+MAILER_OBJ := $(MAILER_SRC:%.c=$(BUILD)/%.o)
+
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks
+PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
 
 .PHONY: all clean install uninstall test unit-test integration-test asan format format-check \
 	kafka-fetch kafka-up kafka-down demo bench deps
@@ -25,9 +28,9 @@ all: $(PROGRAMS)
 # -MMD: each object also depends on the headers it includes (build/**/*.d).
 $(BUILD)/%.o: %.c config.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -Iconsumer/mailer -MMD -MP -c -o $@ $<
 
--include $(COMMON_OBJ:.o=.d) $(PRODUCER_OBJ:.o=.d) $(WEBHOOKS_OBJ:.o=.d)
+-include $(COMMON_OBJ:.o=.d) $(PRODUCER_OBJ:.o=.d) $(WEBHOOKS_OBJ:.o=.d) $(MAILER_OBJ:.o=.d)
 
 $(LIB): $(COMMON_OBJ)
 	@rm -f $@
@@ -38,6 +41,10 @@ $(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB)
 
 $(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB)
 	$(CC) $(NC_LDFLAGS) -o $@ $(WEBHOOKS_OBJ) $(LIB) $(NC_LIBS)
+
+# The mailer interposes connect() (consumer/mailer/nodelay.c): it needs -ldl and threads.
+$(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB)
+	$(CC) $(NC_LDFLAGS) -o $@ $(MAILER_OBJ) $(LIB) $(NC_LIBS) -ldl -lpthread
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 	@mkdir -p $(dir $@)
@@ -82,7 +89,9 @@ demo: deps-check all
 	deploy/local/demo.sh
 
 bench: deps-check all
+	tests/bench/install-bench-deps.sh
 	tests/bench/run.sh
+	tests/bench/webhooks.sh
 
 # ---- style -----------------------------------------------------------------------------------
 FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])

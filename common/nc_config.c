@@ -620,6 +620,7 @@ static int handle_partner(struct parse_ctx *ctx, const char *id, const char *nam
                 set_str(&p->url, v);
         } else if (!strcmp(name, "secret_file")) {
                 set_str(&p->secret_file, v);
+                p->secret_file_line = ctx->line;
         } else if (!strcmp(name, "categories")) {
                 nc_strlist_clear(&p->categories);
                 nc_strlist_split(&p->categories, v);

@@ -27,6 +27,7 @@ typedef struct nc_partner {
         int line; /* of the section header, for errors found after parsing */
         char *url;
         char *secret_file;
+        int secret_file_line;
         nc_strlist_t categories; /* empty = all */
         nc_strlist_t regions;    /* empty = all */
         enum nc_webhook_format format;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "nc_notice.h"
 #include "nc_time.h"
@@ -484,4 +485,29 @@ out:
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);
         return rc;
+}
+
+int nc_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms)
+{
+        int64_t deadline = nc_time_now_ms() + timeout_ms;
+        size_t i = 0;
+
+        while (i < n) {
+                const struct rd_kafka_metadata *md = NULL;
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, names[i], NULL);
+                int ok = rd_kafka_metadata(rk, 0, rkt, &md, 2000) == 0 && md->topic_cnt == 1 &&
+                         !md->topics[0].err && md->topics[0].partition_cnt > 0;
+
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
+                if (ok) {
+                        i++;
+                        continue;
+                }
+                if (nc_time_now_ms() >= deadline)
+                        return -1;
+                usleep(100 * 1000);
+        }
+        return 0;
 }

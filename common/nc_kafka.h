@@ -62,6 +62,12 @@ typedef int(nc_kafka_read_fn)(const rd_kafka_message_t *msg, void *opaque);
 int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_ms,
                         nc_kafka_read_fn *fn, void *opaque, char *errstr, size_t errstr_size);
 
+/* Waits (up to TIMEOUT_MS) until every topic of NAMES shows up with partitions in RK's view
+ * of the cluster metadata: a topic created a moment ago is not visible everywhere at once,
+ * and a consumer subscribing before that would leave it out until its next metadata refresh.
+ * Returns 0, or -1 if some topic did not appear in time. */
+int nc_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms);
+
 /* Value of header NAME as a NUL-terminated copy in BUF, or NULL. */
 const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf,
                             size_t size);

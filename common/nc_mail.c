@@ -14,7 +14,7 @@
 /* Header values we take verbatim (URLs, ids) stay well inside one line even after
  * "List-Unsubscribe: " and the other URL; GMime folds only at blanks, and these have none. */
 #define URL_MAX   900
-#define ID_MAX    250
+#define ID_MAX    (NC_MAIL_MSGID_SIZE - 1) /* message id (32 hex @ domain) and list id */
 #define NAME_MAX_ 400 /* display names and the List-Id phrase, before RFC 2047 */
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
@@ -34,8 +34,8 @@ void nc_mail_global_shutdown(void)
         g_mime_shutdown();
 }
 
-void nc_mail_message_id(const char *subscriber_id, const char *what, const char *domain,
-                        char *out, size_t size)
+void nc_mail_message_id(const char *subscriber_id, const char *what, const char *domain, char *out,
+                        size_t size)
 {
         static const char hex[] = "0123456789abcdef";
         unsigned char md[EVP_MAX_MD_SIZE];
@@ -89,8 +89,8 @@ static int check_addr(const char *field, const char *s, char *errstr, size_t err
 }
 
 /* A dot-atom "left@right" (Message-ID) or "label.namespace" (List-Id). */
-static int check_dot_atom(const char *field, const char *s, size_t len, int need_at,
-                          char *errstr, size_t errstr_size)
+static int check_dot_atom(const char *field, const char *s, size_t len, int need_at, char *errstr,
+                          size_t errstr_size)
 {
         const char *at = NULL;
         size_t i;
@@ -115,8 +115,7 @@ static int check_dot_atom(const char *field, const char *s, size_t len, int need
         if (need_at && (!at || at == s || at == s + len - 1))
                 return nc_err(errstr, errstr_size, "%s: must look like left@right", field);
         if (!need_at && (s[0] == '.' || s[len - 1] == '.' || !memchr(s, '.', len)))
-                return nc_err(errstr, errstr_size, "%s: must look like label.example.org",
-                              field);
+                return nc_err(errstr, errstr_size, "%s: must look like label.example.org", field);
         return 0;
 }
 
@@ -237,22 +236,23 @@ static void add_mailbox(GMimeMessage *msg, GMimeAddressType type, const char *na
         g_object_unref(ia);
 }
 
-/* A text/SUBTYPE part with BODY as its UTF-8 bytes.  Not g_mime_text_part_set_text(): that
- * converts the text to the smallest charset it fits (us-ascii, iso-8859-1) and labels it so;
- * we want charset=utf-8 on every part.  The transfer encoding is GMime's best for 7-bit
- * transport: 7bit for short-lined ASCII, otherwise quoted-printable or base64, both of which
- * keep lines under 76 octets. */
+/* Makes BODY[0..len) (copied) the unencoded content of PART. */
 static void set_content(GMimePart *part, const char *body, size_t len)
 {
         GMimeStream *stream = g_mime_stream_mem_new_with_buffer(body, len);
         GMimeDataWrapper *content =
-                g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
+            g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
 
         g_mime_part_set_content(part, content);
         g_object_unref(content);
         g_object_unref(stream);
 }
 
+/* A text/SUBTYPE part with BODY as its UTF-8 bytes.  Not g_mime_text_part_set_text(): that
+ * converts the text to the smallest charset it fits (us-ascii, iso-8859-1) and labels it so;
+ * we want charset=utf-8 on every part.  The transfer encoding is GMime's best for 7-bit
+ * transport: 7bit for ASCII with lines of at most 998 octets, otherwise quoted-printable or
+ * base64, both of which keep lines under 77 octets. */
 static GMimeObject *text_part(const char *subtype, const char *body, size_t len)
 {
         GMimeTextPart *part = g_mime_text_part_new_with_subtype(subtype);
@@ -260,8 +260,8 @@ static GMimeObject *text_part(const char *subtype, const char *body, size_t len)
 
         set_content(GMIME_PART(part), body, len);
         g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "utf-8");
-        enc = g_mime_part_get_best_content_encoding(GMIME_PART(part),
-                                                    GMIME_ENCODING_CONSTRAINT_7BIT);
+        enc =
+            g_mime_part_get_best_content_encoding(GMIME_PART(part), GMIME_ENCODING_CONSTRAINT_7BIT);
         if (enc == GMIME_CONTENT_ENCODING_BASE64) {
                 /* Inside base64 the line ends are part of the data, and text in canonical
                  * form has CRLF (RFC 2045 §6.8); GMime's newline filter only converts what it
@@ -298,8 +298,8 @@ static int check_wire(const char *buf, size_t len, char *errstr, size_t errstr_s
                                               "message: line %zu has a bare CR or LF", line);
                         if (i - start > LINE_MAX_OCTETS)
                                 return nc_err(errstr, errstr_size,
-                                              "message: line %zu is longer than %d octets",
-                                              line, LINE_MAX_OCTETS);
+                                              "message: line %zu is longer than %d octets", line,
+                                              LINE_MAX_OCTETS);
                         i++;
                         start = i + 1;
                         line++;
@@ -320,6 +320,14 @@ static char *list_id_value(const char *s, char *errstr, size_t errstr_size)
         char *phrase, *r;
         size_t idlen;
 
+        /* The list id is configuration, not user text: refuse controls rather than mend. */
+        for (const char *p = s; *p; p++) {
+                if (control_len((const unsigned char *)p)) {
+                        nc_err(errstr, errstr_size,
+                               "list_id: contains a control character (0x%02x)", (unsigned char)*p);
+                        return NULL;
+                }
+        }
         if (!lt) {
                 if (check_dot_atom("list_id", s, strlen(s), 0, errstr, errstr_size) < 0)
                         return NULL;
@@ -376,12 +384,13 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
         if (check_addr("from_addr", m->from_addr, errstr, errstr_size) < 0 ||
             check_addr("to_addr", m->to_addr, errstr, errstr_size) < 0)
                 return NULL;
-        if (!m->message_id || check_dot_atom("message_id", m->message_id,
-                                             strlen(m->message_id), 1, errstr, errstr_size) < 0) {
-                if (!m->message_id)
-                        nc_err(errstr, errstr_size, "message_id: is missing");
+        if (!m->message_id) {
+                nc_err(errstr, errstr_size, "message_id: is missing");
                 return NULL;
         }
+        if (check_dot_atom("message_id", m->message_id, strlen(m->message_id), 1, errstr,
+                           errstr_size) < 0)
+                return NULL;
         if (!m->list_id || !m->unsubscribe_https) {
                 nc_err(errstr, errstr_size, "%s: is missing",
                        !m->list_id ? "list_id" : "unsubscribe_https");
@@ -389,8 +398,12 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
         }
         if (check_url("unsubscribe_https", m->unsubscribe_https, errstr, errstr_size) < 0)
                 return NULL;
-        /* RFC 8058 one-click unsubscription needs an HTTPS URI. */
-        if (strncasecmp(m->unsubscribe_https, "https://", 8) != 0 || !m->unsubscribe_https[8]) {
+        /* RFC 8058 one-click unsubscription needs an HTTPS URI.  Plain http is allowed only for
+         * a loopback host, so a local demo or test can run without a certificate. */
+        if ((strncasecmp(m->unsubscribe_https, "https://", 8) != 0 ||
+             !m->unsubscribe_https[8]) &&
+            strncmp(m->unsubscribe_https, "http://127.0.0.1:", 17) &&
+            strncmp(m->unsubscribe_https, "http://localhost:", 17)) {
                 nc_err(errstr, errstr_size, "unsubscribe_https: must be an https:// URL");
                 return NULL;
         }
@@ -415,14 +428,16 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
         }
         if (!m->subject || !m->text || !m->html) {
                 nc_err(errstr, errstr_size, "%s: is missing",
-                       !m->subject ? "subject" : !m->text ? "text" : "html");
+                       !m->subject ? "subject"
+                       : !m->text  ? "text"
+                                   : "html");
                 return NULL;
         }
         if (!(subject = header_text("subject", m->subject, 4000, errstr, errstr_size)) ||
-            !(from_name = header_text("from_name", m->from_name ? m->from_name : "",
-                                      NAME_MAX_, errstr, errstr_size)) ||
-            !(to_name = header_text("to_name", m->to_name ? m->to_name : "", NAME_MAX_,
-                                    errstr, errstr_size)) ||
+            !(from_name = header_text("from_name", m->from_name ? m->from_name : "", NAME_MAX_,
+                                      errstr, errstr_size)) ||
+            !(to_name = header_text("to_name", m->to_name ? m->to_name : "", NAME_MAX_, errstr,
+                                    errstr_size)) ||
             !(list_id = list_id_value(m->list_id, errstr, errstr_size)) ||
             !(text = body_text("text", m->text, &text_len, errstr, errstr_size)) ||
             !(html = body_text("html", m->html, &html_len, errstr, errstr_size)))
@@ -434,8 +449,7 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
         g_mime_message_set_subject(msg, subject, "utf-8");
         date = g_date_time_new_from_unix_utc(m->date_ms / 1000);
         if (!date) {
-                nc_err(errstr, errstr_size, "date_ms: %lld is out of range",
-                       (long long)m->date_ms);
+                nc_err(errstr, errstr_size, "date_ms: %lld is out of range", (long long)m->date_ms);
                 goto done;
         }
         g_mime_message_set_date(msg, date);

@@ -58,7 +58,7 @@ char *nc_mail_build(const nc_mail_t *m, size_t *len, char *errstr, size_t errstr
  * the same WHAT (e.g. "digest:daily:2017-06-20" or "notice:<id>") always give the same id,
  * so a resent message is recognisable as a duplicate.  OUT gets "" if SIZE is too small
  * (NC_MAIL_MSGID_SIZE is always enough for a valid domain); nc_mail_build() refuses "". */
-void nc_mail_message_id(const char *subscriber_id, const char *what, const char *domain,
-                        char *out, size_t size);
+void nc_mail_message_id(const char *subscriber_id, const char *what, const char *domain, char *out,
+                        size_t size);
 
 #endif

@@ -187,6 +187,16 @@ static int preview(ml_t *m, const char *email)
         return msg ? NC_EX_OK : NC_EX_SOFTWARE;
 }
 
+/* The jobs and plan topics may have just been created: subscribe once they are visible. */
+static int wait_topics(ml_t *m)
+{
+        const char *const names[] = {m->topic_jobs, m->topic_plan};
+
+        if (nc_kafka_wait_topics(m->store.rk, names, 2, 15000) != 0)
+                log_warnx("the jobs and plan topics are not visible yet");
+        return 0;
+}
+
 static void wait_for_work(ml_t *m, int timeout_ms)
 {
         struct pollfd pfd = {.fd = m->wake_pipe[0], .events = POLLIN};
@@ -315,7 +325,7 @@ int main(int argc, char **argv)
                 nc_log_kv(NC_LOG_INFO, "http listening", "addr", addr, NULL);
         }
         if (ml_unsub_start(&m, err, sizeof(err)) != 0 || ml_store_start(&m, err, sizeof(err)) ||
-            ml_planner_start(&m, err, sizeof(err)) != 0 ||
+            wait_topics(&m) != 0 || ml_planner_start(&m, err, sizeof(err)) != 0 ||
             ml_sender_start(&m, err, sizeof(err)) != 0) {
                 log_error("%s", err);
                 rc = NC_EX_UNAVAILABLE;

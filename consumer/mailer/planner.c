@@ -44,7 +44,7 @@ static int txn_produce(ml_t *m, const char *topic, const char *key, const char *
 static int produce_job(ml_t *m, const char *sub_id, const char *type, const char *period,
                        int urgent, json_t *ids, const char *what, int64_t window_end)
 {
-        char msgid[160], *value;
+        char msgid[NC_MAIL_MSGID_SIZE], *value;
         json_t *job;
         int rc;
 
@@ -236,8 +236,7 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
                 /* Urgent notices go to every subscriber of the category at once, whatever
                  * their frequency (and digests leave them out). */
                 if ((s->freq == ML_FREQ_IMMEDIATE || rec.urgent) && ml_sub_matches(m, s, &rec))
-                        produce_job(m, s->id, "notice", rec.urgent ? "urgent" : "immediate",
-                                    rec.urgent, ids, what, ts);
+                        produce_job(m, s->id, "notice", "immediate", rec.urgent, ids, what, ts);
         }
         json_decref(ids);
         json_decref(n);

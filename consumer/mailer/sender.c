@@ -7,6 +7,7 @@
 #include "nc_digest.h"
 #include "nc_kafka.h"
 #include "nc_mail.h"
+#include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
 #include "smtp.h"
@@ -353,10 +354,11 @@ static void *worker_main(void *arg)
                         bodies[built] = ml_render_message(m, units[i], tpl, &len, err,
                                                           sizeof(err));
                         if (!bodies[built]) {
-                                /* Cannot happen with valid templates; recorded, not retried. */
-                                units[i]->status = 554;
+                                /* A template or data problem, not the recipient's: recorded
+                                 * as failed, never counted as a bounce. */
+                                units[i]->status = -2;
                                 snprintf(units[i]->reply, sizeof(units[i]->reply),
-                                         "message not built: %s", err);
+                                         "message not built: %.200s", err);
                                 continue;
                         }
                         memset(&msgs[built], 0, sizeof(msgs[built]));
@@ -376,7 +378,7 @@ static void *worker_main(void *arg)
                         if (units[i]->status != -1)
                                 continue;
                         units[i]->status = msgs[built].status;
-                        snprintf(units[i]->reply, sizeof(units[i]->reply), "%s",
+                        snprintf(units[i]->reply, sizeof(units[i]->reply), "%.200s",
                                  msgs[built].status ? msgs[built].reply : err);
                         free(bodies[built]);
                         built++;
@@ -412,7 +414,10 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         const char *sub_id = json_string_value(json_object_get(j->doc, "subscriber"));
         const ml_sub_t *s = ml_store_sub(m, sub_id);
 
-        if (u->status >= 200 && u->status < 300) {
+        if (u->status == -2) {
+                log_warnx("message for %s not built: %s", sub_id, u->reply);
+                record(m, j, "mail.failed", 0, u->reply);
+        } else if (u->status >= 200 && u->status < 300) {
                 record(m, j, "mail.sent", u->status, u->reply);
                 if (s && s->bounces)
                         update_bounces(m, s, 0);

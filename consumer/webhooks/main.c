@@ -287,14 +287,14 @@ int main(int argc, char **argv)
                         reload(&w);
                 }
                 loop_once(&w);
+                if (w.httpd)
+                        nc_httpd_set_ready(w.httpd, w.ready);
                 now = nc_time_now_ms();
                 if (now - last_lag >= 2000) {
                         last_lag = now;
                         update_lag(&w);
                         nc_metrics_set(w.m_backlog, NULL,
                                        (double)(held_retries(&w) + wh_in_flight(&w)));
-                        if (w.httpd)
-                                nc_httpd_set_ready(w.httpd, w.ready);
                 }
         }
 

@@ -73,7 +73,8 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
                 if (nc_secrets_load_file(&secrets[i], cfg->partners[i].secret_file, err,
                                          sizeof(err)) != 0) {
                         nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s",
-                               cfg->path ? cfg->path : "config", cfg->partners[i].line,
+                               cfg->path ? cfg->path : "config",
+                               cfg->partners[i].secret_file_line,
                                cfg->partners[i].id, err);
                         for (size_t j = 0; j <= i; j++)
                                 nc_secrets_clear(&secrets[j]);
@@ -566,8 +567,12 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
         for (char *c = j->response; *c; c++)
                 if (!isprint((unsigned char)*c))
                         *c = ' ';
-        snprintf(error, sizeof(error), "HTTP %ld%s%.200s", status, j->response[0] ? ": " : "",
-                 j->response);
+        if (status >= 300 && status < 400)
+                snprintf(error, sizeof(error),
+                         "unexpected status %ld (redirects are not followed)", status);
+        else
+                snprintf(error, sizeof(error), "HTTP %ld%s%.200s", status,
+                         j->response[0] ? ": " : "", j->response);
         if (status == 408 || status == 429 || status >= 500)
                 job_retry_or_dlq(w, j, status, error);
         else if (status == 410) {

@@ -494,28 +494,15 @@ static int make_topics(wh_t *w, char *errstr, size_t errstr_size)
                                       errstr, errstr_size);
 }
 
-/* Topics just created take a moment to appear in the brokers' metadata; subscribing before
- * that would leave the retry tiers out until the next metadata refresh. */
 static void wait_for_topics(wh_t *w)
 {
-        int64_t deadline = nc_time_now_ms() + 15000;
+        const char *names[16];
         size_t i;
 
-        for (i = 0; i < w->cfg.webhooks.retry_n && nc_time_now_ms() < deadline;) {
-                const struct rd_kafka_metadata *md = NULL;
-                rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->producer, w->retry_topics[i], NULL);
-                int ok = rd_kafka_metadata(w->producer, 0, rkt, &md, 2000) == 0 &&
-                         md->topic_cnt == 1 && !md->topics[0].err &&
-                         md->topics[0].partition_cnt > 0;
-
-                if (md)
-                        rd_kafka_metadata_destroy(md);
-                rd_kafka_topic_destroy(rkt);
-                if (ok)
-                        i++;
-                else
-                        usleep(100 * 1000);
-        }
+        for (i = 0; i < w->cfg.webhooks.retry_n; i++)
+                names[i] = w->retry_topics[i];
+        if (nc_kafka_wait_topics(w->producer, names, i, 15000) != 0)
+                log_warnx("retry topics not visible yet: they join the subscription later");
 }
 
 static void regex_escape(const char *in, char *out, size_t size)
@@ -561,7 +548,7 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         if (rd_kafka_conf_set(conf, "group.id", w->cfg.webhooks.group_id, kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "enable.auto.commit", "true", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.commit.interval.ms", "500", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "auto.commit.interval.ms", "200", kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "topic.metadata.refresh.interval.ms", "10000", kerr,

@@ -20,9 +20,9 @@ APT_PACKAGES=(
 	librdkafka-dev libjansson-dev libcurl4-openssl-dev libesmtp-dev libssl-dev
 	libinih-dev libgmime-3.0-dev libmicrohttpd-dev
 	libcmocka-dev
-	kcat clang-format netcat-openbsd tzdata
+	kcat clang-format netcat-openbsd tzdata openssl
 )
-PY_MODULES=(pytest confluent_kafka)
+PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd)
 
 check=0
 case ${1:-} in

@@ -1,0 +1,533 @@
+#include "nc_digest.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "nc_mustache.h"
+#include "nc_notice.h"
+
+#define SUFFIX        ".mustache"
+#define MAX_PARTIALS  64
+#define SUBJECT_BYTES 2000 /* after collapsing; nc_mail folds and encodes it */
+
+static const char *const required[] = {"subject", "text", "html"};
+
+/* The templates of one language. */
+struct nc_tlang {
+        char *lang;
+        nc_mustache_t *tpl[3]; /* subject, text, html (same order as required[]) */
+        char *pname[MAX_PARTIALS];
+        char *ptext[MAX_PARTIALS];
+        size_t pn;
+        /* nc_mustache_render_compiled() caches partials inside the compiled template, so
+         * one language renders in one thread at a time. */
+        pthread_mutex_t lock;
+};
+
+struct nc_templates {
+        struct nc_tlang *v;
+        size_t n;
+        size_t def; /* index of the default language */
+};
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+static const char *partial_cb(void *opaque, const char *name)
+{
+        const struct nc_tlang *l = opaque;
+
+        for (size_t i = 0; i < l->pn; i++)
+                if (!strcmp(l->pname[i], name))
+                        return l->ptext[i];
+        return NULL;
+}
+
+static void tlang_free(struct nc_tlang *l)
+{
+        for (size_t i = 0; i < 3; i++)
+                nc_mustache_destroy(l->tpl[i]);
+        for (size_t i = 0; i < l->pn; i++) {
+                free(l->pname[i]);
+                free(l->ptext[i]);
+        }
+        free(l->lang);
+        pthread_mutex_destroy(&l->lock);
+}
+
+/* Reads PATH: a template must be UTF-8 and not absurdly large. */
+static char *read_template(const char *path, char *errstr, size_t errstr_size)
+{
+        size_t len = 0;
+        char *s = nc_file_read(path, &len, errstr, errstr_size);
+
+        if (!s)
+                return NULL;
+        if (len > NC_TEMPLATE_MAX_BYTES) {
+                nc_err(errstr, errstr_size, "%s: is larger than %zu bytes", path,
+                       NC_TEMPLATE_MAX_BYTES);
+        } else if (strlen(s) != len) {
+                nc_err(errstr, errstr_size, "%s: contains a NUL byte", path);
+        } else if (!nc_utf8_valid(s, len)) {
+                nc_err(errstr, errstr_size, "%s: is not valid UTF-8", path);
+        } else {
+                return s;
+        }
+        free(s);
+        return NULL;
+}
+
+/* A language code becomes a directory name: letters, digits, '-' and '_' only. */
+static int lang_ok(const char *lang)
+{
+        if (!*lang || strlen(lang) > 35)
+                return 0;
+        for (const char *p = lang; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+                        return 0;
+        return 1;
+}
+
+static int is_required(const char *name)
+{
+        for (size_t i = 0; i < 3; i++)
+                if (!strcmp(name, required[i]))
+                        return 1;
+        return 0;
+}
+
+static int load_partials(struct nc_tlang *l, const char *ldir, char *errstr, size_t errstr_size)
+{
+        DIR *d = opendir(ldir);
+        struct dirent *de;
+        int rc = 0;
+
+        if (!d)
+                return nc_err(errstr, errstr_size, "%s: %s", ldir, strerror(errno));
+        while (rc == 0 && (de = readdir(d))) {
+                size_t n = strlen(de->d_name), sl = strlen(SUFFIX);
+                char path[4096], name[256], err[512];
+                nc_mustache_t *m;
+                char *text;
+
+                if (de->d_name[0] == '.' || n <= sl || strcmp(de->d_name + n - sl, SUFFIX))
+                        continue;
+                if (n - sl >= sizeof(name))
+                        continue;
+                memcpy(name, de->d_name, n - sl);
+                name[n - sl] = '\0';
+                if (is_required(name))
+                        continue;
+                if ((size_t)snprintf(path, sizeof(path), "%s/%s", ldir, de->d_name) >=
+                    sizeof(path)) {
+                        rc = nc_err(errstr, errstr_size, "%s: path too long", ldir);
+                        break;
+                }
+                if (l->pn == MAX_PARTIALS) {
+                        rc = nc_err(errstr, errstr_size, "%s: more than %d partials", ldir,
+                                    MAX_PARTIALS);
+                        break;
+                }
+                if (!(text = read_template(path, errstr, errstr_size))) {
+                        rc = -1;
+                        break;
+                }
+                /* Compiled once here only to report syntax errors now; the templates that
+                 * use it compile and cache it on first use. */
+                if (!(m = nc_mustache_compile(text, err, sizeof(err)))) {
+                        rc = nc_err(errstr, errstr_size, "%s: %s", path, err);
+                        free(text);
+                        break;
+                }
+                nc_mustache_destroy(m);
+                l->pname[l->pn] = nc_xstrdup(name);
+                l->ptext[l->pn++] = text;
+        }
+        closedir(d);
+        return rc;
+}
+
+static int load_lang(struct nc_tlang *l, const char *dir, const char *lang, char *errstr,
+                     size_t errstr_size)
+{
+        char ldir[4096], path[4096], err[512];
+
+        l->lang = nc_xstrdup(lang);
+        pthread_mutex_init(&l->lock, NULL);
+        if (!lang_ok(lang))
+                return nc_err(errstr, errstr_size, "%s: not a usable language code", lang);
+        if ((size_t)snprintf(ldir, sizeof(ldir), "%s/%s", dir, lang) >= sizeof(ldir) - 64)
+                return nc_err(errstr, errstr_size, "%s: path too long", dir);
+        for (size_t i = 0; i < 3; i++) {
+                char *text;
+
+                if ((size_t)snprintf(path, sizeof(path), "%s/%s" SUFFIX, ldir, required[i]) >=
+                    sizeof(path))
+                        return nc_err(errstr, errstr_size, "%s: path too long", dir);
+                if (!(text = read_template(path, errstr, errstr_size)))
+                        return -1;
+                l->tpl[i] = nc_mustache_compile(text, err, sizeof(err));
+                free(text);
+                if (!l->tpl[i])
+                        return nc_err(errstr, errstr_size, "%s: %s", path, err);
+        }
+        return load_partials(l, ldir, errstr, errstr_size);
+}
+
+nc_templates_t *nc_templates_load(const char *dir, const nc_strlist_t *languages,
+                                  const char *default_lang, char *errstr, size_t errstr_size)
+{
+        nc_templates_t *t;
+        size_t i;
+
+        if (!languages || languages->n == 0) {
+                nc_err(errstr, errstr_size, "templates: no languages configured");
+                return NULL;
+        }
+        if (!default_lang || !nc_strlist_has(languages, default_lang)) {
+                nc_err(errstr, errstr_size,
+                       "templates: the default language '%s' is not one of the languages",
+                       default_lang ? default_lang : "");
+                return NULL;
+        }
+        t = nc_xcalloc(1, sizeof(*t));
+        t->v = nc_xcalloc(languages->n, sizeof(*t->v));
+        for (i = 0; i < languages->n; i++) {
+                const char *lang = languages->v[i];
+                int dup = 0;
+
+                for (size_t j = 0; j < t->n; j++)
+                        dup |= !strcmp(t->v[j].lang, lang);
+                if (dup)
+                        continue;
+                if (load_lang(&t->v[t->n++], dir, lang, errstr, errstr_size) < 0) {
+                        nc_templates_free(t);
+                        return NULL;
+                }
+                if (!strcmp(lang, default_lang))
+                        t->def = t->n - 1;
+        }
+        return t;
+}
+
+void nc_templates_free(nc_templates_t *t)
+{
+        if (!t)
+                return;
+        for (size_t i = 0; i < t->n; i++)
+                tlang_free(&t->v[i]);
+        free(t->v);
+        free(t);
+}
+
+static struct nc_tlang *find_lang(const nc_templates_t *t, const char *lang)
+{
+        for (size_t i = 0; lang && i < t->n; i++)
+                if (!strcmp(t->v[i].lang, lang))
+                        return &t->v[i];
+        return NULL;
+}
+
+int nc_templates_has(const nc_templates_t *t, const char *lang)
+{
+        return find_lang(t, lang) != NULL;
+}
+
+/* ---- data for the templates ------------------------------------------------------------- */
+
+/* Text of FIELD in LANG with nc_notice_text()'s fallback; *USED gets the language the text
+ * is actually in.  A plain string (not normalised) counts as the notice's own language. */
+static const char *field_text(const json_t *n, const char *field, const char *lang,
+                              const char **used)
+{
+        json_t *m = json_object_get(n, field);
+        const char *s;
+
+        *used = json_string_value(json_object_get(n, "lang"));
+        if (json_is_string(m))
+                return json_string_value(m);
+        if (!json_is_object(m) || !(s = nc_notice_text(n, field, lang)))
+                return NULL;
+        /* nc_notice_text returns a pointer into the map: find the key it came from. */
+        for (void *it = json_object_iter(m); it; it = json_object_iter_next(m, it)) {
+                if (json_string_value(json_object_iter_value(it)) == s) {
+                        *used = json_object_iter_key(it);
+                        break;
+                }
+        }
+        return s;
+}
+
+static int http_url(const char *s)
+{
+        return s && ((!strncasecmp(s, "https://", 8) && s[8]) ||
+                     (!strncasecmp(s, "http://", 7) && s[7]));
+}
+
+/* Splits BODY on blank lines (lines of only blanks) into a list of paragraphs, each without
+ * leading or trailing blank lines; single line breaks inside a paragraph stay. */
+static json_t *paragraphs(const char *body)
+{
+        json_t *a = json_array();
+        const char *p = body;
+
+        while (p && *p) {
+                const char *start, *end, *line = p;
+
+                /* Skip blank lines. */
+                while (*line) {
+                        const char *q = line + strspn(line, " \t\r");
+
+                        if (*q != '\n')
+                                break;
+                        line = q + 1;
+                }
+                if (!*line || !line[strspn(line, " \t\r\n")])
+                        break;
+                start = line;
+                /* The paragraph runs until a blank line or the end. */
+                end = start;
+                for (;;) {
+                        const char *nl = strchr(end, '\n'), *q;
+
+                        if (!nl) {
+                                end += strlen(end);
+                                p = end;
+                                break;
+                        }
+                        q = nl + 1 + strspn(nl + 1, " \t\r");
+                        if (*q == '\n' || !*q) {
+                                p = nl + 1;
+                                end = nl;
+                                break;
+                        }
+                        end = nl + 1;
+                }
+                while (end > start && strchr(" \t\r\n", end[-1]))
+                        end--;
+                json_array_append_new(a, json_stringn(start, (size_t)(end - start)));
+        }
+        return a;
+}
+
+static json_t *notice_data(const json_t *n, size_t index, const char *tlang, char *errstr,
+                           size_t errstr_size)
+{
+        const char *title, *summary, *body, *tl, *sl, *bl, *s;
+        const char *id = json_string_value(json_object_get(n, "id"));
+        json_t *d, *v;
+        int fallback;
+
+        if (!json_is_object(n)) {
+                nc_err(errstr, errstr_size, "notices[%zu]: is not an object", index);
+                return NULL;
+        }
+        if (!(title = field_text(n, "title", tlang, &tl))) {
+                nc_err(errstr, errstr_size, "notices[%zu] (%s): has no title", index,
+                       id ? id : "no id");
+                return NULL;
+        }
+        summary = field_text(n, "summary", tlang, &sl);
+        body = field_text(n, "body", tlang, &bl);
+        d = json_object();
+        if (id)
+                json_object_set_new(d, "id", json_string(id));
+        if ((s = json_string_value(json_object_get(n, "category"))))
+                json_object_set_new(d, "category", json_string(s));
+        json_object_set_new(d, "index", json_integer((json_int_t)index + 1));
+        s = json_string_value(json_object_get(n, "priority"));
+        json_object_set_new(d, "urgent", json_boolean(s && !strcmp(s, "urgent")));
+        s = json_string_value(json_object_get(n, "supersedes"));
+        json_object_set_new(d, "correction", json_boolean(s && *s));
+        /* A *_lang is "" (lang="": unknown) only for a notice without "lang". */
+        json_object_set_new(d, "title", json_string(title));
+        json_object_set_new(d, "title_lang", json_string(tl ? tl : ""));
+        json_object_set_new(d, "lang", json_string(tl ? tl : ""));
+        fallback = tl && strcmp(tl, tlang);
+        if (summary && *summary) {
+                json_object_set_new(d, "summary", json_string(summary));
+                json_object_set_new(d, "summary_lang", json_string(sl ? sl : ""));
+                fallback |= sl && strcmp(sl, tlang);
+        }
+        v = paragraphs(body);
+        if (json_array_size(v)) {
+                json_object_set_new(d, "paragraphs", v);
+                json_object_set_new(d, "body_lang", json_string(bl ? bl : ""));
+                fallback |= bl && strcmp(bl, tlang);
+        } else {
+                json_decref(v);
+        }
+        json_object_set_new(d, "fallback", json_boolean(fallback));
+        /* Only web links: a javascript: or data: URL must never become an href. */
+        s = json_string_value(json_object_get(n, "url"));
+        if (http_url(s))
+                json_object_set_new(d, "url", json_string(s));
+        v = json_object_get(n, "source");
+        s = json_is_object(v) ? nc_notice_text(n, "source", tlang) : json_string_value(v);
+        if (s && *s)
+                json_object_set_new(d, "source", json_string(s));
+        /* The date as the publisher wrote it: its own offset decides the calendar day. */
+        s = json_string_value(json_object_get(n, "published_at"));
+        if (s && strlen(s) >= 10 && s[4] == '-' && s[7] == '-' && strspn(s, "0123456789") == 4 &&
+            strspn(s + 5, "0123456789") == 2 && strspn(s + 8, "0123456789") == 2)
+                json_object_set_new(d, "date", json_stringn(s, 10));
+        return d;
+}
+
+/* Subject: control characters (C0, DEL, C1, U+2028/2029) and blank runs become one space,
+ * no blanks at either end.  Works in place on valid UTF-8. */
+static void collapse_line(char *s)
+{
+        size_t i = 0, o = 0;
+        int blank = 1; /* drops leading blanks */
+
+        while (s[i]) {
+                const unsigned char *p = (const unsigned char *)s + i;
+                size_t n = 0;
+
+                if (p[0] < 0x20 || p[0] == 0x7f || p[0] == ' ')
+                        n = 1;
+                else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+                        n = 2;
+                else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+                        n = 3;
+                if (n) {
+                        if (!blank)
+                                s[o++] = ' ';
+                        blank = 1;
+                        i += n;
+                } else {
+                        s[o++] = s[i++];
+                        blank = 0;
+                }
+        }
+        if (o > 0 && s[o - 1] == ' ')
+                o--;
+        s[o] = '\0';
+}
+
+/* Cuts S to at most MAX bytes on a UTF-8 character boundary. */
+static void utf8_cut(char *s, size_t max)
+{
+        size_t n = strlen(s);
+
+        if (n <= max)
+                return;
+        while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+                max--;
+        while (max > 0 && s[max - 1] == ' ')
+                max--;
+        s[max] = '\0';
+}
+
+/* ---- rendering -------------------------------------------------------------------------- */
+
+int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+                     int urgent, const char *unsubscribe_url, const char *period,
+                     nc_digest_out_t *out, char *errstr, size_t errstr_size)
+{
+        static const char *const periods[] = {"immediate", "daily", "weekly"};
+        struct nc_tlang *l;
+        const char *sl, *s;
+        json_t *data, *list;
+        nc_mustache_opts_t opts;
+        char *r[3] = {NULL, NULL, NULL};
+        char err[512];
+        size_t i, count;
+        int rc = -1, known = 0;
+
+        memset(out, 0, sizeof(*out));
+        if (!t)
+                return nc_err(errstr, errstr_size, "templates: not loaded");
+        if (!json_is_object(subscriber))
+                return nc_err(errstr, errstr_size, "subscriber: is not an object");
+        if (!json_is_array(notices))
+                return nc_err(errstr, errstr_size, "notices: is not an array");
+        if ((count = json_array_size(notices)) == 0)
+                return nc_err(errstr, errstr_size,
+                              "notices: is empty (an empty digest is never sent)");
+        if (!period)
+                period = "immediate";
+        for (i = 0; i < 3; i++)
+                known |= !strcmp(period, periods[i]);
+        if (!known)
+                return nc_err(errstr, errstr_size, "period: '%s' is not immediate, daily or weekly",
+                              period);
+
+        sl = json_string_value(json_object_get(subscriber, "lang"));
+        if (!(l = find_lang(t, sl)))
+                l = &t->v[t->def];
+
+        data = json_object();
+        json_object_set_new(data, "lang", json_string(l->lang));
+        if ((s = json_string_value(json_object_get(subscriber, "name"))) && *s)
+                json_object_set_new(data, "name", json_string(s));
+        if ((s = json_string_value(json_object_get(subscriber, "email"))))
+                json_object_set_new(data, "email", json_string(s));
+        json_object_set_new(data, "count", json_integer((json_int_t)count));
+        json_object_set_new(data, "single", json_boolean(count == 1));
+        json_object_set_new(data, "multiple", json_boolean(count > 1));
+        json_object_set_new(data, "urgent", json_boolean(urgent));
+        json_object_set_new(data, "period", json_string(period));
+        for (i = 0; i < 3; i++)
+                json_object_set_new(data, periods[i], json_boolean(!strcmp(period, periods[i])));
+        json_object_set_new(data, "digest", json_boolean(strcmp(period, "immediate") != 0));
+        if (http_url(unsubscribe_url))
+                json_object_set_new(data, "unsubscribe_url", json_string(unsubscribe_url));
+        list = json_array();
+        json_object_set_new(data, "notices", list);
+        for (i = 0; i < count; i++) {
+                json_t *d =
+                    notice_data(json_array_get(notices, i), i, l->lang, errstr, errstr_size);
+
+                if (!d)
+                        goto done;
+                json_array_append_new(list, d);
+        }
+        json_object_set(data, "first", json_array_get(list, 0));
+
+        opts = (nc_mustache_opts_t){partial_cb, l, 0, 0};
+        pthread_mutex_lock(&l->lock);
+        for (i = 0; i < 3; i++) {
+                opts.escape_html = i == 2; /* html only */
+                r[i] = nc_mustache_render_compiled(l->tpl[i], data, &opts, err, sizeof(err));
+                if (!r[i]) {
+                        nc_err(errstr, errstr_size, "%s/%s" SUFFIX ": %s", l->lang, required[i],
+                               err);
+                        break;
+                }
+                if (i == 0) {
+                        collapse_line(r[0]);
+                        utf8_cut(r[0], SUBJECT_BYTES);
+                        json_object_set_new(data, "subject", json_string(r[0]));
+                }
+        }
+        pthread_mutex_unlock(&l->lock);
+        if (i < 3)
+                goto done;
+        out->subject = r[0];
+        out->text = r[1];
+        out->html = r[2];
+        r[0] = r[1] = r[2] = NULL;
+        rc = 0;
+done:
+        for (i = 0; i < 3; i++)
+                free(r[i]);
+        json_decref(data);
+        return rc;
+}
+
+void nc_digest_out_free(nc_digest_out_t *o)
+{
+        if (!o)
+                return;
+        free(o->subject);
+        free(o->text);
+        free(o->html);
+        o->subject = o->text = o->html = NULL;
+}

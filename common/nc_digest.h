@@ -1,0 +1,78 @@
+/* Email content for a subscriber: subject, plain text and HTML rendered from the Mustache
+ * templates in config/templates/<lang>/ (BRIEF §7).  nc_mail builds the message from them.
+ *
+ * Template set, per language directory:
+ *   subject.mustache, text.mustache, html.mustache   required
+ *   <name>.mustache                                  any other file: the partial {{> name}}
+ *                                                    (e.g. notice.html.mustache is
+ *                                                    {{> notice.html}})
+ *
+ * Data given to the templates (config/templates/README.md has the same list):
+ *   lang             template language ("en")
+ *   subject          the rendered subject (text and html only, e.g. for <title>)
+ *   name, email      the subscriber's (name is absent when empty)
+ *   count            number of notices (>= 1)
+ *   single/multiple  count == 1 / count > 1
+ *   urgent           the message is an urgent alert
+ *   period           "immediate", "daily" or "weekly"; also one of immediate/daily/weekly
+ *                    set to true, and digest = daily or weekly
+ *   unsubscribe_url  absent unless it is an http(s) URL
+ *   notices          newest first, each:
+ *     id, category, index (1-based), urgent, correction (it supersedes another notice),
+ *     title, title_lang, summary, summary_lang, paragraphs (the body split on blank lines,
+ *     a list of strings: {{#paragraphs}}{{.}}{{/paragraphs}}), body_lang,
+ *     lang (= title_lang), fallback (some text is not in the template language),
+ *     url (absent unless http(s)), source, date ("YYYY-MM-DD" of published_at, as written)
+ *   first            notices[0], for one-notice subjects: {{#first}}{{title}}{{/first}}
+ * Texts are in the subscriber's language, else the notice's own language (nc_notice_text);
+ * the *_lang keys say which one each text is in, for lang="" attributes in HTML.
+ *
+ * Escaping: subject and text are rendered without escaping and html with HTML escaping, so
+ * every value from a notice or subscriber is escaped in HTML ({{{x}}} must not be used with
+ * such values).  The subject has control characters and blank runs collapsed to one space.
+ *
+ * Threads: a template set is immutable after loading, except for the partial cache inside
+ * each compiled template, which a mutex per language guards; nc_digest_render() may be
+ * called from several threads on the same set.  Reload (SIGHUP) = load a new set, swap the
+ * pointer, free the old one once no render uses it. */
+#ifndef NC_DIGEST_H
+#define NC_DIGEST_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "nc_util.h"
+
+/* Largest template file accepted (each of subject/text/html and every partial). */
+#define NC_TEMPLATE_MAX_BYTES ((size_t)1 << 20)
+
+typedef struct nc_templates nc_templates_t; /* all languages, compiled once */
+
+/* Loads DIR/<lang>/ for every language in LANGUAGES; DEFAULT_LANG must be one of them.
+ * Every template and partial is compiled here, so a syntax error is reported at load (and a
+ * reload keeps the old set) rather than at the first send.  Errors name the file:
+ * "config/templates/ko/html.mustache: No such file or directory",
+ * "config/templates/es/text.mustache: line 3: unclosed section 'notices'". */
+nc_templates_t *nc_templates_load(const char *dir, const nc_strlist_t *languages,
+                                  const char *default_lang, char *errstr, size_t errstr_size);
+void nc_templates_free(nc_templates_t *t);
+/* 1 if T has templates for LANG. */
+int nc_templates_has(const nc_templates_t *t, const char *lang);
+
+typedef struct nc_digest_out {
+        char *subject, *text, *html; /* malloc'd, UTF-8 */
+} nc_digest_out_t;
+
+/* Renders the message for SUBSCRIBER (subscriber JSON) and NOTICES (array of normalised
+ * notices, newest first; must not be empty: an empty digest is never sent).  URGENT marks an
+ * urgent alert; UNSUBSCRIBE_URL may be NULL (previews); PERIOD is "daily", "weekly" or
+ * "immediate" (NULL = "immediate").  The templates are those of the subscriber's language if
+ * loaded, else of the default language.  Returns 0 and fills OUT (free with
+ * nc_digest_out_free), or -1 with errstr set and OUT all NULL. */
+int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+                     int urgent, const char *unsubscribe_url, const char *period,
+                     nc_digest_out_t *out, char *errstr, size_t errstr_size);
+void nc_digest_out_free(nc_digest_out_t *o);
+
+#endif

@@ -1,0 +1,86 @@
+/* SMTP submission on libesmtp: many messages, one recipient each, in one SMTP session.
+ *
+ * One call = one connection (libesmtp opens one per smtp_start_session) carrying one
+ * transaction per message.  Sessions are independent: run one per thread, in parallel.
+ * TCP_NODELAY is applied to the connection (nodelay.h: without it each message over 2 KiB
+ * costs ~40 ms of delayed ACK), and the connect is bounded by timeout_ms.
+ *
+ * Messages are given whole (RFC 5322, CRLF line ends, not dot-stuffed: libesmtp does the
+ * stuffing) and are fed to libesmtp from the caller's buffer without a copy.  libesmtp passes
+ * them through unchanged when they carry Date:, From: and Message-ID: (it adds those three
+ * only when missing; it drops Return-Path:, Original-Recipient: and a second Date:, From:,
+ * Sender:, To:, Cc:, Bcc:, Reply-To: or Message-ID:).  Bodies should be 7-bit (MIME-encoded):
+ * BODY=8BITMIME is not declared.
+ *
+ * STARTTLS (OpenSSL; one SSL_CTX per session):
+ *   NC_SMTP_TLS_OFF       never, even if offered.
+ *   NC_SMTP_TLS_OPTIONAL  if offered.  With ca_file: verified as below, and a failed
+ *                         verification ends the session (no fallback to plain text after a
+ *                         STARTTLS).  Without ca_file: encrypted, unverified (opportunistic).
+ *   NC_SMTP_TLS_REQUIRED  the session ends if STARTTLS is not offered; always verified,
+ *                         against ca_file or else the system's default trust store.
+ * TLS 1.2 only: libesmtp 1.1.0 mistakes TLS 1.3's post-handshake records (session tickets)
+ * for the reply to its EHLO and drops the session (see tls_context() in smtp.c).
+ * "Verified" = the chain up to a trusted CA, checked by OpenSSL in the handshake
+ * (SSL_VERIFY_PEER: a bad certificate aborts before any SMTP data is sent); and cfg->host
+ * matched against the certificate's subjectAltName (DNS names, no partial wildcards; an IP
+ * address against iPAddress entries).  No client certificate, no CRL/OCSP check.
+ *
+ * AUTH (libesmtp's SASL plugins; Debian ships PLAIN, LOGIN, CRAM-MD5, NTLM): only when
+ * password != NULL, and then required: the session ends before the first MAIL FROM if AUTH
+ * did not succeed (wrong credentials, no usable mechanism offered), instead of sending
+ * unauthenticated as libesmtp would, which the relay would reject as 5xx "bounces".  Only the
+ * mechanisms named in auth_mechanisms get the credentials (default "PLAIN LOGIN"); plain-text
+ * mechanisms go over any connection, so pair them with STARTTLS on a real network.  User
+ * name and password are at most 255 bytes (libesmtp's plugins' limit) and never logged.
+ *
+ * Per message, status is the final reply for it:
+ *   250..299  accepted by the relay.
+ *   4xx       temporary: retry later.  A 421 (at the greeting or mid-session) is given to
+ *             every message that had no reply of its own.
+ *   5xx       permanent for this recipient/message: a bounce.
+ *   0         not attempted, or the connection dropped before its final reply: temporary.
+ *             (If the drop came after the message data was sent the relay may have kept it,
+ *             so a retry can duplicate it.)
+ * nc_smtp_status_temporary() tells which statuses a caller retries. */
+#ifndef NC_SMTP_H
+#define NC_SMTP_H
+
+#include <stddef.h>
+
+typedef struct nc_smtp_config {
+        const char *host; /* name or IPv4 address (libesmtp cannot take an IPv6 literal) */
+        int port;         /* 0 = 587 */
+        enum { NC_SMTP_TLS_OFF, NC_SMTP_TLS_OPTIONAL, NC_SMTP_TLS_REQUIRED } starttls;
+        const char *username;        /* used with password */
+        const char *password;        /* read from a file by the caller; NULL = no AUTH */
+        const char *auth_mechanisms; /* blank/comma separated; NULL = "PLAIN LOGIN" */
+        int timeout_ms;              /* connect and each reply wait; 0 = 60000, min 1000 */
+        const char *ca_file;         /* PEM CA bundle for STARTTLS verification (optional) */
+        const char *helo_name;       /* EHLO name; NULL = the host name (uname) */
+} nc_smtp_config_t;
+
+typedef struct nc_smtp_msg {
+        const char *mail_from; /* envelope sender; NULL or "" = null sender <> */
+        const char *rcpt;      /* one recipient */
+        const char *data;      /* complete RFC 5322 message with CRLF line ends */
+        size_t len;
+        /* results: */
+        int status;      /* final SMTP reply for this message (see above); 0 = not attempted */
+        char reply[256]; /* its text, enhanced status code first ("5.1.1 <x>: unknown") */
+} nc_smtp_msg_t;
+
+/* Sends MSGS in ONE SMTP session (one connection, many transactions).  Returns 0 if the
+ * session ran (per-message status says what happened to each), -1 with errstr if it could
+ * not connect/greet/STARTTLS/AUTH at all (then every status is 0 or a 4xx/5xx from the
+ * greeting).  Thread-safe: sessions in different threads are independent. */
+int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n,
+                         char *errstr, size_t errstr_size);
+
+/* 1 if a message with this status should be retried later (0 and 4xx), 0 otherwise. */
+int nc_smtp_status_temporary(int status);
+
+/* libesmtp's version ("1.1.0"), for -V. */
+const char *nc_smtp_version(void);
+
+#endif
