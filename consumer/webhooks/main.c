@@ -315,9 +315,6 @@ out:
         wh_partners_free(&w);
         if (w.multi) {
                 curl_multi_cleanup(w.multi);
-                for (size_t i = 0; i < w.easy_pool_n; i++)
-                        curl_easy_cleanup(w.easy_pool[i]);
-                free(w.easy_pool);
                 curl_global_cleanup();
         }
         if (w.httpd)

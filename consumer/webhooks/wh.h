@@ -47,6 +47,8 @@ typedef struct wh_msg {
         const char *event; /* NC_EVENT_PUBLISHED or NC_EVENT_WITHDRAWN */
         int withdrawn;
         int64_t event_ms;  /* event time: the original message's timestamp */
+        char *std_body;    /* the "standard" payload, built once and shared by partners */
+        size_t std_body_len;
 
         /* Retry records only. */
         int is_retry;
@@ -79,8 +81,9 @@ typedef struct wh_job {
         struct wh_partner *partner;
         int attempt;
         char webhook_id[NC_WEBHOOK_ID_SIZE];
-        char *body;
+        char *body; /* NULL until the first attempt; may point to msg->std_body */
         size_t body_len;
+        int body_owned;
         CURL *easy;
         struct curl_slist *hdrs;
         char errbuf[CURL_ERROR_SIZE];
@@ -107,6 +110,8 @@ typedef struct wh_partner {
         int in_flight;
         double tokens; /* rate limit bucket */
         int64_t tokens_ms;
+        CURL **idle; /* easy handles configured for this partner, ready for a request */
+        size_t idle_n, idle_cap;
         struct wh_partner *next;
 } wh_partner_t;
 
@@ -142,8 +147,6 @@ typedef struct wh {
         int64_t next_timer_ms;
         int ready;
         int stopping;
-        CURL **easy_pool;
-        size_t easy_pool_n, easy_pool_cap;
 
         char retry_topics[16][256]; /* one per schedule entry (same delay = same topic) */
         char dlq_topic[256];

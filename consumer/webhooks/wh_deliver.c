@@ -13,6 +13,8 @@
 
 /* ---- partners -------------------------------------------------------------------------- */
 
+static void easy_pool_clear(wh_partner_t *p);
+
 static void partner_cfg_free(nc_partner_t *c)
 {
         free(c->id);
@@ -92,6 +94,7 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
                         p->next = w->partners;
                         w->partners = p;
                 } else {
+                        easy_pool_clear(p); /* their options came from the old settings */
                         partner_cfg_free(&p->cfg);
                         if (p->disabled)
                                 log_info("partner %s re-enabled by the configuration reload",
@@ -120,6 +123,8 @@ void wh_partners_free(wh_t *w)
 
         for (p = w->partners; p; p = next) {
                 next = p->next;
+                easy_pool_clear(p);
+                free(p->idle);
                 partner_cfg_free(&p->cfg);
                 nc_secrets_clear(&p->secrets);
                 free(p);
@@ -184,14 +189,33 @@ static wh_job_t *job_new(wh_msg_t *m, wh_partner_t *p, int attempt)
         j->attempt = attempt;
         j->retry_after_ms = -1;
         nc_webhook_id(m->id, p->cfg.id, m->event, j->webhook_id);
-        j->body = payload(m, p, j->webhook_id, &j->body_len);
         m->pending++;
         return j;
 }
 
+/* The body is built at the first attempt, not when the job is queued: a backlog of queued
+ * jobs costs no memory for bodies, and the standard payload is built once per notice. */
+static void job_body(wh_job_t *j)
+{
+        wh_msg_t *m = j->msg;
+
+        if (j->body)
+                return;
+        if (j->partner->cfg.format == NC_FORMAT_STANDARD) {
+                if (!m->std_body)
+                        m->std_body = payload(m, j->partner, j->webhook_id, &m->std_body_len);
+                j->body = m->std_body;
+                j->body_len = m->std_body_len;
+        } else {
+                j->body = payload(m, j->partner, j->webhook_id, &j->body_len);
+                j->body_owned = 1;
+        }
+}
+
 static void job_free(wh_job_t *j)
 {
-        free(j->body);
+        if (j->body_owned)
+                free(j->body);
         if (j->hdrs)
                 curl_slist_free_all(j->hdrs);
         free(j);
@@ -396,59 +420,20 @@ static size_t on_body(char *buf, size_t size, size_t n, void *opaque)
         return len;
 }
 
-static CURL *easy_get(wh_t *w)
+/* A handle set up once for its partner: only the body, headers and job change per request,
+ * and its connection stays alive in the multi handle's cache. */
+static CURL *easy_get(wh_partner_t *p)
 {
-        if (w->easy_pool_n)
-                return w->easy_pool[--w->easy_pool_n];
-        return curl_easy_init();
-}
+        const nc_partner_t *c = &p->cfg;
+        CURL *e;
 
-static void easy_put(wh_t *w, CURL *e)
-{
-        curl_easy_reset(e);
-        if (w->easy_pool_n == w->easy_pool_cap) {
-                w->easy_pool_cap = w->easy_pool_cap ? w->easy_pool_cap * 2 : 64;
-                w->easy_pool = nc_xrealloc(w->easy_pool, w->easy_pool_cap * sizeof(CURL *));
-        }
-        w->easy_pool[w->easy_pool_n++] = e;
-}
-
-static int job_start(wh_t *w, wh_job_t *j)
-{
-        const nc_partner_t *c = &j->partner->cfg;
-        char h[NC_WEBHOOK_SIG_SIZE + 64], sig[NC_WEBHOOK_SIG_SIZE];
-        int64_t now = nc_time_now_ms();
-        CURL *e = easy_get(w);
-
-        if (!e)
-                return -1;
-        /* Re-signed on every attempt: the timestamp is part of what is signed. */
-        if (nc_webhook_sign(&j->partner->secrets, j->webhook_id, now / 1000, j->body,
-                            j->body_len, sig, sizeof(sig)) != 0) {
-                easy_put(w, e);
-                return -1;
-        }
-        if (j->hdrs)
-                curl_slist_free_all(j->hdrs);
-        j->hdrs = NULL;
-        snprintf(h, sizeof(h), "webhook-id: %s", j->webhook_id);
-        j->hdrs = curl_slist_append(j->hdrs, h);
-        snprintf(h, sizeof(h), "webhook-timestamp: %lld", (long long)(now / 1000));
-        j->hdrs = curl_slist_append(j->hdrs, h);
-        snprintf(h, sizeof(h), "webhook-signature: %s", sig);
-        j->hdrs = curl_slist_append(j->hdrs, h);
-        j->hdrs = curl_slist_append(j->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
-                                                     ? "Content-Type: application/cloudevents+json"
-                                                     : "Content-Type: application/json");
-        /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
-        j->hdrs = curl_slist_append(j->hdrs, "Expect:");
-
+        if (p->idle_n)
+                return p->idle[--p->idle_n];
+        if (!(e = curl_easy_init()))
+                return NULL;
         curl_easy_setopt(e, CURLOPT_URL, c->url);
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
         curl_easy_setopt(e, CURLOPT_USERAGENT, "noticecast/" NC_VERSION);
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* a redirect is an answer, not a hop */
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
@@ -466,8 +451,60 @@ static int job_start(wh_t *w, wh_job_t *j)
                 curl_easy_setopt(e, CURLOPT_SSLKEY, c->client_key);
         }
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        return e;
+}
+
+static void easy_put(wh_partner_t *p, CURL *e)
+{
+        if (p->idle_n == p->idle_cap) {
+                p->idle_cap = p->idle_cap ? p->idle_cap * 2 : 8;
+                p->idle = nc_xrealloc(p->idle, p->idle_cap * sizeof(CURL *));
+        }
+        p->idle[p->idle_n++] = e;
+}
+
+static void easy_pool_clear(wh_partner_t *p)
+{
+        while (p->idle_n)
+                curl_easy_cleanup(p->idle[--p->idle_n]);
+}
+
+static int job_start(wh_t *w, wh_job_t *j)
+{
+        const nc_partner_t *c = &j->partner->cfg;
+        char h[NC_WEBHOOK_SIG_SIZE + 64], sig[NC_WEBHOOK_SIG_SIZE];
+        int64_t now = nc_time_now_ms();
+        CURL *e = easy_get(j->partner);
+
+        if (!e)
+                return -1;
+        job_body(j);
+        /* Re-signed on every attempt: the timestamp is part of what is signed. */
+        if (nc_webhook_sign(&j->partner->secrets, j->webhook_id, now / 1000, j->body,
+                            j->body_len, sig, sizeof(sig)) != 0) {
+                easy_put(j->partner, e);
+                return -1;
+        }
+        if (j->hdrs)
+                curl_slist_free_all(j->hdrs);
+        j->hdrs = NULL;
+        snprintf(h, sizeof(h), "webhook-id: %s", j->webhook_id);
+        j->hdrs = curl_slist_append(j->hdrs, h);
+        snprintf(h, sizeof(h), "webhook-timestamp: %lld", (long long)(now / 1000));
+        j->hdrs = curl_slist_append(j->hdrs, h);
+        snprintf(h, sizeof(h), "webhook-signature: %s", sig);
+        j->hdrs = curl_slist_append(j->hdrs, h);
+        j->hdrs = curl_slist_append(j->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
+                                                     ? "Content-Type: application/cloudevents+json"
+                                                     : "Content-Type: application/json");
+        /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
+        j->hdrs = curl_slist_append(j->hdrs, "Expect:");
+
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
         curl_easy_setopt(e, CURLOPT_PRIVATE, j);
@@ -478,7 +515,7 @@ static int job_start(wh_t *w, wh_job_t *j)
         j->start_ms = now;
         j->easy = e;
         if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
-                easy_put(w, e);
+                easy_put(j->partner, e);
                 j->easy = NULL;
                 return -1;
         }
@@ -545,7 +582,7 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
 
         curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
         curl_multi_remove_handle(w->multi, j->easy);
-        easy_put(w, j->easy);
+        easy_put(p, j->easy);
         j->easy = NULL;
         p->in_flight--;
         TAILQ_REMOVE(&p->running, j, link);

@@ -12,7 +12,7 @@
 
 /* Consumption pauses while this many messages are unsettled (memory bound); a partner that
  * times out on everything still cannot stall the others, see wh_deliver.c. */
-#define MAX_OUTSTANDING 20000
+#define MAX_OUTSTANDING 4000
 
 /* ---- headers --------------------------------------------------------------------------- */
 
@@ -63,6 +63,7 @@ static wh_track_t *track_get(wh_t *w, const char *topic, int32_t partition)
 
 static void msg_free(wh_t *w, wh_msg_t *m)
 {
+        free(m->std_body);
         json_decref(m->data);
         rd_kafka_message_destroy(m->rkm);
         free(m);
@@ -230,30 +231,51 @@ wh_produce_t *wh_retry_record(wh_t *w, wh_msg_t *m, const char *partner, int nex
         return pr;
 }
 
+/* JSON string body (without quotes) of S; invalid UTF-8 bytes become U+FFFD. */
+static size_t json_escape(const char *s, char *out, size_t size)
+{
+        json_t *str = json_string(s);
+        char *d;
+        size_t n;
+
+        if (!str)
+                str = json_string("(unprintable)");
+        d = json_dumps(str, JSON_ENCODE_ANY);
+        json_decref(str);
+        n = snprintf(out, size, "%.*s", (int)(strlen(d) - 2), d + 1);
+        free(d);
+        return n < size ? n : size - 1;
+}
+
+/* Formatted by hand: one event per attempt makes this a hot path (no JSON tree needed). */
 wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, long status,
                               const char *error, double latency_ms)
 {
         wh_produce_t *pr = record_new(w, w->events_topic, j->msg);
-        char ts[40];
-        json_t *ev;
+        char ts[40], st[24], err[700];
+        size_t cap = 1024 + strlen(j->partner->cfg.id);
 
-        ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:o, s:o, s:f, s:s}", "type",
-                       "webhook.attempt", "notice_id", j->msg->id, "partner",
-                       j->partner->cfg.id, "webhook_id", j->webhook_id, "event", j->msg->event,
-                       "attempt", j->attempt, "outcome", outcome, "status",
-                       status > 0 ? json_integer(status) : json_null(), "error",
-                       error ? json_string(error) : json_null(), "latency_ms", latency_ms,
-                       "time", nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
-        if (!ev) /* error text with invalid UTF-8 from a peer: drop the text, keep the event */
-                ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:n, s:s, s:f, s:s}",
-                               "type", "webhook.attempt", "notice_id", j->msg->id, "partner",
-                               j->partner->cfg.id, "webhook_id", j->webhook_id, "event",
-                               j->msg->event, "attempt", j->attempt, "outcome", outcome,
-                               "status", "error", "unprintable error", "latency_ms",
-                               latency_ms, "time", ts);
-        pr->value = json_dumps(ev, JSON_COMPACT);
-        pr->value_len = strlen(pr->value);
-        json_decref(ev);
+        if (status > 0)
+                snprintf(st, sizeof(st), "%ld", status);
+        else
+                snprintf(st, sizeof(st), "null");
+        if (error) {
+                err[0] = '"';
+                json_escape(error, err + 1, sizeof(err) - 2);
+                strcat(err, "\"");
+        } else {
+                snprintf(err, sizeof(err), "null");
+        }
+        pr->value = nc_xmalloc(cap);
+        pr->value_len = (size_t)snprintf(
+                pr->value, cap,
+                "{\"type\":\"webhook.attempt\",\"notice_id\":\"%s\",\"partner\":\"%s\","
+                "\"webhook_id\":\"%s\",\"event\":\"%s\",\"attempt\":%d,\"outcome\":\"%s\","
+                "\"status\":%s,\"error\":%s,\"latency_ms\":%.1f,\"time\":\"%s\"}",
+                j->msg->id, j->partner->cfg.id, j->webhook_id, j->msg->event, j->attempt, outcome,
+                st, err, latency_ms, nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
+        if (pr->value_len >= cap)
+                pr->value_len = cap - 1;
         rd_kafka_header_add(pr->hdrs, "content-type", -1, "application/json", -1);
         rd_kafka_header_add(pr->hdrs, "noticecast-event", -1, "webhook.attempt", -1);
         return pr;
