@@ -628,7 +628,7 @@ void wh_kafka_poll(wh_t *w)
                 return;
         if (w->outstanding >= MAX_OUTSTANDING) {
                 if (!w->consuming_paused)
-                        log_warnx("%zu messages in progress: waiting before consuming more",
+                        log_debug("%zu messages in progress: waiting before consuming more",
                                   w->outstanding);
                 w->consuming_paused = 1;
                 /* Still serve rebalances and errors, without taking messages. */
