@@ -44,7 +44,12 @@ $(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB)
 
 # The mailer interposes connect() (consumer/mailer/nodelay.c): it needs -ldl and threads.
 $(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB)
-	$(CC) $(NC_LDFLAGS) -o $@ $(MAILER_OBJ) $(LIB) $(NC_LIBS) -ldl -lpthread
+	$(CC) $(NC_LDFLAGS) -Wl,--export-dynamic-symbol=connect -o $@ $(MAILER_OBJ) $(LIB) \
+		$(NC_LIBS) -ldl -lpthread
+
+# test_smtp includes the mailer's smtp.c and nodelay.c itself.
+$(BUILD)/tests/test_smtp: consumer/mailer/smtp.c consumer/mailer/nodelay.c consumer/mailer/smtp.h \
+	consumer/mailer/nodelay.h
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 	@mkdir -p $(dir $@)
@@ -92,6 +97,7 @@ bench: deps-check all
 	tests/bench/install-bench-deps.sh
 	tests/bench/run.sh
 	tests/bench/webhooks.sh
+	tests/bench/smtp.sh
 
 # ---- style -----------------------------------------------------------------------------------
 FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])

@@ -372,14 +372,16 @@ static void *worker_main(void *arg)
                         units[i]->status = -1; /* index marker below */
                         built++;
                 }
+                err[0] = '\0';
                 if (built && nc_smtp_send_session(&sc, msgs, built, err, sizeof(err)) != 0)
                         log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
                 for (i = 0, built = 0; i < n; i++) {
                         if (units[i]->status != -1)
                                 continue;
                         units[i]->status = msgs[built].status;
+                        /* Each message carries its own reason, also when it was not sent. */
                         snprintf(units[i]->reply, sizeof(units[i]->reply), "%.200s",
-                                 msgs[built].status ? msgs[built].reply : err);
+                                 msgs[built].reply[0] ? msgs[built].reply : err);
                         free(bodies[built]);
                         built++;
                 }

@@ -51,8 +51,9 @@
 /* One message as libesmtp sees it. */
 struct nc_smtp_item {
         nc_smtp_msg_t *msg;
-        size_t off;                /* how far the message callback has handed it out */
-        smtp_message_t message;    /* NULL: not handed to libesmtp (invalid address) */
+        size_t off;             /* how far the message callback has handed it out */
+        int data_started;       /* libesmtp began the DATA transfer (after 354) */
+        smtp_message_t message; /* NULL: not handed to libesmtp (invalid address) */
         smtp_recipient_t recipient;
 };
 
@@ -64,11 +65,11 @@ struct nc_smtp_sess {
         /* reply-line assembly for the monitor */
         char line[512];
         size_t line_len;
-        int replies;            /* final reply lines seen */
+        int replies; /* final reply lines seen */
         int greeting_code;
         char greeting[200];
-        int last_code;
-        char last_text[200];
+        int fail_code; /* the last 4xx/5xx reply */
+        char fail_text[200];
         int saw_421;
         char text_421[200];
         char auth_offered[120]; /* mechanisms from the EHLO reply, for error messages */
@@ -92,7 +93,7 @@ struct nc_smtp_sess {
         int aborted;
         char abort_reason[256];
 
-        int nodelay_seen; /* SMTP_EV_CONNECT checked the socket */
+        int connected; /* SMTP_EV_CONNECT seen */
         int nodelay_on;
 };
 
@@ -269,15 +270,18 @@ static void reply_line(struct nc_smtp_sess *s)
                 return; /* continuation line: the final line carries the outcome */
 
         s->replies++;
-        s->last_code = code;
-        copy_text(s->last_text, sizeof s->last_text, l, len);
+        if (code / 100 == 4 || code / 100 == 5) {
+                s->fail_code = code;
+                copy_text(s->fail_text, sizeof s->fail_text, l, len);
+        }
         if (s->replies == 1) {
                 s->greeting_code = code;
                 copy_text(s->greeting, sizeof s->greeting, l, len);
         }
         if (code == 421 && !s->saw_421) {
                 s->saw_421 = 1;
-                copy_text(s->text_421, sizeof s->text_421, len > 4 ? l + 4 : "", len > 4 ? len - 4 : 0);
+                copy_text(s->text_421, sizeof s->text_421, len > 4 ? l + 4 : "",
+                          len > 4 ? len - 4 : 0);
         }
         if (s->auth_pending && code != 334) {
                 s->auth_pending = 0;
@@ -287,8 +291,8 @@ static void reply_line(struct nc_smtp_sess *s)
                         /* a mechanism we refused (interact_cb) was cancelled: not a failure */
                 } else {
                         s->auth_fail_code = code;
-                        copy_text(s->auth_fail_text, sizeof s->auth_fail_text,
-                                  len > 4 ? l + 4 : "", len > 4 ? len - 4 : 0);
+                        copy_text(s->auth_fail_text, sizeof s->auth_fail_text, len > 4 ? l + 4 : "",
+                                  len > 4 ? len - 4 : 0);
                         /* 535 = bad credentials: they are bad for the next mechanism too, and
                          * each failed try counts toward the relay's lockout.  4xx = the relay
                          * cannot authenticate now.  Stop here; a 504/501 (mechanism refused
@@ -355,6 +359,8 @@ static const char *message_cb(void **ctx, int *len, void *arg)
         size_t left, chunk;
 
         (void)ctx;
+        /* libesmtp rewinds a message only when it starts sending its data, after the 354. */
+        it->data_started = 1;
         if (len == NULL) { /* rewind */
                 it->off = 0;
                 return NULL;
@@ -410,7 +416,15 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
         case SMTP_EV_CONNECT: {
                 int fd = nc_nodelay_last_fd();
 
-                s->nodelay_seen = 1;
+                /* libesmtp tries each address of the host until one takes the session: what
+                 * we know of the server is per connection. */
+                s->line_len = 0;
+                s->replies = 0;
+                s->greeting_code = 0;
+                s->saw_421 = 0;
+                s->auth_pending = 0;
+                s->auth_offered[0] = '\0';
+                s->connected = 1;
                 s->nodelay_on = fd >= 0 && nc_nodelay_is_set(fd) == 1;
                 break;
         }
@@ -450,9 +464,8 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
                  * certificate in the handshake (X509_VERIFY_PARAM): trust that verdict. */
                 *ok = !s->tls_verify || (ssl && SSL_get_verify_result(ssl) == X509_V_OK);
                 if (!*ok && !s->tls_error[0])
-                        snprintf(s->tls_error, sizeof s->tls_error,
-                                 "certificate is for %s, not %s", name ? name : "?",
-                                 s->cfg->host);
+                        snprintf(s->tls_error, sizeof s->tls_error, "certificate is for %s, not %s",
+                                 name ? name : "?", s->cfg->host);
                 break;
         }
         case SMTP_EV_WEAK_CIPHER: {
@@ -492,7 +505,8 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
         ssl = X509_STORE_CTX_get_ex_data(xctx, SSL_get_ex_data_X509_STORE_CTX_idx());
         s = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
         if (s && !s->tls_error[0])
-                snprintf(s->tls_error, sizeof s->tls_error, "certificate verify failed: %s (depth %d)",
+                snprintf(s->tls_error, sizeof s->tls_error,
+                         "certificate verify failed: %s (depth %d)",
                          X509_verify_cert_error_string(X509_STORE_CTX_get_error(xctx)),
                          X509_STORE_CTX_get_error_depth(xctx));
         return 0;
@@ -590,8 +604,8 @@ static int check_config(const nc_smtp_config_t *cfg, char *errstr, size_t errstr
         if (cfg == NULL || cfg->host == NULL || cfg->host[0] == '\0')
                 return nc_err(errstr, errstr_size, "SMTP host not set");
         if (strchr(cfg->host, ':') || strpbrk(cfg->host, " \t\r\n"))
-                return nc_err(errstr, errstr_size,
-                              "SMTP host '%s': give a name or an IPv4 address", cfg->host);
+                return nc_err(errstr, errstr_size, "SMTP host '%s': give a name or an IPv4 address",
+                              cfg->host);
         if (cfg->port < 0 || cfg->port > 65535)
                 return nc_err(errstr, errstr_size, "SMTP port %d out of range", cfg->port);
         if (cfg->password) {
@@ -627,25 +641,24 @@ static void collect(struct nc_smtp_item *it)
                 set_result_status(it->msg, rcpt);
                 return;
         }
-        if (data == NULL || data->code == 0) {
-                set_result(it->msg, 0, "connection lost after RCPT TO");
-                return;
-        }
-        if (data->code == 354) {
-                set_result(it->msg, 0, "connection lost after the message data was sent");
+        /* libesmtp clears the 354 when it then fails to read the final reply. */
+        if (data == NULL || data->code == 0 || data->code == 354) {
+                set_result(it->msg, 0,
+                           it->data_started ? "connection lost after the message data was sent"
+                                            : "connection lost after RCPT TO");
                 return;
         }
         set_result_status(it->msg, data);
 }
 
-int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n,
-                         char *errstr, size_t errstr_size)
+int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n, char *errstr,
+                         size_t errstr_size)
 {
         struct nc_smtp_sess s;
         struct nc_smtp_item *items = NULL;
         smtp_session_t session = NULL;
         SSL_CTX *ctx = NULL;
-        char hostport[300], why[256];
+        char hostport[300], why[256], reason[640];
         size_t queued = 0, attempted = 0, accepted = 0;
         int timeout, started, rc = -1, was_pending;
         sigset_t oldmask;
@@ -693,8 +706,8 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
                         goto out;
                 smtp_starttls_set_ctx(session, ctx);
                 smtp_starttls_enable(session, cfg->starttls == NC_SMTP_TLS_REQUIRED
-                                                      ? Starttls_REQUIRED
-                                                      : Starttls_ENABLED);
+                                                  ? Starttls_REQUIRED
+                                                  : Starttls_ENABLED);
         } else {
                 smtp_starttls_enable(session, Starttls_DISABLED);
         }
@@ -751,7 +764,7 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
         nc_nodelay_disarm();
         sigpipe_restore(&oldmask, was_pending);
 
-        if (s.nodelay_seen && !s.nodelay_on && nc_nodelay_enabled() &&
+        if (s.connected && !s.nodelay_on && nc_nodelay_enabled() &&
             atomic_exchange(&nodelay_warned, 1) == 0)
                 log_warnx("TCP_NODELAY is not set on libesmtp's socket (connect() not "
                           "intercepted): expect ~40 ms per message over 2 KiB");
@@ -769,7 +782,7 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
         /* libesmtp carries on without AUTH after a failure; should a message still have gone
          * out that way (the cut above needs the connect() hook), its 5xx is about us, not the
          * recipient: make it temporary. */
-        if (s.need_auth && !s.auth_ok) {
+        if (s.need_auth && !s.auth_ok && attempted > 0) {
                 for (size_t i = 0; i < n; i++)
                         if (items[i].message && items[i].msg->status / 100 != 2)
                                 set_result(items[i].msg, 0, "not sent: %s",
@@ -784,26 +797,32 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
 
         if (attempted > 0) {
                 rc = 0;
+                snprintf(reason, sizeof reason, "connection lost: %s",
+                         smtp_strerror(smtp_errno(), why, sizeof why));
         } else {
                 /* Nothing reached MAIL FROM: say why the session failed. */
                 if (s.aborted)
-                        nc_err(errstr, errstr_size, "%s", s.abort_reason);
+                        snprintf(reason, sizeof reason, "%s", s.abort_reason);
                 else if (s.tls_error[0])
-                        nc_err(errstr, errstr_size, "STARTTLS with %s failed: %s", hostport,
-                               s.tls_error);
+                        snprintf(reason, sizeof reason, "STARTTLS with %s failed: %s", hostport,
+                                 s.tls_error);
                 else if (s.tls_not_offered)
-                        nc_err(errstr, errstr_size, "%s does not offer STARTTLS (required)",
-                               hostport);
+                        snprintf(reason, sizeof reason, "%s does not offer STARTTLS (required)",
+                                 hostport);
+                else if (!s.connected)
+                        snprintf(reason, sizeof reason, "cannot connect to %s: %s", hostport,
+                                 smtp_strerror(smtp_errno(), why, sizeof why));
                 else if (s.greeting_code && s.greeting_code / 100 != 2)
-                        nc_err(errstr, errstr_size, "%s greeted with %s", hostport, s.greeting);
-                else if (s.last_code / 100 == 4 || s.last_code / 100 == 5)
-                        nc_err(errstr, errstr_size, "%s answered %s", hostport, s.last_text);
+                        snprintf(reason, sizeof reason, "%s greeted with %s", hostport, s.greeting);
+                else if (s.fail_code)
+                        snprintf(reason, sizeof reason, "%s answered %s", hostport, s.fail_text);
                 else if (s.replies == 0)
-                        nc_err(errstr, errstr_size, "cannot connect to %s: %s", hostport,
-                               smtp_strerror(smtp_errno(), why, sizeof why));
+                        snprintf(reason, sizeof reason, "no greeting from %s: %s", hostport,
+                                 smtp_strerror(smtp_errno(), why, sizeof why));
                 else
-                        nc_err(errstr, errstr_size, "SMTP session with %s failed: %s", hostport,
-                               smtp_strerror(smtp_errno(), why, sizeof why));
+                        snprintf(reason, sizeof reason, "SMTP session with %s failed: %s", hostport,
+                                 smtp_strerror(smtp_errno(), why, sizeof why));
+                nc_err(errstr, errstr_size, "%s", reason);
                 /* A 4xx/5xx greeting is every message's answer. */
                 if (s.greeting_code / 100 == 4 || s.greeting_code / 100 == 5) {
                         for (size_t i = 0; i < n; i++)
@@ -812,6 +831,10 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
                                                    s.greeting[3] ? s.greeting + 4 : "");
                 }
         }
+        /* Unsent messages say why. */
+        for (size_t i = 0; i < n; i++)
+                if (items[i].message && items[i].msg->status == 0 && !items[i].msg->reply[0])
+                        set_result(items[i].msg, 0, "not sent: %s", reason);
         log_debug("smtp session %s: started=%d messages=%zu attempted=%zu accepted=%zu tls=%d "
                   "auth=%d nodelay=%d",
                   hostport, started, queued, attempted, accepted, s.tls_ok, s.auth_ok,

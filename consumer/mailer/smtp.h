@@ -74,8 +74,8 @@ typedef struct nc_smtp_msg {
  * session ran (per-message status says what happened to each), -1 with errstr if it could
  * not connect/greet/STARTTLS/AUTH at all (then every status is 0 or a 4xx/5xx from the
  * greeting).  Thread-safe: sessions in different threads are independent. */
-int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n,
-                         char *errstr, size_t errstr_size);
+int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n, char *errstr,
+                         size_t errstr_size);
 
 /* 1 if a message with this status should be retried later (0 and 4xx), 0 otherwise. */
 int nc_smtp_status_temporary(int status);

@@ -22,7 +22,7 @@ struct worker {
         const nc_smtp_config_t *cfg;
         const char *data;
         size_t len;
-        size_t messages;     /* to send */
+        size_t messages; /* to send */
         size_t per_session;
         size_t ok, failed, session_errors;
         char first_error[256];
@@ -43,8 +43,8 @@ static void *run(void *p)
                 msgs[i].len = w->len;
         }
         for (size_t done = 0; done < w->messages;) {
-                size_t n = w->messages - done < w->per_session ? w->messages - done
-                                                               : w->per_session;
+                size_t n =
+                    w->messages - done < w->per_session ? w->messages - done : w->per_session;
 
                 if (nc_smtp_send_session(w->cfg, msgs, n, err, sizeof err) < 0) {
                         w->session_errors++;
@@ -87,14 +87,16 @@ static char *make_message(size_t body, size_t *len)
         memcpy(m, hdr, h);
         n = h;
         while (n - h < body) {
-                size_t line = body - (n - h) > 78 ? 76 : body - (n - h) - 2;
+                size_t left = body - (n - h), line;
 
-                if (body - (n - h) < 2) { /* cannot fit a CRLF: pad */
+                if (left < 2) { /* no room for a CRLF: pad (libesmtp ends the line) */
                         m[n++] = 'x';
                         continue;
                 }
+                line = left > 78 ? 76 : left - 2;
                 for (size_t i = 0; i < line; i++)
-                        m[n++] = (char)('a' + (n + i) % 26);
+                        m[n + i] = (char)('a' + (n + i) % 26);
+                n += line;
                 m[n++] = '\r';
                 m[n++] = '\n';
         }
@@ -120,8 +122,8 @@ static void usage(void)
 int main(int argc, char **argv)
 {
         nc_smtp_config_t cfg;
-        size_t total = 20000, per_session = 500, threads = 1, body = 2048, len, ok = 0,
-               failed = 0, serr = 0;
+        size_t total = 20000, per_session = 500, threads = 1, body = 2048, len, ok = 0, failed = 0,
+               serr = 0;
         struct worker *w;
         pthread_t *tid;
         const char *first = NULL;

@@ -11,12 +11,14 @@ In-process (pytest):
 As a script (for the C tests and by hand):
 
     smtp_server.py [--port N] [--tls] [--auth] [--fail-connections N] [--tempfail N]
-                   [--reject ADDR]... [--close-after N] [--spool DIR] [--certdir DIR]
+                   [--reject ADDR]... [--close-after N] [--drop-after N] [--spool DIR]
+                   [--certdir DIR] [--host ADDR]
 
 prints one line "READY port=N cert=PATH|-" once it listens, then obeys commands on stdin, one
 per line: "down", "up", "fail-connections N", "tempfail N", "reject ADDR", "accept ADDR",
-"close-after N", "count" (answers "COUNT n"), "quit".  It stops at end of input or on
-SIGTERM/SIGINT, so a parent that dies takes it along.  With --spool, message number K (from 1)
+"close-after N", "drop-after N", "count" (answers "COUNT n"), "quit"; each is answered with
+one line.  It stops at end of input or on SIGTERM/SIGINT, so a parent that dies takes it
+along.  With --spool, message number K (from 1)
 is written as K.json (envelope) and then K.eml (the bytes received, dot-unstuffed).
 
 Failure modes (all thread-safe; each can be changed while running):
@@ -25,6 +27,8 @@ Failure modes (all thread-safe; each can be changed while running):
   reject(addr...)      RCPT TO these addresses gets "550 5.1.1";
   close_after(n)       in each connection, the MAIL FROM after n stored messages gets "421"
                        and the connection is closed (a relay shutting down mid-session);
+  drop_after(n)        in each connection, the message after n stored ones is read to its
+                       end, then the connection is cut without a reply (a relay crash);
   down() / up()        stop listening (connections are refused) / listen again, same port.
 STARTTLS (tls=True) uses a self-signed certificate for localhost and 127.0.0.1 made with the
 openssl command; AUTH PLAIN and LOGIN (auth=True) accept only user/password, and with
@@ -140,6 +144,10 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        drop_after = self.owner._get("_drop_after")
+        if drop_after and server.nc_stored >= drop_after:
+            server.transport.abort()  # the data is in, the reply never comes
+            return "451 4.3.0 test server: dropped"
         if self.owner._take("_tempfail"):
             return "451 4.3.0 test server: temporary failure, try again later"
         auth = getattr(session, "auth_data", None)
@@ -162,7 +170,7 @@ class SMTPTestServer:
                  auth_require_tls: Optional[bool] = None, user: str = USER,
                  password: str = PASSWORD, certdir: Optional[os.PathLike] = None,
                  fail_connections: int = 0, tempfail_messages: int = 0,
-                 reject: Iterable[str] = (), close_after: int = 0,
+                 reject: Iterable[str] = (), close_after: int = 0, drop_after: int = 0,
                  spool: Optional[os.PathLike] = None, hostname: str = "smtp.test"):
         self.host = host
         self.port = port or free_port(host)
@@ -177,6 +185,7 @@ class SMTPTestServer:
         self._fail_connections = fail_connections
         self._tempfail = tempfail_messages
         self._close_after = close_after
+        self._drop_after = drop_after
         self._reject = {a.lower() for a in reject}
         self._spool = Path(spool) if spool else None
         self._tmp = None
@@ -265,6 +274,10 @@ class SMTPTestServer:
     def close_after(self, n: int) -> None:
         with self._lock:
             self._close_after = n
+
+    def drop_after(self, n: int) -> None:
+        with self._lock:
+            self._drop_after = n
 
     def reject(self, *addresses: str) -> None:
         with self._lock:
@@ -364,6 +377,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--tempfail", type=int, default=0)
     p.add_argument("--reject", action="append", default=[])
     p.add_argument("--close-after", type=int, default=0)
+    p.add_argument("--drop-after", type=int, default=0)
     p.add_argument("--spool", help="write each message as K.json + K.eml here")
     p.add_argument("--certdir", help="where to make the certificate (default: a temp dir)")
     a = p.parse_args(argv)
@@ -377,6 +391,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         auth_require_tls=(False if a.auth_before_tls else None), user=a.user,
         password=a.password, certdir=a.certdir, fail_connections=a.fail_connections,
         tempfail_messages=a.tempfail, reject=a.reject, close_after=a.close_after,
+        drop_after=a.drop_after,
         spool=a.spool)
 
     def on_signal(signum, frame):
@@ -400,6 +415,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 srv.tempfail_messages(int(arg))
             elif cmd == "close-after":
                 srv.close_after(int(arg))
+            elif cmd == "drop-after":
+                srv.drop_after(int(arg))
             elif cmd == "reject":
                 srv.reject(arg)
             elif cmd == "accept":

@@ -172,8 +172,8 @@ static char *make_msg(const char *to, int id, size_t body, int with_msgid, size_
                               "Subject: digest %d\r\n",
                               to, id);
         if (with_msgid)
-                n += (size_t)snprintf(m + n, cap - n, "Message-ID: <%d.digest@notices.example.gov>\r\n",
-                                      id);
+                n += (size_t)snprintf(m + n, cap - n,
+                                      "Message-ID: <%d.digest@notices.example.gov>\r\n", id);
         n += (size_t)snprintf(m + n, cap - n,
                               "MIME-Version: 1.0\r\n"
                               "Content-Type: text/plain; charset=us-ascii\r\n"
@@ -248,7 +248,7 @@ static nc_smtp_config_t base_cfg(const struct srv *s)
 #define SKIP_WITHOUT_SERVER()                                                                      \
         do {                                                                                       \
                 if (!server_available()) {                                                         \
-                        print_message("python3 with aiosmtpd not available: skipped\n");          \
+                        print_message("python3 with aiosmtpd not available: skipped\n");           \
                         skip();                                                                    \
                 }                                                                                  \
         } while (0)
@@ -424,6 +424,35 @@ static void test_midsession_421(void **state)
         srv_stop(&s);
 }
 
+/* The relay dies after reading a message's data: that message's fate is unknown (0, and
+ * the reply says so), the ones after it were not sent (0). */
+static void test_drop(void **state)
+{
+        struct srv s;
+        struct batch b;
+        nc_smtp_config_t cfg;
+        char err[256] = "";
+
+        (void)state;
+        SKIP_WITHOUT_SERVER();
+        srv_start(&s, "--drop-after", "2", NULL);
+        batch_make(&b, 5, 2500);
+        cfg = base_cfg(&s);
+        assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
+        assert_int_equal(b.msgs[0].status, 250);
+        assert_int_equal(b.msgs[1].status, 250);
+        assert_int_equal(b.msgs[2].status, 0);
+        assert_non_null(strstr(b.msgs[2].reply, "after the message data was sent"));
+        for (size_t i = 3; i < b.n; i++) {
+                assert_int_equal(b.msgs[i].status, 0);
+                assert_non_null(strstr(b.msgs[i].reply, "not sent"));
+                assert_true(nc_smtp_status_temporary(b.msgs[i].status));
+        }
+        assert_int_equal(srv_count(&s), 2);
+        batch_free(&b);
+        srv_stop(&s);
+}
+
 static void test_down(void **state)
 {
         struct srv s;
@@ -439,8 +468,10 @@ static void test_down(void **state)
         cfg = base_cfg(&s);
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), -1);
         assert_non_null(strstr(err, "cannot connect"));
-        for (size_t i = 0; i < b.n; i++)
+        for (size_t i = 0; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 0);
+                assert_non_null(strstr(b.msgs[i].reply, "not sent: cannot connect"));
+        }
         srv_cmd(&s, "up", reply, sizeof reply);
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
         assert_int_equal(b.msgs[1].status, 250);
@@ -759,6 +790,7 @@ int main(void)
             cmocka_unit_test(test_reject_and_tempfail),
             cmocka_unit_test(test_greeting_421),
             cmocka_unit_test(test_midsession_421),
+            cmocka_unit_test(test_drop),
             cmocka_unit_test(test_down),
             cmocka_unit_test(test_bad_addresses),
             cmocka_unit_test(test_starttls),
