@@ -3,9 +3,12 @@
 #
 # Starts (or reuses) the local broker on $KAFKA_PORT (default 9092), creates the topics, starts
 # a local webhook receiver and noticecast-webhooks with two partner agencies (one per payload
-# format), publishes the example notice (English, Spanish, Portuguese), reads it back with
-# kcat, and shows it arriving signed at both partners.  The broker keeps running afterwards
-# (`make kafka-down` stops it); the receiver and the daemon are stopped at the end.
+# format), a local SMTP server and noticecast-mailer with two subscribers (Spanish in Lima,
+# English in London), publishes the example notice (English, Spanish, Portuguese) and an
+# urgent alert, reads the notice back with kcat, shows it arriving signed at both partners and
+# shows the emails: the urgent alert at once and the daily digest at the subscribers' send
+# time.  The broker keeps running afterwards (`make kafka-down` stops it); everything else
+# is stopped at the end.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -31,7 +34,28 @@ done
 # The example configuration, pointed at the local broker, plus two partner agencies.
 sed -e "s/^bootstrap.servers = .*/bootstrap.servers = 127.0.0.1:$KAFKA_PORT/" \
 	-e "s/^timeout_ms = .*/timeout_ms = 15000/" "$REPO/config/noticecast.conf" >"$CONF"
+SMTP_PORT=$(free_port)
+MAILER_PORT=$(free_port)
+[[ -s $DEMO/secrets/unsubscribe ]] || (umask 077 && head -c 48 /dev/urandom | base64 >"$DEMO/secrets/unsubscribe")
 cat >>"$CONF" <<PARTNERS
+
+[mailer]
+group_id = demo-mailer
+listen = 127.0.0.1:$MAILER_PORT
+from_name = Ministry of the Interior
+from_address = notices@mois.example.go.kr
+list_id = notices.mois.example.go.kr
+unsubscribe_url = http://127.0.0.1:$MAILER_PORT/unsubscribe
+unsubscribe_mailto = unsubscribe@mois.example.go.kr
+unsubscribe_secret_file = $DEMO/secrets/unsubscribe
+templates = $REPO/config/templates
+message_id_domain = mois.example.go.kr
+
+[smtp]
+host = 127.0.0.1
+port = $SMTP_PORT
+starttls = off
+sessions = 2
 
 [webhooks]
 group_id = demo-webhooks
@@ -54,7 +78,11 @@ PARTNERS
 export NOTICECAST_CONFIG=$CONF
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	exec 7>&- 2>/dev/null || true
+	wait 2>/dev/null || true
+}
 trap cleanup EXIT
 
 step "Check the configuration and create the topics"
@@ -69,6 +97,31 @@ run "${BIN%/*}/noticecast-webhooks" -n
 pids+=($!)
 for _ in $(seq 1 150); do grep -q 'msg="assigned' "$DEMO/webhooks.log" && break; sleep 0.2; done
 grep -E 'http listening|started|assigned' "$DEMO/webhooks.log" | sed 's/^/    /'
+
+step "Start an SMTP server (127.0.0.1:$SMTP_PORT) and noticecast-mailer"
+rm -rf "$DEMO/mail" "$DEMO/smtp.in" && mkdir -p "$DEMO/mail" && mkfifo "$DEMO/smtp.in"
+python3 "$REPO/tests/integration/smtp_server.py" --port "$SMTP_PORT" --spool "$DEMO/mail" \
+	<"$DEMO/smtp.in" >"$DEMO/smtp.log" 2>&1 &
+pids+=($!)
+exec 7>"$DEMO/smtp.in" # keeps the server's command input open until the end
+# Daily digests go out at each subscriber's local send time.  So that nobody waits for
+# tomorrow morning, the demo sets the send time two minutes ahead and runs the planner's
+# clock (only the planner's) those two minutes ahead too.
+now=$(date +%s)
+target=$(((now / 60 + 2) * 60))
+offset=$((target - now - 3))
+lima_at=$(TZ=America/Lima date -d "@$target" +%H:%M)
+london_at=$(TZ=Europe/London date -d "@$target" +%H:%M)
+run "$BIN" subscribers add --email ana.quispe@example.pe --name "Ana Quispe" --lang es \
+	--category news --category alerts --region PE --frequency daily --tz America/Lima \
+	--send-at "$lima_at"
+run "$BIN" subscribers add --email j.smith@example.org --name "Jane Smith" --lang en \
+	--frequency daily --tz Europe/London --send-at "$london_at"
+run "${BIN%/*}/noticecast-mailer" -n
+"${BIN%/*}/noticecast-mailer" --clock-offset "$offset" >"$DEMO/mailer.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 150); do grep -q 'view loaded' "$DEMO/mailer.log" && break; sleep 0.2; done
+grep -E 'http listening|started|view loaded|plans the digests' "$DEMO/mailer.log" | sed 's/^/    /'
 
 step "Validate the example notice (facts of the MOI notice of 2017-06-20, in en/es/pt)"
 run "$BIN" validate "$NOTICE"
@@ -103,9 +156,27 @@ cat "$DEMO/sink.log"
 sleep 1 # the delivery events are produced right after the HTTP answers
 run "$BIN" deliveries "$id"
 
-step "A subscriber in Lima who reads Spanish"
-run "$BIN" subscribers add --email ana.quispe@example.pe --name "Ana Quispe" --lang es \
-	--category news --region PE --frequency daily --tz America/Lima --send-at 07:30
+step "An urgent alert: it goes out at once to every subscriber of the category"
+run "$BIN" publish --category alerts --priority urgent --region PE --lang es \
+	--title "Mantenimiento del portal de gobierno digital esta noche" \
+	--body "El portal estará fuera de servicio de 23:00 a 01:00 (hora de Lima)."
+
+step "The emails (SMTP server spool: $DEMO/mail)"
+echo "waiting for the urgent alerts and for the daily digests due at $lima_at in Lima / $london_at in London ..."
+for _ in $(seq 1 600); do [[ $(ls "$DEMO/mail"/*.eml 2>/dev/null | wc -l) -ge 4 ]] && break; sleep 0.25; done
+python3 - "$DEMO/mail" <<'PY'
+import email, email.policy, glob, os, sys
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.eml")), key=lambda p: int(os.path.basename(p)[:-4])):
+    m = email.message_from_bytes(open(f, "rb").read(), policy=email.policy.default)
+    text = m.get_body(("plain",)).get_content()
+    print(f"{os.path.basename(f):7} To: {m['To']}")
+    print(f"        Subject: {m['Subject']}")
+    print(f"        parts: {', '.join(p.get_content_type() + '; charset=' + str(p.get_content_charset()) for p in m.iter_parts())}")
+    print(f"        List-Unsubscribe-Post: {m['List-Unsubscribe-Post']}   Message-ID: {m['Message-ID']}")
+    print("        | " + "\n        | ".join(l for l in text.splitlines()[:6] if l.strip()))
+PY
+n=$(ls "$DEMO/mail"/*.eml 2>/dev/null | wc -l)
+[[ $n -ge 4 ]] || { echo "demo: expected 4 emails (2 alerts, 2 digests), got $n" >&2; tail -5 "$DEMO/mailer.log" >&2; exit 1; }
 run "$BIN" subscribers list
 
 step "Bad input is refused with file:line: field, and nothing is published"
@@ -118,5 +189,5 @@ set -e
 echo "exit status: $rc (65 = invalid input)"
 
 step "Done"
-echo "The webhook receiver and noticecast-webhooks stop now (logs in var/demo/)."
+echo "The receivers and the daemons stop now (logs and the emails are in var/demo/)."
 echo "The broker is still running on 127.0.0.1:$KAFKA_PORT; stop it with: make kafka-down"
