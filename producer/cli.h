@@ -75,5 +75,6 @@ int cmd_subscribers(nc_cli_t *cli, int argc, char **argv);
 int cmd_topics(nc_cli_t *cli, int argc, char **argv);
 int cmd_dlq(nc_cli_t *cli, int argc, char **argv);
 int cmd_deliveries(nc_cli_t *cli, int argc, char **argv);
+int cmd_render(nc_cli_t *cli, int argc, char **argv);
 
 #endif

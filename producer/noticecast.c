@@ -22,6 +22,7 @@ static const char usage[] =
         "  topics create|list      create every topic the configuration implies\n"
         "  dlq list|replay         show or republish quarantined messages\n"
         "  deliveries NOTICE_ID    per partner, whether and when a notice was delivered\n"
+        "  render TEMPLATE [DATA]  render a Mustache template (e.g. an email template)\n"
         "\n"
         "Options (also accepted after the command):\n"
         "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
@@ -50,7 +51,7 @@ static const struct {
 } commands[] = {
         {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
         {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
-        {"deliveries", cmd_deliveries},
+        {"deliveries", cmd_deliveries},   {"render", cmd_render},
 };
 
 int main(int argc, char **argv)
