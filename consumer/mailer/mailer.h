@@ -117,6 +117,7 @@ typedef struct ml_queue {
         size_t todo_n, busy;
         int stop;
         int wake_fd;
+        unsigned templates_gen; /* bumped by a reload: workers load the templates again */
 } ml_queue_t;
 
 typedef struct ml {

@@ -339,9 +339,23 @@ int main(int argc, char **argv)
 
         while (!ml_stop_flag) {
                 if (ml_reload_flag) {
+                        nc_templates_t *t;
+
                         ml_reload_flag = 0;
-                        log_info("SIGHUP: subscribers and notices are followed live; restart "
-                                 "to change the configuration or templates");
+                        /* Subscribers and notices are followed live; a reload re-reads the
+                         * templates (checked here first: a broken set is not taken). */
+                        t = nc_templates_load(m.cfg.mailer.templates, &m.cfg.languages,
+                                              m.cfg.default_language, err, sizeof(err));
+                        if (!t) {
+                                log_warnx("reload: templates: %s; keeping the current ones", err);
+                        } else {
+                                nc_templates_free(t);
+                                pthread_mutex_lock(&m.q.lock);
+                                m.q.templates_gen++;
+                                pthread_mutex_unlock(&m.q.lock);
+                                log_info("reload: templates re-read from %s",
+                                         m.cfg.mailer.templates);
+                        }
                 }
                 ml_store_poll(&m, 0);
                 ml_planner_poll(&m);

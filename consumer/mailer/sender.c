@@ -301,6 +301,7 @@ static void *worker_main(void *arg)
         ml_unit_t **units = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*units));
         nc_smtp_msg_t *msgs = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*msgs));
         char **bodies = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*bodies));
+        unsigned my_gen = 0;
 
         /* Compiled templates are not shared between threads (their partial cache). */
         tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
@@ -327,10 +328,12 @@ static void *worker_main(void *arg)
 
         for (;;) {
                 size_t n = 0, i, built = 0;
+                unsigned gen;
 
                 pthread_mutex_lock(&m->q.lock);
                 while (!m->q.todo_head && !m->q.stop)
                         pthread_cond_wait(&m->q.cond, &m->q.lock);
+                gen = m->q.templates_gen;
                 if (!m->q.todo_head && m->q.stop) {
                         pthread_mutex_unlock(&m->q.lock);
                         break;
@@ -346,6 +349,22 @@ static void *worker_main(void *arg)
                 m->q.todo_n -= n;
                 m->q.busy += n;
                 pthread_mutex_unlock(&m->q.lock);
+                if (gen != my_gen) {
+                        /* The main thread checked the new set before bumping the generation;
+                         * if it fails here anyway, keep the set we have. */
+                        nc_templates_t *fresh = nc_templates_load(
+                                m->cfg.mailer.templates, &m->cfg.languages,
+                                m->cfg.default_language, err, sizeof(err));
+
+                        if (fresh) {
+                                nc_templates_free(tpl);
+                                tpl = fresh;
+                        } else {
+                                log_warnx("worker %d: templates not reloaded: %s", wa->index,
+                                          err);
+                        }
+                        my_gen = gen;
+                }
 
                 for (i = 0; i < n; i++) {
                         size_t len = 0;
