@@ -37,7 +37,8 @@ static const char usage[] =
         "  -v, -q           more / less logging\n"
         "  -h, -V           help, versions\n"
         "\n"
-        "Signals: TERM/INT stop gracefully.  Exit: 0, 64 usage, 69 Kafka, 78 config.\n";
+        "Signals: TERM/INT stop gracefully, HUP re-reads the templates.\n"
+        "Exit: 0, 64 usage, 69 Kafka, 78 config.\n";
 
 int64_t ml_now(const ml_t *m)
 {
