@@ -123,7 +123,6 @@ typedef struct ml_queue {
 typedef struct ml {
         nc_config_t cfg;
         const char *config_path;
-        int config_explicit;
         nc_strlist_t xprops;
         const char *brokers;
         int64_t clock_offset_ms; /* test-only: shifts the planner's clock */
@@ -162,8 +161,6 @@ typedef struct ml {
         struct nc_httpd *httpd;
         int stopping;
 } ml_t;
-
-extern volatile sig_atomic_t ml_stop_flag, ml_reload_flag;
 
 int64_t ml_now(const ml_t *m);
 

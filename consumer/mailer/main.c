@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "mailer.h"
+#include "nc_daemon.h"
 #include "nc_digest.h"
 #include "nc_httpd.h"
 #include "nc_kafka.h"
@@ -16,8 +17,6 @@
 #include "nc_time.h"
 #include "nc_util.h"
 
-volatile sig_atomic_t ml_stop_flag, ml_reload_flag;
-static int wake_fd = -1;
 
 static const char usage[] =
         "usage: noticecast-mailer [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
@@ -45,34 +44,17 @@ int64_t ml_now(const ml_t *m)
         return nc_time_now_ms() + m->clock_offset_ms;
 }
 
-static void on_signal(int sig)
-{
-        int saved = errno;
-
-        if (sig == SIGHUP)
-                ml_reload_flag = 1;
-        else
-                ml_stop_flag = 1;
-        if (wake_fd >= 0 && write(wake_fd, "s", 1) < 0) {
-                /* the loop wakes up at its next timeout anyway */
-        }
-        errno = saved;
-}
-
 static int load(ml_t *m, char *err, size_t size)
 {
-        const char *path = nc_config_path(m->config_path, &m->config_explicit);
         char *key;
         size_t len;
 
-        if (nc_config_load(&m->cfg, path, m->config_explicit, err, size) != 0)
-                return -1;
-        if (nc_config_apply_overrides(&m->cfg, &m->xprops, m->brokers, err, size) != 0)
+        if (nc_daemon_config(&m->cfg, m->config_path, &m->xprops, m->brokers, err, size) != 0)
                 return -1;
         if (!m->cfg.mailer.unsubscribe_secret_file)
                 return nc_err(err, size, "%s: [mailer] unsubscribe_secret_file is required "
                                          "(a file with a long random secret)",
-                              path);
+                              m->cfg.path ? m->cfg.path : "configuration");
         if (!(key = nc_file_read(m->cfg.mailer.unsubscribe_secret_file, &len, err, size)))
                 return -1;
         nc_str_trim(key);
@@ -228,7 +210,6 @@ int main(int argc, char **argv)
         char err[1024];
         int c, check_only = 0, rc = NC_EX_OK;
         int64_t deadline;
-        struct sigaction sa;
 
         nc_log_init("noticecast-mailer", NC_LOG_INFO);
         m.wake_pipe[0] = m.wake_pipe[1] = -1;
@@ -284,14 +265,7 @@ int main(int argc, char **argv)
         }
         if (pipe2(m.wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
                 fatal("pipe");
-        wake_fd = m.wake_pipe[1];
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        nc_daemon_signals(m.wake_pipe[1]);
 
         m.metrics = nc_metrics_new();
         m.m_sent = nc_metrics_counter(m.metrics, "noticecast_mail_messages_total",
@@ -311,19 +285,13 @@ int main(int argc, char **argv)
                 goto out;
         }
         if (m.cfg.mailer.listen[0]) {
-                char addr[300];
-                const char *colon = strrchr(m.cfg.mailer.listen, ':');
-
                 if (!(m.httpd = nc_httpd_start(m.cfg.mailer.listen, m.metrics, err,
                                                sizeof(err)))) {
                         log_error("http endpoint: %s", err);
                         rc = NC_EX_CONFIG;
                         goto out;
                 }
-                snprintf(addr, sizeof(addr), "%.*s:%d",
-                         colon ? (int)(colon - m.cfg.mailer.listen) : 0, m.cfg.mailer.listen,
-                         nc_httpd_port(m.httpd));
-                nc_log_kv(NC_LOG_INFO, "http listening", "addr", addr, NULL);
+                nc_daemon_log_listen(m.cfg.mailer.listen, nc_httpd_port(m.httpd));
         }
         if (ml_unsub_start(&m, err, sizeof(err)) != 0 || ml_store_start(&m, err, sizeof(err)) ||
             wait_topics(&m) != 0 || ml_planner_start(&m, err, sizeof(err)) != 0 ||
@@ -338,11 +306,11 @@ int main(int argc, char **argv)
         log_info("started: %d SMTP session%s to %s:%d", m.cfg.smtp.sessions,
                  m.cfg.smtp.sessions == 1 ? "" : "s", m.cfg.smtp.host, m.cfg.smtp.port);
 
-        while (!ml_stop_flag) {
-                if (ml_reload_flag) {
+        while (!nc_stop_flag) {
+                if (nc_reload_flag) {
                         nc_templates_t *t;
 
-                        ml_reload_flag = 0;
+                        nc_reload_flag = 0;
                         /* Subscribers and notices are followed live; a reload re-reads the
                          * templates (checked here first: a broken set is not taken). */
                         t = nc_templates_load(m.cfg.mailer.templates, &m.cfg.languages,

@@ -13,13 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nc_daemon.h"
 #include "nc_httpd.h"
 #include "nc_time.h"
 #include "nc_util.h"
 #include "wh.h"
 
-volatile sig_atomic_t wh_stop_flag, wh_reload_flag;
-static int wake_fd = -1;
 
 static const char usage[] =
         "usage: noticecast-webhooks [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
@@ -39,31 +38,10 @@ static const char usage[] =
         "Signals: TERM/INT stop gracefully, HUP reloads the partners.\n"
         "Exit status: 0 stopped cleanly, 64 usage, 69 Kafka unavailable, 78 bad config.\n";
 
-static void on_signal(int sig)
-{
-        int saved = errno;
-
-        if (sig == SIGHUP)
-                wh_reload_flag = 1;
-        else
-                wh_stop_flag = 1;
-        if (wake_fd >= 0 && write(wake_fd, "s", 1) < 0) {
-                /* nothing to do: the loop wakes up at its next timeout anyway */
-        }
-        errno = saved;
-}
-
 static int load_config(wh_t *w, nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
-        const char *path = nc_config_path(w->config_path, &w->config_explicit);
-
-        if (nc_config_load(cfg, path, w->config_explicit, errstr, errstr_size) != 0)
-                return -1;
-        if (nc_config_apply_overrides(cfg, &w->xprops, w->brokers, errstr, errstr_size) != 0) {
-                nc_config_free(cfg);
-                return -1;
-        }
-        return 0;
+        return nc_daemon_config(cfg, w->config_path, &w->xprops, w->brokers, errstr,
+                                errstr_size);
 }
 
 /* SIGHUP: parse into a fresh struct; take its partners only if every one of them is valid. */
@@ -178,7 +156,6 @@ int main(int argc, char **argv)
         char err[1024];
         int c, check_only = 0, rc = NC_EX_OK;
         int64_t last_lag = 0, deadline;
-        struct sigaction sa;
 
         nc_log_init("noticecast-webhooks", NC_LOG_INFO);
         w.wake_pipe[0] = w.wake_pipe[1] = -1;
@@ -224,14 +201,7 @@ int main(int argc, char **argv)
 
         if (pipe2(w.wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
                 fatal("pipe");
-        wake_fd = w.wake_pipe[1];
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        nc_daemon_signals(w.wake_pipe[1]);
 
         curl_global_init(CURL_GLOBAL_DEFAULT);
         w.multi = curl_multi_init();
@@ -261,15 +231,7 @@ int main(int argc, char **argv)
                         rc = NC_EX_CONFIG;
                         goto out;
                 }
-                {
-                        char addr[300];
-                        const char *colon = strrchr(w.cfg.webhooks.listen, ':');
-                        int hostlen = colon ? (int)(colon - w.cfg.webhooks.listen) : 0;
-
-                        snprintf(addr, sizeof(addr), "%.*s:%d", hostlen, w.cfg.webhooks.listen,
-                                 nc_httpd_port(w.httpd));
-                        nc_log_kv(NC_LOG_INFO, "http listening", "addr", addr, NULL);
-                }
+                nc_daemon_log_listen(w.cfg.webhooks.listen, nc_httpd_port(w.httpd));
         }
         if (wh_kafka_start(&w, err, sizeof(err)) != 0) {
                 log_error("%s", err);
@@ -279,11 +241,11 @@ int main(int argc, char **argv)
         log_info("started with %zu partner%s", w.cfg.partners_n,
                  w.cfg.partners_n == 1 ? "" : "s");
 
-        while (!wh_stop_flag) {
+        while (!nc_stop_flag) {
                 int64_t now;
 
-                if (wh_reload_flag) {
-                        wh_reload_flag = 0;
+                if (nc_reload_flag) {
+                        nc_reload_flag = 0;
                         reload(&w);
                 }
                 loop_once(&w);

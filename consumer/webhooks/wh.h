@@ -130,7 +130,6 @@ typedef struct wh_produce {
 typedef struct wh {
         nc_config_t cfg;
         const char *config_path;
-        int config_explicit;
         nc_strlist_t xprops;
         const char *brokers;
 
@@ -157,8 +156,6 @@ typedef struct wh {
         nc_metric_t *m_deliveries, *m_latency, *m_backlog, *m_lag, *m_dlq, *m_inflight;
         struct nc_httpd *httpd;
 } wh_t;
-
-extern volatile sig_atomic_t wh_stop_flag, wh_reload_flag;
 
 /* wh_kafka.c */
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size);

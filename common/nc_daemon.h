@@ -1,0 +1,25 @@
+/* What the two daemons share: signal flags with a wake-up pipe, configuration loading with
+ * the command line's overrides, and the "http listening" line. */
+#ifndef NC_DAEMON_H
+#define NC_DAEMON_H
+
+#include <signal.h>
+
+#include "nc_config.h"
+
+/* Set by the signal handlers (which do nothing else but poke the wake pipe). */
+extern volatile sig_atomic_t nc_stop_flag, nc_reload_flag;
+
+/* Installs TERM/INT (stop) and HUP (reload) handlers that set the flags above and write a
+ * byte to WAKE_FD so a loop blocked in poll() notices at once; ignores SIGPIPE. */
+void nc_daemon_signals(int wake_fd);
+
+/* Loads the configuration (-C path or the default lookup) and applies -X/-b.  Returns 0, or
+ * -1 with errstr (CFG is then empty).  *EXPLICIT_PATH tells whether a path was asked for. */
+int nc_daemon_config(nc_config_t *cfg, const char *cli_path, const nc_strlist_t *xprops,
+                     const char *brokers, char *errstr, size_t errstr_size);
+
+/* Logs msg="http listening" addr=HOST:PORT for LISTEN ("127.0.0.1:0") and the bound PORT. */
+void nc_daemon_log_listen(const char *listen, int port);
+
+#endif
