@@ -98,18 +98,17 @@ pids+=($!)
 for _ in $(seq 1 150); do grep -q 'msg="assigned' "$DEMO/webhooks.log" && break; sleep 0.2; done
 grep -E 'http listening|started|assigned' "$DEMO/webhooks.log" | sed 's/^/    /'
 
-step "Start an SMTP server (127.0.0.1:$SMTP_PORT) and noticecast-mailer"
+step "Start an SMTP server (127.0.0.1:$SMTP_PORT); two subscribers"
 rm -rf "$DEMO/mail" "$DEMO/smtp.in" && mkdir -p "$DEMO/mail" && mkfifo "$DEMO/smtp.in"
 python3 "$REPO/tests/integration/smtp_server.py" --port "$SMTP_PORT" --spool "$DEMO/mail" \
 	<"$DEMO/smtp.in" >"$DEMO/smtp.log" 2>&1 &
 pids+=($!)
 exec 7>"$DEMO/smtp.in" # keeps the server's command input open until the end
-# Daily digests go out at each subscriber's local send time.  So that nobody waits for
-# tomorrow morning, the demo sets the send time two minutes ahead and runs the planner's
-# clock (only the planner's) those two minutes ahead too.
+# Daily digests go out at each subscriber's local send time.  So that nobody waits, the demo
+# sets the send time a few minutes ahead and, when it starts the mailer, runs the planner's
+# clock (only the planner's) ahead by as much, minus five seconds.
 now=$(date +%s)
-target=$(((now / 60 + 2) * 60))
-offset=$((target - now - 3))
+target=$(((now / 60 + 3) * 60))
 lima_at=$(TZ=America/Lima date -d "@$target" +%H:%M)
 london_at=$(TZ=Europe/London date -d "@$target" +%H:%M)
 run "$BIN" subscribers add --email ana.quispe@example.pe --name "Ana Quispe" --lang es \
@@ -117,12 +116,6 @@ run "$BIN" subscribers add --email ana.quispe@example.pe --name "Ana Quispe" --l
 	--send-at "$lima_at"
 run "$BIN" subscribers add --email j.smith@example.org --name "Jane Smith" --lang en \
 	--frequency daily --tz Europe/London --send-at "$london_at"
-run "${BIN%/*}/noticecast-mailer" -n
-"${BIN%/*}/noticecast-mailer" --clock-offset "$offset" >"$DEMO/mailer.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 150); do grep -q 'view loaded' "$DEMO/mailer.log" && break; sleep 0.2; done
-grep -E 'http listening|started|view loaded|plans the digests' "$DEMO/mailer.log" | sed 's/^/    /'
-
 step "Validate the example notice (facts of the MOI notice of 2017-06-20, in en/es/pt)"
 run "$BIN" validate "$NOTICE"
 
@@ -156,10 +149,18 @@ cat "$DEMO/sink.log"
 sleep 1 # the delivery events are produced right after the HTTP answers
 run "$BIN" deliveries "$id"
 
-step "An urgent alert: it goes out at once to every subscriber of the category"
+step "An urgent alert: it is emailed at once to every subscriber of the category"
 run "$BIN" publish --category alerts --priority urgent --region PE --lang es \
 	--title "Mantenimiento del portal de gobierno digital esta noche" \
 	--body "El portal estará fuera de servicio de 23:00 a 01:00 (hora de Lima)."
+
+step "Start noticecast-mailer (urgent alerts at once, digests at the send time)"
+clock_offset=$((target - $(date +%s) - 5))
+run "${BIN%/*}/noticecast-mailer" -n
+"${BIN%/*}/noticecast-mailer" --clock-offset "$clock_offset" >"$DEMO/mailer.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 150); do grep -q 'view loaded' "$DEMO/mailer.log" && break; sleep 0.2; done
+grep -E 'http listening|started|view loaded|plans the digests' "$DEMO/mailer.log" | sed 's/^/    /'
 
 step "The emails (SMTP server spool: $DEMO/mail)"
 echo "waiting for the urgent alerts and for the daily digests due at $lima_at in Lima / $london_at in London ..."
