@@ -1,4 +1,5 @@
 #include "nc_mail.h"
+#include "nc_sign.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -225,6 +226,61 @@ static char *body_text(const char *field, const char *s, size_t *lenp, char *err
 
 /* ---- building --------------------------------------------------------------------------- */
 
+/* RFC 2047 "B" encoding of all of TEXT (UTF-8), as folded header content: " =?UTF-8?B?...?="
+ * words of at most 45 input bytes (cut on character boundaries), one per line, ending in a
+ * newline — the form GMime keeps as a header's raw value.  Used when TEXT contains "=?": GMime
+ * would pass such text through as if it were already encoded, and readers would decode it
+ * (a subject could then show a CR LF, a name could pose as another address). */
+static char *encode_words(const char *text)
+{
+        size_t len = strlen(text), i = 0, cap = len * 2 + 64;
+        char *out = nc_xmalloc(cap), *o = out;
+
+        while (i < len) {
+                size_t n = len - i < 45 ? len - i : 45;
+                char b64[80];
+
+                while (n > 0 && i + n < len && ((unsigned char)text[i + n] & 0xc0) == 0x80)
+                        n--; /* do not split a character */
+                nc_base64_encode((const unsigned char *)text + i, n, b64, sizeof(b64));
+                o += sprintf(o, "%s =?UTF-8?B?%s?=", i ? "\n" : "", b64);
+                i += n;
+        }
+        sprintf(o, "\n");
+        return out;
+}
+
+static void set_raw(GMimeMessage *msg, const char *name, const char *raw)
+{
+        GMimeHeader *h = g_mime_header_list_get_header(
+                g_mime_object_get_header_list(GMIME_OBJECT(msg)), name);
+
+        if (h)
+                g_mime_header_set_raw_value(h, raw);
+}
+
+/* Replaces the display name of the (single) mailbox of header NAME by our own encoding when
+ * it contains "=?" (see encode_words). */
+static void fix_mailbox(GMimeMessage *msg, const char *name, const char *display,
+                        const char *addr)
+{
+        char b64[1024], *raw;
+        size_t len;
+
+        if (!display || !strstr(display, "=?"))
+                return;
+        /* One encoded word, unsplit (some readers put a blank between the words of a display
+         * name), even for ASCII: a quoted string would do by the RFC, but common readers
+         * (Python's email package among them) decode encoded-words inside quotes too. */
+        len = strlen(display);
+        if (len > 600 || nc_base64_encode((const unsigned char *)display, len, b64, sizeof(b64)) < 0)
+                return;
+        raw = nc_xmalloc(strlen(b64) + strlen(addr) + 32);
+        sprintf(raw, " =?UTF-8?B?%s?= <%s>\n", b64, addr);
+        set_raw(msg, name, raw);
+        free(raw);
+}
+
 static void add_mailbox(GMimeMessage *msg, GMimeAddressType type, const char *name,
                         const char *addr)
 {
@@ -447,6 +503,14 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
         add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, from_name, m->from_addr);
         add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, to_name, m->to_addr);
         g_mime_message_set_subject(msg, subject, "utf-8");
+        if (strstr(subject, "=?")) {
+                char *raw = encode_words(subject);
+
+                set_raw(msg, "Subject", raw);
+                free(raw);
+        }
+        fix_mailbox(msg, "From", from_name, m->from_addr);
+        fix_mailbox(msg, "To", to_name, m->to_addr);
         date = g_date_time_new_from_unix_utc(m->date_ms / 1000);
         if (!date) {
                 nc_err(errstr, errstr_size, "date_ms: %lld is out of range", (long long)m->date_ms);
@@ -463,6 +527,19 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
         else
                 sprintf(unsub, "<%s>", m->unsubscribe_https);
         g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe", unsub, NULL);
+        {
+                /* Readers take these URIs from the raw header and do not decode encoded-words
+                 * there, but GMime would encode an unfoldable URL: write it ourselves, folded
+                 * only between the two URIs (each is printable ASCII, checked above). */
+                char *raw = nc_xmalloc(strlen(unsub) + 8);
+
+                if (mailto)
+                        sprintf(raw, " <%s>,\n <mailto:%s>\n", m->unsubscribe_https, mailto);
+                else
+                        sprintf(raw, " <%s>\n", m->unsubscribe_https);
+                set_raw(msg, "List-Unsubscribe", raw);
+                free(raw);
+        }
         g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe-Post",
                                  "List-Unsubscribe=One-Click", NULL);
         g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-generated", NULL);

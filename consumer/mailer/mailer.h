@@ -139,7 +139,9 @@ typedef struct ml {
         rd_kafka_t *events;  /* idempotent producer: events, subscriber updates */
         rd_kafka_t *unsub_p; /* producer used by the HTTP thread */
         ml_part_t *parts;
-        ml_job_t *waiting; /* jobs in backoff or waiting for a notice */
+        ml_job_t *waiting, *waiting_tail; /* FIFO: in backoff, rate-limited, or waiting for
+                                           * a notice; kept in arrival order so the
+                                           * committed offset keeps moving */
         size_t outstanding;
         double tokens;
         int64_t tokens_ms;

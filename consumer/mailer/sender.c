@@ -173,8 +173,12 @@ static void wait_later(ml_t *m, ml_job_t *j, int64_t at)
         j->not_before_ms = at;
         if (!j->waiting) {
                 j->waiting = 1;
-                j->wait_next = m->waiting;
-                m->waiting = j;
+                j->wait_next = NULL;
+                if (m->waiting_tail)
+                        m->waiting_tail->wait_next = j;
+                else
+                        m->waiting = j;
+                m->waiting_tail = j;
         }
 }
 
@@ -567,7 +571,7 @@ void ml_sender_poll(ml_t *m)
 {
         rd_kafka_message_t *batch[500];
         rd_kafka_queue_t *q;
-        ml_job_t **pp, *j;
+        ml_job_t **pp, *j, *prev;
         ml_unit_t *done, *u;
         int64_t now = nc_time_now_ms();
         ssize_t n, i;
@@ -582,19 +586,26 @@ void ml_sender_poll(ml_t *m)
                 done = u->next;
                 unit_outcome(m, u);
         }
-        /* Jobs whose backoff is over, or whose notice may have arrived. */
+        /* Jobs whose backoff is over, or whose notice may have arrived, oldest first. */
+        prev = NULL;
         for (pp = &m->waiting; (j = *pp);) {
                 if (j->not_before_ms <= now && take_token(m)) {
                         *pp = j->wait_next;
+                        if (m->waiting_tail == j)
+                                m->waiting_tail = prev;
                         j->waiting = 0;
                         if (j->part->revoked)
                                 continue; /* the next owner sends it */
-                        job_prepare(m, j);
+                        job_prepare(m, j); /* may queue it again at the tail */
                 } else {
+                        prev = j;
                         pp = &j->wait_next;
                 }
         }
-        if (!m->store.caught_up || m->stopping || m->outstanding >= MAX_OUTSTANDING)
+        /* Under a rate limit, take no more jobs than can be sent soon: what sits in memory
+         * holds back the committed offset, and a crash would repeat it. */
+        if (!m->store.caught_up || m->stopping || m->outstanding >= MAX_OUTSTANDING ||
+            (m->cfg.smtp.rate_limit > 0 && m->waiting))
                 return;
         q = rd_kafka_queue_get_consumer(m->sender);
         n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
