@@ -98,6 +98,7 @@ bench: deps-check all
 	tests/bench/run.sh
 	tests/bench/webhooks.sh
 	tests/bench/smtp.sh
+	tests/bench/mailer.sh
 
 # ---- style -----------------------------------------------------------------------------------
 FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])

@@ -129,10 +129,10 @@ static int header_check(const nc_csv_row_t *h, const char *file, char *err, size
 
 static int sub_import(nc_cli_t *cli, const char *file)
 {
-        json_t **records = NULL;
+        json_t **records = NULL, *seen = NULL;
         const char **keys = NULL;
         char err[1024];
-        size_t len, i, j, n = 0, bad = 0;
+        size_t len, i, n = 0, bad = 0;
         nc_csv_t csv;
         char *text;
         int rc;
@@ -164,6 +164,7 @@ static int sub_import(nc_cli_t *cli, const char *file)
         }
         records = nc_xcalloc(csv.n, sizeof(*records));
         keys = nc_xcalloc(csv.n, sizeof(*keys));
+        seen = json_object();
         for (i = 1; i < csv.n; i++) {
                 nc_csv_row_t *row = &csv.rows[i];
                 json_t *in = nc_subscriber_from_csv(csv.rows[0].fields, csv.rows[0].n,
@@ -176,10 +177,8 @@ static int sub_import(nc_cli_t *cli, const char *file)
                 if (rec) {
                         const char *id = json_string_value(json_object_get(rec, "id"));
 
-                        for (j = 0; j < n; j++)
-                                if (!strcmp(keys[j], id))
-                                        break;
-                        if (j < n) {
+                        /* A jansson object is the hash set of the ids seen so far. */
+                        if (json_object_get(seen, id)) {
                                 snprintf(err, sizeof(err), "email: %s appears twice in the file",
                                          id);
                                 json_decref(rec);
@@ -193,6 +192,7 @@ static int sub_import(nc_cli_t *cli, const char *file)
                 }
                 records[n] = rec;
                 keys[n] = json_string_value(json_object_get(rec, "id"));
+                json_object_set_new(seen, keys[n], json_true());
                 n++;
         }
         if (bad) {
@@ -209,6 +209,7 @@ static int sub_import(nc_cli_t *cli, const char *file)
         }
         for (i = 0; i < n; i++)
                 json_decref(records[i]);
+        json_decref(seen);
         free(records);
         free(keys);
         nc_csv_free(&csv);

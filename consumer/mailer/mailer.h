@@ -168,7 +168,8 @@ int64_t ml_now(const ml_t *m);
 
 /* store.c */
 int ml_store_start(ml_t *m, char *errstr, size_t errstr_size);
-void ml_store_poll(ml_t *m, int timeout_ms);
+/* Returns 1 when it stopped at a full batch (more is already waiting). */
+int ml_store_poll(ml_t *m, int timeout_ms);
 void ml_store_stop(ml_t *m);
 const ml_sub_t *ml_store_sub(const ml_t *m, const char *id);
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id);
@@ -182,14 +183,14 @@ int ml_notice_from_json(const ml_t *m, json_t *data, int64_t ts_ms, ml_notice_t 
 
 /* planner.c */
 int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size);
-void ml_planner_poll(ml_t *m);
+int ml_planner_poll(ml_t *m);
 void ml_planner_stop(ml_t *m);
 /* The digest a subscriber would get for the window ending at END_MS (for --preview too). */
 json_t *ml_digest_notices(ml_t *m, const ml_sub_t *s, int64_t start_ms, int64_t end_ms);
 
 /* sender.c */
 int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size);
-void ml_sender_poll(ml_t *m);
+int ml_sender_poll(ml_t *m);
 void ml_sender_stop(ml_t *m);
 size_t ml_sender_busy(ml_t *m);
 char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,

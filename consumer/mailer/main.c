@@ -326,12 +326,17 @@ int main(int argc, char **argv)
                                          m.cfg.mailer.templates);
                         }
                 }
-                ml_store_poll(&m, 0);
-                ml_planner_poll(&m);
-                ml_sender_poll(&m);
+                int more;
+
+                /* librdkafka wakes us only when a queue goes from empty to not empty: after a
+                 * full batch, poll again at once instead of sleeping. */
+                more = ml_store_poll(&m, 0);
+                more |= ml_planner_poll(&m);
+                more |= ml_sender_poll(&m);
                 if (m.httpd)
                         nc_httpd_set_ready(m.httpd, m.store.caught_up);
-                wait_for_work(&m, m.waiting ? 20 : 200);
+                if (!more)
+                        wait_for_work(&m, m.waiting ? 20 : 200);
         }
         /* Graceful stop: take no new jobs, let the SMTP sessions in progress finish and record
          * their outcomes, then commit.  Jobs not sent are not committed: the next owner of

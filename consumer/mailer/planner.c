@@ -512,7 +512,7 @@ int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size)
         return 0;
 }
 
-void ml_planner_poll(ml_t *m)
+int ml_planner_poll(ml_t *m)
 {
         rd_kafka_message_t *batch[500];
         rd_kafka_queue_t *q;
@@ -521,7 +521,7 @@ void ml_planner_poll(ml_t *m)
 
         /* Nothing is planned before the view holds every subscriber and notice. */
         if (!m->store.caught_up)
-                return;
+                return 0;
         q = rd_kafka_queue_get_consumer(m->planner);
         n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
         rd_kafka_queue_destroy(q);
@@ -549,6 +549,7 @@ void ml_planner_poll(ml_t *m)
         if (m->plan_owner)
                 plan_digests(m);
         rd_kafka_poll(m->planner_txp, 0);
+        return n == (ssize_t)(sizeof(batch) / sizeof(*batch));
 }
 
 void ml_planner_stop(ml_t *m)

@@ -567,7 +567,7 @@ static int take_token(ml_t *m)
         return 1;
 }
 
-void ml_sender_poll(ml_t *m)
+int ml_sender_poll(ml_t *m)
 {
         rd_kafka_message_t *batch[500];
         rd_kafka_queue_t *q;
@@ -606,7 +606,7 @@ void ml_sender_poll(ml_t *m)
          * holds back the committed offset, and a crash would repeat it. */
         if (!m->store.caught_up || m->stopping || m->outstanding >= MAX_OUTSTANDING ||
             (m->cfg.smtp.rate_limit > 0 && m->waiting))
-                return;
+                return 0;
         q = rd_kafka_queue_get_consumer(m->sender);
         n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
         rd_kafka_queue_destroy(q);
@@ -648,6 +648,7 @@ void ml_sender_poll(ml_t *m)
                         wait_later(m, job, now);
         }
         nc_metrics_set(m->m_queue, NULL, (double)m->q.todo_n);
+        return n == (ssize_t)(sizeof(batch) / sizeof(*batch));
 }
 
 size_t ml_sender_busy(ml_t *m)

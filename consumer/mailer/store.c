@@ -347,7 +347,7 @@ int ml_store_start(ml_t *m, char *errstr, size_t errstr_size)
         return assign_all(m, errstr, errstr_size);
 }
 
-void ml_store_poll(ml_t *m, int timeout_ms)
+int ml_store_poll(ml_t *m, int timeout_ms)
 {
         rd_kafka_message_t *batch[1000];
         rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(m->store.rk);
@@ -385,6 +385,7 @@ void ml_store_poll(ml_t *m, int timeout_ms)
                 nc_metrics_set(m->m_subs, NULL, g_hash_table_size(m->store.subs));
                 nc_metrics_set(m->m_notices, NULL, g_hash_table_size(m->store.notices));
         }
+        return n == (ssize_t)(sizeof(batch) / sizeof(*batch)); /* more is waiting */
 }
 
 void ml_store_stop(ml_t *m)
