@@ -567,6 +567,21 @@ static int take_token(ml_t *m)
         return 1;
 }
 
+/* Frees the partitions revoked by a rebalance once their last job is settled. */
+static void parts_gc(ml_t *m)
+{
+        ml_part_t **pp = &m->parts, *p;
+
+        while ((p = *pp)) {
+                if (p->revoked && !p->head) {
+                        *pp = p->next;
+                        free(p);
+                } else {
+                        pp = &p->next;
+                }
+        }
+}
+
 int ml_sender_poll(ml_t *m)
 {
         rd_kafka_message_t *batch[500];
@@ -577,6 +592,7 @@ int ml_sender_poll(ml_t *m)
         ssize_t n, i;
 
         rd_kafka_poll(m->events, 0);
+        parts_gc(m);
         /* Outcomes from the workers. */
         pthread_mutex_lock(&m->q.lock);
         done = m->q.done_head;
@@ -594,8 +610,10 @@ int ml_sender_poll(ml_t *m)
                         if (m->waiting_tail == j)
                                 m->waiting_tail = prev;
                         j->waiting = 0;
-                        if (j->part->revoked)
-                                continue; /* the next owner sends it */
+                        if (j->part->revoked) {
+                                job_settle(m, j); /* the next owner sends it; just let go */
+                                continue;
+                        }
                         job_prepare(m, j); /* may queue it again at the tail */
                 } else {
                         prev = j;

@@ -617,12 +617,30 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* Frees the tracks of partitions revoked by a rebalance once their last message is settled
+ * (called between loop turns, never while the list is being walked). */
+static void tracks_gc(wh_t *w)
+{
+        wh_track_t **pp = &w->tracks, *t;
+
+        while ((t = *pp)) {
+                if (t->revoked && !t->head && t->held_first == t->held_n) {
+                        *pp = t->next;
+                        free(t->held);
+                        free(t);
+                } else {
+                        pp = &t->next;
+                }
+        }
+}
+
 /* Serves producer reports and takes new messages (unless paused for memory). */
 void wh_kafka_poll(wh_t *w)
 {
         rd_kafka_message_t *batch[500];
         ssize_t n, i;
 
+        tracks_gc(w);
         rd_kafka_poll(w->producer, 0);
         if (w->stopping)
                 return;
