@@ -43,6 +43,7 @@ typedef struct nc_input_item {
         json_t *json;  /* parsed value, or NULL once the hook consumed it */
         char *value;   /* normalised compact JSON (hook output), or NULL if invalid */
         size_t value_len;
+        char *error;   /* "field: message" when the hook found it invalid */
         char key[64];  /* Kafka key: the notice id */
         const char *topic;
         const char *event;
@@ -61,7 +62,9 @@ typedef struct nc_input {
 } nc_input_t;
 
 /* Reads PATH ("-" = stdin) holding one JSON object, a JSON array of objects, or NDJSON, and
- * appends its values to IN.  On a syntax or encoding error returns -1 with errstr
+ * appends its values to IN, in file order.  A large NDJSON file is parsed by two threads (one
+ * per half): the hook must then be thread-safe (it may only touch its item and read-only
+ * state).  On a syntax or encoding error returns -1 with errstr
  * "file:line: message"; a file that cannot be read returns -2. */
 int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_size);
 /* Appends a value that did not come from a file (flags, withdraw) and runs the hook. */

@@ -128,45 +128,64 @@ static void batch_error(struct batch *b, const nc_input_item_t *it, const char *
                 fprintf(stderr, "%s:%d: %s\n", it->file, it->line, err);
 }
 
-/* Validates and serialises each notice as soon as it is parsed; the tree is dropped. */
+/* Validates and serialises each notice as soon as it is parsed; the tree is dropped.  It may
+ * run in two threads at once (see nc_input_read): it touches only its item and read-only
+ * state; errors are kept in the item and reported, in file order, by batch_finish(). */
 static void notice_hook(nc_input_t *in, nc_input_item_t *it)
 {
         struct batch *b = in->opaque;
-        json_t *norm, *first;
         const char *id, *cat;
-        char err[512], where[512];
+        char err[512];
+        json_t *norm;
         size_t i;
 
         norm = nc_notice_normalise(it->json, b->cfg, b->mode, b->now_ms, err, sizeof(err));
         json_decref(it->json);
         it->json = NULL;
         if (!norm) {
-                batch_error(b, it, err);
+                it->error = nc_xstrdup(err);
                 return;
         }
         if (!(it->value = nc_notice_serialise(norm, b->cfg, &it->value_len, err, sizeof(err)))) {
-                batch_error(b, it, err);
+                it->error = nc_xstrdup(err);
                 json_decref(norm);
                 return;
         }
-        /* The same id twice in one batch is almost certainly a copy-paste mistake. */
-        if ((id = nc_notice_id(norm))) {
-                if ((first = json_object_get(b->seen, id))) {
-                        snprintf(err, sizeof(err), "id: %s is also used at %s", id,
-                                 json_string_value(first));
-                        batch_error(b, it, err);
-                } else {
-                        snprintf(where, sizeof(where), "%s:%d", it->file, it->line);
-                        json_object_set_new(b->seen, id, json_string(where));
-                }
+        if ((id = nc_notice_id(norm)))
                 snprintf(it->key, sizeof(it->key), "%s", id);
-        }
         cat = nc_notice_category(norm);
         for (i = 0; i < b->cfg->categories.n; i++)
                 if (!strcmp(b->cfg->categories.v[i], cat))
                         it->topic = b->topics[i];
         it->event = NC_EVENT_PUBLISHED;
         json_decref(norm);
+}
+
+/* Reports the invalid notices, in file order, and the same id used twice in the batch
+ * (almost certainly a copy-paste mistake).  Returns how many notices are bad. */
+static size_t batch_finish(struct batch *b, nc_input_t *in)
+{
+        char err[512], where[512];
+        json_t *first;
+        size_t i;
+
+        for (i = 0; i < in->n; i++) {
+                nc_input_item_t *it = &in->items[i];
+
+                if (it->error) {
+                        batch_error(b, it, it->error);
+                } else if (it->key[0]) {
+                        if ((first = json_object_get(b->seen, it->key))) {
+                                snprintf(err, sizeof(err), "id: %s is also used at %s", it->key,
+                                         json_string_value(first));
+                                batch_error(b, it, err);
+                        } else {
+                                snprintf(where, sizeof(where), "%s:%d", it->file, it->line);
+                                json_object_set_new(b->seen, it->key, json_string(where));
+                        }
+                }
+        }
+        return b->bad;
 }
 
 static void batch_init(struct batch *b, nc_input_t *in, const nc_config_t *cfg,
@@ -349,7 +368,7 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                 rc = nc_cli_fail(NC_EX_DATAERR, "publish", "no notices in the input");
                 goto out;
         }
-        if (b.bad > 0) {
+        if (batch_finish(&b, &in) > 0) {
                 if (b.bad > MAX_REPORTED_ERRORS)
                         fprintf(stderr, "... and %zu more invalid notices\n",
                                 b.bad - MAX_REPORTED_ERRORS);
@@ -398,7 +417,7 @@ int cmd_validate(nc_cli_t *cli, int argc, char **argv)
         for (i = optind; i < argc; i++) {
                 batch_init(&b, &in, &cli->cfg, NC_NOTICE_CHECK);
                 rc = read_inputs(&in, 1, argv + i, "validate");
-                if (rc == 0 && b.bad) {
+                if (rc == 0 && batch_finish(&b, &in)) {
                         if (b.bad > MAX_REPORTED_ERRORS)
                                 fprintf(stderr, "... and %zu more invalid notices\n",
                                         b.bad - MAX_REPORTED_ERRORS);

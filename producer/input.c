@@ -2,7 +2,9 @@
  * line; blank lines allowed).  Each value keeps the line it starts on so errors can say
  * "file:line: field: message" even for the 40,000th notice of a batch. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "cli.h"
@@ -108,11 +110,110 @@ static size_t decode_one(nc_input_t *in, const char *file, const char *buf, size
         return (size_t)jerr.position; /* bytes read, with JSON_DISABLE_EOF_CHECK */
 }
 
+/* Parses the values of buf[pos..end) (no array): one object after another, NDJSON included. */
+static int parse_stream(nc_input_t *in, const char *file, const char *buf, size_t pos,
+                        size_t end, int line, char *errstr, size_t errstr_size)
+{
+        size_t used;
+
+        pos = skip_ws(buf, end, pos, &line);
+        while (pos < end) {
+                if (!(used = decode_one(in, file, buf, end, pos, line, errstr, errstr_size)))
+                        return -1;
+                count_lines(buf, pos, pos + used, &line);
+                pos = skip_ws(buf, end, pos + used, &line);
+        }
+        return 0;
+}
+
+/* The second half of a large NDJSON file, parsed by a thread of its own. */
+struct half {
+        nc_input_t in;
+        const char *file, *buf;
+        size_t pos, end;
+        int line, rc;
+        char err[1024];
+};
+
+static void *parse_half(void *arg)
+{
+        struct half *h = arg;
+
+        h->rc = parse_stream(&h->in, h->file, h->buf, h->pos, h->end, h->line, h->err,
+                             sizeof(h->err));
+        return NULL;
+}
+
+#define SPLIT_MIN_BYTES (1 << 20) /* below this, a thread costs more than it saves */
+
+/* Looks for a place near the middle where a line starts with '{' after a line that ended
+ * with '}': in NDJSON, the start of a notice.  Returns 0 if there is none. */
+static size_t split_point(const char *buf, size_t len)
+{
+        const char *p = buf + len / 2, *end = buf + len;
+
+        while ((p = memchr(p, '\n', (size_t)(end - p))) && p + 1 < end) {
+                const char *q = p;
+
+                while (q > buf && (q[-1] == '\r' || q[-1] == ' ' || q[-1] == '\t'))
+                        q--;
+                if (p[1] == '{' && q > buf && q[-1] == '}')
+                        return (size_t)(p + 1 - buf);
+                p++;
+        }
+        return 0;
+}
+
+/* Two threads when it pays: the halves are independent NDJSON streams.  If either half fails
+ * (a real error, or a split inside a multi-line value), everything is parsed again in order,
+ * so results and messages are exactly those of one thread. */
+static int parse_parallel(nc_input_t *in, const char *file, const char *buf, size_t len,
+                          size_t pos, int line, char *errstr, size_t errstr_size)
+{
+        struct half h = {.file = file, .buf = buf, .end = len};
+        size_t cut = len >= SPLIT_MIN_BYTES && sysconf(_SC_NPROCESSORS_ONLN) > 1
+                             ? split_point(buf, len)
+                             : 0;
+        size_t first_n = in->n, i;
+        pthread_t t;
+        int rc;
+
+        if (cut <= pos || in->nfiles == 0)
+                return parse_stream(in, file, buf, pos, len, line, errstr, errstr_size);
+        h.pos = cut;
+        h.line = line;
+        count_lines(buf, pos, cut, &h.line);
+        h.in.hook = in->hook;
+        h.in.opaque = in->opaque;
+        if (pthread_create(&t, NULL, parse_half, &h) != 0)
+                return parse_stream(in, file, buf, pos, len, line, errstr, errstr_size);
+        rc = parse_stream(in, file, buf, pos, cut, line, errstr, errstr_size);
+        pthread_join(t, NULL);
+        if (rc == 0 && h.rc == 0) {
+                if (in->n + h.in.n > in->cap) {
+                        in->cap = in->n + h.in.n;
+                        in->items = nc_xrealloc(in->items, in->cap * sizeof(*in->items));
+                }
+                memcpy(in->items + in->n, h.in.items, h.in.n * sizeof(*h.in.items));
+                in->n += h.in.n;
+                free(h.in.items); /* the items moved; their contents are now IN's */
+                return 0;
+        }
+        nc_input_free(&h.in);
+        for (i = first_n; i < in->n; i++) {
+                json_decref(in->items[i].json);
+                free(in->items[i].value);
+                free(in->items[i].error);
+        }
+        in->n = first_n;
+        return parse_stream(in, file, buf, pos, len, line, errstr, errstr_size);
+}
+
 int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_size)
 {
         const char *file;
         size_t len, pos, used, col;
-        int line = 1, bad_line, array;
+        int line = 1, bad_line, rc;
         char *buf;
 
         if (!(buf = nc_file_read(path, &len, errstr, errstr_size)))
@@ -132,20 +233,21 @@ int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_
                 free(buf);
                 return nc_err(errstr, errstr_size, "%s: is empty, expected JSON notices", file);
         }
-        array = buf[pos] == '[';
-        if (array)
-                pos = skip_ws(buf, len, pos + 1, &line);
+        if (buf[pos] != '[') {
+                rc = parse_parallel(in, file, buf, len, pos, line, errstr, errstr_size);
+                free(buf);
+                return rc;
+        }
+        pos = skip_ws(buf, len, pos + 1, &line);
         while (pos < len) {
-                if (array && buf[pos] == ']') {
+                if (buf[pos] == ']') {
                         pos = skip_ws(buf, len, pos + 1, &line);
-                        array = 0;
-                        if (pos < len) {
-                                free(buf);
+                        free(buf);
+                        if (pos < len)
                                 return nc_err(errstr, errstr_size,
                                               "%s:%d: unexpected text after the array", file,
                                               line);
-                        }
-                        break;
+                        return 0;
                 }
                 if (!(used = decode_one(in, file, buf, len, pos, line, errstr, errstr_size))) {
                         free(buf);
@@ -153,23 +255,18 @@ int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_
                 }
                 count_lines(buf, pos, pos + used, &line);
                 pos = skip_ws(buf, len, pos + used, &line);
-                if (array) {
-                        if (pos < len && buf[pos] == ',')
-                                pos = skip_ws(buf, len, pos + 1, &line);
-                        else if (pos >= len || buf[pos] != ']') {
-                                free(buf);
-                                return nc_err(errstr, errstr_size,
-                                              "%s:%d: invalid JSON: expected ',' or ']' in the "
-                                              "array",
-                                              file, line);
-                        }
+                if (pos < len && buf[pos] == ',') {
+                        pos = skip_ws(buf, len, pos + 1, &line);
+                } else if (pos >= len || buf[pos] != ']') {
+                        free(buf);
+                        return nc_err(errstr, errstr_size,
+                                      "%s:%d: invalid JSON: expected ',' or ']' in the array",
+                                      file, line);
                 }
         }
         free(buf);
-        if (array)
-                return nc_err(errstr, errstr_size, "%s:%d: invalid JSON: the array is not closed",
-                              file, line);
-        return 0;
+        return nc_err(errstr, errstr_size, "%s:%d: invalid JSON: the array is not closed", file,
+                      line);
 }
 
 void nc_input_free(nc_input_t *in)
@@ -179,6 +276,7 @@ void nc_input_free(nc_input_t *in)
         for (i = 0; i < in->n; i++) {
                 json_decref(in->items[i].json);
                 free(in->items[i].value);
+                free(in->items[i].error);
         }
         for (i = 0; i < in->nfiles; i++)
                 free(in->files[i]);

@@ -64,6 +64,8 @@ int main(int argc, char **argv)
         int c, rc = NC_EX_USAGE;
 
         nc_log_init("noticecast", NC_LOG_WARN);
+        /* Before any thread: notices are parsed by two threads for large files. */
+        json_object_seed(0);
         /* '+': stop at the command name; the command parses the rest. */
         while ((c = getopt_long(argc, argv, "+" NC_CLI_COMMON_SHORT "V", longopts, NULL)) != -1) {
                 if (nc_cli_common_opt(&cli, c, optarg))

@@ -94,6 +94,42 @@ def test_bad_batch_crlf_in_title_publishes_nothing(fmt, cfg, tmp_path, run_cli, 
     assert all_prefix_messages(consume_prefix, cfg) == []
 
 
+def big_batch(n):
+    """N notices of ~1 KiB: over 1 MiB, so the CLI parses the file in two halves."""
+    body = "Cooperation forum with officials from Lima, Arequipa and Sao Paulo. " * 14
+    return [{"category": ("news", "press")[i % 2], "title": f"Notice {i}", "body": body,
+             "regions": ["PE"]} for i in range(n)]
+
+
+def test_big_batch_errors_name_their_lines_in_both_halves(cfg, tmp_path, run_cli, consume_prefix):
+    objs = big_batch(1600)
+    objs[100] = {"category": "news", "title": {"en": "Early\nbreak"}}          # first half
+    objs[1500] = {"category": "sports", "title": "Late"}                       # second half
+    objs[1550]["id"] = objs[1200]["id"] = str(uuid.uuid4())                    # a duplicate
+    f = tmp_path / "big.ndjson"
+    f.write_text(ndjson(objs))
+    assert f.stat().st_size > (1 << 20)
+    cp = expect_rc(run_cli("publish", f, config=cfg), EX_DATAERR)
+    errors = [l for l in cp.stderr.splitlines() if l.startswith(str(f))]
+    # every error, in file order, with the right line: as if read by one thread
+    assert [l.split(": ")[0] + ": " + l.split(": ")[1] for l in errors] == [
+        f"{f}:101: title.en", f"{f}:1501: category", f"{f}:1551: id"], describe(cp)
+    assert f"is also used at {f}:1201" in errors[2]
+    assert all_prefix_messages(consume_prefix, cfg) == []
+
+
+def test_big_batch_is_published_whole_and_in_order(cfg, tmp_path, run_cli, consume_prefix):
+    objs = big_batch(1600)
+    f = tmp_path / "big.ndjson"
+    f.write_text(ndjson(objs))
+    cp = expect_rc(run_cli("publish", f, config=cfg), EX_OK)
+    rows = parse_published(cp.stdout)
+    assert len(rows) == 1600, describe(cp)
+    got = {m.key: m.json()["title"]["en"] for m in all_prefix_messages(consume_prefix, cfg)}
+    # printed in input order, each id read back with its own title
+    assert [got[r["id"]] for r in rows] == [f"Notice {i}" for i in range(1600)]
+
+
 def test_bad_notice_in_second_file_publishes_nothing_from_first(cfg, tmp_path, run_cli, consume_prefix):
     a = tmp_path / "a.ndjson"
     a.write_text(ndjson(GOOD[:2]))
