@@ -1,5 +1,6 @@
 #include "nc_kafka.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -156,21 +157,78 @@ static rd_kafka_headers_t *make_headers(const nc_kafka_msg_t *m)
         return h;
 }
 
-int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n, int timeout_ms,
-                         char *errstr, size_t errstr_size)
-{
-        int64_t deadline = nc_time_now_ms() + timeout_ms;
-        struct dr_state st = {0};
-        rd_kafka_conf_t *conf;
-        rd_kafka_error_t *err;
+/* A transactional producer being made ready in a thread of its own, so that connecting,
+ * initialising transactions and learning the partition leaders overlap the caller's work
+ * (validating a batch). */
+struct nc_kafka_txn {
+        const nc_config_t *cfg;
         rd_kafka_t *rk;
+        struct dr_state st;
+        int64_t deadline;
+        pthread_t thread;
+        int started;
+        volatile int abandon; /* set by free(): stop retrying */
+        int rc;
+        char err[512];
+        char **topics;
+        size_t ntopics;
+};
+
+static void *txn_prepare_main(void *arg)
+{
+        nc_kafka_txn_t *t = arg;
+        rd_kafka_error_t *err = NULL;
+        size_t i;
+
+        /* In slices, so that an abandoned preparation (invalid input) ends quickly even when
+         * the brokers are down; a timed-out init may be called again to resume. */
+        while (!t->abandon) {
+                int left = remaining(t->deadline), slice = left < 500 ? left : 500;
+
+                if (err)
+                        rd_kafka_error_destroy(err);
+                if (!(err = rd_kafka_init_transactions(t->rk, slice)))
+                        break;
+                if (!rd_kafka_error_is_retriable(err) || nc_time_now_ms() >= t->deadline)
+                        break;
+        }
+        if (err || t->abandon) {
+                nc_err(t->err, sizeof(t->err), "cannot start a transaction (broker %s): %s",
+                       nc_config_kafka_get(t->cfg, "bootstrap.servers"),
+                       err ? rd_kafka_error_string(err) : "abandoned");
+                if (err)
+                        rd_kafka_error_destroy(err);
+                t->rc = -1;
+                return NULL;
+        }
+        log_debug("transactions initialised");
+        /* Learn the partition leaders first: messages queued before that wait on librdkafka's
+         * unassigned queue and are then drained partition by partition, which made a
+         * 100,000-message batch take three times longer to flush. */
+        for (i = 0; i < t->ntopics && !t->abandon; i++) {
+                const struct rd_kafka_metadata *md;
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(t->rk, t->topics[i], NULL);
+
+                if (rd_kafka_metadata(t->rk, 0, rkt, &md, remaining(t->deadline)) ==
+                    RD_KAFKA_RESP_ERR_NO_ERROR)
+                        rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
+        }
+        t->rc = 0;
+        return NULL;
+}
+
+nc_kafka_txn_t *nc_kafka_txn_prepare(const nc_config_t *cfg, const char *const *topics,
+                                     size_t ntopics, int timeout_ms, char *errstr,
+                                     size_t errstr_size)
+{
+        nc_kafka_txn_t *t;
+        rd_kafka_conf_t *conf;
         char kerr[512], tid[64], tmo[32];
-        const char *warmed[64];
-        size_t i, nwarm = 0;
-        int rc = -1;
+        size_t i;
 
         if (!(conf = nc_kafka_conf_new(cfg, errstr, errstr_size)))
-                return -1;
+                return NULL;
         /* A fresh transactional.id per invocation: two admins publishing at once must not
          * fence each other.  An operator may still pin one with -X transactional.id=... */
         if (!nc_config_kafka_get(cfg, "transactional.id")) {
@@ -178,7 +236,8 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
 
                 if (nc_uuid_v7(nc_time_now_ms(), uuid) != 0) {
                         rd_kafka_conf_destroy(conf);
-                        return nc_err(errstr, errstr_size, "cannot generate transactional.id");
+                        nc_err(errstr, errstr_size, "cannot generate transactional.id");
+                        return NULL;
                 }
                 snprintf(tid, sizeof(tid), "noticecast-cli-%s", uuid);
                 rd_kafka_conf_set(conf, "transactional.id", tid, NULL, 0);
@@ -189,48 +248,64 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
             rd_kafka_conf_set(conf, "transaction.timeout.ms", tmo, kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "message.timeout.ms", tmo, kerr, sizeof(kerr))) {
                 rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+                nc_err(errstr, errstr_size, "kafka: %s", kerr);
+                return NULL;
         }
+        t = nc_xcalloc(1, sizeof(*t));
+        t->cfg = cfg;
+        t->deadline = nc_time_now_ms() + timeout_ms;
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-        rd_kafka_conf_set_opaque(conf, &st);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
-        if (!rk) {
+        rd_kafka_conf_set_opaque(conf, &t->st);
+        if (!(t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
                 rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+                free(t);
+                nc_err(errstr, errstr_size, "kafka: %s", kerr);
+                return NULL;
         }
         conf = NULL; /* now owned by rk */
+        t->topics = nc_xcalloc(ntopics ? ntopics : 1, sizeof(*t->topics));
+        for (i = 0; i < ntopics; i++)
+                t->topics[t->ntopics++] = nc_xstrdup(topics[i]);
+        t->started = pthread_create(&t->thread, NULL, txn_prepare_main, t) == 0;
+        if (!t->started)
+                txn_prepare_main(t);
+        return t;
+}
 
-        if ((err = rd_kafka_init_transactions(rk, remaining(deadline)))) {
-                nc_err(errstr, errstr_size, "cannot start a transaction (broker %s): %s",
-                       nc_config_kafka_get(cfg, "bootstrap.servers"),
-                       rd_kafka_error_string(err));
-                rd_kafka_error_destroy(err);
-                goto out;
-        }
-        log_debug("transactions initialised");
-        /* Learn the partition leaders first: messages queued before that wait on librdkafka's
-         * unassigned queue and are then drained partition by partition, which made a
-         * 100,000-message batch take three times longer to flush. */
-        for (i = 0; i < n && nwarm < sizeof(warmed) / sizeof(warmed[0]); i++) {
-                const struct rd_kafka_metadata *md;
-                rd_kafka_topic_t *rkt;
-                size_t j;
+void nc_kafka_txn_free(nc_kafka_txn_t *t)
+{
+        size_t i;
 
-                for (j = 0; j < nwarm && strcmp(warmed[j], msgs[i].topic); j++)
-                        ;
-                if (j < nwarm)
-                        continue;
-                warmed[nwarm++] = msgs[i].topic;
-                rkt = rd_kafka_topic_new(rk, msgs[i].topic, NULL);
-                if (rd_kafka_metadata(rk, 0, rkt, &md, remaining(deadline)) ==
-                    RD_KAFKA_RESP_ERR_NO_ERROR)
-                        rd_kafka_metadata_destroy(md);
-                rd_kafka_topic_destroy(rkt);
+        if (!t)
+                return;
+        t->abandon = 1;
+        if (t->started)
+                pthread_join(t->thread, NULL);
+        rd_kafka_destroy(t->rk);
+        for (i = 0; i < t->ntopics; i++)
+                free(t->topics[i]);
+        free(t->topics);
+        free(t);
+}
+
+int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *errstr,
+                     size_t errstr_size)
+{
+        int64_t deadline = t->deadline;
+        rd_kafka_t *rk = t->rk;
+        rd_kafka_error_t *err;
+        size_t i;
+
+        if (t->started) {
+                pthread_join(t->thread, NULL);
+                t->started = 0;
         }
+        if (t->rc != 0)
+                return nc_err(errstr, errstr_size, "%s", t->err);
         if ((err = rd_kafka_begin_transaction(rk))) {
                 nc_err(errstr, errstr_size, "begin transaction: %s", rd_kafka_error_string(err));
                 rd_kafka_error_destroy(err);
-                goto out;
+                return -1;
         }
         for (i = 0; i < n; i++) {
                 rd_kafka_headers_t *hdrs = make_headers(&msgs[i]);
@@ -259,25 +334,43 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
                         err = rd_kafka_abort_transaction(rk, remaining(deadline));
                         if (err)
                                 rd_kafka_error_destroy(err);
-                        goto out;
+                        return -1;
                 }
         }
         log_debug("produced %zu messages, committing", n);
         if (txn_finish(rk, deadline, errstr, errstr_size) != 0)
-                goto out;
+                return -1;
         log_debug("transaction committed");
         rd_kafka_poll(rk, 0); /* serve the last delivery reports */
-        if (st.failed) {
+        if (t->st.failed)
                 /* Cannot happen after a successful commit; checked to honour the contract. */
-                nc_err(errstr, errstr_size, "%zu deliveries failed: %s", st.failed,
-                       st.first_error);
-                goto out;
+                return nc_err(errstr, errstr_size, "%zu deliveries failed: %s", t->st.failed,
+                              t->st.first_error);
+        return 0;
+}
+
+int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n, int timeout_ms,
+                         char *errstr, size_t errstr_size)
+{
+        const char **topics = nc_xcalloc(n ? n : 1, sizeof(*topics));
+        nc_kafka_txn_t *t;
+        size_t i, j, nt = 0;
+        int rc = -1;
+
+        for (i = 0; i < n && nt < 64; i++) {
+                for (j = 0; j < nt && strcmp(topics[j], msgs[i].topic); j++)
+                        ;
+                if (j == nt)
+                        topics[nt++] = msgs[i].topic;
         }
-        rc = 0;
-out:
-        rd_kafka_destroy(rk);
+        if ((t = nc_kafka_txn_prepare(cfg, topics, nt, timeout_ms, errstr, errstr_size))) {
+                rc = nc_kafka_txn_run(t, msgs, n, errstr, errstr_size);
+                nc_kafka_txn_free(t);
+        }
+        free(topics);
         return rc;
 }
+
 
 /* ---- topics ---------------------------------------------------------------------------- */
 

@@ -37,6 +37,18 @@ typedef struct nc_kafka_msg {
 int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n, int timeout_ms,
                          char *errstr, size_t errstr_size);
 
+/* The same in two steps, so that the producer gets ready while the caller still works:
+ * prepare() creates it and, in a thread, initialises transactions and learns the leaders of
+ * TOPICS (all within TIMEOUT_MS, counted from now); run() waits for that and produces MSGS as
+ * one transaction; free() abandons a preparation that is no longer needed. */
+typedef struct nc_kafka_txn nc_kafka_txn_t;
+nc_kafka_txn_t *nc_kafka_txn_prepare(const nc_config_t *cfg, const char *const *topics,
+                                     size_t ntopics, int timeout_ms, char *errstr,
+                                     size_t errstr_size);
+int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *errstr,
+                     size_t errstr_size);
+void nc_kafka_txn_free(nc_kafka_txn_t *t);
+
 /* Topic to create. */
 typedef struct nc_kafka_topic_spec {
         char name[256];

@@ -237,8 +237,10 @@ static void print_json_line(json_t *v)
         free(s);
 }
 
-/* Produces every item of IN as one transaction and prints the results. */
-static int produce_items(nc_cli_t *cli, nc_input_t *in, int json_out, const char *cmd)
+/* Produces every item of IN as one transaction (with TXN, prepared earlier, if not NULL)
+ * and prints the results. */
+static int produce_items(nc_cli_t *cli, nc_kafka_txn_t *txn, nc_input_t *in, int json_out,
+                         const char *cmd)
 {
         nc_kafka_msg_t *msgs = nc_xcalloc(in->n, sizeof(*msgs));
         char err[1024];
@@ -254,8 +256,9 @@ static int produce_items(nc_cli_t *cli, nc_input_t *in, int json_out, const char
                 msgs[i].give_value = 1;
                 in->items[i].value = NULL; /* now owned by msgs[i] */
         }
-        rc = nc_kafka_produce_txn(&cli->cfg, msgs, in->n, cli->cfg.producer_timeout_ms, err,
-                                  sizeof(err));
+        rc = txn ? nc_kafka_txn_run(txn, msgs, in->n, err, sizeof(err))
+                 : nc_kafka_produce_txn(&cli->cfg, msgs, in->n, cli->cfg.producer_timeout_ms,
+                                        err, sizeof(err));
         if (rc != 0) {
                 rc = nc_cli_fail(NC_EX_UNAVAILABLE, cmd, "%s; nothing was published", err);
         } else {
@@ -305,6 +308,7 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
         };
         struct flag_notice f = {0};
         struct batch b = {0};
+        nc_kafka_txn_t *txn = NULL;
         nc_input_t in = {0};
         int c, dry_run = 0, json_out = 0, rc;
         char err[512];
@@ -353,6 +357,20 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
         if ((rc = nc_cli_load_config(cli)) != 0)
                 goto out;
         batch_init(&b, &in, &cli->cfg, NC_NOTICE_INPUT);
+        if (!dry_run) {
+                /* Connect and initialise the transaction while the input is validated. */
+                const char **topics = nc_xcalloc(cli->cfg.categories.n, sizeof(*topics));
+
+                for (size_t i = 0; i < cli->cfg.categories.n; i++)
+                        topics[i] = b.topics[i];
+                txn = nc_kafka_txn_prepare(&cli->cfg, topics, cli->cfg.categories.n,
+                                           cli->cfg.producer_timeout_ms, err, sizeof(err));
+                free(topics);
+                if (!txn) {
+                        rc = nc_cli_fail(NC_EX_CONFIG, "publish", "%s", err);
+                        goto out;
+                }
+        }
         if ((rc = read_inputs(&in, argc - optind, argv + optind, "publish")) != 0)
                 goto out;
         if (f.used) {
@@ -384,8 +402,9 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                 rc = NC_EX_OK;
                 goto out;
         }
-        rc = produce_items(cli, &in, json_out, "publish");
+        rc = produce_items(cli, txn, &in, json_out, "publish");
 out:
+        nc_kafka_txn_free(txn);
         nc_strlist_clear(&f.regions);
         nc_input_free(&in);
         if (b.seen)
@@ -490,7 +509,7 @@ int cmd_withdraw(nc_cli_t *cli, int argc, char **argv)
         nc_config_notice_topic(&cli->cfg, category, topic, sizeof(topic));
         it->topic = topic;
         it->event = NC_EVENT_WITHDRAWN;
-        rc = produce_items(cli, &in, json_out, "withdraw");
+        rc = produce_items(cli, NULL, &in, json_out, "withdraw");
         nc_input_free(&in);
         return rc;
 }
