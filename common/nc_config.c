@@ -228,8 +228,7 @@ void nc_config_topic(const nc_config_t *cfg, const char *suffix, char *buf, size
         snprintf(buf, size, "%s%s", cfg->topic_prefix, suffix);
 }
 
-void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf,
-                            size_t size)
+void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf, size_t size)
 {
         snprintf(buf, size, "%snotices.%s", cfg->topic_prefix, category);
 }
@@ -287,7 +286,7 @@ const nc_partner_t *nc_config_partner(const nc_config_t *cfg, const char *id)
 struct parse_ctx {
         nc_config_t *cfg;
         const char *path;
-        int line;  /* line being parsed, counted by the reader below */
+        int line;         /* line being parsed, counted by the reader below */
         int section_line; /* line of the last [section] header */
         char err[512];
         int err_line;
@@ -383,8 +382,8 @@ static int handle_noticecast(struct parse_ctx *ctx, const char *name, const char
         return 1;
 }
 
-static int handle_int(struct parse_ctx *ctx, const char *section, const char *name,
-                      const char *v, long min, long max, long *out);
+static int handle_int(struct parse_ctx *ctx, const char *section, const char *name, const char *v,
+                      long min, long max, long *out);
 
 static int parse_bool(const char *v, int *out)
 {
@@ -537,9 +536,9 @@ static int handle_smtp(struct parse_ctx *ctx, const char *name, const char *v)
         char *end;
         long n;
 
-        if (!strcmp(name, "host") || !strcmp(name, "username") ||
-            !strcmp(name, "password_file") || !strcmp(name, "ca_file") || !strcmp(name, "helo")) {
-                char **dst = name[0] == 'h' ? (name[1] == 'o' ? &s->host : &s->helo)
+        if (!strcmp(name, "host") || !strcmp(name, "username") || !strcmp(name, "password_file") ||
+            !strcmp(name, "ca_file") || !strcmp(name, "helo")) {
+                char **dst = name[0] == 'h'   ? (name[1] == 'o' ? &s->host : &s->helo)
                              : name[0] == 'u' ? &s->username
                              : name[0] == 'p' ? &s->password_file
                                               : &s->ca_file;
@@ -573,8 +572,7 @@ static int handle_smtp(struct parse_ctx *ctx, const char *name, const char *v)
                 errno = 0;
                 s->rate_limit = strtod(v, &end);
                 if (errno || end == v || *end || s->rate_limit < 0)
-                        FAIL("smtp.rate_limit: '%s' must be messages per second (0 = no limit)",
-                             v);
+                        FAIL("smtp.rate_limit: '%s' must be messages per second (0 = no limit)", v);
         } else {
                 FAIL("unknown key '%s' in section [smtp]", name);
         }
@@ -670,8 +668,8 @@ static int handle_partner(struct parse_ctx *ctx, const char *id, const char *nam
         return 1;
 }
 
-static int handle_int(struct parse_ctx *ctx, const char *section, const char *name,
-                      const char *v, long min, long max, long *out)
+static int handle_int(struct parse_ctx *ctx, const char *section, const char *name, const char *v,
+                      long min, long max, long *out)
 {
         if (parse_int(v, min, max, out) != 0)
                 FAIL("%s.%s: '%s' is not an integer between %ld and %ld", section, name, v, min,
@@ -748,9 +746,8 @@ static int handler(void *user, const char *section, const char *name, const char
         FAIL("unknown section [%s]", section);
 }
 
-static const char *const known_sections[] = {"noticecast", "kafka",    "topics",
-                                             "producer",   "limits",   "webhooks",
-                                             "mailer",     "smtp",     NULL};
+static const char *const known_sections[] = {"noticecast", "kafka",  "topics", "producer", "limits",
+                                             "webhooks",   "mailer", "smtp",   NULL};
 
 /* inih's reader callback.  It counts lines (so handler errors carry the right line even
  * though Debian's inih is built without INI_HANDLER_LINENO), rejects lines longer than
@@ -832,8 +829,8 @@ static int config_check(const nc_config_t *cfg, char *errstr, size_t errstr_size
                                       where, p->line, p->id);
                 if (!p->secret_file)
                         return nc_err(errstr, errstr_size,
-                                      "%s:%d: partner.%s: secret_file is required", where,
-                                      p->line, p->id);
+                                      "%s:%d: partner.%s: secret_file is required", where, p->line,
+                                      p->id);
                 if (!p->client_cert != !p->client_key)
                         return nc_err(errstr, errstr_size,
                                       "%s:%d: partner.%s: client_cert and client_key go together",
@@ -882,8 +879,7 @@ int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *
                         nc_err(errstr, errstr_size, "%s:%d: %s", path, ctx.err_line, ctx.err);
                 else if (rc > 0)
                         nc_err(errstr, errstr_size,
-                               "%s:%d: syntax error (expected [section] or key = value)", path,
-                               rc);
+                               "%s:%d: syntax error (expected [section] or key = value)", path, rc);
                 else
                         nc_err(errstr, errstr_size, "%s: cannot parse (out of memory)", path);
                 nc_config_free(cfg);

@@ -55,7 +55,7 @@ typedef struct nc_webhooks_config {
 /* [mailer]: the noticecast-mailer daemon. */
 typedef struct nc_mailer_config {
         char *group_id;
-        char *listen;        /* metrics/health/unsubscribe address, "" = off */
+        char *listen; /* metrics/health/unsubscribe address, "" = off */
         char *from_name;
         char *from_address;
         char *envelope_from; /* default: from_address */
@@ -82,8 +82,8 @@ typedef struct nc_smtp_settings {
         char *password_file;
         char *ca_file;
         char *helo;
-        int sessions;     /* parallel SMTP sessions */
-        int batch;        /* messages per session */
+        int sessions;      /* parallel SMTP sessions */
+        int batch;         /* messages per session */
         double rate_limit; /* messages per second, 0 = unlimited */
         int timeout_ms;
 } nc_smtp_settings_t;
@@ -154,7 +154,6 @@ int nc_config_has_language(const nc_config_t *cfg, const char *lang);
 
 /* Topic names derived from the prefix. */
 void nc_config_topic(const nc_config_t *cfg, const char *suffix, char *buf, size_t size);
-void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf,
-                            size_t size);
+void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf, size_t size);
 
 #endif

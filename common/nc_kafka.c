@@ -24,8 +24,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
          * a broker start, ...) are not worth a warning: the caller reports real failures. */
         if (l == NC_LOG_WARN && strstr(buf, ": retrying"))
                 l = NC_LOG_INFO;
-        nc_log_kv(l, buf, "component", "librdkafka", "facility", fac, "client",
-                  rd_kafka_name(rk), NULL);
+        nc_log_kv(l, buf, "component", "librdkafka", "facility", fac, "client", rd_kafka_name(rk),
+                  NULL);
 }
 
 rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t errstr_size)
@@ -50,8 +50,7 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
         return conf;
 }
 
-const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf,
-                            size_t size)
+const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf, size_t size)
 {
         rd_kafka_headers_t *hdrs;
         const void *val;
@@ -315,13 +314,12 @@ int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *er
                 msgs[i].offset = -1;
                 do {
                         perr = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(msgs[i].topic),
-                                RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
-                                RD_KAFKA_V_VALUE(msgs[i].value, msgs[i].value_len),
-                                RD_KAFKA_V_MSGFLAGS(msgs[i].give_value ? RD_KAFKA_MSG_F_FREE
-                                                                       : RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&msgs[i]),
-                                RD_KAFKA_V_END);
+                            rk, RD_KAFKA_V_TOPIC(msgs[i].topic),
+                            RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
+                            RD_KAFKA_V_VALUE(msgs[i].value, msgs[i].value_len),
+                            RD_KAFKA_V_MSGFLAGS(msgs[i].give_value ? RD_KAFKA_MSG_F_FREE
+                                                                   : RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&msgs[i]), RD_KAFKA_V_END);
                         if (perr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                 rd_kafka_poll(rk, 10); /* let delivery reports drain */
                 } while (perr == RD_KAFKA_RESP_ERR__QUEUE_FULL && nc_time_now_ms() < deadline);
@@ -370,7 +368,6 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
         free(topics);
         return rc;
 }
-
 
 /* ---- topics ---------------------------------------------------------------------------- */
 
@@ -475,8 +472,8 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *
                         nc_err(errstr, errstr_size, "topic %s: %s",
                                rd_kafka_topic_result_name(tres[i]),
                                rd_kafka_topic_result_error_string(tres[i])
-                                       ? rd_kafka_topic_result_error_string(tres[i])
-                                       : rd_kafka_err2str(e));
+                                   ? rd_kafka_topic_result_error_string(tres[i])
+                                   : rd_kafka_err2str(e));
                         rc = -1;
                 }
         }
@@ -526,8 +523,7 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
                 goto out;
         }
         if (md->topic_cnt != 1 || md->topics[0].err) {
-                nc_err(errstr, errstr_size, "topic %s: %s (run `noticecast topics create`)",
-                       topic,
+                nc_err(errstr, errstr_size, "topic %s: %s (run `noticecast topics create`)", topic,
                        rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
                                                       : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
                 goto out;
@@ -536,7 +532,7 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
         parts = rd_kafka_topic_partition_list_new(nparts);
         for (i = 0; i < nparts; i++)
                 rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id)
-                        ->offset = RD_KAFKA_OFFSET_BEGINNING;
+                    ->offset = RD_KAFKA_OFFSET_BEGINNING;
         if ((err = rd_kafka_assign(rk, parts))) {
                 nc_err(errstr, errstr_size, "assign %s: %s", topic, rd_kafka_err2str(err));
                 goto out;

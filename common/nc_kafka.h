@@ -53,8 +53,8 @@ void nc_kafka_txn_free(nc_kafka_txn_t *t);
 typedef struct nc_kafka_topic_spec {
         char name[256];
         int partitions;
-        int compact;        /* cleanup.policy=compact */
-        long retention_ms;  /* 0 = broker default; -1 = forever */
+        int compact;       /* cleanup.policy=compact */
+        long retention_ms; /* 0 = broker default; -1 = forever */
 } nc_kafka_topic_spec_t;
 
 /* Fills SPECS (capacity MAX) with every topic the configuration implies; returns the count. */

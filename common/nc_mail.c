@@ -252,8 +252,8 @@ static char *encode_words(const char *text)
 
 static void set_raw(GMimeMessage *msg, const char *name, const char *raw)
 {
-        GMimeHeader *h = g_mime_header_list_get_header(
-                g_mime_object_get_header_list(GMIME_OBJECT(msg)), name);
+        GMimeHeader *h =
+            g_mime_header_list_get_header(g_mime_object_get_header_list(GMIME_OBJECT(msg)), name);
 
         if (h)
                 g_mime_header_set_raw_value(h, raw);
@@ -261,8 +261,7 @@ static void set_raw(GMimeMessage *msg, const char *name, const char *raw)
 
 /* Replaces the display name of the (single) mailbox of header NAME by our own encoding when
  * it contains "=?" (see encode_words). */
-static void fix_mailbox(GMimeMessage *msg, const char *name, const char *display,
-                        const char *addr)
+static void fix_mailbox(GMimeMessage *msg, const char *name, const char *display, const char *addr)
 {
         char b64[1024], *raw;
         size_t len;
@@ -273,7 +272,8 @@ static void fix_mailbox(GMimeMessage *msg, const char *name, const char *display
          * name), even for ASCII: a quoted string would do by the RFC, but common readers
          * (Python's email package among them) decode encoded-words inside quotes too. */
         len = strlen(display);
-        if (len > 600 || nc_base64_encode((const unsigned char *)display, len, b64, sizeof(b64)) < 0)
+        if (len > 600 ||
+            nc_base64_encode((const unsigned char *)display, len, b64, sizeof(b64)) < 0)
                 return;
         raw = nc_xmalloc(strlen(b64) + strlen(addr) + 32);
         sprintf(raw, " =?UTF-8?B?%s?= <%s>\n", b64, addr);
@@ -456,8 +456,7 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
                 return NULL;
         /* RFC 8058 one-click unsubscription needs an HTTPS URI.  Plain http is allowed only for
          * a loopback host, so a local demo or test can run without a certificate. */
-        if ((strncasecmp(m->unsubscribe_https, "https://", 8) != 0 ||
-             !m->unsubscribe_https[8]) &&
+        if ((strncasecmp(m->unsubscribe_https, "https://", 8) != 0 || !m->unsubscribe_https[8]) &&
             strncmp(m->unsubscribe_https, "http://127.0.0.1:", 17) &&
             strncmp(m->unsubscribe_https, "http://localhost:", 17)) {
                 nc_err(errstr, errstr_size, "unsubscribe_https: must be an https:// URL");

@@ -14,10 +14,9 @@
 #define REASON_MAX 1000
 #define REGION_MAX 250
 
-static const char *const notice_fields[] = {"id",      "category", "published_at", "priority",
-                                            "lang",    "regions",  "title",        "summary",
-                                            "body",    "url",      "source",       "supersedes",
-                                            NULL};
+static const char *const notice_fields[] = {
+    "id",      "category", "published_at", "priority", "lang",       "regions", "title",
+    "summary", "body",     "url",          "source",   "supersedes", NULL};
 
 static const char *describe_cp(long cp, char *buf, size_t size)
 {
@@ -41,8 +40,8 @@ int nc_text_check_line(const char *field, const char *s, size_t max, char *errst
                 return nc_err(errstr, errstr_size, "%s: contains %s; it must be one line", field,
                               describe_cp(cp, cbuf, sizeof(cbuf)));
         if (strlen(s) > max)
-                return nc_err(errstr, errstr_size, "%s: is %zu bytes long, the limit is %zu",
-                              field, strlen(s), max);
+                return nc_err(errstr, errstr_size, "%s: is %zu bytes long, the limit is %zu", field,
+                              strlen(s), max);
         return 0;
 }
 
@@ -57,8 +56,8 @@ static int check_multiline(const char *field, const char *s, size_t max, char *e
                 return nc_err(errstr, errstr_size, "%s: contains %s", field,
                               describe_cp(cp, cbuf, sizeof(cbuf)));
         if (strlen(s) > max)
-                return nc_err(errstr, errstr_size, "%s: is %zu bytes long, the limit is %zu",
-                              field, strlen(s), max);
+                return nc_err(errstr, errstr_size, "%s: is %zu bytes long, the limit is %zu", field,
+                              strlen(s), max);
         return 0;
 }
 
@@ -112,7 +111,8 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                 nc_err(errstr, errstr_size, "%s: needs at least one language", field);
                 goto fail;
         }
-        json_object_foreach((json_t *)v, lang, val) {
+        json_object_foreach((json_t *)v, lang, val)
+        {
                 snprintf(sub, sizeof(sub), "%s.%.16s", field, lang);
                 if (!nc_config_has_language(cfg, lang)) {
                         nc_err(errstr, errstr_size, "%s: language '%s' is not configured", sub,
@@ -124,8 +124,7 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                         goto fail;
                 }
                 if (json_string_length(val) != strlen(json_string_value(val))) {
-                        nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)",
-                               sub);
+                        nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)", sub);
                         goto fail;
                 }
                 if (is_blank(json_string_value(val))) {
@@ -143,7 +142,7 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                         free(folded);
                 } else {
                         if ((multiline ? check_multiline : nc_text_check_line)(
-                                    sub, json_string_value(val), max, errstr, errstr_size) != 0)
+                                sub, json_string_value(val), max, errstr, errstr_size) != 0)
                                 goto fail;
                         json_object_set(out, lang, val);
                 }
@@ -199,7 +198,8 @@ static json_t *regions(const json_t *v, char *errstr, size_t errstr_size)
                 nc_err(errstr, errstr_size, "regions: more than %d entries", REGION_MAX);
                 goto fail;
         }
-        json_array_foreach(v, i, r) {
+        json_array_foreach(v, i, r)
+        {
                 snprintf(field, sizeof(field), "regions[%zu]", i);
                 if (!json_is_string(r) || strlen(json_string_value(r)) != 2) {
                         nc_err(errstr, errstr_size,
@@ -235,18 +235,17 @@ static int check_no_nul(const json_t *v, const char *field, char *errstr, size_t
         size_t i;
 
         if (json_is_string(v) && json_string_length(v) != strlen(json_string_value(v)))
-                return nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)",
-                              field);
+                return nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)", field);
         if (json_is_object(v)) {
-                json_object_foreach((json_t *)v, key, e) {
+                json_object_foreach((json_t *)v, key, e)
+                {
                         snprintf(path, sizeof(path), "%s%s%.64s", field, *field ? "." : "", key);
                         if (check_no_nul(e, path, errstr, errstr_size) != 0)
                                 return -1;
                 }
         } else if (json_is_array(v)) {
-                json_array_foreach(v, i, e)
-                        if (check_no_nul(e, field, errstr, errstr_size) != 0)
-                                return -1;
+                json_array_foreach(v, i, e) if (check_no_nul(e, field, errstr, errstr_size) !=
+                                                0) return -1;
         }
         return 0;
 }
@@ -258,7 +257,8 @@ static int check_known_fields(const json_t *in, const char *const *known, char *
         json_t *v;
         int i;
 
-        json_object_foreach((json_t *)in, key, v) {
+        json_object_foreach((json_t *)in, key, v)
+        {
                 for (i = 0; known[i]; i++)
                         if (!strcmp(key, known[i]))
                                 break;
@@ -268,15 +268,14 @@ static int check_known_fields(const json_t *in, const char *const *known, char *
         return 0;
 }
 
-static int check_category(const json_t *v, const nc_config_t *cfg, char *errstr,
-                          size_t errstr_size)
+static int check_category(const json_t *v, const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
         if (!v)
                 return nc_err(errstr, errstr_size, "category: is required");
         if (!json_is_string(v))
                 return nc_err(errstr, errstr_size, "category: must be a string");
         if (!nc_config_has_category(cfg, json_string_value(v)))
-                return nc_err(errstr, errstr_size, "category: '%.64s' is not configured", 
+                return nc_err(errstr, errstr_size, "category: '%.64s' is not configured",
                               json_string_value(v));
         return 0;
 }
@@ -324,8 +323,7 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
                         nc_err(errstr, errstr_size, "published_at: must be a string");
                         goto fail;
                 }
-                if (nc_time_parse_rfc3339(json_string_value(v), &ms, detail, sizeof(detail)) !=
-                    0) {
+                if (nc_time_parse_rfc3339(json_string_value(v), &ms, detail, sizeof(detail)) != 0) {
                         nc_err(errstr, errstr_size, "published_at: %s", detail);
                         goto fail;
                 }
@@ -355,8 +353,9 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
         v = json_object_get(in, "lang");
         if (v && !json_is_null(v)) {
                 if (!json_is_string(v) || !nc_config_has_language(cfg, json_string_value(v))) {
-                        nc_err(errstr, errstr_size, "lang: must be one of the configured "
-                                                    "languages");
+                        nc_err(errstr, errstr_size,
+                               "lang: must be one of the configured "
+                               "languages");
                         goto fail;
                 }
                 lang = json_string_value(v);
@@ -429,8 +428,9 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
                         goto fail;
                 if (json_object_get(out, "id") &&
                     !strcmp(id, json_string_value(json_object_get(out, "id")))) {
-                        nc_err(errstr, errstr_size, "supersedes: a notice cannot supersede "
-                                                    "itself");
+                        nc_err(errstr, errstr_size,
+                               "supersedes: a notice cannot supersede "
+                               "itself");
                         goto fail;
                 }
                 json_object_set_new(out, "supersedes", json_string(id));
@@ -456,8 +456,8 @@ char *nc_notice_serialise(const json_t *n, const nc_config_t *cfg, size_t *lenp,
         }
         if (size > cfg->notice_max) {
                 free(dump);
-                nc_err(errstr, errstr_size, "notice: is %zu bytes as JSON, the limit is %zu",
-                       size, cfg->notice_max);
+                nc_err(errstr, errstr_size, "notice: is %zu bytes as JSON, the limit is %zu", size,
+                       cfg->notice_max);
                 return NULL;
         }
         if (lenp)
@@ -501,8 +501,8 @@ json_t *nc_notice_withdrawal(const char *id, const char *category, const char *r
 int nc_notice_withdrawal_check(const json_t *ev, const nc_config_t *cfg, char *errstr,
                                size_t errstr_size)
 {
-        static const char *const fields[] = {"type", "id", "category", "withdrawn_at", "reason",
-                                             NULL};
+        static const char *const fields[] = {"type",         "id",     "category",
+                                             "withdrawn_at", "reason", NULL};
         char id[NC_UUID_STRLEN];
         json_t *v;
         int64_t ms;
@@ -519,8 +519,7 @@ int nc_notice_withdrawal_check(const json_t *ev, const nc_config_t *cfg, char *e
         if (check_category(json_object_get(ev, "category"), cfg, errstr, errstr_size) != 0)
                 return -1;
         v = json_object_get(ev, "withdrawn_at");
-        if (!json_is_string(v) ||
-            nc_time_parse_rfc3339(json_string_value(v), &ms, NULL, 0) != 0)
+        if (!json_is_string(v) || nc_time_parse_rfc3339(json_string_value(v), &ms, NULL, 0) != 0)
                 return nc_err(errstr, errstr_size, "withdrawn_at: must be an RFC 3339 time");
         v = json_object_get(ev, "reason");
         if (v && !json_is_null(v)) {
@@ -552,8 +551,8 @@ const char *nc_notice_text(const json_t *n, const char *field, const char *lang)
                 return NULL;
         if (lang && (s = json_string_value(json_object_get(m, lang))))
                 return s;
-        if ((s = json_string_value(json_object_get(m, json_string_value(json_object_get(
-                                                          n, "lang"))))))
+        if ((s = json_string_value(
+                 json_object_get(m, json_string_value(json_object_get(n, "lang"))))))
                 return s;
         return json_string_value(json_object_get(m, json_object_iter_key(json_object_iter(m))));
 }

@@ -10,15 +10,13 @@
 
 #define NAME_MAX_BYTES 200
 
-const char *const nc_subscriber_csv_columns[] = {"email",     "name", "lang",    "categories",
-                                                 "regions",   "frequency", "tz", "send_at",
-                                                 NULL};
+const char *const nc_subscriber_csv_columns[] = {
+    "email", "name", "lang", "categories", "regions", "frequency", "tz", "send_at", NULL};
 
 /* bounces/suppressed are kept by the mailer (consecutive hard bounces). */
-static const char *const record_fields[] = {"id",         "email",   "name",      "lang",
-                                            "categories", "regions", "frequency", "tz",
-                                            "send_at",    "updated_at", "bounces", "suppressed",
-                                            NULL};
+static const char *const record_fields[] = {
+    "id", "email",   "name",       "lang",    "categories", "regions", "frequency",
+    "tz", "send_at", "updated_at", "bounces", "suppressed", NULL};
 
 static int opt_string(const json_t *in, const char *field, const char **out, char *errstr,
                       size_t errstr_size)
@@ -43,8 +41,8 @@ static int valid_hhmm(const char *s)
                (s[0] - '0') * 10 + (s[1] - '0') < 24 && s[3] < '6';
 }
 
-static json_t *string_set(const json_t *v, const char *field, const nc_config_t *cfg,
-                          int regions, char *errstr, size_t errstr_size)
+static json_t *string_set(const json_t *v, const char *field, const nc_config_t *cfg, int regions,
+                          char *errstr, size_t errstr_size)
 {
         json_t *out = json_array(), *e;
         size_t i, j;
@@ -54,7 +52,8 @@ static json_t *string_set(const json_t *v, const char *field, const nc_config_t 
                 nc_err(errstr, errstr_size, "%s: must be a list", field);
                 goto fail;
         }
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
                 if (!json_is_string(e) || strlen(json_string_value(e)) >= sizeof(item)) {
                         nc_err(errstr, errstr_size, "%s[%zu]: must be a short string", field, i);
                         goto fail;
@@ -64,13 +63,13 @@ static json_t *string_set(const json_t *v, const char *field, const nc_config_t 
                         nc_str_upper(item);
                         if (!nc_region_valid(item)) {
                                 nc_err(errstr, errstr_size,
-                                       "%s: '%s' is not an ISO 3166-1 alpha-2 country code",
-                                       field, json_string_value(e));
+                                       "%s: '%s' is not an ISO 3166-1 alpha-2 country code", field,
+                                       json_string_value(e));
                                 goto fail;
                         }
                 } else if (!nc_config_has_category(cfg, item)) {
-                        nc_err(errstr, errstr_size, "%s: '%s' is not a configured category",
-                               field, item);
+                        nc_err(errstr, errstr_size, "%s: '%s' is not a configured category", field,
+                               item);
                         goto fail;
                 }
                 for (j = 0; j < json_array_size(out); j++)
@@ -97,7 +96,8 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
                 nc_err(errstr, errstr_size, "subscriber: must be a JSON object");
                 return NULL;
         }
-        json_object_foreach((json_t *)in, key, v) {
+        json_object_foreach((json_t *)in, key, v)
+        {
                 for (i = 0; record_fields[i]; i++)
                         if (!strcmp(key, record_fields[i]))
                                 break;
@@ -128,10 +128,9 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
                 nc_err(errstr, errstr_size, "lang: '%.16s' is not a configured language", lang);
                 return NULL;
         }
-        if (freq && strcmp(freq, "immediate") && strcmp(freq, "daily") &&
-            strcmp(freq, "weekly")) {
-                nc_err(errstr, errstr_size,
-                       "frequency: '%.32s' must be immediate, daily or weekly", freq);
+        if (freq && strcmp(freq, "immediate") && strcmp(freq, "daily") && strcmp(freq, "weekly")) {
+                nc_err(errstr, errstr_size, "frequency: '%.32s' must be immediate, daily or weekly",
+                       freq);
                 return NULL;
         }
         if (tz && !nc_tz_valid(tz)) {
@@ -194,8 +193,7 @@ json_t *nc_subscriber_from_csv(char **header, size_t header_n, char **fields, si
         size_t i;
 
         if (n != header_n) {
-                nc_err(errstr, errstr_size, "row: has %zu fields, the header has %zu", n,
-                       header_n);
+                nc_err(errstr, errstr_size, "row: has %zu fields, the header has %zu", n, header_n);
                 return NULL;
         }
         for (i = 0; i < header_n; i++) {

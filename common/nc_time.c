@@ -52,16 +52,14 @@ int nc_time_parse_rfc3339(const char *s, int64_t *ms, char *errstr, size_t errst
             digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &m) || s[16] != ':' ||
             digits(s + 17, 2, &sec))
                 return nc_err(errstr, errstr_size,
-                              "'%s' is not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS+HH:MM)",
-                              s);
-        if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M) || h > 23 ||
-            m > 59 || sec > 60)
+                              "'%s' is not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS+HH:MM)", s);
+        if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M) || h > 23 || m > 59 ||
+            sec > 60)
                 return nc_err(errstr, errstr_size, "'%s' is not a valid date and time", s);
         p = s + 19;
         if (*p == '.') {
                 if (!isdigit((unsigned char)p[1]))
-                        return nc_err(errstr, errstr_size, "'%s': empty fraction of a second",
-                                      s);
+                        return nc_err(errstr, errstr_size, "'%s': empty fraction of a second", s);
                 for (p++; isdigit((unsigned char)*p); p++) {
                         frac_ms += (*p - '0') * scale;
                         scale /= 10;
@@ -85,7 +83,7 @@ int nc_time_parse_rfc3339(const char *s, int64_t *ms, char *errstr, size_t errst
                 sec = 59; /* leap second: clamp, Unix time has no slot for it */
         *ms = ((days_from_civil(Y, M, D) * 86400 + h * 3600 + m * 60 + sec) -
                (int64_t)sign * (oh * 3600 + om * 60)) *
-                      1000 +
+                  1000 +
               frac_ms;
         return 0;
 }

@@ -248,8 +248,7 @@ int nc_email_valid(const char *s, char *errstr, size_t errstr_size)
                 unsigned char c = (unsigned char)*p;
 
                 /* Printable ASCII without specials that would need quoting in a header. */
-                if (c <= ' ' || c >= 0x7f || strchr("\"(),:;<>[\\]", c) ||
-                    (c == '@' && p != at))
+                if (c <= ' ' || c >= 0x7f || strchr("\"(),:;<>[\\]", c) || (c == '@' && p != at))
                         return nc_err(errstr, errstr_size,
                                       "'%s' is not an email address (bad character)", s);
         }

@@ -17,9 +17,9 @@ int nc_uuid_v7(int64_t ms, char out[NC_UUID_STRLEN])
         b[6] = (unsigned char)(0x70 | (b[6] & 0x0f)); /* version 7 */
         b[8] = (unsigned char)(0x80 | (b[8] & 0x3f)); /* variant 10 */
         snprintf(out, NC_UUID_STRLEN,
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                 b[14], b[15]);
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                 b[15]);
         return 0;
 }
 

@@ -63,7 +63,7 @@ int nc_cli_fail(int code, const char *cmd, const char *fmt, ...)
 
 int nc_cli_usage_error(const char *cmd, const char *usage_hint)
 {
-        fprintf(stderr, "usage: %s\nTry 'noticecast %s -h' for more information.\n",
-                usage_hint, cmd);
+        fprintf(stderr, "usage: %s\nTry 'noticecast %s -h' for more information.\n", usage_hint,
+                cmd);
         return NC_EX_USAGE;
 }

@@ -20,10 +20,12 @@ typedef struct nc_cli {
 /* Options every subcommand accepts besides its own (kcat style: -C -X -b -v -q). */
 #define NC_CLI_COMMON_SHORT "C:X:b:vqh"
 #define NC_CLI_COMMON_LONG                                                                         \
-        {"config", required_argument, NULL, 'C'}, {"property", required_argument, NULL, 'X'},     \
-                {"brokers", required_argument, NULL, 'b'},                                         \
-                {"verbose", no_argument, NULL, 'v'}, {"quiet", no_argument, NULL, 'q'},           \
-                {"help", no_argument, NULL, 'h'}
+        {"config", required_argument, NULL, 'C'}, {"property", required_argument, NULL, 'X'},      \
+            {"brokers", required_argument, NULL, 'b'}, {"verbose", no_argument, NULL, 'v'},        \
+            {"quiet", no_argument, NULL, 'q'},                                                     \
+        {                                                                                          \
+                "help", no_argument, NULL, 'h'                                                     \
+        }
 
 /* Handles one of the common options.  Returns 1 if C was one, 0 if not. */
 int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg);
@@ -40,11 +42,11 @@ int nc_cli_usage_error(const char *cmd, const char *usage_hint);
 typedef struct nc_input_item {
         const char *file;
         int line;
-        json_t *json;  /* parsed value, or NULL once the hook consumed it */
-        char *value;   /* normalised compact JSON (hook output), or NULL if invalid */
+        json_t *json; /* parsed value, or NULL once the hook consumed it */
+        char *value;  /* normalised compact JSON (hook output), or NULL if invalid */
         size_t value_len;
-        char *error;   /* "field: message" when the hook found it invalid */
-        char key[64];  /* Kafka key: the notice id */
+        char *error;  /* "field: message" when the hook found it invalid */
+        char key[64]; /* Kafka key: the notice id */
         const char *topic;
         const char *event;
 } nc_input_item_t;

@@ -9,21 +9,21 @@
 #include "nc_time.h"
 
 static const char dlq_usage[] =
-        "noticecast dlq list [--json]\n"
-        "noticecast dlq replay [--id KEY] [--partner ID] [-n]\n"
-        "\n"
-        "list shows every entry of the dead letter queue: when, which stage put it there, where\n"
-        "it came from, its key, the partner (for a failed delivery) and the reason.\n"
-        "replay republishes the matching entries (all of them without filters) in one\n"
-        "transaction: input that was invalid goes back to its source topic, a failed delivery\n"
-        "goes back to that partner only.  Entries stay in the DLQ: replay with --id to retry\n"
-        "one notice.  -n shows what would be replayed.\n";
+    "noticecast dlq list [--json]\n"
+    "noticecast dlq replay [--id KEY] [--partner ID] [-n]\n"
+    "\n"
+    "list shows every entry of the dead letter queue: when, which stage put it there, where\n"
+    "it came from, its key, the partner (for a failed delivery) and the reason.\n"
+    "replay republishes the matching entries (all of them without filters) in one\n"
+    "transaction: input that was invalid goes back to its source topic, a failed delivery\n"
+    "goes back to that partner only.  Entries stay in the DLQ: replay with --id to retry\n"
+    "one notice.  -n shows what would be replayed.\n";
 
 static const char deliveries_usage[] =
-        "noticecast deliveries NOTICE_ID [--json]\n"
-        "\n"
-        "Shows, per partner, every webhook attempt recorded for a notice and whether and when\n"
-        "it was delivered (from the <prefix>deliveries topic).\n";
+    "noticecast deliveries NOTICE_ID [--json]\n"
+    "\n"
+    "Shows, per partner, every webhook attempt recorded for a notice and whether and when\n"
+    "it was delivered (from the <prefix>deliveries topic).\n";
 
 enum { OPT_JSON = 400, OPT_ID, OPT_PARTNER };
 
@@ -97,8 +97,8 @@ static int read_dlq(nc_cli_t *cli, struct dlq_set *s, const char *cmd)
         char topic[256], err[1024];
 
         nc_config_topic(&cli->cfg, "dlq", topic, sizeof(topic));
-        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, dlq_collect, s,
-                                err, sizeof(err)) != 0)
+        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, dlq_collect, s, err,
+                                sizeof(err)) != 0)
                 return nc_cli_fail(NC_EX_UNAVAILABLE, cmd, "%s", err);
         return 0;
 }
@@ -125,13 +125,12 @@ static int dlq_list(nc_cli_t *cli, int json_out)
                 if (!eh(e, "noticecast-dlq-source-offset", so, sizeof(so)))
                         strcpy(so, "?");
                 if (json_out) {
-                        json_t *o = json_pack("{s:i, s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, "
-                                              "s:s?, s:s?}",
-                                              "partition", (int)e->partition, "offset",
-                                              (json_int_t)e->offset, "time", tm, "stage", st,
-                                              "source_topic", st_, "key", e->key,
-                                              "source_partition", sp, "source_offset", so,
-                                              "partner", p, "reason", r);
+                        json_t *o = json_pack(
+                            "{s:i, s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, "
+                            "s:s?, s:s?}",
+                            "partition", (int)e->partition, "offset", (json_int_t)e->offset, "time",
+                            tm, "stage", st, "source_topic", st_, "key", e->key, "source_partition",
+                            sp, "source_offset", so, "partner", p, "reason", r);
                         char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
                         if (line)
@@ -152,7 +151,7 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
 {
         struct dlq_set s = {0};
         nc_kafka_msg_t *msgs;
-        char (*topics)[256], err[1024], buf[256];
+        char(*topics)[256], err[1024], buf[256];
         size_t i, n = 0;
         int rc;
 
@@ -165,13 +164,14 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
 
                 if (id && (!e->key || strcmp(e->key, id)))
                         continue;
-                if (partner && (!eh(e, "noticecast-dlq-partner", buf, sizeof(buf)) ||
-                                strcmp(buf, partner)))
+                if (partner &&
+                    (!eh(e, "noticecast-dlq-partner", buf, sizeof(buf)) || strcmp(buf, partner)))
                         continue;
                 if (!eh(e, "noticecast-dlq-replay-topic", topics[n], sizeof(topics[n])) &&
                     !eh(e, "noticecast-dlq-source-topic", topics[n], sizeof(topics[n]))) {
-                        fprintf(stderr, "noticecast: dlq replay: entry at %d/%lld has no "
-                                        "source topic; skipped\n",
+                        fprintf(stderr,
+                                "noticecast: dlq replay: entry at %d/%lld has no "
+                                "source topic; skipped\n",
                                 (int)e->partition, (long long)e->offset);
                         continue;
                 }
@@ -180,8 +180,7 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
                 msgs[n].value = e->value;
                 msgs[n].value_len = e->len;
                 msgs[n].headers = e->hdrs;
-                printf("%s\t%s\t%s\n", dry_run ? "would replay" : "replay", msgs[n].key,
-                       topics[n]);
+                printf("%s\t%s\t%s\n", dry_run ? "would replay" : "replay", msgs[n].key, topics[n]);
                 n++;
         }
         rc = NC_EX_OK;
@@ -204,12 +203,12 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
 int cmd_dlq(nc_cli_t *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                NC_CLI_COMMON_LONG,
-                {"json", no_argument, NULL, OPT_JSON},
-                {"id", required_argument, NULL, OPT_ID},
-                {"partner", required_argument, NULL, OPT_PARTNER},
-                {"dry-run", no_argument, NULL, 'n'},
-                {0},
+            NC_CLI_COMMON_LONG,
+            {"json", no_argument, NULL, OPT_JSON},
+            {"id", required_argument, NULL, OPT_ID},
+            {"partner", required_argument, NULL, OPT_PARTNER},
+            {"dry-run", no_argument, NULL, 'n'},
+            {0},
         };
         const char *id = NULL, *partner = NULL;
         int c, rc, json_out = 0, dry_run = 0;
@@ -218,12 +217,23 @@ int cmd_dlq(nc_cli_t *cli, int argc, char **argv)
                 if (nc_cli_common_opt(cli, c, optarg))
                         continue;
                 switch (c) {
-                case 'h': fputs(dlq_usage, stdout); return NC_EX_OK;
-                case OPT_JSON: json_out = 1; break;
-                case OPT_ID: id = optarg; break;
-                case OPT_PARTNER: partner = optarg; break;
-                case 'n': dry_run = 1; break;
-                default: return nc_cli_usage_error("dlq", "noticecast dlq list|replay");
+                case 'h':
+                        fputs(dlq_usage, stdout);
+                        return NC_EX_OK;
+                case OPT_JSON:
+                        json_out = 1;
+                        break;
+                case OPT_ID:
+                        id = optarg;
+                        break;
+                case OPT_PARTNER:
+                        partner = optarg;
+                        break;
+                case 'n':
+                        dry_run = 1;
+                        break;
+                default:
+                        return nc_cli_usage_error("dlq", "noticecast dlq list|replay");
                 }
         }
         if (optind != argc - 1)
@@ -260,9 +270,8 @@ static int deliveries_collect(const rd_kafka_message_t *m, void *opaque)
 
 int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
 {
-        static const struct option longopts[] = {NC_CLI_COMMON_LONG,
-                                                 {"json", no_argument, NULL, OPT_JSON},
-                                                 {0}};
+        static const struct option longopts[] = {
+            NC_CLI_COMMON_LONG, {"json", no_argument, NULL, OPT_JSON}, {0}};
         struct deliveries d = {0};
         json_t *partners, *ev, *p;
         char topic[256], err[1024];
@@ -290,13 +299,14 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
         d.id = argv[optind];
         d.events = json_array();
         nc_config_topic(&cli->cfg, "deliveries", topic, sizeof(topic));
-        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms,
-                                deliveries_collect, &d, err, sizeof(err)) != 0) {
+        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, deliveries_collect,
+                                &d, err, sizeof(err)) != 0) {
                 json_decref(d.events);
                 return nc_cli_fail(NC_EX_UNAVAILABLE, "deliveries", "%s", err);
         }
         if (json_out) {
-                json_array_foreach(d.events, i, ev) {
+                json_array_foreach(d.events, i, ev)
+                {
                         char *s = json_dumps(ev, JSON_COMPACT);
 
                         puts(s);
@@ -307,7 +317,8 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
         }
         /* Per partner: attempts, last outcome, and when it was delivered. */
         partners = json_object();
-        json_array_foreach(d.events, i, ev) {
+        json_array_foreach(d.events, i, ev)
+        {
                 const char *pid = json_string_value(json_object_get(ev, "partner"));
                 const char *outcome = json_string_value(json_object_get(ev, "outcome"));
 
@@ -318,10 +329,9 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
                                       "delivered_at", "last");
                         json_object_set_new(partners, pid, p);
                 }
-                json_object_set_new(p, "attempts",
-                                    json_integer(json_integer_value(
-                                                         json_object_get(p, "attempts")) +
-                                                 1));
+                json_object_set_new(
+                    p, "attempts",
+                    json_integer(json_integer_value(json_object_get(p, "attempts")) + 1));
                 json_object_set(p, "outcome", json_object_get(ev, "outcome"));
                 json_object_set(p, "last", ev);
                 if (outcome && !strcmp(outcome, "delivered"))
@@ -331,14 +341,14 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
                 printf("no delivery recorded for %s\n", d.id);
         else
                 printf("PARTNER\tOUTCOME\tATTEMPTS\tDELIVERED_AT\tLAST_STATUS\tLAST_ERROR\n");
-        json_object_foreach(partners, name, p) {
+        json_object_foreach(partners, name, p)
+        {
                 json_t *last = json_object_get(p, "last");
                 json_t *st = json_object_get(last, "status");
                 const char *e = json_string_value(json_object_get(last, "error"));
                 const char *at = json_string_value(json_object_get(p, "delivered_at"));
 
-                printf("%s\t%s\t%lld\t%s\t", name,
-                       json_string_value(json_object_get(p, "outcome")),
+                printf("%s\t%s\t%lld\t%s\t", name, json_string_value(json_object_get(p, "outcome")),
                        (long long)json_integer_value(json_object_get(p, "attempts")),
                        at ? at : "-");
                 if (json_is_integer(st))

@@ -12,42 +12,42 @@
 #define MAX_REPORTED_ERRORS 20
 
 static const char publish_usage[] =
-        "noticecast publish [options] [FILE|-]...\n"
-        "\n"
-        "Publishes notices to Kafka as ONE transaction: all of them or none.\n"
-        "A FILE holds one JSON notice, a JSON array of notices, or NDJSON; '-' is stdin.\n"
-        "Or build one notice from flags:\n"
-        "  --title TEXT          title (required with flags)\n"
-        "  --body TEXT           body text          --body-file FILE   body from a file\n"
-        "  --summary TEXT        one-line summary\n"
-        "  --category NAME       configured category (required with flags)\n"
-        "  --region CC           ISO 3166-1 alpha-2 code (repeatable; none = everyone)\n"
-        "  --lang LANG           language of the texts given (default: default_language)\n"
-        "  --priority normal|urgent\n"
-        "  --url URL             link to the full notice\n"
-        "  --source TEXT         publishing body\n"
-        "\n"
-        "Options:\n"
-        "  -n, --dry-run         validate and print the normalised notices; publish nothing\n"
-        "      --json            print results as JSON lines\n"
-        "  -C FILE  -X key=value  -b BROKERS  -v  -q  -h   (see noticecast -h)\n"
-        "\n"
-        "Prints one line per notice: id<TAB>topic<TAB>partition<TAB>offset.\n"
-        "Exit: 0 published, 64 usage, 65 invalid input (nothing published), 66 cannot read a\n"
-        "file, 69 broker unreachable or delivery failed (nothing published), 78 config error.\n";
+    "noticecast publish [options] [FILE|-]...\n"
+    "\n"
+    "Publishes notices to Kafka as ONE transaction: all of them or none.\n"
+    "A FILE holds one JSON notice, a JSON array of notices, or NDJSON; '-' is stdin.\n"
+    "Or build one notice from flags:\n"
+    "  --title TEXT          title (required with flags)\n"
+    "  --body TEXT           body text          --body-file FILE   body from a file\n"
+    "  --summary TEXT        one-line summary\n"
+    "  --category NAME       configured category (required with flags)\n"
+    "  --region CC           ISO 3166-1 alpha-2 code (repeatable; none = everyone)\n"
+    "  --lang LANG           language of the texts given (default: default_language)\n"
+    "  --priority normal|urgent\n"
+    "  --url URL             link to the full notice\n"
+    "  --source TEXT         publishing body\n"
+    "\n"
+    "Options:\n"
+    "  -n, --dry-run         validate and print the normalised notices; publish nothing\n"
+    "      --json            print results as JSON lines\n"
+    "  -C FILE  -X key=value  -b BROKERS  -v  -q  -h   (see noticecast -h)\n"
+    "\n"
+    "Prints one line per notice: id<TAB>topic<TAB>partition<TAB>offset.\n"
+    "Exit: 0 published, 64 usage, 65 invalid input (nothing published), 66 cannot read a\n"
+    "file, 69 broker unreachable or delivery failed (nothing published), 78 config error.\n";
 
 static const char validate_usage[] =
-        "noticecast validate [options] FILE...\n"
-        "\n"
-        "Validates notice files (one JSON notice, a JSON array, or NDJSON) against the\n"
-        "configuration without contacting Kafka.  Errors read file:line: field: message.\n"
-        "Exit: 0 valid, 65 invalid, 66 cannot read a file, 78 config error.\n";
+    "noticecast validate [options] FILE...\n"
+    "\n"
+    "Validates notice files (one JSON notice, a JSON array, or NDJSON) against the\n"
+    "configuration without contacting Kafka.  Errors read file:line: field: message.\n"
+    "Exit: 0 valid, 65 invalid, 66 cannot read a file, 78 config error.\n";
 
 static const char withdraw_usage[] =
-        "noticecast withdraw [options] ID --category NAME [--reason TEXT]\n"
-        "\n"
-        "Publishes a withdrawal event for notice ID on its category topic: subscribers'\n"
-        "digests leave it out and partners receive notice.withdrawn.\n";
+    "noticecast withdraw [options] ID --category NAME [--reason TEXT]\n"
+    "\n"
+    "Publishes a withdrawal event for notice ID on its category topic: subscribers'\n"
+    "digests leave it out and partners receive notice.withdrawn.\n";
 
 /* Flags that build one notice. */
 struct flag_notice {
@@ -57,8 +57,8 @@ struct flag_notice {
         int used;
 };
 
-static json_t *flag_notice_build(const struct flag_notice *f, const nc_config_t *cfg,
-                                 char *errstr, size_t errstr_size)
+static json_t *flag_notice_build(const struct flag_notice *f, const nc_config_t *cfg, char *errstr,
+                                 size_t errstr_size)
 {
         const char *lang = f->lang ? f->lang : cfg->default_language;
         json_t *n = json_object(), *regions = json_array();
@@ -257,17 +257,17 @@ static int produce_items(nc_cli_t *cli, nc_kafka_txn_t *txn, nc_input_t *in, int
                 in->items[i].value = NULL; /* now owned by msgs[i] */
         }
         rc = txn ? nc_kafka_txn_run(txn, msgs, in->n, err, sizeof(err))
-                 : nc_kafka_produce_txn(&cli->cfg, msgs, in->n, cli->cfg.producer_timeout_ms,
-                                        err, sizeof(err));
+                 : nc_kafka_produce_txn(&cli->cfg, msgs, in->n, cli->cfg.producer_timeout_ms, err,
+                                        sizeof(err));
         if (rc != 0) {
                 rc = nc_cli_fail(NC_EX_UNAVAILABLE, cmd, "%s; nothing was published", err);
         } else {
                 for (i = 0; i < in->n; i++) {
                         if (json_out) {
-                                json_t *o = json_pack("{s:s, s:s, s:i, s:I}", "id", msgs[i].key,
-                                                      "topic", msgs[i].topic, "partition",
-                                                      (int)msgs[i].partition, "offset",
-                                                      (json_int_t)msgs[i].offset);
+                                json_t *o =
+                                    json_pack("{s:s, s:s, s:i, s:I}", "id", msgs[i].key, "topic",
+                                              msgs[i].topic, "partition", (int)msgs[i].partition,
+                                              "offset", (json_int_t)msgs[i].offset);
                                 print_json_line(o);
                                 json_decref(o);
                         } else {
@@ -285,26 +285,38 @@ static int produce_items(nc_cli_t *cli, nc_kafka_txn_t *txn, nc_input_t *in, int
         return rc;
 }
 
-enum { OPT_TITLE = 256, OPT_BODY, OPT_BODY_FILE, OPT_SUMMARY, OPT_CATEGORY, OPT_REGION,
-       OPT_LANG, OPT_PRIORITY, OPT_URL, OPT_SOURCE, OPT_JSON, OPT_REASON };
+enum {
+        OPT_TITLE = 256,
+        OPT_BODY,
+        OPT_BODY_FILE,
+        OPT_SUMMARY,
+        OPT_CATEGORY,
+        OPT_REGION,
+        OPT_LANG,
+        OPT_PRIORITY,
+        OPT_URL,
+        OPT_SOURCE,
+        OPT_JSON,
+        OPT_REASON
+};
 
 int cmd_publish(nc_cli_t *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                NC_CLI_COMMON_LONG,
-                {"dry-run", no_argument, NULL, 'n'},
-                {"json", no_argument, NULL, OPT_JSON},
-                {"title", required_argument, NULL, OPT_TITLE},
-                {"body", required_argument, NULL, OPT_BODY},
-                {"body-file", required_argument, NULL, OPT_BODY_FILE},
-                {"summary", required_argument, NULL, OPT_SUMMARY},
-                {"category", required_argument, NULL, OPT_CATEGORY},
-                {"region", required_argument, NULL, OPT_REGION},
-                {"lang", required_argument, NULL, OPT_LANG},
-                {"priority", required_argument, NULL, OPT_PRIORITY},
-                {"url", required_argument, NULL, OPT_URL},
-                {"source", required_argument, NULL, OPT_SOURCE},
-                {0},
+            NC_CLI_COMMON_LONG,
+            {"dry-run", no_argument, NULL, 'n'},
+            {"json", no_argument, NULL, OPT_JSON},
+            {"title", required_argument, NULL, OPT_TITLE},
+            {"body", required_argument, NULL, OPT_BODY},
+            {"body-file", required_argument, NULL, OPT_BODY_FILE},
+            {"summary", required_argument, NULL, OPT_SUMMARY},
+            {"category", required_argument, NULL, OPT_CATEGORY},
+            {"region", required_argument, NULL, OPT_REGION},
+            {"lang", required_argument, NULL, OPT_LANG},
+            {"priority", required_argument, NULL, OPT_PRIORITY},
+            {"url", required_argument, NULL, OPT_URL},
+            {"source", required_argument, NULL, OPT_SOURCE},
+            {0},
         };
         struct flag_notice f = {0};
         struct batch b = {0};
@@ -327,16 +339,46 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                 case OPT_JSON:
                         json_out = 1;
                         break;
-                case OPT_TITLE: f.title = optarg; f.used = 1; break;
-                case OPT_BODY: f.body = optarg; f.used = 1; break;
-                case OPT_BODY_FILE: f.body_file = optarg; f.used = 1; break;
-                case OPT_SUMMARY: f.summary = optarg; f.used = 1; break;
-                case OPT_CATEGORY: f.category = optarg; f.used = 1; break;
-                case OPT_REGION: nc_strlist_add(&f.regions, optarg); f.used = 1; break;
-                case OPT_LANG: f.lang = optarg; f.used = 1; break;
-                case OPT_PRIORITY: f.priority = optarg; f.used = 1; break;
-                case OPT_URL: f.url = optarg; f.used = 1; break;
-                case OPT_SOURCE: f.source = optarg; f.used = 1; break;
+                case OPT_TITLE:
+                        f.title = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_BODY:
+                        f.body = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_BODY_FILE:
+                        f.body_file = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_SUMMARY:
+                        f.summary = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_CATEGORY:
+                        f.category = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_REGION:
+                        nc_strlist_add(&f.regions, optarg);
+                        f.used = 1;
+                        break;
+                case OPT_LANG:
+                        f.lang = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_PRIORITY:
+                        f.priority = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_URL:
+                        f.url = optarg;
+                        f.used = 1;
+                        break;
+                case OPT_SOURCE:
+                        f.source = optarg;
+                        f.used = 1;
+                        break;
                 default:
                         nc_strlist_clear(&f.regions);
                         return nc_cli_usage_error("publish", "noticecast publish [options] "
@@ -345,8 +387,9 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
         }
         if (f.body && f.body_file) {
                 nc_strlist_clear(&f.regions);
-                return nc_cli_fail(NC_EX_USAGE, "publish", "--body and --body-file exclude "
-                                                           "each other");
+                return nc_cli_fail(NC_EX_USAGE, "publish",
+                                   "--body and --body-file exclude "
+                                   "each other");
         }
         if (!f.used && optind >= argc) {
                 nc_strlist_clear(&f.regions);
@@ -390,8 +433,9 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                 if (b.bad > MAX_REPORTED_ERRORS)
                         fprintf(stderr, "... and %zu more invalid notices\n",
                                 b.bad - MAX_REPORTED_ERRORS);
-                fprintf(stderr, "noticecast: publish: %zu invalid notice%s, nothing was "
-                                "published\n",
+                fprintf(stderr,
+                        "noticecast: publish: %zu invalid notice%s, nothing was "
+                        "published\n",
                         b.bad, b.bad == 1 ? "" : "s");
                 rc = NC_EX_DATAERR;
                 goto out;
@@ -455,11 +499,11 @@ int cmd_validate(nc_cli_t *cli, int argc, char **argv)
 int cmd_withdraw(nc_cli_t *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                NC_CLI_COMMON_LONG,
-                {"category", required_argument, NULL, OPT_CATEGORY},
-                {"reason", required_argument, NULL, OPT_REASON},
-                {"json", no_argument, NULL, OPT_JSON},
-                {0},
+            NC_CLI_COMMON_LONG,
+            {"category", required_argument, NULL, OPT_CATEGORY},
+            {"reason", required_argument, NULL, OPT_REASON},
+            {"json", no_argument, NULL, OPT_JSON},
+            {0},
         };
         const char *category = NULL, *reason = NULL;
         nc_input_t in = {0};
@@ -497,8 +541,8 @@ int cmd_withdraw(nc_cli_t *cli, int argc, char **argv)
         if (!nc_uuid_valid(argv[optind]))
                 return nc_cli_fail(NC_EX_DATAERR, "withdraw", "id: '%s' is not a notice id (UUID)",
                                    argv[optind]);
-        ev = nc_notice_withdrawal(argv[optind], category, reason, &cli->cfg, nc_time_now_ms(),
-                                  err, sizeof(err));
+        ev = nc_notice_withdrawal(argv[optind], category, reason, &cli->cfg, nc_time_now_ms(), err,
+                                  sizeof(err));
         if (!ev)
                 return nc_cli_fail(NC_EX_DATAERR, "withdraw", "%s", err);
         nc_input_add(&in, "<command line>", ev);

@@ -9,13 +9,13 @@
 #include "nc_mustache.h"
 
 static const char render_usage[] =
-        "noticecast render [--html|--text] TEMPLATE [DATA.json|-]\n"
-        "\n"
-        "Renders the Mustache template TEMPLATE with the JSON object in DATA.json (or stdin,\n"
-        "or an empty object) and prints the result.  {{>name}} loads name.mustache from the\n"
-        "template's folder.  Values are HTML-escaped when the file name contains \"html\"\n"
-        "(or with --html); --text turns escaping off.\n"
-        "Exit: 0 rendered, 64 usage, 65 template or data error, 66 cannot read a file.\n";
+    "noticecast render [--html|--text] TEMPLATE [DATA.json|-]\n"
+    "\n"
+    "Renders the Mustache template TEMPLATE with the JSON object in DATA.json (or stdin,\n"
+    "or an empty object) and prints the result.  {{>name}} loads name.mustache from the\n"
+    "template's folder.  Values are HTML-escaped when the file name contains \"html\"\n"
+    "(or with --html); --text turns escaping off.\n"
+    "Exit: 0 rendered, 64 usage, 65 template or data error, 66 cannot read a file.\n";
 
 struct partials {
         char *dir;

@@ -15,23 +15,32 @@
 #define MAX_REPORTED_ERRORS 20
 
 static const char subscribers_usage[] =
-        "noticecast subscribers add --email ADDR [--name NAME] [--lang LANG]\n"
-        "                           [--category NAME]... [--region CC]...\n"
-        "                           [--frequency immediate|daily|weekly] [--tz Area/City]\n"
-        "                           [--send-at HH:MM]\n"
-        "noticecast subscribers remove --email ADDR\n"
-        "noticecast subscribers import FILE.csv\n"
-        "noticecast subscribers list [--json]\n"
-        "\n"
-        "add creates or replaces a subscriber (no --category/--region = all of them);\n"
-        "remove deletes one; import validates the whole CSV first and writes all rows in one\n"
-        "transaction, or nothing.  CSV header: email,name,lang,categories,regions,frequency,\n"
-        "tz,send_at (email required, other columns optional; lists separated by ';').\n"
-        "list prints email, name, lang, frequency, tz, send_at, categories, regions (TSV).\n"
-        "Common options: -C FILE  -X key=value  -b BROKERS  -v  -q  -h\n";
+    "noticecast subscribers add --email ADDR [--name NAME] [--lang LANG]\n"
+    "                           [--category NAME]... [--region CC]...\n"
+    "                           [--frequency immediate|daily|weekly] [--tz Area/City]\n"
+    "                           [--send-at HH:MM]\n"
+    "noticecast subscribers remove --email ADDR\n"
+    "noticecast subscribers import FILE.csv\n"
+    "noticecast subscribers list [--json]\n"
+    "\n"
+    "add creates or replaces a subscriber (no --category/--region = all of them);\n"
+    "remove deletes one; import validates the whole CSV first and writes all rows in one\n"
+    "transaction, or nothing.  CSV header: email,name,lang,categories,regions,frequency,\n"
+    "tz,send_at (email required, other columns optional; lists separated by ';').\n"
+    "list prints email, name, lang, frequency, tz, send_at, categories, regions (TSV).\n"
+    "Common options: -C FILE  -X key=value  -b BROKERS  -v  -q  -h\n";
 
-enum { OPT_EMAIL = 300, OPT_NAME, OPT_LANG, OPT_CATEGORY, OPT_REGION, OPT_FREQUENCY, OPT_TZ,
-       OPT_SEND_AT, OPT_JSON };
+enum {
+        OPT_EMAIL = 300,
+        OPT_NAME,
+        OPT_LANG,
+        OPT_CATEGORY,
+        OPT_REGION,
+        OPT_FREQUENCY,
+        OPT_TZ,
+        OPT_SEND_AT,
+        OPT_JSON
+};
 
 static int write_records(nc_cli_t *cli, json_t **records, const char **keys, size_t n,
                          const char *cmd)
@@ -81,8 +90,7 @@ static int sub_add(nc_cli_t *cli, json_t *in, int remove)
                 return rc;
         if (remove) {
                 if (nc_email_valid(email, err, sizeof(err)) != 0)
-                        return nc_cli_fail(NC_EX_DATAERR, "subscribers remove", "email: %s",
-                                           err);
+                        return nc_cli_fail(NC_EX_DATAERR, "subscribers remove", "email: %s", err);
                 snprintf(lower, sizeof(lower), "%s", email);
                 nc_str_lower(lower);
                 key = lower;
@@ -117,8 +125,8 @@ static int header_check(const nc_csv_row_t *h, const char *file, char *err, size
                                       file, h->line, h->fields[i]);
                 for (j = 0; j < i; j++)
                         if (!strcmp(h->fields[i], h->fields[j]))
-                                return nc_err(err, size, "%s:%d: header: column '%s' twice",
-                                              file, h->line, h->fields[i]);
+                                return nc_err(err, size, "%s:%d: header: column '%s' twice", file,
+                                              h->line, h->fields[i]);
                 has_email |= !strcmp(h->fields[i], "email");
         }
         if (!has_email)
@@ -167,11 +175,11 @@ static int sub_import(nc_cli_t *cli, const char *file)
         seen = json_object();
         for (i = 1; i < csv.n; i++) {
                 nc_csv_row_t *row = &csv.rows[i];
-                json_t *in = nc_subscriber_from_csv(csv.rows[0].fields, csv.rows[0].n,
-                                                    row->fields, row->n, err, sizeof(err));
-                json_t *rec = in ? nc_subscriber_normalise(in, &cli->cfg, nc_time_now_ms(), err,
-                                                           sizeof(err))
-                                 : NULL;
+                json_t *in = nc_subscriber_from_csv(csv.rows[0].fields, csv.rows[0].n, row->fields,
+                                                    row->n, err, sizeof(err));
+                json_t *rec =
+                    in ? nc_subscriber_normalise(in, &cli->cfg, nc_time_now_ms(), err, sizeof(err))
+                       : NULL;
 
                 json_decref(in);
                 if (rec) {
@@ -198,8 +206,9 @@ static int sub_import(nc_cli_t *cli, const char *file)
         if (bad) {
                 if (bad > MAX_REPORTED_ERRORS)
                         fprintf(stderr, "... and %zu more bad rows\n", bad - MAX_REPORTED_ERRORS);
-                fprintf(stderr, "noticecast: subscribers import: %zu bad row%s, nothing was "
-                                "written\n",
+                fprintf(stderr,
+                        "noticecast: subscribers import: %zu bad row%s, nothing was "
+                        "written\n",
                         bad, bad == 1 ? "" : "s");
                 rc = NC_EX_DATAERR;
         } else {
@@ -233,8 +242,8 @@ static int list_collect(const rd_kafka_message_t *m, void *opaque)
         }
         rec = json_loadb(m->payload, m->len, 0, NULL);
         if (!json_is_object(rec)) {
-                log_warnx("subscribers: record for key %s at offset %lld is not JSON; skipped",
-                          key, (long long)m->offset);
+                log_warnx("subscribers: record for key %s at offset %lld is not JSON; skipped", key,
+                          (long long)m->offset);
                 json_decref(rec);
                 return 0;
         }
@@ -253,10 +262,9 @@ static void join(json_t *arr, char *buf, size_t size)
         json_t *v;
 
         buf[0] = '\0';
-        json_array_foreach(arr, i, v)
-                off += (size_t)snprintf(buf + off, off < size ? size - off : 0, "%s%s",
-                                        i ? "," : "", json_string_value(v) ? json_string_value(v)
-                                                                           : "");
+        json_array_foreach(arr, i, v) off +=
+            (size_t)snprintf(buf + off, off < size ? size - off : 0, "%s%s", i ? "," : "",
+                             json_string_value(v) ? json_string_value(v) : "");
         if (!json_array_size(arr))
                 snprintf(buf, size, "*");
 }
@@ -275,14 +283,13 @@ static int sub_list(nc_cli_t *cli, int json_out)
                 return rc;
         }
         nc_config_topic(&cli->cfg, "subscribers", topic, sizeof(topic));
-        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect,
-                                all, err, sizeof(err)) != 0) {
+        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect, all,
+                                err, sizeof(err)) != 0) {
                 json_decref(all);
                 return nc_cli_fail(NC_EX_UNAVAILABLE, "subscribers list", "%s", err);
         }
         keys = nc_xcalloc(json_object_size(all), sizeof(*keys));
-        json_object_foreach(all, k, rec)
-                keys[n++] = k;
+        json_object_foreach(all, k, rec) keys[n++] = k;
         qsort(keys, n, sizeof(*keys), cmp_str);
         for (i = 0; i < n; i++) {
                 rec = json_object_get(all, keys[i]);
@@ -295,7 +302,9 @@ static int sub_list(nc_cli_t *cli, int json_out)
                 }
                 join(json_object_get(rec, "categories"), cats, sizeof(cats));
                 join(json_object_get(rec, "regions"), regs, sizeof(regs));
-#define S(f) (json_string_value(json_object_get(rec, f)) ? json_string_value(json_object_get(rec, f)) : "")
+#define S(f)                                                                                       \
+        (json_string_value(json_object_get(rec, f)) ? json_string_value(json_object_get(rec, f))   \
+                                                    : "")
                 printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", S("email"), S("name"), S("lang"),
                        S("frequency"), S("tz"), S("send_at"), cats, regs);
 #undef S
@@ -308,17 +317,17 @@ static int sub_list(nc_cli_t *cli, int json_out)
 int cmd_subscribers(nc_cli_t *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                NC_CLI_COMMON_LONG,
-                {"email", required_argument, NULL, OPT_EMAIL},
-                {"name", required_argument, NULL, OPT_NAME},
-                {"lang", required_argument, NULL, OPT_LANG},
-                {"category", required_argument, NULL, OPT_CATEGORY},
-                {"region", required_argument, NULL, OPT_REGION},
-                {"frequency", required_argument, NULL, OPT_FREQUENCY},
-                {"tz", required_argument, NULL, OPT_TZ},
-                {"send-at", required_argument, NULL, OPT_SEND_AT},
-                {"json", no_argument, NULL, OPT_JSON},
-                {0},
+            NC_CLI_COMMON_LONG,
+            {"email", required_argument, NULL, OPT_EMAIL},
+            {"name", required_argument, NULL, OPT_NAME},
+            {"lang", required_argument, NULL, OPT_LANG},
+            {"category", required_argument, NULL, OPT_CATEGORY},
+            {"region", required_argument, NULL, OPT_REGION},
+            {"frequency", required_argument, NULL, OPT_FREQUENCY},
+            {"tz", required_argument, NULL, OPT_TZ},
+            {"send-at", required_argument, NULL, OPT_SEND_AT},
+            {"json", no_argument, NULL, OPT_JSON},
+            {0},
         };
         json_t *in = json_object(), *cats = json_array(), *regs = json_array();
         const char *action;
@@ -346,15 +355,33 @@ int cmd_subscribers(nc_cli_t *cli, int argc, char **argv)
                         goto out;
                 }
                 switch (c) {
-                case OPT_EMAIL: json_object_set_new(in, "email", s); break;
-                case OPT_NAME: json_object_set_new(in, "name", s); break;
-                case OPT_LANG: json_object_set_new(in, "lang", s); break;
-                case OPT_CATEGORY: json_array_append_new(cats, s); break;
-                case OPT_REGION: json_array_append_new(regs, s); break;
-                case OPT_FREQUENCY: json_object_set_new(in, "frequency", s); break;
-                case OPT_TZ: json_object_set_new(in, "tz", s); break;
-                case OPT_SEND_AT: json_object_set_new(in, "send_at", s); break;
-                default: json_decref(s); break;
+                case OPT_EMAIL:
+                        json_object_set_new(in, "email", s);
+                        break;
+                case OPT_NAME:
+                        json_object_set_new(in, "name", s);
+                        break;
+                case OPT_LANG:
+                        json_object_set_new(in, "lang", s);
+                        break;
+                case OPT_CATEGORY:
+                        json_array_append_new(cats, s);
+                        break;
+                case OPT_REGION:
+                        json_array_append_new(regs, s);
+                        break;
+                case OPT_FREQUENCY:
+                        json_object_set_new(in, "frequency", s);
+                        break;
+                case OPT_TZ:
+                        json_object_set_new(in, "tz", s);
+                        break;
+                case OPT_SEND_AT:
+                        json_object_set_new(in, "send_at", s);
+                        break;
+                default:
+                        json_decref(s);
+                        break;
                 }
         }
         action = optind < argc ? argv[optind] : "";

@@ -8,13 +8,13 @@
 #define MAX_TOPICS 256
 
 static const char topics_usage[] =
-        "noticecast topics create [options]\n"
-        "noticecast topics list [options]\n"
-        "\n"
-        "create makes one topic per configured category (<prefix>notices.<category>), the\n"
-        "compacted <prefix>subscribers topic and the <prefix>dlq topic, with the configured\n"
-        "partitions and replication factor.  Existing topics are left as they are.\n"
-        "list prints the topics the configuration implies.\n";
+    "noticecast topics create [options]\n"
+    "noticecast topics list [options]\n"
+    "\n"
+    "create makes one topic per configured category (<prefix>notices.<category>), the\n"
+    "compacted <prefix>subscribers topic and the <prefix>dlq topic, with the configured\n"
+    "partitions and replication factor.  Existing topics are left as they are.\n"
+    "list prints the topics the configuration implies.\n";
 
 static void report(const char *topic, int created, void *opaque)
 {
@@ -50,8 +50,8 @@ int cmd_topics(nc_cli_t *cli, int argc, char **argv)
                                specs[i].compact ? "compact" : "delete");
                 return NC_EX_OK;
         }
-        if (nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms, report,
-                                   NULL, err, sizeof(err)) != 0)
+        if (nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms, report, NULL,
+                                   err, sizeof(err)) != 0)
                 return nc_cli_fail(NC_EX_UNAVAILABLE, "topics create", "%s", err);
         return NC_EX_OK;
 }

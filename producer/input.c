@@ -11,8 +11,8 @@
 
 static size_t skip_ws(const char *buf, size_t len, size_t pos, int *line)
 {
-        while (pos < len && (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\r' ||
-                             buf[pos] == '\n')) {
+        while (pos < len &&
+               (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\r' || buf[pos] == '\n')) {
                 if (buf[pos] == '\n')
                         (*line)++;
                 pos++;
@@ -88,8 +88,8 @@ void nc_input_add(nc_input_t *in, const char *origin, json_t *json)
 }
 
 /* Decodes one value at POS; returns bytes consumed or 0 with errstr set. */
-static size_t decode_one(nc_input_t *in, const char *file, const char *buf, size_t len,
-                         size_t pos, int line, char *errstr, size_t errstr_size)
+static size_t decode_one(nc_input_t *in, const char *file, const char *buf, size_t len, size_t pos,
+                         int line, char *errstr, size_t errstr_size)
 {
         json_error_t jerr;
         json_t *v;
@@ -111,8 +111,8 @@ static size_t decode_one(nc_input_t *in, const char *file, const char *buf, size
 }
 
 /* Parses the values of buf[pos..end) (no array): one object after another, NDJSON included. */
-static int parse_stream(nc_input_t *in, const char *file, const char *buf, size_t pos,
-                        size_t end, int line, char *errstr, size_t errstr_size)
+static int parse_stream(nc_input_t *in, const char *file, const char *buf, size_t pos, size_t end,
+                        int line, char *errstr, size_t errstr_size)
 {
         size_t used;
 
@@ -139,8 +139,8 @@ static void *parse_half(void *arg)
 {
         struct half *h = arg;
 
-        h->rc = parse_stream(&h->in, h->file, h->buf, h->pos, h->end, h->line, h->err,
-                             sizeof(h->err));
+        h->rc =
+            parse_stream(&h->in, h->file, h->buf, h->pos, h->end, h->line, h->err, sizeof(h->err));
         return NULL;
 }
 
@@ -167,13 +167,12 @@ static size_t split_point(const char *buf, size_t len)
 /* Two threads when it pays: the halves are independent NDJSON streams.  If either half fails
  * (a real error, or a split inside a multi-line value), everything is parsed again in order,
  * so results and messages are exactly those of one thread. */
-static int parse_parallel(nc_input_t *in, const char *file, const char *buf, size_t len,
-                          size_t pos, int line, char *errstr, size_t errstr_size)
+static int parse_parallel(nc_input_t *in, const char *file, const char *buf, size_t len, size_t pos,
+                          int line, char *errstr, size_t errstr_size)
 {
         struct half h = {.file = file, .buf = buf, .end = len};
-        size_t cut = len >= SPLIT_MIN_BYTES && sysconf(_SC_NPROCESSORS_ONLN) > 1
-                             ? split_point(buf, len)
-                             : 0;
+        size_t cut =
+            len >= SPLIT_MIN_BYTES && sysconf(_SC_NPROCESSORS_ONLN) > 1 ? split_point(buf, len) : 0;
         size_t first_n = in->n, i;
         pthread_t t;
         int rc;
@@ -221,8 +220,8 @@ int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_
         file = add_file(in, strcmp(path, "-") ? path : "<stdin>");
         if (check_utf8(buf, len, &bad_line, &col) != 0) {
                 free(buf);
-                return nc_err(errstr, errstr_size, "%s:%d: not valid UTF-8 (at column %zu)",
-                              file, bad_line, col);
+                return nc_err(errstr, errstr_size, "%s:%d: not valid UTF-8 (at column %zu)", file,
+                              bad_line, col);
         }
         if (memchr(buf, '\0', len)) {
                 free(buf);
@@ -245,8 +244,7 @@ int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_
                         free(buf);
                         if (pos < len)
                                 return nc_err(errstr, errstr_size,
-                                              "%s:%d: unexpected text after the array", file,
-                                              line);
+                                              "%s:%d: unexpected text after the array", file, line);
                         return 0;
                 }
                 if (!(used = decode_one(in, file, buf, len, pos, line, errstr, errstr_size))) {
@@ -260,8 +258,8 @@ int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_
                 } else if (pos >= len || buf[pos] != ']') {
                         free(buf);
                         return nc_err(errstr, errstr_size,
-                                      "%s:%d: invalid JSON: expected ',' or ']' in the array",
-                                      file, line);
+                                      "%s:%d: invalid JSON: expected ',' or ']' in the array", file,
+                                      line);
                 }
         }
         free(buf);

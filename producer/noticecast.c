@@ -9,32 +9,32 @@
 #include "cli.h"
 
 static const char usage[] =
-        "usage: noticecast [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] COMMAND [ARGS]\n"
-        "       noticecast -h | -V\n"
-        "\n"
-        "Commands:\n"
-        "  publish [FILE|-]...     publish notices (one Kafka transaction: all or nothing)\n"
-        "  validate FILE...        check notice files, publish nothing\n"
-        "  withdraw ID --category C [--reason TEXT]\n"
-        "                          publish a withdrawal of a notice\n"
-        "  subscribers add|remove|import FILE.csv|list\n"
-        "                          maintain the subscribers topic\n"
-        "  topics create|list      create every topic the configuration implies\n"
-        "  dlq list|replay         show or republish quarantined messages\n"
-        "  deliveries NOTICE_ID    per partner, whether and when a notice was delivered\n"
-        "  render TEMPLATE [DATA]  render a Mustache template (e.g. an email template)\n"
-        "\n"
-        "Options (also accepted after the command):\n"
-        "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
-        "                 " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
-        "  -X key=value   librdkafka property, overrides [kafka] in the file\n"
-        "  -b BROKERS     bootstrap servers (same as -X bootstrap.servers=BROKERS)\n"
-        "  -v, -q         more / less logging on stderr (repeatable)\n"
-        "  -h             this help; 'noticecast COMMAND -h' for a command's help\n"
-        "  -V             versions of noticecast and its libraries\n"
-        "\n"
-        "Exit status: 0 ok, 64 usage, 65 invalid input (nothing published), 66 cannot read\n"
-        "input, 69 broker unreachable or delivery failed (nothing published), 78 bad config.\n";
+    "usage: noticecast [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] COMMAND [ARGS]\n"
+    "       noticecast -h | -V\n"
+    "\n"
+    "Commands:\n"
+    "  publish [FILE|-]...     publish notices (one Kafka transaction: all or nothing)\n"
+    "  validate FILE...        check notice files, publish nothing\n"
+    "  withdraw ID --category C [--reason TEXT]\n"
+    "                          publish a withdrawal of a notice\n"
+    "  subscribers add|remove|import FILE.csv|list\n"
+    "                          maintain the subscribers topic\n"
+    "  topics create|list      create every topic the configuration implies\n"
+    "  dlq list|replay         show or republish quarantined messages\n"
+    "  deliveries NOTICE_ID    per partner, whether and when a notice was delivered\n"
+    "  render TEMPLATE [DATA]  render a Mustache template (e.g. an email template)\n"
+    "\n"
+    "Options (also accepted after the command):\n"
+    "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
+    "                 " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
+    "  -X key=value   librdkafka property, overrides [kafka] in the file\n"
+    "  -b BROKERS     bootstrap servers (same as -X bootstrap.servers=BROKERS)\n"
+    "  -v, -q         more / less logging on stderr (repeatable)\n"
+    "  -h             this help; 'noticecast COMMAND -h' for a command's help\n"
+    "  -V             versions of noticecast and its libraries\n"
+    "\n"
+    "Exit status: 0 ok, 64 usage, 65 invalid input (nothing published), 66 cannot read\n"
+    "input, 69 broker unreachable or delivery failed (nothing published), 78 bad config.\n";
 
 static void print_versions(void)
 {
@@ -49,16 +49,15 @@ static const struct {
         const char *name;
         int (*fn)(nc_cli_t *, int, char **);
 } commands[] = {
-        {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
-        {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
-        {"deliveries", cmd_deliveries},   {"render", cmd_render},
+    {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
+    {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
+    {"deliveries", cmd_deliveries},   {"render", cmd_render},
 };
 
 int main(int argc, char **argv)
 {
-        static const struct option longopts[] = {NC_CLI_COMMON_LONG,
-                                                 {"version", no_argument, NULL, 'V'},
-                                                 {0}};
+        static const struct option longopts[] = {
+            NC_CLI_COMMON_LONG, {"version", no_argument, NULL, 'V'}, {0}};
         nc_cli_t cli = {0};
         size_t i;
         int c, rc = NC_EX_USAGE;

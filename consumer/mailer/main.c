@@ -17,27 +17,26 @@
 #include "nc_time.h"
 #include "nc_util.h"
 
-
 static const char usage[] =
-        "usage: noticecast-mailer [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
-        "       noticecast-mailer [-C FILE] --preview EMAIL\n"
-        "       noticecast-mailer -h | -V\n"
-        "\n"
-        "Sends notices to subscribers by email: at once for 'immediate' subscribers and for\n"
-        "urgent notices, as daily or weekly digests at each subscriber's local send time.\n"
-        "\n"
-        "  -C FILE          configuration file (default: $NOTICECAST_CONFIG, else\n"
-        "                   " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
-        "  -X key=value     librdkafka property, overrides [kafka]\n"
-        "  -b BROKERS       bootstrap servers\n"
-        "  -n               check the configuration and the templates, and exit\n"
-        "  --preview EMAIL  print, as an .eml, the digest EMAIL would get now; send nothing\n"
-        "  --clock-offset S (tests) plan as if the time were now + S seconds\n"
-        "  -v, -q           more / less logging\n"
-        "  -h, -V           help, versions\n"
-        "\n"
-        "Signals: TERM/INT stop gracefully, HUP re-reads the templates.\n"
-        "Exit: 0, 64 usage, 69 Kafka, 78 config.\n";
+    "usage: noticecast-mailer [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
+    "       noticecast-mailer [-C FILE] --preview EMAIL\n"
+    "       noticecast-mailer -h | -V\n"
+    "\n"
+    "Sends notices to subscribers by email: at once for 'immediate' subscribers and for\n"
+    "urgent notices, as daily or weekly digests at each subscriber's local send time.\n"
+    "\n"
+    "  -C FILE          configuration file (default: $NOTICECAST_CONFIG, else\n"
+    "                   " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
+    "  -X key=value     librdkafka property, overrides [kafka]\n"
+    "  -b BROKERS       bootstrap servers\n"
+    "  -n               check the configuration and the templates, and exit\n"
+    "  --preview EMAIL  print, as an .eml, the digest EMAIL would get now; send nothing\n"
+    "  --clock-offset S (tests) plan as if the time were now + S seconds\n"
+    "  -v, -q           more / less logging\n"
+    "  -h, -V           help, versions\n"
+    "\n"
+    "Signals: TERM/INT stop gracefully, HUP re-reads the templates.\n"
+    "Exit: 0, 64 usage, 69 Kafka, 78 config.\n";
 
 int64_t ml_now(const ml_t *m)
 {
@@ -52,8 +51,9 @@ static int load(ml_t *m, char *err, size_t size)
         if (nc_daemon_config(&m->cfg, m->config_path, &m->xprops, m->brokers, err, size) != 0)
                 return -1;
         if (!m->cfg.mailer.unsubscribe_secret_file)
-                return nc_err(err, size, "%s: [mailer] unsubscribe_secret_file is required "
-                                         "(a file with a long random secret)",
+                return nc_err(err, size,
+                              "%s: [mailer] unsubscribe_secret_file is required "
+                              "(a file with a long random secret)",
                               m->cfg.path ? m->cfg.path : "configuration");
         if (!(key = nc_file_read(m->cfg.mailer.unsubscribe_secret_file, &len, err, size)))
                 return -1;
@@ -126,11 +126,11 @@ static int preview(ml_t *m, const char *email)
                 fprintf(stderr, "noticecast-mailer: %s is not a subscriber\n", email);
                 return NC_EX_DATAERR;
         }
-        ids = ml_digest_notices(m, s, now - (s->freq == ML_FREQ_WEEKLY ? 7 : 1) * 86400000LL,
-                                now);
+        ids = ml_digest_notices(m, s, now - (s->freq == ML_FREQ_WEEKLY ? 7 : 1) * 86400000LL, now);
         notices = json_array();
         for (i = 0; i < json_array_size(ids); i++) {
-                const ml_notice_t *n = ml_store_latest(m, json_string_value(json_array_get(ids, i)));
+                const ml_notice_t *n =
+                    ml_store_latest(m, json_string_value(json_array_get(ids, i)));
 
                 if (n)
                         json_array_append(notices, n->data);
@@ -138,8 +138,9 @@ static int preview(ml_t *m, const char *email)
         json_decref(ids);
         if (!json_array_size(notices)) {
                 json_decref(notices);
-                fprintf(stderr, "noticecast-mailer: no notice for %s in the current window: "
-                                "no digest would be sent\n",
+                fprintf(stderr,
+                        "noticecast-mailer: no notice for %s in the current window: "
+                        "no digest would be sent\n",
                         email);
                 return NC_EX_OK;
         }
@@ -151,8 +152,7 @@ static int preview(ml_t *m, const char *email)
         }
         u.subscriber = ml_sub_json(m, s);
         u.notices = notices;
-        snprintf(u.period, sizeof(u.period), "%s",
-                 s->freq == ML_FREQ_WEEKLY ? "weekly" : "daily");
+        snprintf(u.period, sizeof(u.period), "%s", s->freq == ML_FREQ_WEEKLY ? "weekly" : "daily");
         nc_mail_message_id(s->id, "preview", m->cfg.mailer.message_id_domain, u.message_id,
                            sizeof(u.message_id));
         ml_unsub_token(m, s->id, token, sizeof(token));
@@ -216,20 +216,40 @@ int main(int argc, char **argv)
         m.planned_minute = -1;
         while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
                 switch (c) {
-                case 'C': m.config_path = optarg; break;
-                case 'X': nc_strlist_add(&m.xprops, optarg); break;
-                case 'b': m.brokers = optarg; break;
-                case 'v': nc_log_adjust(-1); break;
-                case 'q': nc_log_adjust(+1); break;
-                case 'n': check_only = 1; break;
-                case 'P': preview_email = optarg; break;
-                case 'O': m.clock_offset_ms = (int64_t)(atof(optarg) * 1000); break;
-                case 'h': fputs(usage, stdout); return NC_EX_OK;
+                case 'C':
+                        m.config_path = optarg;
+                        break;
+                case 'X':
+                        nc_strlist_add(&m.xprops, optarg);
+                        break;
+                case 'b':
+                        m.brokers = optarg;
+                        break;
+                case 'v':
+                        nc_log_adjust(-1);
+                        break;
+                case 'q':
+                        nc_log_adjust(+1);
+                        break;
+                case 'n':
+                        check_only = 1;
+                        break;
+                case 'P':
+                        preview_email = optarg;
+                        break;
+                case 'O':
+                        m.clock_offset_ms = (int64_t)(atof(optarg) * 1000);
+                        break;
+                case 'h':
+                        fputs(usage, stdout);
+                        return NC_EX_OK;
                 case 'V':
                         printf("noticecast-mailer %s\nlibrdkafka %s\njansson %s\n", NC_VERSION,
                                rd_kafka_version_str(), jansson_version_str());
                         return NC_EX_OK;
-                default: fputs(usage, stderr); return NC_EX_USAGE;
+                default:
+                        fputs(usage, stderr);
+                        return NC_EX_USAGE;
                 }
         }
         if (optind != argc) {
@@ -285,8 +305,7 @@ int main(int argc, char **argv)
                 goto out;
         }
         if (m.cfg.mailer.listen[0]) {
-                if (!(m.httpd = nc_httpd_start(m.cfg.mailer.listen, m.metrics, err,
-                                               sizeof(err)))) {
+                if (!(m.httpd = nc_httpd_start(m.cfg.mailer.listen, m.metrics, err, sizeof(err)))) {
                         log_error("http endpoint: %s", err);
                         rc = NC_EX_CONFIG;
                         goto out;

@@ -18,8 +18,8 @@
 
 /* ---- producing inside the current transaction ------------------------------------------ */
 
-static int txn_produce(ml_t *m, const char *topic, const char *key, const char *value,
-                       size_t len, rd_kafka_headers_t *hdrs)
+static int txn_produce(ml_t *m, const char *topic, const char *key, const char *value, size_t len,
+                       rd_kafka_headers_t *hdrs)
 {
         rd_kafka_resp_err_t err;
 
@@ -80,8 +80,7 @@ static int produce_dlq(ml_t *m, const rd_kafka_message_t *r, const char *reason)
         rd_kafka_header_add(h, "noticecast-dlq-source-offset", -1, buf, -1);
         rd_kafka_header_add(h, "noticecast-dlq-time", -1,
                             nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), -1);
-        rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, rd_kafka_topic_name(r->rkt),
-                            -1);
+        rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, rd_kafka_topic_name(r->rkt), -1);
         if (r->key && r->key_len < sizeof(key)) {
                 memcpy(key, r->key, r->key_len);
                 key[r->key_len] = '\0';
@@ -121,8 +120,7 @@ static void rewind_to_committed(ml_t *m)
                         rd_kafka_topic_t *rkt = rd_kafka_topic_new(m->planner, p->topic, NULL);
 
                         rd_kafka_seek(rkt, p->partition,
-                                      p->offset >= 0 ? p->offset : RD_KAFKA_OFFSET_BEGINNING,
-                                      5000);
+                                      p->offset >= 0 ? p->offset : RD_KAFKA_OFFSET_BEGINNING, 5000);
                         rd_kafka_topic_destroy(rkt);
                 }
         rd_kafka_topic_partition_list_destroy(parts);
@@ -389,7 +387,7 @@ static void plan_digests(ml_t *m)
                 }
                 /* A first start plans from now on; a takeover catches up what was missed
                  * (bounded to a week, the longest digest window). */
-                m->planned_minute = last < 0 ? now_min - 1
+                m->planned_minute = last < 0                    ? now_min - 1
                                     : last < now_min - 7 * 1440 ? now_min - 7 * 1440
                                                                 : last;
                 log_info("planner: digests planned through minute %lld (%s)",
@@ -399,8 +397,8 @@ static void plan_digests(ml_t *m)
                 return;
         if (txn_begin(m) != 0)
                 return;
-        for (min = m->planned_minute + 1; min <= now_min && min - m->planned_minute <= MINUTES_PER_TXN;
-             min++)
+        for (min = m->planned_minute + 1;
+             min <= now_min && min - m->planned_minute <= MINUTES_PER_TXN; min++)
                 jobs += plan_minute(m, min);
         min--;
         {

@@ -12,9 +12,9 @@
 #include "nc_util.h"
 #include "smtp.h"
 
-#define MAX_OUTSTANDING   20000
-#define NOTICE_WAIT_MS    (120 * 1000) /* a job may arrive before the view has its notice */
-#define WAIT_RECHECK_MS   500
+#define MAX_OUTSTANDING 20000
+#define NOTICE_WAIT_MS  (120 * 1000) /* a job may arrive before the view has its notice */
+#define WAIT_RECHECK_MS 500
 
 /* ---- offsets (per partition, in order) ------------------------------------------------- */
 
@@ -93,12 +93,12 @@ static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *k
         rd_kafka_resp_err_t err;
 
         do {
-                err = rd_kafka_producev(
-                        m->events, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                        RD_KAFKA_V_VALUE(value, value ? strlen(value) : 0),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-                        RD_KAFKA_V_HEADER("content-type", "application/json", -1),
-                        RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
+                err = rd_kafka_producev(m->events, RD_KAFKA_V_TOPIC(topic),
+                                        RD_KAFKA_V_KEY(key, strlen(key)),
+                                        RD_KAFKA_V_VALUE(value, value ? strlen(value) : 0),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                                        RD_KAFKA_V_HEADER("content-type", "application/json", -1),
+                                        RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
                 if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         rd_kafka_poll(m->events, 20);
         } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
@@ -129,10 +129,9 @@ static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int sup
                          s->id, "email", s->email, "name", s->name, "lang",
                          m->cfg.languages.v[s->lang], "categories", cats, "regions", regs,
                          "frequency", freqs[s->freq], "tz",
-                         (const char *)g_ptr_array_index(m->store.zones, s->tz), "send_at",
-                         send_at, "updated_at",
-                         nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces",
-                         bounces, "suppressed", suppressed);
+                         (const char *)g_ptr_array_index(m->store.zones, s->tz), "send_at", send_at,
+                         "updated_at", nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)),
+                         "bounces", bounces, "suppressed", suppressed);
 }
 
 static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text)
@@ -199,7 +198,8 @@ static void job_prepare(ml_t *m, ml_job_t *j)
                 return;
         }
         notices = json_array();
-        json_array_foreach(ids, i, id) {
+        json_array_foreach(ids, i, id)
+        {
                 const char *nid = json_string_value(id);
                 const ml_notice_t *n = nid ? ml_store_notice(m, nid) : NULL;
 
@@ -218,8 +218,7 @@ static void job_prepare(ml_t *m, ml_job_t *j)
                         json_t *e;
                         int dup = 0;
 
-                        json_array_foreach(notices, k, e)
-                                dup |= !strcmp(nc_notice_id(e), n->id);
+                        json_array_foreach(notices, k, e) dup |= !strcmp(nc_notice_id(e), n->id);
                         if (!dup)
                                 json_array_append(notices, n->data);
                 }
@@ -236,13 +235,13 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         u->urgent = json_is_true(json_object_get(j->doc, "urgent"));
         snprintf(u->period, sizeof(u->period), "%s",
                  json_string_value(json_object_get(j->doc, "period"))
-                         ? json_string_value(json_object_get(j->doc, "period"))
-                         : (type ? type : "immediate"));
+                     ? json_string_value(json_object_get(j->doc, "period"))
+                     : (type ? type : "immediate"));
         snprintf(u->message_id, sizeof(u->message_id), "%s",
                  json_string_value(json_object_get(j->doc, "message_id")));
         ml_unsub_token(m, s->id, token, sizeof(token));
-        snprintf(u->unsub_url, sizeof(u->unsub_url), "%s?token=%s",
-                 m->cfg.mailer.unsubscribe_url, token);
+        snprintf(u->unsub_url, sizeof(u->unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
+                 token);
         pthread_mutex_lock(&m->q.lock);
         if (m->q.todo_tail)
                 m->q.todo_tail->next = u;
@@ -308,8 +307,8 @@ static void *worker_main(void *arg)
         unsigned my_gen = 0;
 
         /* Compiled templates are not shared between threads (their partial cache). */
-        tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
-                                m->cfg.default_language, err, sizeof(err));
+        tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
+                                err, sizeof(err));
         if (!tpl)
                 fatalx("worker %d: templates: %s", wa->index, err);
         if (m->cfg.smtp.password_file) {
@@ -356,16 +355,15 @@ static void *worker_main(void *arg)
                 if (gen != my_gen) {
                         /* The main thread checked the new set before bumping the generation;
                          * if it fails here anyway, keep the set we have. */
-                        nc_templates_t *fresh = nc_templates_load(
-                                m->cfg.mailer.templates, &m->cfg.languages,
-                                m->cfg.default_language, err, sizeof(err));
+                        nc_templates_t *fresh =
+                            nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+                                              m->cfg.default_language, err, sizeof(err));
 
                         if (fresh) {
                                 nc_templates_free(tpl);
                                 tpl = fresh;
                         } else {
-                                log_warnx("worker %d: templates not reloaded: %s", wa->index,
-                                          err);
+                                log_warnx("worker %d: templates not reloaded: %s", wa->index, err);
                         }
                         my_gen = gen;
                 }
@@ -374,8 +372,7 @@ static void *worker_main(void *arg)
                         size_t len = 0;
 
                         units[i]->status = 0;
-                        bodies[built] = ml_render_message(m, units[i], tpl, &len, err,
-                                                          sizeof(err));
+                        bodies[built] = ml_render_message(m, units[i], tpl, &len, err, sizeof(err));
                         if (!bodies[built]) {
                                 /* A template or data problem, not the recipient's: recorded
                                  * as failed, never counted as a bounce. */
@@ -386,10 +383,10 @@ static void *worker_main(void *arg)
                         }
                         memset(&msgs[built], 0, sizeof(msgs[built]));
                         msgs[built].mail_from = m->cfg.mailer.envelope_from
-                                                        ? m->cfg.mailer.envelope_from
-                                                        : m->cfg.mailer.from_address;
-                        msgs[built].rcpt = json_string_value(
-                                json_object_get(units[i]->subscriber, "email"));
+                                                    ? m->cfg.mailer.envelope_from
+                                                    : m->cfg.mailer.from_address;
+                        msgs[built].rcpt =
+                            json_string_value(json_object_get(units[i]->subscriber, "email"));
                         msgs[built].data = bodies[built];
                         msgs[built].len = len;
                         units[i]->status = -1; /* index marker below */

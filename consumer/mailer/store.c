@@ -82,8 +82,8 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
         memcpy(s->id + li + le, name ? name : "", ln);
         s->email = s->id + li;
         s->name = s->id + li + le;
-        s->lang = (uint8_t)index_of(&m->cfg.languages,
-                                    json_string_value(json_object_get(rec, "lang")));
+        s->lang =
+            (uint8_t)index_of(&m->cfg.languages, json_string_value(json_object_get(rec, "lang")));
         s->freq = !strcmp(freq, "immediate") ? ML_FREQ_IMMEDIATE
                   : !strcmp(freq, "weekly")  ? ML_FREQ_WEEKLY
                                              : ML_FREQ_DAILY;
@@ -92,7 +92,8 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
                                  (send_at[3] - '0') * 10 + (send_at[4] - '0'));
         s->bounces = (uint8_t)json_integer_value(json_object_get(rec, "bounces"));
         s->suppressed = json_is_true(json_object_get(rec, "suppressed"));
-        json_array_foreach(json_object_get(rec, "categories"), i, v) {
+        json_array_foreach(json_object_get(rec, "categories"), i, v)
+        {
                 int c = index_of(&m->cfg.categories, json_string_value(v));
 
                 if (c >= 0 && c < 32)
@@ -100,7 +101,8 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
         }
         if ((s->nregions = (uint16_t)json_array_size(json_object_get(rec, "regions")))) {
                 s->regions = nc_xcalloc(s->nregions, sizeof(*s->regions));
-                json_array_foreach(json_object_get(rec, "regions"), i, v) {
+                json_array_foreach(json_object_get(rec, "regions"), i, v)
+                {
                         const char *r = json_string_value(v);
 
                         s->regions[i] = (uint16_t)((unsigned char)r[0] << 8 | (unsigned char)r[1]);
@@ -111,8 +113,8 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
 
 json_t *ml_sub_json(const ml_t *m, const ml_sub_t *s)
 {
-        return json_pack("{s:s, s:s, s:s, s:s}", "id", s->id, "email", s->email, "name",
-                         s->name, "lang", m->cfg.languages.v[s->lang]);
+        return json_pack("{s:s, s:s, s:s, s:s}", "id", s->id, "email", s->email, "name", s->name,
+                         "lang", m->cfg.languages.v[s->lang]);
 }
 
 int ml_sub_matches(const ml_t *m, const ml_sub_t *s, const ml_notice_t *n)
@@ -129,7 +131,8 @@ int ml_sub_matches(const ml_t *m, const ml_sub_t *s, const ml_notice_t *n)
         regions = json_object_get(n->data, "regions");
         if (!s->regions || !json_array_size(regions))
                 return 1;
-        json_array_foreach(regions, i, r) {
+        json_array_foreach(regions, i, r)
+        {
                 const char *c = json_string_value(r);
                 uint16_t code = (uint16_t)((unsigned char)c[0] << 8 | (unsigned char)c[1]);
 
@@ -270,16 +273,16 @@ static int assign_all(ml_t *m, char *errstr, size_t errstr_size)
                 err = rd_kafka_metadata(m->store.rk, 0, rkt, &md, 10000);
                 rd_kafka_topic_destroy(rkt);
                 if (err || md->topic_cnt != 1 || md->topics[0].err) {
-                        nc_err(errstr, errstr_size, "topic %s: %s (run `noticecast topics "
-                                                    "create`)",
-                               topic,
-                               rd_kafka_err2str(err ? err : md->topics[0].err));
+                        nc_err(errstr, errstr_size,
+                               "topic %s: %s (run `noticecast topics "
+                               "create`)",
+                               topic, rd_kafka_err2str(err ? err : md->topics[0].err));
                         goto out;
                 }
                 np = md->topics[0].partition_cnt;
                 for (i = 0; i < np; i++)
                         rd_kafka_topic_partition_list_add(parts, topic, i)->offset =
-                                c < m->cfg.categories.n ? since : RD_KAFKA_OFFSET_BEGINNING;
+                            c < m->cfg.categories.n ? since : RD_KAFKA_OFFSET_BEGINNING;
                 rd_kafka_metadata_destroy(md);
                 md = NULL;
         }
@@ -293,16 +296,15 @@ static int assign_all(ml_t *m, char *errstr, size_t errstr_size)
                 err = rd_kafka_offsets_for_times(m->store.rk, times, 10000);
                 if (!err) {
                         for (i = 0; i < times->cnt; i++)
-                                parts->elems[i].offset = times->elems[i].err ||
-                                                                         times->elems[i].offset < 0
-                                                                 ? RD_KAFKA_OFFSET_END
-                                                                 : times->elems[i].offset;
+                                parts->elems[i].offset =
+                                    times->elems[i].err || times->elems[i].offset < 0
+                                        ? RD_KAFKA_OFFSET_END
+                                        : times->elems[i].offset;
                         /* An empty partition has no offset for any time: start at its end. */
                 }
                 rd_kafka_topic_partition_list_destroy(times);
                 if (err) {
-                        nc_err(errstr, errstr_size, "offsets for times: %s",
-                               rd_kafka_err2str(err));
+                        nc_err(errstr, errstr_size, "offsets for times: %s", rd_kafka_err2str(err));
                         goto out;
                 }
         }

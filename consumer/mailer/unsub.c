@@ -80,13 +80,12 @@ int ml_unsub_verify(const ml_t *m, const char *token, char *id, size_t size)
         unsigned char h[32], got[64];
         size_t idlen, glen;
 
-        if (!dot || unb64url(token, (size_t)(dot - token), (unsigned char *)id, size - 1,
-                             &idlen) != 0)
+        if (!dot ||
+            unb64url(token, (size_t)(dot - token), (unsigned char *)id, size - 1, &idlen) != 0)
                 return -1;
         id[idlen] = '\0';
-        if (strlen(id) != idlen || unb64url(dot + 1, strlen(dot + 1), got, sizeof(got),
-                                            &glen) != 0 ||
-            glen != sizeof(h))
+        if (strlen(id) != idlen ||
+            unb64url(dot + 1, strlen(dot + 1), got, sizeof(got), &glen) != 0 || glen != sizeof(h))
                 return -1;
         mac(m, id, h);
         return CRYPTO_memcmp(h, got, sizeof(h)) == 0 ? 0 : -1;
@@ -95,11 +94,11 @@ int ml_unsub_verify(const ml_t *m, const char *token, char *id, size_t size)
 /* ---- HTTP ------------------------------------------------------------------------------ */
 
 static const char page_head[] =
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<title>Unsubscribe</title></head>"
-        "<body style=\"font-family: sans-serif; max-width: 36em; margin: 2em auto; "
-        "line-height: 1.5\">";
+    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    "<title>Unsubscribe</title></head>"
+    "<body style=\"font-family: sans-serif; max-width: 36em; margin: 2em auto; "
+    "line-height: 1.5\">";
 
 static int page(nc_httpd_resp_t *resp, int status, const char *body)
 {
@@ -107,8 +106,7 @@ static int page(nc_httpd_resp_t *resp, int status, const char *body)
 
         resp->content_type = "text/html; charset=utf-8";
         resp->body = nc_xmalloc(n);
-        resp->body_len = (size_t)snprintf(resp->body, n, "%s%s</body></html>\n", page_head,
-                                          body);
+        resp->body_len = (size_t)snprintf(resp->body, n, "%s%s</body></html>\n", page_head, body);
         return status;
 }
 
@@ -162,12 +160,14 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
                 return page(resp, 405, "<h1>Method not allowed</h1>");
         if (remove_subscriber(m, id) != 0) {
                 log_warnx("unsubscribe of %s could not be written to Kafka", id);
-                return page(resp, 503, "<h1>Please try again in a minute</h1><p>Your request "
-                                       "could not be saved.</p>");
+                return page(resp, 503,
+                            "<h1>Please try again in a minute</h1><p>Your request "
+                            "could not be saved.</p>");
         }
         log_info("unsubscribed %s (one-click)", id);
-        return page(resp, 200, "<h1>You are unsubscribed</h1><p>You will not receive notices "
-                               "at this address any more.</p>");
+        return page(resp, 200,
+                    "<h1>You are unsubscribed</h1><p>You will not receive notices "
+                    "at this address any more.</p>");
 }
 
 int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size)

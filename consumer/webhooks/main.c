@@ -19,29 +19,27 @@
 #include "nc_util.h"
 #include "wh.h"
 
-
 static const char usage[] =
-        "usage: noticecast-webhooks [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
-        "       noticecast-webhooks -h | -V\n"
-        "\n"
-        "Delivers every notice on the notice topics to the partners of [partner.<id>] sections\n"
-        "as signed webhooks (Standard Webhooks), with retries kept in Kafka.\n"
-        "\n"
-        "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
-        "                 " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
-        "  -X key=value   librdkafka property, overrides [kafka]\n"
-        "  -b BROKERS     bootstrap servers\n"
-        "  -n             check the configuration (and every partner's secrets) and exit\n"
-        "  -v, -q         more / less logging\n"
-        "  -h, -V         help, versions\n"
-        "\n"
-        "Signals: TERM/INT stop gracefully, HUP reloads the partners.\n"
-        "Exit status: 0 stopped cleanly, 64 usage, 69 Kafka unavailable, 78 bad config.\n";
+    "usage: noticecast-webhooks [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
+    "       noticecast-webhooks -h | -V\n"
+    "\n"
+    "Delivers every notice on the notice topics to the partners of [partner.<id>] sections\n"
+    "as signed webhooks (Standard Webhooks), with retries kept in Kafka.\n"
+    "\n"
+    "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
+    "                 " NC_SYSCONFDIR "/noticecast/noticecast.conf)\n"
+    "  -X key=value   librdkafka property, overrides [kafka]\n"
+    "  -b BROKERS     bootstrap servers\n"
+    "  -n             check the configuration (and every partner's secrets) and exit\n"
+    "  -v, -q         more / less logging\n"
+    "  -h, -V         help, versions\n"
+    "\n"
+    "Signals: TERM/INT stop gracefully, HUP reloads the partners.\n"
+    "Exit status: 0 stopped cleanly, 64 usage, 69 Kafka unavailable, 78 bad config.\n";
 
 static int load_config(wh_t *w, nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
-        return nc_daemon_config(cfg, w->config_path, &w->xprops, w->brokers, errstr,
-                                errstr_size);
+        return nc_daemon_config(cfg, w->config_path, &w->xprops, w->brokers, errstr, errstr_size);
 }
 
 /* SIGHUP: parse into a fresh struct; take its partners only if every one of them is valid. */
@@ -98,8 +96,7 @@ static void update_lag(wh_t *w)
                 rd_kafka_topic_partition_t *p = &parts->elems[i];
 
                 if (p->offset < 0 || rd_kafka_get_watermark_offsets(w->consumer, p->topic,
-                                                                     p->partition, &lo,
-                                                                     &hi) != 0)
+                                                                    p->partition, &lo, &hi) != 0)
                         continue;
                 if (hi > p->offset)
                         lag += hi - p->offset;
@@ -149,9 +146,8 @@ static int loop_once(wh_t *w)
 
 int main(int argc, char **argv)
 {
-        static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                                 {"version", no_argument, NULL, 'V'},
-                                                 {0}};
+        static const struct option longopts[] = {
+            {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
         wh_t w = {0};
         char err[1024];
         int c, check_only = 0, rc = NC_EX_OK;
@@ -161,21 +157,37 @@ int main(int argc, char **argv)
         w.wake_pipe[0] = w.wake_pipe[1] = -1;
         while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
                 switch (c) {
-                case 'C': w.config_path = optarg; break;
-                case 'X': nc_strlist_add(&w.xprops, optarg); break;
-                case 'b': w.brokers = optarg; break;
-                case 'v': nc_log_adjust(-1); break;
-                case 'q': nc_log_adjust(+1); break;
-                case 'n': check_only = 1; break;
-                case 'h': fputs(usage, stdout); return NC_EX_OK;
+                case 'C':
+                        w.config_path = optarg;
+                        break;
+                case 'X':
+                        nc_strlist_add(&w.xprops, optarg);
+                        break;
+                case 'b':
+                        w.brokers = optarg;
+                        break;
+                case 'v':
+                        nc_log_adjust(-1);
+                        break;
+                case 'q':
+                        nc_log_adjust(+1);
+                        break;
+                case 'n':
+                        check_only = 1;
+                        break;
+                case 'h':
+                        fputs(usage, stdout);
+                        return NC_EX_OK;
                 case 'V':
                         printf("noticecast-webhooks %s\nlibrdkafka %s\nlibcurl %s\njansson %s\n"
                                "openssl %s\n",
                                NC_VERSION, rd_kafka_version_str(),
-                               curl_version_info(CURLVERSION_NOW)->version,
-                               jansson_version_str(), OpenSSL_version(OPENSSL_VERSION));
+                               curl_version_info(CURLVERSION_NOW)->version, jansson_version_str(),
+                               OpenSSL_version(OPENSSL_VERSION));
                         return NC_EX_OK;
-                default: fputs(usage, stderr); return NC_EX_USAGE;
+                default:
+                        fputs(usage, stderr);
+                        return NC_EX_USAGE;
                 }
         }
         if (optind != argc) {
@@ -212,8 +224,7 @@ int main(int argc, char **argv)
                                             "Webhook attempts by partner and outcome.");
         w.m_latency = nc_metrics_histogram(w.metrics, "noticecast_webhook_attempt_seconds",
                                            "Duration of webhook HTTP attempts.",
-                                           nc_metrics_latency_buckets,
-                                           nc_metrics_latency_nbuckets);
+                                           nc_metrics_latency_buckets, nc_metrics_latency_nbuckets);
         w.m_backlog = nc_metrics_gauge(w.metrics, "noticecast_webhook_retry_backlog",
                                        "Deliveries waiting: queued for a partner or held "
                                        "until their retry is due.");
@@ -225,8 +236,8 @@ int main(int argc, char **argv)
                                         "Deliveries queued or in progress.");
         nc_metrics_inc(w.m_dlq, NULL, 0);
         if (w.cfg.webhooks.listen[0]) {
-                if (!(w.httpd = nc_httpd_start(w.cfg.webhooks.listen, w.metrics, err,
-                                               sizeof(err)))) {
+                if (!(w.httpd =
+                          nc_httpd_start(w.cfg.webhooks.listen, w.metrics, err, sizeof(err)))) {
                         log_error("http endpoint: %s", err);
                         rc = NC_EX_CONFIG;
                         goto out;
@@ -238,8 +249,7 @@ int main(int argc, char **argv)
                 rc = NC_EX_UNAVAILABLE;
                 goto out;
         }
-        log_info("started with %zu partner%s", w.cfg.partners_n,
-                 w.cfg.partners_n == 1 ? "" : "s");
+        log_info("started with %zu partner%s", w.cfg.partners_n, w.cfg.partners_n == 1 ? "" : "s");
 
         while (!nc_stop_flag) {
                 int64_t now;
@@ -293,4 +303,3 @@ out:
                 log_info("stopped");
         return rc;
 }
-

@@ -46,8 +46,8 @@ typedef struct wh_msg {
         char category[64];
         const char *event; /* NC_EVENT_PUBLISHED or NC_EVENT_WITHDRAWN */
         int withdrawn;
-        int64_t event_ms;  /* event time: the original message's timestamp */
-        char *std_body;    /* the "standard" payload, built once and shared by partners */
+        int64_t event_ms; /* event time: the original message's timestamp */
+        char *std_body;   /* the "standard" payload, built once and shared by partners */
         size_t std_body_len;
 
         /* Retry records only. */
@@ -102,8 +102,8 @@ TAILQ_HEAD(wh_job_list, wh_job);
 typedef struct wh_partner {
         nc_partner_t cfg; /* deep copy */
         nc_secrets_t secrets;
-        int disabled; /* answered 410 Gone: off until the next reload */
-        int removed;  /* no longer in the configuration: finishes what it has */
+        int disabled;               /* answered 410 Gone: off until the next reload */
+        int removed;                /* no longer in the configuration: finishes what it has */
         struct wh_job_list queue;   /* waiting */
         struct wh_job_list running; /* HTTP request in progress */
         int queued;

@@ -65,8 +65,7 @@ static wh_partner_t *partner_find(wh_t *w, const char *id)
 /* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
 int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
-        nc_secrets_t *secrets = nc_xcalloc(cfg->partners_n ? cfg->partners_n : 1,
-                                           sizeof(*secrets));
+        nc_secrets_t *secrets = nc_xcalloc(cfg->partners_n ? cfg->partners_n : 1, sizeof(*secrets));
         char err[512];
         wh_partner_t *p;
         size_t i;
@@ -75,8 +74,7 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
                 if (nc_secrets_load_file(&secrets[i], cfg->partners[i].secret_file, err,
                                          sizeof(err)) != 0) {
                         nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s",
-                               cfg->path ? cfg->path : "config",
-                               cfg->partners[i].secret_file_line,
+                               cfg->path ? cfg->path : "config", cfg->partners[i].secret_file_line,
                                cfg->partners[i].id, err);
                         for (size_t j = 0; j <= i; j++)
                                 nc_secrets_clear(&secrets[j]);
@@ -147,14 +145,12 @@ static int partner_matches(const wh_partner_t *p, const wh_msg_t *m)
         regions = json_object_get(m->data, "regions");
         if (!p->cfg.regions.n || m->withdrawn || !json_array_size(regions))
                 return 1;
-        json_array_foreach(regions, i, r)
-                if (nc_strlist_has(&p->cfg.regions, json_string_value(r)))
-                        return 1;
+        json_array_foreach(regions, i,
+                           r) if (nc_strlist_has(&p->cfg.regions, json_string_value(r))) return 1;
         return 0;
 }
 
-static char *payload(const wh_msg_t *m, const wh_partner_t *p, const char *webhook_id,
-                     size_t *len)
+static char *payload(const wh_msg_t *m, const wh_partner_t *p, const char *webhook_id, size_t *len)
 {
         char ts[40], type[80], source[128];
         json_t *o;
@@ -165,9 +161,8 @@ static char *payload(const wh_msg_t *m, const wh_partner_t *p, const char *webho
                 snprintf(type, sizeof(type), "gov.noticecast.%s", m->event);
                 snprintf(source, sizeof(source), "/noticecast/%s", m->category);
                 o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O}", "specversion", "1.0",
-                              "id", webhook_id, "source", source, "type", type, "subject",
-                              m->id, "time", ts, "datacontenttype", "application/json", "data",
-                              m->data);
+                              "id", webhook_id, "source", source, "type", type, "subject", m->id,
+                              "time", ts, "datacontenttype", "application/json", "data", m->data);
         } else {
                 o = json_pack("{s:s, s:s, s:O}", "type", m->event, "timestamp", ts, "data",
                               m->data);
@@ -233,8 +228,7 @@ static void count(wh_t *w, const wh_partner_t *p, const char *outcome)
 {
         char l[NC_METRICS_LABELS_SIZE];
 
-        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome", outcome, NULL) ==
-            0)
+        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome", outcome, NULL) == 0)
                 nc_metrics_inc(w->m_deliveries, l, 1);
 }
 
@@ -277,7 +271,8 @@ static void job_retry_or_dlq(wh_t *w, wh_job_t *j, long status, const char *erro
         int64_t delay;
 
         if ((size_t)tier >= wc->retry_n) {
-                snprintf(reason, sizeof(reason), "partner %s: retries exhausted after %d "
+                snprintf(reason, sizeof(reason),
+                         "partner %s: retries exhausted after %d "
                          "attempts: %s",
                          j->partner->cfg.id, j->attempt, error);
                 job_finish(w, j, "dlq", status, error,
@@ -337,8 +332,7 @@ static void job_enqueue(wh_t *w, wh_job_t *j)
         if (p->queued >= w->cfg.webhooks.max_pending) {
                 job_finish(w, j, "deferred", 0, "partner backlog full",
                            wh_retry_record(w, j->msg, p->cfg.id, j->attempt,
-                                           nc_time_now_ms() +
-                                                   jitter(w->cfg.webhooks.retry_ms[0]),
+                                           nc_time_now_ms() + jitter(w->cfg.webhooks.retry_ms[0]),
                                            0));
                 return;
         }
@@ -396,10 +390,9 @@ static size_t on_header(char *buf, size_t size, size_t n, void *opaque)
                         time_t t = curl_getdate(val, NULL);
 
                         if (t > 0)
-                                j->retry_after_ms =
-                                        (int64_t)t * 1000 > nc_time_now_ms()
-                                                ? (int64_t)t * 1000 - nc_time_now_ms()
-                                                : 0;
+                                j->retry_after_ms = (int64_t)t * 1000 > nc_time_now_ms()
+                                                        ? (int64_t)t * 1000 - nc_time_now_ms()
+                                                        : 0;
                 }
         }
         return len;
@@ -481,8 +474,8 @@ static int job_start(wh_t *w, wh_job_t *j)
                 return -1;
         job_body(j);
         /* Re-signed on every attempt: the timestamp is part of what is signed. */
-        if (nc_webhook_sign(&j->partner->secrets, j->webhook_id, now / 1000, j->body,
-                            j->body_len, sig, sizeof(sig)) != 0) {
+        if (nc_webhook_sign(&j->partner->secrets, j->webhook_id, now / 1000, j->body, j->body_len,
+                            sig, sizeof(sig)) != 0) {
                 easy_put(j->partner, e);
                 return -1;
         }
@@ -496,8 +489,8 @@ static int job_start(wh_t *w, wh_job_t *j)
         snprintf(h, sizeof(h), "webhook-signature: %s", sig);
         j->hdrs = curl_slist_append(j->hdrs, h);
         j->hdrs = curl_slist_append(j->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
-                                                     ? "Content-Type: application/cloudevents+json"
-                                                     : "Content-Type: application/json");
+                                                 ? "Content-Type: application/cloudevents+json"
+                                                 : "Content-Type: application/json");
         /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
         j->hdrs = curl_slist_append(j->hdrs, "Expect:");
 
@@ -591,8 +584,8 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
                                    (double)(nc_time_now_ms() - j->start_ms) / 1000.0);
 
         if (res != CURLE_OK) {
-                snprintf(error, sizeof(error), "%s", j->errbuf[0] ? j->errbuf
-                                                                  : curl_easy_strerror(res));
+                snprintf(error, sizeof(error), "%s",
+                         j->errbuf[0] ? j->errbuf : curl_easy_strerror(res));
                 job_retry_or_dlq(w, j, 0, error);
                 return;
         }
@@ -605,8 +598,8 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
                 if (!isprint((unsigned char)*c))
                         *c = ' ';
         if (status >= 300 && status < 400)
-                snprintf(error, sizeof(error),
-                         "unexpected status %ld (redirects are not followed)", status);
+                snprintf(error, sizeof(error), "unexpected status %ld (redirects are not followed)",
+                         status);
         else
                 snprintf(error, sizeof(error), "HTTP %ld%s%.200s", status,
                          j->response[0] ? ": " : "", j->response);

@@ -118,13 +118,12 @@ void wh_produce_record(wh_t *w, wh_produce_t *pr)
         rd_kafka_resp_err_t err;
 
         for (;;) {
-                err = rd_kafka_producev(
-                        w->producer, RD_KAFKA_V_TOPIC(pr->topic),
-                        RD_KAFKA_V_KEY(pr->key, pr->key ? strlen(pr->key) : 0),
-                        RD_KAFKA_V_VALUE(pr->value, pr->value_len),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_HEADERS(rd_kafka_headers_copy(pr->hdrs)),
-                        RD_KAFKA_V_OPAQUE(pr), RD_KAFKA_V_END);
+                err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(pr->topic),
+                                        RD_KAFKA_V_KEY(pr->key, pr->key ? strlen(pr->key) : 0),
+                                        RD_KAFKA_V_VALUE(pr->value, pr->value_len),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                        RD_KAFKA_V_HEADERS(rd_kafka_headers_copy(pr->hdrs)),
+                                        RD_KAFKA_V_OPAQUE(pr), RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 rd_kafka_poll(w->producer, 10);
@@ -145,10 +144,9 @@ static wh_produce_t *record_new(wh_t *w, const char *topic, const wh_msg_t *m)
 
         (void)w;
         pr->topic = nc_xstrdup(topic);
-        pr->key = m->id[0] ? nc_xstrdup(m->id)
-                  : m->rkm->key
-                          ? strndup(m->rkm->key, m->rkm->key_len)
-                          : NULL;
+        pr->key = m->id[0]      ? nc_xstrdup(m->id)
+                  : m->rkm->key ? strndup(m->rkm->key, m->rkm->key_len)
+                                : NULL;
         pr->hdrs = rd_kafka_headers_new(12);
         return pr;
 }
@@ -202,8 +200,8 @@ wh_produce_t *wh_dlq_record(wh_t *w, wh_msg_t *m, const char *partner, const cha
                 /* Replaying a partner's failure must go back to that partner only: through
                  * the first retry tier, due at once. */
                 rd_kafka_header_add(pr->hdrs, "noticecast-dlq-partner", -1, partner, -1);
-                rd_kafka_header_add(pr->hdrs, "noticecast-dlq-replay-topic", -1,
-                                    w->retry_topics[0], -1);
+                rd_kafka_header_add(pr->hdrs, "noticecast-dlq-replay-topic", -1, w->retry_topics[0],
+                                    -1);
                 rd_kafka_header_add(pr->hdrs, "noticecast-partner", -1, partner, -1);
                 hdr_add_int(pr->hdrs, "noticecast-attempt", 1);
                 hdr_add_int(pr->hdrs, "noticecast-due", 0);
@@ -268,12 +266,12 @@ wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, l
         }
         pr->value = nc_xmalloc(cap);
         pr->value_len = (size_t)snprintf(
-                pr->value, cap,
-                "{\"type\":\"webhook.attempt\",\"notice_id\":\"%s\",\"partner\":\"%s\","
-                "\"webhook_id\":\"%s\",\"event\":\"%s\",\"attempt\":%d,\"outcome\":\"%s\","
-                "\"status\":%s,\"error\":%s,\"latency_ms\":%.1f,\"time\":\"%s\"}",
-                j->msg->id, j->partner->cfg.id, j->webhook_id, j->msg->event, j->attempt, outcome,
-                st, err, latency_ms, nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
+            pr->value, cap,
+            "{\"type\":\"webhook.attempt\",\"notice_id\":\"%s\",\"partner\":\"%s\","
+            "\"webhook_id\":\"%s\",\"event\":\"%s\",\"attempt\":%d,\"outcome\":\"%s\","
+            "\"status\":%s,\"error\":%s,\"latency_ms\":%.1f,\"time\":\"%s\"}",
+            j->msg->id, j->partner->cfg.id, j->webhook_id, j->msg->event, j->attempt, outcome, st,
+            err, latency_ms, nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
         if (pr->value_len >= cap)
                 pr->value_len = cap - 1;
         rd_kafka_header_add(pr->hdrs, "content-type", -1, "application/json", -1);
@@ -293,8 +291,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
         }
         if (rkm->err) {
                 /* Never drop a retry, DLQ or event record: send it again. */
-                log_warnx("delivery of a record to %s failed: %s; producing it again",
-                          pr->topic, rd_kafka_err2str(rkm->err));
+                log_warnx("delivery of a record to %s failed: %s; producing it again", pr->topic,
+                          rd_kafka_err2str(rkm->err));
                 wh_produce_record(w, pr);
                 return;
         }
@@ -321,8 +319,7 @@ static int decode(wh_t *w, wh_msg_t *m, char *err, size_t errsize)
                 return nc_err(err, errsize, "unknown noticecast-event '%.40s'", event);
         m->withdrawn = strcmp(event, NC_EVENT_PUBLISHED) != 0;
         m->event = m->withdrawn ? NC_EVENT_WITHDRAWN : NC_EVENT_PUBLISHED;
-        if (hdr(r, "noticecast-schema", schema, sizeof(schema)) &&
-            strcmp(schema, NC_NOTICE_SCHEMA))
+        if (hdr(r, "noticecast-schema", schema, sizeof(schema)) && strcmp(schema, NC_NOTICE_SCHEMA))
                 return nc_err(err, errsize, "unsupported noticecast-schema '%.8s'", schema);
         if (!r->payload || !r->len)
                 return nc_err(err, errsize, "empty value");
@@ -441,7 +438,7 @@ void wh_timers(wh_t *w, int64_t now)
                         t->held_n = t->held_first = 0;
                         if (t->paused && !t->revoked) {
                                 rd_kafka_topic_partition_list_t *l =
-                                        rd_kafka_topic_partition_list_new(1);
+                                    rd_kafka_topic_partition_list_new(1);
 
                                 rd_kafka_topic_partition_list_add(l, t->topic, t->partition);
                                 rd_kafka_resume_partitions(w->consumer, l);
