@@ -57,9 +57,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 		-o $@ $< $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
 
 # ---- tests ---------------------------------------------------------------------------------
-# `make test` is the one command CI runs (.ci/run): unit + integration tests with a normal
-# build, then the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# `make test` is the one command CI runs (.ci/run): the style check, unit + integration tests
+# with a normal build, then the same suite again under AddressSanitizer + UBSan.
 test: deps-check
+	$(MAKE) format-check
 	$(MAKE) unit-test integration-test
 	$(MAKE) SANITIZE=1 unit-test integration-test
 
