@@ -185,6 +185,8 @@ static size_t batch_finish(struct batch *b, nc_input_t *in)
                         }
                 }
         }
+        if (b->bad > MAX_REPORTED_ERRORS)
+                fprintf(stderr, "... and %zu more invalid notices\n", b->bad - MAX_REPORTED_ERRORS);
         return b->bad;
 }
 
@@ -300,6 +302,33 @@ enum {
         OPT_REASON
 };
 
+/* The flag that sets one text field of the notice built from flags, or NULL. */
+static const char **flag_field(struct flag_notice *f, int c)
+{
+        switch (c) {
+        case OPT_TITLE:
+                return &f->title;
+        case OPT_BODY:
+                return &f->body;
+        case OPT_BODY_FILE:
+                return &f->body_file;
+        case OPT_SUMMARY:
+                return &f->summary;
+        case OPT_CATEGORY:
+                return &f->category;
+        case OPT_LANG:
+                return &f->lang;
+        case OPT_PRIORITY:
+                return &f->priority;
+        case OPT_URL:
+                return &f->url;
+        case OPT_SOURCE:
+                return &f->source;
+        default:
+                return NULL;
+        }
+}
+
 int cmd_publish(nc_cli_t *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -319,6 +348,7 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
             {0},
         };
         struct flag_notice f = {0};
+        const char **field;
         struct batch b = {0};
         nc_kafka_txn_t *txn = NULL;
         nc_input_t in = {0};
@@ -328,6 +358,11 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
         while ((c = getopt_long(argc, argv, NC_CLI_COMMON_SHORT "n", longopts, NULL)) != -1) {
                 if (nc_cli_common_opt(cli, c, optarg))
                         continue;
+                if ((field = flag_field(&f, c))) {
+                        *field = optarg;
+                        f.used = 1;
+                        continue;
+                }
                 switch (c) {
                 case 'h':
                         fputs(publish_usage, stdout);
@@ -339,44 +374,8 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                 case OPT_JSON:
                         json_out = 1;
                         break;
-                case OPT_TITLE:
-                        f.title = optarg;
-                        f.used = 1;
-                        break;
-                case OPT_BODY:
-                        f.body = optarg;
-                        f.used = 1;
-                        break;
-                case OPT_BODY_FILE:
-                        f.body_file = optarg;
-                        f.used = 1;
-                        break;
-                case OPT_SUMMARY:
-                        f.summary = optarg;
-                        f.used = 1;
-                        break;
-                case OPT_CATEGORY:
-                        f.category = optarg;
-                        f.used = 1;
-                        break;
                 case OPT_REGION:
                         nc_strlist_add(&f.regions, optarg);
-                        f.used = 1;
-                        break;
-                case OPT_LANG:
-                        f.lang = optarg;
-                        f.used = 1;
-                        break;
-                case OPT_PRIORITY:
-                        f.priority = optarg;
-                        f.used = 1;
-                        break;
-                case OPT_URL:
-                        f.url = optarg;
-                        f.used = 1;
-                        break;
-                case OPT_SOURCE:
-                        f.source = optarg;
                         f.used = 1;
                         break;
                 default:
@@ -430,9 +429,6 @@ int cmd_publish(nc_cli_t *cli, int argc, char **argv)
                 goto out;
         }
         if (batch_finish(&b, &in) > 0) {
-                if (b.bad > MAX_REPORTED_ERRORS)
-                        fprintf(stderr, "... and %zu more invalid notices\n",
-                                b.bad - MAX_REPORTED_ERRORS);
                 fprintf(stderr,
                         "noticecast: publish: %zu invalid notice%s, nothing was "
                         "published\n",
@@ -481,9 +477,6 @@ int cmd_validate(nc_cli_t *cli, int argc, char **argv)
                 batch_init(&b, &in, &cli->cfg, NC_NOTICE_CHECK);
                 rc = read_inputs(&in, 1, argv + i, "validate");
                 if (rc == 0 && batch_finish(&b, &in)) {
-                        if (b.bad > MAX_REPORTED_ERRORS)
-                                fprintf(stderr, "... and %zu more invalid notices\n",
-                                        b.bad - MAX_REPORTED_ERRORS);
                         rc = NC_EX_DATAERR;
                 } else if (rc == 0) {
                         printf("%s: %zu notice%s OK\n", argv[i], in.n, in.n == 1 ? "" : "s");
