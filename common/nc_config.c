@@ -203,6 +203,30 @@ int nc_config_apply_overrides(nc_config_t *cfg, const nc_strlist_t *xprops, cons
         return 0;
 }
 
+int nc_config_cmdline_opt(int c, const char *arg, const char **config_path, nc_strlist_t *xprops,
+                          const char **brokers)
+{
+        switch (c) {
+        case 'C':
+                *config_path = arg;
+                return 1;
+        case 'X':
+                nc_strlist_add(xprops, arg);
+                return 1;
+        case 'b':
+                *brokers = arg;
+                return 1;
+        case 'v':
+                nc_log_adjust(-1);
+                return 1;
+        case 'q':
+                nc_log_adjust(+1);
+                return 1;
+        default:
+                return 0;
+        }
+}
+
 const char *nc_config_kafka_get(const nc_config_t *cfg, const char *key)
 {
         size_t i;

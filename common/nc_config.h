@@ -146,6 +146,11 @@ int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, co
  * (-b, may be NULL) as bootstrap.servers.  Returns 0, or -1 with errstr. */
 int nc_config_apply_overrides(nc_config_t *cfg, const nc_strlist_t *xprops, const char *brokers,
                               char *errstr, size_t errstr_size);
+/* The command-line options every program shares (kcat style): -C FILE, -X key=value,
+ * -b BROKERS, -v, -q.  Handles option C with ARG, storing into the three places given.
+ * Returns 1 if C was one of them, 0 if not. */
+int nc_config_cmdline_opt(int c, const char *arg, const char **config_path, nc_strlist_t *xprops,
+                          const char **brokers);
 /* Value of a [kafka] property or NULL. */
 const char *nc_config_kafka_get(const nc_config_t *cfg, const char *key);
 

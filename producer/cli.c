@@ -6,25 +6,7 @@
 
 int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg)
 {
-        switch (c) {
-        case 'C':
-                cli->config_path = arg;
-                return 1;
-        case 'X':
-                nc_strlist_add(&cli->xprops, arg);
-                return 1;
-        case 'b':
-                cli->brokers = arg;
-                return 1;
-        case 'v':
-                nc_log_adjust(-1);
-                return 1;
-        case 'q':
-                nc_log_adjust(+1);
-                return 1;
-        default:
-                return 0;
-        }
+        return nc_config_cmdline_opt(c, arg, &cli->config_path, &cli->xprops, &cli->brokers);
 }
 
 int nc_cli_load_config(nc_cli_t *cli)

@@ -215,22 +215,9 @@ int main(int argc, char **argv)
         m.wake_pipe[0] = m.wake_pipe[1] = -1;
         m.planned_minute = -1;
         while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
+                if (nc_config_cmdline_opt(c, optarg, &m.config_path, &m.xprops, &m.brokers))
+                        continue;
                 switch (c) {
-                case 'C':
-                        m.config_path = optarg;
-                        break;
-                case 'X':
-                        nc_strlist_add(&m.xprops, optarg);
-                        break;
-                case 'b':
-                        m.brokers = optarg;
-                        break;
-                case 'v':
-                        nc_log_adjust(-1);
-                        break;
-                case 'q':
-                        nc_log_adjust(+1);
-                        break;
                 case 'n':
                         check_only = 1;
                         break;

@@ -156,22 +156,9 @@ int main(int argc, char **argv)
         nc_log_init("noticecast-webhooks", NC_LOG_INFO);
         w.wake_pipe[0] = w.wake_pipe[1] = -1;
         while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
+                if (nc_config_cmdline_opt(c, optarg, &w.config_path, &w.xprops, &w.brokers))
+                        continue;
                 switch (c) {
-                case 'C':
-                        w.config_path = optarg;
-                        break;
-                case 'X':
-                        nc_strlist_add(&w.xprops, optarg);
-                        break;
-                case 'b':
-                        w.brokers = optarg;
-                        break;
-                case 'v':
-                        nc_log_adjust(-1);
-                        break;
-                case 'q':
-                        nc_log_adjust(+1);
-                        break;
                 case 'n':
                         check_only = 1;
                         break;
