@@ -3,11 +3,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "nc_mail.h"
 #include "nc_mustache.h"
 #include "nc_notice.h"
 
@@ -17,6 +20,36 @@
 
 static const char *const required[] = {"subject", "text", "html"};
 
+/* Per-subscriber values stand in the cached renders as sentinels: U+E000, the variable's
+ * digit, '&', U+E001.  The '&' tells where the value was HTML-escaped ("&amp;" then). */
+#define PUA_OPEN   "\xEE\x80\x80" /* U+E000 */
+#define PUA_CLOSE  "\xEE\x80\x81" /* U+E001 */
+#define CACHE_SIZE 16             /* digests (notice sets) per language */
+
+struct dpieces {
+        size_t nhole;
+        char **lit;     /* nhole + 1, NUL-terminated */
+        size_t *len;    /* of lit[i] */
+        unsigned *hole; /* value index (NC_DIGEST_V_*) of each hole */
+};
+
+/* One (language, notice set, urgent, period, which values are present) rendered once. */
+struct dentry {
+        atomic_int refs;
+        int cached; /* in its language's cache (else freed by the last release) */
+        uint64_t used;
+        /* key */
+        int urgent;
+        unsigned flags;
+        char period[12];
+        size_t n;
+        json_t **notices; /* references held */
+        /* value */
+        int direct; /* sentinels unusable (a template or notice has U+E000): no pieces */
+        struct dpieces subject, text, html;
+        nc_mail_body_t *tbody, *hbody;
+};
+
 /* The templates of one language. */
 struct nc_tlang {
         char *lang;
@@ -25,15 +58,21 @@ struct nc_tlang {
         char *ptext[MAX_PARTIALS];
         size_t pn;
         /* nc_mustache_render_compiled() caches partials inside the compiled template, so
-         * one language renders in one thread at a time. */
+         * one language renders in one thread at a time.  The lock guards the cache too. */
         pthread_mutex_t lock;
+        int pua; /* a template contains U+E000: never cached */
+        struct dentry *cache[CACHE_SIZE];
+        uint64_t tick;
 };
 
 struct nc_templates {
         struct nc_tlang *v;
         size_t n;
-        size_t def; /* index of the default language */
+        size_t def;  /* index of the default language */
+        int nocache; /* nc_templates_set_cache(t, 0) */
 };
+
+static void dentry_free(struct dentry *e);
 
 /* ---- loading ---------------------------------------------------------------------------- */
 
@@ -49,6 +88,8 @@ static const char *partial_cb(void *opaque, const char *name)
 
 static void tlang_free(struct nc_tlang *l)
 {
+        for (size_t i = 0; i < CACHE_SIZE; i++)
+                dentry_free(l->cache[i]);
         for (size_t i = 0; i < 3; i++)
                 nc_mustache_destroy(l->tpl[i]);
         for (size_t i = 0; i < l->pn; i++) {
@@ -145,6 +186,7 @@ static int load_partials(struct nc_tlang *l, const char *ldir, char *errstr, siz
                         break;
                 }
                 nc_mustache_destroy(m);
+                l->pua |= strstr(text, PUA_OPEN) != NULL;
                 l->pname[l->pn] = nc_xstrdup(name);
                 l->ptext[l->pn++] = text;
         }
@@ -171,6 +213,7 @@ static int load_lang(struct nc_tlang *l, const char *dir, const char *lang, char
                         return nc_err(errstr, errstr_size, "%s: path too long", dir);
                 if (!(text = read_template(path, errstr, errstr_size)))
                         return -1;
+                l->pua |= strstr(text, PUA_OPEN) != NULL;
                 l->tpl[i] = nc_mustache_compile(text, err, sizeof(err));
                 free(text);
                 if (!l->tpl[i])
@@ -427,19 +470,379 @@ static void utf8_cut(char *s, size_t max)
 
 /* ---- rendering -------------------------------------------------------------------------- */
 
-int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
-                     int urgent, const char *unsubscribe_url, const char *period,
-                     nc_digest_out_t *out, char *errstr, size_t errstr_size)
+static const char *const periods[] = {"immediate", "daily", "weekly"};
+
+/* The data for the templates (see nc_digest.h) with the given per-subscriber values (NULL:
+ * absent); NULL with errstr set when a notice is unusable. */
+static json_t *build_data(const struct nc_tlang *l, const char *name, const char *email,
+                          const char *unsub, const json_t *notices, int urgent, const char *period,
+                          char *errstr, size_t errstr_size)
 {
-        static const char *const periods[] = {"immediate", "daily", "weekly"};
-        struct nc_tlang *l;
-        const char *sl, *s;
-        json_t *data, *list;
-        nc_mustache_opts_t opts;
-        char *r[3] = {NULL, NULL, NULL};
+        size_t i, count = json_array_size(notices);
+        json_t *data = json_object(), *list;
+
+        json_object_set_new(data, "lang", json_string(l->lang));
+        if (name)
+                json_object_set_new(data, "name", json_string(name));
+        if (email)
+                json_object_set_new(data, "email", json_string(email));
+        json_object_set_new(data, "count", json_integer((json_int_t)count));
+        json_object_set_new(data, "single", json_boolean(count == 1));
+        json_object_set_new(data, "multiple", json_boolean(count > 1));
+        json_object_set_new(data, "urgent", json_boolean(urgent));
+        json_object_set_new(data, "period", json_string(period));
+        for (i = 0; i < 3; i++)
+                json_object_set_new(data, periods[i], json_boolean(!strcmp(period, periods[i])));
+        json_object_set_new(data, "digest", json_boolean(strcmp(period, "immediate") != 0));
+        if (unsub)
+                json_object_set_new(data, "unsubscribe_url", json_string(unsub));
+        list = json_array();
+        json_object_set_new(data, "notices", list);
+        for (i = 0; i < count; i++) {
+                json_t *d =
+                    notice_data(json_array_get(notices, i), i, l->lang, errstr, errstr_size);
+
+                if (!d) {
+                        json_decref(data);
+                        return NULL;
+                }
+                json_array_append_new(list, d);
+        }
+        json_object_set(data, "first", json_array_get(list, 0));
+        return data;
+}
+
+/* Renders subject, text and html into R (all or none).  SUBJECT_VALUE: what {{subject}} is in
+ * text and html; NULL = the rendered subject (collapsed and cut).  The caller holds l->lock. */
+static int render3(struct nc_tlang *l, json_t *data, const char *subject_value, char *r[3],
+                   char *errstr, size_t errstr_size)
+{
+        nc_mustache_opts_t opts = {partial_cb, l, 0, 0};
         char err[512];
-        size_t i, count;
-        int rc = -1, known = 0;
+        size_t i;
+
+        for (i = 0; i < 3; i++) {
+                opts.escape_html = i == 2; /* html only */
+                r[i] = nc_mustache_render_compiled(l->tpl[i], data, &opts, err, sizeof(err));
+                if (!r[i]) {
+                        nc_err(errstr, errstr_size, "%s/%s" SUFFIX ": %s", l->lang, required[i],
+                               err);
+                        break;
+                }
+                if (i == 0) {
+                        collapse_line(r[0]);
+                        if (!subject_value)
+                                utf8_cut(r[0], SUBJECT_BYTES);
+                        json_object_set_new(data, "subject",
+                                            json_string(subject_value ? subject_value : r[0]));
+                }
+        }
+        if (i == 3)
+                return 0;
+        while (i > 0)
+                free(r[--i]);
+        return -1;
+}
+
+/* ---- the cache of rendered digests -------------------------------------------------------- */
+
+static void dpieces_free(struct dpieces *p)
+{
+        for (size_t i = 0; p->lit && i <= p->nhole; i++)
+                free(p->lit[i]);
+        free(p->lit);
+        free(p->len);
+        free(p->hole);
+        memset(p, 0, sizeof(*p));
+}
+
+static void dentry_free(struct dentry *e)
+{
+        if (!e)
+                return;
+        for (size_t i = 0; i < e->n; i++)
+                json_decref(e->notices[i]);
+        free(e->notices);
+        dpieces_free(&e->subject);
+        dpieces_free(&e->text);
+        dpieces_free(&e->html);
+        nc_mail_body_free(e->tbody);
+        nc_mail_body_free(e->hbody);
+        free(e);
+}
+
+static void dentry_release(struct dentry *e)
+{
+        if (e && atomic_fetch_sub(&e->refs, 1) == 1 && !e->cached)
+                dentry_free(e);
+}
+
+/* Splits a render at its sentinels.  -1 if it has a U+E000 that is not one of ours (then the
+ * pieces cannot be trusted). */
+static int split(const char *s, struct dpieces *p)
+{
+        size_t cap = 8, ol = strlen(PUA_OPEN), cl = strlen(PUA_CLOSE);
+        const char *lit = s, *q;
+
+        memset(p, 0, sizeof(*p));
+        p->lit = nc_xmalloc(cap * sizeof(*p->lit));
+        p->len = nc_xmalloc(cap * sizeof(*p->len));
+        p->hole = nc_xmalloc(cap * sizeof(*p->hole));
+        for (q = strstr(s, PUA_OPEN);; q = strstr(q, PUA_OPEN)) {
+                size_t n = q ? (size_t)(q - lit) : strlen(lit), skip = 0;
+                unsigned v = 0;
+
+                if (q) {
+                        const char *a = q + ol + 1;
+                        int esc = -1;
+
+                        if (q[ol] >= '0' && q[ol] <= '3') {
+                                if (!strncmp(a, "&" PUA_CLOSE, 1 + cl))
+                                        esc = 0;
+                                else if (!strncmp(a, "&amp;" PUA_CLOSE, 5 + cl))
+                                        esc = 1;
+                        }
+                        if (esc < 0) {
+                                p->lit[p->nhole] = NULL;
+                                dpieces_free(p);
+                                return -1;
+                        }
+                        v = (unsigned)(q[ol] - '0') * 2 + (unsigned)esc;
+                        skip = ol + 1 + (esc ? 5 : 1) + cl;
+                }
+                if (p->nhole + 1 >= cap) {
+                        cap *= 2;
+                        p->lit = nc_xrealloc(p->lit, cap * sizeof(*p->lit));
+                        p->len = nc_xrealloc(p->len, cap * sizeof(*p->len));
+                        p->hole = nc_xrealloc(p->hole, cap * sizeof(*p->hole));
+                }
+                p->lit[p->nhole] = nc_xmalloc(n + 1);
+                memcpy(p->lit[p->nhole], lit, n);
+                p->lit[p->nhole][n] = '\0';
+                p->len[p->nhole] = n;
+                if (!q)
+                        return 0;
+                p->hole[p->nhole++] = v;
+                lit = q + skip;
+                q = lit;
+        }
+}
+
+/* Key flags: which per-subscriber values are present (their presence can change the render;
+ * their content cannot: no lambdas, and every string is truthy). */
+#define F_NAME  1u
+#define F_EMAIL 2u
+#define F_UNSUB 4u
+
+/* 1 if any string in V contains U+E000. */
+static int has_pua(const json_t *v)
+{
+        const char *k;
+        json_t *x;
+        size_t i;
+
+        switch (json_typeof(v)) {
+        case JSON_STRING:
+                return strstr(json_string_value(v), PUA_OPEN) != NULL;
+        case JSON_OBJECT:
+                json_object_foreach((json_t *)v, k,
+                                    x) if (strstr(k, PUA_OPEN) || has_pua(x)) return 1;
+                return 0;
+        case JSON_ARRAY:
+                json_array_foreach(v, i, x) if (has_pua(x)) return 1;
+                return 0;
+        default:
+                return 0;
+        }
+}
+
+static int dentry_matches(const struct dentry *e, const json_t *notices, int urgent, unsigned flags,
+                          const char *period)
+{
+        if (!e || e->urgent != urgent || e->flags != flags || e->n != json_array_size(notices) ||
+            strcmp(e->period, period))
+                return 0;
+        for (size_t i = 0; i < e->n; i++)
+                if (e->notices[i] != json_array_get(notices, i))
+                        return 0;
+        return 1;
+}
+
+/* Renders the digest with sentinels in place of the values.  The caller holds l->lock.
+ * NULL with errstr set if a notice is unusable or a template fails. */
+static struct dentry *dentry_make(struct nc_tlang *l, const json_t *notices, int urgent,
+                                  unsigned flags, const char *period, char *errstr,
+                                  size_t errstr_size)
+{
+        static const char *const sentinel[4] = {PUA_OPEN "0&" PUA_CLOSE, PUA_OPEN "1&" PUA_CLOSE,
+                                                PUA_OPEN "2&" PUA_CLOSE, PUA_OPEN "3&" PUA_CLOSE};
+        struct dentry *e = nc_xcalloc(1, sizeof(*e));
+        char *r[3] = {NULL, NULL, NULL}, err[256];
+        json_t *data;
+        size_t i;
+
+        e->urgent = urgent;
+        e->flags = flags;
+        snprintf(e->period, sizeof(e->period), "%s", period);
+        e->n = json_array_size(notices);
+        e->notices = nc_xcalloc(e->n, sizeof(*e->notices));
+        for (i = 0; i < e->n; i++) {
+                e->notices[i] = json_incref(json_array_get(notices, i));
+                e->direct |= has_pua(e->notices[i]);
+        }
+        if (e->direct)
+                return e;
+        data = build_data(
+            l, flags & F_NAME ? sentinel[0] : NULL, flags & F_EMAIL ? sentinel[1] : NULL,
+            flags & F_UNSUB ? sentinel[2] : NULL, notices, urgent, period, errstr, errstr_size);
+        if (!data || render3(l, data, sentinel[3], r, errstr, errstr_size) < 0) {
+                json_decref(data);
+                dentry_free(e);
+                return NULL;
+        }
+        json_decref(data);
+        if (split(r[0], &e->subject) < 0 || split(r[1], &e->text) < 0 ||
+            split(r[2], &e->html) < 0 ||
+            !(e->tbody = nc_mail_body_new((const char *const *)e->text.lit, e->text.len,
+                                          e->text.hole, e->text.nhole, err, sizeof(err))) ||
+            !(e->hbody = nc_mail_body_new((const char *const *)e->html.lit, e->html.len,
+                                          e->html.hole, e->html.nhole, err, sizeof(err))))
+                e->direct = 1;
+        for (i = 0; i < 3; i++)
+                free(r[i]);
+        return e;
+}
+
+/* The cached entry for this digest (a reference: dentry_release it), made if needed. */
+static struct dentry *dentry_get(struct nc_tlang *l, const json_t *notices, int urgent,
+                                 unsigned flags, const char *period, char *errstr,
+                                 size_t errstr_size)
+{
+        struct dentry *e = NULL;
+        size_t i, victim = CACHE_SIZE;
+
+        pthread_mutex_lock(&l->lock);
+        l->tick++;
+        for (i = 0; i < CACHE_SIZE; i++) {
+                if (dentry_matches(l->cache[i], notices, urgent, flags, period)) {
+                        e = l->cache[i];
+                        break;
+                }
+        }
+        if (!e && (e = dentry_make(l, notices, urgent, flags, period, errstr, errstr_size))) {
+                /* An empty slot, else the least recently used entry nobody is using. */
+                for (i = 0; i < CACHE_SIZE; i++) {
+                        if (!l->cache[i]) {
+                                victim = i;
+                                break;
+                        }
+                        if (atomic_load(&l->cache[i]->refs) == 0 &&
+                            (victim == CACHE_SIZE || l->cache[i]->used < l->cache[victim]->used))
+                                victim = i;
+                }
+                if (victim < CACHE_SIZE) {
+                        dentry_free(l->cache[victim]);
+                        l->cache[victim] = e;
+                        e->cached = 1;
+                }
+        }
+        if (e) {
+                e->used = l->tick;
+                atomic_fetch_add(&e->refs, 1);
+        }
+        pthread_mutex_unlock(&l->lock);
+        return e;
+}
+
+/* ---- rendering -------------------------------------------------------------------------- */
+
+static char *html_escape(const char *s)
+{
+        size_t n = 0;
+        char *r, *o;
+
+        for (const char *p = s; *p; p++)
+                n += *p == '&'                ? 5
+                     : *p == '"'              ? 6
+                     : *p == '<' || *p == '>' ? 4
+                     : *p == '\''             ? 5
+                                              : 1;
+        r = o = nc_xmalloc(n + 1);
+        for (const char *p = s; *p; p++) {
+                switch (*p) {
+                case '&':
+                        o = stpcpy(o, "&amp;");
+                        break;
+                case '"':
+                        o = stpcpy(o, "&quot;");
+                        break;
+                case '<':
+                        o = stpcpy(o, "&lt;");
+                        break;
+                case '>':
+                        o = stpcpy(o, "&gt;");
+                        break;
+                case '\'':
+                        o = stpcpy(o, "&#39;");
+                        break;
+                default:
+                        *o++ = *p;
+                }
+        }
+        *o = '\0';
+        return r;
+}
+
+/* P with its holes filled from VALS. */
+static char *join(const struct dpieces *p, const char *const *vals)
+{
+        size_t n = 0, i;
+        char *r, *o;
+
+        for (i = 0; i <= p->nhole; i++)
+                n += p->len[i] + (i < p->nhole ? strlen(vals[p->hole[i]]) : 0);
+        r = o = nc_xmalloc(n + 1);
+        for (i = 0; i <= p->nhole; i++) {
+                memcpy(o, p->lit[i], p->len[i]);
+                o += p->len[i];
+                if (i < p->nhole)
+                        o = stpcpy(o, vals[p->hole[i]]);
+        }
+        *o = '\0';
+        return r;
+}
+
+void nc_templates_set_cache(nc_templates_t *t, int on)
+{
+        if (t)
+                t->nocache = !on;
+}
+
+void nc_digest_parts_free(nc_digest_parts_t *p)
+{
+        if (!p)
+                return;
+        free(p->subject);
+        free(p->text_str);
+        free(p->html_str);
+        for (size_t i = 0; i < NC_DIGEST_NVALUES; i++)
+                free(p->own_[i]);
+        dentry_release(p->entry_);
+        memset(p, 0, sizeof(*p));
+}
+
+int nc_digest_render_parts(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+                           int urgent, const char *unsubscribe_url, const char *period,
+                           nc_digest_parts_t *out, char *errstr, size_t errstr_size)
+{
+        struct nc_tlang *l;
+        const char *sl, *name, *email, *unsub;
+        struct dentry *e = NULL;
+        unsigned flags;
+        json_t *data;
+        char *r[3];
+        size_t i;
+        int known = 0, direct;
 
         memset(out, 0, sizeof(*out));
         if (!t)
@@ -448,7 +851,7 @@ int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const js
                 return nc_err(errstr, errstr_size, "subscriber: is not an object");
         if (!json_is_array(notices))
                 return nc_err(errstr, errstr_size, "notices: is not an array");
-        if ((count = json_array_size(notices)) == 0)
+        if (json_array_size(notices) == 0)
                 return nc_err(errstr, errstr_size,
                               "notices: is empty (an empty digest is never sent)");
         if (!period)
@@ -462,64 +865,83 @@ int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const js
         sl = json_string_value(json_object_get(subscriber, "lang"));
         if (!(l = find_lang(t, sl)))
                 l = &t->v[t->def];
+        name = json_string_value(json_object_get(subscriber, "name"));
+        if (name && !*name)
+                name = NULL;
+        email = json_string_value(json_object_get(subscriber, "email"));
+        unsub = http_url(unsubscribe_url) ? unsubscribe_url : NULL;
+        flags = (name ? F_NAME : 0) | (email ? F_EMAIL : 0) | (unsub ? F_UNSUB : 0);
 
-        data = json_object();
-        json_object_set_new(data, "lang", json_string(l->lang));
-        if ((s = json_string_value(json_object_get(subscriber, "name"))) && *s)
-                json_object_set_new(data, "name", json_string(s));
-        if ((s = json_string_value(json_object_get(subscriber, "email"))))
-                json_object_set_new(data, "email", json_string(s));
-        json_object_set_new(data, "count", json_integer((json_int_t)count));
-        json_object_set_new(data, "single", json_boolean(count == 1));
-        json_object_set_new(data, "multiple", json_boolean(count > 1));
-        json_object_set_new(data, "urgent", json_boolean(urgent));
-        json_object_set_new(data, "period", json_string(period));
-        for (i = 0; i < 3; i++)
-                json_object_set_new(data, periods[i], json_boolean(!strcmp(period, periods[i])));
-        json_object_set_new(data, "digest", json_boolean(strcmp(period, "immediate") != 0));
-        if (http_url(unsubscribe_url))
-                json_object_set_new(data, "unsubscribe_url", json_string(unsubscribe_url));
-        list = json_array();
-        json_object_set_new(data, "notices", list);
-        for (i = 0; i < count; i++) {
-                json_t *d =
-                    notice_data(json_array_get(notices, i), i, l->lang, errstr, errstr_size);
-
-                if (!d)
-                        goto done;
-                json_array_append_new(list, d);
+        /* A value ending in CR would join the LF after it differently in nc_mail_build. */
+        direct = t->nocache || l->pua || (name && name[strlen(name) - 1] == '\r') ||
+                 (email && *email && email[strlen(email) - 1] == '\r');
+        if (!direct) {
+                if (!(e = dentry_get(l, notices, urgent, flags, period, errstr, errstr_size)))
+                        return -1;
+                direct = e->direct;
         }
-        json_object_set(data, "first", json_array_get(list, 0));
+        if (!direct) {
+                const char *raw[4] = {name ? name : "", email ? email : "", unsub ? unsub : "", ""};
 
-        opts = (nc_mustache_opts_t){partial_cb, l, 0, 0};
+                out->entry_ = e;
+                /* The subject template is rendered without escaping: only raw holes. */
+                out->subject =
+                    join(&e->subject, (const char *const[]){raw[0], raw[0], raw[1], raw[1], raw[2],
+                                                            raw[2], raw[3], raw[3]});
+                collapse_line(out->subject);
+                utf8_cut(out->subject, SUBJECT_BYTES);
+                raw[3] = out->subject;
+                for (i = 0; i < 4; i++) {
+                        out->vals[2 * i] = raw[i];
+                        out->own_[2 * i + 1] = html_escape(raw[i]);
+                        out->vals[2 * i + 1] = out->own_[2 * i + 1];
+                }
+                out->text = e->tbody;
+                out->html = e->hbody;
+                return 0;
+        }
+        dentry_release(e);
+
+        /* In full, for this subscriber alone. */
+        data = build_data(l, name, email, unsub, notices, urgent, period, errstr, errstr_size);
+        if (!data)
+                return -1;
         pthread_mutex_lock(&l->lock);
-        for (i = 0; i < 3; i++) {
-                opts.escape_html = i == 2; /* html only */
-                r[i] = nc_mustache_render_compiled(l->tpl[i], data, &opts, err, sizeof(err));
-                if (!r[i]) {
-                        nc_err(errstr, errstr_size, "%s/%s" SUFFIX ": %s", l->lang, required[i],
-                               err);
-                        break;
-                }
-                if (i == 0) {
-                        collapse_line(r[0]);
-                        utf8_cut(r[0], SUBJECT_BYTES);
-                        json_object_set_new(data, "subject", json_string(r[0]));
-                }
-        }
+        i = render3(l, data, NULL, r, errstr, errstr_size) == 0;
         pthread_mutex_unlock(&l->lock);
-        if (i < 3)
-                goto done;
-        out->subject = r[0];
-        out->text = r[1];
-        out->html = r[2];
-        r[0] = r[1] = r[2] = NULL;
-        rc = 0;
-done:
-        for (i = 0; i < 3; i++)
-                free(r[i]);
         json_decref(data);
-        return rc;
+        if (!i)
+                return -1;
+        out->subject = r[0];
+        out->text_str = r[1];
+        out->html_str = r[2];
+        return 0;
+}
+
+int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+                     int urgent, const char *unsubscribe_url, const char *period,
+                     nc_digest_out_t *out, char *errstr, size_t errstr_size)
+{
+        nc_digest_parts_t p;
+        const struct dentry *e;
+
+        memset(out, 0, sizeof(*out));
+        if (nc_digest_render_parts(t, subscriber, notices, urgent, unsubscribe_url, period, &p,
+                                   errstr, errstr_size) < 0)
+                return -1;
+        e = p.entry_;
+        out->subject = p.subject;
+        p.subject = NULL;
+        if (p.text) {
+                out->text = join(&e->text, p.vals);
+                out->html = join(&e->html, p.vals);
+        } else {
+                out->text = p.text_str;
+                out->html = p.html_str;
+                p.text_str = p.html_str = NULL;
+        }
+        nc_digest_parts_free(&p);
+        return 0;
 }
 
 void nc_digest_out_free(nc_digest_out_t *o)

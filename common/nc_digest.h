@@ -42,6 +42,7 @@
 
 #include <jansson.h>
 
+#include "nc_mail.h"
 #include "nc_util.h"
 
 /* Largest template file accepted (each of subject/text/html and every partial). */
@@ -74,5 +75,43 @@ int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const js
                      int urgent, const char *unsubscribe_url, const char *period,
                      nc_digest_out_t *out, char *errstr, size_t errstr_size);
 void nc_digest_out_free(nc_digest_out_t *o);
+
+/* ---- rendering once for many subscribers ----------------------------------------------
+ *
+ * Most subscribers of a digest share its language and notices; only their name, email and
+ * unsubscribe URL (and a subject that uses them) differ.  Each language keeps a small cache
+ * (16 digests, least recently used out) keyed by the notice objects themselves (pointer
+ * identity: the cache holds references), urgent, period, and which of name/email/unsubscribe
+ * URL are present.  An entry is rendered once with sentinels (U+E000 <digit> '&' U+E001) in
+ * place of those values; where a sentinel lands (HTML-escaped or not) becomes a hole.  A
+ * subscriber's message is then the entry's pieces with the subscriber's values (escaped where
+ * the template escaped them), and equals what a full render gives: templates have no lambdas
+ * and every string is truthy, so a value's content cannot change the render around it.  A
+ * template or notice that contains U+E000 itself is rendered in full, per subscriber. */
+
+/* Values of the holes: NC_DIGEST_V_NAME .. SUBJECT times 2, +1 for the HTML-escaped form. */
+#define NC_DIGEST_NVALUES 8
+
+typedef struct nc_digest_parts {
+        char *subject; /* malloc'd, final (collapsed, cut) */
+        /* Either prepared bodies with their values ... */
+        const nc_mail_body_t *text, *html; /* owned by the cache entry held below */
+        const char *vals[NC_DIGEST_NVALUES];
+        /* ... or, when text is NULL, the rendered bodies (malloc'd). */
+        char *text_str, *html_str;
+        /* private */
+        void *entry_;
+        char *own_[NC_DIGEST_NVALUES];
+} nc_digest_parts_t;
+
+/* As nc_digest_render(), but the bodies as prepared bodies for nc_mail_build_bodies() (with
+ * P->vals) when the digest could be cached.  Free with nc_digest_parts_free(). */
+int nc_digest_render_parts(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+                           int urgent, const char *unsubscribe_url, const char *period,
+                           nc_digest_parts_t *p, char *errstr, size_t errstr_size);
+void nc_digest_parts_free(nc_digest_parts_t *p);
+
+/* Turns the cache of T off (0) or on (1, the default): for tests and comparisons. */
+void nc_templates_set_cache(nc_templates_t *t, int on);
 
 #endif

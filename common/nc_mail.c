@@ -421,124 +421,130 @@ static char *list_id_value(const char *s, char *errstr, size_t errstr_size)
         return r;
 }
 
-char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errstr_size)
-{
-        char *subject = NULL, *from_name = NULL, *to_name = NULL, *text = NULL, *html = NULL;
-        char *list_id = NULL, *unsub = NULL, *out = NULL;
-        const char *mailto = NULL;
-        size_t text_len = 0, html_len = 0;
-        GMimeMessage *msg = NULL;
-        GMimeMultipart *alt;
-        GMimeObject *part;
-        GMimeFormatOptions *fo;
-        GMimeStream *stream;
-        GByteArray *bytes;
-        GDateTime *date;
-        char err[256];
+/* What nc_mail_build() and nc_mail_build_bodies() share: the checked, mended header values. */
+struct hdrs {
+        char *subject, *from_name, *to_name, *list_id;
+        const char *mailto; /* into m->unsubscribe_mailto, without "mailto:" */
+};
 
-        /* Everything is checked before GMime sees any of it. */
+static void hdrs_free(struct hdrs *h)
+{
+        free(h->subject);
+        free(h->from_name);
+        free(h->to_name);
+        free(h->list_id);
+}
+
+/* Everything is checked before GMime sees any of it. */
+static int hdrs_prepare(const nc_mail_t *m, struct hdrs *h, char *errstr, size_t errstr_size)
+{
+        memset(h, 0, sizeof(*h));
         if (check_addr("from_addr", m->from_addr, errstr, errstr_size) < 0 ||
             check_addr("to_addr", m->to_addr, errstr, errstr_size) < 0)
-                return NULL;
-        if (!m->message_id) {
-                nc_err(errstr, errstr_size, "message_id: is missing");
-                return NULL;
-        }
+                return -1;
+        if (!m->message_id)
+                return nc_err(errstr, errstr_size, "message_id: is missing");
         if (check_dot_atom("message_id", m->message_id, strlen(m->message_id), 1, errstr,
                            errstr_size) < 0)
-                return NULL;
-        if (!m->list_id || !m->unsubscribe_https) {
-                nc_err(errstr, errstr_size, "%s: is missing",
-                       !m->list_id ? "list_id" : "unsubscribe_https");
-                return NULL;
-        }
+                return -1;
+        if (!m->list_id || !m->unsubscribe_https)
+                return nc_err(errstr, errstr_size, "%s: is missing",
+                              !m->list_id ? "list_id" : "unsubscribe_https");
         if (check_url("unsubscribe_https", m->unsubscribe_https, errstr, errstr_size) < 0)
-                return NULL;
+                return -1;
         /* RFC 8058 one-click unsubscription needs an HTTPS URI.  Plain http is allowed only for
          * a loopback host, so a local demo or test can run without a certificate. */
         if ((strncasecmp(m->unsubscribe_https, "https://", 8) != 0 || !m->unsubscribe_https[8]) &&
             strncmp(m->unsubscribe_https, "http://127.0.0.1:", 17) &&
-            strncmp(m->unsubscribe_https, "http://localhost:", 17)) {
-                nc_err(errstr, errstr_size, "unsubscribe_https: must be an https:// URL");
-                return NULL;
-        }
+            strncmp(m->unsubscribe_https, "http://localhost:", 17))
+                return nc_err(errstr, errstr_size, "unsubscribe_https: must be an https:// URL");
         if (m->unsubscribe_mailto && *m->unsubscribe_mailto) {
                 size_t alen;
                 char *addr;
                 int bad;
 
-                mailto = m->unsubscribe_mailto;
-                if (!strncasecmp(mailto, "mailto:", 7))
-                        mailto += 7;
-                if (check_url("unsubscribe_mailto", mailto, errstr, errstr_size) < 0)
-                        return NULL;
-                alen = strcspn(mailto, "?");
+                h->mailto = m->unsubscribe_mailto;
+                if (!strncasecmp(h->mailto, "mailto:", 7))
+                        h->mailto += 7;
+                if (check_url("unsubscribe_mailto", h->mailto, errstr, errstr_size) < 0)
+                        return -1;
+                alen = strcspn(h->mailto, "?");
                 addr = nc_xmalloc(alen + 1);
-                memcpy(addr, mailto, alen);
+                memcpy(addr, h->mailto, alen);
                 addr[alen] = '\0';
                 bad = check_addr("unsubscribe_mailto", addr, errstr, errstr_size) < 0;
                 free(addr);
                 if (bad)
-                        return NULL;
+                        return -1;
         }
-        if (!m->subject || !m->text || !m->html) {
-                nc_err(errstr, errstr_size, "%s: is missing",
-                       !m->subject ? "subject"
-                       : !m->text  ? "text"
-                                   : "html");
-                return NULL;
+        if (!m->subject)
+                return nc_err(errstr, errstr_size, "subject: is missing");
+        if (!(h->subject = header_text("subject", m->subject, 4000, errstr, errstr_size)) ||
+            !(h->from_name = header_text("from_name", m->from_name ? m->from_name : "", NAME_MAX_,
+                                         errstr, errstr_size)) ||
+            !(h->to_name = header_text("to_name", m->to_name ? m->to_name : "", NAME_MAX_, errstr,
+                                       errstr_size)) ||
+            !(h->list_id = list_id_value(m->list_id, errstr, errstr_size))) {
+                hdrs_free(h);
+                return -1;
         }
-        if (!(subject = header_text("subject", m->subject, 4000, errstr, errstr_size)) ||
-            !(from_name = header_text("from_name", m->from_name ? m->from_name : "", NAME_MAX_,
-                                      errstr, errstr_size)) ||
-            !(to_name = header_text("to_name", m->to_name ? m->to_name : "", NAME_MAX_, errstr,
-                                    errstr_size)) ||
-            !(list_id = list_id_value(m->list_id, errstr, errstr_size)) ||
-            !(text = body_text("text", m->text, &text_len, errstr, errstr_size)) ||
-            !(html = body_text("html", m->html, &html_len, errstr, errstr_size)))
-                goto done;
+        return 0;
+}
 
-        msg = g_mime_message_new(TRUE);
-        add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, from_name, m->from_addr);
-        add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, to_name, m->to_addr);
-        g_mime_message_set_subject(msg, subject, "utf-8");
-        if (strstr(subject, "=?")) {
-                char *raw = encode_words(subject);
+/* The message around the two parts TEXT and HTML (both taken over), written out with CRLF and
+ * checked.  Returns the malloc'd message or NULL with errstr set. */
+static char *assemble(const nc_mail_t *m, const struct hdrs *h, GMimeObject *text,
+                      GMimeObject *html, size_t *lenp, char *errstr, size_t errstr_size)
+{
+        GMimeMessage *msg = g_mime_message_new(TRUE);
+        GMimeMultipart *alt;
+        GMimeFormatOptions *fo;
+        GMimeStream *stream;
+        GByteArray *bytes;
+        GDateTime *date;
+        char err[256], *out = NULL, *unsub, *raw;
+        const char *mailto = h->mailto;
 
+        add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, h->from_name, m->from_addr);
+        add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, h->to_name, m->to_addr);
+        g_mime_message_set_subject(msg, h->subject, "utf-8");
+        if (strstr(h->subject, "=?")) {
+                raw = encode_words(h->subject);
                 set_raw(msg, "Subject", raw);
                 free(raw);
         }
-        fix_mailbox(msg, "From", from_name, m->from_addr);
-        fix_mailbox(msg, "To", to_name, m->to_addr);
+        fix_mailbox(msg, "From", h->from_name, m->from_addr);
+        fix_mailbox(msg, "To", h->to_name, m->to_addr);
         date = g_date_time_new_from_unix_utc(m->date_ms / 1000);
         if (!date) {
                 nc_err(errstr, errstr_size, "date_ms: %lld is out of range", (long long)m->date_ms);
-                goto done;
+                g_object_unref(text);
+                g_object_unref(html);
+                g_object_unref(msg);
+                return NULL;
         }
         g_mime_message_set_date(msg, date);
         g_date_time_unref(date);
         g_mime_message_set_message_id(msg, m->message_id);
 
-        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Id", list_id, "utf-8");
+        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Id", h->list_id, "utf-8");
         unsub = nc_xmalloc(strlen(m->unsubscribe_https) + (mailto ? strlen(mailto) : 0) + 16);
         if (mailto)
                 sprintf(unsub, "<%s>, <mailto:%s>", m->unsubscribe_https, mailto);
         else
                 sprintf(unsub, "<%s>", m->unsubscribe_https);
         g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe", unsub, NULL);
-        {
-                /* Readers take these URIs from the raw header and do not decode encoded-words
-                 * there, but GMime would encode an unfoldable URL: write it ourselves, folded
-                 * only between the two URIs (each is printable ASCII, checked above). */
-                char *raw = nc_xmalloc(strlen(unsub) + 8);
-
-                if (mailto)
-                        sprintf(raw, " <%s>,\n <mailto:%s>\n", m->unsubscribe_https, mailto);
-                else
-                        sprintf(raw, " <%s>\n", m->unsubscribe_https);
-                set_raw(msg, "List-Unsubscribe", raw);
-                free(raw);
-        }
+        /* Readers take these URIs from the raw header and do not decode encoded-words there,
+         * but GMime would encode an unfoldable URL: write it ourselves, folded only between
+         * the two URIs (each is printable ASCII, checked above). */
+        raw = nc_xmalloc(strlen(unsub) + 8);
+        if (mailto)
+                sprintf(raw, " <%s>,\n <mailto:%s>\n", m->unsubscribe_https, mailto);
+        else
+                sprintf(raw, " <%s>\n", m->unsubscribe_https);
+        set_raw(msg, "List-Unsubscribe", raw);
+        free(raw);
+        free(unsub);
         g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe-Post",
                                  "List-Unsubscribe=One-Click", NULL);
         g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-generated", NULL);
@@ -546,44 +552,332 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
 
         /* Plain text first, HTML last: the last alternative is the preferred one. */
         alt = g_mime_multipart_new_with_subtype("alternative");
-        part = text_part("plain", text, text_len);
-        g_mime_multipart_add(alt, part);
-        g_object_unref(part);
-        part = text_part("html", html, html_len);
-        g_mime_multipart_add(alt, part);
-        g_object_unref(part);
+        g_mime_multipart_add(alt, text);
+        g_object_unref(text);
+        g_mime_multipart_add(alt, html);
+        g_object_unref(html);
         g_mime_message_set_mime_part(msg, GMIME_OBJECT(alt));
         g_object_unref(alt);
 
         fo = g_mime_format_options_new();
         g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
-        stream = g_mime_stream_mem_new();
+        /* The buffer is kept after the stream is gone and handed out as is (GLib allocates
+         * with malloc): no copy of the whole message. */
+        bytes = g_byte_array_sized_new(16384);
+        stream = g_mime_stream_mem_new_with_byte_array(bytes);
+        g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
         if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fo, stream) < 0) {
                 nc_err(errstr, errstr_size, "message: GMime could not write it");
+        } else if (check_wire((const char *)bytes->data, bytes->len, err, sizeof(err)) < 0) {
+                nc_err(errstr, errstr_size, "%s", err);
         } else {
-                bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
-                if (check_wire((const char *)bytes->data, bytes->len, err, sizeof(err)) < 0) {
-                        nc_err(errstr, errstr_size, "%s", err);
-                } else {
-                        out = nc_xmalloc(bytes->len + 1);
-                        memcpy(out, bytes->data, bytes->len);
-                        out[bytes->len] = '\0';
-                        if (lenp)
-                                *lenp = bytes->len;
-                }
+                if (lenp)
+                        *lenp = bytes->len;
+                g_byte_array_append(bytes, (const guint8 *)"", 1);
+                out = (char *)g_byte_array_free(bytes, FALSE);
+                bytes = NULL;
         }
+        if (bytes)
+                g_byte_array_free(bytes, TRUE);
         g_object_unref(stream);
         g_mime_format_options_free(fo);
+        g_object_unref(msg);
+        return out;
+}
 
-done:
-        if (msg)
-                g_object_unref(msg);
-        free(subject);
-        free(from_name);
-        free(to_name);
-        free(list_id);
-        free(unsub);
+char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errstr_size)
+{
+        struct hdrs h;
+        char *text = NULL, *html = NULL, *out = NULL;
+        size_t text_len = 0, html_len = 0;
+
+        if (hdrs_prepare(m, &h, errstr, errstr_size) < 0)
+                return NULL;
+        if (!m->text || !m->html) {
+                nc_err(errstr, errstr_size, "%s: is missing", !m->text ? "text" : "html");
+        } else if ((text = body_text("text", m->text, &text_len, errstr, errstr_size)) &&
+                   (html = body_text("html", m->html, &html_len, errstr, errstr_size))) {
+                out = assemble(m, &h, text_part("plain", text, text_len),
+                               text_part("html", html, html_len), lenp, errstr, errstr_size);
+        }
         free(text);
         free(html);
+        hdrs_free(&h);
+        return out;
+}
+
+/* ---- prepared bodies -------------------------------------------------------------------- */
+
+/* GMime's rule for text under a 7-bit constraint (GMimeFilterBest): base64 when 17 % or more
+ * of the octets are 8-bit, else quoted-printable when there is any 8-bit octet or a line over
+ * 998 octets, else 7bit. */
+#define BASE64_SHARE 0.17
+
+struct piece {
+        char *raw;  /* canonical form (LF line ends), NUL-terminated */
+        size_t len; /* of raw */
+        char *qp;   /* raw quoted-printable encoded on its own by GMime: ends in "=\n"
+                     * (soft break) or "\n", so pieces can follow each other */
+        size_t qplen;
+        size_t head; /* octets before the first LF (all of them if none) */
+        size_t tail; /* octets after the last LF */
+        size_t maxline;
+        int has_nl;
+        size_t high; /* 8-bit octets */
+};
+
+struct nc_mail_body {
+        size_t nhole;
+        struct piece *lit; /* nhole + 1 */
+        unsigned *hole;    /* value index of each hole */
+};
+
+/* Canonical form of S[0..len) (see body_text: CR LF and lone CR become LF) with its line
+ * figures; the QP form only if WANT_QP. */
+static void piece_make(struct piece *p, const char *s, size_t len, int want_qp)
+{
+        size_t i, o = 0, line = 0;
+
+        memset(p, 0, sizeof(*p));
+        p->raw = nc_xmalloc(len + 1);
+        for (i = 0; i < len; i++) {
+                char c = s[i];
+
+                if (c == '\r') {
+                        c = '\n';
+                        if (i + 1 < len && s[i + 1] == '\n')
+                                i++;
+                }
+                p->raw[o++] = c;
+                if (c == '\n') {
+                        if (!p->has_nl)
+                                p->head = line;
+                        p->has_nl = 1;
+                        if (line > p->maxline)
+                                p->maxline = line;
+                        line = 0;
+                } else {
+                        line++;
+                        p->high += (unsigned char)c >= 0x80;
+                }
+        }
+        p->raw[o] = '\0';
+        p->len = o;
+        if (!p->has_nl)
+                p->head = line;
+        p->tail = line;
+        if (line > p->maxline)
+                p->maxline = line;
+        if (want_qp && o > 0) {
+                GMimeEncoding enc;
+
+                g_mime_encoding_init_encode(&enc, GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+                p->qp = nc_xmalloc(g_mime_encoding_outlen(&enc, o) + 8);
+                p->qplen = g_mime_encoding_flush(&enc, p->raw, o, p->qp);
+        }
+}
+
+static void piece_free(struct piece *p)
+{
+        free(p->raw);
+        free(p->qp);
+}
+
+nc_mail_body_t *nc_mail_body_new(const char *const *lit, const size_t *len, const unsigned *hole,
+                                 size_t nhole, char *errstr, size_t errstr_size)
+{
+        nc_mail_body_t *b;
+        size_t i;
+
+        for (i = 0; i <= nhole; i++) {
+                if (!nc_utf8_valid(lit[i], len[i]) || memchr(lit[i], '\0', len[i])) {
+                        nc_err(errstr, errstr_size, "body: is not valid UTF-8");
+                        return NULL;
+                }
+                /* A CR at the end of a piece could pair with an LF at the start of the next
+                 * one in body_text() but not here. */
+                if (i < nhole && len[i] > 0 && lit[i][len[i] - 1] == '\r') {
+                        nc_err(errstr, errstr_size, "body: a piece ends with CR");
+                        return NULL;
+                }
+        }
+        b = nc_xcalloc(1, sizeof(*b));
+        b->nhole = nhole;
+        b->lit = nc_xcalloc(nhole + 1, sizeof(*b->lit));
+        b->hole = nc_xcalloc(nhole + 1, sizeof(*b->hole));
+        for (i = 0; i <= nhole; i++)
+                piece_make(&b->lit[i], lit[i], len[i], 1);
+        if (nhole)
+                memcpy(b->hole, hole, nhole * sizeof(*hole));
+        return b;
+}
+
+void nc_mail_body_free(nc_mail_body_t *b)
+{
+        if (!b)
+                return;
+        for (size_t i = 0; i <= b->nhole; i++)
+                piece_free(&b->lit[i]);
+        free(b->lit);
+        free(b->hole);
+        free(b);
+}
+
+/* The text/SUBTYPE part of body B with the values VAL (pieces made of vals[], VALN of
+ * them), or NULL with errstr set.  The transfer encoding is chosen from the line figures
+ * of the pieces, as GMime would for the whole text: 7bit and quoted-printable content is
+ * put together from the pieces (each encoded once, by GMime, when B was made) and given to
+ * GMime already encoded; base64 (mostly non-Latin text) goes through text_part(). */
+static GMimeObject *body_part(const char *subtype, const nc_mail_body_t *b, const struct piece *val,
+                              size_t valn, char *errstr, size_t errstr_size)
+{
+        size_t i, total = 0, high = 0, maxline = 0, cur = 0, out = 0;
+        const struct piece *last = NULL;
+        GMimeContentEncoding enc;
+        GByteArray *ba;
+        GMimeStream *stream;
+        GMimeDataWrapper *content;
+        GMimeTextPart *part;
+        int end_nl;
+
+        for (i = 0; i <= b->nhole; i++) {
+                const struct piece *ps[2] = {&b->lit[i], NULL};
+
+                if (i < b->nhole) {
+                        if (b->hole[i] >= valn) {
+                                nc_err(errstr, errstr_size, "body: hole %u has no value",
+                                       b->hole[i]);
+                                return NULL;
+                        }
+                        ps[1] = &val[b->hole[i]];
+                }
+                for (int k = 0; k < 2 && ps[k]; k++) {
+                        const struct piece *p = ps[k];
+
+                        if (!p->len)
+                                continue;
+                        total += p->len;
+                        high += p->high;
+                        if (p->has_nl) {
+                                if (cur + p->head > maxline)
+                                        maxline = cur + p->head;
+                                if (p->maxline > maxline)
+                                        maxline = p->maxline;
+                                cur = p->tail;
+                        } else {
+                                cur += p->len;
+                        }
+                        last = p;
+                }
+        }
+        if (cur > maxline)
+                maxline = cur;
+        end_nl = last && last->raw[last->len - 1] == '\n';
+        if (high && (double)high >= (double)(total + !end_nl) * BASE64_SHARE) {
+                /* The whole text, once, for GMime to encode. */
+                char *s = nc_xmalloc(total + 2), *o = s;
+                GMimeObject *r;
+
+                for (i = 0; i <= b->nhole; i++) {
+                        memcpy(o, b->lit[i].raw, b->lit[i].len);
+                        o += b->lit[i].len;
+                        if (i < b->nhole) {
+                                memcpy(o, val[b->hole[i]].raw, val[b->hole[i]].len);
+                                o += val[b->hole[i]].len;
+                        }
+                }
+                if (!end_nl)
+                        *o++ = '\n';
+                *o = '\0';
+                r = text_part(subtype, s, (size_t)(o - s));
+                free(s);
+                return r;
+        }
+        enc = high || maxline > LINE_MAX_OCTETS ? GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
+                                                : GMIME_CONTENT_ENCODING_7BIT;
+        ba = g_byte_array_sized_new(
+            (guint)(enc == GMIME_CONTENT_ENCODING_7BIT ? total + 1 : total * 3 + 64));
+        for (i = 0; i <= b->nhole; i++) {
+                const struct piece *ps[2] = {&b->lit[i], i < b->nhole ? &val[b->hole[i]] : NULL};
+
+                for (int k = 0; k < 2 && ps[k]; k++) {
+                        const struct piece *p = ps[k];
+
+                        if (!p->len)
+                                continue;
+                        if (enc == GMIME_CONTENT_ENCODING_7BIT)
+                                g_byte_array_append(ba, (const guint8 *)p->raw, (guint)p->len);
+                        else
+                                g_byte_array_append(ba, (const guint8 *)p->qp, (guint)p->qplen);
+                        out++;
+                }
+        }
+        /* End with a newline so the closing boundary starts on a line of its own (after a
+         * soft line break, this adds the final newline body_text() adds). */
+        if (!end_nl)
+                g_byte_array_append(ba, (const guint8 *)"\n", 1);
+        (void)out;
+        part = g_mime_text_part_new_with_subtype(subtype);
+        stream = g_mime_stream_mem_new_with_byte_array(ba);
+        content = g_mime_data_wrapper_new_with_stream(stream, enc);
+        g_mime_part_set_content(GMIME_PART(part), content);
+        g_object_unref(content);
+        g_object_unref(stream);
+        g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "utf-8");
+        g_mime_part_set_content_encoding(GMIME_PART(part), enc);
+        return GMIME_OBJECT(part);
+}
+
+char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
+                           const nc_mail_body_t *html, const char *const *vals, size_t nvals,
+                           size_t *lenp, char *errstr, size_t errstr_size)
+{
+        struct piece val[NC_MAIL_MAX_VALUES];
+        GMimeObject *tp = NULL, *hp = NULL;
+        char *out = NULL;
+        struct hdrs h;
+        size_t i, n = 0;
+
+        if (!text || !html) {
+                nc_err(errstr, errstr_size, "%s: is missing", !text ? "text" : "html");
+                return NULL;
+        }
+        if (nvals > NC_MAIL_MAX_VALUES) {
+                nc_err(errstr, errstr_size, "body: more than %d values", NC_MAIL_MAX_VALUES);
+                return NULL;
+        }
+        if (hdrs_prepare(m, &h, errstr, errstr_size) < 0)
+                return NULL;
+        for (n = 0; n < nvals; n++) {
+                const char *v = vals[n] ? vals[n] : "";
+                size_t vlen = strlen(v);
+
+                if (!nc_utf8_valid(v, vlen)) {
+                        nc_err(errstr, errstr_size, "body: value %zu is not valid UTF-8", n);
+                        goto done;
+                }
+                /* Values are pieces too (normally a name or a URL: encoding them is cheap). */
+                piece_make(&val[n], v, vlen, 1);
+        }
+        /* body_text() would join a CR ending a value with an LF starting the next piece. */
+        for (i = 0; i < n; i++) {
+                if (val[i].len && vals[i][strlen(vals[i]) - 1] == '\r') {
+                        nc_err(errstr, errstr_size, "body: value %zu ends with CR", i);
+                        goto done;
+                }
+        }
+        if ((tp = body_part("plain", text, val, n, errstr, errstr_size)) &&
+            (hp = body_part("html", html, val, n, errstr, errstr_size))) {
+                out = assemble(m, &h, tp, hp, lenp, errstr, errstr_size);
+                tp = hp = NULL;
+        }
+done:
+        if (tp)
+                g_object_unref(tp);
+        if (hp)
+                g_object_unref(hp);
+        for (i = 0; i < n; i++)
+                piece_free(&val[i]);
+        hdrs_free(&h);
         return out;
 }

@@ -53,6 +53,35 @@ void nc_mail_global_shutdown(void);
  * errstr set, e.g. "to_addr: 'a b@example.org' is not an email address (bad character)". */
 char *nc_mail_build(const nc_mail_t *m, size_t *len, char *errstr, size_t errstr_size);
 
+/* ---- many messages sharing their bodies --------------------------------------------------
+ *
+ * A digest goes to many subscribers with the same text except for a few values (name,
+ * unsubscribe URL, ...).  A prepared body is that text as NHOLE + 1 literal pieces around
+ * NHOLE holes; hole i takes the value vals[hole[i]] of each message.  The pieces are checked
+ * and quoted-printable encoded (by GMime's encoder) once, when the body is made; a message
+ * then only encodes its values and puts the pieces together.
+ *
+ * The message is the one nc_mail_build() makes from the joined text (same structure, headers,
+ * charset and checks), except that quoted-printable soft line breaks may fall at the joins.
+ * The transfer encoding is chosen per message, as for nc_mail_build(): 7bit, quoted-printable,
+ * or base64 (then the joined text is encoded whole).  A prepared body is immutable: several
+ * threads may build from it at once. */
+#define NC_MAIL_MAX_VALUES 16
+
+typedef struct nc_mail_body nc_mail_body_t;
+
+/* LIT[0..nhole] (LEN[i] bytes each, UTF-8, no NUL; a piece followed by a hole must not end
+ * with CR) around NHOLE holes; HOLE[i] < NC_MAIL_MAX_VALUES.  NULL with errstr on bad text. */
+nc_mail_body_t *nc_mail_body_new(const char *const *lit, const size_t *len, const unsigned *hole,
+                                 size_t nhole, char *errstr, size_t errstr_size);
+void nc_mail_body_free(nc_mail_body_t *b);
+
+/* nc_mail_build() with the bodies TEXT and HTML filled with VALS[0..nvals) (m->text and m->html
+ * are not used).  A value must be UTF-8 and must not end with CR (error otherwise). */
+char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
+                           const nc_mail_body_t *html, const char *const *vals, size_t nvals,
+                           size_t *len, char *errstr, size_t errstr_size);
+
 /* Deterministic Message-ID (without <>): the first 16 bytes of
  * SHA-256(SUBSCRIBER_ID "\n" WHAT) in lower-case hex, "@", DOMAIN.  The same subscriber and
  * the same WHAT (e.g. "digest:daily:2017-06-20" or "notice:<id>") always give the same id,

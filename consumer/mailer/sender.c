@@ -258,21 +258,23 @@ static void job_prepare(ml_t *m, ml_job_t *j)
 char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
                         size_t errstr_size)
 {
-        nc_digest_out_t out = {0};
+        nc_digest_parts_t parts;
         nc_mail_t mail = {0};
         char mailto[600];
         char *msg;
 
-        if (nc_digest_render(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
-                             u->period, &out, errstr, errstr_size) != 0)
+        /* The digest's bodies are rendered and encoded once per notice set and language (the
+         * cache in nc_digest); this subscriber's values are filled in. */
+        if (nc_digest_render_parts(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
+                                   u->period, &parts, errstr, errstr_size) != 0)
                 return NULL;
         mail.from_name = m->cfg.mailer.from_name;
         mail.from_addr = m->cfg.mailer.from_address;
         mail.to_name = json_string_value(json_object_get(u->subscriber, "name"));
         mail.to_addr = json_string_value(json_object_get(u->subscriber, "email"));
-        mail.subject = out.subject;
-        mail.text = out.text;
-        mail.html = out.html;
+        mail.subject = parts.subject;
+        mail.text = parts.text_str;
+        mail.html = parts.html_str;
         mail.message_id = u->message_id;
         mail.date_ms = nc_time_now_ms();
         mail.list_id = m->cfg.mailer.list_id;
@@ -284,8 +286,12 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, cha
                          m->cfg.mailer.unsubscribe_mailto, tok ? tok + 6 : "");
                 mail.unsubscribe_mailto = mailto;
         }
-        msg = nc_mail_build(&mail, len, errstr, errstr_size);
-        nc_digest_out_free(&out);
+        if (parts.text)
+                msg = nc_mail_build_bodies(&mail, parts.text, parts.html, parts.vals,
+                                           NC_DIGEST_NVALUES, len, errstr, errstr_size);
+        else
+                msg = nc_mail_build(&mail, len, errstr, errstr_size);
+        nc_digest_parts_free(&parts);
         return msg;
 }
 
