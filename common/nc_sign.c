@@ -212,54 +212,81 @@ int nc_secrets_load_file(nc_secrets_t *s, const char *path, char *errstr, size_t
         return rc;
 }
 
-/* HMAC-SHA256(key, msg_id "." ts "." body) into MAC[32]. */
-static int hmac_one(EVP_MAC *mac, const unsigned char *key, size_t key_len, const char *msg_id,
-                    const char *ts, const char *body, size_t body_len, unsigned char *out)
+void nc_signer_free(nc_signer_t *sg)
+{
+        size_t i;
+
+        for (i = 0; i < sg->n; i++)
+                EVP_MAC_CTX_free(sg->ctx[i]);
+        memset(sg, 0, sizeof(*sg));
+}
+
+int nc_signer_init(nc_signer_t *sg, const nc_secrets_t *s, char *errstr, size_t errstr_size)
 {
         char digest[] = "SHA256";
         OSSL_PARAM params[2];
-        EVP_MAC_CTX *ctx;
-        size_t outl = 0;
-        int ok;
+        EVP_MAC *mac;
+        size_t i;
 
+        memset(sg, 0, sizeof(*sg));
+        if (s->n == 0)
+                return nc_err(errstr, errstr_size, "no secret to sign with");
+        if (!(mac = EVP_MAC_fetch(NULL, "HMAC", NULL)))
+                return nc_err(errstr, errstr_size, "HMAC is not available in libcrypto");
         params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
         params[1] = OSSL_PARAM_construct_end();
-        ctx = EVP_MAC_CTX_new(mac);
-        if (!ctx)
-                return -1;
-        ok = EVP_MAC_init(ctx, key, key_len, params) &&
-             EVP_MAC_update(ctx, (const unsigned char *)msg_id, strlen(msg_id)) &&
-             EVP_MAC_update(ctx, (const unsigned char *)".", 1) &&
-             EVP_MAC_update(ctx, (const unsigned char *)ts, strlen(ts)) &&
-             EVP_MAC_update(ctx, (const unsigned char *)".", 1) &&
-             (body_len == 0 || EVP_MAC_update(ctx, (const unsigned char *)body, body_len)) &&
-             EVP_MAC_final(ctx, out, &outl, 32) && outl == 32;
-        EVP_MAC_CTX_free(ctx);
-        return ok ? 0 : -1;
+        for (i = 0; i < s->n; i++) {
+                EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+
+                if (!ctx || !EVP_MAC_init(ctx, s->key[i], s->len[i], params)) {
+                        EVP_MAC_CTX_free(ctx);
+                        EVP_MAC_free(mac);
+                        nc_signer_free(sg);
+                        return nc_err(errstr, errstr_size, "cannot set up HMAC-SHA256");
+                }
+                sg->ctx[sg->n++] = ctx;
+        }
+        EVP_MAC_free(mac); /* each context holds its own reference */
+        return 0;
 }
 
-int nc_webhook_sign(const nc_secrets_t *s, const char *msg_id, int64_t timestamp, const char *body,
-                    size_t body_len, char *out, size_t out_size)
+/* HMAC-SHA256(key, msg_id "." ts "." body) into MAC[32].  A NULL key restarts the context
+ * with the key it was initialised with. */
+static int hmac_one(EVP_MAC_CTX *ctx, const char *msg_id, const char *ts, const char *body,
+                    size_t body_len, unsigned char *out)
+{
+        size_t outl = 0;
+
+        return EVP_MAC_init(ctx, NULL, 0, NULL) &&
+                       EVP_MAC_update(ctx, (const unsigned char *)msg_id, strlen(msg_id)) &&
+                       EVP_MAC_update(ctx, (const unsigned char *)".", 1) &&
+                       EVP_MAC_update(ctx, (const unsigned char *)ts, strlen(ts)) &&
+                       EVP_MAC_update(ctx, (const unsigned char *)".", 1) &&
+                       (body_len == 0 ||
+                        EVP_MAC_update(ctx, (const unsigned char *)body, body_len)) &&
+                       EVP_MAC_final(ctx, out, &outl, 32) && outl == 32
+                   ? 0
+                   : -1;
+}
+
+int nc_signer_sign(nc_signer_t *sg, const char *msg_id, int64_t timestamp, const char *body,
+                   size_t body_len, char *out, size_t out_size)
 {
         unsigned char sig[32];
         char ts[24];
         size_t i, pos = 0;
-        EVP_MAC *mac;
         int rc = 0;
 
-        if (s->n == 0 || out_size == 0)
+        if (sg->n == 0 || out_size == 0)
                 return -1;
         out[0] = '\0';
         snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
-        mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        if (!mac)
-                return -1;
-        for (i = 0; i < s->n && rc == 0; i++) {
+        for (i = 0; i < sg->n && rc == 0; i++) {
                 int n;
 
                 /* separator + "v1," + 44 characters + NUL */
                 if (out_size - pos < (i ? 1u : 0u) + 3 + 44 + 1 ||
-                    hmac_one(mac, s->key[i], s->len[i], msg_id, ts, body, body_len, sig) < 0) {
+                    hmac_one(sg->ctx[i], msg_id, ts, body, body_len, sig) < 0) {
                         rc = -1;
                         break;
                 }
@@ -273,10 +300,24 @@ int nc_webhook_sign(const nc_secrets_t *s, const char *msg_id, int64_t timestamp
                 else
                         pos += (size_t)n;
         }
-        EVP_MAC_free(mac);
         OPENSSL_cleanse(sig, sizeof(sig));
         if (rc < 0)
                 out[0] = '\0';
+        return rc;
+}
+
+int nc_webhook_sign(const nc_secrets_t *s, const char *msg_id, int64_t timestamp, const char *body,
+                    size_t body_len, char *out, size_t out_size)
+{
+        nc_signer_t sg;
+        int rc;
+
+        if (out_size)
+                out[0] = '\0';
+        if (nc_signer_init(&sg, s, NULL, 0) != 0)
+                return -1;
+        rc = nc_signer_sign(&sg, msg_id, timestamp, body, body_len, out, out_size);
+        nc_signer_free(&sg);
         return rc;
 }
 

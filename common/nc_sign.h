@@ -58,6 +58,22 @@ void nc_secrets_clear(nc_secrets_t *s);
 int nc_webhook_sign(const nc_secrets_t *s, const char *msg_id, int64_t timestamp, const char *body,
                     size_t body_len, char *out, size_t out_size);
 
+/* The keys of one partner ready to sign: an HMAC context per secret, keyed once, so a
+ * signature costs only the hashing of the message (the key schedule and the provider lookup
+ * are not repeated per request).  Used by one thread at a time. */
+typedef struct nc_signer {
+        void *ctx[NC_SECRETS_MAX]; /* EVP_MAC_CTX */
+        size_t n;
+} nc_signer_t;
+
+/* Keys a signer with the secrets of S (which may be wiped afterwards).  -1 on failure, with
+ * SG left empty. */
+int nc_signer_init(nc_signer_t *sg, const nc_secrets_t *s, char *errstr, size_t errstr_size);
+/* Same result as nc_webhook_sign with the secrets SG was keyed with. */
+int nc_signer_sign(nc_signer_t *sg, const char *msg_id, int64_t timestamp, const char *body,
+                   size_t body_len, char *out, size_t out_size);
+void nc_signer_free(nc_signer_t *sg);
+
 /* Deterministic webhook-id: "msg_" + the first 32 hex digits of
  * SHA-256(notice_id "\n" partner_id "\n" event_type), so a retry or a restart resends the same
  * id (receivers deduplicate on it) while each (notice, partner, event) gets its own. */

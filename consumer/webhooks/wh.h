@@ -75,6 +75,14 @@ typedef struct wh_track {
         struct wh_track *next;
 } wh_track_t;
 
+/* An easy handle set up for one partner, with its request headers allocated once: the
+ * webhook-id, -timestamp and -signature lines are rewritten in place for every request. */
+typedef struct wh_conn {
+        CURL *easy;
+        struct curl_slist *hdrs;
+        char *h_id, *h_ts, *h_sig; /* the data of three of HDRS' nodes */
+} wh_conn_t;
+
 /* One delivery of one message to one partner (one HTTP attempt at a time). */
 typedef struct wh_job {
         wh_msg_t *msg;
@@ -84,8 +92,7 @@ typedef struct wh_job {
         char *body; /* NULL until the first attempt; may point to msg->std_body */
         size_t body_len;
         int body_owned;
-        CURL *easy;
-        struct curl_slist *hdrs;
+        wh_conn_t *conn; /* while a request runs */
         char errbuf[CURL_ERROR_SIZE];
         char response[256]; /* start of the response body, for DLQ reasons */
         size_t response_len;
@@ -100,8 +107,8 @@ TAILQ_HEAD(wh_job_list, wh_job);
 
 /* Runtime state of a partner; the configuration part is replaced on reload. */
 typedef struct wh_partner {
-        nc_partner_t cfg; /* deep copy */
-        nc_secrets_t secrets;
+        nc_partner_t cfg;           /* deep copy */
+        nc_signer_t signer;         /* keyed with the partner's secrets */
         int disabled;               /* answered 410 Gone: off until the next reload */
         int removed;                /* no longer in the configuration: finishes what it has */
         struct wh_job_list queue;   /* waiting */
@@ -110,7 +117,7 @@ typedef struct wh_partner {
         int in_flight;
         double tokens; /* rate limit bucket */
         int64_t tokens_ms;
-        CURL **idle; /* easy handles configured for this partner, ready for a request */
+        wh_conn_t **idle; /* handles configured for this partner, ready for a request */
         size_t idle_n, idle_cap;
         struct wh_partner *next;
 } wh_partner_t;
@@ -120,11 +127,11 @@ typedef struct wh_produce {
         wh_job_t *job; /* job to settle, or NULL */
         wh_msg_t *msg; /* message to settle directly (DLQ of invalid input), or NULL */
         /* Kept to produce again if the brokers refused it (we never drop a record). */
-        char *topic;
+        const char *topic; /* not owned: one of wh_t's topic names */
         char *key;
         void *value;
         size_t value_len;
-        rd_kafka_headers_t *hdrs; /* a copy, for a retry */
+        rd_kafka_headers_t *hdrs; /* until produced; taken back from a failed delivery */
 } wh_produce_t;
 
 typedef struct wh {

@@ -65,22 +65,28 @@ static wh_partner_t *partner_find(wh_t *w, const char *id)
 /* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
 int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
-        nc_secrets_t *secrets = nc_xcalloc(cfg->partners_n ? cfg->partners_n : 1, sizeof(*secrets));
+        size_t n = cfg->partners_n ? cfg->partners_n : 1;
+        nc_signer_t *signers = nc_xcalloc(n, sizeof(*signers));
+        nc_secrets_t secrets;
         char err[512];
         wh_partner_t *p;
         size_t i;
 
         for (i = 0; i < cfg->partners_n; i++) {
-                if (nc_secrets_load_file(&secrets[i], cfg->partners[i].secret_file, err,
-                                         sizeof(err)) != 0) {
+                nc_secrets_init(&secrets);
+                if (nc_secrets_load_file(&secrets, cfg->partners[i].secret_file, err,
+                                         sizeof(err)) != 0 ||
+                    nc_signer_init(&signers[i], &secrets, err, sizeof(err)) != 0) {
                         nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s",
                                cfg->path ? cfg->path : "config", cfg->partners[i].secret_file_line,
                                cfg->partners[i].id, err);
-                        for (size_t j = 0; j <= i; j++)
-                                nc_secrets_clear(&secrets[j]);
-                        free(secrets);
+                        nc_secrets_clear(&secrets);
+                        for (size_t j = 0; j < i; j++)
+                                nc_signer_free(&signers[j]);
+                        free(signers);
                         return -1;
                 }
+                nc_secrets_clear(&secrets); /* the signer holds the keys from now on */
         }
         for (p = w->partners; p; p = p->next)
                 p->removed = 1;
@@ -99,8 +105,8 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
                                          cfg->partners[i].id);
                 }
                 partner_cfg_copy(&p->cfg, &cfg->partners[i]);
-                nc_secrets_clear(&p->secrets);
-                p->secrets = secrets[i];
+                nc_signer_free(&p->signer);
+                p->signer = signers[i];
                 p->removed = 0;
                 p->disabled = 0;
                 p->tokens = p->cfg.rate_limit > 0 ? p->cfg.rate_limit : 0;
@@ -111,7 +117,7 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
                                   "path",
                                   p->cfg.id);
         }
-        free(secrets);
+        free(signers);
         return 0;
 }
 
@@ -124,7 +130,7 @@ void wh_partners_free(wh_t *w)
                 easy_pool_clear(p);
                 free(p->idle);
                 partner_cfg_free(&p->cfg);
-                nc_secrets_clear(&p->secrets);
+                nc_signer_free(&p->signer);
                 free(p);
         }
         w->partners = NULL;
@@ -211,8 +217,6 @@ static void job_free(wh_job_t *j)
 {
         if (j->body_owned)
                 free(j->body);
-        if (j->hdrs)
-                curl_slist_free_all(j->hdrs);
         free(j);
 }
 
@@ -413,17 +417,66 @@ static size_t on_body(char *buf, size_t size, size_t n, void *opaque)
         return len;
 }
 
-/* A handle set up once for its partner: only the body, headers and job change per request,
- * and its connection stays alive in the multi handle's cache. */
-static CURL *easy_get(wh_partner_t *p)
+/* Sizes of the rewritable header lines: name + the longest value + NUL. */
+#define H_ID_SIZE  (sizeof("webhook-id: ") + NC_WEBHOOK_ID_SIZE)
+#define H_TS_SIZE  (sizeof("webhook-timestamp: ") + 24)
+#define H_SIG_SIZE (sizeof("webhook-signature: ") + NC_WEBHOOK_SIG_SIZE)
+
+/* Appends a header line whose buffer can later hold SIZE bytes; returns that buffer. */
+static char *header_slot(struct curl_slist **list, const char *name, size_t size)
+{
+        char *line = nc_xmalloc(size), *data;
+        struct curl_slist *l, *last;
+
+        /* Filled with a placeholder value so that libcurl's copy has the full size. */
+        memset(line, 'x', size - 1);
+        line[size - 1] = '\0';
+        memcpy(line, name, strlen(name));
+        l = curl_slist_append(*list, line);
+        free(line);
+        if (!l)
+                return NULL;
+        *list = l;
+        for (last = l; last->next; last = last->next)
+                ;
+        data = last->data;
+        data[strlen(name)] = '\0';
+        return data;
+}
+
+static void conn_free(wh_conn_t *c)
+{
+        if (!c)
+                return;
+        curl_easy_cleanup(c->easy);
+        curl_slist_free_all(c->hdrs);
+        free(c);
+}
+
+/* A handle set up once for its partner: only the body, three header values and the job
+ * change per request, and its connection stays alive in the multi handle's cache. */
+static wh_conn_t *conn_get(wh_partner_t *p)
 {
         const nc_partner_t *c = &p->cfg;
+        wh_conn_t *k;
         CURL *e;
 
         if (p->idle_n)
                 return p->idle[--p->idle_n];
-        if (!(e = curl_easy_init()))
+        k = nc_xcalloc(1, sizeof(*k));
+        if (!(k->easy = e = curl_easy_init()) ||
+            !(k->h_id = header_slot(&k->hdrs, "webhook-id: ", H_ID_SIZE)) ||
+            !(k->h_ts = header_slot(&k->hdrs, "webhook-timestamp: ", H_TS_SIZE)) ||
+            !(k->h_sig = header_slot(&k->hdrs, "webhook-signature: ", H_SIG_SIZE)) ||
+            !(k->hdrs =
+                  curl_slist_append(k->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
+                                                 ? "Content-Type: application/cloudevents+json"
+                                                 : "Content-Type: application/json")) ||
+            /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
+            !(k->hdrs = curl_slist_append(k->hdrs, "Expect:"))) {
+                conn_free(k);
                 return NULL;
+        }
         curl_easy_setopt(e, CURLOPT_URL, c->url);
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -445,58 +498,48 @@ static CURL *easy_get(wh_partner_t *p)
         }
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-        return e;
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, k->hdrs);
+        return k;
 }
 
-static void easy_put(wh_partner_t *p, CURL *e)
+static void conn_put(wh_partner_t *p, wh_conn_t *k)
 {
         if (p->idle_n == p->idle_cap) {
                 p->idle_cap = p->idle_cap ? p->idle_cap * 2 : 8;
-                p->idle = nc_xrealloc(p->idle, p->idle_cap * sizeof(CURL *));
+                p->idle = nc_xrealloc(p->idle, p->idle_cap * sizeof(*p->idle));
         }
-        p->idle[p->idle_n++] = e;
+        p->idle[p->idle_n++] = k;
 }
 
 static void easy_pool_clear(wh_partner_t *p)
 {
         while (p->idle_n)
-                curl_easy_cleanup(p->idle[--p->idle_n]);
+                conn_free(p->idle[--p->idle_n]);
 }
 
 static int job_start(wh_t *w, wh_job_t *j)
 {
-        const nc_partner_t *c = &j->partner->cfg;
-        char h[NC_WEBHOOK_SIG_SIZE + 64], sig[NC_WEBHOOK_SIG_SIZE];
+        char sig[NC_WEBHOOK_SIG_SIZE];
         int64_t now = nc_time_now_ms();
-        CURL *e = easy_get(j->partner);
+        wh_conn_t *k = conn_get(j->partner);
+        CURL *e;
 
-        if (!e)
+        if (!k)
                 return -1;
+        e = k->easy;
         job_body(j);
         /* Re-signed on every attempt: the timestamp is part of what is signed. */
-        if (nc_webhook_sign(&j->partner->secrets, j->webhook_id, now / 1000, j->body, j->body_len,
-                            sig, sizeof(sig)) != 0) {
-                easy_put(j->partner, e);
+        if (nc_signer_sign(&j->partner->signer, j->webhook_id, now / 1000, j->body, j->body_len,
+                           sig, sizeof(sig)) != 0) {
+                conn_put(j->partner, k);
                 return -1;
         }
-        if (j->hdrs)
-                curl_slist_free_all(j->hdrs);
-        j->hdrs = NULL;
-        snprintf(h, sizeof(h), "webhook-id: %s", j->webhook_id);
-        j->hdrs = curl_slist_append(j->hdrs, h);
-        snprintf(h, sizeof(h), "webhook-timestamp: %lld", (long long)(now / 1000));
-        j->hdrs = curl_slist_append(j->hdrs, h);
-        snprintf(h, sizeof(h), "webhook-signature: %s", sig);
-        j->hdrs = curl_slist_append(j->hdrs, h);
-        j->hdrs = curl_slist_append(j->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
-                                                 ? "Content-Type: application/cloudevents+json"
-                                                 : "Content-Type: application/json");
-        /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
-        j->hdrs = curl_slist_append(j->hdrs, "Expect:");
+        snprintf(k->h_id, H_ID_SIZE, "webhook-id: %s", j->webhook_id);
+        snprintf(k->h_ts, H_TS_SIZE, "webhook-timestamp: %lld", (long long)(now / 1000));
+        snprintf(k->h_sig, H_SIG_SIZE, "webhook-signature: %s", sig);
 
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
@@ -506,10 +549,10 @@ static int job_start(wh_t *w, wh_job_t *j)
         j->response[0] = '\0';
         j->retry_after_ms = -1;
         j->start_ms = now;
-        j->easy = e;
+        j->conn = k;
         if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
-                easy_put(j->partner, e);
-                j->easy = NULL;
+                conn_put(j->partner, k);
+                j->conn = NULL;
                 return -1;
         }
         j->partner->in_flight++;
@@ -573,10 +616,10 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
         char error[512], l[NC_METRICS_LABELS_SIZE];
         long status = 0;
 
-        curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-        curl_multi_remove_handle(w->multi, j->easy);
-        easy_put(p, j->easy);
-        j->easy = NULL;
+        curl_easy_getinfo(j->conn->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_multi_remove_handle(w->multi, j->conn->easy);
+        conn_put(p, j->conn);
+        j->conn = NULL;
         p->in_flight--;
         TAILQ_REMOVE(&p->running, j, link);
         if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0)
@@ -640,8 +683,8 @@ void wh_deliver_abandon(wh_t *w)
                 }
                 while ((j = TAILQ_FIRST(&p->running))) {
                         TAILQ_REMOVE(&p->running, j, link);
-                        curl_multi_remove_handle(w->multi, j->easy);
-                        curl_easy_cleanup(j->easy);
+                        curl_multi_remove_handle(w->multi, j->conn->easy);
+                        conn_free(j->conn);
                         p->in_flight--;
                         job_free(j);
                 }

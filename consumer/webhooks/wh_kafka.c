@@ -105,7 +105,6 @@ void wh_msg_settle_one(wh_t *w, wh_msg_t *m)
 
 static void produce_free(wh_produce_t *pr)
 {
-        free(pr->topic);
         free(pr->key);
         free(pr->value);
         if (pr->hdrs)
@@ -121,13 +120,15 @@ void wh_produce_record(wh_t *w, wh_produce_t *pr)
                 err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(pr->topic),
                                         RD_KAFKA_V_KEY(pr->key, pr->key ? strlen(pr->key) : 0),
                                         RD_KAFKA_V_VALUE(pr->value, pr->value_len),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                        RD_KAFKA_V_HEADERS(rd_kafka_headers_copy(pr->hdrs)),
-                                        RD_KAFKA_V_OPAQUE(pr), RD_KAFKA_V_END);
+                                        RD_KAFKA_V_MSGFLAGS(0), /* pr->value outlives it */
+                                        RD_KAFKA_V_HEADERS(pr->hdrs), RD_KAFKA_V_OPAQUE(pr),
+                                        RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 rd_kafka_poll(w->producer, 10);
         }
+        if (!err)
+                pr->hdrs = NULL; /* now owned by the message; dr_cb takes them back on error */
         if (err) {
                 /* Only a configuration problem gets here (unknown topic with auto-create off
                  * is reported through the delivery report instead). */
@@ -143,7 +144,7 @@ static wh_produce_t *record_new(wh_t *w, const char *topic, const wh_msg_t *m)
         wh_produce_t *pr = nc_xcalloc(1, sizeof(*pr));
 
         (void)w;
-        pr->topic = nc_xstrdup(topic);
+        pr->topic = topic; /* one of w's topic names, which live as long as w */
         pr->key = m->id[0]      ? nc_xstrdup(m->id)
                   : m->rkm->key ? strndup(m->rkm->key, m->rkm->key_len)
                                 : NULL;
@@ -293,6 +294,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
                 /* Never drop a retry, DLQ or event record: send it again. */
                 log_warnx("delivery of a record to %s failed: %s; producing it again", pr->topic,
                           rd_kafka_err2str(rkm->err));
+                /* The failed message still holds the headers: take them back to send again. */
+                rd_kafka_message_detach_headers((rd_kafka_message_t *)rkm, &pr->hdrs);
+                if (!pr->hdrs)
+                        pr->hdrs = rd_kafka_headers_new(1);
                 wh_produce_record(w, pr);
                 return;
         }
@@ -536,6 +541,18 @@ static void regex_escape(const char *in, char *out, size_t size)
         out[o] = '\0';
 }
 
+/* Sets KEY unless the configuration ([kafka] or -X) already did. */
+static void conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
+                         const char *value)
+{
+        size_t i;
+
+        for (i = 0; i < cfg->kafka_n; i++)
+                if (!strcmp(cfg->kafka[i].key, key))
+                        return;
+        rd_kafka_conf_set(conf, key, value, NULL, 0);
+}
+
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
 {
         rd_kafka_topic_partition_list_t *subs;
@@ -552,7 +569,11 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
                 return -1;
         rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
         rd_kafka_conf_set(conf, "acks", "all", NULL, 0);
-        rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
+        /* One event record per attempt is most of what the brokers receive from us: bigger,
+         * compressed batches halve the broker's CPU per delivery (make bench).  The only cost
+         * is that a delivery settles up to 50 ms later.  [kafka] may set them otherwise. */
+        conf_default(conf, &w->cfg, "linger.ms", "50");
+        conf_default(conf, &w->cfg, "compression.type", "lz4");
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
         rd_kafka_conf_set_opaque(conf, w);
         if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {

@@ -88,6 +88,36 @@ static void test_python_vectors(void **state)
         nc_secrets_clear(&s);
 }
 
+/* A keyed signer is reused for many requests: each signature must come out as if signed
+ * afresh, whatever was signed before, with every secret of a rotation. */
+static void test_signer_reuse(void **state)
+{
+        char sig[NC_WEBHOOK_SIG_SIZE];
+        nc_secrets_t s;
+        nc_signer_t sg;
+        int round;
+
+        (void)state;
+        nc_secrets_init(&s);
+        assert_int_equal(nc_signer_init(&sg, &s, NULL, 0), -1); /* no secret */
+        assert_int_equal(nc_secrets_add(&s, S32, NULL, 0), 0);
+        assert_int_equal(nc_secrets_add(&s, S64, NULL, 0), 0);
+        assert_int_equal(nc_secrets_add(&s, KAT_SECRET, NULL, 0), 0);
+        assert_int_equal(nc_signer_init(&sg, &s, NULL, 0), 0);
+        nc_secrets_clear(&s); /* the signer keeps what it needs */
+        for (round = 0; round < 3; round++) {
+                assert_int_equal(nc_signer_sign(&sg, "msg_x", PY_TS, "", 0, sig, sizeof(sig)), 0);
+                assert_int_equal(
+                    strncmp(sig, "v1,kC/XkoA8E7+NgWjzh5/TLLln41kgjRf541n/IT1wPrk= ", 48), 0);
+                assert_int_equal(
+                    nc_signer_sign(&sg, PY_ID, PY_TS, PY_BODY, strlen(PY_BODY), sig, sizeof(sig)),
+                    0);
+                assert_string_equal(sig, PY_SIG_32 " " PY_SIG_64 " " PY_SIG_KAT);
+        }
+        nc_signer_free(&sg);
+        assert_int_equal(sg.n, 0);
+}
+
 static void test_sign_limits(void **state)
 {
         char sig[NC_WEBHOOK_SIG_SIZE];
@@ -379,10 +409,15 @@ static void test_webhook_id(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_kat),         cmocka_unit_test(test_python_vectors),
-            cmocka_unit_test(test_sign_limits), cmocka_unit_test(test_secret_length),
-            cmocka_unit_test(test_bad_base64),  cmocka_unit_test(test_base64),
-            cmocka_unit_test(test_file),        cmocka_unit_test(test_file_errors),
+            cmocka_unit_test(test_kat),
+            cmocka_unit_test(test_signer_reuse),
+            cmocka_unit_test(test_python_vectors),
+            cmocka_unit_test(test_sign_limits),
+            cmocka_unit_test(test_secret_length),
+            cmocka_unit_test(test_bad_base64),
+            cmocka_unit_test(test_base64),
+            cmocka_unit_test(test_file),
+            cmocka_unit_test(test_file_errors),
             cmocka_unit_test(test_webhook_id),
         };
 
