@@ -340,32 +340,56 @@ static GMimeObject *text_part(const char *subtype, const char *body, size_t len)
         return GMIME_OBJECT(part);
 }
 
-/* Last line of defence: every line ends with CRLF and has at most 998 octets, with no bare
- * CR or LF anywhere.  GMime guarantees this for what we hand it; a failure here is a bug,
- * and sending a malformed message is worse than not sending it. */
-static int check_wire(const char *buf, size_t len, char *errstr, size_t errstr_size)
+/* GMime writes the message with LF line ends; this turns them into CRLF for the wire and is
+ * the last line of defence on the way: no line over 998 octets, no CR (GMime writes none for
+ * what we hand it), no NUL, and a final line end.  A failure here is a bug, and sending a
+ * malformed message is worse than not sending it.  Returns the malloc'd wire form (NUL-
+ * terminated) and its length, or NULL with errstr set. */
+static char *to_wire(const char *buf, size_t len, size_t *outlen, char *errstr, size_t errstr_size)
 {
-        size_t i, start = 0, line = 1;
+        const char *p = buf, *end = buf + len, *nl;
+        size_t lines = 0, line = 1;
+        char *out, *o;
 
-        for (i = 0; i < len; i++) {
-                if (buf[i] == '\n' || buf[i] == '\r') {
-                        if (buf[i] != '\r' || i + 1 >= len || buf[i + 1] != '\n')
-                                return nc_err(errstr, errstr_size,
-                                              "message: line %zu has a bare CR or LF", line);
-                        if (i - start > LINE_MAX_OCTETS)
-                                return nc_err(errstr, errstr_size,
-                                              "message: line %zu is longer than %d octets", line,
-                                              LINE_MAX_OCTETS);
-                        i++;
-                        start = i + 1;
-                        line++;
-                } else if (buf[i] == '\0') {
-                        return nc_err(errstr, errstr_size, "message: line %zu has a NUL", line);
+        for (nl = p; (nl = memchr(nl, '\n', (size_t)(end - nl))); nl++)
+                lines++;
+        out = o = nc_xmalloc(len + lines + 1);
+        for (; p < end; p = nl + 1, line++) {
+                size_t n;
+
+                if (!(nl = memchr(p, '\n', (size_t)(end - p)))) {
+                        nc_err(errstr, errstr_size, "message: does not end with CRLF");
+                        goto bad;
                 }
+                n = (size_t)(nl - p);
+                if (n > LINE_MAX_OCTETS) {
+                        nc_err(errstr, errstr_size, "message: line %zu is longer than %d octets",
+                               line, LINE_MAX_OCTETS);
+                        goto bad;
+                }
+                if (memchr(p, '\r', n)) {
+                        nc_err(errstr, errstr_size, "message: line %zu has a bare CR or LF", line);
+                        goto bad;
+                }
+                if (memchr(p, '\0', n)) {
+                        nc_err(errstr, errstr_size, "message: line %zu has a NUL", line);
+                        goto bad;
+                }
+                memcpy(o, p, n);
+                o += n;
+                *o++ = '\r';
+                *o++ = '\n';
         }
-        if (start != len)
-                return nc_err(errstr, errstr_size, "message: does not end with CRLF");
-        return 0;
+        if (len == 0) {
+                nc_err(errstr, errstr_size, "message: does not end with CRLF");
+                goto bad;
+        }
+        *o = '\0';
+        *outlen = (size_t)(o - out);
+        return out;
+bad:
+        free(out);
+        return NULL;
 }
 
 /* List-Id value: "phrase <label.namespace>" or a bare "label.namespace" (RFC 2919).
@@ -559,26 +583,23 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, GMimeObject *tex
         g_mime_message_set_mime_part(msg, GMIME_OBJECT(alt));
         g_object_unref(alt);
 
+        /* LF here; to_wire() makes them CRLF while it checks the lines (one pass instead of
+         * GMime's newline filter and a check afterwards). */
         fo = g_mime_format_options_new();
-        g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
-        /* The buffer is kept after the stream is gone and handed out as is (GLib allocates
-         * with malloc): no copy of the whole message. */
-        bytes = g_byte_array_sized_new(16384);
-        stream = g_mime_stream_mem_new_with_byte_array(bytes);
-        g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+        g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_UNIX);
+        stream = g_mime_stream_mem_new();
         if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fo, stream) < 0) {
                 nc_err(errstr, errstr_size, "message: GMime could not write it");
-        } else if (check_wire((const char *)bytes->data, bytes->len, err, sizeof(err)) < 0) {
-                nc_err(errstr, errstr_size, "%s", err);
         } else {
-                if (lenp)
-                        *lenp = bytes->len;
-                g_byte_array_append(bytes, (const guint8 *)"", 1);
-                out = (char *)g_byte_array_free(bytes, FALSE);
-                bytes = NULL;
+                size_t outlen = 0;
+
+                bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
+                out = to_wire((const char *)bytes->data, bytes->len, &outlen, err, sizeof(err));
+                if (!out)
+                        nc_err(errstr, errstr_size, "%s", err);
+                else if (lenp)
+                        *lenp = outlen;
         }
-        if (bytes)
-                g_byte_array_free(bytes, TRUE);
         g_object_unref(stream);
         g_mime_format_options_free(fo);
         g_object_unref(msg);
