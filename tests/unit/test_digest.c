@@ -14,7 +14,8 @@
 #include "nc_digest.h"
 #include "nc_mail.h"
 
-#define UNSUB "https://notices.example.gov/unsubscribe?t=tok123&s=1"
+#define UNSUB    "https://notices.example.gov/unsubscribe?t=tok123&s=1"
+#define PUA_TEST "\xEE\x80\x80" /* U+E000, the cache's sentinel character */
 
 static char srcdir[1024];
 static nc_templates_t *tpl;
@@ -527,6 +528,180 @@ static void test_into_mail(void **state)
         }
 }
 
+/* The decoded content of the text/SUBTYPE part of a parsed message (malloc'd). */
+static char *part_text(GMimeMessage *msg, const char *subtype)
+{
+        GMimeMultipart *mp = GMIME_MULTIPART(g_mime_message_get_mime_part(msg));
+
+        for (int i = 0; i < g_mime_multipart_get_count(mp); i++) {
+                GMimeObject *o = g_mime_multipart_get_part(mp, i);
+                GMimeContentType *ct = g_mime_object_get_content_type(o);
+                GMimeDataWrapper *w;
+                GMimeStream *out;
+                GByteArray *b;
+                char *r;
+
+                if (!g_mime_content_type_is_type(ct, "text", subtype))
+                        continue;
+                w = g_mime_part_get_content(GMIME_PART(o));
+                out = g_mime_stream_mem_new();
+                g_mime_data_wrapper_write_to_stream(w, out);
+                b = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
+                r = strndup((const char *)b->data, b->len);
+                g_object_unref(out);
+                return r;
+        }
+        fail_msg("no text/%s part", subtype);
+        return NULL;
+}
+
+/* CRLF into LF (GMime keeps CRLF in decoded base64 text). */
+static void lf(char *s)
+{
+        char *o = s;
+
+        for (; *s; s++)
+                if (!(s[0] == '\r' && s[1] == '\n'))
+                        *o++ = *s;
+        *o = '\0';
+}
+
+/* The cache (rendered once with sentinels, values filled in per subscriber) gives exactly what
+ * a full render gives, for awkward names too; and the message nc_mail_build_bodies() makes from
+ * the pieces decodes to the same bodies as nc_mail_build() of the full texts, on a clean wire. */
+static void test_cache_same_as_full(void **state)
+{
+        static const char *const names[] = {"Ana",
+                                            NULL,
+                                            "<b>Eve</b> & \"Mallory\" 'x'",
+                                            "=?utf-8?q?x?= Ana",
+                                            "김민준",
+                                            "Zoë \u202e ok",
+                                            "   ",
+                                            "A\x01"
+                                            "B",
+                                            "Ana  María  ",
+                                            "=3D = soft=",
+                                            "é",
+                                            "x" PUA_TEST};
+        json_t *sets[4] = {pick(ALERT, MOI, TENDER, -1), pick(MOI, -1), pick(TENDER, MOI, -1),
+                           pick(ALERT, -1)};
+        const char *periods_[3] = {"daily", "weekly", "immediate"};
+        char err[512];
+
+        (void)state;
+        for (size_t li = 0; li < sizeof(langs) / sizeof(langs[0]); li++) {
+                for (size_t ni = 0; ni < sizeof(names) / sizeof(names[0]); ni++) {
+                        for (size_t si = 0; si < 4; si++) {
+                                json_t *sub = subscriber(langs[li].lang, names[ni]);
+                                int urgent = si == 3;
+                                const char *period = periods_[(ni + si) % 3];
+                                nc_digest_out_t a, b;
+                                nc_digest_parts_t p;
+                                nc_mail_t m = {0};
+                                GMimeStream *stream;
+                                GMimeParser *parser;
+                                GMimeMessage *msg;
+                                char *raw, *t, *h;
+                                size_t len;
+
+                                nc_templates_set_cache(tpl, 1);
+                                render_ok(sub, sets[si], urgent, period, &a);
+                                nc_templates_set_cache(tpl, 0);
+                                render_ok(sub, sets[si], urgent, period, &b);
+                                nc_templates_set_cache(tpl, 1);
+                                assert_string_equal(a.subject, b.subject);
+                                assert_string_equal(a.text, b.text);
+                                assert_string_equal(a.html, b.html);
+
+                                if (nc_digest_render_parts(tpl, sub, sets[si], urgent, UNSUB,
+                                                           period, &p, err, sizeof(err)))
+                                        fail_msg("%s", err);
+                                assert_string_equal(p.subject, a.subject);
+                                m.from_name = "Ministerio del Interior";
+                                m.from_addr = "notices@example.gov";
+                                m.to_name = names[ni];
+                                m.to_addr = "ana@example.org";
+                                m.subject = p.subject;
+                                m.text = p.text_str;
+                                m.html = p.html_str;
+                                m.message_id = "0123456789abcdef0123456789abcdef@example.gov";
+                                m.date_ms = 1498104000000LL;
+                                m.list_id = "Notices <notices.example.gov>";
+                                m.unsubscribe_https = UNSUB;
+                                raw = p.text ? nc_mail_build_bodies(&m, p.text, p.html, p.vals,
+                                                                    NC_DIGEST_NVALUES, &len, err,
+                                                                    sizeof(err))
+                                             : nc_mail_build(&m, &len, err, sizeof(err));
+                                if (!raw)
+                                        fail_msg("%s: %s", langs[li].lang, err);
+                                for (size_t j = 0, start = 0; j < len; j++) {
+                                        assert_true((unsigned char)raw[j] < 0x80);
+                                        if (raw[j] == '\n') {
+                                                assert_true(j > 0 && raw[j - 1] == '\r');
+                                                assert_true(j - start <= 999);
+                                                start = j + 1;
+                                        } else if (raw[j] == '\r') {
+                                                assert_true(raw[j + 1] == '\n');
+                                        }
+                                }
+                                assert_true(len >= 2 && raw[len - 1] == '\n');
+                                stream = g_mime_stream_mem_new_with_buffer(raw, len);
+                                parser = g_mime_parser_new_with_stream(stream);
+                                msg = g_mime_parser_construct_message(parser, NULL);
+                                assert_non_null(msg);
+                                t = part_text(msg, "plain");
+                                h = part_text(msg, "html");
+                                lf(t);
+                                lf(h);
+                                /* nc_mail ends a body with a newline. */
+                                assert_int_equal(strncmp(t, a.text, strlen(a.text)), 0);
+                                assert_true(strlen(t) - strlen(a.text) <= 1);
+                                assert_int_equal(strncmp(h, a.html, strlen(a.html)), 0);
+                                assert_true(strlen(h) - strlen(a.html) <= 1);
+                                free(t);
+                                free(h);
+                                g_object_unref(msg);
+                                g_object_unref(parser);
+                                g_object_unref(stream);
+                                free(raw);
+                                nc_digest_parts_free(&p);
+                                nc_digest_out_free(&a);
+                                nc_digest_out_free(&b);
+                                json_decref(sub);
+                        }
+                }
+        }
+        for (size_t si = 0; si < 4; si++)
+                json_decref(sets[si]);
+}
+
+/* A notice that contains the sentinel character itself is rendered in full, correctly. */
+static void test_cache_sentinel_in_notice(void **state)
+{
+        json_t *n = json_deep_copy(json_array_get(all, MOI)), *set = json_array();
+        json_t *sub = subscriber("en", "Ana");
+        nc_digest_out_t a, b;
+
+        (void)state;
+        json_object_set_new(n, "title",
+                            json_string("Fake \xEE\x80\x80"
+                                        "0&\xEE\x80\x81 sentinel \xEE\x80\x80"));
+        json_array_append_new(set, n);
+        render_ok(sub, set, 0, "daily", &a);
+        nc_templates_set_cache(tpl, 0);
+        render_ok(sub, set, 0, "daily", &b);
+        nc_templates_set_cache(tpl, 1);
+        assert_string_equal(a.text, b.text);
+        assert_string_equal(a.html, b.html);
+        assert_non_null(strstr(a.text, "Fake \xEE\x80\x80"
+                                       "0&\xEE\x80\x81 sentinel"));
+        nc_digest_out_free(&a);
+        nc_digest_out_free(&b);
+        json_decref(set);
+        json_decref(sub);
+}
+
 /* One template set, several threads: the per-language lock keeps the partial caches sane. */
 struct thr {
         const char *lang;
@@ -588,11 +763,18 @@ static void test_threads(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_load),      cmocka_unit_test(test_languages),
-            cmocka_unit_test(test_fallback),  cmocka_unit_test(test_escaping),
-            cmocka_unit_test(test_urgent),    cmocka_unit_test(test_periods),
-            cmocka_unit_test(test_errors),    cmocka_unit_test(test_text_shapes),
-            cmocka_unit_test(test_into_mail), cmocka_unit_test(test_threads),
+            cmocka_unit_test(test_load),
+            cmocka_unit_test(test_languages),
+            cmocka_unit_test(test_fallback),
+            cmocka_unit_test(test_escaping),
+            cmocka_unit_test(test_urgent),
+            cmocka_unit_test(test_periods),
+            cmocka_unit_test(test_errors),
+            cmocka_unit_test(test_text_shapes),
+            cmocka_unit_test(test_into_mail),
+            cmocka_unit_test(test_threads),
+            cmocka_unit_test(test_cache_same_as_full),
+            cmocka_unit_test(test_cache_sentinel_in_notice),
         };
         int rc;
 
