@@ -30,8 +30,11 @@ void nc_mail_global_init(void)
         pthread_once(&gmime_once, gmime_init_once);
 }
 
+static void skel_release(void);
+
 void nc_mail_global_shutdown(void)
 {
+        skel_release();
         g_mime_shutdown();
 }
 
@@ -304,18 +307,17 @@ static void set_content(GMimePart *part, const char *body, size_t len)
         g_object_unref(stream);
 }
 
-/* A text/SUBTYPE part with BODY as its UTF-8 bytes.  Not g_mime_text_part_set_text(): that
+/* Makes BODY the UTF-8 content of the text part PART (charset=utf-8: see skel_get).  Not
+ * g_mime_text_part_set_text(): that
  * converts the text to the smallest charset it fits (us-ascii, iso-8859-1) and labels it so;
  * we want charset=utf-8 on every part.  The transfer encoding is GMime's best for 7-bit
  * transport: 7bit for ASCII with lines of at most 998 octets, otherwise quoted-printable or
  * base64, both of which keep lines under 77 octets. */
-static GMimeObject *text_part(const char *subtype, const char *body, size_t len)
+static void fill_text(GMimePart *part, const char *body, size_t len)
 {
-        GMimeTextPart *part = g_mime_text_part_new_with_subtype(subtype);
         GMimeContentEncoding enc;
 
         set_content(GMIME_PART(part), body, len);
-        g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "utf-8");
         enc =
             g_mime_part_get_best_content_encoding(GMIME_PART(part), GMIME_ENCODING_CONSTRAINT_7BIT);
         if (enc == GMIME_CONTENT_ENCODING_BASE64) {
@@ -337,7 +339,6 @@ static GMimeObject *text_part(const char *subtype, const char *body, size_t len)
                 free(crlf);
         }
         g_mime_part_set_content_encoding(GMIME_PART(part), enc);
-        return GMIME_OBJECT(part);
 }
 
 /* GMime writes the message with LF line ends; this turns them into CRLF for the wire and is
@@ -515,13 +516,105 @@ static int hdrs_prepare(const nc_mail_t *m, struct hdrs *h, char *errstr, size_t
         return 0;
 }
 
-/* The message around the two parts TEXT and HTML (both taken over), written out with CRLF and
- * checked.  Returns the malloc'd message or NULL with errstr set. */
-static char *assemble(const nc_mail_t *m, const struct hdrs *h, GMimeObject *text,
-                      GMimeObject *html, size_t *lenp, char *errstr, size_t errstr_size)
-{
-        GMimeMessage *msg = g_mime_message_new(TRUE);
+/* ---- one message object per thread --------------------------------------------------------
+ *
+ * Creating and destroying a GMimeMessage with its address lists, parts and headers costs more
+ * than writing it, so each thread keeps one and only changes what differs between messages:
+ * To, Subject, Date, Message-ID, List-Unsubscribe, the multipart boundary (a fresh random one
+ * each time) and the parts' content.  From and List-Id are set when it is made; another From
+ * or List-Id makes a new one. */
+struct skel {
+        GMimeMessage *msg;
         GMimeMultipart *alt;
+        GMimePart *text, *html;
+        char *from_name, *from_addr, *list_id;
+};
+
+static pthread_key_t skel_key;
+static pthread_once_t skel_once = PTHREAD_ONCE_INIT;
+
+static void skel_key_init(void);
+
+static void skel_free(void *p)
+{
+        struct skel *k = p;
+
+        if (!k)
+                return;
+        g_object_unref(k->msg);
+        free(k->from_name);
+        free(k->from_addr);
+        free(k->list_id);
+        free(k);
+}
+
+/* The calling thread's message object (other threads release theirs when they exit). */
+static void skel_release(void)
+{
+        pthread_once(&skel_once, skel_key_init);
+        skel_free(pthread_getspecific(skel_key));
+        pthread_setspecific(skel_key, NULL);
+}
+
+static void skel_key_init(void)
+{
+        if (pthread_key_create(&skel_key, skel_free) != 0)
+                fatalx("pthread_key_create failed");
+}
+
+static GMimePart *skel_part(GMimeMultipart *alt, const char *subtype)
+{
+        GMimeTextPart *part = g_mime_text_part_new_with_subtype(subtype);
+
+        g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "utf-8");
+        g_mime_multipart_add(alt, GMIME_OBJECT(part));
+        g_object_unref(part);
+        return GMIME_PART(part);
+}
+
+static struct skel *skel_get(const nc_mail_t *m, const struct hdrs *h)
+{
+        struct skel *k;
+
+        pthread_once(&skel_once, skel_key_init);
+        k = pthread_getspecific(skel_key);
+        if (k && !strcmp(k->from_name, h->from_name) && !strcmp(k->from_addr, m->from_addr) &&
+            !strcmp(k->list_id, h->list_id))
+                return k;
+        skel_free(k);
+        k = nc_xcalloc(1, sizeof(*k));
+        k->from_name = nc_xstrdup(h->from_name);
+        k->from_addr = nc_xstrdup(m->from_addr);
+        k->list_id = nc_xstrdup(h->list_id);
+        k->msg = g_mime_message_new(TRUE);
+        add_mailbox(k->msg, GMIME_ADDRESS_TYPE_FROM, h->from_name, m->from_addr);
+        add_mailbox(k->msg, GMIME_ADDRESS_TYPE_TO, NULL, m->to_addr);
+        fix_mailbox(k->msg, "From", h->from_name, m->from_addr);
+        /* The headers set per message exist from the start, so they keep this order. */
+        g_mime_message_set_subject(k->msg, "-", "utf-8");
+        g_mime_message_set_message_id(k->msg, "x@x");
+        g_mime_object_set_header(GMIME_OBJECT(k->msg), "List-Id", h->list_id, "utf-8");
+        g_mime_object_set_header(GMIME_OBJECT(k->msg), "List-Unsubscribe", "<x>", NULL);
+        g_mime_object_set_header(GMIME_OBJECT(k->msg), "List-Unsubscribe-Post",
+                                 "List-Unsubscribe=One-Click", NULL);
+        g_mime_object_set_header(GMIME_OBJECT(k->msg), "Auto-Submitted", "auto-generated", NULL);
+        g_mime_object_set_header(GMIME_OBJECT(k->msg), "Precedence", "bulk", NULL);
+        /* Plain text first, HTML last: the last alternative is the preferred one. */
+        k->alt = g_mime_multipart_new_with_subtype("alternative");
+        k->text = skel_part(k->alt, "plain");
+        k->html = skel_part(k->alt, "html");
+        g_mime_message_set_mime_part(k->msg, GMIME_OBJECT(k->alt));
+        g_object_unref(k->alt);
+        pthread_setspecific(skel_key, k);
+        return k;
+}
+
+/* The message around the parts of K (their content already set), written out with CRLF and
+ * checked.  Returns the malloc'd message or NULL with errstr set. */
+static char *assemble(const nc_mail_t *m, const struct hdrs *h, struct skel *k, size_t *lenp,
+                      char *errstr, size_t errstr_size)
+{
+        GMimeMessage *msg = k->msg;
         GMimeFormatOptions *fo;
         GMimeStream *stream;
         GByteArray *bytes;
@@ -529,29 +622,27 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, GMimeObject *tex
         char err[256], *out = NULL, *unsub, *raw;
         const char *mailto = h->mailto;
 
-        add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, h->from_name, m->from_addr);
+        date = g_date_time_new_from_unix_utc(m->date_ms / 1000);
+        if (!date) {
+                nc_err(errstr, errstr_size, "date_ms: %lld is out of range", (long long)m->date_ms);
+                return NULL;
+        }
+        /* A new mailbox, not the old one changed: a raw value set by fix_mailbox() makes GMime
+         * parse the header into new address objects, so the old one may be gone from the
+         * list; changing the list makes GMime write the header again. */
+        internet_address_list_clear(g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO));
         add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, h->to_name, m->to_addr);
+        fix_mailbox(msg, "To", h->to_name, m->to_addr);
         g_mime_message_set_subject(msg, h->subject, "utf-8");
         if (strstr(h->subject, "=?")) {
                 raw = encode_words(h->subject);
                 set_raw(msg, "Subject", raw);
                 free(raw);
         }
-        fix_mailbox(msg, "From", h->from_name, m->from_addr);
-        fix_mailbox(msg, "To", h->to_name, m->to_addr);
-        date = g_date_time_new_from_unix_utc(m->date_ms / 1000);
-        if (!date) {
-                nc_err(errstr, errstr_size, "date_ms: %lld is out of range", (long long)m->date_ms);
-                g_object_unref(text);
-                g_object_unref(html);
-                g_object_unref(msg);
-                return NULL;
-        }
         g_mime_message_set_date(msg, date);
         g_date_time_unref(date);
         g_mime_message_set_message_id(msg, m->message_id);
 
-        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Id", h->list_id, "utf-8");
         unsub = nc_xmalloc(strlen(m->unsubscribe_https) + (mailto ? strlen(mailto) : 0) + 16);
         if (mailto)
                 sprintf(unsub, "<%s>, <mailto:%s>", m->unsubscribe_https, mailto);
@@ -569,19 +660,8 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, GMimeObject *tex
         set_raw(msg, "List-Unsubscribe", raw);
         free(raw);
         free(unsub);
-        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe-Post",
-                                 "List-Unsubscribe=One-Click", NULL);
-        g_mime_object_set_header(GMIME_OBJECT(msg), "Auto-Submitted", "auto-generated", NULL);
-        g_mime_object_set_header(GMIME_OBJECT(msg), "Precedence", "bulk", NULL);
-
-        /* Plain text first, HTML last: the last alternative is the preferred one. */
-        alt = g_mime_multipart_new_with_subtype("alternative");
-        g_mime_multipart_add(alt, text);
-        g_object_unref(text);
-        g_mime_multipart_add(alt, html);
-        g_object_unref(html);
-        g_mime_message_set_mime_part(msg, GMIME_OBJECT(alt));
-        g_object_unref(alt);
+        /* A fresh random boundary for every message. */
+        g_mime_multipart_set_boundary(k->alt, NULL);
 
         /* LF here; to_wire() makes them CRLF while it checks the lines (one pass instead of
          * GMime's newline filter and a check afterwards). */
@@ -602,7 +682,6 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, GMimeObject *tex
         }
         g_object_unref(stream);
         g_mime_format_options_free(fo);
-        g_object_unref(msg);
         return out;
 }
 
@@ -618,8 +697,11 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
                 nc_err(errstr, errstr_size, "%s: is missing", !m->text ? "text" : "html");
         } else if ((text = body_text("text", m->text, &text_len, errstr, errstr_size)) &&
                    (html = body_text("html", m->html, &html_len, errstr, errstr_size))) {
-                out = assemble(m, &h, text_part("plain", text, text_len),
-                               text_part("html", html, html_len), lenp, errstr, errstr_size);
+                struct skel *k = skel_get(m, &h);
+
+                fill_text(k->text, text, text_len);
+                fill_text(k->html, html, html_len);
+                out = assemble(m, &h, k, lenp, errstr, errstr_size);
         }
         free(text);
         free(html);
@@ -744,32 +826,29 @@ void nc_mail_body_free(nc_mail_body_t *b)
         free(b);
 }
 
-/* The text/SUBTYPE part of body B with the values VAL (pieces made of vals[], VALN of
- * them), or NULL with errstr set.  The transfer encoding is chosen from the line figures
- * of the pieces, as GMime would for the whole text: 7bit and quoted-printable content is
- * put together from the pieces (each encoded once, by GMime, when B was made) and given to
- * GMime already encoded; base64 (mostly non-Latin text) goes through text_part(). */
-static GMimeObject *body_part(const char *subtype, const nc_mail_body_t *b, const struct piece *val,
-                              size_t valn, char *errstr, size_t errstr_size)
+/* Makes body B with the values VAL (pieces made of vals[], VALN of them) the content of
+ * PART; -1 with errstr set.  The transfer encoding is chosen from the line figures of the
+ * pieces, as GMime would for the whole text: 7bit and quoted-printable content is put
+ * together from the pieces (each encoded once, by GMime, when B was made) and given to GMime
+ * already encoded; base64 (mostly non-Latin text) goes through fill_text(). */
+static int fill_pieces(GMimePart *part, const nc_mail_body_t *b, const struct piece *val,
+                       size_t valn, char *errstr, size_t errstr_size)
 {
-        size_t i, total = 0, high = 0, maxline = 0, cur = 0, out = 0;
+        size_t i, total = 0, high = 0, maxline = 0, cur = 0;
         const struct piece *last = NULL;
         GMimeContentEncoding enc;
         GByteArray *ba;
         GMimeStream *stream;
         GMimeDataWrapper *content;
-        GMimeTextPart *part;
         int end_nl;
 
         for (i = 0; i <= b->nhole; i++) {
                 const struct piece *ps[2] = {&b->lit[i], NULL};
 
                 if (i < b->nhole) {
-                        if (b->hole[i] >= valn) {
-                                nc_err(errstr, errstr_size, "body: hole %u has no value",
-                                       b->hole[i]);
-                                return NULL;
-                        }
+                        if (b->hole[i] >= valn)
+                                return nc_err(errstr, errstr_size, "body: hole %u has no value",
+                                              b->hole[i]);
                         ps[1] = &val[b->hole[i]];
                 }
                 for (int k = 0; k < 2 && ps[k]; k++) {
@@ -797,7 +876,6 @@ static GMimeObject *body_part(const char *subtype, const nc_mail_body_t *b, cons
         if (high && (double)high >= (double)(total + !end_nl) * BASE64_SHARE) {
                 /* The whole text, once, for GMime to encode. */
                 char *s = nc_xmalloc(total + 2), *o = s;
-                GMimeObject *r;
 
                 for (i = 0; i <= b->nhole; i++) {
                         memcpy(o, b->lit[i].raw, b->lit[i].len);
@@ -810,9 +888,9 @@ static GMimeObject *body_part(const char *subtype, const nc_mail_body_t *b, cons
                 if (!end_nl)
                         *o++ = '\n';
                 *o = '\0';
-                r = text_part(subtype, s, (size_t)(o - s));
+                fill_text(part, s, (size_t)(o - s));
                 free(s);
-                return r;
+                return 0;
         }
         enc = high || maxline > LINE_MAX_OCTETS ? GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
                                                 : GMIME_CONTENT_ENCODING_7BIT;
@@ -830,23 +908,19 @@ static GMimeObject *body_part(const char *subtype, const nc_mail_body_t *b, cons
                                 g_byte_array_append(ba, (const guint8 *)p->raw, (guint)p->len);
                         else
                                 g_byte_array_append(ba, (const guint8 *)p->qp, (guint)p->qplen);
-                        out++;
                 }
         }
         /* End with a newline so the closing boundary starts on a line of its own (after a
          * soft line break, this adds the final newline body_text() adds). */
         if (!end_nl)
                 g_byte_array_append(ba, (const guint8 *)"\n", 1);
-        (void)out;
-        part = g_mime_text_part_new_with_subtype(subtype);
         stream = g_mime_stream_mem_new_with_byte_array(ba);
         content = g_mime_data_wrapper_new_with_stream(stream, enc);
-        g_mime_part_set_content(GMIME_PART(part), content);
+        g_mime_part_set_content(part, content);
         g_object_unref(content);
         g_object_unref(stream);
-        g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "utf-8");
-        g_mime_part_set_content_encoding(GMIME_PART(part), enc);
-        return GMIME_OBJECT(part);
+        g_mime_part_set_content_encoding(part, enc);
+        return 0;
 }
 
 char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
@@ -854,7 +928,7 @@ char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
                            size_t *lenp, char *errstr, size_t errstr_size)
 {
         struct piece val[NC_MAIL_MAX_VALUES];
-        GMimeObject *tp = NULL, *hp = NULL;
+        struct skel *k;
         char *out = NULL;
         struct hdrs h;
         size_t i, n = 0;
@@ -887,16 +961,11 @@ char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
                         goto done;
                 }
         }
-        if ((tp = body_part("plain", text, val, n, errstr, errstr_size)) &&
-            (hp = body_part("html", html, val, n, errstr, errstr_size))) {
-                out = assemble(m, &h, tp, hp, lenp, errstr, errstr_size);
-                tp = hp = NULL;
-        }
+        k = skel_get(m, &h);
+        if (fill_pieces(k->text, text, val, n, errstr, errstr_size) == 0 &&
+            fill_pieces(k->html, html, val, n, errstr, errstr_size) == 0)
+                out = assemble(m, &h, k, lenp, errstr, errstr_size);
 done:
-        if (tp)
-                g_object_unref(tp);
-        if (hp)
-                g_object_unref(hp);
         for (i = 0; i < n; i++)
                 piece_free(&val[i]);
         hdrs_free(&h);

@@ -332,6 +332,72 @@ static void test_structure(void **state)
         free(out);
 }
 
+/* Each thread reuses one message object (nc_mail.c, skel_get): whatever one message set must
+ * not leak into the next one (To after an encoded-word name, Subject, Message-ID, Date,
+ * List-Unsubscribe with and without mailto, From and List-Id when they change, the bodies). */
+static void test_consecutive(void **state)
+{
+        static const char *const names[] = {
+            "=?utf-8?q?x?= Ana", "Bob", NULL, "김민준", "Ana", "Ana", "=?b?= Zoë"};
+        static const char *const subjects[] = {"=?x?= s", "plain", ES, KO, "y", "y", PT};
+        static const char *const texts[] = {TEXT_ES, "ascii only\n", "대한민국 전자정부\n", "x\n",
+                                            TEXT_ES, "second\n",     "전자정부\n"};
+
+        (void)state;
+        for (int i = 0; i < 7; i++) {
+                nc_mail_t m = base_mail();
+                char msgid[64], addr[64], url[128], from[64];
+                GMimeMessage *msg;
+                GMimeMultipart *mp;
+                size_t len;
+                char *out;
+
+                snprintf(msgid, sizeof(msgid), "%032d@example.gov", i);
+                snprintf(addr, sizeof(addr), "user%d@example.org", i);
+                snprintf(url, sizeof(url), "https://example.gov/unsubscribe?t=tok%d", i);
+                snprintf(from, sizeof(from), "%s %d", i >= 5 ? "=?Other?=" : "Ministry", i / 5);
+                m.from_name = from;
+                m.list_id = i == 6 ? "Other <other.example.gov>" : "Notices <notices.example.gov>";
+                m.to_name = names[i];
+                m.to_addr = addr;
+                m.subject = subjects[i];
+                m.message_id = msgid;
+                m.date_ms = 1497916800000LL + i * 86400000LL;
+                m.unsubscribe_https = url;
+                m.unsubscribe_mailto = i % 2 ? NULL : "unsubscribe@example.gov";
+                m.text = texts[i];
+                out = build_ok(&m, &len);
+                msg = parse(out, len);
+                assert_string_equal(mailbox_addr(msg, GMIME_ADDRESS_TYPE_TO), addr);
+                if (names[i])
+                        assert_string_equal(mailbox_name(msg, GMIME_ADDRESS_TYPE_TO), names[i]);
+                else
+                        assert_true(!mailbox_name(msg, GMIME_ADDRESS_TYPE_TO) ||
+                                    !*mailbox_name(msg, GMIME_ADDRESS_TYPE_TO));
+                assert_string_equal(mailbox_name(msg, GMIME_ADDRESS_TYPE_FROM), from);
+                assert_string_equal(g_mime_message_get_subject(msg), subjects[i]);
+                assert_string_equal(g_mime_message_get_message_id(msg), msgid);
+                assert_int_equal(g_date_time_to_unix(g_mime_message_get_date(msg)),
+                                 1497916800LL + i * 86400LL);
+                assert_non_null(strstr(out, url));
+                assert_true((strstr(out, "<mailto:unsubscribe@example.gov>") != NULL) == !(i % 2));
+                assert_non_null(strstr(out, i == 6 ? "List-Id: Other <other.example.gov>\r\n"
+                                                   : "List-Id: Notices <notices.example.gov>\r\n"));
+                mp = GMIME_MULTIPART(g_mime_message_get_mime_part(msg));
+                check_part(g_mime_multipart_get_part(mp, 0), "plain", texts[i]);
+                check_part(g_mime_multipart_get_part(mp, 1), "html", HTML_ES);
+                for (const char *const *h =
+                         (const char *const[]){"From", "To", "Subject", "Message-ID", "List-Id",
+                                               "List-Unsubscribe", NULL};
+                     *h; h++)
+                        if (count_headers(out, *h) != 1)
+                                fail_msg("message %d: header %s appears %d times", i, *h,
+                                         count_headers(out, *h));
+                g_object_unref(msg);
+                free(out);
+        }
+}
+
 /* Korean, Spanish and Portuguese subjects and names survive RFC 2047, as UTF-8. */
 static void test_rfc2047(void **state)
 {
@@ -750,6 +816,7 @@ int main(void)
             cmocka_unit_test(test_charsets),           cmocka_unit_test(test_injection_text),
             cmocka_unit_test(test_injection_rejected), cmocka_unit_test(test_optional),
             cmocka_unit_test(test_long_lines),         cmocka_unit_test(test_message_id),
+            cmocka_unit_test(test_consecutive),
         };
         int rc;
 
