@@ -10,7 +10,8 @@
 #             (webhook-id, -timestamp, -signature, Content-Type, User-Agent) for all three.
 #   wrk       wrk -t1 -c<CONNS> -d10s, POST  -> req/s
 #   libcurl   curl_loop.c: <CONNS> easy handles on one multi handle, keep-alive,
-#             N x 20 requests  -> req/s
+#             N x 20 requests  -> req/s; then two such loops at once with half the handles
+#             and requests each (every core busy, no Kafka): libcurl's ceiling on this machine
 #   daemon    N notices published first (one transaction), then noticecast-webhooks started
 #             with 20 partners x max_in_flight (= CONNS connections); time from its
 #             "started with 20 partners" log line until nginx has served N x 20 requests.
@@ -232,6 +233,19 @@ say "bare libcurl multi loop, $CONNS handles, $TOTAL requests"
 	die "curl_loop: $(cat "$WORK/curl.out")"
 CURL_RPS=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$WORK/curl.out")
 CURL_CPU=$(sed -n 's/.*cpu=\([0-9.]*\).*/\1/p' "$WORK/curl.out")
+# The ceiling of libcurl on this machine: two loops at once (every core busy), half each.
+say "bare libcurl, 2 processes x $((CONNS / 2)) handles, $TOTAL requests in all"
+CURL2_PIDS=()
+for k in 1 2; do
+	"$WORK/curl_loop" "$URL" "$WORK/body.json" $((CONNS / 2)) $((TOTAL / 2)) 120 \
+		"User-Agent: noticecast/$VERSION" "webhook-id: $HID" "webhook-timestamp: $HTS" \
+		"webhook-signature: $HSIG" "Content-Type: application/json" >"$WORK/curl2.$k.out" &
+	CURL2_PIDS+=($!)
+done
+for pid in "${CURL2_PIDS[@]}"; do
+	wait "$pid" || die "curl_loop (2 processes): $(cat "$WORK"/curl2.*.out)"
+done
+CURL2_S=$(cat "$WORK"/curl2.*.out | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' | sort -n | tail -1)
 cat /proc/loadavg >"$WORK/load.before-daemon"
 
 # --- noticecast-webhooks ---------------------------------------------------------------------------
@@ -328,13 +342,13 @@ fi
 # --- report ----------------------------------------------------------------------------------------
 python3 - "$WORK" "$N" "$PARTNERS" "$INFLIGHT" "$BODY_LEN" "$BODY_AVG" "$WRK_RPS" "$CURL_RPS" \
 	"$T_SPAWN" "$T_TERM" "$T_STOPPED" "$DEXIT" "$WRK_SECONDS" "$DPID" "$NGINX_WORKER" \
-	"$CURL_CPU" "$KAFKA_PID" <<'PY'
+	"$CURL_CPU" "$KAFKA_PID" "$CURL2_S" <<'PY'
 import json, os, sys
 work = sys.argv[1]
 n, partners, inflight, body_len, body_avg = map(int, sys.argv[2:7])
 wrk, curl = float(sys.argv[7]), float(sys.argv[8])
 t_spawn, t_term, t_stopped = map(float, sys.argv[9:12])
-dexit, wrk_s, dpid, ngx, curl_cpu, kpid = sys.argv[12:18]
+dexit, wrk_s, dpid, ngx, curl_cpu, kpid, curl2_s = sys.argv[12:19]
 total, conns = n * partners, partners * inflight
 w = json.load(open(os.path.join(work, "watch.json")))
 ev = json.load(open(os.path.join(work, "events.json")))
@@ -348,6 +362,9 @@ print(f"webhooks: {n} notices x {partners} partners = {total} deliveries, body {
 print(f"  sink: nginx 1 worker process (not pinned), return 204, access_log off, stub_status count")
 print(f"  wrk -t1 -c{conns} -d{wrk_s}s (same sink, same body)   : {wrk:9.0f} req/s")
 print(f"  bare libcurl multi, {conns} handles           : {curl:9.0f} req/s")
+curl2 = total / float(curl2_s) if float(curl2_s or 0) > 0 else float("nan")
+print(f"  bare libcurl, 2 processes x {conns // 2} handles   : {curl2:9.0f} req/s  "
+      f"({curl2 / wrk:.2f} x wrk: what libcurl alone reaches with every core, no Kafka)")
 if w.get("t_done") and w.get("t_started"):
     dur = w["t_done"] - w["t_started"]
     rate = total / dur
@@ -371,6 +388,14 @@ if w.get("t_done") and w.get("t_started"):
               f"Kafka broker {f2(kc)} s")
         print(f"       bare libcurl used {float(curl_cpu):.2f} CPU-s for {total} requests "
               f"({total / max(float(curl_cpu), 1e-9):.0f} requests per CPU-second)")
+        if nc is not None and kc is not None:
+            us = [1e6 * v / total for v in (dc, nc, kc)]
+            cores = os.cpu_count() or 1
+            bound = cores * 1e6 / sum(us)
+            print(f"  CPU per delivery: daemon {us[0]:.1f} us + nginx {us[1]:.1f} us + Kafka broker "
+                  f"{us[2]:.1f} us = {sum(us):.1f} us; on {cores} cores that bounds this machine "
+                  f"at {bound:.0f} deliveries/s = {bound / wrk:.2f} x wrk even if the daemon "
+                  f"used every core")
 else:
     print(f"  noticecast-webhooks                      : DID NOT FINISH: {w.get('served')} of "
           f"{total} requests served ({w.get('end')}); last samples {w.get('samples', [])[-5:]}")
