@@ -1,13 +1,14 @@
 /* noticecast-webhooks — delivers every notice to partner agencies as signed webhooks.
  *
- * Single-threaded event loop: Kafka consumer + producer + libcurl multi.  Signal handlers only
- * set flags (and poke the wake pipe); the loop does the work. */
+ * Single-threaded event loop: Kafka consumer + producer + libcurl multi, on epoll.  Signal handlers
+ * only set flags (and poke the wake pipe); the loop does the work. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,33 +116,93 @@ static size_t held_retries(const wh_t *w)
         return n;
 }
 
-/* One turn of the loop.  Returns the number of running transfers. */
-static int loop_once(wh_t *w)
+/* libcurl tells which sockets to watch for what; epoll watches them. */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
+        wh_t *w = userp;
+        struct epoll_event ev = {0};
+
+        (void)e;
+        if (what == CURL_POLL_REMOVE) {
+                epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL); /* fails harmlessly if closed */
+                curl_multi_assign(w->multi, s, NULL);
+                return 0;
+        }
+        ev.data.fd = s;
+        ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+        /* SOCKETP marks a socket already added; a number reused after a close starts afresh. */
+        if (!socketp) {
+                if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+                        epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev);
+                curl_multi_assign(w->multi, s, w);
+        } else if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT) {
+                epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev);
+        }
+        return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+        wh_t *w = userp;
+
+        (void)multi;
+        w->curl_timer_ms = timeout_ms < 0 ? -1 : nc_time_now_ms() + timeout_ms;
+        return 0;
+}
+
+/* One turn of the loop: Kafka, timers, then whatever sockets are ready.  libcurl only
+ * looks at the connections that have something to do (curl_multi_socket_action), so the
+ * cost of a turn does not grow with the number of partners and connections. */
+static void loop_once(wh_t *w)
+{
+        struct epoll_event evs[128];
         int64_t now, timeout;
-        struct curl_waitfd wfd = {.fd = w->wake_pipe[0], .events = CURL_WAIT_POLLIN};
-        int running = 0;
+        int running, n, i;
 
         wh_kafka_poll(w);
         now = nc_time_now_ms();
         if (w->next_timer_ms && w->next_timer_ms <= now)
                 wh_timers(w, now);
         wh_deliver_pump(w);
-        curl_multi_perform(w->multi, &running);
-        wh_deliver_completed(w);
-        wh_deliver_pump(w);
+        if (w->curl_timer_ms >= 0 && w->curl_timer_ms <= nc_time_now_ms()) {
+                w->curl_timer_ms = -1;
+                curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+                wh_deliver_completed(w);
+                wh_deliver_pump(w);
+        }
 
+        now = nc_time_now_ms();
         timeout = 200;
         if (w->next_timer_ms) {
-                int64_t t = w->next_timer_ms - nc_time_now_ms();
+                int64_t t = w->next_timer_ms - now;
+
+                timeout = t < 0 ? 0 : t < timeout ? t : timeout;
+        }
+        if (w->curl_timer_ms >= 0) {
+                int64_t t = w->curl_timer_ms - now;
 
                 timeout = t < 0 ? 0 : t < timeout ? t : timeout;
         }
         if (!w->stopping && !w->consuming_paused && rd_kafka_queue_length(w->cq) > 0)
                 timeout = 0;
-        curl_multi_poll(w->multi, &wfd, 1, (int)timeout, NULL);
-        drain_wake_pipe(w);
-        return running;
+        n = epoll_wait(w->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), (int)timeout);
+        for (i = 0; i < n; i++) {
+                int fd = evs[i].data.fd, mask = 0;
+
+                if (fd == w->wake_pipe[0]) {
+                        drain_wake_pipe(w);
+                        continue;
+                }
+                if (evs[i].events & EPOLLIN)
+                        mask |= CURL_CSELECT_IN;
+                if (evs[i].events & EPOLLOUT)
+                        mask |= CURL_CSELECT_OUT;
+                if (evs[i].events & (EPOLLERR | EPOLLHUP))
+                        mask |= CURL_CSELECT_ERR;
+                curl_multi_socket_action(w->multi, fd, mask, &running);
+        }
+        if (n > 0)
+                wh_deliver_completed(w);
 }
 
 int main(int argc, char **argv)
@@ -155,6 +216,7 @@ int main(int argc, char **argv)
 
         nc_log_init("noticecast-webhooks", NC_LOG_INFO);
         w.wake_pipe[0] = w.wake_pipe[1] = -1;
+        w.epfd = -1;
         while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
                 if (nc_config_cmdline_opt(c, optarg, &w.config_path, &w.xprops, &w.brokers))
                         continue;
@@ -202,9 +264,23 @@ int main(int argc, char **argv)
                 fatal("pipe");
         nc_daemon_signals(w.wake_pipe[1]);
 
+        w.epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (w.epfd < 0)
+                fatal("epoll_create1");
+        {
+                struct epoll_event ev = {.events = EPOLLIN, .data.fd = w.wake_pipe[0]};
+
+                if (epoll_ctl(w.epfd, EPOLL_CTL_ADD, w.wake_pipe[0], &ev) != 0)
+                        fatal("epoll_ctl");
+        }
         curl_global_init(CURL_GLOBAL_DEFAULT);
         w.multi = curl_multi_init();
+        w.curl_timer_ms = -1;
         curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, 4096L);
+        curl_multi_setopt(w.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(w.multi, CURLMOPT_SOCKETDATA, &w);
+        curl_multi_setopt(w.multi, CURLMOPT_TIMERFUNCTION, on_timer);
+        curl_multi_setopt(w.multi, CURLMOPT_TIMERDATA, &w);
 
         w.metrics = nc_metrics_new();
         w.m_deliveries = nc_metrics_counter(w.metrics, "noticecast_webhook_deliveries_total",
@@ -280,6 +356,8 @@ out:
                 nc_httpd_stop(w.httpd);
         if (w.metrics)
                 nc_metrics_free(w.metrics);
+        if (w.epfd >= 0)
+                close(w.epfd); /* after curl_multi_cleanup: it still reports sockets */
         if (w.wake_pipe[0] >= 0) {
                 close(w.wake_pipe[0]);
                 close(w.wake_pipe[1]);

@@ -144,6 +144,8 @@ typedef struct wh {
         rd_kafka_t *producer;
         rd_kafka_queue_t *cq; /* consumer queue */
         CURLM *multi;
+        int epfd;              /* the wake pipe and libcurl's sockets */
+        int64_t curl_timer_ms; /* when libcurl wants to be called for its timeouts, -1 = no */
         int wake_pipe[2];
 
         wh_partner_t *partners;

@@ -606,7 +606,7 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         conf = NULL; /* now owned by the consumer */
         rd_kafka_poll_set_consumer(w->consumer);
         w->cq = rd_kafka_queue_get_consumer(w->consumer);
-        /* Wake the event loop (blocked in curl_multi_poll) when messages or reports arrive. */
+        /* Wake the event loop (blocked in epoll_wait) when messages or reports arrive. */
         rd_kafka_queue_io_event_enable(w->cq, w->wake_pipe[1], "k", 1);
         {
                 rd_kafka_queue_t *pq = rd_kafka_queue_get_main(w->producer);
