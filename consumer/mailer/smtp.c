@@ -30,6 +30,8 @@
 #include <time.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -48,8 +50,11 @@
 /* libesmtp's PLAIN and LOGIN plugins copy user and password into fixed 255-byte fields. */
 #define SASL_FIELD_MAX 255
 
+struct nc_smtp_sess;
+
 /* One message as libesmtp sees it. */
 struct nc_smtp_item {
+        struct nc_smtp_sess *sess;
         nc_smtp_msg_t *msg;
         size_t off;             /* how far the message callback has handed it out */
         int data_started;       /* libesmtp began the DATA transfer (after 354) */
@@ -95,6 +100,7 @@ struct nc_smtp_sess {
 
         int connected; /* SMTP_EV_CONNECT seen */
         int nodelay_on;
+        int corked; /* TCP_CORK is on (while a message's data is handed out) */
 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -351,6 +357,21 @@ static void monitor_cb(const char *buf, int buflen, int writing, void *arg)
 
 /* ---- libesmtp callbacks ----------------------------------------------------------------- */
 
+/* TCP_CORK on the session's socket while libesmtp writes a message's data: libesmtp writes it
+ * in 2 KiB pieces, and with TCP_NODELAY each piece would be a TCP segment of its own (one
+ * wake-up of the server each).  Corked, the kernel sends full segments; the cork comes off
+ * when the data has been handed out, before libesmtp writes the final "." and waits for the
+ * reply, so nothing waits for the kernel's 200 ms cork limit. */
+static void cork(struct nc_smtp_sess *s, int on)
+{
+        int fd = nc_nodelay_last_fd();
+
+        if (!s || !s->nodelay_on || s->corked == on || fd < 0)
+                return;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) == 0)
+                s->corked = on;
+}
+
 /* Hands out the message in one piece (or INT_MAX-sized pieces) from the caller's buffer.
  * libesmtp frees *ctx if set, so the position is kept in our item instead. */
 static const char *message_cb(void **ctx, int *len, void *arg)
@@ -363,10 +384,12 @@ static const char *message_cb(void **ctx, int *len, void *arg)
         it->data_started = 1;
         if (len == NULL) { /* rewind */
                 it->off = 0;
+                cork(it->sess, 1);
                 return NULL;
         }
         left = it->msg->len - it->off;
         if (left == 0) {
+                cork(it->sess, 0);
                 *len = 0;
                 return NULL;
         }
@@ -425,6 +448,7 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
                 s->auth_pending = 0;
                 s->auth_offered[0] = '\0';
                 s->connected = 1;
+                s->corked = 0;
                 s->nodelay_on = fd >= 0 && nc_nodelay_is_set(fd) == 1;
                 break;
         }
@@ -726,6 +750,7 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
         for (size_t i = 0; i < n; i++) {
                 struct nc_smtp_item *it = &items[i];
 
+                it->sess = &s;
                 it->msg = &msgs[i];
                 if (!address_ok(msgs[i].rcpt, 0)) {
                         set_result(&msgs[i], 553, "5.1.3 invalid recipient address (not sent)");
