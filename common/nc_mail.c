@@ -528,6 +528,11 @@ struct skel {
         GMimeMultipart *alt;
         GMimePart *text, *html;
         char *from_name, *from_addr, *list_id;
+        /* What the last message set, so that an unchanged Subject or Date is not formatted
+         * again (most messages of a digest share them). */
+        char *subject;
+        int64_t date_s;
+        size_t last_len; /* of the last message: the output buffer is sized for it */
 };
 
 static pthread_key_t skel_key;
@@ -545,6 +550,7 @@ static void skel_free(void *p)
         free(k->from_name);
         free(k->from_addr);
         free(k->list_id);
+        free(k->subject);
         free(k);
 }
 
@@ -586,6 +592,7 @@ static struct skel *skel_get(const nc_mail_t *m, const struct hdrs *h)
         k->from_name = nc_xstrdup(h->from_name);
         k->from_addr = nc_xstrdup(m->from_addr);
         k->list_id = nc_xstrdup(h->list_id);
+        k->date_s = INT64_MIN;
         k->msg = g_mime_message_new(TRUE);
         add_mailbox(k->msg, GMIME_ADDRESS_TYPE_FROM, h->from_name, m->from_addr);
         add_mailbox(k->msg, GMIME_ADDRESS_TYPE_TO, NULL, m->to_addr);
@@ -633,32 +640,33 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, struct skel *k, 
         internet_address_list_clear(g_mime_message_get_addresses(msg, GMIME_ADDRESS_TYPE_TO));
         add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, h->to_name, m->to_addr);
         fix_mailbox(msg, "To", h->to_name, m->to_addr);
-        g_mime_message_set_subject(msg, h->subject, "utf-8");
-        if (strstr(h->subject, "=?")) {
-                raw = encode_words(h->subject);
-                set_raw(msg, "Subject", raw);
-                free(raw);
+        if (!k->subject || strcmp(k->subject, h->subject)) {
+                g_mime_message_set_subject(msg, h->subject, "utf-8");
+                if (strstr(h->subject, "=?")) {
+                        raw = encode_words(h->subject);
+                        set_raw(msg, "Subject", raw);
+                        free(raw);
+                }
+                free(k->subject);
+                k->subject = nc_xstrdup(h->subject);
         }
-        g_mime_message_set_date(msg, date);
+        if (k->date_s != m->date_ms / 1000) {
+                g_mime_message_set_date(msg, date);
+                k->date_s = m->date_ms / 1000;
+        }
         g_date_time_unref(date);
         g_mime_message_set_message_id(msg, m->message_id);
 
-        unsub = nc_xmalloc(strlen(m->unsubscribe_https) + (mailto ? strlen(mailto) : 0) + 16);
-        if (mailto)
-                sprintf(unsub, "<%s>, <mailto:%s>", m->unsubscribe_https, mailto);
-        else
-                sprintf(unsub, "<%s>", m->unsubscribe_https);
-        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe", unsub, NULL);
         /* Readers take these URIs from the raw header and do not decode encoded-words there,
          * but GMime would encode an unfoldable URL: write it ourselves, folded only between
-         * the two URIs (each is printable ASCII, checked above). */
-        raw = nc_xmalloc(strlen(unsub) + 8);
+         * the two URIs (each is printable ASCII, checked above).  Only the raw value: the
+         * header exists (skel_get), and GMime writes raw values. */
+        unsub = nc_xmalloc(strlen(m->unsubscribe_https) + (mailto ? strlen(mailto) : 0) + 24);
         if (mailto)
-                sprintf(raw, " <%s>,\n <mailto:%s>\n", m->unsubscribe_https, mailto);
+                sprintf(unsub, " <%s>,\n <mailto:%s>\n", m->unsubscribe_https, mailto);
         else
-                sprintf(raw, " <%s>\n", m->unsubscribe_https);
-        set_raw(msg, "List-Unsubscribe", raw);
-        free(raw);
+                sprintf(unsub, " <%s>\n", m->unsubscribe_https);
+        set_raw(msg, "List-Unsubscribe", unsub);
         free(unsub);
         /* A fresh random boundary for every message. */
         g_mime_multipart_set_boundary(k->alt, NULL);
@@ -667,13 +675,15 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, struct skel *k, 
          * GMime's newline filter and a check afterwards). */
         fo = g_mime_format_options_new();
         g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_UNIX);
-        stream = g_mime_stream_mem_new();
+        stream = g_mime_stream_mem_new_with_byte_array(
+            g_byte_array_sized_new((guint)(k->last_len + 4096)));
         if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fo, stream) < 0) {
                 nc_err(errstr, errstr_size, "message: GMime could not write it");
         } else {
                 size_t outlen = 0;
 
                 bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
+                k->last_len = bytes->len < (1u << 24) ? bytes->len : 0;
                 out = to_wire((const char *)bytes->data, bytes->len, &outlen, err, sizeof(err));
                 if (!out)
                         nc_err(errstr, errstr_size, "%s", err);
