@@ -352,6 +352,22 @@ static char *to_wire(const char *buf, size_t len, size_t *outlen, char *errstr, 
         size_t lines = 0, line = 1;
         char *out, *o;
 
+        /* CR and NUL are looked for in the whole buffer at once (they never occur); the
+         * line of one found is worked out only then. */
+        {
+                const char *cr = memchr(buf, '\r', len), *nul = memchr(buf, '\0', len);
+                const char *bad = cr && (!nul || cr < nul) ? cr : nul;
+
+                if (bad) {
+                        for (nl = buf; (nl = memchr(nl, '\n', (size_t)(bad - nl))); nl++)
+                                line++;
+                        nc_err(errstr, errstr_size,
+                               bad == cr ? "message: line %zu has a bare CR or LF"
+                                         : "message: line %zu has a NUL",
+                               line);
+                        return NULL;
+                }
+        }
         for (nl = p; (nl = memchr(nl, '\n', (size_t)(end - nl))); nl++)
                 lines++;
         out = o = nc_xmalloc(len + lines + 1);
@@ -366,14 +382,6 @@ static char *to_wire(const char *buf, size_t len, size_t *outlen, char *errstr, 
                 if (n > LINE_MAX_OCTETS) {
                         nc_err(errstr, errstr_size, "message: line %zu is longer than %d octets",
                                line, LINE_MAX_OCTETS);
-                        goto bad;
-                }
-                if (memchr(p, '\r', n)) {
-                        nc_err(errstr, errstr_size, "message: line %zu has a bare CR or LF", line);
-                        goto bad;
-                }
-                if (memchr(p, '\0', n)) {
-                        nc_err(errstr, errstr_size, "message: line %zu has a NUL", line);
                         goto bad;
                 }
                 memcpy(o, p, n);
@@ -745,6 +753,18 @@ struct nc_mail_body {
         unsigned *hole;    /* value index of each hole */
 };
 
+/* The quoted-printable form of P (once). */
+static void piece_qp(struct piece *p)
+{
+        GMimeEncoding enc;
+
+        if (p->qp || !p->len)
+                return;
+        g_mime_encoding_init_encode(&enc, GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+        p->qp = nc_xmalloc(g_mime_encoding_outlen(&enc, p->len) + 8);
+        p->qplen = g_mime_encoding_flush(&enc, p->raw, p->len, p->qp);
+}
+
 /* Canonical form of S[0..len) (see body_text: CR LF and lone CR become LF) with its line
  * figures; the QP form only if WANT_QP. */
 static void piece_make(struct piece *p, const char *s, size_t len, int want_qp)
@@ -781,13 +801,8 @@ static void piece_make(struct piece *p, const char *s, size_t len, int want_qp)
         p->tail = line;
         if (line > p->maxline)
                 p->maxline = line;
-        if (want_qp && o > 0) {
-                GMimeEncoding enc;
-
-                g_mime_encoding_init_encode(&enc, GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
-                p->qp = nc_xmalloc(g_mime_encoding_outlen(&enc, o) + 8);
-                p->qplen = g_mime_encoding_flush(&enc, p->raw, o, p->qp);
-        }
+        if (want_qp)
+                piece_qp(p);
 }
 
 static void piece_free(struct piece *p)
@@ -841,8 +856,8 @@ void nc_mail_body_free(nc_mail_body_t *b)
  * pieces, as GMime would for the whole text: 7bit and quoted-printable content is put
  * together from the pieces (each encoded once, by GMime, when B was made) and given to GMime
  * already encoded; base64 (mostly non-Latin text) goes through fill_text(). */
-static int fill_pieces(GMimePart *part, const nc_mail_body_t *b, const struct piece *val,
-                       size_t valn, char *errstr, size_t errstr_size)
+static int fill_pieces(GMimePart *part, const nc_mail_body_t *b, struct piece *val, size_t valn,
+                       char *errstr, size_t errstr_size)
 {
         size_t i, total = 0, high = 0, maxline = 0, cur = 0;
         const struct piece *last = NULL;
@@ -914,10 +929,13 @@ static int fill_pieces(GMimePart *part, const nc_mail_body_t *b, const struct pi
 
                         if (!p->len)
                                 continue;
-                        if (enc == GMIME_CONTENT_ENCODING_7BIT)
+                        if (enc == GMIME_CONTENT_ENCODING_7BIT) {
                                 g_byte_array_append(ba, (const guint8 *)p->raw, (guint)p->len);
-                        else
+                        } else {
+                                if (k == 1) /* a value: encoded only when needed */
+                                        piece_qp(&val[b->hole[i]]);
                                 g_byte_array_append(ba, (const guint8 *)p->qp, (guint)p->qplen);
+                        }
                 }
         }
         /* End with a newline so the closing boundary starts on a line of its own (after a
@@ -961,8 +979,8 @@ char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
                         nc_err(errstr, errstr_size, "body: value %zu is not valid UTF-8", n);
                         goto done;
                 }
-                /* Values are pieces too (normally a name or a URL: encoding them is cheap). */
-                piece_make(&val[n], v, vlen, 1);
+                /* Values are pieces too (normally a name or a URL). */
+                piece_make(&val[n], v, vlen, 0);
         }
         /* body_text() would join a CR ending a value with an LF starting the next piece. */
         for (i = 0; i < n; i++) {

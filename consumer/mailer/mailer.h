@@ -104,6 +104,7 @@ typedef struct ml_part {
         char topic[256];
         int32_t partition;
         int revoked;
+        int64_t store_next; /* offset to store at the next offsets_flush (0: none) */
         ml_job_t *head, *tail;
         struct ml_part *next;
 } ml_part_t;

@@ -41,9 +41,10 @@ static void job_free(ml_t *m, ml_job_t *j)
         m->outstanding--;
 }
 
+/* Frees the settled jobs at the head of P; the offset after them is stored by the next
+ * offsets_flush() (one call for every partition, not one per job). */
 static void part_advance(ml_t *m, ml_part_t *p)
 {
-        rd_kafka_topic_partition_list_t *l;
         int64_t next = -1;
         ml_job_t *j;
 
@@ -54,12 +55,32 @@ static void part_advance(ml_t *m, ml_part_t *p)
                         p->tail = NULL;
                 job_free(m, j);
         }
-        if (next < 0 || p->revoked)
-                return;
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = next;
-        rd_kafka_offsets_store(m->sender, l);
-        rd_kafka_topic_partition_list_destroy(l);
+        if (next >= 0 && !p->revoked)
+                p->store_next = next;
+}
+
+/* Stores the offsets part_advance() noted.  Called on every ml_sender_poll(), before a
+ * revocation and before the final commit. */
+static void offsets_flush(ml_t *m)
+{
+        rd_kafka_topic_partition_list_t *l = NULL;
+        ml_part_t *p;
+
+        for (p = m->parts; p; p = p->next) {
+                if (p->store_next <= 0)
+                        continue;
+                if (!p->revoked) {
+                        if (!l)
+                                l = rd_kafka_topic_partition_list_new(4);
+                        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
+                            p->store_next;
+                }
+                p->store_next = 0;
+        }
+        if (l) {
+                rd_kafka_offsets_store(m->sender, l);
+                rd_kafka_topic_partition_list_destroy(l);
+        }
 }
 
 static void job_settle(ml_t *m, ml_job_t *j)
@@ -483,6 +504,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 rd_kafka_assign(rk, parts);
                 return;
         }
+        offsets_flush(m); /* what was sent is committed with the revocation */
         for (i = 0; i < parts->cnt; i++)
                 for (p = m->parts; p; p = p->next)
                         if (p->partition == parts->elems[i].partition &&
@@ -605,6 +627,7 @@ int ml_sender_poll(ml_t *m)
                 done = u->next;
                 unit_outcome(m, u);
         }
+        offsets_flush(m);
         /* Jobs whose backoff is over, or whose notice may have arrived, oldest first. */
         prev = NULL;
         for (pp = &m->waiting; (j = *pp);) {
@@ -711,6 +734,7 @@ void ml_sender_stop(ml_t *m)
         if (m->events) {
                 rd_kafka_flush(m->events, 10000);
                 rd_kafka_poll(m->events, 0);
+                offsets_flush(m);
         }
         if (m->sender) {
                 rd_kafka_commit(m->sender, NULL, 0);
