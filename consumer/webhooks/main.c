@@ -108,11 +108,11 @@ static void update_lag(wh_t *w)
 
 static size_t held_retries(const wh_t *w)
 {
-        const wh_track_t *t;
+        const nc_track_t *b;
         size_t n = 0;
 
-        for (t = w->tracks; t; t = t->next)
-                n += t->held_n - t->held_first;
+        for (b = w->tracks; b; b = b->next)
+                n += ((const wh_track_t *)b)->held_n - ((const wh_track_t *)b)->held_first;
         return n;
 }
 

@@ -27,6 +27,7 @@
 #include "nc_config.h"
 #include "nc_metrics.h"
 #include "nc_sign.h"
+#include "nc_track.h"
 
 struct wh;
 struct wh_track;
@@ -34,11 +35,10 @@ struct wh_partner;
 
 /* A consumed Kafka message being worked on. */
 typedef struct wh_msg {
+        nc_track_msg_t tm;       /* first: its place in the track, offset order */
         rd_kafka_message_t *rkm; /* owned until settled */
         struct wh_track *track;
-        struct wh_msg *next; /* in its track, offset order */
-        int pending;         /* unsettled jobs and produces */
-        int settled;
+        int pending; /* unsettled jobs and produces */
 
         /* Decoded content. */
         json_t *data; /* normalised notice, or the withdrawal event */
@@ -62,17 +62,12 @@ typedef struct wh_msg {
 
 /* Per assigned topic-partition: messages in offset order, plus held retry records. */
 typedef struct wh_track {
-        char topic[256];
-        int32_t partition;
-        int retry_tier; /* 1 if this is a retry tier topic */
-        int revoked;
-        wh_msg_t *head, *tail;
-        int64_t stored; /* last offset stored, -1 = none */
+        nc_track_t base; /* first: topic, partition, the messages, revoked */
+        int retry_tier;  /* 1 if this is a retry tier topic */
         /* Retry records waiting for their due time (FIFO, due times roughly ordered). */
         wh_msg_t **held;
         size_t held_n, held_cap, held_first;
         int paused;
-        struct wh_track *next;
 } wh_track_t;
 
 /* An easy handle set up for one partner, with its request headers allocated once: the
@@ -149,7 +144,7 @@ typedef struct wh {
         int wake_pipe[2];
 
         wh_partner_t *partners;
-        wh_track_t *tracks;
+        nc_track_t *tracks; /* wh_track_t */
         size_t outstanding; /* unsettled messages: consumption pauses above a bound */
         int consuming_paused;
         int64_t next_timer_ms;

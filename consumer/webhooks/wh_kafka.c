@@ -44,20 +44,14 @@ static void hdr_add_int(rd_kafka_headers_t *h, const char *name, int64_t v)
 
 static wh_track_t *track_get(wh_t *w, const char *topic, int32_t partition)
 {
-        wh_track_t *t;
+        int created = 0;
+        wh_track_t *t =
+            (wh_track_t *)nc_track_get(&w->tracks, topic, partition, sizeof(wh_track_t), &created);
 
-        for (t = w->tracks; t; t = t->next)
-                if (t->partition == partition && !strcmp(t->topic, topic) && !t->revoked)
-                        return t;
-        t = nc_xcalloc(1, sizeof(*t));
-        snprintf(t->topic, sizeof(t->topic), "%s", topic);
-        t->partition = partition;
-        t->stored = -1;
-        for (size_t i = 0; i < w->cfg.webhooks.retry_n; i++)
-                if (!strcmp(topic, w->retry_topics[i]))
-                        t->retry_tier = 1;
-        t->next = w->tracks;
-        w->tracks = t;
+        if (created)
+                for (size_t i = 0; i < w->cfg.webhooks.retry_n; i++)
+                        if (!strcmp(topic, w->retry_topics[i]))
+                                t->retry_tier = 1;
         return t;
 }
 
@@ -70,35 +64,16 @@ static void msg_free(wh_t *w, wh_msg_t *m)
         w->outstanding--;
 }
 
-/* Stores the offset after the longest settled prefix of the track. */
-static void track_advance(wh_t *w, wh_track_t *t)
+static void msg_release(nc_track_msg_t *tm, void *opaque)
 {
-        rd_kafka_topic_partition_list_t *l;
-        int64_t next = -1;
-        wh_msg_t *m;
-
-        while ((m = t->head) && m->settled) {
-                next = m->rkm->offset + 1;
-                t->head = m->next;
-                if (!t->head)
-                        t->tail = NULL;
-                msg_free(w, m);
-        }
-        if (next < 0 || t->revoked)
-                return;
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset = next;
-        if (rd_kafka_offsets_store(w->consumer, l) == RD_KAFKA_RESP_ERR_NO_ERROR)
-                t->stored = next;
-        rd_kafka_topic_partition_list_destroy(l);
+        msg_free(opaque, (wh_msg_t *)tm);
 }
 
 void wh_msg_settle_one(wh_t *w, wh_msg_t *m)
 {
         if (--m->pending > 0)
                 return;
-        m->settled = 1;
-        track_advance(w, m->track);
+        nc_track_settle(&m->track->base, &m->tm, w->consumer, msg_release, w);
 }
 
 /* ---- producing records whose acknowledgement settles work ------------------------------- */
@@ -364,11 +339,7 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
         m->pending = 1; /* released at the end of this function */
         t = track_get(w, rd_kafka_topic_name(rkm->rkt), rkm->partition);
         m->track = t;
-        if (t->tail)
-                t->tail->next = m;
-        else
-                t->head = m;
-        t->tail = m;
+        nc_track_append(&t->base, &m->tm, rkm->offset);
         w->outstanding++;
 
         if (t->retry_tier) {
@@ -398,7 +369,7 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
                 if (!t->paused) {
                         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 
-                        rd_kafka_topic_partition_list_add(l, t->topic, t->partition);
+                        rd_kafka_topic_partition_list_add(l, t->base.topic, t->base.partition);
                         rd_kafka_pause_partitions(w->consumer, l);
                         rd_kafka_topic_partition_list_destroy(l);
                         t->paused = 1;
@@ -423,14 +394,16 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
 /* Releases held retry records that are due; resumes their partitions when empty. */
 void wh_timers(wh_t *w, int64_t now)
 {
-        wh_track_t *t;
+        nc_track_t *b;
 
         w->next_timer_ms = 0;
-        for (t = w->tracks; t; t = t->next) {
+        for (b = w->tracks; b; b = b->next) {
+                wh_track_t *t = (wh_track_t *)b;
+
                 while (t->held_first < t->held_n && t->held[t->held_first]->due_ms <= now) {
                         wh_msg_t *m = t->held[t->held_first++];
 
-                        if (!t->revoked)
+                        if (!b->revoked)
                                 wh_dispatch(w, m);
                         wh_msg_settle_one(w, m);
                 }
@@ -441,11 +414,12 @@ void wh_timers(wh_t *w, int64_t now)
                                 w->next_timer_ms = due;
                 } else if (t->held_n) {
                         t->held_n = t->held_first = 0;
-                        if (t->paused && !t->revoked) {
+                        if (t->paused && !b->revoked) {
                                 rd_kafka_topic_partition_list_t *l =
                                     rd_kafka_topic_partition_list_new(1);
 
-                                rd_kafka_topic_partition_list_add(l, t->topic, t->partition);
+                                rd_kafka_topic_partition_list_add(l, t->base.topic,
+                                                                  t->base.partition);
                                 rd_kafka_resume_partitions(w->consumer, l);
                                 rd_kafka_topic_partition_list_destroy(l);
                         }
@@ -460,8 +434,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         wh_t *w = opaque;
-        wh_track_t *t;
-        int i;
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 log_info("assigned %d partition%s", parts->cnt, parts->cnt == 1 ? "" : "s");
@@ -471,11 +443,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         /* Revoked: work already started goes on, but its offsets are no longer ours to store;
          * the next owner re-reads from the last committed offset (at-least-once). */
-        for (i = 0; i < parts->cnt; i++)
-                for (t = w->tracks; t; t = t->next)
-                        if (t->partition == parts->elems[i].partition &&
-                            !strcmp(t->topic, parts->elems[i].topic))
-                                t->revoked = 1;
+        nc_tracks_revoke(w->tracks, parts);
         log_info("revoked %d partition%s", parts->cnt, parts->cnt == 1 ? "" : "s");
         rd_kafka_assign(rk, NULL);
 }
@@ -635,21 +603,17 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         return 0;
 }
 
-/* Frees the tracks of partitions revoked by a rebalance once their last message is settled
- * (called between loop turns, never while the list is being walked). */
-static void tracks_gc(wh_t *w)
+/* A revoked track is freed once its last message is settled and nothing is held. */
+static int track_busy(const nc_track_t *b)
 {
-        wh_track_t **pp = &w->tracks, *t;
+        const wh_track_t *t = (const wh_track_t *)b;
 
-        while ((t = *pp)) {
-                if (t->revoked && !t->head && t->held_first == t->held_n) {
-                        *pp = t->next;
-                        free(t->held);
-                        free(t);
-                } else {
-                        pp = &t->next;
-                }
-        }
+        return t->held_first != t->held_n;
+}
+
+static void track_free_extra(nc_track_t *b)
+{
+        free(((wh_track_t *)b)->held);
 }
 
 /* Serves producer reports and takes new messages (unless paused for memory). */
@@ -658,7 +622,8 @@ void wh_kafka_poll(wh_t *w)
         rd_kafka_message_t *batch[500];
         ssize_t n, i;
 
-        tracks_gc(w);
+        /* between loop turns, never while the list is being walked */
+        nc_tracks_gc(&w->tracks, track_busy, track_free_extra);
         rd_kafka_poll(w->producer, 0);
         if (w->stopping)
                 return;
@@ -686,7 +651,6 @@ void wh_kafka_poll(wh_t *w)
 void wh_kafka_stop(wh_t *w)
 {
         rd_kafka_topic_partition_list_t *l;
-        wh_track_t *t, *next;
         rd_kafka_resp_err_t err;
 
         if (w->producer) {
@@ -703,18 +667,7 @@ void wh_kafka_stop(wh_t *w)
                 }
                 rd_kafka_consumer_close(w->consumer);
         }
-        for (t = w->tracks; t; t = next) {
-                wh_msg_t *m, *mn;
-
-                next = t->next;
-                for (m = t->head; m; m = mn) {
-                        mn = m->next;
-                        msg_free(w, m);
-                }
-                free(t->held);
-                free(t);
-        }
-        w->tracks = NULL;
+        nc_tracks_free(&w->tracks, msg_release, w, track_free_extra);
         w->stopping = 2;
         if (w->cq)
                 rd_kafka_queue_destroy(w->cq);
