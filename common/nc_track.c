@@ -17,7 +17,7 @@ nc_track_t *nc_track_get(nc_track_t **list, const char *topic, int32_t partition
         t = nc_xcalloc(1, size < sizeof(*t) ? sizeof(*t) : size);
         snprintf(t->topic, sizeof(t->topic), "%s", topic);
         t->partition = partition;
-        t->stored = -1;
+        t->to_store = t->stored = -1;
         t->next = *list;
         *list = t;
         if (created)
@@ -37,28 +37,39 @@ void nc_track_append(nc_track_t *t, nc_track_msg_t *m, int64_t offset)
         t->tail = m;
 }
 
-rd_kafka_resp_err_t nc_track_settle(nc_track_t *t, nc_track_msg_t *m, rd_kafka_t *rk,
-                                    void (*release)(nc_track_msg_t *m, void *opaque), void *opaque)
+void nc_track_settle(nc_track_t *t, nc_track_msg_t *m,
+                     void (*release)(nc_track_msg_t *m, void *opaque), void *opaque)
 {
-        rd_kafka_topic_partition_list_t *l;
-        rd_kafka_resp_err_t err;
-        int64_t next = -1;
-
         m->settled = 1;
         while ((m = t->head) && m->settled) {
-                next = m->offset + 1;
+                t->to_store = m->offset + 1;
                 t->head = m->next;
                 if (!t->head)
                         t->tail = NULL;
                 release(m, opaque);
         }
-        if (next < 0 || t->revoked)
+}
+
+rd_kafka_resp_err_t nc_tracks_store(nc_track_t *list, rd_kafka_t *rk)
+{
+        rd_kafka_topic_partition_list_t *l = NULL;
+        rd_kafka_resp_err_t err;
+        nc_track_t *t;
+
+        for (t = list; t; t = t->next)
+                if (!t->revoked && t->to_store > t->stored) {
+                        if (!l)
+                                l = rd_kafka_topic_partition_list_new(4);
+                        rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset =
+                            t->to_store;
+                }
+        if (!l)
                 return RD_KAFKA_RESP_ERR_NO_ERROR;
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset = next;
         err = rd_kafka_offsets_store(rk, l);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-                t->stored = next;
+                for (t = list; t; t = t->next)
+                        if (!t->revoked && t->to_store > t->stored)
+                                t->stored = t->to_store;
         rd_kafka_topic_partition_list_destroy(l);
         return err;
 }

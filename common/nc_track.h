@@ -2,9 +2,10 @@
  *
  * A daemon appends every message it consumes to the track of its partition, in offset order,
  * and settles it once everything the message caused is durable (delivered, parked, recorded).
- * The offset after the longest settled prefix is then stored (rd_kafka_offsets_store), so the
- * automatic commit never passes a message whose work is unfinished: after a crash only what
- * was in progress is read again.  Both daemons use this with enable.auto.offset.store=false.
+ * The offset after the longest settled prefix is then stored (rd_kafka_offsets_store, once per
+ * loop turn for every partition: nc_tracks_store), so the automatic commit never passes a
+ * message whose work is unfinished: after a crash only what was in progress is read again.
+ * Both daemons use this with enable.auto.offset.store=false.
  *
  * Tracks of a partition revoked by a rebalance stop storing offsets (they are no longer ours)
  * but stay until their last message is settled; nc_tracks_gc frees them between loop turns. */
@@ -28,7 +29,8 @@ typedef struct nc_track {
         int32_t partition;
         int revoked;
         nc_track_msg_t *head, *tail;
-        int64_t stored; /* last offset stored, -1 = none */
+        int64_t to_store; /* offset after the settled prefix, not yet stored; -1 = none */
+        int64_t stored;   /* last offset stored, -1 = none */
         struct nc_track *next;
 } nc_track_t;
 
@@ -41,12 +43,17 @@ nc_track_t *nc_track_get(nc_track_t **list, const char *topic, int32_t partition
 void nc_track_append(nc_track_t *t, nc_track_msg_t *m, int64_t offset);
 
 /* Marks M (of track T) settled, then takes the settled prefix off T, handing each message
- * to RELEASE (which frees it), and stores the offset after it with RK unless T is revoked.
- * Returns 0, or the error of rd_kafka_offsets_store. */
-rd_kafka_resp_err_t nc_track_settle(nc_track_t *t, nc_track_msg_t *m, rd_kafka_t *rk,
-                                    void (*release)(nc_track_msg_t *m, void *opaque), void *opaque);
+ * to RELEASE (which frees it); the offset after it is stored by the next nc_tracks_store. */
+void nc_track_settle(nc_track_t *t, nc_track_msg_t *m,
+                     void (*release)(nc_track_msg_t *m, void *opaque), void *opaque);
 
-/* Marks the tracks of PARTS revoked (in a rebalance callback). */
+/* Stores, in one call to RK, the offsets settled since the last call on every track that is
+ * not revoked.  Call it every loop turn, before a revocation and before the final commit.
+ * Returns 0 or the error of rd_kafka_offsets_store (the offsets are then tried again next
+ * time). */
+rd_kafka_resp_err_t nc_tracks_store(nc_track_t *list, rd_kafka_t *rk);
+
+/* Marks the tracks of PARTS revoked (in a rebalance callback, after nc_tracks_store). */
 void nc_tracks_revoke(nc_track_t *list, const rd_kafka_topic_partition_list_t *parts);
 
 /* Frees the revoked tracks that hold no message and that BUSY (may be NULL) does not claim;

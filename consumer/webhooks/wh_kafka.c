@@ -73,7 +73,7 @@ void wh_msg_settle_one(wh_t *w, wh_msg_t *m)
 {
         if (--m->pending > 0)
                 return;
-        nc_track_settle(&m->track->base, &m->tm, w->consumer, msg_release, w);
+        nc_track_settle(&m->track->base, &m->tm, msg_release, w);
 }
 
 /* ---- producing records whose acknowledgement settles work ------------------------------- */
@@ -443,6 +443,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         /* Revoked: work already started goes on, but its offsets are no longer ours to store;
          * the next owner re-reads from the last committed offset (at-least-once). */
+        nc_tracks_store(w->tracks, rk); /* what is settled is committed with the revocation */
         nc_tracks_revoke(w->tracks, parts);
         log_info("revoked %d partition%s", parts->cnt, parts->cnt == 1 ? "" : "s");
         rd_kafka_assign(rk, NULL);
@@ -624,7 +625,8 @@ void wh_kafka_poll(wh_t *w)
 
         /* between loop turns, never while the list is being walked */
         nc_tracks_gc(&w->tracks, track_busy, track_free_extra);
-        rd_kafka_poll(w->producer, 0);
+        rd_kafka_poll(w->producer, 0); /* delivery reports settle work */
+        nc_tracks_store(w->tracks, w->consumer);
         if (w->stopping)
                 return;
         if (w->outstanding >= MAX_OUTSTANDING) {
@@ -660,6 +662,7 @@ void wh_kafka_stop(wh_t *w)
                 rd_kafka_poll(w->producer, 0);
         }
         if (w->consumer) {
+                nc_tracks_store(w->tracks, w->consumer);
                 if (rd_kafka_assignment(w->consumer, &l) == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         if (l->cnt)
                                 rd_kafka_commit(w->consumer, NULL, 0); /* stored offsets */

@@ -78,17 +78,22 @@ static void test_settled_prefix(void **state)
         nc_track_append(t, &b->tm, 11);
         nc_track_append(t, &c->tm, 12);
         /* The middle one settles first: nothing can be stored yet. */
-        assert_int_equal(nc_track_settle(t, &b->tm, rk, release, NULL), 0);
+        nc_track_settle(t, &b->tm, release, NULL);
         assert_int_equal(nreleased, 0);
+        assert_int_equal(nc_tracks_store(list, rk), 0);
         assert_int_equal(t->stored, -1);
         /* The first one: both go, and the offset after the second is stored. */
-        assert_int_equal(nc_track_settle(t, &a->tm, rk, release, NULL), 0);
+        nc_track_settle(t, &a->tm, release, NULL);
         assert_int_equal(nreleased, 2);
         assert_int_equal(released[0], 10);
         assert_int_equal(released[1], 11);
+        assert_int_equal(t->stored, -1); /* not before nc_tracks_store */
+        assert_int_equal(nc_tracks_store(list, rk), 0);
         assert_int_equal(t->stored, 12);
+        assert_int_equal(t1->stored, -1); /* nothing settled there */
         assert_ptr_equal(t->head, &c->tm);
-        assert_int_equal(nc_track_settle(t, &c->tm, rk, release, NULL), 0);
+        nc_track_settle(t, &c->tm, release, NULL);
+        assert_int_equal(nc_tracks_store(list, rk), 0);
         assert_int_equal(t->stored, 13);
         assert_null(t->head);
         assert_null(t->tail);
@@ -133,8 +138,9 @@ static void test_revoked(void **state)
         /* Not empty: kept. */
         nc_tracks_gc(&list, NULL, free_extra);
         assert_non_null(list);
-        assert_int_equal(nc_track_settle(t, &a->tm, rk, release, NULL), 0);
+        nc_track_settle(t, &a->tm, release, NULL);
         assert_int_equal(nreleased, 1);
+        assert_int_equal(nc_tracks_store(list, rk), 0);
         assert_int_equal(t->stored, -1); /* revoked: no longer ours to store */
         /* Empty, but claimed by the daemon: kept; then freed. */
         busy_flag = 1;
@@ -144,7 +150,8 @@ static void test_revoked(void **state)
         nc_tracks_gc(&list, busy, free_extra);
         assert_ptr_equal(list, t2);
         assert_null(list->next);
-        assert_int_equal(nc_track_settle(t2, &b->tm, rk, release, NULL), 0);
+        nc_track_settle(t2, &b->tm, release, NULL);
+        assert_int_equal(nc_tracks_store(list, rk), 0);
         assert_int_equal(t2->stored, 22);
         nc_tracks_free(&list, release, NULL, free_extra);
         rd_kafka_destroy(rk);
