@@ -95,7 +95,7 @@ demo: deps-check all
 	deploy/local/demo.sh
 
 bench: deps-check all
-	tests/bench/install-bench-deps.sh
+	deploy/local/install-deps.sh --bench
 	tests/bench/run.sh
 	tests/bench/webhooks.sh
 	tests/bench/smtp.sh

@@ -6,9 +6,16 @@
 #   install-deps.sh           install whatever is missing
 #   install-deps.sh --check   install nothing; exit 0 if everything is present, else list what
 #                             is missing and exit 1
+#   install-deps.sh --bench   also what `make bench` needs: nginx (the HTTP sink), wrk, and
+#                             postfix for smtp-sink / smtp-source (with --check: check those too)
 #
 # Java (JRE 17+) and Maven are needed by deploy/local/kafka.sh to fetch and run the test broker;
 # they are installed from apt too if `java` / `mvn` are not on PATH.
+#
+# Installing Debian's nginx or postfix normally starts the packaged service.  The benchmarks
+# never use those (they run their own sinks on free loopback ports), so while installing, a
+# temporary /usr/sbin/policy-rc.d (exit 101: "do not start services") is put in place if the
+# machine has none, and removed afterwards.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,20 +30,24 @@ APT_PACKAGES=(
 	kcat clang-format netcat-openbsd tzdata openssl
 )
 PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd)
+BENCH_PACKAGES=(nginx wrk postfix)
 
-check=0
-case ${1:-} in
---check) check=1 ;;
-"") ;;
--h | --help)
-	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-	exit 0
-	;;
-*)
-	echo "usage: $0 [--check]" >&2
-	exit 64
-	;;
-esac
+check=0 bench=0
+for arg in "$@"; do
+	case $arg in
+	--check) check=1 ;;
+	--bench) bench=1 ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	*)
+		echo "usage: $0 [--check] [--bench]" >&2
+		exit 64
+		;;
+	esac
+done
+((bench)) && APT_PACKAGES+=("${BENCH_PACKAGES[@]}")
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -76,11 +87,23 @@ if [[ $(id -u) -ne 0 ]]; then
 	SUDO=(sudo)
 fi
 
+POLICY=/usr/sbin/policy-rc.d
+made_policy=0
+remove_policy() { if ((made_policy)); then "${SUDO[@]}" rm -f "$POLICY"; fi; }
+trap remove_policy EXIT
 if ((${#missing_apt[@]})); then
 	echo "install-deps: installing Debian packages: ${missing_apt[*]}"
+	if [[ ! -e $POLICY ]]; then
+		printf '#!/bin/sh\n# temporary, from noticecast deploy/local/install-deps.sh\nexit 101\n' |
+			"${SUDO[@]}" tee "$POLICY" >/dev/null
+		"${SUDO[@]}" chmod 755 "$POLICY"
+		made_policy=1
+	fi
 	export DEBIAN_FRONTEND=noninteractive
 	"${SUDO[@]}" apt-get update -q
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_apt[@]}"
+	remove_policy
+	made_policy=0
 else
 	echo "install-deps: Debian packages present"
 fi
@@ -96,4 +119,4 @@ else
 fi
 
 # verify
-"$0" --check
+if ((bench)); then "$0" --check --bench; else "$0" --check; fi

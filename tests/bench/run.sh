@@ -11,15 +11,14 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 BIN=${NC_BIN_DIR:-$REPO/build}/noticecast
 N=${BENCH_NOTICES:-100000}
-WORK=$(mktemp -d /tmp/noticecast-bench.XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export KAFKA_PORT=$PORT NC_VAR_DIR=$WORK/var
+BENCH_NAME=publish
+BENCH_KEEP=0
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
-cleanup() { "$REPO/deploy/local/kafka.sh" down --purge >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-"$REPO/deploy/local/kafka.sh" fetch >/dev/null
-"$REPO/deploy/local/kafka.sh" up >/dev/null
+bench_init noticecast-bench
+kafka_start
+PORT=$KPORT
 cat >"$WORK/bench.conf" <<CONF
 [noticecast]
 topic_prefix = bench.
@@ -53,7 +52,7 @@ t1=$(now)
 kcat -P -b "127.0.0.1:$PORT" -t benchkcat.notices.news -K $'\t' -l "$WORK/kcat.tsv"
 t2=$(now)
 published=$(wc -l <"$WORK/published.tsv")
-[[ $published -eq $N ]] || { echo "bench: noticecast published $published of $N" >&2; exit 1; }
+[[ $published -eq $N ]] || die "noticecast published $published of $N"
 
 python3 - "$N" "$avg" "$t0" "$t1" "$t2" <<'PY'
 import sys

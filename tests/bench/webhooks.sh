@@ -45,81 +45,30 @@ LAT_COUNT=${BENCH_WH_LATENCY_NOTICES:-1000}
 LAT_SECONDS=${BENCH_WH_LATENCY_SECONDS:-150}
 PERF=${BENCH_WH_PERF:-0}
 
-die() { echo "bench webhooks: $*" >&2; exit 1; }
-say() { echo "bench webhooks: $*" >&2; }
+BENCH_NAME=webhooks
+BENCH_KEEP=${BENCH_WH_KEEP:-0}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
-"$HERE/install-bench-deps.sh"
+"$REPO/deploy/local/install-deps.sh" --bench >/dev/null
 for b in "$CLI" "$DAEMON"; do [[ -x $b ]] || die "$b not built (make first)"; done
 
-WORK=$(mktemp -d /tmp/noticecast-bench-wh.XXXXXX)
-PIDS=() # every process we started; stopped by cleanup, by pid
-KAFKA_TRIED=
-forget() { # pid: it has exited and was reaped; never signal a recycled pid
-	local i
-	for i in "${!PIDS[@]}"; do [[ ${PIDS[$i]} == "$1" ]] && unset "PIDS[$i]"; done
-	return 0
-}
-stop_pid() { # pid [seconds before SIGKILL]
-	local pid=$1 t=${2:-10} i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < t * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do stop_pid "$pid" 5; done
+bench_init noticecast-bench-wh
+bench_cleanup_hook() {
 	if [[ -f $WORK/latency-daemon.pid ]]; then stop_pid "$(cat "$WORK/latency-daemon.pid")" 5; fi
-	wait 2>/dev/null || true
-	# only our private broker (NC_VAR_DIR=$WORK/var), never one this script did not start
-	if [[ -n $KAFKA_TRIED ]]; then "$REPO/deploy/local/kafka.sh" down --purge >/dev/null 2>&1 || true; fi
-	if [[ ${BENCH_WH_KEEP:-0} == 1 ]]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 # Snapshots of the binaries: a rebuild during the run must not change (or remove) them.
 mkdir "$WORK/bin"
 cp "$CLI" "$DAEMON" "$WORK/bin/"
 CLI=$WORK/bin/noticecast
 DAEMON=$WORK/bin/noticecast-webhooks
-# Three distinct free ports: Kafka client, Kafka controller, nginx.
-free_ports() { python3 -c 'import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))'; }
-read -r KPORT KCPORT NPORT < <(free_ports)
-export NC_VAR_DIR=$WORK/var
-
-
-wait_port() { # port seconds
-	local i
-	for ((i = 0; i < $2 * 10; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 # --- the bare libcurl loop ----------------------------------------------------------------------
 cc -O2 -Wall -o "$WORK/curl_loop" "$HERE/curl_loop.c" $(pkg-config --cflags --libs libcurl)
 
 # --- Kafka, topics, notices ---------------------------------------------------------------------
-timeout 600 "$REPO/deploy/local/kafka.sh" fetch >/dev/null
-# A port found free can be taken by someone else before the broker binds it: try 3 times.
-for attempt in 1 2 3; do
-	export KAFKA_PORT=$KPORT KAFKA_CONTROLLER_PORT=$KCPORT
-	KAFKA_TRIED=1
-	say "starting Kafka on 127.0.0.1:$KPORT"
-	if timeout 120 "$REPO/deploy/local/kafka.sh" up >"$WORK/kafka-up.log" 2>&1; then break; fi
-	"$REPO/deploy/local/kafka.sh" down --purge >/dev/null 2>&1 || true
-	((attempt < 3)) || die "Kafka did not start: $(tail -5 "$WORK/kafka-up.log")"
-	read -r KPORT KCPORT NPORT < <(free_ports)
-done
-BROKERS=127.0.0.1:$KPORT
-KAFKA_PID=$(cat "$NC_VAR_DIR/kafka-$KPORT/kafka.pid")
+kafka_start
+read -r NPORT < <(free_ports 1) # for nginx; the broker holds its own ports by now
 cat >"$WORK/cli.conf" <<CONF
 [noticecast]
 topic_prefix = bench.
