@@ -257,20 +257,13 @@ class DaemonEnv:
 
     # -- Kafka --
 
+    # the CLI configuration names the topics it creates; the daemons create the others
     def topic(self, category: str) -> str:
         return self.cli_cfg.topic(category)
 
-    @property
-    def subscribers_topic(self) -> str:
-        return f"{self.prefix}subscribers"
-
-    @property
-    def dlq_topic(self) -> str:
-        return f"{self.prefix}dlq"
-
-    @property
-    def deliveries_topic(self) -> str:
-        return f"{self.prefix}deliveries"
+    subscribers_topic = property(lambda self: self.cli_cfg.subscribers_topic)
+    dlq_topic = property(lambda self: self.cli_cfg.dlq_topic)
+    deliveries_topic = property(lambda self: f"{self.prefix}deliveries")
 
     def producer(self) -> Producer:
         if self._producer is None:
