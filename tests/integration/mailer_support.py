@@ -2,8 +2,8 @@
 
 Test modules import them with `from mailer_support import *`; pytest then finds the fixtures
 in the module's namespace.  They build on conftest.py (the session broker, write_config,
-create_topics, consume_all) and reuse the daemon harness of webhooks_support.py (Daemon:
-stderr to a log file, logfmt parsing, signals, kill -9, /readyz).
+create_topics, consume_all) and on daemon_env.py (Daemon: stderr to a log file, signals,
+kill -9, /readyz; DaemonEnv: topics, CLI, Kafka helpers, teardown), as the webhook tests do.
 
 Setup per test (fixture `ml`, or `ml_factory()`):
   * a unique topic prefix and consumer group; the notice, subscribers and DLQ topics created
@@ -45,12 +45,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from confluent_kafka import Producer
 
-from conftest import (REPO, admin_for, consume_all, create_topics, describe, free_port,
-                      parse_published, unique_prefix, write_config)
+from conftest import REPO, describe, free_port, write_config
+from daemon_env import Daemon, DaemonEnv, metric_value, parse_metrics, wait_for
 from smtp_server import SMTPTestServer
-from webhooks_support import Daemon, metric_value, parse_metrics, wait_for
 
 __all__ = [
     "mailer_bin", "ml", "ml_factory",
@@ -64,8 +62,7 @@ __all__ = [
 EX_OK, EX_DATAERR, EX_CONFIG = 0, 65, 78
 MAILER_NAME = "noticecast-mailer"
 
-# Generous bounds on waiting (not performance assertions): the suite also runs under ASan.
-READY_TIMEOUT = 90
+# A generous bound on waiting (not a performance assertion): the suite also runs under ASan.
 MAIL_TIMEOUT = 90
 
 MSGID_DOMAIN = "notices.example.gov"
@@ -402,20 +399,15 @@ def mailer_bin() -> str:
     return str(path)
 
 
-class MailerEnv:
+class MailerEnv(DaemonEnv):
     """Topics, configuration, SMTP server and daemons of one test."""
+
+    group_prefix = "ml"
 
     def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, mailer_bin: str,
                  partitions: int = 3, smtp: SMTPTestServer | None = None):
-        self.tmp = Path(tmp_path)
-        self.bootstrap = bootstrap
-        self.nc_bin = nc_bin
+        super().__init__(tmp_path, bootstrap, nc_bin, mailer_bin, partitions)
         self.mailer_bin = mailer_bin
-        self.prefix = unique_prefix()
-        self.group = f"ml-{uuid.uuid4().hex[:12]}"
-        self.cli_cfg = write_config(self.tmp / "cli.conf", bootstrap, prefix=self.prefix,
-                                    topics={"partitions": partitions})
-        create_topics(bootstrap, self.cli_cfg)
         self.secret_file = self.tmp / "unsubscribe.secret"
         self.secret_file.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
         os.chmod(self.secret_file, 0o600)
@@ -428,9 +420,7 @@ class MailerEnv:
                            unsubscribe_secret_file=str(self.secret_file))
         self.smtp_cfg = dict(SMTP_DEFAULTS, port=self.smtp.port)
         self.config_path = self.tmp / "mailer.conf"
-        self.daemons: list = []
-        self._producer = None
-        self._n = 0
+        self._imports = 0
         self._mails: list = []  # Mail per received message, in arrival order
 
     # -- configuration and daemon --
@@ -453,12 +443,7 @@ class MailerEnv:
         argv = list(args)
         if clock_offset is not None:
             argv += ["--clock-offset", f"{clock_offset:.3f}"]
-        n = len(self.daemons) + 1
-        d = Daemon(self.mailer_bin, config or self.config_path, self.tmp / f"mailer-{n}.log", argv)
-        self.daemons.append(d)
-        if ready:
-            d.wait_ready(READY_TIMEOUT)
-        return d
+        return self.spawn(config or self.config_path, argv, ready, "mailer")
 
     def run_daemon(self, *args, config: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs the daemon binary to completion (-n, -h, -V, --preview); binary stdout."""
@@ -468,15 +453,7 @@ class MailerEnv:
         argv += [str(a) for a in args]
         return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
 
-    def logs(self, n: int = 40) -> str:
-        return "\n".join(d.tail(n) for d in self.daemons) or "(no daemon started)"
-
     # -- CLI --
-
-    def cli(self, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-        argv = [self.nc_bin, "-C", str(self.cli_cfg.path), *map(str, args)]
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout)
 
     def add_subscriber(self, email_addr: str, name: str | None = None, lang: str | None = None,
                        categories=(), regions=(), frequency: str | None = None,
@@ -497,8 +474,8 @@ class MailerEnv:
 
     def import_subscribers(self, rows: list) -> None:
         """`noticecast subscribers import` of a CSV made from dicts (lists joined with ';')."""
-        self._n += 1
-        f = self.tmp / f"subscribers-{self._n}.csv"
+        self._imports += 1
+        f = self.tmp / f"subscribers-{self._imports}.csv"
         cols = ["email", "name", "lang", "categories", "regions", "frequency", "tz", "send_at"]
         with open(f, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
@@ -520,72 +497,11 @@ class MailerEnv:
                 out[r["id"]] = r
         return out
 
-    def publish(self, notices: list) -> list:
-        """`noticecast publish` of the notices (one batch = one transaction); returns the rows
-        {id, topic, partition, offset} in input order."""
-        self._n += 1
-        f = self.tmp / f"batch-{self._n}.ndjson"
-        f.write_text("".join(json.dumps(n, ensure_ascii=False) + "\n" for n in notices))
-        cp = self.cli("publish", f)
-        assert cp.returncode == 0, "publish failed" + describe(cp)
-        rows = parse_published(cp.stdout)
-        assert len(rows) == len(notices), describe(cp)
-        by_id = {r["id"]: r for r in rows}
-        assert set(by_id) == {n["id"] for n in notices}, describe(cp)
-        return [by_id[n["id"]] for n in notices]
-
-    def withdraw(self, nid: str, category: str, reason: str = "Published in error") -> None:
-        cp = self.cli("withdraw", nid, "--category", category, "--reason", reason)
-        assert cp.returncode == 0, "withdraw failed" + describe(cp)
-
     # -- Kafka --
-
-    def topic(self, category: str) -> str:
-        return self.cli_cfg.topic(category)
-
-    @property
-    def subscribers_topic(self) -> str:
-        return f"{self.prefix}subscribers"
-
-    @property
-    def dlq_topic(self) -> str:
-        return f"{self.prefix}dlq"
-
-    @property
-    def deliveries_topic(self) -> str:
-        return f"{self.prefix}deliveries"
 
     @property
     def jobs_topic(self) -> str:
         return f"{self.prefix}mailer.jobs"
-
-    def producer(self) -> Producer:
-        if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap,
-                                       "enable.idempotence": True, "linger.ms": 0})
-        return self._producer
-
-    def produce_raw(self, topic: str, value, key=None, headers=None) -> tuple:
-        """Produces one record as is; returns (partition, offset) once the broker has it."""
-        out = {}
-
-        def dr(err, msg):
-            out["err"], out["msg"] = err, msg
-
-        p = self.producer()
-        p.produce(topic, value=value, key=key, headers=headers or [], on_delivery=dr)
-        p.flush(30)
-        assert out.get("err") is None and "msg" in out, f"produce to {topic} failed: {out.get('err')}"
-        return out["msg"].partition(), out["msg"].offset()
-
-    def topic_exists(self, topic: str) -> bool:
-        md = admin_for(self.bootstrap).list_topics(timeout=10)
-        return topic in md.topics and md.topics[topic].error is None
-
-    def messages(self, topic: str, isolation: str = "read_committed") -> list:
-        if not self.topic_exists(topic):
-            return []
-        return consume_all(self.bootstrap, topic, isolation, timeout=60)
 
     def events(self) -> list:
         """Parsed delivery events of <prefix>deliveries, each with "_key" (the record key)."""
@@ -659,21 +575,8 @@ class MailerEnv:
 
     # -- teardown --
 
-    def close(self) -> None:
-        for d in self.daemons:
-            try:
-                d.cleanup()
-            except Exception:  # noqa: BLE001 (keep tearing down)
-                pass
-        try:
-            self.smtp.close()
-        except Exception:  # noqa: BLE001
-            pass
-        if self._producer is not None:
-            self._producer.flush(10)
-        # shown by pytest only when the test failed
-        for d in self.daemons:
-            print(d.tail(80))
+    def close_servers(self) -> None:
+        self.smtp.close()
 
 
 @pytest.fixture
