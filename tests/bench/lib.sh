@@ -13,7 +13,7 @@
 #   bench_cleanup_hook   if the script defines it, runs first at exit
 
 die() { echo "bench $BENCH_NAME: $*" >&2; exit 1; }
-say() { echo "bench $BENCH_NAME: $*" >&2; }
+say() { echo "bench $BENCH_NAME: $(date +%T) $*" >&2; }
 
 PIDS=()
 KAFKA_TRIED=

@@ -54,60 +54,17 @@ read -r -a DAEMON_ARGS <<<"${BENCH_MAILER_DAEMON_ARGS:-}"
 NOTICES=5
 PATH=$PATH:/usr/sbin
 
-die() { echo "bench mailer: $*" >&2; exit 1; }
-say() { echo "bench mailer: $(date +%T) $*" >&2; }
+BENCH_NAME=mailer
+BENCH_KEEP=${BENCH_MAILER_KEEP:-0}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 for b in noticecast noticecast-mailer; do [[ -x $BINDIR/$b ]] || die "$BINDIR/$b not built (make first)"; done
 python3 -c 'import confluent_kafka' 2>/dev/null || die "python3-confluent-kafka is needed (deploy/local/install-deps.sh)"
 
-# ---- smtp-sink / smtp-source (Debian package postfix), without starting a postfix service ----
-if ! command -v smtp-sink >/dev/null || ! command -v smtp-source >/dev/null; then
-	SUDO=()
-	[[ $(id -u) -eq 0 ]] || SUDO=(sudo)
-	POLICY=/usr/sbin/policy-rc.d
-	made_policy=0
-	if [[ ! -e $POLICY ]]; then
-		# "exit 101" = do not start services: installing postfix must not start an MTA.
-		printf '#!/bin/sh\n# temporary, from noticecast tests/bench/mailer.sh\nexit 101\n' |
-			"${SUDO[@]}" tee "$POLICY" >/dev/null
-		"${SUDO[@]}" chmod 755 "$POLICY"
-		made_policy=1
-	fi
-	say "installing postfix (for smtp-sink and smtp-source; no service is started)"
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends postfix >/dev/null
-	((made_policy)) && "${SUDO[@]}" rm -f "$POLICY"
-fi
-
-WORK=$(mktemp -d /tmp/noticecast-bench-mailer.XXXXXX)
-PIDS=() # every process we started; stopped by cleanup, by pid
-KAFKA_TRIED=
-forget() { # pid: it has exited and was reaped; never signal a recycled pid
-	local i
-	for i in "${!PIDS[@]}"; do [[ ${PIDS[$i]} == "$1" ]] && unset "PIDS[$i]"; done
-	return 0
-}
-stop_pid() { # pid [seconds before SIGKILL]
-	local pid=$1 t=${2:-10} i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < t * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do stop_pid "$pid" 5; done
-	wait 2>/dev/null || true
-	# only our private broker (NC_VAR_DIR=$WORK/var), never one this script did not start
-	if [[ -n $KAFKA_TRIED ]]; then "$REPO/deploy/local/kafka.sh" down --purge >/dev/null 2>&1 || true; fi
-	if [[ ${BENCH_MAILER_KEEP:-0} == 1 ]]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# smtp-sink / smtp-source come with Debian's postfix (installed without starting an MTA)
+"$REPO/deploy/local/install-deps.sh" --bench >/dev/null
+bench_init noticecast-bench-mailer
 
 # Snapshots of the binaries and templates: a rebuild during the run must not change them.
 mkdir "$WORK/bin"
@@ -119,18 +76,6 @@ HELPER=$HERE/mailer_helper.py
 cp "$HELPER" "$WORK/mailer_helper.py"
 HELPER=$WORK/mailer_helper.py
 
-free_ports() { python3 -c 'import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))'; }
-wait_port() { # port seconds
-	local i
-	for ((i = 0; i < $2 * 10; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 wait_log() { # file pattern seconds [pid]: 0 when the pattern appears
 	local i
 	for ((i = 0; i < $3 * 10; i++)); do
@@ -141,24 +86,12 @@ wait_log() { # file pattern seconds [pid]: 0 when the pattern appears
 	return 1
 }
 now() { date +%s.%N; }
-read -r KPORT KCPORT SPORT < <(free_ports)
-export NC_VAR_DIR=$WORK/var
 cat /proc/loadavg >"$WORK/load.start"
 say "load average at start: $(cut -d' ' -f1-3 "$WORK/load.start") ($(nproc) cores)"
 
 # ---- Kafka ----------------------------------------------------------------------------------------
-timeout 600 "$REPO/deploy/local/kafka.sh" fetch >/dev/null
-for attempt in 1 2 3; do
-	export KAFKA_PORT=$KPORT KAFKA_CONTROLLER_PORT=$KCPORT
-	KAFKA_TRIED=1
-	say "starting Kafka on 127.0.0.1:$KPORT"
-	if timeout 120 "$REPO/deploy/local/kafka.sh" up >"$WORK/kafka-up.log" 2>&1; then break; fi
-	"$REPO/deploy/local/kafka.sh" down --purge >/dev/null 2>&1 || true
-	((attempt < 3)) || die "Kafka did not start: $(tail -5 "$WORK/kafka-up.log")"
-	read -r KPORT KCPORT SPORT < <(free_ports)
-done
-BROKERS=127.0.0.1:$KPORT
-KAFKA_PID=$(cat "$NC_VAR_DIR/kafka-$KPORT/kafka.pid")
+kafka_start
+read -r SPORT < <(free_ports 1) # for smtp-sink; the broker holds its own ports by now
 
 # ---- the sink -------------------------------------------------------------------------------------
 SINK_USER=()

@@ -11,8 +11,8 @@
 # headers.  Prints msg/s, each figure's ratio to smtp-source, and how many sockets got
 # TCP_NODELAY (one per session: the proof that the hook ran).
 #
-# Needs smtp-sink and smtp-source (Debian package postfix): installed here if missing, with a
-# temporary policy-rc.d so that no postfix service is started.  SMTP_BENCH=path uses an
+# Needs smtp-sink and smtp-source (Debian package postfix): installed if missing by
+# deploy/local/install-deps.sh --bench, which starts no postfix service.  SMTP_BENCH=path uses an
 # already built smtp_bench; otherwise it is compiled into a temp dir.  Everything stays on
 # 127.0.0.1, every loop is bounded by its message count, and the sink is stopped at exit.
 set -euo pipefail
@@ -22,38 +22,15 @@ N=${BENCH_SMTP_MESSAGES:-20000}
 N_SLOW=${BENCH_SMTP_SLOW:-200}
 PER=${BENCH_SMTP_PER_SESSION:-500}
 BODY=${BENCH_SMTP_BODY:-2048}
-WORK=$(mktemp -d /tmp/noticecast-smtp-bench.XXXXXX)
-SINK_PID=
-
-cleanup() {
-	if [[ -n $SINK_PID ]]; then
-		kill "$SINK_PID" 2>/dev/null || true
-		wait "$SINK_PID" 2>/dev/null || true
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# ---- smtp-sink / smtp-source ------------------------------------------------------------------
 PATH=$PATH:/usr/sbin
-if ! command -v smtp-sink >/dev/null || ! command -v smtp-source >/dev/null; then
-	SUDO=()
-	[[ $(id -u) -eq 0 ]] || SUDO=(sudo)
-	POLICY=/usr/sbin/policy-rc.d
-	made_policy=0
-	if [[ ! -e $POLICY ]]; then
-		# "exit 101" = do not start services: installing postfix must not start an MTA.
-		printf '#!/bin/sh\n# temporary, from noticecast tests/bench/smtp.sh\nexit 101\n' |
-			"${SUDO[@]}" tee "$POLICY" >/dev/null
-		"${SUDO[@]}" chmod 755 "$POLICY"
-		made_policy=1
-	fi
-	echo "smtp.sh: installing postfix (for smtp-sink and smtp-source)" >&2
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends postfix >/dev/null
-	((made_policy)) && "${SUDO[@]}" rm -f "$POLICY"
-fi
+BENCH_NAME=smtp
+BENCH_KEEP=0
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+# smtp-sink / smtp-source come with Debian's postfix (installed without starting an MTA)
+"$REPO/deploy/local/install-deps.sh" --bench >/dev/null
+bench_init noticecast-smtp-bench
 
 # ---- the benchmark program ----------------------------------------------------------------------
 BENCH=${SMTP_BENCH:-}
@@ -68,15 +45,13 @@ if [[ -z $BENCH ]]; then
 fi
 
 # ---- the sink -------------------------------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+read -r PORT < <(free_ports 1)
 SINK_ARGS=()
 [[ $(id -u) -eq 0 ]] && SINK_ARGS=(-u nobody) # smtp-sink refuses to keep root privileges
 smtp-sink "${SINK_ARGS[@]}" "127.0.0.1:$PORT" 256 >"$WORK/sink.log" 2>&1 &
 SINK_PID=$!
-for _ in $(seq 50); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-	sleep 0.1
-done
+PIDS+=($SINK_PID)
+wait_port "$PORT" 5 || die "smtp-sink did not start: $(cat "$WORK/sink.log")"
 
 now() { date +%s.%N; }
 bench() { "$BENCH" -p "$PORT" -l "$BODY" -s "$PER" "$@"; }
