@@ -10,6 +10,11 @@
 #   wait_port PORT S     until 127.0.0.1:PORT accepts, at most S seconds (status 1 if not)
 #   kafka_start          fetches Kafka (deploy/local/kafka.sh) and starts a private broker on
 #                        free ports, trying 3 times: sets KPORT KCPORT BROKERS KAFKA_PID
+#   perf_start PID FILE HZ STACK / perf_stop
+#                        perf record (cpu-clock, DWARF call graphs of STACK bytes: the
+#                        distribution's libraries have no frame pointers) of PID into FILE
+#   stop_daemon PID      SIGTERM, SIGKILL if still running 40 s later; sets DEXIT (its exit
+#                        status, or "gone" if it had already exited)
 #   bench_cleanup_hook   if the script defines it, runs first at exit
 
 die() { echo "bench $BENCH_NAME: $*" >&2; exit 1; }
@@ -83,4 +88,30 @@ kafka_start() {
 	done
 	BROKERS=127.0.0.1:$KPORT
 	KAFKA_PID=$(cat "$NC_VAR_DIR/kafka-$KPORT/kafka.pid")
+}
+
+perf_start() { # pid file frequency stack-bytes
+	perf record -q -e cpu-clock -F "$3" --call-graph "dwarf,$4" -p "$1" -o "$2" >/dev/null 2>&1 &
+	PERFPID=$!
+	PIDS+=($PERFPID)
+}
+
+perf_stop() {
+	[[ -n ${PERFPID:-} ]] || return 0
+	kill -INT "$PERFPID" 2>/dev/null || true
+	wait "$PERFPID" 2>/dev/null || true
+	forget "$PERFPID"
+	PERFPID=
+}
+
+stop_daemon() { # pid
+	local i
+	DEXIT=gone
+	if kill -TERM "$1" 2>/dev/null; then
+		for ((i = 0; i < 400; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$1" 2>/dev/null && { say "daemon still running 40 s after SIGTERM: SIGKILL"; kill -KILL "$1"; }
+		DEXIT=0
+		wait "$1" || DEXIT=$?
+	fi
+	forget "$1"
 }

@@ -187,7 +187,7 @@ reference() { # name length
 
 # ---- one daemon run ---------------------------------------------------------------------------------
 run_daemon() { # prefix sessions
-	local p=$1 s=$2 m off t_spawn base dpid w perfpid= dexit i
+	local p=$1 s=$2 m off t_spawn base dpid w
 	m=$(cat "$WORK/${p}minute")
 	cat /proc/loadavg >"$WORK/${p}load"
 	base=$(sink_count)
@@ -208,32 +208,18 @@ run_daemon() { # prefix sessions
 		PERF_DONE=1
 		# from the plan's commit (the jobs are then readable) to the last message
 		if wait_log "$WORK/${p}daemon.log" 'digests* planned for minute' $((LEAD + 60)) "$dpid"; then
-			perf record -q -e cpu-clock -F 199 --call-graph dwarf,8192 -p "$dpid" \
-				-o "$WORK/perf.data" >/dev/null 2>&1 &
-			perfpid=$!
-			PIDS+=($perfpid)
+			perf_start "$dpid" "$WORK/perf.data" 199 8192
 		fi
 	fi
 	wait "$w" || die "mailer_helper.py wait failed"
 	forget "$w"
-	if [[ -n $perfpid ]]; then
-		kill -INT "$perfpid" 2>/dev/null || true
-		wait "$perfpid" 2>/dev/null || true
-		forget "$perfpid"
-	fi
+	perf_stop
 	python3 "$HELPER" status "$dpid" >"$WORK/${p}status.json"
 	local t_term t_stopped
 	t_term=$(now)
-	dexit=gone
-	if kill -TERM "$dpid" 2>/dev/null; then
-		for ((i = 0; i < 400; i++)); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$dpid" 2>/dev/null && { say "daemon still running 40 s after SIGTERM: SIGKILL"; kill -KILL "$dpid"; }
-		dexit=0
-		wait "$dpid" || dexit=$?
-	fi
-	forget "$dpid"
+	stop_daemon "$dpid"
 	t_stopped=$(now)
-	echo "$t_spawn $off $t_term $t_stopped $dexit $dpid" >"$WORK/${p}times"
+	echo "$t_spawn $off $t_term $t_stopped $DEXIT $dpid" >"$WORK/${p}times"
 	timeout 120 python3 "$HELPER" events --brokers "$BROKERS" --topic "${p}deliveries" \
 		>"$WORK/${p}events.json" || echo '{}' >"$WORK/${p}events.json"
 	timeout 60 python3 "$HELPER" committed --brokers "$BROKERS" --group "${p}mailer.senders" \
@@ -283,17 +269,10 @@ if [[ ${BENCH_MAILER_SKIP_MEMORY:-0} != 1 ]]; then
 	PIDS+=($dpid)
 	python3 "$HELPER" memwatch --pid "$dpid" --log "$WORK/mem-daemon.log" --t0 "$t0" \
 		--timeout "$MEM_TIMEOUT" --after "$MEM_AFTER" >"$WORK/mem.json" || echo '{}' >"$WORK/mem.json"
-	mexit=gone
 	tt=$(now)
-	if kill -TERM "$dpid" 2>/dev/null; then
-		for ((i = 0; i < 400; i++)); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$dpid" 2>/dev/null && { say "daemon still running 40 s after SIGTERM: SIGKILL"; kill -KILL "$dpid"; }
-		mexit=0
-		wait "$dpid" || mexit=$?
-	fi
-	forget "$dpid"
+	stop_daemon "$dpid"
 	ts=$(now)
-	echo "$t0 $tt $ts $mexit" >"$WORK/mem.times"
+	echo "$t0 $tt $ts $DEXIT" >"$WORK/mem.times"
 	grep -E 'level=(warn|error|fatal)' "$WORK/mem-daemon.log" >"$WORK/mem.warnings" || true
 fi
 

@@ -208,35 +208,19 @@ python3 "$HERE/wh_helper.py" watch --status "http://127.0.0.1:$NPORT/status" \
 	--cpu "$DPID" --cpu "$NGINX_WORKER" --cpu "$KAFKA_PID" >"$WORK/watch.json" &
 WPID=$!
 PIDS+=($WPID)
-PERFPID=
 if [[ $PERF == 1 ]]; then
 	# Attach once the daemon has said "started": its librdkafka threads exist by then.
 	for ((i = 0; i < 300; i++)); do
 		grep -q 'started with' "$WORK/daemon.log" && break
 		sleep 0.1
 	done
-	# DWARF call graphs: the distribution's libraries have no frame pointers
-	perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$DPID" -o "$WORK/perf.data" \
-		>/dev/null 2>&1 &
-	PERFPID=$!
-	PIDS+=($PERFPID)
+	perf_start "$DPID" "$WORK/perf.data" 499 16384
 fi
 wait "$WPID" || die "wh_helper.py watch failed"
 forget "$WPID"
-if [[ -n $PERFPID ]]; then
-	kill -INT "$PERFPID" 2>/dev/null || true
-	wait "$PERFPID" 2>/dev/null || true
-	forget "$PERFPID"
-fi
+perf_stop
 T_TERM=$(date +%s.%N)
-DEXIT=gone
-if kill -TERM "$DPID" 2>/dev/null; then
-	for ((i = 0; i < 400; i++)); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-	kill -0 "$DPID" 2>/dev/null && { say "daemon still running 40 s after SIGTERM: SIGKILL"; kill -KILL "$DPID"; }
-	DEXIT=0
-	wait "$DPID" || DEXIT=$?
-fi
-forget "$DPID"
+stop_daemon "$DPID"
 T_STOPPED=$(date +%s.%N)
 
 timeout 120 kcat -C -b "$BROKERS" -t bench.deliveries -o beginning -e -q -f '%s\n' |
