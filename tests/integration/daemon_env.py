@@ -14,6 +14,7 @@ Every wait is a bounded poll with a generous deadline that fails saying what it 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -23,13 +24,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
-from conftest import (admin_for, consume_all, create_topics, describe, parse_published,
+from conftest import (REPO, admin_for, consume_all, create_topics, describe, parse_published,
                       unique_prefix, write_config)
 
 __all__ = ["Daemon", "DaemonEnv", "wait_for", "parse_metrics", "metric_value", "http_get",
-           "READY_TIMEOUT"]
+           "READY_TIMEOUT", "binary", "env_factory"]
 
 # Generous bounds on waiting (not performance assertions): the suite also runs under ASan.
 READY_TIMEOUT = 90
@@ -316,3 +318,28 @@ class DaemonEnv:
         # shown by pytest only when the test failed
         for d in self.daemons:
             print(d.tail(80))
+
+
+def binary(name: str) -> str:
+    """Path of a built program ($NC_BIN_DIR, default build/); fails the test if missing."""
+    path = Path(os.environ.get("NC_BIN_DIR", str(REPO / "build"))) / name
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{name} binary not found at {path} (run `make`, or set NC_BIN_DIR)")
+    return str(path)
+
+
+def env_factory(new_env, tmp_path: Path, tag: str):
+    """Body of an env factory fixture (`yield from env_factory(...)`): yields make(**kw), which
+    returns new_env(<tmp_path>/<tag>N, **kw), a fresh world each call; closes them all after."""
+    envs = []
+
+    def make(**kw):
+        sub = Path(tmp_path) / f"{tag}{len(envs) + 1}"
+        sub.mkdir()
+        e = new_env(sub, **kw)
+        envs.append(e)
+        return e
+
+    yield make
+    for e in envs:
+        e.close()

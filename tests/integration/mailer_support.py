@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import REPO, describe, free_port, write_config
-from daemon_env import Daemon, DaemonEnv, metric_value, parse_metrics, wait_for
+from daemon_env import Daemon, DaemonEnv, binary, env_factory, metric_value, parse_metrics, wait_for
 from smtp_server import SMTPTestServer
 
 __all__ = [
@@ -393,10 +393,7 @@ def message_problems(mail: Mail, *, to_addr: str | None = None, to_name: str | N
 
 @pytest.fixture(scope="session")
 def mailer_bin() -> str:
-    path = Path(os.environ.get("NC_BIN_DIR", str(REPO / "build"))) / MAILER_NAME
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{MAILER_NAME} binary not found at {path} (run `make`, or set NC_BIN_DIR)")
-    return str(path)
+    return binary(MAILER_NAME)
 
 
 class MailerEnv(DaemonEnv):
@@ -583,20 +580,12 @@ class MailerEnv(DaemonEnv):
 def ml_factory(tmp_path, bootstrap, nc_bin, mailer_bin):
     """ml_factory(partitions=3, smtp=None) -> MailerEnv (smtp: an SMTPTestServer not started
     yet is started here; default: a plain one)."""
-    envs = []
-
-    def make(partitions: int = 3, smtp: SMTPTestServer | None = None) -> MailerEnv:
-        sub = tmp_path / f"ml{len(envs) + 1}"
-        sub.mkdir()
+    def new_env(sub, partitions: int = 3, smtp: SMTPTestServer | None = None) -> MailerEnv:
         if smtp is not None and smtp._controller is None:
             smtp.start()
-        e = MailerEnv(sub, bootstrap, nc_bin, mailer_bin, partitions=partitions, smtp=smtp)
-        envs.append(e)
-        return e
+        return MailerEnv(sub, bootstrap, nc_bin, mailer_bin, partitions=partitions, smtp=smtp)
 
-    yield make
-    for e in envs:
-        e.close()
+    yield from env_factory(new_env, tmp_path, "ml")
 
 
 @pytest.fixture

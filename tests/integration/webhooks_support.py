@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from conftest import REPO, consume_all, write_config
-from daemon_env import Daemon, DaemonEnv, metric_value, parse_metrics, wait_for
+from conftest import consume_all, write_config
+from daemon_env import Daemon, DaemonEnv, binary, env_factory, metric_value, parse_metrics, wait_for
 from webhook_receiver import TLSConfig, WebhookReceiver
 
 __all__ = [
@@ -104,10 +104,7 @@ def config_line(path: Path, section: str, key: str) -> int:
 
 @pytest.fixture(scope="session")
 def daemon_bin() -> str:
-    path = Path(os.environ.get("NC_BIN_DIR", str(REPO / "build"))) / DAEMON_NAME
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{DAEMON_NAME} binary not found at {path} (run `make`, or set NC_BIN_DIR)")
-    return str(path)
+    return binary(DAEMON_NAME)
 
 
 # --- one test's world ----------------------------------------------------------------------------
@@ -257,18 +254,9 @@ class WebhooksEnv(DaemonEnv):
 @pytest.fixture
 def wh_factory(tmp_path, bootstrap, nc_bin, daemon_bin):
     """wh_factory(partitions=3) -> WebhooksEnv (several per test are fine)."""
-    envs = []
-
-    def make(partitions: int = 3) -> WebhooksEnv:
-        sub = tmp_path / f"wh{len(envs) + 1}"
-        sub.mkdir()
-        e = WebhooksEnv(sub, bootstrap, nc_bin, daemon_bin, partitions=partitions)
-        envs.append(e)
-        return e
-
-    yield make
-    for e in envs:
-        e.close()
+    yield from env_factory(lambda sub, partitions=3: WebhooksEnv(sub, bootstrap, nc_bin, daemon_bin,
+                                                                 partitions=partitions),
+                           tmp_path, "wh")
 
 
 @pytest.fixture
