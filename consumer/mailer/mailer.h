@@ -148,6 +148,8 @@ typedef struct ml {
         int64_t tokens_ms;
 
         ml_queue_t q;
+        ml_unit_t *pend_head, *pend_tail; /* prepared this poll, not yet in q (main thread) */
+        size_t pend_n;
         pthread_t *workers;
         int nworkers;
         int wake_pipe[2];

@@ -263,15 +263,39 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         ml_unsub_token(m, s->id, token, sizeof(token));
         snprintf(u->unsub_url, sizeof(u->unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
                  token);
+        /* Handed to the workers by queue_flush() at the end of this poll, all at once. */
+        if (m->pend_tail)
+                m->pend_tail->next = u;
+        else
+                m->pend_head = u;
+        m->pend_tail = u;
+        m->pend_n++;
+}
+
+/* Appends the units job_prepare() collected during this poll to the workers' queue under
+ * one lock, and wakes one idle worker per batch of them, instead of a lock and a condvar
+ * signal per message (and a worker woken by the first message starting a session of a few). */
+static void queue_flush(ml_t *m)
+{
+        size_t wake, batch = m->cfg.smtp.batch > 0 ? (size_t)m->cfg.smtp.batch : 1;
+
+        if (!m->pend_head)
+                return;
         pthread_mutex_lock(&m->q.lock);
         if (m->q.todo_tail)
-                m->q.todo_tail->next = u;
+                m->q.todo_tail->next = m->pend_head;
         else
-                m->q.todo_head = u;
-        m->q.todo_tail = u;
-        m->q.todo_n++;
-        pthread_cond_signal(&m->q.cond);
+                m->q.todo_head = m->pend_head;
+        m->q.todo_tail = m->pend_tail;
+        m->q.todo_n += m->pend_n;
+        wake = (m->q.todo_n + batch - 1) / batch;
+        if (wake > (size_t)m->nworkers)
+                wake = (size_t)m->nworkers;
+        while (wake--)
+                pthread_cond_signal(&m->q.cond);
         pthread_mutex_unlock(&m->q.lock);
+        m->pend_head = m->pend_tail = NULL;
+        m->pend_n = 0;
 }
 
 /* ---- worker threads -------------------------------------------------------------------- */
@@ -655,8 +679,10 @@ int ml_sender_poll(ml_t *m)
         /* Under a rate limit, take no more jobs than can be sent soon: what sits in memory
          * holds back the committed offset, and a crash would repeat it. */
         if (!m->store.caught_up || m->stopping || m->outstanding >= MAX_OUTSTANDING ||
-            (m->cfg.smtp.rate_limit > 0 && m->waiting))
+            (m->cfg.smtp.rate_limit > 0 && m->waiting)) {
+                queue_flush(m);
                 return 0;
+        }
         q = rd_kafka_queue_get_consumer(m->sender);
         n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
         rd_kafka_queue_destroy(q);
@@ -697,6 +723,7 @@ int ml_sender_poll(ml_t *m)
                 else
                         wait_later(m, job, now);
         }
+        queue_flush(m);
         nc_metrics_set(m->m_queue, NULL, (double)m->q.todo_n);
         return n == (ssize_t)(sizeof(batch) / sizeof(*batch));
 }
