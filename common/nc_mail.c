@@ -541,7 +541,25 @@ struct skel {
         char *subject;
         int64_t date_s;
         size_t last_len; /* of the last message: the output buffer is sized for it */
+        /* A part's prepared content (fill_pieces), or NULL: GMime gets only a marker for it
+         * and assemble() puts the content in its place, instead of GMime copying it through
+         * its newline filter. */
+        GByteArray *body[2]; /* text, html */
 };
+
+/* What GMime writes as the content of a part whose content assemble() fills in: NUL never
+ * occurs in a message (to_wire() refuses it), and it ends with a newline as the content does. */
+static const char body_marker[2][16] = {"\0nc-body-text\0\n", "\0nc-body-html\0\n"};
+#define BODY_MARKER_LEN 15
+
+static void skel_body_clear(struct skel *k)
+{
+        for (int i = 0; i < 2; i++) {
+                if (k->body[i])
+                        g_byte_array_unref(k->body[i]);
+                k->body[i] = NULL;
+        }
+}
 
 static pthread_key_t skel_key;
 static pthread_once_t skel_once = PTHREAD_ONCE_INIT;
@@ -555,6 +573,7 @@ static void skel_free(void *p)
         if (!k)
                 return;
         g_object_unref(k->msg);
+        skel_body_clear(k);
         free(k->from_name);
         free(k->from_addr);
         free(k->list_id);
@@ -624,6 +643,51 @@ static struct skel *skel_get(const nc_mail_t *m, const struct hdrs *h)
         return k;
 }
 
+/* GMime's output BUF with each marker replaced by its part's content, as GMime would have
+ * written it (its newline filter turns CR LF into LF; the content normally has no CR at all).
+ * Returns a malloc'd buffer, or NULL if a marker is not there (a bug). */
+static char *splice_bodies(const struct skel *k, const char *buf, size_t len, size_t *outlen)
+{
+        size_t total = len, i;
+        const char *p = buf, *end = buf + len, *at;
+        char *out, *o;
+
+        for (i = 0; i < 2; i++)
+                if (k->body[i])
+                        total += k->body[i]->len;
+        out = o = nc_xmalloc(total + 1);
+        for (i = 0; i < 2; i++) {
+                const char *c;
+                size_t clen;
+
+                if (!k->body[i])
+                        continue;
+                at = memmem(p, (size_t)(end - p), body_marker[i], BODY_MARKER_LEN);
+                if (!at) {
+                        free(out);
+                        return NULL;
+                }
+                memcpy(o, p, (size_t)(at - p));
+                o += at - p;
+                p = at + BODY_MARKER_LEN;
+                c = (const char *)k->body[i]->data;
+                clen = k->body[i]->len;
+                if (!memchr(c, '\r', clen)) {
+                        memcpy(o, c, clen);
+                        o += clen;
+                } else {
+                        for (size_t j = 0; j < clen; j++)
+                                if (!(c[j] == '\r' && j + 1 < clen && c[j + 1] == '\n'))
+                                        *o++ = c[j];
+                }
+        }
+        memcpy(o, p, (size_t)(end - p));
+        o += end - p;
+        *o = '\0';
+        *outlen = (size_t)(o - out);
+        return out;
+}
+
 /* The message around the parts of K (their content already set), written out with CRLF and
  * checked.  Returns the malloc'd message or NULL with errstr set. */
 static char *assemble(const nc_mail_t *m, const struct hdrs *h, struct skel *k, size_t *lenp,
@@ -690,14 +754,26 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, struct skel *k, 
         } else {
                 size_t outlen = 0;
 
+                char *full = NULL;
+                size_t fulllen = 0;
+
                 bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(stream));
                 k->last_len = bytes->len < (1u << 24) ? bytes->len : 0;
-                out = to_wire((const char *)bytes->data, bytes->len, &outlen, err, sizeof(err));
+                if (k->body[0] || k->body[1]) {
+                        full = splice_bodies(k, (const char *)bytes->data, bytes->len, &fulllen);
+                        if (!full)
+                                snprintf(err, sizeof(err), "message: a body marker is missing");
+                }
+                if (full || (!k->body[0] && !k->body[1]))
+                        out = to_wire(full ? full : (const char *)bytes->data,
+                                      full ? fulllen : bytes->len, &outlen, err, sizeof(err));
+                free(full);
                 if (!out)
                         nc_err(errstr, errstr_size, "%s", err);
                 else if (lenp)
                         *lenp = outlen;
         }
+        skel_body_clear(k);
         g_object_unref(stream);
         g_mime_format_options_free(fo);
         return out;
@@ -717,6 +793,7 @@ char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errst
                    (html = body_text("html", m->html, &html_len, errstr, errstr_size))) {
                 struct skel *k = skel_get(m, &h);
 
+                skel_body_clear(k);
                 fill_text(k->text, text, text_len);
                 fill_text(k->html, html, html_len);
                 out = assemble(m, &h, k, lenp, errstr, errstr_size);
@@ -856,9 +933,10 @@ void nc_mail_body_free(nc_mail_body_t *b)
  * pieces, as GMime would for the whole text: 7bit and quoted-printable content is put
  * together from the pieces (each encoded once, by GMime, when B was made) and given to GMime
  * already encoded; base64 (mostly non-Latin text) goes through fill_text(). */
-static int fill_pieces(GMimePart *part, const nc_mail_body_t *b, struct piece *val, size_t valn,
-                       char *errstr, size_t errstr_size)
+static int fill_pieces(GMimePart *part, struct skel *sk, int which, const nc_mail_body_t *b,
+                       struct piece *val, size_t valn, char *errstr, size_t errstr_size)
 {
+        GByteArray **slot = &sk->body[which];
         size_t i, total = 0, high = 0, maxline = 0, cur = 0;
         const struct piece *last = NULL;
         GMimeContentEncoding enc;
@@ -913,6 +991,9 @@ static int fill_pieces(GMimePart *part, const nc_mail_body_t *b, struct piece *v
                 if (!end_nl)
                         *o++ = '\n';
                 *o = '\0';
+                if (*slot)
+                        g_byte_array_unref(*slot);
+                *slot = NULL;
                 fill_text(part, s, (size_t)(o - s));
                 free(s);
                 return 0;
@@ -942,7 +1023,11 @@ static int fill_pieces(GMimePart *part, const nc_mail_body_t *b, struct piece *v
          * soft line break, this adds the final newline body_text() adds). */
         if (!end_nl)
                 g_byte_array_append(ba, (const guint8 *)"\n", 1);
-        stream = g_mime_stream_mem_new_with_byte_array(ba);
+        /* GMime writes a marker; assemble() puts BA in its place. */
+        if (*slot)
+                g_byte_array_unref(*slot);
+        *slot = ba;
+        stream = g_mime_stream_mem_new_with_buffer(body_marker[which], BODY_MARKER_LEN);
         content = g_mime_data_wrapper_new_with_stream(stream, enc);
         g_mime_part_set_content(part, content);
         g_object_unref(content);
@@ -990,8 +1075,8 @@ char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
                 }
         }
         k = skel_get(m, &h);
-        if (fill_pieces(k->text, text, val, n, errstr, errstr_size) == 0 &&
-            fill_pieces(k->html, html, val, n, errstr, errstr_size) == 0)
+        if (fill_pieces(k->text, k, 0, text, val, n, errstr, errstr_size) == 0 &&
+            fill_pieces(k->html, k, 1, html, val, n, errstr, errstr_size) == 0)
                 out = assemble(m, &h, k, lenp, errstr, errstr_size);
 done:
         for (i = 0; i < n; i++)
