@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "nc_track.h"
 #include "nc_config.h"
 #include "nc_metrics.h"
 
@@ -88,26 +89,16 @@ typedef struct ml_unit {
 
 /* A consumed job (jobs topic), tracked until its outcome is recorded. */
 typedef struct ml_job {
+        nc_track_msg_t tm; /* first: its place in the partition's track, offset order */
         rd_kafka_message_t *rkm;
         json_t *doc;
-        struct ml_part *part;
-        struct ml_job *next; /* in partition order */
-        int settled;
+        nc_track_t *part;
         int attempt;
         int64_t not_before_ms; /* 4xx backoff */
         int64_t first_try_ms;
         struct ml_job *wait_next; /* in the waiting list */
         int waiting;
 } ml_job_t;
-
-typedef struct ml_part {
-        char topic[256];
-        int32_t partition;
-        int revoked;
-        int64_t store_next; /* offset to store at the next offsets_flush (0: none) */
-        ml_job_t *head, *tail;
-        struct ml_part *next;
-} ml_part_t;
 
 /* The queue between the main thread and the SMTP workers. */
 typedef struct ml_queue {
@@ -136,10 +127,10 @@ typedef struct ml {
         int64_t planned_minute; /* last digest minute planned, -1 = unknown */
         int planner_dirty;      /* notices consumed since the last transaction */
 
-        rd_kafka_t *sender;  /* consumer, group <group>.senders */
-        rd_kafka_t *events;  /* idempotent producer: events, subscriber updates */
-        rd_kafka_t *unsub_p; /* producer used by the HTTP thread */
-        ml_part_t *parts;
+        rd_kafka_t *sender;               /* consumer, group <group>.senders */
+        rd_kafka_t *events;               /* idempotent producer: events, subscriber updates */
+        rd_kafka_t *unsub_p;              /* producer used by the HTTP thread */
+        nc_track_t *parts;                /* jobs consumed, per partition (nc_track.h) */
         ml_job_t *waiting, *waiting_tail; /* FIFO: in backoff, rate-limited, or waiting for
                                            * a notice; kept in arrival order so the
                                            * committed offset keeps moving */

@@ -18,21 +18,6 @@
 
 /* ---- offsets (per partition, in order) ------------------------------------------------- */
 
-static ml_part_t *part_get(ml_t *m, const char *topic, int32_t partition)
-{
-        ml_part_t *p;
-
-        for (p = m->parts; p; p = p->next)
-                if (p->partition == partition && !p->revoked && !strcmp(p->topic, topic))
-                        return p;
-        p = nc_xcalloc(1, sizeof(*p));
-        snprintf(p->topic, sizeof(p->topic), "%s", topic);
-        p->partition = partition;
-        p->next = m->parts;
-        m->parts = p;
-        return p;
-}
-
 static void job_free(ml_t *m, ml_job_t *j)
 {
         json_decref(j->doc);
@@ -41,52 +26,15 @@ static void job_free(ml_t *m, ml_job_t *j)
         m->outstanding--;
 }
 
-/* Frees the settled jobs at the head of P; the offset after them is stored by the next
- * offsets_flush() (one call for every partition, not one per job). */
-static void part_advance(ml_t *m, ml_part_t *p)
+static void job_release(nc_track_msg_t *tm, void *opaque)
 {
-        int64_t next = -1;
-        ml_job_t *j;
-
-        while ((j = p->head) && j->settled) {
-                next = j->rkm->offset + 1;
-                p->head = j->next;
-                if (!p->head)
-                        p->tail = NULL;
-                job_free(m, j);
-        }
-        if (next >= 0 && !p->revoked)
-                p->store_next = next;
+        job_free(opaque, (ml_job_t *)tm);
 }
 
-/* Stores the offsets part_advance() noted.  Called on every ml_sender_poll(), before a
- * revocation and before the final commit. */
-static void offsets_flush(ml_t *m)
-{
-        rd_kafka_topic_partition_list_t *l = NULL;
-        ml_part_t *p;
-
-        for (p = m->parts; p; p = p->next) {
-                if (p->store_next <= 0)
-                        continue;
-                if (!p->revoked) {
-                        if (!l)
-                                l = rd_kafka_topic_partition_list_new(4);
-                        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
-                            p->store_next;
-                }
-                p->store_next = 0;
-        }
-        if (l) {
-                rd_kafka_offsets_store(m->sender, l);
-                rd_kafka_topic_partition_list_destroy(l);
-        }
-}
-
+/* Its offset is stored (nc_tracks_store, once per poll) when every job before it is settled. */
 static void job_settle(ml_t *m, ml_job_t *j)
 {
-        j->settled = 1;
-        part_advance(m, j->part);
+        nc_track_settle(j->part, &j->tm, job_release, m);
 }
 
 /* ---- recording outcomes ---------------------------------------------------------------- */
@@ -521,19 +469,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         ml_t *m = opaque;
-        ml_part_t *p;
-        int i;
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rd_kafka_assign(rk, parts);
                 return;
         }
-        offsets_flush(m); /* what was sent is committed with the revocation */
-        for (i = 0; i < parts->cnt; i++)
-                for (p = m->parts; p; p = p->next)
-                        if (p->partition == parts->elems[i].partition &&
-                            !strcmp(p->topic, parts->elems[i].topic))
-                                p->revoked = 1;
+        nc_tracks_store(m->parts, rk); /* what was sent is committed with the revocation */
+        nc_tracks_revoke(m->parts, parts);
         rd_kafka_assign(rk, NULL);
 }
 
@@ -622,21 +564,6 @@ static int take_token(ml_t *m)
         return 1;
 }
 
-/* Frees the partitions revoked by a rebalance once their last job is settled. */
-static void parts_gc(ml_t *m)
-{
-        ml_part_t **pp = &m->parts, *p;
-
-        while ((p = *pp)) {
-                if (p->revoked && !p->head) {
-                        *pp = p->next;
-                        free(p);
-                } else {
-                        pp = &p->next;
-                }
-        }
-}
-
 int ml_sender_poll(ml_t *m)
 {
         rd_kafka_message_t *batch[500];
@@ -647,7 +574,7 @@ int ml_sender_poll(ml_t *m)
         ssize_t n, i;
 
         rd_kafka_poll(m->events, 0);
-        parts_gc(m);
+        nc_tracks_gc(&m->parts, NULL, NULL); /* revoked partitions whose last job settled */
         /* Outcomes from the workers. */
         pthread_mutex_lock(&m->q.lock);
         done = m->q.done_head;
@@ -657,7 +584,7 @@ int ml_sender_poll(ml_t *m)
                 done = u->next;
                 unit_outcome(m, u);
         }
-        offsets_flush(m);
+        nc_tracks_store(m->parts, m->sender);
         /* Jobs whose backoff is over, or whose notice may have arrived, oldest first. */
         prev = NULL;
         for (pp = &m->waiting; (j = *pp);) {
@@ -700,12 +627,9 @@ int ml_sender_poll(ml_t *m)
                 job->rkm = r;
                 job->attempt = 1;
                 job->first_try_ms = now;
-                job->part = part_get(m, rd_kafka_topic_name(r->rkt), r->partition);
-                if (job->part->tail)
-                        job->part->tail->next = job;
-                else
-                        job->part->head = job;
-                job->part->tail = job;
+                job->part = nc_track_get(&m->parts, rd_kafka_topic_name(r->rkt), r->partition,
+                                         sizeof(nc_track_t), NULL);
+                nc_track_append(job->part, &job->tm, r->offset);
                 m->outstanding++;
                 job->doc = r->payload ? json_loadb(r->payload, r->len, 0, NULL) : NULL;
                 if (!json_is_object(job->doc) ||
@@ -740,7 +664,6 @@ size_t ml_sender_busy(ml_t *m)
 
 void ml_sender_stop(ml_t *m)
 {
-        ml_part_t *p, *pn;
         ml_unit_t *u;
         int i;
 
@@ -767,7 +690,7 @@ void ml_sender_stop(ml_t *m)
         if (m->events) {
                 rd_kafka_flush(m->events, 10000);
                 rd_kafka_poll(m->events, 0);
-                offsets_flush(m);
+                nc_tracks_store(m->parts, m->sender);
         }
         if (m->sender) {
                 rd_kafka_commit(m->sender, NULL, 0);
@@ -785,17 +708,7 @@ void ml_sender_stop(ml_t *m)
                 json_decref(u->notices);
                 free(u);
         }
-        for (p = m->parts; p; p = pn) {
-                ml_job_t *j, *jn;
-
-                pn = p->next;
-                for (j = p->head; j; j = jn) {
-                        jn = j->next;
-                        job_free(m, j);
-                }
-                free(p);
-        }
-        m->parts = NULL;
+        nc_tracks_free(&m->parts, job_release, m, NULL);
         pthread_mutex_destroy(&m->q.lock);
         pthread_cond_destroy(&m->q.cond);
 }
