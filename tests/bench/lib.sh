@@ -13,6 +13,9 @@
 #   perf_start PID FILE HZ STACK / perf_stop
 #                        perf record (cpu-clock, DWARF call graphs of STACK bytes: the
 #                        distribution's libraries have no frame pointers) of PID into FILE
+#   perf_summary DATA WHAT PCT
+#                        prints a perf.data's CPU by thread and DSO, its top symbols (self)
+#                        and those with >= PCT % inclusive
 #   stop_daemon PID      SIGTERM, SIGKILL if still running 40 s later; sets DEXIT (its exit
 #                        status, or "gone" if it had already exited)
 #   bench_cleanup_hook   if the script defines it, runs first at exit
@@ -102,6 +105,21 @@ perf_stop() {
 	wait "$PERFPID" 2>/dev/null || true
 	forget "$PERFPID"
 	PERFPID=
+}
+
+perf_summary() { # perf.data what min-inclusive-percent
+	[[ -f $1 ]] || return 0
+	say "perf report (DWARF unwinding takes a while)"
+	echo "perf (cpu-clock, DWARF call graphs) of $2 (perf attached: those figures are perturbed)"
+	echo "by thread and DSO (self):"
+	perf report -i "$1" --stdio --no-children --sort comm,dso -g none --percent-limit 0.9 \
+		2>/dev/null | grep -v '^#' | grep -v '^$' | head -16 || true
+	echo "top symbols (self):"
+	perf report -i "$1" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.7 \
+		2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 || true
+	echo "top symbols (inclusive, >= $3 %):"
+	perf report -i "$1" --stdio --children --sort dso,symbol -g none --percent-limit "$3" \
+		2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 || true
 }
 
 stop_daemon() { # pid

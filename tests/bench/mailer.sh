@@ -276,16 +276,6 @@ if [[ ${BENCH_MAILER_SKIP_MEMORY:-0} != 1 ]]; then
 	grep -E 'level=(warn|error|fatal)' "$WORK/mem-daemon.log" >"$WORK/mem.warnings" || true
 fi
 
-if [[ -f $WORK/perf.data ]]; then
-	say "perf report (DWARF unwinding takes a while)"
-	perf report -i "$WORK/perf.data" --stdio --no-children --sort comm,dso -g none --percent-limit 1 \
-		2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 >"$WORK/perf.dso" || true
-	perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.8 \
-		2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 >"$WORK/perf.self" || true
-	perf report -i "$WORK/perf.data" --stdio --children --sort symbol -g none --percent-limit 3 \
-		2>/dev/null | grep -v '^#' | grep -v '^$' | head -45 >"$WORK/perf.incl" || true
-fi
-
 # ---- report -----------------------------------------------------------------------------------------
 cat /proc/loadavg >"$WORK/load.end"
 python3 - "$WORK" "$N" "$NMEM" "$NOTICES" "$NOTICE_AVG" "${SIZE:-0}" "${LEN:-0}" "$BATCH" "$SINK_PID" \
@@ -425,13 +415,5 @@ if mt:
     print(f"        warnings/errors in its log: {len(warn)}")
     for l in warn[:6]:
         print("          " + l[:220])
-if rd("perf.incl"):
-    print("perf (cpu-clock, DWARF) of the first daemon run, plan committed -> last message "
-          "(perf attached: that run's figures are perturbed)")
-    print("by thread name and DSO (self):")
-    print(rd("perf.dso").rstrip())
-    print("top symbols (self):")
-    print(rd("perf.self").rstrip())
-    print("top symbols (inclusive, >= 3%):")
-    print(rd("perf.incl").rstrip())
 PY
+perf_summary "$WORK/perf.data" "the first daemon run, plan committed -> last message" 3

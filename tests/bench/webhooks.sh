@@ -233,16 +233,6 @@ awk -F'\t' '{ if (!($3 in m) || $4 > m[$3]) m[$3] = $4 } END { for (p in m) prin
 	"$WORK/published.tsv" >"$WORK/published.ends"
 grep -E 'level=(warn|error|fatal)' "$WORK/daemon.log" >"$WORK/daemon.warnings" || true
 
-if [[ -f $WORK/perf.data ]]; then
-	perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.7 \
-		2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 >"$WORK/perf.top" || true
-	perf report -i "$WORK/perf.data" --stdio --no-children --sort comm,dso -g none --percent-limit 0.9 \
-		2>/dev/null | grep -v '^#' | grep -v '^$' | head -16 >"$WORK/perf.dso" || true
-	perf report -i "$WORK/perf.data" --stdio --children --sort dso,symbol -g none \
-		2>/dev/null | grep -v '^#' | awk '($3 == "noticecast-webhooks" || $5 == "curl_multi_perform") && $1 + 0 >= 2' |
-		head -30 >"$WORK/perf.incl" || true
-fi
-
 # --- latency ---------------------------------------------------------------------------------------
 echo '{}' >"$WORK/latency.json"
 if [[ ${BENCH_WH_SKIP_LATENCY:-0} != 1 ]]; then
@@ -375,13 +365,5 @@ if lat.get("sent"):
             print("    " + l[:200])
 elif os.path.exists(os.path.join(work, "lat.template")):
     print(f"latency: FAILED: {lat}")
-if rd("perf.top"):
-    print("perf (cpu-clock, DWARF call graphs) of noticecast-webhooks during the delivery run "
-          "(perf attached: the figures above are perturbed)")
-    print("by thread and DSO (self):")
-    print(rd("perf.dso").rstrip())
-    print("top symbols (self):")
-    print(rd("perf.top").rstrip())
-    print("the daemon's own functions (and curl_multi_perform), inclusive (children), >= 2%:")
-    print(rd("perf.incl").rstrip())
 PY
+perf_summary "$WORK/perf.data" "noticecast-webhooks during the delivery run" 2
