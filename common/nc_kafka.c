@@ -50,6 +50,22 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
         return conf;
 }
 
+void nc_kafka_conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
+                           const char *value)
+{
+        static const char *const aliases[][2] = {{"linger.ms", "queue.buffering.max.ms"},
+                                                 {"compression.type", "compression.codec"}};
+        size_t i;
+
+        if (nc_config_kafka_get(cfg, key))
+                return;
+        for (i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
+                if ((!strcmp(key, aliases[i][0]) && nc_config_kafka_get(cfg, aliases[i][1])) ||
+                    (!strcmp(key, aliases[i][1]) && nc_config_kafka_get(cfg, aliases[i][0])))
+                        return;
+        rd_kafka_conf_set(conf, key, value, NULL, 0);
+}
+
 const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf, size_t size)
 {
         rd_kafka_headers_t *hdrs;

@@ -12,6 +12,12 @@
  * librdkafka's log lines routed to our logfmt logger.  NULL with errstr on failure. */
 rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t errstr_size);
 
+/* Sets KEY to VALUE in CONF unless the configuration ([kafka] or -X) set KEY or its
+ * librdkafka alias (linger.ms = queue.buffering.max.ms, compression.type = compression.codec):
+ * a daemon's own default never overrides the operator. */
+void nc_kafka_conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
+                           const char *value);
+
 /* One message of a transactional batch. */
 typedef struct nc_kafka_msg {
         const char *topic;

@@ -493,9 +493,7 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
         /* One outcome event per message: batch them for 50 ms rather than librdkafka's 5 (ten
          * times fewer produce requests for the daemon and the broker to handle; an outcome,
          * and the job's offset, is recorded at most 50 ms later).  [kafka] linger.ms wins. */
-        if (!nc_config_kafka_get(&m->cfg, "linger.ms") &&
-            !nc_config_kafka_get(&m->cfg, "queue.buffering.max.ms"))
-                rd_kafka_conf_set(conf, "linger.ms", "50", NULL, 0);
+        nc_kafka_conf_default(conf, &m->cfg, "linger.ms", "50");
         rd_kafka_conf_set_dr_msg_cb(conf, events_dr);
         rd_kafka_conf_set_opaque(conf, m);
         if (!(m->events = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {

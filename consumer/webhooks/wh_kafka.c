@@ -510,18 +510,6 @@ static void regex_escape(const char *in, char *out, size_t size)
         out[o] = '\0';
 }
 
-/* Sets KEY unless the configuration ([kafka] or -X) already did. */
-static void conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
-                         const char *value)
-{
-        size_t i;
-
-        for (i = 0; i < cfg->kafka_n; i++)
-                if (!strcmp(cfg->kafka[i].key, key))
-                        return;
-        rd_kafka_conf_set(conf, key, value, NULL, 0);
-}
-
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
 {
         rd_kafka_topic_partition_list_t *subs;
@@ -541,8 +529,8 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         /* One event record per attempt is most of what the brokers receive from us: bigger,
          * compressed batches halve the broker's CPU per delivery (make bench).  The only cost
          * is that a delivery settles up to 50 ms later.  [kafka] may set them otherwise. */
-        conf_default(conf, &w->cfg, "linger.ms", "50");
-        conf_default(conf, &w->cfg, "compression.type", "lz4");
+        nc_kafka_conf_default(conf, &w->cfg, "linger.ms", "50");
+        nc_kafka_conf_default(conf, &w->cfg, "compression.type", "lz4");
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
         rd_kafka_conf_set_opaque(conf, w);
         if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
