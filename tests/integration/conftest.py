@@ -37,6 +37,14 @@ LANGUAGES = ["en", "es", "pt", "ko"]
 EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 65, 69, 78
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "faults: the fault tier (make test-faults): one test per real-world fault, long-running; "
+        "`make integration-test` leaves them out",
+    )
+
+
 # --- broker management -----------------------------------------------------------------------
 
 
