@@ -155,7 +155,15 @@ static int kafka_check(const char *key, const char *value, char *errstr, size_t 
         ok = rd_kafka_conf_set(probe, key, value, kerr, sizeof(kerr)) == RD_KAFKA_CONF_OK;
 
         rd_kafka_conf_destroy(probe);
-        return ok ? 0 : nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        if (!ok)
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        /* Private keys librdkafka reads itself follow the secret file rule (nc_util.h). */
+        if (*value &&
+            (!strcmp(key, "ssl.key.location") || !strcmp(key, "ssl.keystore.location") ||
+             !strcmp(key, "sasl.kerberos.keytab")) &&
+            nc_secret_file_check(value, kerr, sizeof(kerr)) != 0)
+                return nc_err(errstr, errstr_size, "kafka: %s: %s", key, kerr);
+        return 0;
 }
 
 int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,
