@@ -786,8 +786,8 @@ static int handler(void *user, const char *section, const char *name, const char
 static const char *const known_sections[] = {"noticecast", "kafka",  "topics", "producer", "limits",
                                              "webhooks",   "mailer", "smtp",   NULL};
 
-/* The INI syntax, parsed here line by line (no line-length limit short of
- * NC_CONFIG_LINE_MAX, a NUL byte or invalid UTF-8 is an error of its line):
+/* The INI syntax, parsed here line by line (lines up to NC_CONFIG_LINE_MAX bytes; a NUL
+ * byte, another control character but tab, or invalid UTF-8 is an error of its line):
  *   [section]            each section at most once; "; comment" or "# comment" may follow
  *   key = value          (or "key: value"); each key at most once per section
  *   ; comment, # comment whole-line comments; " ;" (a ';' after a blank) starts a comment
@@ -947,6 +947,19 @@ static void ini_parse(struct parse_ctx *ctx, char *text, size_t len)
                         break;
                 }
                 s = trim(p, lend);
+                /* Raw control characters (a stray CR mid-line, an escape sequence pasted from a
+                 * terminal) would end up in URLs, headers or file names. */
+                for (const char *c = s; *c; c++) {
+                        if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
+                                snprintf(ctx->err, sizeof(ctx->err),
+                                         "contains a control character (0x%02X)",
+                                         (unsigned char)*c);
+                                ctx->err_line = ctx->line;
+                                break;
+                        }
+                }
+                if (ctx->err[0])
+                        break;
                 if (*s == '[')
                         ini_section(&ini, s, s + strlen(s));
                 else if (*s && *s != ';' && *s != '#')

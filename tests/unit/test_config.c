@@ -544,6 +544,11 @@ static void test_nul_byte(void **state)
         (void)state;
         load_bad_n(on_own_line, sizeof(on_own_line) - 1, 3, "contains a NUL byte");
         load_bad_n(in_value, sizeof(in_value) - 1, 2, "contains a NUL byte");
+        /* Other raw control characters too (tab and the CR of CRLF are fine). */
+        load_bad("[partner.p]\nsecret_file = /x\nurl = https://h/a\rb\n", 3,
+                 "contains a control character (0x0D)");
+        load_bad("[noticecast]\ncategories = news\x1b[0m\n", 2,
+                 "contains a control character (0x1B)");
 }
 
 /* An empty broker list makes librdkafka wait forever for a broker: refused everywhere. */
