@@ -16,7 +16,7 @@ PKG_CONFIG ?= pkg-config
 INSTALL ?= install
 
 # Libraries, all found through pkg-config (Debian: see deploy/local/install-deps.sh).
-PKGS := rdkafka jansson libcurl libesmtp-1.0 libssl libcrypto inih libmicrohttpd gmime-3.0
+PKGS := rdkafka jansson libcurl libesmtp-1.0 libssl libcrypto libmicrohttpd gmime-3.0
 TEST_PKGS := cmocka
 
 CFLAGS ?= -O2 -g

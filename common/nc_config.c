@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -143,12 +142,28 @@ void nc_config_free(nc_config_t *cfg)
 /* Validates KEY=VALUE against librdkafka now, so "-n" catches typos in property names. */
 static int kafka_check(const char *key, const char *value, char *errstr, size_t errstr_size)
 {
-        rd_kafka_conf_t *probe = rd_kafka_conf_new();
+        rd_kafka_conf_t *probe;
         char kerr[256];
-        int ok = rd_kafka_conf_set(probe, key, value, kerr, sizeof(kerr)) == RD_KAFKA_CONF_OK;
+        int ok;
+
+        /* librdkafka takes an empty broker list and then waits forever for a broker. */
+        if ((!strcmp(key, "bootstrap.servers") || !strcmp(key, "metadata.broker.list")) &&
+            !value[strspn(value, " \t,")])
+                return nc_err(errstr, errstr_size,
+                              "kafka: %s: must not be empty (host:port[,host:port...])", key);
+        probe = rd_kafka_conf_new();
+        ok = rd_kafka_conf_set(probe, key, value, kerr, sizeof(kerr)) == RD_KAFKA_CONF_OK;
 
         rd_kafka_conf_destroy(probe);
-        return ok ? 0 : nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        if (!ok)
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        /* Private keys librdkafka reads itself follow the secret file rule (nc_util.h). */
+        if (*value &&
+            (!strcmp(key, "ssl.key.location") || !strcmp(key, "ssl.keystore.location") ||
+             !strcmp(key, "sasl.kerberos.keytab")) &&
+            nc_secret_file_check(value, kerr, sizeof(kerr)) != 0)
+                return nc_err(errstr, errstr_size, "kafka: %s: %s", key, kerr);
+        return 0;
 }
 
 int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,
@@ -310,7 +325,7 @@ const nc_partner_t *nc_config_partner(const nc_config_t *cfg, const char *id)
 struct parse_ctx {
         nc_config_t *cfg;
         const char *path;
-        int line;         /* line being parsed, counted by the reader below */
+        int line;         /* line being parsed, counted by ini_parse() */
         int section_line; /* line of the last [section] header */
         char err[512];
         int err_line;
@@ -708,8 +723,6 @@ static int handler(void *user, const char *section, const char *name, const char
         char origin[PATH_MAX + 32], kerr[512];
         long n;
 
-        if (!name) /* section header alone (inih calls with name == NULL when asked) */
-                return 1;
         if (!strcmp(section, "noticecast"))
                 return handle_noticecast(ctx, name, value);
         if (!strcmp(section, "webhooks"))
@@ -773,66 +786,189 @@ static int handler(void *user, const char *section, const char *name, const char
 static const char *const known_sections[] = {"noticecast", "kafka",  "topics", "producer", "limits",
                                              "webhooks",   "mailer", "smtp",   NULL};
 
-/* inih's reader callback.  It counts lines (so handler errors carry the right line even
- * though Debian's inih is built without INI_HANDLER_LINENO), rejects lines longer than
- * inih's line buffer instead of letting inih split them, strips leading blanks (an indented
- * key must not become a continuation of the previous value), and checks section names
- * (inih never reports a section that has no keys). */
-struct reader {
-        const char *p;
-        struct parse_ctx *ctx;
-};
+/* The INI syntax, parsed here line by line (lines up to NC_CONFIG_LINE_MAX bytes; a NUL
+ * byte, another control character but tab, or invalid UTF-8 is an error of its line):
+ *   [section]            each section at most once; "; comment" or "# comment" may follow
+ *   key = value          (or "key: value"); each key at most once per section
+ *   ; comment, # comment whole-line comments; " ;" (a ';' after a blank) starts a comment
+ *                        at the end of a value, as inih did
+ * Blanks around names and values are ignored; an indented line is an ordinary line (no
+ * continuation lines); CRLF line ends and a UTF-8 byte order mark are accepted. */
+#define NC_CONFIG_LINE_MAX 65536
 
-static void reader_fail(struct parse_ctx *ctx, const char *fmt, const char *arg)
+static int is_blank(char c)
 {
-        if (!ctx->err[0]) {
-                snprintf(ctx->err, sizeof(ctx->err), fmt, arg);
-                ctx->err_line = ctx->line;
-        }
+        return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static char *reader_fn(char *str, int num, void *stream)
+static char *trim(char *s, char *end)
 {
-        struct reader *r = stream;
-        const char *eol;
-        size_t len, i;
+        while (s < end && is_blank(*s))
+                s++;
+        while (end > s && is_blank(end[-1]))
+                end--;
+        *end = '\0';
+        return s;
+}
 
-        if (!*r->p)
-                return NULL;
-        r->ctx->line++;
-        while (*r->p == ' ' || *r->p == '\t')
-                r->p++;
-        eol = strchr(r->p, '\n');
-        len = eol ? (size_t)(eol - r->p) + 1 : strlen(r->p);
-        if (len > (size_t)num - 2) {
-                char max[16];
+/* Names and lines of the sections seen so far, and the keys of the current one. */
+struct seen {
+        char **name;
+        int *line;
+        size_t n, cap;
+};
 
-                snprintf(max, sizeof(max), "%d", num - 2);
-                reader_fail(r->ctx, "line is longer than %s bytes", max);
-                len = 0; /* hand inih an empty line; the error is already recorded */
-        } else {
-                memcpy(str, r->p, len);
+static void seen_add(struct seen *s, const char *name, int line)
+{
+        if (s->n == s->cap) {
+                s->cap = s->cap ? s->cap * 2 : 16;
+                s->name = nc_xrealloc(s->name, s->cap * sizeof(*s->name));
+                s->line = nc_xrealloc(s->line, s->cap * sizeof(*s->line));
         }
-        str[len] = '\0';
-        r->p += eol ? (size_t)(eol - r->p) + 1 : strlen(r->p);
-        if (str[0] == '[') {
-                char name[64];
+        s->name[s->n] = nc_xstrdup(name);
+        s->line[s->n++] = line;
+}
 
-                for (i = 1; i < sizeof(name) && str[i] && str[i] != ']'; i++)
-                        name[i - 1] = str[i];
-                if (str[i] != ']')
-                        return str; /* inih reports the syntax error */
-                name[i - 1] = '\0';
-                r->ctx->section_line = r->ctx->line;
-                if (!strncmp(name, "partner.", 8))
-                        return str;
+static int seen_line(const struct seen *s, const char *name)
+{
+        for (size_t i = 0; i < s->n; i++)
+                if (!strcmp(s->name[i], name))
+                        return s->line[i];
+        return 0;
+}
+
+static void seen_clear(struct seen *s)
+{
+        for (size_t i = 0; i < s->n; i++)
+                free(s->name[i]);
+        free(s->name);
+        free(s->line);
+        memset(s, 0, sizeof(*s));
+}
+
+struct ini {
+        struct parse_ctx *ctx;
+        char *section; /* current one, NULL before the first header */
+        struct seen sections, keys;
+};
+
+#define SYNTAX_ERROR "syntax error (expected [section] or key = value)"
+
+static int ini_section(struct ini *ini, char *s, char *end)
+{
+        struct parse_ctx *ctx = ini->ctx;
+        char *close = memchr(s, ']', (size_t)(end - s)), *name, *rest;
+        int first;
+        size_t i;
+
+        if (!close)
+                FAIL(SYNTAX_ERROR);
+        rest = trim(close + 1, end);
+        if (*rest && *rest != ';' && *rest != '#')
+                FAIL("syntax error (text after ']')");
+        name = trim(s + 1, close);
+        if (strncmp(name, "partner.", 8)) {
                 for (i = 0; known_sections[i]; i++)
                         if (!strcmp(name, known_sections[i]))
                                 break;
                 if (!known_sections[i])
-                        reader_fail(r->ctx, "unknown section [%s]", name);
+                        FAIL("unknown section [%s]", name);
+        } else if (!ident_ok(name + 8, 0)) {
+                FAIL("[%s]: the id may only contain a-z, 0-9, '-' and '_'", name);
         }
-        return str;
+        if ((first = seen_line(&ini->sections, name)) != 0)
+                FAIL("section [%s] already defined at line %d", name, first);
+        seen_add(&ini->sections, name, ctx->line);
+        seen_clear(&ini->keys);
+        free(ini->section);
+        ini->section = nc_xstrdup(name);
+        ctx->section_line = ctx->line;
+        /* A partner exists from its header on, so one whose keys are all commented out is
+         * reported (url is required) rather than silently ignored. */
+        if (!strncmp(name, "partner.", 8))
+                partner_get(ctx, name + 8);
+        return 1;
+}
+
+static int ini_key(struct ini *ini, char *s, char *end)
+{
+        struct parse_ctx *ctx = ini->ctx;
+        char *sep = s, *name, *value, *v;
+        int first;
+
+        while (sep < end && *sep != '=' && *sep != ':')
+                sep++;
+        if (sep == end)
+                FAIL(SYNTAX_ERROR);
+        name = trim(s, sep);
+        if (!*name)
+                FAIL("syntax error (no key before '%c')", *sep);
+        /* A ';' after a blank starts a comment (inih's rule): "a;b" stays a value. */
+        for (v = sep + 1; v < end; v++)
+                if (*v == ';' && is_blank(v[-1]))
+                        break;
+        value = trim(sep + 1, v);
+        if (!ini->section)
+                FAIL("key '%s' outside of any section", name);
+        if ((first = seen_line(&ini->keys, name)) != 0)
+                FAIL("key '%s' already set at line %d in [%s]", name, first, ini->section);
+        seen_add(&ini->keys, name, ctx->line);
+        return handler(ctx, ini->section, name, value);
+}
+
+/* Parses TEXT (LEN bytes, NUL-terminated, modified in place).  Stops at the first error,
+ * left in ctx->err / ctx->err_line. */
+static void ini_parse(struct parse_ctx *ctx, char *text, size_t len)
+{
+        struct ini ini = {.ctx = ctx};
+        char *p = text, *end = text + len;
+
+        if (len >= 3 && !memcmp(p, "\xef\xbb\xbf", 3))
+                p += 3;
+        while (p < end && !ctx->err[0]) {
+                char *eol = memchr(p, '\n', (size_t)(end - p)), *lend = eol ? eol : end, *s;
+                size_t n = (size_t)(lend - p);
+
+                ctx->line++;
+                if (n > NC_CONFIG_LINE_MAX) {
+                        snprintf(ctx->err, sizeof(ctx->err), "line is longer than %d bytes",
+                                 NC_CONFIG_LINE_MAX);
+                        ctx->err_line = ctx->line;
+                        break;
+                }
+                if (memchr(p, '\0', n)) {
+                        snprintf(ctx->err, sizeof(ctx->err), "contains a NUL byte");
+                        ctx->err_line = ctx->line;
+                        break;
+                }
+                if (!nc_utf8_valid(p, n)) {
+                        snprintf(ctx->err, sizeof(ctx->err), "not valid UTF-8");
+                        ctx->err_line = ctx->line;
+                        break;
+                }
+                s = trim(p, lend);
+                /* Raw control characters (a stray CR mid-line, an escape sequence pasted from a
+                 * terminal) would end up in URLs, headers or file names. */
+                for (const char *c = s; *c; c++) {
+                        if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
+                                snprintf(ctx->err, sizeof(ctx->err),
+                                         "contains a control character (0x%02X)",
+                                         (unsigned char)*c);
+                                ctx->err_line = ctx->line;
+                                break;
+                        }
+                }
+                if (ctx->err[0])
+                        break;
+                if (*s == '[')
+                        ini_section(&ini, s, s + strlen(s));
+                else if (*s && *s != ';' && *s != '#')
+                        ini_key(&ini, s, s + strlen(s));
+                p = eol ? eol + 1 : end;
+        }
+        free(ini.section);
+        seen_clear(&ini.sections);
+        seen_clear(&ini.keys);
 }
 
 static int config_check(const nc_config_t *cfg, char *errstr, size_t errstr_size)
@@ -873,13 +1009,12 @@ int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *
                    size_t errstr_size)
 {
         struct parse_ctx ctx = {.cfg = cfg, .path = path};
-        struct reader r = {.ctx = &ctx};
         char ferr[512];
+        size_t len = 0;
         char *text;
-        int rc;
 
         nc_config_defaults(cfg);
-        text = nc_file_read(path, NULL, ferr, sizeof(ferr));
+        text = nc_file_read(path, &len, ferr, sizeof(ferr));
         if (!text) {
                 if (!explicit_path && errno == ENOENT) {
                         log_debug("no configuration file at %s: using built-in defaults", path);
@@ -888,24 +1023,11 @@ int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *
                 nc_config_free(cfg);
                 return nc_err(errstr, errstr_size, "%s", ferr);
         }
-        if (!nc_utf8_valid(text, strlen(text))) {
-                free(text);
-                nc_config_free(cfg);
-                return nc_err(errstr, errstr_size, "%s: not valid UTF-8", path);
-        }
         cfg->path = nc_xstrdup(path);
-        r.p = text;
-        rc = ini_parse_stream(reader_fn, &r, handler, &ctx);
+        ini_parse(&ctx, text, len);
         free(text);
-        if (rc != 0 || ctx.err[0]) {
-                /* Report the first problem: ours, or inih's syntax error if it came earlier. */
-                if (ctx.err[0] && (rc <= 0 || ctx.err_line <= rc))
-                        nc_err(errstr, errstr_size, "%s:%d: %s", path, ctx.err_line, ctx.err);
-                else if (rc > 0)
-                        nc_err(errstr, errstr_size,
-                               "%s:%d: syntax error (expected [section] or key = value)", path, rc);
-                else
-                        nc_err(errstr, errstr_size, "%s: cannot parse (out of memory)", path);
+        if (ctx.err[0]) {
+                nc_err(errstr, errstr_size, "%s:%d: %s", path, ctx.err_line, ctx.err);
                 nc_config_free(cfg);
                 return -1;
         }

@@ -1,9 +1,11 @@
-/* Configuration: one INI file (parsed with inih) plus -X/-b overrides from the command line.
+/* Configuration: one INI file (parsed by nc_config.c itself) plus -X/-b overrides from the
+ * command line.
  *
  * Lookup order: -C FILE, else $NOTICECAST_CONFIG, else NC_SYSCONFDIR/noticecast/noticecast.conf.
  * Errors read "file:line: message"; unknown sections and keys are errors, so a typo never
- * silently falls back to a default.  [kafka] keys go straight to librdkafka and are checked
- * against it at load time. */
+ * silently falls back to a default, and so are a key set twice in a section, a section given
+ * twice, a NUL byte, invalid UTF-8 and a line over 64 KiB.  [kafka] keys go straight to
+ * librdkafka and are checked against it at load time (an empty bootstrap.servers is refused). */
 #ifndef NC_CONFIG_H
 #define NC_CONFIG_H
 

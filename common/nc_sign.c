@@ -189,19 +189,14 @@ int nc_secrets_load_file(nc_secrets_t *s, const char *path, char *errstr, size_t
          * secrets is left behind in freed memory. */
         char iobuf[4096], line[SECRET_LINE_MAX];
         nc_secrets_t tmp;
-        struct stat st;
         FILE *f;
         int rc;
 
         nc_secrets_init(&tmp);
-        f = fopen(path, "r");
-        if (!f)
-                return nc_err(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        /* A secret file others can read is refused (nc_util.h), not merely warned about. */
+        if (!(f = nc_secret_fopen(path, errstr, errstr_size)))
+                return -1;
         setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
-        if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
-                log_warnx("%s: secret file is readable by group or others (mode %04o); "
-                          "chmod 600 it",
-                          path, (unsigned)(st.st_mode & 07777));
         rc = secrets_read(&tmp, f, path, line, sizeof(line), errstr, errstr_size);
         fclose(f);
         OPENSSL_cleanse(iobuf, sizeof(iobuf));

@@ -127,6 +127,75 @@ char *nc_file_read(const char *path, size_t *lenp, char *errstr, size_t errstr_s
         return buf;
 }
 
+int nc_secret_mode_ok(unsigned mode)
+{
+        return (mode & 077) == 0;
+}
+
+FILE *nc_secret_fopen(const char *path, char *errstr, size_t errstr_size)
+{
+        FILE *f = fopen(path, "r");
+        struct stat st;
+
+        if (!f) {
+                nc_err(errstr, errstr_size, "%s: %s", path, strerror(errno));
+                return NULL;
+        }
+        if (fstat(fileno(f), &st) != 0) {
+                nc_err(errstr, errstr_size, "%s: %s", path, strerror(errno));
+                fclose(f);
+                return NULL;
+        }
+        if (!nc_secret_mode_ok((unsigned)st.st_mode)) {
+                nc_err(errstr, errstr_size,
+                       "%s: secret file is accessible by group or others (mode %04o); "
+                       "refused: chmod 600 it",
+                       path, (unsigned)(st.st_mode & 07777));
+                fclose(f);
+                return NULL;
+        }
+        return f;
+}
+
+int nc_secret_file_check(const char *path, char *errstr, size_t errstr_size)
+{
+        FILE *f = nc_secret_fopen(path, errstr, errstr_size);
+
+        if (!f)
+                return -1;
+        fclose(f);
+        return 0;
+}
+
+char *nc_secret_file_read(const char *path, size_t *lenp, char *errstr, size_t errstr_size)
+{
+        FILE *f = nc_secret_fopen(path, errstr, errstr_size);
+        char *buf;
+        size_t len;
+
+        if (!f)
+                return NULL;
+        setvbuf(f, NULL, _IONBF, 0);
+        buf = nc_xmalloc(NC_SECRET_FILE_MAX + 2);
+        len = fread(buf, 1, NC_SECRET_FILE_MAX + 1, f);
+        if (ferror(f) || len > NC_SECRET_FILE_MAX) {
+                if (ferror(f))
+                        nc_err(errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
+                else
+                        nc_err(errstr, errstr_size, "%s: secret file is larger than %d bytes", path,
+                               NC_SECRET_FILE_MAX);
+                memset(buf, 0, NC_SECRET_FILE_MAX + 2);
+                free(buf);
+                fclose(f);
+                return NULL;
+        }
+        fclose(f);
+        buf[len] = '\0';
+        if (lenp)
+                *lenp = len;
+        return buf;
+}
+
 /* Decodes one code point; returns its length or 0 if invalid. */
 static size_t utf8_decode(const unsigned char *s, size_t left, uint32_t *cp)
 {
@@ -205,6 +274,59 @@ long nc_utf8_find_control(const char *s, const char *allowed)
                 i += n;
         }
         return -1;
+}
+
+static int bidi_control(uint32_t cp)
+{
+        return cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+               (cp >= 0x2066 && cp <= 0x2069);
+}
+
+char *nc_tsv_escape(const char *s, size_t len, size_t max_chars, char *out, size_t out_size)
+{
+        const unsigned char *p = (const unsigned char *)s;
+        size_t i = 0, o = 0, chars = 0;
+
+        if (!out_size)
+                return out;
+        while (i < len) {
+                char unit[8];
+                size_t n, ulen, uchars;
+                uint32_t cp;
+
+                n = utf8_decode(p + i, len - i, &cp);
+                if (!n) {
+                        ulen = (size_t)snprintf(unit, sizeof(unit), "\\x%02X", p[i]);
+                        n = 1;
+                } else if (cp == '\\' || cp == '\t' || cp == '\n' || cp == '\r') {
+                        unit[0] = '\\';
+                        unit[1] = cp == '\\' ? '\\' : cp == '\t' ? 't' : cp == '\n' ? 'n' : 'r';
+                        ulen = 2;
+                } else if (cp < 0x20 || cp == 0x7f) {
+                        ulen = (size_t)snprintf(unit, sizeof(unit), "\\x%02X", (unsigned)cp);
+                } else if ((cp >= 0x80 && cp < 0xa0) || cp == 0x2028 || cp == 0x2029 ||
+                           bidi_control(cp)) {
+                        ulen = (size_t)snprintf(unit, sizeof(unit), "\\u%04X", (unsigned)cp);
+                } else {
+                        memcpy(unit, p + i, n);
+                        ulen = n;
+                }
+                uchars = unit[0] == '\\' ? ulen : 1;
+                /* Room for this unit, then the marker and the NUL if anything follows. */
+                if (chars + uchars > max_chars || o + ulen + 4 > out_size) {
+                        if (o + 4 <= out_size) {
+                                memcpy(out + o, "\xe2\x80\xa6", 3);
+                                o += 3;
+                        }
+                        break;
+                }
+                memcpy(out + o, unit, ulen);
+                o += ulen;
+                chars += uchars;
+                i += n;
+        }
+        out[o] = '\0';
+        return out;
 }
 
 char *nc_str_trim(char *s)

@@ -42,6 +42,23 @@ char *nc_xstrdup(const char *s);
 /* Reads a whole file ("-" = stdin) into a NUL-terminated malloc'd buffer. */
 char *nc_file_read(const char *path, size_t *lenp, char *errstr, size_t errstr_size);
 
+/* Secret files (partner webhook secrets, the SMTP password, the unsubscribe key, TLS and
+ * Kafka private keys) must be accessible by their owner only: a file with any group or other
+ * permission bit (mode & 077, as ssh does for private keys) is refused -- chmod 600 or 400. */
+#define NC_SECRET_FILE_MAX (64 * 1024)
+/* 1 if MODE (st_mode) is acceptable for a secret file. */
+int nc_secret_mode_ok(unsigned mode);
+/* Opens PATH for reading and checks the mode of what was opened (fstat, no race with a
+ * rename).  Returns the stream, or NULL with errstr naming the file (and its mode). */
+FILE *nc_secret_fopen(const char *path, char *errstr, size_t errstr_size);
+/* The same check for a secret file that a library reads itself (curl's client key,
+ * librdkafka's ssl.key.location).  Returns 0 or -1 with errstr. */
+int nc_secret_file_check(const char *path, char *errstr, size_t errstr_size);
+/* Reads a whole secret file (at most NC_SECRET_FILE_MAX bytes) into a NUL-terminated malloc'd
+ * buffer, unbuffered and without realloc, so no stray copy is left in freed memory.  The
+ * caller wipes and frees it.  Returns NULL with errstr on error. */
+char *nc_secret_file_read(const char *path, size_t *lenp, char *errstr, size_t errstr_size);
+
 /* 1 if S[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int nc_utf8_valid(const char *s, size_t len);
 /* Number of code points in a valid UTF-8 string. */
@@ -49,6 +66,17 @@ size_t nc_utf8_len(const char *s);
 /* Returns the first control character (C0, DEL, C1 and U+2028/2029 line separators) in S
  * that is not in ALLOWED, or -1 if none. */
 long nc_utf8_find_control(const char *s, const char *allowed);
+
+/* One field of a tab-separated listing (`subscribers list`, `dlq list`): an escaped copy of
+ * S[0..LEN) that can neither split a row or a column nor drive a terminal.  \ \t \n \r are
+ * written as such (\\ for a backslash), other C0 controls and DEL as \xHH, bytes that are
+ * not UTF-8 as \xHH (>= \x80), C1 controls, U+2028/2029 and bidi controls as \uHHHH.  At most
+ * MAX_CHARS characters are written (an escape counts as its length); a longer field is cut
+ * there and ends with "…" (U+2026).  OUT needs NC_TSV_FIELD_SIZE(MAX_CHARS) bytes.  Returns
+ * OUT. */
+#define NC_TSV_FIELD_MAX             200
+#define NC_TSV_FIELD_SIZE(max_chars) ((max_chars)*4 + 8)
+char *nc_tsv_escape(const char *s, size_t len, size_t max_chars, char *out, size_t out_size);
 
 /* Trims ASCII blanks in place; returns S. */
 char *nc_str_trim(char *s);

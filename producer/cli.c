@@ -49,3 +49,18 @@ int nc_cli_usage_error(const char *cmd, const char *usage_hint)
                 cmd);
         return NC_EX_USAGE;
 }
+
+void nc_cli_tsv(const char *s, size_t len, char sep)
+{
+        char buf[NC_TSV_FIELD_SIZE(NC_TSV_FIELD_MAX)];
+
+        fputs(nc_tsv_escape(s, len, NC_TSV_FIELD_MAX, buf, sizeof(buf)), stdout);
+        putchar(sep);
+}
+
+void nc_cli_tsv_str(const char *s, const char *if_null, char sep)
+{
+        if (!s)
+                s = if_null;
+        nc_cli_tsv(s, strlen(s), sep);
+}

@@ -35,6 +35,11 @@ int nc_cli_load_config(nc_cli_t *cli);
 int nc_cli_fail(int code, const char *cmd, const char *fmt, ...) NC_PRINTF(3, 4);
 /* Reports a bad option and returns NC_EX_USAGE. */
 int nc_cli_usage_error(const char *cmd, const char *usage_hint);
+/* Prints S[0..LEN) as one field of a tab-separated listing (escaped and cut at
+ * NC_TSV_FIELD_MAX characters, see nc_tsv_escape), then SEP ('\t' or '\n'). */
+void nc_cli_tsv(const char *s, size_t len, char sep);
+/* The same for a NUL-terminated string; NULL prints as IF_NULL. */
+void nc_cli_tsv_str(const char *s, const char *if_null, char sep);
 
 /* One JSON value read from an input file, with the line it starts on.  A hook may replace
  * the parsed tree by its serialised form as soon as it is read, so a batch of 100,000

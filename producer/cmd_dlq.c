@@ -13,7 +13,9 @@ static const char dlq_usage[] =
     "noticecast dlq replay [--id KEY] [--partner ID] [-n]\n"
     "\n"
     "list shows every entry of the dead letter queue: when, which stage put it there, where\n"
-    "it came from, its key, the partner (for a failed delivery) and the reason.\n"
+    "it came from, its key, the partner (for a failed delivery) and the reason; one row per\n"
+    "entry (TSV, control characters escaped as \\t \\n \\\\ \\xHH \\uHHHH, a field over 200\n"
+    "characters cut and ending with \"\u2026\"; --json gives the exact values).\n"
     "replay republishes the matching entries (all of them without filters) in one\n"
     "transaction: input that was invalid goes back to its source topic, a failed delivery\n"
     "goes back to that partner only.  Entries stay in the DLQ: replay with --id to retry\n"
@@ -31,7 +33,9 @@ enum { OPT_JSON = 400, OPT_ID, OPT_PARTNER };
 struct dlq_entry {
         int32_t partition;
         int64_t offset;
-        char *key;
+        char *key;     /* up to a NUL in it, for replay */
+        char *key_raw; /* all of its bytes, for listing */
+        size_t key_len;
         void *value;
         size_t len;
         rd_kafka_headers_t *hdrs; /* all of them */
@@ -56,8 +60,13 @@ static int dlq_collect(const rd_kafka_message_t *m, void *opaque)
         memset(e, 0, sizeof(*e));
         e->partition = m->partition;
         e->offset = m->offset;
-        if (m->key)
+        if (m->key) {
                 e->key = strndup(m->key, m->key_len);
+                e->key_raw = nc_xmalloc(m->key_len + 1);
+                memcpy(e->key_raw, m->key, m->key_len);
+                e->key_raw[m->key_len] = '\0';
+                e->key_len = m->key_len;
+        }
         e->len = m->len;
         e->value = nc_xmalloc(m->len ? m->len : 1);
         if (m->len)
@@ -71,6 +80,7 @@ static void dlq_free(struct dlq_set *s)
 {
         for (size_t i = 0; i < s->n; i++) {
                 free(s->v[i].key);
+                free(s->v[i].key_raw);
                 free(s->v[i].value);
                 if (s->v[i].hdrs)
                         rd_kafka_headers_destroy(s->v[i].hdrs);
@@ -103,45 +113,118 @@ static int read_dlq(nc_cli_t *cli, struct dlq_set *s, const char *cmd)
         return 0;
 }
 
+/* A header's bytes (not NUL-terminated), or NULL when absent. */
+static const char *eh_raw(const struct dlq_entry *e, const char *name, size_t *lenp)
+{
+        const void *v;
+
+        if (!e->hdrs || rd_kafka_header_get_last(e->hdrs, name, &v, lenp) || !v)
+                return NULL;
+        return v;
+}
+
+/* A JSON string of exactly those bytes; bytes that are not UTF-8 (which JSON cannot carry)
+ * become U+FFFD, so an entry is never dropped from the listing. */
+static json_t *json_bytes(const char *s, size_t len)
+{
+        json_t *j;
+        char *fixed;
+        size_t o = 0;
+
+        if (!s)
+                return json_null();
+        if ((j = json_stringn(s, len)))
+                return j;
+        fixed = nc_xmalloc(len * 3 + 1);
+        for (size_t i = 0; i < len;) {
+                size_t n = 1;
+
+                /* Longest valid sequence starting here (1 to 4 bytes), else one bad byte. */
+                for (size_t k = 4; k >= 1; k--)
+                        if (i + k <= len && nc_utf8_valid(s + i, k)) {
+                                n = k;
+                                break;
+                        }
+                if (nc_utf8_valid(s + i, n)) {
+                        memcpy(fixed + o, s + i, n);
+                        o += n;
+                } else {
+                        memcpy(fixed + o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                }
+                i += n;
+        }
+        j = json_stringn(fixed, o);
+        free(fixed);
+        return j ? j : json_null();
+}
+
+static const char *const dlq_fields[][2] = {
+    {"time", "noticecast-dlq-time"},
+    {"stage", "noticecast-dlq-stage"},
+    {"source_topic", "noticecast-dlq-source-topic"},
+    {"source_partition", "noticecast-dlq-source-partition"},
+    {"source_offset", "noticecast-dlq-source-offset"},
+    {"partner", "noticecast-dlq-partner"},
+    {"reason", "noticecast-dlq-reason"},
+};
+
 static int dlq_list(nc_cli_t *cli, int json_out)
 {
         struct dlq_set s = {0};
-        char t[64], stage[32], src[256], sp[16], so[24], partner[128], reason[1024];
-        size_t i;
+        size_t i, k;
         int rc;
 
         if ((rc = read_dlq(cli, &s, "dlq list")) != 0)
                 return rc;
         for (i = 0; i < s.n; i++) {
                 const struct dlq_entry *e = &s.v[i];
-                const char *tm = eh(e, "noticecast-dlq-time", t, sizeof(t));
-                const char *st = eh(e, "noticecast-dlq-stage", stage, sizeof(stage));
-                const char *st_ = eh(e, "noticecast-dlq-source-topic", src, sizeof(src));
-                const char *p = eh(e, "noticecast-dlq-partner", partner, sizeof(partner));
-                const char *r = eh(e, "noticecast-dlq-reason", reason, sizeof(reason));
+                const char *v[7];
+                size_t len[7];
 
-                if (!eh(e, "noticecast-dlq-source-partition", sp, sizeof(sp)))
-                        strcpy(sp, "?");
-                if (!eh(e, "noticecast-dlq-source-offset", so, sizeof(so)))
-                        strcpy(so, "?");
+                for (k = 0; k < 7; k++)
+                        v[k] = eh_raw(e, dlq_fields[k][1], &len[k]);
                 if (json_out) {
-                        json_t *o = json_pack(
-                            "{s:i, s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, "
-                            "s:s?, s:s?}",
-                            "partition", (int)e->partition, "offset", (json_int_t)e->offset, "time",
-                            tm, "stage", st, "source_topic", st_, "key", e->key, "source_partition",
-                            sp, "source_offset", so, "partner", p, "reason", r);
-                        char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                        /* Exact values, whole (no cut), NUL bytes as \u0000. */
+                        json_t *o = json_object();
+                        char *line;
 
+                        json_object_set_new(o, "partition", json_integer(e->partition));
+                        json_object_set_new(o, "offset", json_integer(e->offset));
+                        json_object_set_new(o, "key", json_bytes(e->key_raw, e->key_len));
+                        for (k = 0; k < 7; k++) {
+                                /* source_partition/offset were always present ("?"). */
+                                if (!v[k] && (k == 3 || k == 4))
+                                        json_object_set_new(o, dlq_fields[k][0], json_string("?"));
+                                else
+                                        json_object_set_new(o, dlq_fields[k][0],
+                                                            json_bytes(v[k], len[k]));
+                        }
+                        line = json_dumps(o, JSON_COMPACT);
                         if (line)
                                 puts(line);
                         free(line);
                         json_decref(o);
-                } else {
-                        printf("%s\t%s\t%s[%s]@%s\t%s\t%s\t%s\n", tm ? tm : "-", st ? st : "-",
-                               st_ ? st_ : "-", sp, so, e->key ? e->key : "-", p ? p : "-",
-                               r ? r : "-");
+                        continue;
                 }
+                /* time, stage, source topic[partition]@offset, key, partner, reason: every
+                 * part escaped (nc_cli_tsv), so one entry is always one row of six fields. */
+                nc_cli_tsv(v[0] ? v[0] : "-", v[0] ? len[0] : 1, '\t');
+                nc_cli_tsv(v[1] ? v[1] : "-", v[1] ? len[1] : 1, '\t');
+                {
+                        char part[3][NC_TSV_FIELD_SIZE(NC_TSV_FIELD_MAX)];
+
+                        nc_tsv_escape(v[2] ? v[2] : "-", v[2] ? len[2] : 1, NC_TSV_FIELD_MAX,
+                                      part[0], sizeof(part[0]));
+                        nc_tsv_escape(v[3] ? v[3] : "?", v[3] ? len[3] : 1, 16, part[1],
+                                      sizeof(part[1]));
+                        nc_tsv_escape(v[4] ? v[4] : "?", v[4] ? len[4] : 1, 24, part[2],
+                                      sizeof(part[2]));
+                        printf("%s[%s]@%s\t", part[0], part[1], part[2]);
+                }
+                nc_cli_tsv(e->key_raw ? e->key_raw : "-", e->key_raw ? e->key_len : 1, '\t');
+                nc_cli_tsv(v[5] ? v[5] : "-", v[5] ? len[5] : 1, '\t');
+                nc_cli_tsv(v[6] ? v[6] : "-", v[6] ? len[6] : 1, '\n');
         }
         dlq_free(&s);
         return NC_EX_OK;
@@ -180,7 +263,9 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
                 msgs[n].value = e->value;
                 msgs[n].value_len = e->len;
                 msgs[n].headers = e->hdrs;
-                printf("%s\t%s\t%s\n", dry_run ? "would replay" : "replay", msgs[n].key, topics[n]);
+                printf("%s\t", dry_run ? "would replay" : "replay");
+                nc_cli_tsv_str(msgs[n].key, "", '\t');
+                nc_cli_tsv_str(topics[n], "", '\n');
                 n++;
         }
         rc = NC_EX_OK;
@@ -348,14 +433,16 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
                 const char *e = json_string_value(json_object_get(last, "error"));
                 const char *at = json_string_value(json_object_get(p, "delivered_at"));
 
-                printf("%s\t%s\t%lld\t%s\t", name, json_string_value(json_object_get(p, "outcome")),
-                       (long long)json_integer_value(json_object_get(p, "attempts")),
-                       at ? at : "-");
+                nc_cli_tsv_str(name, "-", '\t');
+                nc_cli_tsv_str(json_string_value(json_object_get(p, "outcome")), "-", '\t');
+                printf("%lld\t", (long long)json_integer_value(json_object_get(p, "attempts")));
+                nc_cli_tsv_str(at, "-", '\t');
                 if (json_is_integer(st))
                         printf("%lld", (long long)json_integer_value(st));
                 else
                         printf("-");
-                printf("\t%s\n", e ? e : "-");
+                putchar('\t');
+                nc_cli_tsv_str(e, "-", '\n');
         }
         json_decref(partners);
         json_decref(d.events);

@@ -27,7 +27,10 @@ static const char subscribers_usage[] =
     "remove deletes one; import validates the whole CSV first and writes all rows in one\n"
     "transaction, or nothing.  CSV header: email,name,lang,categories,regions,frequency,\n"
     "tz,send_at (email required, other columns optional; lists separated by ';').\n"
-    "list prints email, name, lang, frequency, tz, send_at, categories, regions (TSV).\n"
+    "list prints email, name, lang, frequency, tz, send_at, categories, regions (TSV: one\n"
+    "row per subscriber; tabs, line breaks, backslashes and other control characters\n"
+    "escaped as \\t \\n \\\\ \\xHH \\uHHHH; a field over 200 characters is cut and ends\n"
+    "with \"\u2026\"; --json prints each record exactly, one per line).\n"
     "Common options: -C FILE  -X key=value  -b BROKERS  -v  -q  -h\n";
 
 enum {
@@ -225,29 +228,28 @@ static int sub_import(nc_cli_t *cli, const char *file)
         return rc;
 }
 
-/* list: replay the compacted topic; the last record per key wins, tombstones delete. */
+/* list: replay the compacted topic; the last record per key wins, tombstones delete.  Keys
+ * are taken whole (any bytes), so two distinct keys never collapse into one row. */
 static int list_collect(const rd_kafka_message_t *m, void *opaque)
 {
         json_t *all = opaque, *rec;
-        char key[300];
-        size_t klen = m->key_len < sizeof(key) - 1 ? m->key_len : sizeof(key) - 1;
+        char kshow[NC_TSV_FIELD_SIZE(64)];
 
         if (!m->key)
                 return 0;
-        memcpy(key, m->key, klen);
-        key[klen] = '\0';
         if (!m->payload) {
-                json_object_del(all, key);
+                json_object_deln(all, m->key, m->key_len);
                 return 0;
         }
         rec = json_loadb(m->payload, m->len, 0, NULL);
         if (!json_is_object(rec)) {
-                log_warnx("subscribers: record for key %s at offset %lld is not JSON; skipped", key,
+                log_warnx("subscribers: record for key %s at offset %lld is not JSON; skipped",
+                          nc_tsv_escape(m->key, m->key_len, 64, kshow, sizeof(kshow)),
                           (long long)m->offset);
                 json_decref(rec);
                 return 0;
         }
-        json_object_set_new(all, key, rec);
+        json_object_setn_new_nocheck(all, m->key, m->key_len, rec);
         return 0;
 }
 
@@ -256,17 +258,41 @@ static int cmp_str(const void *a, const void *b)
         return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static void join(json_t *arr, char *buf, size_t size)
+/* A string field of REC (anything else prints empty). */
+static void tsv_field(json_t *rec, const char *name, char sep)
 {
-        size_t i, off = 0;
+        json_t *v = json_object_get(rec, name);
+
+        if (json_is_string(v))
+                nc_cli_tsv(json_string_value(v), json_string_length(v), sep);
+        else
+                nc_cli_tsv("", 0, sep);
+}
+
+/* A list field: its strings joined by ',', or "*" (= all) when empty. */
+static void tsv_list(json_t *arr, char sep)
+{
+        size_t i, len = 0;
+        char *buf;
         json_t *v;
 
-        buf[0] = '\0';
-        json_array_foreach(arr, i, v) off +=
-            (size_t)snprintf(buf + off, off < size ? size - off : 0, "%s%s", i ? "," : "",
-                             json_string_value(v) ? json_string_value(v) : "");
-        if (!json_array_size(arr))
-                snprintf(buf, size, "*");
+        if (!json_array_size(arr)) {
+                nc_cli_tsv("*", 1, sep);
+                return;
+        }
+        json_array_foreach(arr, i, v) len += json_string_length(v) + 1;
+        buf = nc_xmalloc(len + 1);
+        len = 0;
+        json_array_foreach(arr, i, v)
+        {
+                if (i)
+                        buf[len++] = ',';
+                memcpy(buf + len, json_string_value(v) ? json_string_value(v) : "",
+                       json_string_length(v));
+                len += json_string_length(v);
+        }
+        nc_cli_tsv(buf, len, sep);
+        free(buf);
 }
 
 static int sub_list(nc_cli_t *cli, int json_out)
@@ -274,7 +300,7 @@ static int sub_list(nc_cli_t *cli, int json_out)
         json_t *all = json_object(), *rec;
         const char **keys;
         const char *k;
-        char topic[256], err[1024], cats[1024], regs[1024];
+        char topic[256], err[1024];
         size_t n = 0, i;
         int rc;
 
@@ -300,14 +326,15 @@ static int sub_list(nc_cli_t *cli, int json_out)
                         free(s);
                         continue;
                 }
-                join(json_object_get(rec, "categories"), cats, sizeof(cats));
-                join(json_object_get(rec, "regions"), regs, sizeof(regs));
-#define S(f)                                                                                       \
-        (json_string_value(json_object_get(rec, f)) ? json_string_value(json_object_get(rec, f))   \
-                                                    : "")
-                printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", S("email"), S("name"), S("lang"),
-                       S("frequency"), S("tz"), S("send_at"), cats, regs);
-#undef S
+                /* One row per subscriber whatever the fields hold (nc_cli_tsv escapes). */
+                tsv_field(rec, "email", '\t');
+                tsv_field(rec, "name", '\t');
+                tsv_field(rec, "lang", '\t');
+                tsv_field(rec, "frequency", '\t');
+                tsv_field(rec, "tz", '\t');
+                tsv_field(rec, "send_at", '\t');
+                tsv_list(json_object_get(rec, "categories"), '\t');
+                tsv_list(json_object_get(rec, "regions"), '\n');
         }
         free(keys);
         json_decref(all);

@@ -55,7 +55,7 @@ static int load(ml_t *m, char *err, size_t size)
                               "%s: [mailer] unsubscribe_secret_file is required "
                               "(a file with a long random secret)",
                               m->cfg.path ? m->cfg.path : "configuration");
-        if (!(key = nc_file_read(m->cfg.mailer.unsubscribe_secret_file, &len, err, size)))
+        if (!(key = nc_secret_file_read(m->cfg.mailer.unsubscribe_secret_file, &len, err, size)))
                 return -1;
         nc_str_trim(key);
         len = strlen(key);
@@ -68,6 +68,10 @@ static int load(ml_t *m, char *err, size_t size)
         memcpy(m->unsub_key, key, m->unsub_key_len);
         memset(key, 0, len);
         free(key);
+        /* The workers read the SMTP password; check it here so a bad file is exit 78. */
+        if (m->cfg.smtp.password_file &&
+            nc_secret_file_check(m->cfg.smtp.password_file, err, size) != 0)
+                return -1;
         nc_config_topic(&m->cfg, "mailer.jobs", m->topic_jobs, sizeof(m->topic_jobs));
         nc_config_topic(&m->cfg, "mailer.plan", m->topic_plan, sizeof(m->topic_plan));
         nc_config_topic(&m->cfg, "deliveries", m->topic_events, sizeof(m->topic_events));

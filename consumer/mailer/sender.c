@@ -313,7 +313,8 @@ static void *worker_main(void *arg)
         if (m->cfg.smtp.password_file) {
                 size_t plen;
 
-                if (!(password = nc_file_read(m->cfg.smtp.password_file, &plen, err, sizeof(err))))
+                if (!(password =
+                          nc_secret_file_read(m->cfg.smtp.password_file, &plen, err, sizeof(err))))
                         fatalx("smtp password: %s", err);
                 nc_str_trim(password);
         }

@@ -87,6 +87,17 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
                         return -1;
                 }
                 nc_secrets_clear(&secrets); /* the signer holds the keys from now on */
+                /* curl reads the mTLS key itself: check its mode here, like the secrets. */
+                if (cfg->partners[i].client_key &&
+                    nc_secret_file_check(cfg->partners[i].client_key, err, sizeof(err)) != 0) {
+                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.client_key: %s",
+                               cfg->path ? cfg->path : "config", cfg->partners[i].line,
+                               cfg->partners[i].id, err);
+                        for (size_t j = 0; j <= i; j++)
+                                nc_signer_free(&signers[j]);
+                        free(signers);
+                        return -1;
+                }
         }
         for (p = w->partners; p; p = p->next)
                 p->removed = 1;

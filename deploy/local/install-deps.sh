@@ -25,7 +25,7 @@ REQUIREMENTS=$REPO/tests/integration/requirements.txt
 APT_PACKAGES=(
 	build-essential pkg-config
 	librdkafka-dev libjansson-dev libcurl4-openssl-dev libesmtp-dev libssl-dev
-	libinih-dev libgmime-3.0-dev libmicrohttpd-dev
+	libgmime-3.0-dev libmicrohttpd-dev
 	libcmocka-dev
 	kcat clang-format netcat-openbsd tzdata openssl
 )

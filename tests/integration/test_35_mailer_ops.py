@@ -19,6 +19,7 @@ endpoint and SIGTERM, STARTTLS + AUTH against the real SMTP server.
 
 import email
 import email.policy
+import os
 import re
 import signal
 
@@ -41,6 +42,7 @@ def test_config_check_and_errors(ml):
     }
     short = env.tmp / "short.secret"
     short.write_text("tooshort\n")
+    os.chmod(short, 0o600)  # secret files must be owner-only, else refused for their mode
     cases["secret too short"] = (dict(unsubscribe_secret_file=str(short)), "short.secret")
     for i, (what, (over, must)) in enumerate(cases.items()):
         bad = env.write_config(env.tmp / f"bad-{i}.conf", mailer=over)
@@ -137,6 +139,7 @@ def test_starttls_and_auth(ml_factory):
     env = ml_factory(smtp=SMTPTestServer(tls=True, require_tls=True, auth=True))
     pw = env.tmp / "smtp.password"
     pw.write_text(PASSWORD + "\n")
+    os.chmod(pw, 0o600)
     env.smtp_cfg.update(starttls="required", ca_file=str(env.smtp.cert_file), username=USER,
                         password_file=str(pw))
     a = env.add_subscriber("secure@example.org", frequency="immediate")

@@ -311,14 +311,35 @@ static void test_file(void **state)
         assert_string_equal(sig, PY_SIG_32 " " PY_SIG_64 " " PY_SIG_KAT);
         unlink(tmp_path);
 
-        /* A group-readable file still loads (with a warning on stderr). */
-        write_file(KAT_SECRET "\n", 0644);
+        /* Owner read-only loads. */
+        write_file(KAT_SECRET "\n", 0400);
         assert_int_equal(nc_secrets_load_file(&s, tmp_path, err, sizeof(err)), 0);
         assert_int_equal(s.n, 1);
         assert_int_equal(
             nc_webhook_sign(&s, KAT_ID, KAT_TS, KAT_BODY, strlen(KAT_BODY), sig, sizeof(sig)), 0);
         assert_string_equal(sig, KAT_SIG);
         unlink(tmp_path);
+
+        /* A file group or others may read is refused, naming the file and its mode; the keys
+         * loaded before stay. */
+        {
+                static const mode_t loose[] = {0644, 0640, 0604, 0660, 0610};
+
+                for (size_t i = 0; i < sizeof(loose) / sizeof(loose[0]); i++) {
+                        char expect[256];
+
+                        write_file(S32 "\n", loose[i]);
+                        assert_int_equal(nc_secrets_load_file(&s, tmp_path, err, sizeof(err)), -1);
+                        snprintf(expect, sizeof(expect),
+                                 "%s: secret file is accessible by group or others (mode %04o)",
+                                 tmp_path, (unsigned)loose[i]);
+                        if (strncmp(err, expect, strlen(expect)) != 0)
+                                fail_msg("mode %04o: \"%s\"", (unsigned)loose[i], err);
+                        assert_int_equal(s.n, 1);
+                        assert_int_equal(s.len[0], 24);
+                        unlink(tmp_path);
+                }
+        }
         nc_secrets_clear(&s);
 }
 
