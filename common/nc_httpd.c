@@ -24,6 +24,8 @@
 
 /* How often the watchdog looks for requests past their deadline. */
 #define WATCHDOG_PERIOD_MS 250
+/* MHD's warnings logged per minute at most (the rest are counted). */
+#define LOG_LINES_PER_MIN 20
 
 #define CT_TEXT    "text/plain; charset=utf-8"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
@@ -75,6 +77,9 @@ struct nc_httpd {
         /* While MHD_start_daemon runs, its log lines are kept for errstr instead of logged. */
         int starting;
         char start_err[256];
+        /* MHD logs a line per refused or cut connection: under a flood, only a few. */
+        int64_t log_window;
+        unsigned log_lines, log_dropped;
         struct hub *hub;
         /* The watchdog: closes connections whose request does not arrive in time. */
         pthread_mutex_t track_lock;
@@ -220,7 +225,25 @@ static void on_log(void *cls, const char *fmt, va_list ap)
                 pthread_mutex_unlock(&h->lock);
                 return;
         }
-        pthread_mutex_unlock(&h->lock);
+        {
+                int64_t now = mono_ms();
+                unsigned dropped = 0;
+
+                if (now - h->log_window >= 60000) {
+                        dropped = h->log_dropped;
+                        h->log_window = now;
+                        h->log_lines = h->log_dropped = 0;
+                }
+                if (h->log_lines >= LOG_LINES_PER_MIN) {
+                        h->log_dropped++;
+                        pthread_mutex_unlock(&h->lock);
+                        return;
+                }
+                h->log_lines++;
+                pthread_mutex_unlock(&h->lock);
+                if (dropped)
+                        log_warnx("httpd: %u more warnings in the last minute not logged", dropped);
+        }
         log_warnx("httpd: %s", buf);
 }
 
