@@ -52,6 +52,9 @@ $(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB)
 $(BUILD)/tests/test_smtp: consumer/mailer/smtp.c consumer/mailer/nodelay.c consumer/mailer/smtp.h \
 	consumer/mailer/nodelay.h
 
+# test_unsub_token includes the mailer's unsub_token.c.
+$(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/unsub_token.h
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) \

@@ -1,7 +1,9 @@
 #include "nc_httpd.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -12,16 +14,18 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "nc_log.h"
 #include "nc_util.h"
 
-/* Enough for Prometheus, kubelet probes and a few humans; connections beyond it are refused
- * rather than queued.  The timeout closes idle or trickling connections. */
-#define HTTPD_CONNECTION_LIMIT 64
-#define HTTPD_TIMEOUT_S        10
+/* How often the watchdog looks for requests past their deadline. */
+#define WATCHDOG_PERIOD_MS 250
+/* MHD's warnings logged per minute at most (the rest are counted). */
+#define LOG_LINES_PER_MIN 20
 
 #define CT_TEXT    "text/plain; charset=utf-8"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
@@ -32,9 +36,38 @@ struct route {
         void *opaque;
 };
 
+/* One TCP connection as the deadline watchdog sees it (MHD's socket context). */
+struct conn_track {
+        struct conn_track *prev, *next;
+        int fd;           /* our dup of the socket: shutdown() on it can never hit a reused fd */
+        int64_t deadline; /* monotonic ms by which the request must be in; 0 = none */
+};
+
+/* What deferred requests share with the server; it outlives the server while a handler still
+ * holds a deferred request.  Its lock guards every nc_httpd_deferred_t. */
+struct hub {
+        pthread_mutex_t lock;
+        int refs; /* the server's, and one per deferred request not yet freed */
+        int stopping;
+        struct nc_httpd_deferred *head; /* requests whose connection is still open */
+};
+
+struct nc_httpd_deferred {
+        struct hub *hub;
+        struct nc_httpd_deferred *prev, *next;
+        int refs;                    /* the handler's until it replies, the request's */
+        struct MHD_Connection *conn; /* NULL once the request is over */
+        int suspended, resumed, replied;
+        int status;
+        char *body;
+        size_t body_len;
+        const char *ctype;
+};
+
 struct nc_httpd {
         struct MHD_Daemon *d;
         nc_metrics_t *metrics;
+        nc_metric_t *m_slow;
         int port;
         pthread_mutex_t lock; /* routes, ready, reason: set by the main thread, read by MHD's */
         struct route routes[NC_HTTPD_ROUTES_MAX];
@@ -44,16 +77,28 @@ struct nc_httpd {
         /* While MHD_start_daemon runs, its log lines are kept for errstr instead of logged. */
         int starting;
         char start_err[256];
+        /* MHD logs a line per refused or cut connection: under a flood, only a few. */
+        int64_t log_window;
+        unsigned log_lines, log_dropped;
+        struct hub *hub;
+        /* The watchdog: closes connections whose request does not arrive in time. */
+        pthread_mutex_t track_lock;
+        pthread_cond_t track_cond;
+        struct conn_track *tracks;
+        int watchdog_stop, watchdog_running;
+        pthread_t watchdog;
 };
 
 /* One request to an added route, kept across the calls MHD makes while the body arrives. */
 struct nc_httpd_req {
+        nc_httpd_t *h;
         struct MHD_Connection *conn;
         const char *method, *path;
         nc_httpd_handler_fn *fn;
         void *opaque;
         char *body;
         size_t len, cap;
+        struct nc_httpd_deferred *deferred;
 };
 
 static const char *const builtin_paths[] = {"/metrics", "/healthz", "/readyz"};
@@ -66,6 +111,102 @@ static int is_builtin(const char *path)
                 if (!strcmp(path, builtin_paths[i]))
                         return 1;
         return 0;
+}
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the request deadline ---------------------------------------------------------------- */
+
+/* MHD's own timeout only closes idle connections: a client sending one byte every few
+ * seconds keeps a connection (and a slot of the budget) forever.  The watchdog gives every
+ * request a deadline from its first byte and shuts down the sockets of those that miss it;
+ * MHD then sees the end of the stream and closes the connection itself. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+        nc_httpd_t *h = cls;
+        struct conn_track *t = *socket_context;
+
+        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+                const union MHD_ConnectionInfo *ci =
+                    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+                t = nc_xcalloc(1, sizeof(*t));
+                t->fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+                t->deadline = mono_ms() + NC_HTTPD_REQUEST_DEADLINE_S * 1000;
+                pthread_mutex_lock(&h->track_lock);
+                t->next = h->tracks;
+                if (h->tracks)
+                        h->tracks->prev = t;
+                h->tracks = t;
+                pthread_mutex_unlock(&h->track_lock);
+                *socket_context = t;
+                return;
+        }
+        if (!t)
+                return;
+        pthread_mutex_lock(&h->track_lock);
+        if (t->prev)
+                t->prev->next = t->next;
+        else
+                h->tracks = t->next;
+        if (t->next)
+                t->next->prev = t->prev;
+        pthread_mutex_unlock(&h->track_lock);
+        if (t->fd >= 0)
+                close(t->fd);
+        free(t);
+        *socket_context = NULL;
+}
+
+/* A new deadline for CONN's request: RUNNING = 1 starts the clock now, 0 stops it. */
+static void track_set(nc_httpd_t *h, struct MHD_Connection *conn, int running)
+{
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        struct conn_track *t = ci ? ci->socket_context : NULL;
+
+        if (!t)
+                return;
+        pthread_mutex_lock(&h->track_lock);
+        t->deadline = running ? mono_ms() + NC_HTTPD_REQUEST_DEADLINE_S * 1000 : 0;
+        pthread_mutex_unlock(&h->track_lock);
+}
+
+static void *watchdog_main(void *arg)
+{
+        nc_httpd_t *h = arg;
+
+        pthread_mutex_lock(&h->track_lock);
+        while (!h->watchdog_stop) {
+                int64_t now = mono_ms();
+                struct timespec until;
+                struct conn_track *t;
+                unsigned cut = 0;
+
+                for (t = h->tracks; t; t = t->next) {
+                        if (t->deadline && now >= t->deadline && t->fd >= 0) {
+                                shutdown(t->fd, SHUT_RDWR);
+                                t->deadline = 0;
+                                cut++;
+                        }
+                }
+                if (cut && h->m_slow)
+                        nc_metrics_inc(h->m_slow, NULL, cut);
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += WATCHDOG_PERIOD_MS * 1000000L;
+                until.tv_sec += until.tv_nsec / 1000000000L;
+                until.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&h->track_cond, &h->track_lock, &until);
+        }
+        pthread_mutex_unlock(&h->track_lock);
+        return NULL;
 }
 
 static void on_log(void *cls, const char *fmt, va_list ap)
@@ -84,13 +225,32 @@ static void on_log(void *cls, const char *fmt, va_list ap)
                 pthread_mutex_unlock(&h->lock);
                 return;
         }
-        pthread_mutex_unlock(&h->lock);
+        {
+                int64_t now = mono_ms();
+                unsigned dropped = 0;
+
+                if (now - h->log_window >= 60000) {
+                        dropped = h->log_dropped;
+                        h->log_window = now;
+                        h->log_lines = h->log_dropped = 0;
+                }
+                if (h->log_lines >= LOG_LINES_PER_MIN) {
+                        h->log_dropped++;
+                        pthread_mutex_unlock(&h->lock);
+                        return;
+                }
+                h->log_lines++;
+                pthread_mutex_unlock(&h->lock);
+                if (dropped)
+                        log_warnx("httpd: %u more warnings in the last minute not logged", dropped);
+        }
         log_warnx("httpd: %s", buf);
 }
 
 /* Queues BODY (taken over when MUST_FREE) with STATUS. */
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
-                             char *body, size_t len, int must_free, const char *allow)
+static enum MHD_Result reply_full(struct MHD_Connection *conn, unsigned status, const char *ctype,
+                                  char *body, size_t len, int must_free, const char *allow,
+                                  int close_after)
 {
         struct MHD_Response *r;
         enum MHD_Result ret;
@@ -112,9 +272,17 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         if (allow)
                 MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+        if (close_after)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
         ret = MHD_queue_response(conn, status, r);
         MHD_destroy_response(r);
         return ret;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
+                             char *body, size_t len, int must_free, const char *allow)
+{
+        return reply_full(conn, status, ctype, body, len, must_free, allow, 0);
 }
 
 static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
@@ -153,16 +321,70 @@ static enum MHD_Result serve_builtin(nc_httpd_t *h, struct MHD_Connection *conn,
         return reply(conn, MHD_HTTP_OK, CT_METRICS, text, strlen(text), 1, NULL);
 }
 
-/* First call for a request: only the headers are in.  Built-in paths, unknown paths and
- * oversized bodies are answered at once (MHD then skips the body and closes the connection);
- * requests for added routes get their state and wait for the body. */
+struct framing {
+        int n_cl, conflict, te;
+        unsigned long long cl;
+};
+
+/* One Content-Length value: a list of decimal lengths ("5" or "5, 5"). */
+static void framing_cl(struct framing *f, const char *v)
+{
+        while (*v) {
+                unsigned long long n = 0;
+                int digits = 0;
+
+                while (*v == ' ' || *v == '\t')
+                        v++;
+                for (; isdigit((unsigned char)*v); v++, digits++)
+                        n = n > (~0ULL - 9) / 10 ? ~0ULL : n * 10 + (unsigned)(*v - '0');
+                while (*v == ' ' || *v == '\t')
+                        v++;
+                if (!digits || (*v && *v != ',')) {
+                        f->conflict = 1;
+                        return;
+                }
+                if (f->n_cl++ && n != f->cl)
+                        f->conflict = 1;
+                f->cl = n;
+                if (*v == ',')
+                        v++;
+        }
+}
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+        struct framing *f = cls;
+
+        (void)kind;
+        if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+                framing_cl(f, value ? value : "");
+        else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+                f->te = 1;
+        return MHD_YES;
+}
+
+/* First call for a request: only the headers are in.  Badly framed requests, built-in paths,
+ * unknown paths and oversized bodies are answered at once (MHD then skips the body and closes
+ * the connection); requests for added routes get their state and wait for the body. */
 static enum MHD_Result start_request(nc_httpd_t *h, struct MHD_Connection *conn, const char *url,
                                      const char *method, void **con_cls)
 {
+        struct framing fr = {0, 0, 0, 0};
         struct nc_httpd_req *req;
         const char *cl;
         size_t i;
 
+        /* Two different lengths (or a length and chunking) mean that whoever else reads this
+         * request may see another body and another next request: refuse it outright. */
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &fr);
+        if (fr.conflict || (fr.n_cl && fr.te)) {
+                static const char msg[] = "bad request: conflicting Content-Length / "
+                                          "Transfer-Encoding headers\n";
+
+                return reply_full(conn, MHD_HTTP_BAD_REQUEST, CT_TEXT, (char *)msg, sizeof(msg) - 1,
+                                  0, NULL, 1);
+        }
         if (is_builtin(url)) {
                 if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
                         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, CT_TEXT,
@@ -189,11 +411,157 @@ static enum MHD_Result start_request(nc_httpd_t *h, struct MHD_Connection *conn,
                 /* 413 is spelt differently across MHD releases. */
                 return reply_text(conn, 413, "request body too large\n");
         }
+        req->h = h;
         req->conn = conn;
         req->method = method;
         req->path = url;
         *con_cls = req;
         return MHD_YES;
+}
+
+/* ---- deferred answers ---------------------------------------------------------------------- */
+
+/* Drops one reference of D (hub lock held); returns 1 when the hub must be freed. */
+static int deferred_unref(struct nc_httpd_deferred *d)
+{
+        struct hub *hub = d->hub;
+
+        if (--d->refs > 0)
+                return 0;
+        free(d->body);
+        free(d);
+        return --hub->refs == 0;
+}
+
+static void hub_free(struct hub *hub)
+{
+        pthread_mutex_destroy(&hub->lock);
+        free(hub);
+}
+
+static void deferred_set(struct nc_httpd_deferred *d, int status, char *body, size_t len,
+                         const char *ctype)
+{
+        d->replied = 1;
+        d->status = status;
+        d->body = body;
+        d->body_len = body ? len : 0;
+        d->ctype = ctype;
+}
+
+/* Queues the answer a deferred request got. */
+static enum MHD_Result deferred_answer(struct nc_httpd_req *req)
+{
+        struct nc_httpd_deferred *d = req->deferred;
+        struct hub *hub = d->hub;
+        unsigned status;
+        const char *ctype;
+        size_t len;
+        char *body;
+
+        pthread_mutex_lock(&hub->lock);
+        if (!d->replied) {
+                /* Not answered yet (a spurious wake-up): keep waiting. */
+                d->suspended = 1;
+                d->resumed = 0;
+                MHD_suspend_connection(req->conn);
+                pthread_mutex_unlock(&hub->lock);
+                return MHD_YES;
+        }
+        status = (unsigned)d->status;
+        body = d->body;
+        len = d->body_len;
+        ctype = d->ctype;
+        d->body = NULL;
+        pthread_mutex_unlock(&hub->lock);
+        track_set(req->h, req->conn, 1);
+        return reply(req->conn, status, ctype ? ctype : CT_TEXT, body, len, 1, NULL);
+}
+
+/* The handler deferred its answer: the connection waits (suspended, off the HTTP thread and
+ * off the deadline) unless the answer is already there. */
+static enum MHD_Result deferred_wait(struct nc_httpd_req *req)
+{
+        struct nc_httpd_deferred *d = req->deferred;
+        struct hub *hub = d->hub;
+
+        pthread_mutex_lock(&hub->lock);
+        if (!d->replied && hub->stopping) {
+                /* MHD must not be stopped with a suspended connection. */
+                deferred_set(d, MHD_HTTP_SERVICE_UNAVAILABLE, nc_xstrdup("shutting down\n"), 14,
+                             CT_TEXT);
+        }
+        if (!d->replied) {
+                d->suspended = 1;
+                track_set(req->h, req->conn, 0);
+                MHD_suspend_connection(req->conn);
+                pthread_mutex_unlock(&hub->lock);
+                return MHD_YES;
+        }
+        pthread_mutex_unlock(&hub->lock);
+        return deferred_answer(req);
+}
+
+nc_httpd_deferred_t *nc_httpd_req_defer(const nc_httpd_req_t *creq)
+{
+        struct nc_httpd_req *req = (struct nc_httpd_req *)creq;
+        struct hub *hub = req->h->hub;
+        struct nc_httpd_deferred *d;
+
+        if (req->deferred)
+                return NULL; /* once per request */
+        d = nc_xcalloc(1, sizeof(*d));
+        d->hub = hub;
+        d->refs = 2;
+        d->conn = req->conn;
+        pthread_mutex_lock(&hub->lock);
+        hub->refs++;
+        d->next = hub->head;
+        if (hub->head)
+                hub->head->prev = d;
+        hub->head = d;
+        pthread_mutex_unlock(&hub->lock);
+        req->deferred = d;
+        return d;
+}
+
+void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t *resp)
+{
+        struct hub *hub;
+        char *body = resp ? resp->body : NULL;
+        size_t len = resp ? resp->body_len : 0;
+        int last;
+
+        if (!d) {
+                free(body);
+                return;
+        }
+        if (body && len == 0)
+                len = strlen(body);
+        if (status < 100 || status > 599) {
+                log_warnx("httpd: deferred answer with status %d", status);
+                free(body);
+                status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+                body = nc_xstrdup("internal error\n");
+                len = strlen(body);
+                resp = NULL;
+        }
+        hub = d->hub;
+        pthread_mutex_lock(&hub->lock);
+        if (d->replied) {
+                /* nc_httpd_stop() answered it already. */
+                free(body);
+        } else {
+                deferred_set(d, status, body, len, resp ? resp->content_type : NULL);
+                if (d->conn && d->suspended && !d->resumed) {
+                        d->resumed = 1;
+                        MHD_resume_connection(d->conn);
+                }
+        }
+        last = deferred_unref(d);
+        pthread_mutex_unlock(&hub->lock);
+        if (last)
+                hub_free(hub);
 }
 
 static enum MHD_Result run_handler(struct nc_httpd_req *req)
@@ -204,6 +572,10 @@ static enum MHD_Result run_handler(struct nc_httpd_req *req)
         if (!req->body)
                 req->body = nc_xcalloc(1, 1);
         status = req->fn(req, &resp, req->opaque);
+        if (req->deferred) {
+                free(resp.body); /* a deferring handler answers through the handle */
+                return deferred_wait(req);
+        }
         if (status < 100 || status > 599) {
                 log_warnx("httpd: %s: handler returned status %d", req->path, status);
                 free(resp.body);
@@ -225,6 +597,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         (void)version;
         if (!req)
                 return start_request(cls, conn, url, method, con_cls);
+        if (req->deferred) /* called again after MHD_resume_connection() */
+                return deferred_answer(req);
         if (n == 0)
                 return run_handler(req);
         /* A body without Content-Length (chunked) that grows too large: no response can be
@@ -246,12 +620,31 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
         struct nc_httpd_req *req = *con_cls;
+        nc_httpd_t *h = cls;
 
-        (void)cls;
-        (void)conn;
-        (void)toe;
+        /* Keep-alive: the next request gets a deadline of its own. */
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                track_set(h, conn, 1);
         if (!req)
                 return;
+        if (req->deferred) {
+                struct nc_httpd_deferred *d = req->deferred;
+                struct hub *hub = d->hub;
+                int last;
+
+                pthread_mutex_lock(&hub->lock);
+                d->conn = NULL;
+                if (d->prev)
+                        d->prev->next = d->next;
+                else
+                        hub->head = d->next;
+                if (d->next)
+                        d->next->prev = d->prev;
+                last = deferred_unref(d);
+                pthread_mutex_unlock(&hub->lock);
+                if (last)
+                        hub_free(hub);
+        }
         free(req->body);
         free(req);
         *con_cls = NULL;
@@ -328,40 +721,120 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
         return 0;
 }
 
-static struct MHD_Daemon *daemon_start(nc_httpd_t *h, const struct sockaddr_storage *ss, int dual)
+/* "127.0.0.1 port 9464", "[::] port 9464": for errors that must name what was tried. */
+static void addr_text(const struct sockaddr_storage *ss, char *buf, size_t size)
 {
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+        char host[INET6_ADDRSTRLEN] = "?";
+        int port = 0;
 
-        if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
-                flags |= MHD_USE_EPOLL;
-        else if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
+        if (ss->ss_family == AF_INET) {
+                const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+                inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+                port = ntohs(sin->sin_port);
+                snprintf(buf, size, "%s port %d", host, port);
+        } else {
+                const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+
+                inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+                port = ntohs(sin6->sin6_port);
+                snprintf(buf, size, "[%s] port %d", host, port);
+        }
+}
+
+/* Binds and listens ourselves (MHD would report the port it was given as an argument, 0,
+ * instead of the one in the address).  Returns the socket, or -1 with errno set and ERRSTR
+ * saying which address and port could not be bound. */
+static int listen_socket(const char *spec, const struct sockaddr_storage *ss, socklen_t sslen,
+                         int dual, char *errstr, size_t errstr_size)
+{
+        char what[INET6_ADDRSTRLEN + 32];
+        const char *step = "socket";
+        int fd, one = 1, v6only = !dual, e;
+
+        addr_text(ss, what, sizeof(what));
+        fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd >= 0) {
+                /* SO_REUSEADDR: a restart must not wait for TIME_WAIT; a port another process
+                 * listens on still fails with EADDRINUSE. */
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+                if (ss->ss_family == AF_INET6)
+                        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+                step = "bind";
+                if (bind(fd, (const struct sockaddr *)ss, sslen) == 0) {
+                        step = "listen on";
+                        if (listen(fd, SOMAXCONN) == 0)
+                                return fd;
+                }
+        }
+        e = errno;
+        nc_err(errstr, errstr_size, "listen \"%s\": cannot %s %s: %s", spec, step, what,
+               strerror(e));
+        if (fd >= 0)
+                close(fd);
+        errno = e;
+        return -1;
+}
+
+static struct MHD_Daemon *daemon_start(nc_httpd_t *h, int fd, int family)
+{
+        unsigned flags =
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+
+        /* poll(): the connection budget is small, and no epoll registration can outlive a
+         * socket the watchdog still holds a duplicate of. */
+        if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
                 flags |= MHD_USE_POLL;
-        if (ss->ss_family == AF_INET6)
-                flags |= dual ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+        if (family == AF_INET6)
+                flags |= MHD_USE_IPv6;
         return MHD_start_daemon(
-            flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
-            MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_CONNECTION_LIMIT,
-            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
-            on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, h, MHD_OPTION_END);
+            flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)NC_HTTPD_CONNECTIONS,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)NC_HTTPD_CONNECTIONS_PER_IP,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)NC_HTTPD_IDLE_TIMEOUT_S,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, h, MHD_OPTION_END);
+}
+
+static void httpd_free(nc_httpd_t *h)
+{
+        size_t i;
+        int last;
+
+        for (i = 0; i < h->nroutes; i++)
+                free(h->routes[i].path);
+        free(h->reason);
+        while (h->tracks) { /* none normally: MHD reported every connection closed */
+                struct conn_track *t = h->tracks;
+
+                h->tracks = t->next;
+                if (t->fd >= 0)
+                        close(t->fd);
+                free(t);
+        }
+        pthread_cond_destroy(&h->track_cond);
+        pthread_mutex_destroy(&h->track_lock);
+        pthread_mutex_destroy(&h->lock);
+        pthread_mutex_lock(&h->hub->lock);
+        last = --h->hub->refs == 0;
+        pthread_mutex_unlock(&h->hub->lock);
+        if (last)
+                hub_free(h->hub);
+        free(h);
 }
 
 nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errstr,
                            size_t errstr_size)
 {
         struct sockaddr_storage ss;
-        const union MHD_DaemonInfo *info;
-        socklen_t sslen;
+        socklen_t sslen = 0;
         nc_httpd_t *h;
-        int any;
+        int any, fd;
 
         if (parse_listen(listen, &ss, &sslen, &any, errstr, errstr_size) < 0)
                 return NULL;
-        h = nc_xcalloc(1, sizeof(*h));
-        h->metrics = metrics;
-        pthread_mutex_init(&h->lock, NULL);
-        h->starting = 1;
-        h->d = daemon_start(h, &ss, any);
-        if (!h->d && any) {
+        fd = listen_socket(listen, &ss, sslen, any, errstr, errstr_size);
+        if (fd < 0 && any && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
                 /* No IPv6 on this host: all IPv4 interfaces, then. */
                 struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
                 uint16_t port = ((struct sockaddr_in6 *)&ss)->sin6_port;
@@ -370,35 +843,82 @@ nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errs
                 sin->sin_family = AF_INET;
                 sin->sin_addr.s_addr = htonl(INADDR_ANY);
                 sin->sin_port = port;
-                h->d = daemon_start(h, &ss, 0);
+                sslen = sizeof(*sin);
+                fd = listen_socket(listen, &ss, sslen, 0, errstr, errstr_size);
         }
+        if (fd < 0)
+                return NULL;
+        h = nc_xcalloc(1, sizeof(*h));
+        h->metrics = metrics;
+        pthread_mutex_init(&h->lock, NULL);
+        pthread_mutex_init(&h->track_lock, NULL);
+        pthread_cond_init(&h->track_cond, NULL);
+        h->hub = nc_xcalloc(1, sizeof(*h->hub));
+        pthread_mutex_init(&h->hub->lock, NULL);
+        h->hub->refs = 1;
+        if (metrics) {
+                h->m_slow = nc_metrics_counter(metrics, "noticecast_http_slow_requests_total",
+                                               "HTTP connections closed because a request did "
+                                               "not arrive within the request deadline.");
+                if (h->m_slow)
+                        nc_metrics_inc(h->m_slow, NULL, 0);
+        }
+        {
+                struct sockaddr_storage bound;
+                socklen_t blen = sizeof(bound);
+
+                if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+                        h->port = bound.ss_family == AF_INET
+                                      ? ntohs(((struct sockaddr_in *)&bound)->sin_port)
+                                      : ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+        }
+        h->starting = 1;
+        h->d = daemon_start(h, fd, ss.ss_family);
         pthread_mutex_lock(&h->lock);
         h->starting = 0;
         pthread_mutex_unlock(&h->lock);
         if (!h->d) {
+                /* MHD closes a listen socket it was given when it fails to start. */
                 nc_err(errstr, errstr_size, "listen \"%s\": %s", listen,
                        h->start_err[0] ? h->start_err : "cannot start the HTTP server");
-                pthread_mutex_destroy(&h->lock);
-                free(h);
+                httpd_free(h);
                 return NULL;
         }
-        info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-        h->port = info ? info->port : 0;
+        if (pthread_create(&h->watchdog, NULL, watchdog_main, h) == 0)
+                h->watchdog_running = 1;
+        else
+                log_warnx("httpd: no watchdog thread: slow requests are only closed when idle");
         return h;
 }
 
 void nc_httpd_stop(nc_httpd_t *h)
 {
-        size_t i;
+        struct nc_httpd_deferred *d;
 
         if (!h)
                 return;
+        /* MHD must not be stopped with suspended connections: answer those still waiting. */
+        pthread_mutex_lock(&h->hub->lock);
+        h->hub->stopping = 1;
+        for (d = h->hub->head; d; d = d->next) {
+                if (!d->replied)
+                        deferred_set(d, MHD_HTTP_SERVICE_UNAVAILABLE, nc_xstrdup("shutting down\n"),
+                                     14, CT_TEXT);
+                if (d->conn && d->suspended && !d->resumed) {
+                        d->resumed = 1;
+                        MHD_resume_connection(d->conn);
+                }
+        }
+        pthread_mutex_unlock(&h->hub->lock);
         MHD_stop_daemon(h->d);
-        for (i = 0; i < h->nroutes; i++)
-                free(h->routes[i].path);
-        free(h->reason);
-        pthread_mutex_destroy(&h->lock);
-        free(h);
+        if (h->watchdog_running) {
+                pthread_mutex_lock(&h->track_lock);
+                h->watchdog_stop = 1;
+                pthread_cond_signal(&h->track_cond);
+                pthread_mutex_unlock(&h->track_lock);
+                pthread_join(h->watchdog, NULL);
+        }
+        httpd_free(h);
 }
 
 int nc_httpd_port(nc_httpd_t *h)

@@ -6,7 +6,16 @@
  *
  * HEAD works wherever GET does; other methods on these paths get 405, unknown paths 404.
  * Programs add their own routes (the mailer's one-click unsubscribe) with nc_httpd_add_route.
- * Handlers run on the HTTP thread, so whatever they touch must be thread-safe. */
+ * Handlers run on the HTTP thread, so whatever they touch must be thread-safe, and they must
+ * not block: one that waits for something (a Kafka acknowledgement) defers its answer.
+ *
+ * Budgets, so that a slow or hostile client cannot starve probes and unsubscribes: at most
+ * NC_HTTPD_CONNECTIONS connections, NC_HTTPD_CONNECTIONS_PER_IP of them from one address;
+ * a request (headers and body) must arrive within NC_HTTPD_REQUEST_DEADLINE_S of its first
+ * byte however slowly it trickles in (the connection is closed otherwise), and a connection
+ * idle for NC_HTTPD_IDLE_TIMEOUT_S is closed.  A request with conflicting Content-Length
+ * headers, or with both Content-Length and Transfer-Encoding, gets 400 and the connection is
+ * closed (a proxy in front might have framed it differently). */
 #ifndef NC_HTTPD_H
 #define NC_HTTPD_H
 
@@ -17,6 +26,14 @@
 /* Largest request body a route handler receives; larger ones get 413. */
 #define NC_HTTPD_BODY_MAX   (64 * 1024)
 #define NC_HTTPD_ROUTES_MAX 16
+
+#define NC_HTTPD_CONNECTIONS        128
+#define NC_HTTPD_CONNECTIONS_PER_IP 16
+#define NC_HTTPD_REQUEST_DEADLINE_S 10
+#define NC_HTTPD_IDLE_TIMEOUT_S     10
+
+/* What a handler returns when it answers later with nc_httpd_deferred_reply(). */
+#define NC_HTTPD_DEFERRED 0
 
 typedef struct nc_httpd nc_httpd_t;
 typedef struct nc_httpd_req nc_httpd_req_t;
@@ -30,15 +47,22 @@ typedef struct nc_httpd_resp {
         size_t body_len;
 } nc_httpd_resp_t;
 
-/* Returns the HTTP status (100-599; anything else becomes 500). */
+/* Returns the HTTP status (100-599; anything else becomes 500), or NC_HTTPD_DEFERRED after
+ * nc_httpd_req_defer(). */
 typedef int nc_httpd_handler_fn(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque);
+
+/* A request whose answer comes later, from any thread; the connection waits without holding
+ * the HTTP thread (and without the request deadline). */
+typedef struct nc_httpd_deferred nc_httpd_deferred_t;
 
 /* LISTEN is "host:port", "[v6addr]:port" or ":port" (all interfaces, IPv6 and IPv4 where
  * possible); port 0 picks a free port, see nc_httpd_port().  METRICS may be NULL (empty
- * /metrics); it must outlive the server. */
+ * /metrics); it must outlive the server.  Errors name LISTEN, the address and the port
+ * ("listen \"127.0.0.1:9464\": cannot bind 127.0.0.1 port 9464: Address already in use"). */
 nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errstr,
                            size_t errstr_size);
-/* Stops the thread, closes the socket and frees H (NULL is fine). */
+/* Stops the thread, closes the socket and frees H (NULL is fine).  Requests still deferred
+ * get 503 "shutting down"; their later nc_httpd_deferred_reply() only frees. */
 void nc_httpd_stop(nc_httpd_t *h);
 /* The port actually bound. */
 int nc_httpd_port(nc_httpd_t *h);
@@ -64,5 +88,13 @@ const char *nc_httpd_req_body(const nc_httpd_req_t *req, size_t *len);
 /* The first KEY field of an application/x-www-form-urlencoded body, decoded ('+' and %XX),
  * malloc'd; NULL if absent, the body is not a form or the value is not valid (%00, bad %). */
 char *nc_httpd_req_form(const nc_httpd_req_t *req, const char *key);
+
+/* Called by a handler (which then returns NC_HTTPD_DEFERRED): the caller owns the returned
+ * handle until it passes it to nc_httpd_deferred_reply(), exactly once. */
+nc_httpd_deferred_t *nc_httpd_req_defer(const nc_httpd_req_t *req);
+/* Answers a deferred request with STATUS and RESP (its body is taken over, as a handler's
+ * would be) and releases D; from any thread, even after nc_httpd_stop() (then it only
+ * frees). */
+void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t *resp);
 
 #endif

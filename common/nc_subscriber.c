@@ -1,7 +1,12 @@
 #include "nc_subscriber.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "nc_notice.h"
 #include "nc_region.h"
@@ -15,8 +20,8 @@ const char *const nc_subscriber_csv_columns[] = {
 
 /* bounces/suppressed are kept by the mailer (consecutive hard bounces). */
 static const char *const record_fields[] = {
-    "id", "email",   "name",       "lang",    "categories", "regions", "frequency",
-    "tz", "send_at", "updated_at", "bounces", "suppressed", NULL};
+    "id", "email",   "name",       "lang",       "categories", "regions",    "frequency",
+    "tz", "send_at", "updated_at", "generation", "bounces",    "suppressed", NULL};
 
 static int opt_string(const json_t *in, const char *field, const char **out, char *errstr,
                       size_t errstr_size)
@@ -178,12 +183,49 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
         }
         if (json_is_true(v))
                 json_object_set(out, "suppressed", v);
+        v = json_object_get(in, "generation");
+        if (v && !json_is_null(v)) {
+                const char *g = json_string_value(v);
+                size_t k;
+
+                for (k = 0; g && k < NC_SUBSCRIBER_GENERATION_LEN; k++)
+                        if (!isdigit((unsigned char)g[k]) && (g[k] < 'a' || g[k] > 'f'))
+                                break;
+                if (!g || k != NC_SUBSCRIBER_GENERATION_LEN || g[k]) {
+                        nc_err(errstr, errstr_size, "generation: must be %d lower-case hex digits",
+                               NC_SUBSCRIBER_GENERATION_LEN);
+                        goto fail;
+                }
+                json_object_set(out, "generation", v);
+        }
         json_decref(empty);
         return out;
 fail:
         json_decref(empty);
         json_decref(out);
         return NULL;
+}
+
+int nc_subscriber_new_generation(json_t *rec, char *errstr, size_t errstr_size)
+{
+        char hex[NC_SUBSCRIBER_GENERATION_LEN + 1];
+        uint64_t g = 0;
+
+        if (getrandom(&g, sizeof(g), 0) != (ssize_t)sizeof(g))
+                return nc_err(errstr, errstr_size, "generation: no random bytes: %s",
+                              strerror(errno));
+        if (g == 0) /* 0 stands for "none" */
+                g = 1;
+        snprintf(hex, sizeof(hex), "%016" PRIx64, g);
+        json_object_set_new(rec, "generation", json_string(hex));
+        return 0;
+}
+
+uint64_t nc_subscriber_generation(const json_t *rec)
+{
+        const char *g = json_string_value(json_object_get(rec, "generation"));
+
+        return g ? (uint64_t)strtoull(g, NULL, 16) : 0;
 }
 
 json_t *nc_subscriber_from_csv(char **header, size_t header_n, char **fields, size_t n,

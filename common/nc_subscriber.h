@@ -9,11 +9,21 @@
 #include "nc_config.h"
 
 /* Validates IN (borrowed; fields email, name, lang, categories, regions, frequency, tz,
- * send_at, and id/updated_at when read back) and returns a new normalised record with
- * defaults filled in: lang = default_language, frequency = daily, tz = default_timezone,
+ * send_at, and id/updated_at/generation when read back) and returns a new normalised record
+ * with defaults filled in: lang = default_language, frequency = daily, tz = default_timezone,
  * send_at = 08:00, categories/regions = [] (meaning all).  errstr is "field: message". */
 json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_t now_ms,
                                 char *errstr, size_t errstr_size);
+
+/* "generation": 16 lower-case hex digits, random, set by `subscribers add` / `import` each
+ * time they write the record (a new subscription) and kept by the mailer's own rewrites.
+ * Unsubscribe tokens carry it, so a token of an earlier subscription of the same address is
+ * refused.  Records written before it existed have none (generation 0). */
+#define NC_SUBSCRIBER_GENERATION_LEN 16
+/* Sets a fresh random generation on REC.  Returns 0, or -1 with errstr. */
+int nc_subscriber_new_generation(json_t *rec, char *errstr, size_t errstr_size);
+/* The generation of REC as a number; 0 if it has none. */
+uint64_t nc_subscriber_generation(const json_t *rec);
 
 /* The CSV columns understood by import; multi-value cells use ';' or ',' between values. */
 extern const char *const nc_subscriber_csv_columns[];

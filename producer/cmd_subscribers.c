@@ -101,6 +101,11 @@ static int sub_add(nc_cli_t *cli, json_t *in, int remove)
                 rec = nc_subscriber_normalise(in, &cli->cfg, nc_time_now_ms(), err, sizeof(err));
                 if (!rec)
                         return nc_cli_fail(NC_EX_DATAERR, "subscribers add", "%s", err);
+                /* A new subscription: unsubscribe links of an earlier one stop working. */
+                if (nc_subscriber_new_generation(rec, err, sizeof(err)) != 0) {
+                        json_decref(rec);
+                        return nc_cli_fail(NC_EX_SOFTWARE, "subscribers add", "%s", err);
+                }
                 key = json_string_value(json_object_get(rec, "id"));
         }
         rc = write_records(cli, &rec, &key, 1, remove ? "subscribers remove" : "subscribers add");
@@ -185,6 +190,10 @@ static int sub_import(nc_cli_t *cli, const char *file)
                        : NULL;
 
                 json_decref(in);
+                if (rec && nc_subscriber_new_generation(rec, err, sizeof(err)) != 0) {
+                        json_decref(rec);
+                        rec = NULL;
+                }
                 if (rec) {
                         const char *id = json_string_value(json_object_get(rec, "id"));
 

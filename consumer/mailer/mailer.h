@@ -46,6 +46,7 @@ typedef struct ml_sub {
         uint32_t cats;     /* bit i = category i; 0 = every category */
         uint16_t nregions;
         uint16_t *regions; /* two ASCII letters each; NULL = every region */
+        uint64_t gen;      /* subscription generation (nc_subscriber.h), in unsubscribe tokens */
 } ml_sub_t;
 
 /* A notice of the last days, as the digests need it. */
@@ -166,6 +167,11 @@ int ml_store_start(ml_t *m, char *errstr, size_t errstr_size);
 int ml_store_poll(ml_t *m, int timeout_ms);
 void ml_store_stop(ml_t *m);
 const ml_sub_t *ml_store_sub(const ml_t *m, const char *id);
+/* For the HTTP thread (the rest of the store is the main thread's): the generation of
+ * subscriber ID.  Returns 1 (found), 0 (not subscribed) or -1 (the view is still loading). */
+int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen);
+/* S's generation as its record spells it, in BUF; NULL if it has none (kept as such). */
+const char *ml_sub_generation(const ml_sub_t *s, char *buf, size_t size);
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id);
 /* The latest version of a notice (following corrections), or NULL if withdrawn/unknown. */
 const ml_notice_t *ml_store_latest(const ml_t *m, const char *id);
@@ -191,8 +197,12 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, cha
                         size_t errstr_size);
 
 /* unsub.c */
+/* The token for subscriber ID's current subscription (unsub_token.h), at least ML_TOKEN_SIZE
+ * bytes; main thread (it reads the view). */
 void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size);
-int ml_unsub_verify(const ml_t *m, const char *token, char *id, size_t size);
 int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size);
+/* Before nc_httpd_stop(): refuses new unsubscribes, waits (bounded) for the acknowledgements
+ * of those in flight so that every page shown tells the truth, then frees the producer. */
+void ml_unsub_stop(ml_t *m);
 
 #endif

@@ -359,15 +359,14 @@ int main(int argc, char **argv)
                 wait_for_work(&m, 50);
         }
 out:
-        if (m.httpd) /* first: its thread uses the unsubscribe producer */
+        /* First: the pages of unsubscribes in flight get their answers, then the HTTP thread
+         * (which uses the view) stops. */
+        ml_unsub_stop(&m);
+        if (m.httpd)
                 nc_httpd_stop(m.httpd);
         ml_sender_stop(&m);
         ml_planner_stop(&m);
         ml_store_stop(&m);
-        if (m.unsub_p) {
-                rd_kafka_flush(m.unsub_p, 5000);
-                rd_kafka_destroy(m.unsub_p);
-        }
         if (m.metrics)
                 nc_metrics_free(m.metrics);
         if (m.wake_pipe[0] >= 0) {

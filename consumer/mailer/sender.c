@@ -82,7 +82,7 @@ static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int sup
 {
         static const char *const freqs[] = {"immediate", "daily", "weekly"};
         json_t *cats = json_array(), *regs = json_array();
-        char send_at[8], ts[40];
+        char send_at[8], ts[40], gen[24];
         int i;
 
         for (i = 0; i < 32 && (size_t)i < m->cfg.categories.n; i++)
@@ -94,13 +94,14 @@ static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int sup
                 json_array_append_new(regs, json_string(r));
         }
         snprintf(send_at, sizeof(send_at), "%02d:%02d", s->send_min / 60, s->send_min % 60);
-        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b}", "id",
+        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id",
                          s->id, "email", s->email, "name", s->name, "lang",
                          m->cfg.languages.v[s->lang], "categories", cats, "regions", regs,
                          "frequency", freqs[s->freq], "tz",
                          (const char *)g_ptr_array_index(m->store.zones, s->tz), "send_at", send_at,
                          "updated_at", nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)),
-                         "bounces", bounces, "suppressed", suppressed);
+                         "bounces", bounces, "suppressed", suppressed, "generation",
+                         ml_sub_generation(s, gen, sizeof(gen)));
 }
 
 static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text)

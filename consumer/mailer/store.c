@@ -1,4 +1,7 @@
 /* noticecast-mailer: the subscribers and recent notices every instance keeps in memory. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +16,10 @@
 #include "nc_util.h"
 
 #define NOTICE_HISTORY_MS (8LL * 24 * 3600 * 1000) /* a weekly digest plus a day of slack */
+
+/* The HTTP thread looks subscribers up (ml_store_sub_generation); only the main thread
+ * changes the table, under the write lock, and it reads without one.  One view per process. */
+static pthread_rwlock_t subs_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static void sub_free(gpointer p)
 {
@@ -94,6 +101,7 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
         s->send_min = (uint16_t)(((send_at[0] - '0') * 10 + (send_at[1] - '0')) * 60 +
                                  (send_at[3] - '0') * 10 + (send_at[4] - '0'));
         s->bounces = (uint8_t)json_integer_value(json_object_get(rec, "bounces"));
+        s->gen = nc_subscriber_generation(rec);
         s->suppressed = json_is_true(json_object_get(rec, "suppressed"));
         json_array_foreach(json_object_get(rec, "categories"), i, v)
         {
@@ -166,6 +174,29 @@ const ml_sub_t *ml_store_sub(const ml_t *m, const char *id)
         return g_hash_table_lookup(m->store.subs, id);
 }
 
+const char *ml_sub_generation(const ml_sub_t *s, char *buf, size_t size)
+{
+        if (!s->gen)
+                return NULL;
+        snprintf(buf, size, "%016" PRIx64, s->gen);
+        return buf;
+}
+
+int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen)
+{
+        const ml_sub_t *s;
+        int rc = -1;
+
+        pthread_rwlock_rdlock(&subs_lock);
+        if (m->store.caught_up && m->store.subs) {
+                s = g_hash_table_lookup(m->store.subs, id);
+                rc = s != NULL;
+                *gen = s ? s->gen : 0;
+        }
+        pthread_rwlock_unlock(&subs_lock);
+        return rc;
+}
+
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id)
 {
         return g_hash_table_lookup(m->store.notices, id);
@@ -193,7 +224,9 @@ static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
         memcpy(id, r->key, r->key_len);
         id[r->key_len] = '\0';
         if (!r->payload) {
+                pthread_rwlock_wrlock(&subs_lock);
                 g_hash_table_remove(m->store.subs, id);
+                pthread_rwlock_unlock(&subs_lock);
                 return;
         }
         in = json_loadb(r->payload, r->len, 0, NULL);
@@ -202,14 +235,18 @@ static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
         if (!rec || strcmp(json_string_value(json_object_get(rec, "id")), id)) {
                 /* The planner (which sees each record once) sends it to the DLQ. */
                 log_debug("subscriber record for %s skipped: %s", id, rec ? "key mismatch" : err);
+                pthread_rwlock_wrlock(&subs_lock);
                 g_hash_table_remove(m->store.subs, id);
+                pthread_rwlock_unlock(&subs_lock);
                 json_decref(rec);
                 return;
         }
         {
                 ml_sub_t *s = sub_from_json(m, rec);
 
+                pthread_rwlock_wrlock(&subs_lock);
                 g_hash_table_replace(m->store.subs, s->id, s);
+                pthread_rwlock_unlock(&subs_lock);
         }
         json_decref(rec);
 }
@@ -389,7 +426,9 @@ int ml_store_poll(ml_t *m, int timeout_ms)
                         if (!m->store.caught_up &&
                             g_hash_table_add(m->store.eof_parts, g_strdup(key)) &&
                             ++m->store.eof_seen >= m->store.eof_needed) {
+                                pthread_rwlock_wrlock(&subs_lock);
                                 m->store.caught_up = 1;
+                                pthread_rwlock_unlock(&subs_lock);
                                 log_info("view loaded: %u subscribers, %u recent notices",
                                          g_hash_table_size(m->store.subs),
                                          g_hash_table_size(m->store.notices));
@@ -419,7 +458,10 @@ void ml_store_stop(ml_t *m)
                 m->store.rk = NULL;
         }
         if (m->store.subs) {
+                pthread_rwlock_wrlock(&subs_lock);
                 g_hash_table_destroy(m->store.subs);
+                m->store.subs = NULL;
+                pthread_rwlock_unlock(&subs_lock);
                 g_hash_table_destroy(m->store.notices);
                 g_hash_table_destroy(m->store.zone_tz);
                 g_hash_table_destroy(m->store.zone_ix);

@@ -1,97 +1,66 @@
 /* noticecast-mailer: RFC 8058 one-click unsubscribe.
  *
- *   token = base64url(subscriber id) "." base64url(HMAC-SHA256(secret, "unsubscribe\n" id))
+ * The token (unsub_token.h) hides the address and binds the subscription's generation.  GET
+ * shows a page with a button (link scanners fetch URLs; they must not unsubscribe anyone);
+ * POST (the RFC 8058 "List-Unsubscribe=One-Click" body, or the button) writes a tombstone for
+ * the subscriber on the subscribers topic.  Nothing changes unless the page says so:
  *
- * GET shows a page with a button (link scanners fetch URLs; they must not unsubscribe
- * anyone); POST — the RFC 8058 "List-Unsubscribe=One-Click" body or the button — writes a
- * tombstone for the subscriber on the subscribers topic.  A bad token gets 403. */
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+ *   403  not one of our tokens (or a token of the first format)
+ *   410  a token of an earlier subscription of the address (it subscribed again since)
+ *   200  "not subscribed": the address is not subscribed now
+ *   503  the view of the subscribers is still loading
+ *
+ * The HTTP thread never waits for Kafka: a POST queues the tombstone and defers its answer
+ * (nc_httpd_req_defer); the delivery report, served by this file's poller thread, gives it:
+ *
+ *   200  written (acknowledged by all in-sync replicas)
+ *   503  "not saved": librdkafka reports that it was never written, and it drops it (the
+ *        producer's message timeout, UNSUB_TIMEOUT_MS): it will not be written later
+ *   503  "could not confirm": a broker received the request but its answer never came
+ *        (possibly persisted); the page says so and asks to use the link again, which is
+ *        right whichever way it went.
+ *
+ * A re-subscription the view has not seen yet (it follows the topic within moments) lets a
+ * token of the previous subscription through until it has. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mailer.h"
 #include "nc_httpd.h"
 #include "nc_kafka.h"
-#include "nc_sign.h"
 #include "nc_util.h"
+#include "unsub_token.h"
 
-static void b64url(const unsigned char *in, size_t len, char *out, size_t size)
-{
-        char tmp[1024];
-        size_t i, o = 0;
+/* How long a tombstone may wait for the brokers before it is given up (and the page says
+ * "not saved"): the client's page waits this long at most, plus the timeout scan. */
+#define UNSUB_TIMEOUT_MS         5000
+#define UNSUB_REQUEST_TIMEOUT_MS 4000
+#define UNSUB_POLL_MS            100
 
-        if (nc_base64_encode(in, len, tmp, sizeof(tmp)) < 0) {
-                out[0] = '\0';
-                return;
-        }
-        for (i = 0; tmp[i] && o + 1 < size; i++) {
-                if (tmp[i] == '=')
-                        break;
-                out[o++] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : tmp[i];
-        }
-        out[o] = '\0';
-}
+/* One mailer per process: the state the HTTP thread, the poller and the main thread share. */
+static struct {
+        pthread_mutex_t lock; /* stopping, and the producer against ml_unsub_stop() */
+        int stopping, poll_stop;
+        pthread_t poller;
+        int poller_running;
+} U = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0};
 
-static int unb64url(const char *in, size_t len, unsigned char *out, size_t cap, size_t *olen)
-{
-        char tmp[1024];
-        size_t i;
-
-        if (len + 4 >= sizeof(tmp))
-                return -1;
-        for (i = 0; i < len; i++) {
-                char c = in[i];
-
-                if (c == '+' || c == '/' || c == '=')
-                        return -1;
-                tmp[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-        }
-        while (i % 4)
-                tmp[i++] = '=';
-        return nc_base64_decode(tmp, i, out, cap, olen);
-}
-
-static void mac(const ml_t *m, const char *id, unsigned char out[32])
-{
-        unsigned int len = 32;
-        char msg[400];
-
-        snprintf(msg, sizeof(msg), "unsubscribe\n%s", id);
-        HMAC(EVP_sha256(), m->unsub_key, (int)m->unsub_key_len, (const unsigned char *)msg,
-             strlen(msg), out, &len);
-}
+/* A POST waiting for the delivery report of its tombstone. */
+struct pending {
+        nc_httpd_deferred_t *d;
+        char id[ML_TOKEN_ID_MAX + 1];
+};
 
 void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size)
 {
-        unsigned char h[32];
-        char a[512], b[64];
+        const ml_sub_t *s = ml_store_sub(m, id);
 
-        mac(m, id, h);
-        b64url((const unsigned char *)id, strlen(id), a, sizeof(a));
-        b64url(h, sizeof(h), b, sizeof(b));
-        snprintf(out, size, "%s.%s", a, b);
+        if (ml_token_seal(m->unsub_key, m->unsub_key_len, id, s ? s->gen : 0, out, size) != 0)
+                log_warnx("no unsubscribe token for %s: id too long", id);
 }
 
-int ml_unsub_verify(const ml_t *m, const char *token, char *id, size_t size)
-{
-        const char *dot = token ? strchr(token, '.') : NULL;
-        unsigned char h[32], got[64];
-        size_t idlen, glen;
-
-        if (!dot ||
-            unb64url(token, (size_t)(dot - token), (unsigned char *)id, size - 1, &idlen) != 0)
-                return -1;
-        id[idlen] = '\0';
-        if (strlen(id) != idlen ||
-            unb64url(dot + 1, strlen(dot + 1), got, sizeof(got), &glen) != 0 || glen != sizeof(h))
-                return -1;
-        mac(m, id, h);
-        return CRYPTO_memcmp(h, got, sizeof(h)) == 0 ? 0 : -1;
-}
-
-/* ---- HTTP ------------------------------------------------------------------------------ */
+/* ---- pages ------------------------------------------------------------------------------- */
 
 static const char page_head[] =
     "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -99,6 +68,27 @@ static const char page_head[] =
     "<title>Unsubscribe</title></head>"
     "<body style=\"font-family: sans-serif; max-width: 36em; margin: 2em auto; "
     "line-height: 1.5\">";
+
+static const char page_invalid[] = "<h1>This link is not valid</h1><p>Nothing was changed. Use "
+                                   "the unsubscribe link of a recent email.</p>";
+static const char page_stale[] =
+    "<h1>This link is out of date</h1><p>It belongs to an earlier subscription of this "
+    "address, which has subscribed again since. Nothing was changed. To unsubscribe, use the "
+    "link of an email you received after subscribing again.</p>";
+static const char page_not_subscribed[] =
+    "<h1>You are not subscribed</h1><p>This address does not receive notices. Nothing was "
+    "changed.</p>";
+static const char page_loading[] = "<h1>Please try again in a minute</h1><p>The service is "
+                                   "starting. Nothing was changed.</p>";
+static const char page_done[] = "<h1>You are unsubscribed</h1><p>You will not receive notices "
+                                "at this address any more.</p>";
+static const char page_not_saved[] =
+    "<h1>Please try again in a minute</h1><p>Your request could not be saved: nothing was "
+    "changed and you are still subscribed.</p>";
+static const char page_unconfirmed[] =
+    "<h1>Please try again in a minute</h1><p>Your request was sent but we could not confirm "
+    "that it was saved. Use the link again in a minute to be sure; it does no harm if you "
+    "are already unsubscribed.</p>";
 
 static int page(nc_httpd_resp_t *resp, int status, const char *body)
 {
@@ -110,43 +100,106 @@ static int page(nc_httpd_resp_t *resp, int status, const char *body)
         return status;
 }
 
+/* ---- the tombstone --------------------------------------------------------------------- */
+
+/* On the poller thread (or the main thread's final flush). */
 static void tombstone_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
 {
+        struct pending *p = r->_private;
+        nc_httpd_resp_t resp = {NULL, NULL, 0};
+        int status;
+
         (void)rk;
         (void)opaque;
-        *(int *)r->_private = r->err ? -1 : 1;
+        if (!p)
+                return;
+        if (!r->err) {
+                log_info("unsubscribed %s (one-click)", p->id);
+                status = page(&resp, 200, page_done);
+        } else if (rd_kafka_message_status(r) == RD_KAFKA_MSG_STATUS_NOT_PERSISTED) {
+                log_warnx("unsubscribe of %s not saved: %s; the page said so", p->id,
+                          rd_kafka_err2str(r->err));
+                status = page(&resp, 503, page_not_saved);
+        } else {
+                log_warnx("unsubscribe of %s may or may not be saved: %s; the page said so", p->id,
+                          rd_kafka_err2str(r->err));
+                status = page(&resp, 503, page_unconfirmed);
+        }
+        nc_httpd_deferred_reply(p->d, status, &resp);
+        free(p);
 }
 
-/* Writes the tombstone and waits for the brokers' acknowledgement: the page must not say
- * "unsubscribed" before it is true. */
-static int remove_subscriber(ml_t *m, const char *id)
+static void *poller_main(void *arg)
 {
-        int done = 0;
+        ml_t *m = arg;
+
+        for (;;) {
+                int stop;
+
+                pthread_mutex_lock(&U.lock);
+                stop = U.poll_stop;
+                pthread_mutex_unlock(&U.lock);
+                if (stop)
+                        break;
+                rd_kafka_poll(m->unsub_p, UNSUB_POLL_MS);
+        }
+        return NULL;
+}
+
+/* Queues the tombstone of P->id; the answer comes with its delivery report.  Returns 0, or
+ * -1 if it was not queued (nothing will be written). */
+static int tombstone_send(ml_t *m, struct pending *p, char *why, size_t why_size)
+{
         rd_kafka_resp_err_t err;
 
-        err = rd_kafka_producev(m->unsub_p, RD_KAFKA_V_TOPIC(m->topic_subs),
-                                RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE(NULL, 0),
-                                RD_KAFKA_V_HEADER("noticecast-event", "subscriber.removed", -1),
-                                RD_KAFKA_V_OPAQUE(&done), RD_KAFKA_V_END);
-        if (err)
+        pthread_mutex_lock(&U.lock);
+        if (U.stopping || !m->unsub_p) {
+                pthread_mutex_unlock(&U.lock);
+                snprintf(why, why_size, "shutting down");
                 return -1;
-        rd_kafka_flush(m->unsub_p, 10000);
-        return done == 1 ? 0 : -1;
+        }
+        err = rd_kafka_producev(m->unsub_p, RD_KAFKA_V_TOPIC(m->topic_subs),
+                                RD_KAFKA_V_KEY(p->id, strlen(p->id)), RD_KAFKA_V_VALUE(NULL, 0),
+                                RD_KAFKA_V_HEADER("noticecast-event", "subscriber.removed", -1),
+                                RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+        pthread_mutex_unlock(&U.lock);
+        if (err) {
+                snprintf(why, why_size, "%s", rd_kafka_err2str(err));
+                return -1;
+        }
+        return 0;
 }
+
+/* ---- HTTP ------------------------------------------------------------------------------ */
 
 static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
 {
         ml_t *m = opaque;
         const char *method = nc_httpd_req_method(req);
         const char *token = nc_httpd_req_query(req, "token");
-        char id[300], body[2048];
+        char id[ML_TOKEN_ID_MAX + 1], body[2048], why[256];
+        uint64_t gen = 0, current = 0;
+        ml_token_status_t st;
+        struct pending *p;
+        int known;
 
-        if (!token || ml_unsub_verify(m, token, id, sizeof(id)) != 0)
-                return page(resp, 403,
-                            "<h1>This link is not valid</h1><p>Nothing was changed. Use the "
-                            "unsubscribe link of a recent email.</p>");
-        if (!strcmp(method, "GET") || !strcmp(method, "HEAD")) {
-                /* The token stays in the URL: the form posts back to the same address. */
+        st = ml_token_open(m->unsub_key, m->unsub_key_len, token, id, sizeof(id), &gen);
+        if (st != ML_TOKEN_OK)
+                return page(resp, 403, page_invalid);
+        if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))
+                return page(resp, 405, "<h1>Method not allowed</h1>");
+        known = ml_store_sub_generation(m, id, &current);
+        if (known < 0)
+                return page(resp, 503, page_loading);
+        if (known == 0)
+                return page(resp, 200, page_not_subscribed);
+        if (current != gen) {
+                log_info("unsubscribe link of an earlier subscription of %s refused", id);
+                return page(resp, 410, page_stale);
+        }
+        if (strcmp(method, "POST")) {
+                /* The token stays in the URL (base64url: nothing to escape); the form posts
+                 * back to the same address. */
                 snprintf(body, sizeof(body),
                          "<h1>Unsubscribe</h1><p>Stop sending notices to this address?</p>"
                          "<form method=\"post\" action=\"?token=%s\">"
@@ -156,36 +209,74 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
                          token);
                 return page(resp, 200, body);
         }
-        if (strcmp(method, "POST"))
-                return page(resp, 405, "<h1>Method not allowed</h1>");
-        if (remove_subscriber(m, id) != 0) {
-                log_warnx("unsubscribe of %s could not be written to Kafka", id);
-                return page(resp, 503,
-                            "<h1>Please try again in a minute</h1><p>Your request "
-                            "could not be saved.</p>");
+        p = nc_xcalloc(1, sizeof(*p));
+        snprintf(p->id, sizeof(p->id), "%s", id);
+        p->d = nc_httpd_req_defer(req);
+        if (tombstone_send(m, p, why, sizeof(why)) != 0) {
+                nc_httpd_resp_t r = {NULL, NULL, 0};
+                int status = page(&r, 503, page_not_saved);
+
+                log_warnx("unsubscribe of %s not saved: %s; the page said so", id, why);
+                nc_httpd_deferred_reply(p->d, status, &r);
+                free(p);
         }
-        log_info("unsubscribed %s (one-click)", id);
-        return page(resp, 200,
-                    "<h1>You are unsubscribed</h1><p>You will not receive notices "
-                    "at this address any more.</p>");
+        return NC_HTTPD_DEFERRED;
 }
 
 int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size)
 {
         rd_kafka_conf_t *conf;
-        char kerr[512];
+        char kerr[512], v[32];
 
         if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
                 return -1;
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
+        /* Not idempotent: a tombstone written twice is the same tombstone, and a producer
+         * that an idempotence error made fatal would refuse every later unsubscribe. */
+        rd_kafka_conf_set(conf, "enable.idempotence", "false", NULL, 0);
         rd_kafka_conf_set(conf, "acks", "all", NULL, 0);
         rd_kafka_conf_set(conf, "linger.ms", "0", NULL, 0);
+        snprintf(v, sizeof(v), "%d", UNSUB_TIMEOUT_MS);
+        rd_kafka_conf_set(conf, "message.timeout.ms", v, NULL, 0);
+        snprintf(v, sizeof(v), "%d", UNSUB_REQUEST_TIMEOUT_MS);
+        rd_kafka_conf_set(conf, "request.timeout.ms", v, NULL, 0);
         rd_kafka_conf_set_dr_msg_cb(conf, tombstone_dr);
         if (!(m->unsub_p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
                 rd_kafka_conf_destroy(conf);
                 return nc_err(errstr, errstr_size, "kafka: %s", kerr);
         }
+        if (pthread_create(&U.poller, NULL, poller_main, m) != 0)
+                return nc_err(errstr, errstr_size, "cannot start the unsubscribe thread");
+        U.poller_running = 1;
         if (m->httpd && nc_httpd_add_route(m->httpd, "/unsubscribe", handle, m) != 0)
                 return nc_err(errstr, errstr_size, "cannot add the /unsubscribe route");
         return 0;
+}
+
+void ml_unsub_stop(ml_t *m)
+{
+        rd_kafka_t *p;
+
+        pthread_mutex_lock(&U.lock);
+        U.stopping = 1;
+        pthread_mutex_unlock(&U.lock);
+        if (!m->unsub_p)
+                return;
+        /* Every tombstone queued gets its report within the message timeout: the pages
+         * waiting for them are answered before the HTTP server stops. */
+        rd_kafka_flush(m->unsub_p, UNSUB_TIMEOUT_MS + 2000);
+        if (U.poller_running) {
+                pthread_mutex_lock(&U.lock);
+                U.poll_stop = 1;
+                pthread_mutex_unlock(&U.lock);
+                pthread_join(U.poller, NULL);
+                U.poller_running = 0;
+        }
+        /* Should the flush have run out, whatever is left is dropped and its page says so. */
+        rd_kafka_purge(m->unsub_p, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(m->unsub_p, 1000);
+        pthread_mutex_lock(&U.lock);
+        p = m->unsub_p;
+        m->unsub_p = NULL;
+        pthread_mutex_unlock(&U.lock);
+        rd_kafka_destroy(p);
 }

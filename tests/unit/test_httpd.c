@@ -2,9 +2,15 @@
  * and form bodies, body limits and listen addresses, over real HTTP with libcurl. */
 #include "nc_test.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -397,11 +403,18 @@ static void test_listen(void **state)
         assert_true(port > 0);
         expect(port, "GET", "/healthz", 200, "ok\n");
 
-        /* A port in use is an error that says so. */
+        /* A port in use is an error that says so, naming the address and port tried. */
         snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
         h2 = nc_httpd_start(addr, NULL, err, sizeof(err));
         assert_null(h2);
         assert_true(!strncmp(err, "listen \"127.0.0.1:", 18));
+        {
+                char want[64];
+
+                snprintf(want, sizeof(want), "cannot bind 127.0.0.1 port %d: ", port);
+                if (!strstr(err, want) || !strstr(err, "in use"))
+                        fail_msg("\"%s\" does not say \"%s...in use\"", err, want);
+        }
         nc_httpd_stop(h);
 
         /* IPv6 loopback, where the host has it. */
@@ -417,6 +430,262 @@ static void test_listen(void **state)
                 fail_msg("%s", err);
         nc_httpd_stop(h);
         nc_httpd_stop(NULL);
+}
+
+/* ---- raw sockets: framing and connection budgets ------------------------------------------ */
+
+/* A connection to 127.0.0.1:PORT from SRC (NULL: any). */
+static int raw_connect(int port, const char *src)
+{
+        struct sockaddr_in sin;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        assert_true(fd >= 0);
+        if (src) {
+                memset(&sin, 0, sizeof(sin));
+                sin.sin_family = AF_INET;
+                inet_pton(AF_INET, src, &sin.sin_addr);
+                assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        }
+        memset(&sin, 0, sizeof(sin));
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        return fd;
+}
+
+/* Sends REQ and reads until the server closes (5 s at most); the answer in BUF. */
+static size_t raw_exchange(int port, const char *req, char *buf, size_t size)
+{
+        int fd = raw_connect(port, NULL);
+        size_t n = 0;
+
+        assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+        for (;;) {
+                struct pollfd p = {fd, POLLIN, 0};
+                ssize_t r;
+
+                if (poll(&p, 1, 5000) <= 0 || n + 1 >= size)
+                        break;
+                if ((r = recv(fd, buf + n, size - n - 1, 0)) <= 0)
+                        break;
+                n += (size_t)r;
+        }
+        buf[n] = '\0';
+        close(fd);
+        return n;
+}
+
+/* 1 if the server closed FD within MS milliseconds. */
+static int closed_within(int fd, int ms)
+{
+        struct pollfd p = {fd, POLLIN, 0};
+        char c;
+
+        if (poll(&p, 1, ms) <= 0)
+                return 0;
+        return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+static void test_framing(void **state)
+{
+        static const char *const bad[] = {
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"
+            "hello",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\n"
+            "hello",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\na=1&",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked"
+            "\r\n\r\n0\r\n\r\n",
+        };
+        char err[256] = "", buf[4096];
+        int calls = 0, port;
+        nc_httpd_t *h;
+        size_t i;
+
+        (void)state;
+        h = nc_httpd_start("127.0.0.1:0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        assert_int_equal(nc_httpd_add_route(h, "/echo", echo_handler, &calls), 0);
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                raw_exchange(port, bad[i], buf, sizeof(buf));
+                if (strncmp(buf, "HTTP/1.1 400 ", 13))
+                        fail_msg("request %zu: %.80s", i, buf);
+                /* One answer only: the rest is never read as a next request. */
+                assert_null(strstr(buf + 1, "HTTP/1."));
+        }
+        assert_int_equal(calls, 0);
+        /* Identical values are one length (RFC 9110 8.6). */
+        raw_exchange(port,
+                     "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                     "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                     buf, sizeof(buf));
+        assert_true(!strncmp(buf, "HTTP/1.1 200 ", 13));
+        nc_httpd_stop(h);
+}
+
+static void test_per_ip_budget(void **state)
+{
+        int fds[NC_HTTPD_CONNECTIONS_PER_IP + 4];
+        char err[256] = "";
+        int port, n, closed = 0;
+        nc_httpd_t *h;
+        struct fetch f;
+        CURL *c;
+
+        (void)state;
+        h = nc_httpd_start("127.0.0.1:0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        /* Idle connections from one address: those past its budget are closed at once. */
+        for (n = 0; n < (int)(sizeof(fds) / sizeof(fds[0])); n++)
+                fds[n] = raw_connect(port, "127.0.0.1");
+        for (n = 0; n < (int)(sizeof(fds) / sizeof(fds[0])); n++)
+                closed += closed_within(fds[n], n < NC_HTTPD_CONNECTIONS_PER_IP ? 50 : 2000);
+        assert_int_equal(closed, 4);
+        /* Another address is still served. */
+        c = curl_easy_init();
+        assert_non_null(c);
+        memset(&f, 0, sizeof(f));
+        {
+                char url[64];
+
+                snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
+                curl_easy_setopt(c, CURLOPT_URL, url);
+        }
+        curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt(c, CURLOPT_INTERFACE, "127.0.0.2");
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
+        assert_int_equal(curl_easy_perform(c), CURLE_OK);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f.status);
+        assert_int_equal(f.status, 200);
+        free(f.body);
+        curl_easy_cleanup(c);
+        for (n = 0; n < (int)(sizeof(fds) / sizeof(fds[0])); n++)
+                close(fds[n]);
+        nc_httpd_stop(h);
+}
+
+/* ---- deferred answers ------------------------------------------------------------------- */
+
+struct later {
+        nc_httpd_deferred_t *d;
+        int delay_ms;
+        int status;
+};
+
+static void *reply_later(void *arg)
+{
+        struct later *l = arg;
+        nc_httpd_resp_t r = {"text/plain", NULL, 0};
+
+        usleep((useconds_t)l->delay_ms * 1000);
+        r.body = strdup("answered later\n");
+        nc_httpd_deferred_reply(l->d, l->status, &r);
+        free(l);
+        return NULL;
+}
+
+/* ?ms=N: answered by another thread N ms later; ?ms=0: answered before the handler returns;
+ * ?ms=-1: kept (the test answers it after stopping the server). */
+static nc_httpd_deferred_t *kept;
+
+static int defer_handler(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        const char *ms = nc_httpd_req_query(req, "ms");
+        struct later *l = calloc(1, sizeof(*l));
+        pthread_t t;
+
+        (void)resp;
+        (void)opaque;
+        assert_non_null(l);
+        l->d = nc_httpd_req_defer(req);
+        assert_non_null(l->d);
+        assert_null(nc_httpd_req_defer(req)); /* once */
+        l->delay_ms = ms ? atoi(ms) : 0;
+        l->status = 202;
+        if (l->delay_ms < 0) {
+                kept = l->d;
+                free(l);
+        } else if (l->delay_ms == 0) {
+                reply_later(l);
+        } else {
+                assert_int_equal(pthread_create(&t, NULL, reply_later, l), 0);
+                pthread_detach(t);
+        }
+        return NC_HTTPD_DEFERRED;
+}
+
+struct bg_fetch {
+        int port;
+        const char *path;
+        struct fetch f;
+};
+
+static void *fetch_bg(void *arg)
+{
+        struct bg_fetch *b = arg;
+
+        fetch(&b->f, b->port, "POST", b->path, "a=1", 3, NULL, 0);
+        return NULL;
+}
+
+static void test_deferred(void **state)
+{
+        struct bg_fetch bg = {0, "/later?ms=1500", {0}};
+        char err[256] = "";
+        pthread_t t;
+        struct fetch f;
+        nc_httpd_t *h;
+        int port, i;
+
+        (void)state;
+        h = nc_httpd_start("127.0.0.1:0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        assert_int_equal(nc_httpd_add_route(h, "/later", defer_handler, NULL), 0);
+
+        /* Answered before the handler even returned. */
+        fetch(&f, port, "POST", "/later?ms=0", "a=1", 3, NULL, 0);
+        assert_int_equal(f.status, 202);
+        assert_string_equal(f.body, "answered later\n");
+        free(f.body);
+
+        /* While one request waits, the HTTP thread serves others. */
+        bg.port = port;
+        assert_int_equal(pthread_create(&t, NULL, fetch_bg, &bg), 0);
+        usleep(200 * 1000);
+        for (i = 0; i < 5; i++)
+                expect(port, "GET", "/healthz", 200, "ok\n");
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(bg.f.status, 202);
+        assert_string_equal(bg.f.body, "answered later\n");
+        free(bg.f.body);
+
+        /* Stopping answers what still waits (503) and a later reply only frees. */
+        bg.path = "/later?ms=-1";
+        memset(&bg.f, 0, sizeof(bg.f));
+        kept = NULL;
+        assert_int_equal(pthread_create(&t, NULL, fetch_bg, &bg), 0);
+        for (i = 0; i < 200 && !kept; i++)
+                usleep(10 * 1000);
+        assert_non_null(kept);
+        nc_httpd_stop(h);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_true(bg.f.status == 503 || bg.f.status == 0);
+        free(bg.f.body);
+        {
+                nc_httpd_resp_t r = {NULL, strdup("too late\n"), 0};
+
+                nc_httpd_deferred_reply(kept, 200, &r);
+        }
 }
 
 static int setup(void **state)
@@ -435,10 +704,10 @@ static int teardown(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_builtin),
-            cmocka_unit_test(test_routes),
-            cmocka_unit_test(test_body_limit),
-            cmocka_unit_test(test_listen),
+            cmocka_unit_test(test_builtin),    cmocka_unit_test(test_routes),
+            cmocka_unit_test(test_body_limit), cmocka_unit_test(test_listen),
+            cmocka_unit_test(test_framing),    cmocka_unit_test(test_per_ip_budget),
+            cmocka_unit_test(test_deferred),
         };
 
         /* The failing binds and the bad handler log warnings; keep the output readable. */
