@@ -98,6 +98,10 @@ typedef struct ml_job {
         int64_t first_try_ms;
         struct ml_job *wait_next; /* in the waiting list */
         int waiting;
+        int acks;       /* records produced for it (outcome, DLQ) not acknowledged yet, plus
+                         * holds; it is settled when this drops to 0 */
+        int ack_failed; /* one of them failed: left unsettled, so a restart sends it again */
+        int final;      /* its final outcome was recorded (sent, bounce, failed, skipped) */
 } ml_job_t;
 
 /* The queue between the main thread and the SMTP workers. */
@@ -142,6 +146,7 @@ typedef struct ml {
         ml_unit_t *pend_head, *pend_tail; /* prepared this poll, not yet in q (main thread) */
         size_t pend_n;
         pthread_t *workers;
+        struct nc_smtp_cancel *cancels; /* one per worker: ends its sessions at shutdown */
         int nworkers;
         int wake_pipe[2];
 
@@ -153,7 +158,7 @@ typedef struct ml {
         char notice_regex[300];
 
         nc_metrics_t *metrics;
-        nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue;
+        nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue, *m_dlq;
         struct nc_httpd *httpd;
         int stopping;
 } ml_t;
@@ -185,7 +190,14 @@ json_t *ml_digest_notices(ml_t *m, const ml_sub_t *s, int64_t start_ms, int64_t 
 /* sender.c */
 int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size);
 int ml_sender_poll(ml_t *m);
-void ml_sender_stop(ml_t *m);
+/* Graceful stop, first step: sets m->stopping; no new job, no new SMTP session; messages not
+ * handed to a session yet are dropped (their jobs stay uncommitted).  Sessions running go on;
+ * poll until ml_sender_busy() is 0 or the deadline. */
+void ml_sender_quiesce(ml_t *m);
+/* Then: sessions still running at DEADLINE_MS (nc_time_now_ms clock; 0 = now) are ended,
+ * their outcomes recorded (flushed for at most a few seconds past the deadline), offsets
+ * committed, and everything released.  Jobs waiting for a retry stay uncommitted. */
+void ml_sender_stop(ml_t *m, int64_t deadline_ms);
 size_t ml_sender_busy(ml_t *m);
 char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
                         size_t errstr_size);

@@ -15,6 +15,10 @@
 #define MAX_OUTSTANDING 20000
 #define NOTICE_WAIT_MS  (120 * 1000) /* a job may arrive before the view has its notice */
 #define WAIT_RECHECK_MS 500
+/* At shutdown, outcomes are flushed for at least this long after the sessions ended (even past
+ * shutdown_timeout) and at most FLUSH_MAX_MS. */
+#define FLUSH_MIN_MS 2000
+#define FLUSH_MAX_MS 10000
 
 /* ---- offsets (per partition, in order) ------------------------------------------------- */
 
@@ -37,6 +41,22 @@ static void job_settle(ml_t *m, ml_job_t *j)
         nc_track_settle(j->part, &j->tm, job_release, m);
 }
 
+/* A job's records (outcome event, DLQ entry) are acknowledged one by one; a hold keeps it from
+ * being settled by the first acknowledgement while the next record is being produced (a full
+ * queue makes produce_event poll, which serves delivery reports). */
+static void job_hold(ml_job_t *j)
+{
+        j->acks++;
+}
+
+/* Settled once its final outcome was recorded (j->final) and every record acknowledged; a job
+ * waiting for a retry, or left for a restart at a stop, has no final outcome and stays. */
+static void job_unhold(ml_t *m, ml_job_t *j)
+{
+        if (--j->acks == 0 && j->final && !j->ack_failed)
+                job_settle(m, j);
+}
+
 /* ---- recording outcomes ---------------------------------------------------------------- */
 
 static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
@@ -50,17 +70,22 @@ static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
         if (r->err) {
                 /* The outcome could not be recorded: leave the job unsettled so that a
                  * restart retries it rather than lose track of it. */
-                log_warnx("recording the outcome of a job failed: %s", rd_kafka_err2str(r->err));
-                return;
+                log_warnx("recording the outcome of a job failed (%s): %s",
+                          rd_kafka_topic_name(r->rkt), rd_kafka_err2str(r->err));
+                j->ack_failed = 1;
         }
-        job_settle(m, j);
+        job_unhold(m, j);
 }
+
+static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text);
 
 static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *key, json_t *doc)
 {
         char *value = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
         rd_kafka_resp_err_t err;
 
+        if (j)
+                job_hold(j); /* released by its delivery report */
         do {
                 err = rd_kafka_producev(m->events, RD_KAFKA_V_TOPIC(topic),
                                         RD_KAFKA_V_KEY(key, strlen(key)),
@@ -74,7 +99,73 @@ static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *k
         if (err) {
                 log_warnx("produce to %s: %s", topic, rd_kafka_err2str(err));
                 free(value);
+                if (j) {
+                        j->ack_failed = 1;
+                        job_unhold(m, j);
+                }
         }
+}
+
+/* A job that will not be sent (retries used up, message not buildable) goes to the DLQ as it
+ * was consumed (key, value), with the noticecast-dlq-* headers that `noticecast dlq list`
+ * shows and `noticecast dlq replay` follows: replayed, it goes back to the jobs topic and is
+ * sent like a new job (same Message-ID).  The job is settled once this record and its
+ * mail.failed event are both acknowledged. */
+static void dlq_record(ml_t *m, ml_job_t *j, const char *reason)
+{
+        const rd_kafka_message_t *r = j->rkm;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(10);
+        rd_kafka_resp_err_t err;
+        char ts[40], num[32];
+
+        rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+        rd_kafka_header_add(h, "noticecast-dlq-reason", -1, reason, -1);
+        rd_kafka_header_add(h, "noticecast-dlq-stage", -1, "mailer", -1);
+        rd_kafka_header_add(h, "noticecast-dlq-source-topic", -1, m->topic_jobs, -1);
+        snprintf(num, sizeof(num), "%d", (int)r->partition);
+        rd_kafka_header_add(h, "noticecast-dlq-source-partition", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)r->offset);
+        rd_kafka_header_add(h, "noticecast-dlq-source-offset", -1, num, -1);
+        rd_kafka_header_add(h, "noticecast-dlq-time", -1,
+                            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), -1);
+        rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, m->topic_jobs, -1);
+        job_hold(j);
+        do {
+                err = rd_kafka_producev(
+                    m->events, RD_KAFKA_V_TOPIC(m->topic_dlq), RD_KAFKA_V_KEY(r->key, r->key_len),
+                    RD_KAFKA_V_VALUE(r->payload, r->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(m->events, 20);
+        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        if (err) {
+                log_warnx("produce to %s: %s", m->topic_dlq, rd_kafka_err2str(err));
+                rd_kafka_headers_destroy(h);
+                j->ack_failed = 1;
+                job_unhold(m, j);
+                return;
+        }
+        nc_metrics_inc(m->m_dlq, NULL, 1);
+        log_warnx("dlq: job for %.*s (%s [%d] at offset %lld): %s", (int)r->key_len,
+                  r->key ? (const char *)r->key : "-", m->topic_jobs, (int)r->partition,
+                  (long long)r->offset, reason);
+}
+
+/* mail.failed, and the job to the DLQ. */
+static void job_fail(ml_t *m, ml_job_t *j, int code, const char *text)
+{
+        char reason[512];
+
+        job_hold(j);
+        record(m, j, "mail.failed", code, text);
+        if (code)
+                snprintf(reason, sizeof(reason), "mail.failed after %d attempt%s: %d %s",
+                         j->attempt, j->attempt == 1 ? "" : "s", code, text ? text : "");
+        else
+                snprintf(reason, sizeof(reason), "mail.failed after %d attempt%s: %s", j->attempt,
+                         j->attempt == 1 ? "" : "s", text ? text : "");
+        dlq_record(m, j, reason);
+        job_unhold(m, j);
 }
 
 /* Full subscriber record (as the CLI writes it) from the compact form, for bounce counters. */
@@ -109,6 +200,7 @@ static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char 
         char ts[40], l[NC_METRICS_LABELS_SIZE];
         json_t *ev;
 
+        j->final = 1; /* settled once this (and a DLQ record, if any) is acknowledged */
         ev = json_pack("{s:s, s:s, s:s?, s:i, s:i, s:s, s:s}", "type", type, "subscriber", sub,
                        "message_id", json_string_value(json_object_get(j->doc, "message_id")),
                        "attempt", j->attempt, "code", code, "text", text ? text : "", "time",
@@ -327,6 +419,8 @@ static void *worker_main(void *arg)
         sc.timeout_ms = m->cfg.smtp.timeout_ms;
         sc.ca_file = m->cfg.smtp.ca_file;
         sc.helo_name = m->cfg.smtp.helo;
+        sc.allow_plaintext_auth = m->cfg.smtp.allow_plaintext_auth;
+        sc.cancel = &m->cancels[wa->index];
 
         for (;;) {
                 size_t n = 0, i, built = 0;
@@ -392,7 +486,9 @@ static void *worker_main(void *arg)
                         built++;
                 }
                 err[0] = '\0';
-                if (built && nc_smtp_send_session(&sc, msgs, built, err, sizeof(err)) != 0)
+                /* One session, or more when the relay ends one before every message was tried
+                 * (a limit of messages per connection): see nc_smtp_send_batch. */
+                if (built && nc_smtp_send_batch(&sc, msgs, built, 0, NULL, err, sizeof(err)) != 0)
                         log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
                 for (i = 0, built = 0; i < n; i++) {
                         if (units[i]->status != -1)
@@ -435,9 +531,16 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         const char *sub_id = json_string_value(json_object_get(j->doc, "subscriber"));
         const ml_sub_t *s = ml_store_sub(m, sub_id);
 
+        job_hold(j); /* j stays valid until the end of this function */
         if (u->status == -2) {
                 log_warnx("message for %s not built: %s", sub_id, u->reply);
-                record(m, j, "mail.failed", 0, u->reply);
+                job_fail(m, j, 0, u->reply);
+        } else if (m->stopping && nc_smtp_status_temporary(u->status)) {
+                /* Stopping: not sent, or its session was ended at shutdown_timeout.  Nothing
+                 * is recorded and no attempt charged: left uncommitted, it is sent again by
+                 * the next owner of its partition. */
+                log_debug("stopping: job for %s left for a restart (%d %s)", sub_id, u->status,
+                          u->reply);
         } else if (u->status >= 200 && u->status < 300) {
                 record(m, j, "mail.sent", u->status, u->reply);
                 if (s && s->bounces)
@@ -448,7 +551,7 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
                 if (s)
                         update_bounces(m, s, s->bounces + 1);
         } else if ((size_t)j->attempt > m->cfg.mailer.retry_n) {
-                record(m, j, "mail.failed", u->status, u->reply);
+                job_fail(m, j, u->status, u->reply);
         } else {
                 /* 4xx (throttling, greylisting) or no connection: try again later. */
                 int64_t delay = m->cfg.mailer.retry_ms[j->attempt - 1];
@@ -461,6 +564,7 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         json_decref(u->subscriber);
         json_decref(u->notices);
         free(u);
+        job_unhold(m, j);
 }
 
 /* ---- group membership ------------------------------------------------------------------ */
@@ -529,11 +633,26 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
         }
         rd_kafka_topic_partition_list_destroy(subs);
 
+        if (m->metrics) {
+                m->m_dlq = nc_metrics_counter(m->metrics, "noticecast_mail_dlq_total",
+                                              "Email jobs put in the dead letter queue.");
+                nc_metrics_inc(m->m_dlq, NULL, 0);
+        }
+        if (m->cfg.smtp.allow_plaintext_auth)
+                log_warnx("[smtp] allow_plaintext_auth = true: the SMTP password is sent in "
+                          "clear to a relay that does not offer STARTTLS");
+        else if (m->cfg.smtp.password_file && m->cfg.smtp.starttls == 0)
+                log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
+                          "TLS, so sessions fail unless allow_plaintext_auth = true");
+
         pthread_mutex_init(&m->q.lock, NULL);
         pthread_cond_init(&m->q.cond, NULL);
         m->q.wake_fd = m->wake_pipe[1];
         m->nworkers = m->cfg.smtp.sessions;
         m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
+        m->cancels = nc_xcalloc((size_t)m->nworkers, sizeof(*m->cancels));
+        for (i = 0; i < m->nworkers; i++)
+                nc_smtp_cancel_init(&m->cancels[i]);
         for (i = 0; i < m->nworkers; i++) {
                 struct worker_arg *wa = nc_xcalloc(1, sizeof(*wa));
 
@@ -583,6 +702,8 @@ int ml_sender_poll(ml_t *m)
                 unit_outcome(m, u);
         }
         nc_tracks_store(m->parts, m->sender);
+        if (m->stopping) /* waiting jobs stay uncommitted: sent again after a restart */
+                return 0;
         /* Jobs whose backoff is over, or whose notice may have arrived, oldest first. */
         prev = NULL;
         for (pp = &m->waiting; (j = *pp);) {
@@ -660,53 +781,124 @@ size_t ml_sender_busy(ml_t *m)
         return n;
 }
 
-void ml_sender_stop(ml_t *m)
+static void unit_free(ml_unit_t *u)
+{
+        json_decref(u->subscriber);
+        json_decref(u->notices);
+        free(u);
+}
+
+void ml_sender_quiesce(ml_t *m)
 {
         ml_unit_t *u;
         int i;
 
+        m->stopping = 1;
+        if (!m->workers)
+                return;
+        pthread_mutex_lock(&m->q.lock);
+        /* Units not started yet are dropped: their jobs stay uncommitted. */
+        while ((u = m->q.todo_head)) {
+                m->q.todo_head = u->next;
+                unit_free(u);
+        }
+        m->q.todo_tail = NULL;
+        m->q.todo_n = 0;
+        m->q.stop = 1;
+        pthread_cond_broadcast(&m->q.cond);
+        pthread_mutex_unlock(&m->q.lock);
+        /* A batch that a relay cut short is not continued in a new session. */
+        for (i = 0; i < m->nworkers; i++)
+                nc_smtp_cancel_stop(&m->cancels[i]);
+}
+
+void ml_sender_stop(ml_t *m, int64_t deadline_ms)
+{
+        ml_unit_t *u, *done;
+        int64_t flush_ms;
+        size_t busy;
+        int i;
+
         if (m->workers) {
+                ml_sender_quiesce(m);
                 pthread_mutex_lock(&m->q.lock);
-                /* Units not started yet are dropped: their jobs stay uncommitted. */
-                while ((u = m->q.todo_head)) {
-                        m->q.todo_head = u->next;
-                        json_decref(u->subscriber);
-                        json_decref(u->notices);
-                        free(u);
-                }
-                m->q.todo_tail = NULL;
-                m->q.stop = 1;
-                pthread_cond_broadcast(&m->q.cond);
+                busy = m->q.busy;
                 pthread_mutex_unlock(&m->q.lock);
+                if (busy) {
+                        /* libesmtp blocks on a relay that does not answer for up to timeout_ms
+                         * per reply: shut the sessions' sockets down so that the threads
+                         * return now.  What they were sending is left uncommitted. */
+                        log_warnx("shutdown_timeout reached with %zu message%s in SMTP sessions: "
+                                  "ending them; their jobs are sent again after a restart",
+                                  busy, busy == 1 ? "" : "s");
+                        for (i = 0; i < m->nworkers; i++)
+                                nc_smtp_cancel_now(&m->cancels[i]);
+                }
                 for (i = 0; i < m->nworkers; i++)
                         pthread_join(m->workers[i], NULL);
                 free(m->workers);
                 m->workers = NULL;
-                /* Outcomes of the last sessions are recorded before committing. */
-                ml_sender_poll(m);
+                for (i = 0; i < m->nworkers; i++)
+                        nc_smtp_cancel_destroy(&m->cancels[i]);
+                free(m->cancels);
+                m->cancels = NULL;
+                /* Outcomes of the last sessions are recorded before committing (sent and
+                 * bounced ones; temporary ones are left for the restart). */
+                pthread_mutex_lock(&m->q.lock);
+                done = m->q.done_head;
+                m->q.done_head = NULL;
+                pthread_mutex_unlock(&m->q.lock);
+                while ((u = done)) {
+                        done = u->next;
+                        unit_outcome(m, u);
+                }
         }
         if (m->events) {
-                rd_kafka_flush(m->events, 10000);
+                flush_ms = deadline_ms - nc_time_now_ms();
+                if (flush_ms < FLUSH_MIN_MS)
+                        flush_ms = FLUSH_MIN_MS;
+                if (flush_ms > FLUSH_MAX_MS)
+                        flush_ms = FLUSH_MAX_MS;
+                if (rd_kafka_flush(m->events, (int)flush_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                        log_warnx("stopping: %d outcome record%s not acknowledged in time; their "
+                                  "jobs are sent again after a restart",
+                                  rd_kafka_outq_len(m->events),
+                                  rd_kafka_outq_len(m->events) == 1 ? "" : "s");
                 rd_kafka_poll(m->events, 0);
-                nc_tracks_store(m->parts, m->sender);
         }
         if (m->sender) {
+                nc_tracks_store(m->parts, m->sender);
                 rd_kafka_commit(m->sender, NULL, 0);
-                rd_kafka_consumer_close(m->sender);
-                rd_kafka_destroy(m->sender);
-                m->sender = NULL;
         }
         if (m->events) {
+                /* What is still queued is dropped (its jobs were not settled); no delivery
+                 * report may reach a job after this. */
+                rd_kafka_purge(m->events, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_poll(m->events, 0);
                 rd_kafka_destroy(m->events);
                 m->events = NULL;
         }
         while ((u = m->q.done_head)) {
                 m->q.done_head = u->next;
-                json_decref(u->subscriber);
-                json_decref(u->notices);
-                free(u);
+                unit_free(u);
         }
+        while ((u = m->pend_head)) {
+                m->pend_head = u->next;
+                unit_free(u);
+        }
+        m->pend_tail = NULL;
+        /* Every consumed message is released before the consumer is closed: librdkafka's
+         * destroy waits for the messages the application still holds (jobs waiting for a
+         * retry hold theirs). */
+        m->waiting = m->waiting_tail = NULL;
         nc_tracks_free(&m->parts, job_release, m, NULL);
-        pthread_mutex_destroy(&m->q.lock);
-        pthread_cond_destroy(&m->q.cond);
+        if (m->sender) {
+                rd_kafka_consumer_close(m->sender);
+                rd_kafka_destroy(m->sender);
+                m->sender = NULL;
+        }
+        if (m->q.wake_fd) { /* started */
+                pthread_mutex_destroy(&m->q.lock);
+                pthread_cond_destroy(&m->q.cond);
+        }
 }
