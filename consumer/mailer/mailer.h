@@ -102,6 +102,7 @@ typedef struct ml_job {
                          * holds; it is settled when this drops to 0 */
         int ack_failed; /* one of them failed: left unsettled, so a restart sends it again */
         int final;      /* its final outcome was recorded (sent, bounce, failed, skipped) */
+        int mid_owner;  /* this copy of the job holds its Message-ID in ml_t.mids */
 } ml_job_t;
 
 /* The queue between the main thread and the SMTP workers. */
@@ -139,6 +140,13 @@ typedef struct ml {
                                            * a notice; kept in arrival order so the
                                            * committed offset keeps moving */
         size_t outstanding;
+        /* Message-IDs of the jobs this process is sending or has sent (sender.c, "Sent once"):
+         * a job read again after a rebalance (the broker was away longer than the session
+         * timeout, so the offsets of what was sent meanwhile were never committed) is not sent
+         * a second time. */
+        GHashTable *mids;    /* Message-ID -> state */
+        GQueue *mids_done;   /* Message-IDs sent and recorded, oldest first (for the cap) */
+        size_t dups_skipped; /* such jobs seen this loop turn (logged once per turn) */
         double tokens;
         int64_t tokens_ms;
 

@@ -20,6 +20,63 @@
 #define FLUSH_MIN_MS 2000
 #define FLUSH_MAX_MS 10000
 
+/* ---- sent once ------------------------------------------------------------------------ *
+ *
+ * When the broker is away longer than the group session timeout, the consumer loses its
+ * partitions; the messages sent meanwhile cannot have their offsets committed, and after the
+ * rejoin the partitions are read again from the last commit.  Each job's Message-ID is kept
+ * from the moment a copy of the job is prepared (one copy "owns" it) until its mail.sent
+ * event is acknowledged, and the last MIDS_KEEP of those after that: a copy read again waits
+ * while the owner is in flight and is settled without sending once the mail.sent of the owner
+ * is on the deliveries topic.  A failed, bounced or skipped job drops its Message-ID (so a DLQ
+ * replay sends it). */
+#define MIDS_KEEP 100000
+
+enum { MID_SENDING = 1, MID_SENT = 2, MID_RECORDED = 3 };
+
+static const char *job_mid(const ml_job_t *j)
+{
+        return json_string_value(json_object_get(j->doc, "message_id"));
+}
+
+static int mid_state(const ml_t *m, const char *mid)
+{
+        return mid ? GPOINTER_TO_INT(g_hash_table_lookup(m->mids, mid)) : 0;
+}
+
+static void mid_set(ml_t *m, ml_job_t *j, int state)
+{
+        const char *mid = job_mid(j);
+        char *key;
+
+        if (!mid || !j->mid_owner)
+                return;
+        if (state != MID_RECORDED) {
+                g_hash_table_replace(m->mids, g_strdup(mid), GINT_TO_POINTER(state));
+                return;
+        }
+        key = g_strdup(mid);
+        g_hash_table_replace(m->mids, key, GINT_TO_POINTER(state));
+        g_queue_push_tail(m->mids_done, g_strdup(mid));
+        j->mid_owner = 0; /* the entry lives on without its owner */
+        while (g_queue_get_length(m->mids_done) > MIDS_KEEP) {
+                char *old = g_queue_pop_head(m->mids_done);
+
+                if (mid_state(m, old) == MID_RECORDED)
+                        g_hash_table_remove(m->mids, old);
+                g_free(old);
+        }
+}
+
+static void mid_forget(ml_t *m, ml_job_t *j)
+{
+        const char *mid = job_mid(j);
+
+        if (mid && j->mid_owner)
+                g_hash_table_remove(m->mids, mid);
+        j->mid_owner = 0;
+}
+
 /* ---- offsets (per partition, in order) ------------------------------------------------- */
 
 static void job_free(ml_t *m, ml_job_t *j)
@@ -59,6 +116,45 @@ static void job_unhold(ml_t *m, ml_job_t *j)
 
 /* ---- recording outcomes ---------------------------------------------------------------- */
 
+/* An outcome (or DLQ record) that the brokers did not take in time (an outage longer than
+ * message.timeout.ms): produced again, as it was, rather than leaving its job unsettled until
+ * a restart sends the message a second time.  Only for errors that can pass. */
+static int reproduce(ml_t *m, const rd_kafka_message_t *r)
+{
+        rd_kafka_headers_t *h = NULL, *copy = NULL;
+        rd_kafka_resp_err_t err;
+
+        switch (r->err) {
+        case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+        case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+        case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+        case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+                break;
+        default:
+                return 0;
+        }
+        if (rd_kafka_message_headers(r, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                copy = rd_kafka_headers_copy(h);
+        err = rd_kafka_producev(m->events, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(r->rkt)),
+                                RD_KAFKA_V_KEY(r->key, r->key_len),
+                                RD_KAFKA_V_VALUE(r->payload, r->len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(copy),
+                                RD_KAFKA_V_OPAQUE(r->_private), RD_KAFKA_V_END);
+        if (err) {
+                if (copy)
+                        rd_kafka_headers_destroy(copy);
+                return 0;
+        }
+        log_warnx("recording to %s failed (%s): produced again", rd_kafka_topic_name(r->rkt),
+                  rd_kafka_err2str(r->err));
+        return 1;
+}
+
 static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
 {
         ml_t *m = opaque;
@@ -67,12 +163,18 @@ static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
         (void)rk;
         if (!j)
                 return;
+        if (r->err && !m->stopping && reproduce(m, r))
+                return; /* produced again: the hold goes on with the new copy */
         if (r->err) {
                 /* The outcome could not be recorded: leave the job unsettled so that a
                  * restart retries it rather than lose track of it. */
                 log_warnx("recording the outcome of a job failed (%s): %s",
                           rd_kafka_topic_name(r->rkt), rd_kafka_err2str(r->err));
                 j->ack_failed = 1;
+                if (mid_state(m, job_mid(j)) == MID_SENT)
+                        mid_forget(m, j); /* not recorded: a copy read again may send it */
+        } else if (mid_state(m, job_mid(j)) == MID_SENT) {
+                mid_set(m, j, MID_RECORDED);
         }
         job_unhold(m, j);
 }
@@ -201,6 +303,10 @@ static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char 
         json_t *ev;
 
         j->final = 1; /* settled once this (and a DLQ record, if any) is acknowledged */
+        if (!strcmp(type, "mail.sent"))
+                mid_set(m, j, MID_SENT); /* MID_RECORDED once the event is acknowledged */
+        else
+                mid_forget(m, j);
         ev = json_pack("{s:s, s:s, s:s?, s:i, s:i, s:s, s:s}", "type", type, "subscriber", sub,
                        "message_id", json_string_value(json_object_get(j->doc, "message_id")),
                        "attempt", j->attempt, "code", code, "text", text ? text : "", "time",
@@ -249,10 +355,30 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         const char *type = json_string_value(json_object_get(j->doc, "type"));
         const ml_sub_t *s = sub_id ? ml_store_sub(m, sub_id) : NULL;
         json_t *ids = json_object_get(j->doc, "notices"), *id, *notices;
+        const char *mid = job_mid(j);
         char token[512];
         ml_unit_t *u;
         size_t i;
 
+        if (mid && !j->mid_owner) {
+                int st = mid_state(m, mid);
+
+                if (st == MID_RECORDED) {
+                        /* Read again after a rebalance: sent, and its mail.sent recorded. */
+                        log_debug("job for %s (Message-ID %s) already sent and recorded: not "
+                                  "sent again",
+                                  sub_id ? sub_id : "?", mid);
+                        m->dups_skipped++;
+                        job_settle(m, j);
+                        return;
+                }
+                if (st) { /* another copy of it is being sent, or its event recorded */
+                        wait_later(m, j, nc_time_now_ms() + WAIT_RECHECK_MS);
+                        return;
+                }
+                j->mid_owner = 1;
+                mid_set(m, j, MID_SENDING);
+        }
         if (!s || s->suppressed) {
                 /* Unsubscribed or suppressed since planning: nothing to send. */
                 record(m, j, "mail.skipped", 0, s ? "suppressed" : "no longer subscribed");
@@ -645,6 +771,8 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
                           "TLS, so sessions fail unless allow_plaintext_auth = true");
 
+        m->mids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        m->mids_done = g_queue_new();
         pthread_mutex_init(&m->q.lock, NULL);
         pthread_cond_init(&m->q.cond, NULL);
         m->q.wake_fd = m->wake_pipe[1];
@@ -713,6 +841,7 @@ int ml_sender_poll(ml_t *m)
                                 m->waiting_tail = prev;
                         j->waiting = 0;
                         if (j->part->revoked) {
+                                mid_forget(m, j);
                                 job_settle(m, j); /* the next owner sends it; just let go */
                                 continue;
                         }
@@ -768,6 +897,12 @@ int ml_sender_poll(ml_t *m)
         }
         queue_flush(m);
         nc_metrics_set(m->m_queue, NULL, (double)m->q.todo_n);
+        if (m->dups_skipped) {
+                log_info("%zu job%s read again (after a rebalance) had been sent and recorded "
+                         "already: not sent again",
+                         m->dups_skipped, m->dups_skipped == 1 ? "" : "s");
+                m->dups_skipped = 0;
+        }
         return n == (ssize_t)(sizeof(batch) / sizeof(*batch));
 }
 
@@ -900,5 +1035,13 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
         if (m->q.wake_fd) { /* started */
                 pthread_mutex_destroy(&m->q.lock);
                 pthread_cond_destroy(&m->q.cond);
+        }
+        if (m->mids) {
+                g_hash_table_destroy(m->mids);
+                m->mids = NULL;
+        }
+        if (m->mids_done) {
+                g_queue_free_full(m->mids_done, g_free);
+                m->mids_done = NULL;
         }
 }

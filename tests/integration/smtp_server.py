@@ -33,6 +33,7 @@ Failure modes (all thread-safe; each can be changed while running):
   down() / up()        stop listening (connections are refused) / listen again, same port;
   tempfail_rcpt(addr...) RCPT TO these addresses ("*" = every address) gets "452 4.2.2"
                        (a mailbox over quota, a relay throttling); untempfail_rcpt() undoes;
+  slow(seconds)        each message's final reply comes that much later (a slow relay);
   auth_commands        the mechanism of every AUTH command that arrived (whether or not it
                        succeeded), to prove that credentials were or were not sent.
 StallingSMTPServer: accepts connections and never answers (a relay that hangs).
@@ -159,6 +160,9 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        delay = self.owner._get("_delay")
+        if delay:
+            await asyncio.sleep(delay)
         drop_after = self.owner._get("_drop_after")
         if drop_after and server.nc_stored >= drop_after:
             server.transport.abort()  # the data is in, the reply never comes
@@ -203,6 +207,7 @@ class SMTPTestServer:
         self._drop_after = drop_after
         self._reject = {a.lower() for a in reject}
         self._tempfail_rcpt: frozenset = frozenset()
+        self._delay = 0.0
         self._auth_commands: list[str] = []
         self._spool = Path(spool) if spool else None
         self._tmp = None
@@ -308,6 +313,11 @@ class SMTPTestServer:
         """RCPT TO any of these ("*" = all) gets 452 from now on."""
         with self._lock:
             self._tempfail_rcpt = self._tempfail_rcpt | {a.lower() for a in addresses}
+
+    def slow(self, seconds: float) -> None:
+        """Each message's reply after DATA waits this long (0 = at once)."""
+        with self._lock:
+            self._delay = float(seconds)
 
     def untempfail_rcpt(self) -> None:
         with self._lock:
