@@ -954,6 +954,7 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
         size_t busy;
         int i;
 
+        m->stopping = 1; /* also on a failed start: nothing is produced again from here */
         if (m->workers) {
                 ml_sender_quiesce(m);
                 pthread_mutex_lock(&m->q.lock);
