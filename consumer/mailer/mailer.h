@@ -147,6 +147,15 @@ typedef struct ml {
         GHashTable *mids;    /* Message-ID -> state */
         GQueue *mids_done;   /* Message-IDs sent and recorded, oldest first (for the cap) */
         size_t dups_skipped; /* such jobs seen this loop turn (logged once per turn) */
+        /* At each assignment, the newly assigned jobs partitions are paused while the recent
+         * mail.sent events of the deliveries topic are read into mids (sender.c). */
+        rd_kafka_t *scan; /* group-less reader of the deliveries topic */
+        int scan_nparts;  /* its partitions; 0 = no catch-up */
+        int scan_running;
+        unsigned char *scan_eof; /* per deliveries partition: its end was reached */
+        int64_t scan_started_ms;
+        size_t scan_learned;
+        rd_kafka_topic_partition_list_t *paused; /* jobs partitions waiting for the scan */
         double tokens;
         int64_t tokens_ms;
 

@@ -68,6 +68,22 @@ static void mid_set(ml_t *m, ml_job_t *j, int state)
         }
 }
 
+/* A mail.sent read on the deliveries topic (sent by any instance, maybe this one). */
+static void mid_learn(ml_t *m, const char *mid)
+{
+        if (mid_state(m, mid))
+                return;
+        g_hash_table_replace(m->mids, g_strdup(mid), GINT_TO_POINTER(MID_RECORDED));
+        g_queue_push_tail(m->mids_done, g_strdup(mid));
+        while (g_queue_get_length(m->mids_done) > MIDS_KEEP) {
+                char *old = g_queue_pop_head(m->mids_done);
+
+                if (mid_state(m, old) == MID_RECORDED)
+                        g_hash_table_remove(m->mids, old);
+                g_free(old);
+        }
+}
+
 static void mid_forget(ml_t *m, ml_job_t *j)
 {
         const char *mid = job_mid(j);
@@ -693,6 +709,152 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         job_unhold(m, j);
 }
 
+/* ---- catching up with the deliveries topic ---------------------------------------------- *
+ *
+ * A partition newly assigned (at the start, after a rebalance, after the broker was away) is
+ * read from its last committed offset, which may lie well before jobs whose messages were sent
+ * and recorded since: by this instance before a kill -9, by another instance that lost the
+ * partition, or behind a job that waits for a retry and holds the offset back.  Before its
+ * jobs are taken, the last events of every deliveries partition (MIDS_KEEP in all) are read
+ * and each mail.sent's Message-ID remembered: such a job is then settled without sending.
+ * Non-blocking: the scan runs in the main loop; the jobs partitions stay paused until every
+ * deliveries partition was read to its end, or SCAN_MAX_MS passed. */
+#define SCAN_MAX_MS 30000
+
+static void scan_start(ml_t *m)
+{
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(m->scan_nparts);
+        int64_t tail = MIDS_KEEP / m->scan_nparts;
+        rd_kafka_resp_err_t err;
+
+        for (int p = 0; p < m->scan_nparts; p++)
+                rd_kafka_topic_partition_list_add(l, m->topic_events, p)->offset =
+                    RD_KAFKA_OFFSET_TAIL(tail);
+        memset(m->scan_eof, 0, (size_t)m->scan_nparts);
+        if ((err = rd_kafka_assign(m->scan, l)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                log_warnx("deliveries catch-up: assign: %s", rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(l);
+        if (!m->scan_running)
+                m->scan_learned = 0;
+        m->scan_running = 1;
+        m->scan_started_ms = nc_time_now_ms();
+}
+
+static void scan_done(ml_t *m, const char *why)
+{
+        int n = m->paused ? m->paused->cnt : 0;
+
+        if (n)
+                rd_kafka_resume_partitions(m->sender, m->paused);
+        if (m->paused) {
+                rd_kafka_topic_partition_list_destroy(m->paused);
+                m->paused = NULL;
+        }
+        rd_kafka_assign(m->scan, NULL);
+        m->scan_running = 0;
+        log_info("deliveries %s: %zu Message-ID%s of sent mail learned; taking the jobs of %d "
+                 "partition%s",
+                 why, m->scan_learned, m->scan_learned == 1 ? "" : "s", n, n == 1 ? "" : "s");
+}
+
+static void scan_event(ml_t *m, const rd_kafka_message_t *r)
+{
+        json_t *ev;
+        const char *mid;
+
+        /* Webhook deliveries share the topic: parse only what may be a mail.sent. */
+        if (!r->payload || !memmem(r->payload, r->len, "\"mail.sent\"", 11))
+                return;
+        ev = json_loadb(r->payload, r->len, 0, NULL);
+        mid = json_string_value(json_object_get(ev, "message_id"));
+        if (mid && !g_strcmp0(json_string_value(json_object_get(ev, "type")), "mail.sent") &&
+            !mid_state(m, mid)) {
+                mid_learn(m, mid);
+                m->scan_learned++;
+        }
+        json_decref(ev);
+}
+
+static void scan_poll(ml_t *m)
+{
+        rd_kafka_message_t *batch[500];
+        rd_kafka_queue_t *q;
+        ssize_t n;
+        int p, all = 1;
+
+        if (!m->scan_running)
+                return;
+        q = rd_kafka_queue_get_consumer(m->scan);
+        do {
+                n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
+                for (ssize_t i = 0; i < n; i++) {
+                        rd_kafka_message_t *r = batch[i];
+
+                        if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                if (r->partition >= 0 && r->partition < m->scan_nparts)
+                                        m->scan_eof[r->partition] = 1;
+                        } else if (!r->err) {
+                                scan_event(m, r);
+                        } else {
+                                log_warnx("deliveries catch-up: %s", rd_kafka_message_errstr(r));
+                        }
+                        rd_kafka_message_destroy(r);
+                }
+        } while (n == (ssize_t)(sizeof(batch) / sizeof(*batch)));
+        rd_kafka_queue_destroy(q);
+        for (p = 0; p < m->scan_nparts; p++)
+                all &= m->scan_eof[p];
+        if (all)
+                scan_done(m, "caught up");
+        else if (nc_time_now_ms() - m->scan_started_ms > SCAN_MAX_MS)
+                scan_done(m, "catch-up timed out (30 s)");
+}
+
+static int scan_init(ml_t *m, char *errstr, size_t errstr_size)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt;
+        rd_kafka_conf_t *conf;
+        rd_kafka_resp_err_t err;
+        rd_kafka_queue_t *q;
+        char kerr[512], group[300];
+
+        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+                return -1;
+        /* Never subscribes nor commits: the group id only satisfies the configuration. */
+        snprintf(group, sizeof(group), "%s.senders-catchup", m->cfg.mailer.group_id);
+        rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
+        rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", NULL, 0);
+        if (!(m->scan = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        rd_kafka_poll_set_consumer(m->scan);
+        q = rd_kafka_queue_get_consumer(m->scan);
+        rd_kafka_queue_io_event_enable(q, m->wake_pipe[1], "s", 1);
+        rd_kafka_queue_destroy(q);
+        rkt = rd_kafka_topic_new(m->scan, m->topic_events, NULL);
+        err = rd_kafka_metadata(m->scan, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (!err && md->topic_cnt == 1 && !md->topics[0].err)
+                m->scan_nparts = md->topics[0].partition_cnt;
+        else
+                log_warnx("deliveries topic %s: %s: jobs read again after a rebalance are not "
+                          "checked against it",
+                          m->topic_events,
+                          rd_kafka_err2str(err             ? err
+                                           : md->topic_cnt ? md->topics[0].err
+                                                           : err));
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (m->scan_nparts > 0)
+                m->scan_eof = nc_xcalloc((size_t)m->scan_nparts, 1);
+        return 0;
+}
+
 /* ---- group membership ------------------------------------------------------------------ */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -702,10 +864,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rd_kafka_assign(rk, parts);
+                if (m->scan_nparts > 0 && parts->cnt > 0) {
+                        /* Their jobs wait until the recent mail.sent events are read. */
+                        rd_kafka_pause_partitions(rk, parts);
+                        if (!m->paused)
+                                m->paused = rd_kafka_topic_partition_list_new(parts->cnt);
+                        for (int i = 0; i < parts->cnt; i++)
+                                rd_kafka_topic_partition_list_add(m->paused, parts->elems[i].topic,
+                                                                  parts->elems[i].partition);
+                        scan_start(m);
+                }
                 return;
         }
         nc_tracks_store(m->parts, rk); /* what was sent is committed with the revocation */
         nc_tracks_revoke(m->parts, parts);
+        if (m->paused)
+                for (int i = 0; i < parts->cnt; i++)
+                        rd_kafka_topic_partition_list_del(m->paused, parts->elems[i].topic,
+                                                          parts->elems[i].partition);
         rd_kafka_assign(rk, NULL);
 }
 
@@ -751,6 +927,10 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 return nc_err(errstr, errstr_size, "kafka: %s", kerr);
         }
         rd_kafka_poll_set_consumer(m->sender);
+        m->mids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        m->mids_done = g_queue_new();
+        if (scan_init(m, errstr, errstr_size) != 0)
+                return -1;
         subs = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(subs, m->topic_jobs, RD_KAFKA_PARTITION_UA);
         if (rd_kafka_subscribe(m->sender, subs)) {
@@ -771,8 +951,6 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
                           "TLS, so sessions fail unless allow_plaintext_auth = true");
 
-        m->mids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        m->mids_done = g_queue_new();
         pthread_mutex_init(&m->q.lock, NULL);
         pthread_cond_init(&m->q.cond, NULL);
         m->q.wake_fd = m->wake_pipe[1];
@@ -819,6 +997,7 @@ int ml_sender_poll(ml_t *m)
         ssize_t n, i;
 
         rd_kafka_poll(m->events, 0);
+        scan_poll(m);
         nc_tracks_gc(&m->parts, NULL, NULL); /* revoked partitions whose last job settled */
         /* Outcomes from the workers. */
         pthread_mutex_lock(&m->q.lock);
@@ -1033,6 +1212,17 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                 rd_kafka_destroy(m->sender);
                 m->sender = NULL;
         }
+        if (m->paused) {
+                rd_kafka_topic_partition_list_destroy(m->paused);
+                m->paused = NULL;
+        }
+        if (m->scan) {
+                rd_kafka_assign(m->scan, NULL);
+                rd_kafka_destroy(m->scan);
+                m->scan = NULL;
+        }
+        free(m->scan_eof);
+        m->scan_eof = NULL;
         if (m->q.wake_fd) { /* started */
                 pthread_mutex_destroy(&m->q.lock);
                 pthread_cond_destroy(&m->q.cond);
