@@ -12,8 +12,10 @@
  *   Jobs and the progress marker (consumer offsets or the planned minute) are written in one
  *   Kafka transaction, so a crash re-plans exactly what was not committed.
  * Sending scales out: the jobs topic is consumed by the group <group>.senders; worker
- * threads render, build and send the messages in SMTP sessions of many messages; a job's
- * offset is stored only once its outcome (sent, bounced, given up) has been recorded. */
+ * threads render, build and send the messages in SMTP sessions of many messages (a session
+ * a relay ends early is continued in a new one); a job's offset is stored only once its
+ * outcome (sent, bounced, given up) has been recorded, a given-up job also in the DLQ.  A job
+ * read again (rebalance, outage, restart) whose mail.sent is known is not sent twice. */
 #ifndef MAILER_H
 #define MAILER_H
 

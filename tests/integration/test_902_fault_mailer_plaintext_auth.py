@@ -3,8 +3,9 @@
 The relay (aiosmtpd) offers AUTH PLAIN LOGIN on a plain connection and no STARTTLS, and records
 every AUTH command that arrives.  The mailer has `starttls = optional`, a user and a password.
 
-Measured on the code before the fix: the mailer sent `AUTH PLAIN <credentials>` over the plain
-connection.  Expected: no AUTH command ever arrives; sessions end before AUTH with a clear error
+Measured on the code before the fix: the mailer sent `AUTH LOGIN` with the credentials over
+the plain connection (aiosmtpd offers LOGIN first; the issue saw PLAIN), and both messages
+went out.  Expected: no AUTH command ever arrives; sessions end before AUTH with a clear error
 in the log; the messages are retried later (no bounce, no `mail.failed` while retries last).
 Then, with `allow_plaintext_auth = true` (the explicit opt-in), the daemon logs a warning at
 start, authenticates in clear, and the jobs left uncommitted by the first run are sent.
