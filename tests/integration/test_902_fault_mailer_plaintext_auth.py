@@ -11,6 +11,7 @@ Then, with `allow_plaintext_auth = true` (the explicit opt-in), the daemon logs 
 start, authenticates in clear, and the jobs left uncommitted by the first run are sent.
 """
 
+import os
 import re
 
 import pytest
@@ -30,6 +31,7 @@ def test_no_credentials_without_tls(ml_factory, record_property):
     env = ml_factory(smtp=SMTPTestServer(auth=True))  # no tls: AUTH offered in plain text
     pw = env.tmp / "smtp.password"
     pw.write_text(PASSWORD + "\n")
+    os.chmod(pw, 0o600)  # secret files readable by others are refused
     env.mailer["retry_schedule"] = RETRIES
     env.smtp_cfg.update(starttls="optional", username=USER, password_file=str(pw))
     for a in SUBS:
