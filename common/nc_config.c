@@ -612,6 +612,12 @@ static int handle_smtp(struct parse_ctx *ctx, const char *name, const char *v)
                 s->rate_limit = strtod(v, &end);
                 if (errno || end == v || *end || s->rate_limit < 0)
                         FAIL("smtp.rate_limit: '%s' must be messages per second (0 = no limit)", v);
+        } else if (!strcmp(name, "allow_plaintext_auth")) {
+                int b;
+
+                if (parse_bool(v, &b) != 0)
+                        FAIL("smtp.allow_plaintext_auth: '%s' must be true or false", v);
+                s->allow_plaintext_auth = b;
         } else {
                 FAIL("unknown key '%s' in section [smtp]", name);
         }

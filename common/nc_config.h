@@ -88,6 +88,7 @@ typedef struct nc_smtp_settings {
         int batch;         /* messages per session */
         double rate_limit; /* messages per second, 0 = unlimited */
         int timeout_ms;
+        int allow_plaintext_auth; /* AUTH without TLS (password in clear); default off */
 } nc_smtp_settings_t;
 
 typedef struct nc_config {

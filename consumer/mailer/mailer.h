@@ -12,8 +12,10 @@
  *   Jobs and the progress marker (consumer offsets or the planned minute) are written in one
  *   Kafka transaction, so a crash re-plans exactly what was not committed.
  * Sending scales out: the jobs topic is consumed by the group <group>.senders; worker
- * threads render, build and send the messages in SMTP sessions of many messages; a job's
- * offset is stored only once its outcome (sent, bounced, given up) has been recorded. */
+ * threads render, build and send the messages in SMTP sessions of many messages (a session
+ * a relay ends early is continued in a new one); a job's offset is stored only once its
+ * outcome (sent, bounced, given up) has been recorded, a given-up job also in the DLQ.  A job
+ * read again (rebalance, outage, restart) whose mail.sent is known is not sent twice. */
 #ifndef MAILER_H
 #define MAILER_H
 
@@ -99,6 +101,11 @@ typedef struct ml_job {
         int64_t first_try_ms;
         struct ml_job *wait_next; /* in the waiting list */
         int waiting;
+        int acks;       /* records produced for it (outcome, DLQ) not acknowledged yet, plus
+                         * holds; it is settled when this drops to 0 */
+        int ack_failed; /* one of them failed: left unsettled, so a restart sends it again */
+        int final;      /* its final outcome was recorded (sent, bounce, failed, skipped) */
+        int mid_owner;  /* this copy of the job holds its Message-ID in ml_t.mids */
 } ml_job_t;
 
 /* The queue between the main thread and the SMTP workers. */
@@ -136,6 +143,22 @@ typedef struct ml {
                                            * a notice; kept in arrival order so the
                                            * committed offset keeps moving */
         size_t outstanding;
+        /* Message-IDs of the jobs this process is sending or has sent (sender.c, "Sent once"):
+         * a job read again after a rebalance (the broker was away longer than the session
+         * timeout, so the offsets of what was sent meanwhile were never committed) is not sent
+         * a second time. */
+        GHashTable *mids;    /* Message-ID -> state */
+        GQueue *mids_done;   /* Message-IDs sent and recorded, oldest first (for the cap) */
+        size_t dups_skipped; /* such jobs seen this loop turn (logged once per turn) */
+        /* At each assignment, the newly assigned jobs partitions are paused while the recent
+         * mail.sent events of the deliveries topic are read into mids (sender.c). */
+        rd_kafka_t *scan; /* group-less reader of the deliveries topic */
+        int scan_nparts;  /* its partitions; 0 = no catch-up */
+        int scan_running;
+        unsigned char *scan_eof; /* per deliveries partition: its end was reached */
+        int64_t scan_started_ms;
+        size_t scan_learned;
+        rd_kafka_topic_partition_list_t *paused; /* jobs partitions waiting for the scan */
         double tokens;
         int64_t tokens_ms;
 
@@ -143,6 +166,7 @@ typedef struct ml {
         ml_unit_t *pend_head, *pend_tail; /* prepared this poll, not yet in q (main thread) */
         size_t pend_n;
         pthread_t *workers;
+        struct nc_smtp_cancel *cancels; /* one per worker: ends its sessions at shutdown */
         int nworkers;
         int wake_pipe[2];
 
@@ -154,7 +178,7 @@ typedef struct ml {
         char notice_regex[300];
 
         nc_metrics_t *metrics;
-        nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue;
+        nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue, *m_dlq;
         struct nc_httpd *httpd;
         int stopping;
 } ml_t;
@@ -191,7 +215,14 @@ json_t *ml_digest_notices(ml_t *m, const ml_sub_t *s, int64_t start_ms, int64_t 
 /* sender.c */
 int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size);
 int ml_sender_poll(ml_t *m);
-void ml_sender_stop(ml_t *m);
+/* Graceful stop, first step: sets m->stopping; no new job, no new SMTP session; messages not
+ * handed to a session yet are dropped (their jobs stay uncommitted).  Sessions running go on;
+ * poll until ml_sender_busy() is 0 or the deadline. */
+void ml_sender_quiesce(ml_t *m);
+/* Then: sessions still running at DEADLINE_MS (nc_time_now_ms clock; 0 = now) are ended,
+ * their outcomes recorded (flushed for at most a few seconds past the deadline), offsets
+ * committed, and everything released.  Jobs waiting for a retry stay uncommitted. */
+void ml_sender_stop(ml_t *m, int64_t deadline_ms);
 size_t ml_sender_busy(ml_t *m);
 char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
                         size_t errstr_size);

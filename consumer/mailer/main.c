@@ -213,7 +213,7 @@ int main(int argc, char **argv)
         const char *preview_email = NULL;
         char err[1024];
         int c, check_only = 0, rc = NC_EX_OK;
-        int64_t deadline;
+        int64_t deadline = 0;
 
         nc_log_init("noticecast-mailer", NC_LOG_INFO);
         m.wake_pipe[0] = m.wake_pipe[1] = -1;
@@ -348,12 +348,14 @@ int main(int argc, char **argv)
                 if (!more)
                         wait_for_work(&m, m.waiting ? 20 : 200);
         }
-        /* Graceful stop: take no new jobs, let the SMTP sessions in progress finish and record
-         * their outcomes, then commit.  Jobs not sent are not committed: the next owner of
-         * their partition sends them. */
+        /* Graceful stop: take no new jobs, start no new SMTP session, let the sessions in
+         * progress finish (until shutdown_timeout: then ml_sender_stop ends them) and record
+         * their outcomes, then commit.  Jobs not sent (waiting for a retry, not started, or
+         * in a session that was ended) are not committed: the next owner of their partition
+         * sends them. */
         log_info("stopping");
-        m.stopping = 1;
         deadline = nc_time_now_ms() + m.cfg.mailer.shutdown_timeout_ms;
+        ml_sender_quiesce(&m);
         while (ml_sender_busy(&m) && nc_time_now_ms() < deadline) {
                 ml_sender_poll(&m);
                 wait_for_work(&m, 50);
@@ -364,7 +366,7 @@ out:
         ml_unsub_stop(&m);
         if (m.httpd)
                 nc_httpd_stop(m.httpd);
-        ml_sender_stop(&m);
+        ml_sender_stop(&m, deadline);
         ml_planner_stop(&m);
         ml_store_stop(&m);
         if (m.metrics)

@@ -36,6 +36,14 @@ static atomic_ulong applied;
 static _Thread_local int armed;
 static _Thread_local int armed_timeout_ms;
 static _Thread_local int last_fd = -1;
+static _Thread_local const atomic_int *abort_flag;
+
+#define ABORT_POLL_MS 100
+
+static int aborted(void)
+{
+        return abort_flag && atomic_load(abort_flag);
+}
 
 static void resolve(void)
 {
@@ -74,17 +82,20 @@ static int wait_connected(int fd, int timeout_ms)
                 long long left = deadline - now_ms();
                 int n;
 
+                if (aborted()) {
+                        errno = ECANCELED;
+                        return -1;
+                }
                 if (left <= 0) {
                         errno = ETIMEDOUT;
                         return -1;
                 }
-                n = poll(&pfd, 1, (int)left);
+                /* In slices, so that a cancel (nc_nodelay_set_abort) is seen soon. */
+                n = poll(&pfd, 1, (int)(left < ABORT_POLL_MS ? left : ABORT_POLL_MS));
                 if (n > 0)
                         break;
-                if (n == 0) {
-                        errno = ETIMEDOUT;
-                        return -1;
-                }
+                if (n == 0)
+                        continue;
                 if (errno != EINTR)
                         return -1;
         }
@@ -119,6 +130,10 @@ int connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len)
 
         if (!armed || !is_tcp(fd, addr, len))
                 return next(fd, addr, len);
+        if (aborted()) {
+                errno = ECANCELED;
+                return -1;
+        }
 
         /* Set before connecting: Linux accepts TCP_NODELAY on an unconnected socket, and the
          * option is then already in force for the first byte. */
@@ -161,6 +176,11 @@ void nc_nodelay_disarm(void)
 {
         armed = 0;
         armed_timeout_ms = 0;
+}
+
+void nc_nodelay_set_abort(const atomic_int *flag)
+{
+        abort_flag = flag;
 }
 
 int nc_nodelay_last_fd(void)

@@ -28,11 +28,17 @@
 #ifndef NC_NODELAY_H
 #define NC_NODELAY_H
 
+#include <stdatomic.h>
+
 /* Arms the calling thread: its TCP connect() calls until nc_nodelay_disarm() get TCP_NODELAY
  * (unless disabled with nc_nodelay_set_enabled(0)) and, if TIMEOUT_MS > 0, fail with
  * ETIMEDOUT after that long.  Resets nc_nodelay_last_fd() to -1. */
 void nc_nodelay_arm(int timeout_ms);
 void nc_nodelay_disarm(void);
+
+/* While armed, a connect in progress is abandoned (ECANCELED) within 100 ms once *FLAG is
+ * non-zero; NULL = no such flag.  Per thread, kept until changed. */
+void nc_nodelay_set_abort(const atomic_int *flag);
 
 /* Descriptor of the calling thread's last TCP socket connected while armed, or -1. */
 int nc_nodelay_last_fd(void);

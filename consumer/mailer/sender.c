@@ -15,6 +15,83 @@
 #define MAX_OUTSTANDING 20000
 #define NOTICE_WAIT_MS  (120 * 1000) /* a job may arrive before the view has its notice */
 #define WAIT_RECHECK_MS 500
+/* At shutdown, outcomes are flushed for at least this long after the sessions ended (even past
+ * shutdown_timeout) and at most FLUSH_MAX_MS. */
+#define FLUSH_MIN_MS 2000
+#define FLUSH_MAX_MS 10000
+
+/* ---- sent once ------------------------------------------------------------------------ *
+ *
+ * When the broker is away longer than the group session timeout, the consumer loses its
+ * partitions; the messages sent meanwhile cannot have their offsets committed, and after the
+ * rejoin the partitions are read again from the last commit.  Each job's Message-ID is kept
+ * from the moment a copy of the job is prepared (one copy "owns" it) until its mail.sent
+ * event is acknowledged, and the last MIDS_KEEP of those after that: a copy read again waits
+ * while the owner is in flight and is settled without sending once the mail.sent of the owner
+ * is on the deliveries topic.  A failed, bounced or skipped job drops its Message-ID (so a DLQ
+ * replay sends it). */
+#define MIDS_KEEP 100000
+
+enum { MID_SENDING = 1, MID_SENT = 2, MID_RECORDED = 3 };
+
+static const char *job_mid(const ml_job_t *j)
+{
+        return json_string_value(json_object_get(j->doc, "message_id"));
+}
+
+static int mid_state(const ml_t *m, const char *mid)
+{
+        return mid ? GPOINTER_TO_INT(g_hash_table_lookup(m->mids, mid)) : 0;
+}
+
+static void mid_set(ml_t *m, ml_job_t *j, int state)
+{
+        const char *mid = job_mid(j);
+        char *key;
+
+        if (!mid || !j->mid_owner)
+                return;
+        if (state != MID_RECORDED) {
+                g_hash_table_replace(m->mids, g_strdup(mid), GINT_TO_POINTER(state));
+                return;
+        }
+        key = g_strdup(mid);
+        g_hash_table_replace(m->mids, key, GINT_TO_POINTER(state));
+        g_queue_push_tail(m->mids_done, g_strdup(mid));
+        j->mid_owner = 0; /* the entry lives on without its owner */
+        while (g_queue_get_length(m->mids_done) > MIDS_KEEP) {
+                char *old = g_queue_pop_head(m->mids_done);
+
+                if (mid_state(m, old) == MID_RECORDED)
+                        g_hash_table_remove(m->mids, old);
+                g_free(old);
+        }
+}
+
+/* A mail.sent read on the deliveries topic (sent by any instance, maybe this one). */
+static void mid_learn(ml_t *m, const char *mid)
+{
+        if (mid_state(m, mid))
+                return;
+        g_hash_table_replace(m->mids, g_strdup(mid), GINT_TO_POINTER(MID_RECORDED));
+        g_queue_push_tail(m->mids_done, g_strdup(mid));
+        while (g_queue_get_length(m->mids_done) > MIDS_KEEP) {
+                char *old = g_queue_pop_head(m->mids_done);
+
+                if (mid_state(m, old) == MID_RECORDED)
+                        g_hash_table_remove(m->mids, old);
+                g_free(old);
+        }
+}
+
+static void mid_forget(ml_t *m, ml_job_t *j)
+{
+        const char *mid = job_mid(j);
+
+        if (mid && j->mid_owner)
+                g_hash_table_remove(m->mids, mid);
+        j->mid_owner = 0;
+}
 
 /* ---- offsets (per partition, in order) ------------------------------------------------- */
 
@@ -37,7 +114,62 @@ static void job_settle(ml_t *m, ml_job_t *j)
         nc_track_settle(j->part, &j->tm, job_release, m);
 }
 
+/* A job's records (outcome event, DLQ entry) are acknowledged one by one; a hold keeps it from
+ * being settled by the first acknowledgement while the next record is being produced (a full
+ * queue makes produce_event poll, which serves delivery reports). */
+static void job_hold(ml_job_t *j)
+{
+        j->acks++;
+}
+
+/* Settled once its final outcome was recorded (j->final) and every record acknowledged; a job
+ * waiting for a retry, or left for a restart at a stop, has no final outcome and stays. */
+static void job_unhold(ml_t *m, ml_job_t *j)
+{
+        if (--j->acks == 0 && j->final && !j->ack_failed)
+                job_settle(m, j);
+}
+
 /* ---- recording outcomes ---------------------------------------------------------------- */
+
+/* An outcome (or DLQ record) that the brokers did not take in time (an outage longer than
+ * message.timeout.ms): produced again, as it was, rather than leaving its job unsettled until
+ * a restart sends the message a second time.  Only for errors that can pass. */
+static int reproduce(ml_t *m, const rd_kafka_message_t *r)
+{
+        rd_kafka_headers_t *h = NULL, *copy = NULL;
+        rd_kafka_resp_err_t err;
+
+        switch (r->err) {
+        case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+        case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+        case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+        case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+                break;
+        default:
+                return 0;
+        }
+        if (rd_kafka_message_headers(r, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                copy = rd_kafka_headers_copy(h);
+        err = rd_kafka_producev(m->events, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(r->rkt)),
+                                RD_KAFKA_V_KEY(r->key, r->key_len),
+                                RD_KAFKA_V_VALUE(r->payload, r->len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(copy),
+                                RD_KAFKA_V_OPAQUE(r->_private), RD_KAFKA_V_END);
+        if (err) {
+                if (copy)
+                        rd_kafka_headers_destroy(copy);
+                return 0;
+        }
+        log_warnx("recording to %s failed (%s): produced again", rd_kafka_topic_name(r->rkt),
+                  rd_kafka_err2str(r->err));
+        return 1;
+}
 
 static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
 {
@@ -47,20 +179,31 @@ static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
         (void)rk;
         if (!j)
                 return;
+        if (r->err && !m->stopping && reproduce(m, r))
+                return; /* produced again: the hold goes on with the new copy */
         if (r->err) {
                 /* The outcome could not be recorded: leave the job unsettled so that a
                  * restart retries it rather than lose track of it. */
-                log_warnx("recording the outcome of a job failed: %s", rd_kafka_err2str(r->err));
-                return;
+                log_warnx("recording the outcome of a job failed (%s): %s",
+                          rd_kafka_topic_name(r->rkt), rd_kafka_err2str(r->err));
+                j->ack_failed = 1;
+                if (mid_state(m, job_mid(j)) == MID_SENT)
+                        mid_forget(m, j); /* not recorded: a copy read again may send it */
+        } else if (mid_state(m, job_mid(j)) == MID_SENT) {
+                mid_set(m, j, MID_RECORDED);
         }
-        job_settle(m, j);
+        job_unhold(m, j);
 }
+
+static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text);
 
 static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *key, json_t *doc)
 {
         char *value = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
         rd_kafka_resp_err_t err;
 
+        if (j)
+                job_hold(j); /* released by its delivery report */
         do {
                 err = rd_kafka_producev(m->events, RD_KAFKA_V_TOPIC(topic),
                                         RD_KAFKA_V_KEY(key, strlen(key)),
@@ -74,7 +217,73 @@ static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *k
         if (err) {
                 log_warnx("produce to %s: %s", topic, rd_kafka_err2str(err));
                 free(value);
+                if (j) {
+                        j->ack_failed = 1;
+                        job_unhold(m, j);
+                }
         }
+}
+
+/* A job that will not be sent (retries used up, message not buildable) goes to the DLQ as it
+ * was consumed (key, value), with the noticecast-dlq-* headers that `noticecast dlq list`
+ * shows and `noticecast dlq replay` follows: replayed, it goes back to the jobs topic and is
+ * sent like a new job (same Message-ID).  The job is settled once this record and its
+ * mail.failed event are both acknowledged. */
+static void dlq_record(ml_t *m, ml_job_t *j, const char *reason)
+{
+        const rd_kafka_message_t *r = j->rkm;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(10);
+        rd_kafka_resp_err_t err;
+        char ts[40], num[32];
+
+        rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+        rd_kafka_header_add(h, "noticecast-dlq-reason", -1, reason, -1);
+        rd_kafka_header_add(h, "noticecast-dlq-stage", -1, "mailer", -1);
+        rd_kafka_header_add(h, "noticecast-dlq-source-topic", -1, m->topic_jobs, -1);
+        snprintf(num, sizeof(num), "%d", (int)r->partition);
+        rd_kafka_header_add(h, "noticecast-dlq-source-partition", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)r->offset);
+        rd_kafka_header_add(h, "noticecast-dlq-source-offset", -1, num, -1);
+        rd_kafka_header_add(h, "noticecast-dlq-time", -1,
+                            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), -1);
+        rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, m->topic_jobs, -1);
+        job_hold(j);
+        do {
+                err = rd_kafka_producev(
+                    m->events, RD_KAFKA_V_TOPIC(m->topic_dlq), RD_KAFKA_V_KEY(r->key, r->key_len),
+                    RD_KAFKA_V_VALUE(r->payload, r->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(j), RD_KAFKA_V_END);
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(m->events, 20);
+        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        if (err) {
+                log_warnx("produce to %s: %s", m->topic_dlq, rd_kafka_err2str(err));
+                rd_kafka_headers_destroy(h);
+                j->ack_failed = 1;
+                job_unhold(m, j);
+                return;
+        }
+        nc_metrics_inc(m->m_dlq, NULL, 1);
+        log_warnx("dlq: job for %.*s (%s [%d] at offset %lld): %s", (int)r->key_len,
+                  r->key ? (const char *)r->key : "-", m->topic_jobs, (int)r->partition,
+                  (long long)r->offset, reason);
+}
+
+/* mail.failed, and the job to the DLQ. */
+static void job_fail(ml_t *m, ml_job_t *j, int code, const char *text)
+{
+        char reason[512];
+
+        job_hold(j);
+        record(m, j, "mail.failed", code, text);
+        if (code)
+                snprintf(reason, sizeof(reason), "mail.failed after %d attempt%s: %d %s",
+                         j->attempt, j->attempt == 1 ? "" : "s", code, text ? text : "");
+        else
+                snprintf(reason, sizeof(reason), "mail.failed after %d attempt%s: %s", j->attempt,
+                         j->attempt == 1 ? "" : "s", text ? text : "");
+        dlq_record(m, j, reason);
+        job_unhold(m, j);
 }
 
 /* Full subscriber record (as the CLI writes it) from the compact form, for bounce counters. */
@@ -110,6 +319,11 @@ static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char 
         char ts[40], l[NC_METRICS_LABELS_SIZE];
         json_t *ev;
 
+        j->final = 1; /* settled once this (and a DLQ record, if any) is acknowledged */
+        if (!strcmp(type, "mail.sent"))
+                mid_set(m, j, MID_SENT); /* MID_RECORDED once the event is acknowledged */
+        else
+                mid_forget(m, j);
         ev = json_pack("{s:s, s:s, s:s?, s:i, s:i, s:s, s:s}", "type", type, "subscriber", sub,
                        "message_id", json_string_value(json_object_get(j->doc, "message_id")),
                        "attempt", j->attempt, "code", code, "text", text ? text : "", "time",
@@ -158,10 +372,30 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         const char *type = json_string_value(json_object_get(j->doc, "type"));
         const ml_sub_t *s = sub_id ? ml_store_sub(m, sub_id) : NULL;
         json_t *ids = json_object_get(j->doc, "notices"), *id, *notices;
+        const char *mid = job_mid(j);
         char token[512];
         ml_unit_t *u;
         size_t i;
 
+        if (mid && !j->mid_owner) {
+                int st = mid_state(m, mid);
+
+                if (st == MID_RECORDED) {
+                        /* Read again after a rebalance: sent, and its mail.sent recorded. */
+                        log_debug("job for %s (Message-ID %s) already sent and recorded: not "
+                                  "sent again",
+                                  sub_id ? sub_id : "?", mid);
+                        m->dups_skipped++;
+                        job_settle(m, j);
+                        return;
+                }
+                if (st) { /* another copy of it is being sent, or its event recorded */
+                        wait_later(m, j, nc_time_now_ms() + WAIT_RECHECK_MS);
+                        return;
+                }
+                j->mid_owner = 1;
+                mid_set(m, j, MID_SENDING);
+        }
         if (!s || s->suppressed) {
                 /* Unsubscribed or suppressed since planning: nothing to send. */
                 record(m, j, "mail.skipped", 0, s ? "suppressed" : "no longer subscribed");
@@ -329,6 +563,8 @@ static void *worker_main(void *arg)
         sc.timeout_ms = m->cfg.smtp.timeout_ms;
         sc.ca_file = m->cfg.smtp.ca_file;
         sc.helo_name = m->cfg.smtp.helo;
+        sc.allow_plaintext_auth = m->cfg.smtp.allow_plaintext_auth;
+        sc.cancel = &m->cancels[wa->index];
 
         for (;;) {
                 size_t n = 0, i, built = 0;
@@ -394,7 +630,9 @@ static void *worker_main(void *arg)
                         built++;
                 }
                 err[0] = '\0';
-                if (built && nc_smtp_send_session(&sc, msgs, built, err, sizeof(err)) != 0)
+                /* One session, or more when the relay ends one before every message was tried
+                 * (a limit of messages per connection): see nc_smtp_send_batch. */
+                if (built && nc_smtp_send_batch(&sc, msgs, built, 0, NULL, err, sizeof(err)) != 0)
                         log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
                 for (i = 0, built = 0; i < n; i++) {
                         if (units[i]->status != -1)
@@ -437,9 +675,16 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         const char *sub_id = json_string_value(json_object_get(j->doc, "subscriber"));
         const ml_sub_t *s = ml_store_sub(m, sub_id);
 
+        job_hold(j); /* j stays valid until the end of this function */
         if (u->status == -2) {
                 log_warnx("message for %s not built: %s", sub_id, u->reply);
-                record(m, j, "mail.failed", 0, u->reply);
+                job_fail(m, j, 0, u->reply);
+        } else if (m->stopping && nc_smtp_status_temporary(u->status)) {
+                /* Stopping: not sent, or its session was ended at shutdown_timeout.  Nothing
+                 * is recorded and no attempt charged: left uncommitted, it is sent again by
+                 * the next owner of its partition. */
+                log_debug("stopping: job for %s left for a restart (%d %s)", sub_id, u->status,
+                          u->reply);
         } else if (u->status >= 200 && u->status < 300) {
                 record(m, j, "mail.sent", u->status, u->reply);
                 if (s && s->bounces)
@@ -450,7 +695,7 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
                 if (s)
                         update_bounces(m, s, s->bounces + 1);
         } else if ((size_t)j->attempt > m->cfg.mailer.retry_n) {
-                record(m, j, "mail.failed", u->status, u->reply);
+                job_fail(m, j, u->status, u->reply);
         } else {
                 /* 4xx (throttling, greylisting) or no connection: try again later. */
                 int64_t delay = m->cfg.mailer.retry_ms[j->attempt - 1];
@@ -463,6 +708,153 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         json_decref(u->subscriber);
         json_decref(u->notices);
         free(u);
+        job_unhold(m, j);
+}
+
+/* ---- catching up with the deliveries topic ---------------------------------------------- *
+ *
+ * A partition newly assigned (at the start, after a rebalance, after the broker was away) is
+ * read from its last committed offset, which may lie well before jobs whose messages were sent
+ * and recorded since: by this instance before a kill -9, by another instance that lost the
+ * partition, or behind a job that waits for a retry and holds the offset back.  Before its
+ * jobs are taken, the last events of every deliveries partition (MIDS_KEEP in all) are read
+ * and each mail.sent's Message-ID remembered: such a job is then settled without sending.
+ * Non-blocking: the scan runs in the main loop; the jobs partitions stay paused until every
+ * deliveries partition was read to its end, or SCAN_MAX_MS passed. */
+#define SCAN_MAX_MS 30000
+
+static void scan_start(ml_t *m)
+{
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(m->scan_nparts);
+        int64_t tail = MIDS_KEEP / m->scan_nparts;
+        rd_kafka_resp_err_t err;
+
+        for (int p = 0; p < m->scan_nparts; p++)
+                rd_kafka_topic_partition_list_add(l, m->topic_events, p)->offset =
+                    RD_KAFKA_OFFSET_TAIL(tail);
+        memset(m->scan_eof, 0, (size_t)m->scan_nparts);
+        if ((err = rd_kafka_assign(m->scan, l)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                log_warnx("deliveries catch-up: assign: %s", rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(l);
+        if (!m->scan_running)
+                m->scan_learned = 0;
+        m->scan_running = 1;
+        m->scan_started_ms = nc_time_now_ms();
+}
+
+static void scan_done(ml_t *m, const char *why)
+{
+        int n = m->paused ? m->paused->cnt : 0;
+
+        if (n)
+                rd_kafka_resume_partitions(m->sender, m->paused);
+        if (m->paused) {
+                rd_kafka_topic_partition_list_destroy(m->paused);
+                m->paused = NULL;
+        }
+        rd_kafka_assign(m->scan, NULL);
+        m->scan_running = 0;
+        log_info("deliveries %s: %zu Message-ID%s of sent mail learned; taking the jobs of %d "
+                 "partition%s",
+                 why, m->scan_learned, m->scan_learned == 1 ? "" : "s", n, n == 1 ? "" : "s");
+}
+
+static void scan_event(ml_t *m, const rd_kafka_message_t *r)
+{
+        json_t *ev;
+        const char *mid;
+
+        /* Webhook deliveries share the topic: parse only what may be a mail.sent. */
+        if (!r->payload || !memmem(r->payload, r->len, "\"mail.sent\"", 11))
+                return;
+        ev = json_loadb(r->payload, r->len, 0, NULL);
+        mid = json_string_value(json_object_get(ev, "message_id"));
+        if (mid && !g_strcmp0(json_string_value(json_object_get(ev, "type")), "mail.sent") &&
+            !mid_state(m, mid)) {
+                mid_learn(m, mid);
+                m->scan_learned++;
+        }
+        json_decref(ev);
+}
+
+static void scan_poll(ml_t *m)
+{
+        rd_kafka_message_t *batch[500];
+        rd_kafka_queue_t *q;
+        ssize_t n;
+        int p, all = 1;
+
+        if (!m->scan_running)
+                return;
+        q = rd_kafka_queue_get_consumer(m->scan);
+        do {
+                n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
+                for (ssize_t i = 0; i < n; i++) {
+                        rd_kafka_message_t *r = batch[i];
+
+                        if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                if (r->partition >= 0 && r->partition < m->scan_nparts)
+                                        m->scan_eof[r->partition] = 1;
+                        } else if (!r->err) {
+                                scan_event(m, r);
+                        } else {
+                                log_warnx("deliveries catch-up: %s", rd_kafka_message_errstr(r));
+                        }
+                        rd_kafka_message_destroy(r);
+                }
+        } while (n == (ssize_t)(sizeof(batch) / sizeof(*batch)));
+        rd_kafka_queue_destroy(q);
+        for (p = 0; p < m->scan_nparts; p++)
+                all &= m->scan_eof[p];
+        if (all)
+                scan_done(m, "caught up");
+        else if (nc_time_now_ms() - m->scan_started_ms > SCAN_MAX_MS)
+                scan_done(m, "catch-up timed out (30 s)");
+}
+
+static int scan_init(ml_t *m, char *errstr, size_t errstr_size)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt;
+        rd_kafka_conf_t *conf;
+        rd_kafka_resp_err_t err;
+        rd_kafka_queue_t *q;
+        char kerr[512], group[300];
+
+        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+                return -1;
+        /* Never subscribes nor commits: the group id only satisfies the configuration. */
+        snprintf(group, sizeof(group), "%s.senders-catchup", m->cfg.mailer.group_id);
+        rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
+        rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", NULL, 0);
+        if (!(m->scan = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
+        }
+        rd_kafka_poll_set_consumer(m->scan);
+        q = rd_kafka_queue_get_consumer(m->scan);
+        rd_kafka_queue_io_event_enable(q, m->wake_pipe[1], "s", 1);
+        rd_kafka_queue_destroy(q);
+        rkt = rd_kafka_topic_new(m->scan, m->topic_events, NULL);
+        err = rd_kafka_metadata(m->scan, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (!err && md->topic_cnt == 1 && !md->topics[0].err)
+                m->scan_nparts = md->topics[0].partition_cnt;
+        else
+                log_warnx("deliveries topic %s: %s: jobs read again after a rebalance are not "
+                          "checked against it",
+                          m->topic_events,
+                          rd_kafka_err2str(err             ? err
+                                           : md->topic_cnt ? md->topics[0].err
+                                                           : err));
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (m->scan_nparts > 0)
+                m->scan_eof = nc_xcalloc((size_t)m->scan_nparts, 1);
+        return 0;
 }
 
 /* ---- group membership ------------------------------------------------------------------ */
@@ -474,10 +866,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rd_kafka_assign(rk, parts);
+                if (m->scan_nparts > 0 && parts->cnt > 0) {
+                        /* Their jobs wait until the recent mail.sent events are read. */
+                        rd_kafka_pause_partitions(rk, parts);
+                        if (!m->paused)
+                                m->paused = rd_kafka_topic_partition_list_new(parts->cnt);
+                        for (int i = 0; i < parts->cnt; i++)
+                                rd_kafka_topic_partition_list_add(m->paused, parts->elems[i].topic,
+                                                                  parts->elems[i].partition);
+                        scan_start(m);
+                }
                 return;
         }
         nc_tracks_store(m->parts, rk); /* what was sent is committed with the revocation */
         nc_tracks_revoke(m->parts, parts);
+        if (m->paused)
+                for (int i = 0; i < parts->cnt; i++)
+                        rd_kafka_topic_partition_list_del(m->paused, parts->elems[i].topic,
+                                                          parts->elems[i].partition);
         rd_kafka_assign(rk, NULL);
 }
 
@@ -523,6 +929,10 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 return nc_err(errstr, errstr_size, "kafka: %s", kerr);
         }
         rd_kafka_poll_set_consumer(m->sender);
+        m->mids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        m->mids_done = g_queue_new();
+        if (scan_init(m, errstr, errstr_size) != 0)
+                return -1;
         subs = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(subs, m->topic_jobs, RD_KAFKA_PARTITION_UA);
         if (rd_kafka_subscribe(m->sender, subs)) {
@@ -531,11 +941,26 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
         }
         rd_kafka_topic_partition_list_destroy(subs);
 
+        if (m->metrics) {
+                m->m_dlq = nc_metrics_counter(m->metrics, "noticecast_mail_dlq_total",
+                                              "Email jobs put in the dead letter queue.");
+                nc_metrics_inc(m->m_dlq, NULL, 0);
+        }
+        if (m->cfg.smtp.allow_plaintext_auth)
+                log_warnx("[smtp] allow_plaintext_auth = true: the SMTP password is sent in "
+                          "clear to a relay that does not offer STARTTLS");
+        else if (m->cfg.smtp.password_file && m->cfg.smtp.starttls == 0)
+                log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
+                          "TLS, so sessions fail unless allow_plaintext_auth = true");
+
         pthread_mutex_init(&m->q.lock, NULL);
         pthread_cond_init(&m->q.cond, NULL);
         m->q.wake_fd = m->wake_pipe[1];
         m->nworkers = m->cfg.smtp.sessions;
         m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
+        m->cancels = nc_xcalloc((size_t)m->nworkers, sizeof(*m->cancels));
+        for (i = 0; i < m->nworkers; i++)
+                nc_smtp_cancel_init(&m->cancels[i]);
         for (i = 0; i < m->nworkers; i++) {
                 struct worker_arg *wa = nc_xcalloc(1, sizeof(*wa));
 
@@ -574,6 +999,7 @@ int ml_sender_poll(ml_t *m)
         ssize_t n, i;
 
         rd_kafka_poll(m->events, 0);
+        scan_poll(m);
         nc_tracks_gc(&m->parts, NULL, NULL); /* revoked partitions whose last job settled */
         /* Outcomes from the workers. */
         pthread_mutex_lock(&m->q.lock);
@@ -585,6 +1011,8 @@ int ml_sender_poll(ml_t *m)
                 unit_outcome(m, u);
         }
         nc_tracks_store(m->parts, m->sender);
+        if (m->stopping) /* waiting jobs stay uncommitted: sent again after a restart */
+                return 0;
         /* Jobs whose backoff is over, or whose notice may have arrived, oldest first. */
         prev = NULL;
         for (pp = &m->waiting; (j = *pp);) {
@@ -594,6 +1022,7 @@ int ml_sender_poll(ml_t *m)
                                 m->waiting_tail = prev;
                         j->waiting = 0;
                         if (j->part->revoked) {
+                                mid_forget(m, j);
                                 job_settle(m, j); /* the next owner sends it; just let go */
                                 continue;
                         }
@@ -649,6 +1078,12 @@ int ml_sender_poll(ml_t *m)
         }
         queue_flush(m);
         nc_metrics_set(m->m_queue, NULL, (double)m->q.todo_n);
+        if (m->dups_skipped) {
+                log_info("%zu job%s read again (after a rebalance) had been sent and recorded "
+                         "already: not sent again",
+                         m->dups_skipped, m->dups_skipped == 1 ? "" : "s");
+                m->dups_skipped = 0;
+        }
         return n == (ssize_t)(sizeof(batch) / sizeof(*batch));
 }
 
@@ -662,53 +1097,144 @@ size_t ml_sender_busy(ml_t *m)
         return n;
 }
 
-void ml_sender_stop(ml_t *m)
+static void unit_free(ml_unit_t *u)
+{
+        json_decref(u->subscriber);
+        json_decref(u->notices);
+        free(u);
+}
+
+void ml_sender_quiesce(ml_t *m)
 {
         ml_unit_t *u;
         int i;
 
+        m->stopping = 1;
+        if (!m->workers)
+                return;
+        pthread_mutex_lock(&m->q.lock);
+        /* Units not started yet are dropped: their jobs stay uncommitted. */
+        while ((u = m->q.todo_head)) {
+                m->q.todo_head = u->next;
+                unit_free(u);
+        }
+        m->q.todo_tail = NULL;
+        m->q.todo_n = 0;
+        m->q.stop = 1;
+        pthread_cond_broadcast(&m->q.cond);
+        pthread_mutex_unlock(&m->q.lock);
+        /* A batch that a relay cut short is not continued in a new session. */
+        for (i = 0; i < m->nworkers; i++)
+                nc_smtp_cancel_stop(&m->cancels[i]);
+}
+
+void ml_sender_stop(ml_t *m, int64_t deadline_ms)
+{
+        ml_unit_t *u, *done;
+        int64_t flush_ms;
+        size_t busy;
+        int i;
+
+        m->stopping = 1; /* also on a failed start: nothing is produced again from here */
         if (m->workers) {
+                ml_sender_quiesce(m);
                 pthread_mutex_lock(&m->q.lock);
-                /* Units not started yet are dropped: their jobs stay uncommitted. */
-                while ((u = m->q.todo_head)) {
-                        m->q.todo_head = u->next;
-                        json_decref(u->subscriber);
-                        json_decref(u->notices);
-                        free(u);
-                }
-                m->q.todo_tail = NULL;
-                m->q.stop = 1;
-                pthread_cond_broadcast(&m->q.cond);
+                busy = m->q.busy;
                 pthread_mutex_unlock(&m->q.lock);
+                if (busy) {
+                        /* libesmtp blocks on a relay that does not answer for up to timeout_ms
+                         * per reply: shut the sessions' sockets down so that the threads
+                         * return now.  What they were sending is left uncommitted. */
+                        log_warnx("shutdown_timeout reached with %zu message%s in SMTP sessions: "
+                                  "ending them; their jobs are sent again after a restart",
+                                  busy, busy == 1 ? "" : "s");
+                        for (i = 0; i < m->nworkers; i++)
+                                nc_smtp_cancel_now(&m->cancels[i]);
+                }
                 for (i = 0; i < m->nworkers; i++)
                         pthread_join(m->workers[i], NULL);
                 free(m->workers);
                 m->workers = NULL;
-                /* Outcomes of the last sessions are recorded before committing. */
-                ml_sender_poll(m);
+                for (i = 0; i < m->nworkers; i++)
+                        nc_smtp_cancel_destroy(&m->cancels[i]);
+                free(m->cancels);
+                m->cancels = NULL;
+                /* Outcomes of the last sessions are recorded before committing (sent and
+                 * bounced ones; temporary ones are left for the restart). */
+                pthread_mutex_lock(&m->q.lock);
+                done = m->q.done_head;
+                m->q.done_head = NULL;
+                pthread_mutex_unlock(&m->q.lock);
+                while ((u = done)) {
+                        done = u->next;
+                        unit_outcome(m, u);
+                }
         }
         if (m->events) {
-                rd_kafka_flush(m->events, 10000);
+                flush_ms = deadline_ms - nc_time_now_ms();
+                if (flush_ms < FLUSH_MIN_MS)
+                        flush_ms = FLUSH_MIN_MS;
+                if (flush_ms > FLUSH_MAX_MS)
+                        flush_ms = FLUSH_MAX_MS;
+                if (rd_kafka_flush(m->events, (int)flush_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                        log_warnx("stopping: %d outcome record%s not acknowledged in time; their "
+                                  "jobs are sent again after a restart",
+                                  rd_kafka_outq_len(m->events),
+                                  rd_kafka_outq_len(m->events) == 1 ? "" : "s");
                 rd_kafka_poll(m->events, 0);
-                nc_tracks_store(m->parts, m->sender);
         }
         if (m->sender) {
+                nc_tracks_store(m->parts, m->sender);
                 rd_kafka_commit(m->sender, NULL, 0);
-                rd_kafka_consumer_close(m->sender);
-                rd_kafka_destroy(m->sender);
-                m->sender = NULL;
         }
         if (m->events) {
+                /* What is still queued is dropped (its jobs were not settled); no delivery
+                 * report may reach a job after this. */
+                rd_kafka_purge(m->events, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_poll(m->events, 0);
                 rd_kafka_destroy(m->events);
                 m->events = NULL;
         }
         while ((u = m->q.done_head)) {
                 m->q.done_head = u->next;
-                json_decref(u->subscriber);
-                json_decref(u->notices);
-                free(u);
+                unit_free(u);
         }
+        while ((u = m->pend_head)) {
+                m->pend_head = u->next;
+                unit_free(u);
+        }
+        m->pend_tail = NULL;
+        /* Every consumed message is released before the consumer is closed: librdkafka's
+         * destroy waits for the messages the application still holds (jobs waiting for a
+         * retry hold theirs). */
+        m->waiting = m->waiting_tail = NULL;
         nc_tracks_free(&m->parts, job_release, m, NULL);
-        pthread_mutex_destroy(&m->q.lock);
-        pthread_cond_destroy(&m->q.cond);
+        if (m->sender) {
+                rd_kafka_consumer_close(m->sender);
+                rd_kafka_destroy(m->sender);
+                m->sender = NULL;
+        }
+        if (m->paused) {
+                rd_kafka_topic_partition_list_destroy(m->paused);
+                m->paused = NULL;
+        }
+        if (m->scan) {
+                rd_kafka_assign(m->scan, NULL);
+                rd_kafka_destroy(m->scan);
+                m->scan = NULL;
+        }
+        free(m->scan_eof);
+        m->scan_eof = NULL;
+        if (m->q.wake_fd) { /* started */
+                pthread_mutex_destroy(&m->q.lock);
+                pthread_cond_destroy(&m->q.cond);
+        }
+        if (m->mids) {
+                g_hash_table_destroy(m->mids);
+                m->mids = NULL;
+        }
+        if (m->mids_done) {
+                g_queue_free_full(m->mids_done, g_free);
+                m->mids_done = NULL;
+        }
 }

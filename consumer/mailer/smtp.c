@@ -17,6 +17,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,6 +29,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -97,6 +99,9 @@ struct nc_smtp_sess {
         /* set when we cut the connection ourselves */
         int aborted;
         char abort_reason[256];
+
+        /* credentials held back: AUTH offered on a connection without TLS */
+        int auth_withheld;
 
         int connected; /* SMTP_EV_CONNECT seen */
         int nodelay_on;
@@ -239,9 +244,22 @@ static void cut(struct nc_smtp_sess *s, const char *fmt, ...)
                 shutdown(fd, SHUT_RDWR);
 }
 
+/* AUTH may go out on this connection: over TLS, or in clear when the configuration says so. */
+static int auth_allowed_now(const struct nc_smtp_sess *s)
+{
+        return s->tls_ok || s->cfg->allow_plaintext_auth;
+}
+
 static const char *auth_failure(const struct nc_smtp_sess *s, char *buf, size_t size)
 {
-        if (s->auth_fail_code)
+        if (!auth_allowed_now(s) && (s->auth_offered[0] || s->auth_withheld))
+                snprintf(buf, size,
+                         "not sending credentials without TLS: %s:%d offers AUTH%s%s but no "
+                         "STARTTLS (starttls = %s; allow_plaintext_auth is off)",
+                         s->cfg->host, s->cfg->port ? s->cfg->port : 587,
+                         s->auth_offered[0] ? " " : "", s->auth_offered,
+                         s->cfg->starttls == NC_SMTP_TLS_OFF ? "off" : "optional");
+        else if (s->auth_fail_code)
                 snprintf(buf, size, "AUTH %s failed: %d %s", s->auth_mech, s->auth_fail_code,
                          s->auth_fail_text);
         else if (s->auth_offered[0])
@@ -324,7 +342,14 @@ static void monitor_cb(const char *buf, int buflen, int writing, void *arg)
 
                 if (!s->need_auth || s->auth_ok || s->aborted)
                         return;
-                if (n >= 5 && strncasecmp(buf, "AUTH ", 5) == 0) {
+                if (n >= 5 && strncasecmp(buf, "AUTH ", 5) == 0 && !auth_allowed_now(s)) {
+                        /* Not reached: the mechanisms are disabled until TLS is up (see
+                         * auth_policy).  Should libesmtp send one anyway, the write fails. */
+                        char why[256];
+
+                        s->auth_withheld = 1;
+                        cut(s, "%s", auth_failure(s, why, sizeof why));
+                } else if (n >= 5 && strncasecmp(buf, "AUTH ", 5) == 0) {
                         /* Keep the mechanism name only: the rest is the credentials. */
                         size_t k = strcspn(buf + 5, " \r\n");
 
@@ -408,6 +433,10 @@ static int interact_cb(auth_client_request_t req, char **result, int fields, voi
          * the plugin send nothing (or cancel with "*"), and libesmtp moves to the next one. */
         if (mech == NULL || !mechanism_allowed(s, mech))
                 return 0;
+        if (!auth_allowed_now(s)) {
+                s->auth_withheld = 1;
+                return 0;
+        }
         for (int i = 0; i < fields; i++) {
                 const char *v;
 
@@ -426,6 +455,90 @@ static int interact_cb(auth_client_request_t req, char **result, int fields, voi
         }
         s->auth_creds_given = 1;
         return 1;
+}
+
+/* ---- cancelling ------------------------------------------------------------------------ */
+
+void nc_smtp_cancel_init(nc_smtp_cancel_t *c)
+{
+        pthread_mutex_init(&c->lock, NULL);
+        c->fd = -1;
+        atomic_init(&c->stop, 0);
+        atomic_init(&c->cancelled, 0);
+}
+
+void nc_smtp_cancel_destroy(nc_smtp_cancel_t *c)
+{
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+        pthread_mutex_destroy(&c->lock);
+}
+
+void nc_smtp_cancel_stop(nc_smtp_cancel_t *c)
+{
+        atomic_store(&c->stop, 1);
+}
+
+void nc_smtp_cancel_now(nc_smtp_cancel_t *c)
+{
+        atomic_store(&c->stop, 1);
+        pthread_mutex_lock(&c->lock);
+        atomic_store(&c->cancelled, 1);
+        /* Our duplicate: the socket stays the session's until we close it, so this cannot
+         * reach a descriptor that another thread has since opened under the same number. */
+        if (c->fd >= 0)
+                shutdown(c->fd, SHUT_RDWR);
+        pthread_mutex_unlock(&c->lock);
+}
+
+void nc_smtp_cancel_reset(nc_smtp_cancel_t *c)
+{
+        atomic_store(&c->stop, 0);
+        atomic_store(&c->cancelled, 0);
+}
+
+/* The session's new socket (at SMTP_EV_CONNECT): keep a duplicate for nc_smtp_cancel_now. */
+static void cancel_attach(nc_smtp_cancel_t *c, int fd)
+{
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (atomic_load(&c->cancelled) && fd >= 0)
+                shutdown(fd, SHUT_RDWR); /* cancelled while connecting */
+        pthread_mutex_unlock(&c->lock);
+}
+
+static void cancel_detach(nc_smtp_cancel_t *c)
+{
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* Which SASL mechanisms libesmtp may pick on this connection.  Without TLS (and without
+ * allow_plaintext_auth) none: libesmtp then sends no AUTH command at all, and the session
+ * ends at its first MAIL FROM (monitor_cb) saying why.  Every mechanism is covered, not only
+ * the plain-text ones: a CRAM-MD5 exchange overheard is open to an offline guess. */
+static void auth_policy(struct nc_smtp_sess *s)
+{
+        if (!s->auth)
+                return;
+        if (auth_allowed_now(s)) {
+                /* PLAIN and LOGIN are flagged "plain text": libesmtp skips them unless allowed. */
+                auth_set_mechanism_flags(s->auth, AUTH_PLUGIN_PLAIN, 0);
+                auth_set_mechanism_ssf(s->auth, 0);
+        } else {
+                auth_set_mechanism_flags(s->auth, 0, AUTH_PLUGIN_PLAIN);
+                auth_set_mechanism_ssf(s->auth, INT_MAX);
+        }
 }
 
 static void event_cb(smtp_session_t session, int event, void *arg, ...)
@@ -450,10 +563,17 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
                 s->connected = 1;
                 s->corked = 0;
                 s->nodelay_on = fd >= 0 && nc_nodelay_is_set(fd) == 1;
+                s->tls_ok = 0;
+                auth_policy(s);
+                cancel_attach(s->cfg->cancel, fd);
                 break;
         }
+        case SMTP_EV_DISCONNECT:
+                cancel_detach(s->cfg->cancel);
+                break;
         case SMTP_EV_STARTTLS_OK:
                 s->tls_ok = 1;
+                auth_policy(s);
                 break;
         case SMTP_EV_EXTNA_STARTTLS:
                 s->tls_not_offered = 1;
@@ -653,6 +773,10 @@ static void collect(struct nc_smtp_item *it)
 
         if (mail == NULL || mail->code == 0)
                 return; /* not attempted */
+        /* A 421, whatever command it answers, closes the session: it says nothing about this
+         * message, which goes on in another session (not attempted). */
+        it->msg->attempted = mail->code != 421 && (rcpt == NULL || rcpt->code != 421) &&
+                             (data == NULL || data->code != 421);
         if (mail->code / 100 != 2) {
                 set_result_status(it->msg, mail);
                 return;
@@ -691,11 +815,17 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
         for (size_t i = 0; i < n; i++) {
                 msgs[i].status = 0;
                 msgs[i].reply[0] = '\0';
+                msgs[i].attempted = 0;
         }
         if (check_config(cfg, errstr, errstr_size) < 0)
                 return -1;
         if (n == 0)
                 return 0;
+        if (cfg->cancel && atomic_load(&cfg->cancel->cancelled)) {
+                for (size_t i = 0; i < n; i++)
+                        set_result(&msgs[i], 0, "not sent: cancelled");
+                return nc_err(errstr, errstr_size, "SMTP session cancelled");
+        }
 
         memset(&s, 0, sizeof s);
         s.cfg = cfg;
@@ -741,8 +871,7 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
                         nc_err(errstr, errstr_size, "out of memory");
                         goto out;
                 }
-                /* PLAIN and LOGIN are flagged "plain text": libesmtp skips them unless allowed. */
-                auth_set_mechanism_flags(s.auth, AUTH_PLUGIN_PLAIN, 0);
+                auth_policy(&s); /* again at connect and after STARTTLS */
                 auth_set_interact_cb(s.auth, interact_cb, &s);
                 smtp_auth_set_context(session, s.auth);
         }
@@ -752,16 +881,20 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
 
                 it->sess = &s;
                 it->msg = &msgs[i];
+                /* Refused here: final, as a relay's 5xx would be (attempted). */
                 if (!address_ok(msgs[i].rcpt, 0)) {
                         set_result(&msgs[i], 553, "5.1.3 invalid recipient address (not sent)");
+                        msgs[i].attempted = 1;
                         continue;
                 }
                 if (!address_ok(msgs[i].mail_from, 1)) {
                         set_result(&msgs[i], 553, "5.1.7 invalid sender address (not sent)");
+                        msgs[i].attempted = 1;
                         continue;
                 }
                 if (msgs[i].data == NULL && msgs[i].len > 0) {
                         set_result(&msgs[i], 554, "5.6.0 no message data (not sent)");
+                        msgs[i].attempted = 1;
                         continue;
                 }
                 it->message = smtp_add_message(session);
@@ -785,9 +918,12 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
 
         sigpipe_block(&oldmask, &was_pending);
         nc_nodelay_arm(timeout);
+        nc_nodelay_set_abort(cfg->cancel ? &cfg->cancel->cancelled : NULL);
         started = smtp_start_session(session);
+        nc_nodelay_set_abort(NULL);
         nc_nodelay_disarm();
         sigpipe_restore(&oldmask, was_pending);
+        cancel_detach(cfg->cancel); /* normally done at SMTP_EV_DISCONNECT */
 
         if (s.connected && !s.nodelay_on && nc_nodelay_enabled() &&
             atomic_exchange(&nodelay_warned, 1) == 0)
@@ -809,9 +945,11 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
          * recipient: make it temporary. */
         if (s.need_auth && !s.auth_ok && attempted > 0) {
                 for (size_t i = 0; i < n; i++)
-                        if (items[i].message && items[i].msg->status / 100 != 2)
+                        if (items[i].message && items[i].msg->status / 100 != 2) {
                                 set_result(items[i].msg, 0, "not sent: %s",
                                            auth_failure(&s, why, sizeof why));
+                                items[i].msg->attempted = 1; /* charged: no other session */
+                        }
         }
         /* A 421 closes the session: it stands for every message that got no reply. */
         if (s.saw_421) {
@@ -826,7 +964,9 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
                          smtp_strerror(smtp_errno(), why, sizeof why));
         } else {
                 /* Nothing reached MAIL FROM: say why the session failed. */
-                if (s.aborted)
+                if (cfg->cancel && atomic_load(&cfg->cancel->cancelled))
+                        snprintf(reason, sizeof reason, "SMTP session cancelled");
+                else if (s.aborted)
                         snprintf(reason, sizeof reason, "%s", s.abort_reason);
                 else if (s.tls_error[0])
                         snprintf(reason, sizeof reason, "STARTTLS with %s failed: %s", hostport,
@@ -874,4 +1014,93 @@ out:
                 SSL_CTX_free(ctx);
         free(items);
         return rc;
+}
+
+/* ---- batches over several sessions ------------------------------------------------------- */
+
+int nc_smtp_batch_continue(size_t n_left, size_t progress, size_t sessions, size_t max_sessions,
+                           int stopping)
+{
+        if (n_left == 0 || stopping)
+                return 0;
+        /* A session that attempted nothing: the relay refuses or cannot be reached now, and
+         * another session at once would only spin.  The rest wait for a later try. */
+        if (progress == 0)
+                return 0;
+        return sessions < max_sessions;
+}
+
+int nc_smtp_send_batch(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n,
+                       size_t max_sessions, size_t *sessions, char *errstr, size_t errstr_size)
+{
+        nc_smtp_msg_t *sub;
+        size_t *ix, left = n, nsess = 0;
+        char err[512] = "";
+        int rc = 0;
+
+        if (sessions)
+                *sessions = 0;
+        for (size_t i = 0; i < n; i++) {
+                msgs[i].status = 0;
+                msgs[i].reply[0] = '\0';
+                msgs[i].attempted = 0;
+        }
+        if (n == 0)
+                return 0;
+        if (max_sessions == 0)
+                max_sessions = n;
+        sub = calloc(n, sizeof *sub);
+        ix = calloc(n, sizeof *ix);
+        if (sub == NULL || ix == NULL) {
+                free(sub);
+                free(ix);
+                for (size_t i = 0; i < n; i++)
+                        set_result(&msgs[i], 0, "not sent: out of memory");
+                return nc_err(errstr, errstr_size, "out of memory");
+        }
+        for (;;) {
+                size_t k = 0, progress = 0;
+                int stopping;
+
+                /* The messages not attempted yet, in their order, as one session's batch. */
+                for (size_t i = 0; i < n; i++)
+                        if (!msgs[i].attempted) {
+                                ix[k] = i;
+                                sub[k] = msgs[i];
+                                k++;
+                        }
+                err[0] = '\0';
+                rc = nc_smtp_send_session(cfg, sub, k, err, sizeof err);
+                nsess++;
+                for (size_t j = 0; j < k; j++) {
+                        nc_smtp_msg_t *m = &msgs[ix[j]];
+
+                        m->status = sub[j].status;
+                        memcpy(m->reply, sub[j].reply, sizeof m->reply);
+                        m->attempted = sub[j].attempted;
+                        progress += m->attempted != 0;
+                }
+                left = k - progress;
+                stopping = cfg->cancel && (atomic_load(&cfg->cancel->stop) ||
+                                           atomic_load(&cfg->cancel->cancelled));
+                if (!nc_smtp_batch_continue(left, progress, nsess, max_sessions, stopping))
+                        break;
+                log_debug("smtp %s:%d: session %zu ended with %zu message%s not attempted (%s); "
+                          "going on in a new session",
+                          cfg->host, cfg->port, nsess, left, left == 1 ? "" : "s",
+                          rc ? err : "connection closed");
+        }
+        free(sub);
+        free(ix);
+        if (sessions)
+                *sessions = nsess;
+        if (left == 0)
+                return 0;
+        if (cfg->cancel &&
+            (atomic_load(&cfg->cancel->stop) || atomic_load(&cfg->cancel->cancelled)))
+                return nc_err(errstr, errstr_size, "%zu message%s not sent: stopping%s%s", left,
+                              left == 1 ? "" : "s", err[0] ? ": " : "", err);
+        return nc_err(errstr, errstr_size, "%zu message%s not attempted after %zu session%s: %s",
+                      left, left == 1 ? "" : "s", nsess, nsess == 1 ? "" : "s",
+                      err[0] ? err : "the relay closed the session");
 }

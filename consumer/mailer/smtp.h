@@ -31,8 +31,11 @@
  * did not succeed (wrong credentials, no usable mechanism offered), instead of sending
  * unauthenticated as libesmtp would, which the relay would reject as 5xx "bounces".  Only the
  * mechanisms named in auth_mechanisms get the credentials (default "PLAIN LOGIN"); plain-text
- * mechanisms go over any connection, so pair them with STARTTLS on a real network.  User
- * name and password are at most 255 bytes (libesmtp's plugins' limit) and never logged.
+ * mechanisms would go over any connection: so no AUTH command at all is sent on a connection
+ * without TLS unless allow_plaintext_auth is set (with starttls = optional and a relay that
+ * does not offer STARTTLS, the session ends before AUTH, and its messages are temporary
+ * failures, never bounces).  User name and password are at most 255 bytes (libesmtp's
+ * plugins' limit) and never logged.
  *
  * Per message, status is the final reply for it:
  *   250..299  accepted by the relay.
@@ -42,11 +45,37 @@
  *   0         not attempted, or the connection dropped before its final reply: temporary.
  *             (If the drop came after the message data was sent the relay may have kept it,
  *             so a retry can duplicate it.)
- * nc_smtp_status_temporary() tells which statuses a caller retries. */
+ * nc_smtp_status_temporary() tells which statuses a caller retries.
+ *
+ * Per message, attempted says whether the relay dealt with this message itself:
+ *   1  its MAIL FROM was sent and got a reply of its own other than 421 (whatever came after:
+ *      250, 4xx, 5xx at any step, or the connection lost after that reply), or it was refused
+ *      locally (invalid address): its status is its own outcome;
+ *   0  it never got that far: the session failed before it (no connection, a greeting, TLS
+ *      or AUTH failure) or ended before it (a 421, which is about the session, not about a
+ *      message; a dropped connection; a cancel).  Sending it in another session is not a
+ *      retry of it.
+ *
+ * Cancelling (nc_smtp_cancel_t, optional in the config): another thread can end a session
+ * that is blocked on a relay that does not answer.  libesmtp blocks in poll() on its socket
+ * and retries on EINTR, so a signal cannot do it; instead the session keeps a duplicate of
+ * its socket's descriptor (ours, so its number cannot be reused by another thread while we
+ * hold it) and nc_smtp_cancel_now() shuts that socket down: libesmtp's read returns at once.
+ * A connect in progress is abandoned within 100 ms (nodelay.h). */
 #ifndef NC_SMTP_H
 #define NC_SMTP_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
+
+/* Lets another thread stop a worker's sessions.  Initialise with nc_smtp_cancel_init. */
+typedef struct nc_smtp_cancel {
+        pthread_mutex_t lock;
+        int fd;               /* our duplicate of the running session's socket, or -1 */
+        atomic_int stop;      /* start no new session (nc_smtp_send_batch) */
+        atomic_int cancelled; /* and end the running one now */
+} nc_smtp_cancel_t;
 
 typedef struct nc_smtp_config {
         const char *host; /* name or IPv4 address (libesmtp cannot take an IPv6 literal) */
@@ -58,6 +87,8 @@ typedef struct nc_smtp_config {
         int timeout_ms;              /* connect and each reply wait; 0 = 60000, min 1000 */
         const char *ca_file;         /* PEM CA bundle for STARTTLS verification (optional) */
         const char *helo_name;       /* EHLO name; NULL = the host name (uname) */
+        int allow_plaintext_auth;    /* 1: AUTH also without TLS (the password in clear) */
+        nc_smtp_cancel_t *cancel;    /* optional: lets another thread end the session */
 } nc_smtp_config_t;
 
 typedef struct nc_smtp_msg {
@@ -68,6 +99,7 @@ typedef struct nc_smtp_msg {
         /* results: */
         int status;      /* final SMTP reply for this message (see above); 0 = not attempted */
         char reply[256]; /* its text, enhanced status code first ("5.1.1 <x>: unknown") */
+        int attempted;   /* 1 = the relay dealt with it (status is its own), 0 = never reached */
 } nc_smtp_msg_t;
 
 /* Sends MSGS in ONE SMTP session (one connection, many transactions).  Returns 0 if the
@@ -76,6 +108,32 @@ typedef struct nc_smtp_msg {
  * greeting).  Thread-safe: sessions in different threads are independent. */
 int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n, char *errstr,
                          size_t errstr_size);
+
+/* Sends MSGS over as many sessions as it takes: when a session ends before some messages
+ * were attempted (a 421 from a relay that limits the messages per connection, a dropped
+ * connection) the rest go on in a new session, uncharged.  It stops when every message was
+ * attempted, when a session attempted none (the relay refuses or cannot be reached now: the
+ * rest keep that session's status and reason, temporary), after max_sessions sessions
+ * (0 = one per message, the most a session that attempts something can need), or when
+ * cfg->cancel asks it to.  Returns 0 if every message was attempted, else -1 with errstr
+ * saying why the rest were not; *sessions (may be NULL) = the sessions it started. */
+int nc_smtp_send_batch(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n,
+                       size_t max_sessions, size_t *sessions, char *errstr, size_t errstr_size);
+
+/* What nc_smtp_send_batch does after a session (pure policy, unit-tested): 1 if the messages
+ * not attempted yet go on in another session, 0 if the batch ends here.  N_LEFT: messages not
+ * attempted yet; PROGRESS: messages the session attempted; SESSIONS: sessions so far. */
+int nc_smtp_batch_continue(size_t n_left, size_t progress, size_t sessions, size_t max_sessions,
+                           int stopping);
+
+void nc_smtp_cancel_init(nc_smtp_cancel_t *c);
+void nc_smtp_cancel_destroy(nc_smtp_cancel_t *c);
+/* Lets the running session finish but starts no other (nc_smtp_send_batch). */
+void nc_smtp_cancel_stop(nc_smtp_cancel_t *c);
+/* Ends the running session now (its socket is shut down) and starts no other.  Any thread. */
+void nc_smtp_cancel_now(nc_smtp_cancel_t *c);
+/* Allows sessions again (after a stop or cancel). */
+void nc_smtp_cancel_reset(nc_smtp_cancel_t *c);
 
 /* 1 if a message with this status should be retried later (0 and 4xx), 0 otherwise. */
 int nc_smtp_status_temporary(int status);

@@ -16,8 +16,9 @@ As a script (for the C tests and by hand):
 
 prints one line "READY port=N cert=PATH|-" once it listens, then obeys commands on stdin, one
 per line: "down", "up", "fail-connections N", "tempfail N", "reject ADDR", "accept ADDR",
-"close-after N", "drop-after N", "count" (answers "COUNT n"), "quit"; each is answered with
-one line.  It stops at end of input or on SIGTERM/SIGINT, so a parent that dies takes it
+"close-after N", "drop-after N", "count" (answers "COUNT n"), "tempfail-rcpt ADDR",
+"untempfail-rcpt", "auth-count" (answers "AUTH n": AUTH commands received), "quit"; each is
+answered with one line.  It stops at end of input or on SIGTERM/SIGINT, so a parent that dies takes it
 along.  With --spool, message number K (from 1)
 is written as K.json (envelope) and then K.eml (the bytes received, dot-unstuffed).
 
@@ -29,7 +30,13 @@ Failure modes (all thread-safe; each can be changed while running):
                        and the connection is closed (a relay shutting down mid-session);
   drop_after(n)        in each connection, the message after n stored ones is read to its
                        end, then the connection is cut without a reply (a relay crash);
-  down() / up()        stop listening (connections are refused) / listen again, same port.
+  down() / up()        stop listening (connections are refused) / listen again, same port;
+  tempfail_rcpt(addr...) RCPT TO these addresses ("*" = every address) gets "452 4.2.2"
+                       (a mailbox over quota, a relay throttling); untempfail_rcpt() undoes;
+  slow(seconds)        each message's final reply comes that much later (a slow relay);
+  auth_commands        the mechanism of every AUTH command that arrived (whether or not it
+                       succeeded), to prove that credentials were or were not sent.
+StallingSMTPServer: accepts connections and never answers (a relay that hangs).
 STARTTLS (tls=True) uses a self-signed certificate for localhost and 127.0.0.1 made with the
 openssl command; AUTH PLAIN and LOGIN (auth=True) accept only user/password, and with
 auth=True a MAIL FROM without AUTH gets "530".  By default AUTH is offered only after STARTTLS
@@ -56,7 +63,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 
 class _NoLoginDataWarning(logging.Filter):
@@ -122,6 +129,12 @@ class _SMTP(SMTP):
             return
         await super()._handle_client()
 
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg):
+        # Recorded before aiosmtpd looks at it: any AUTH command means credentials were sent.
+        self._owner._auth_seen((arg or "").split(" ")[0].upper())
+        return await super().smtp_AUTH(arg)
+
 
 class _Handler:
     def __init__(self, owner: "SMTPTestServer"):
@@ -137,6 +150,9 @@ class _Handler:
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        tf = self.owner._get("_tempfail_rcpt")
+        if "*" in tf or address.lower() in tf:
+            return f"452 4.2.2 <{address}>: mailbox temporarily unavailable, try again later"
         if address.lower() in self.owner._rejected():
             return f"550 5.1.1 <{address}>: recipient rejected: no such user"
         envelope.rcpt_tos.append(address)
@@ -144,6 +160,9 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        delay = self.owner._get("_delay")
+        if delay:
+            await asyncio.sleep(delay)
         drop_after = self.owner._get("_drop_after")
         if drop_after and server.nc_stored >= drop_after:
             server.transport.abort()  # the data is in, the reply never comes
@@ -187,6 +206,9 @@ class SMTPTestServer:
         self._close_after = close_after
         self._drop_after = drop_after
         self._reject = {a.lower() for a in reject}
+        self._tempfail_rcpt: frozenset = frozenset()
+        self._delay = 0.0
+        self._auth_commands: list[str] = []
         self._spool = Path(spool) if spool else None
         self._tmp = None
         self.cert_file: Optional[Path] = None
@@ -287,6 +309,25 @@ class SMTPTestServer:
         with self._lock:
             self._reject.difference_update(a.lower() for a in addresses)
 
+    def tempfail_rcpt(self, *addresses: str) -> None:
+        """RCPT TO any of these ("*" = all) gets 452 from now on."""
+        with self._lock:
+            self._tempfail_rcpt = self._tempfail_rcpt | {a.lower() for a in addresses}
+
+    def slow(self, seconds: float) -> None:
+        """Each message's reply after DATA waits this long (0 = at once)."""
+        with self._lock:
+            self._delay = float(seconds)
+
+    def untempfail_rcpt(self) -> None:
+        with self._lock:
+            self._tempfail_rcpt = frozenset()
+
+    @property
+    def auth_commands(self) -> list[str]:
+        with self._lock:
+            return list(self._auth_commands)
+
     # --- what arrived -------------------------------------------------------------------
 
     @property
@@ -338,6 +379,10 @@ class SMTPTestServer:
         with self._lock:
             return getattr(self, attr)
 
+    def _auth_seen(self, mechanism: str) -> None:
+        with self._lock:
+            self._auth_commands.append(mechanism)
+
     def _rejected(self) -> set[str]:
         with self._lock:
             return set(self._reject)
@@ -362,6 +407,67 @@ class SMTPTestServer:
         os.replace(tmp, path)
 
 
+class StallingSMTPServer:
+    """Accepts TCP connections on loopback and never says a word (no greeting, no reply): a
+    relay that hangs.  Connections are held open until stop(); `connections` counts them."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port or free_port(host)
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._count = 0
+        self._sock: Optional[socket.socket] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+
+    def start(self) -> "StallingSMTPServer":
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((self.host, self.port))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, name="stalling-smtp", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self._sock.accept()
+            except OSError:
+                continue
+            with self._lock:
+                self._conns.append(c)
+                self._count += 1
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._count
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        with self._lock:
+            for c in self._conns:
+                c.close()
+            self._conns.clear()
+
+    close = stop
+
+    def __enter__(self) -> "StallingSMTPServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description="test SMTP server (aiosmtpd) with failure modes")
     p.add_argument("--host", default="127.0.0.1")
@@ -378,6 +484,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--reject", action="append", default=[])
     p.add_argument("--close-after", type=int, default=0)
     p.add_argument("--drop-after", type=int, default=0)
+    p.add_argument("--tempfail-rcpt", action="append", default=[],
+                   help="RCPT TO this address ('*' = all) gets 452")
     p.add_argument("--spool", help="write each message as K.json + K.eml here")
     p.add_argument("--certdir", help="where to make the certificate (default: a temp dir)")
     a = p.parse_args(argv)
@@ -398,6 +506,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    if a.tempfail_rcpt:
+        srv.tempfail_rcpt(*a.tempfail_rcpt)
     srv.start()
     try:
         print(f"READY port={srv.port} cert={srv.cert_file or '-'}", flush=True)
@@ -423,6 +533,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 srv.accept(arg)
             elif cmd == "count":
                 pass
+            elif cmd == "tempfail-rcpt":
+                srv.tempfail_rcpt(arg)
+            elif cmd == "untempfail-rcpt":
+                srv.untempfail_rcpt()
+            elif cmd == "auth-count":
+                print(f"AUTH {len(srv.auth_commands)}", flush=True)
+                continue
             elif cmd:
                 print(f"ERROR unknown command {cmd!r}", flush=True)
                 continue

@@ -391,6 +391,7 @@ static void test_greeting_421(void **state)
         for (size_t i = 0; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 421);
                 assert_true(nc_smtp_status_temporary(b.msgs[i].status));
+                assert_false(b.msgs[i].attempted);
         }
         /* The next session gets through. */
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
@@ -415,9 +416,12 @@ static void test_midsession_421(void **state)
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
         assert_int_equal(b.msgs[0].status, 250);
         assert_int_equal(b.msgs[1].status, 250);
+        assert_true(b.msgs[0].attempted && b.msgs[1].attempted);
         for (size_t i = 2; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 421);
                 assert_non_null(strstr(b.msgs[i].reply, "shutting down"));
+                /* The 421 to the third MAIL FROM is the session's, not that message's. */
+                assert_false(b.msgs[i].attempted);
         }
         assert_int_equal(srv_count(&s), 2);
         batch_free(&b);
@@ -443,10 +447,12 @@ static void test_drop(void **state)
         assert_int_equal(b.msgs[1].status, 250);
         assert_int_equal(b.msgs[2].status, 0);
         assert_non_null(strstr(b.msgs[2].reply, "after the message data was sent"));
+        assert_true(b.msgs[2].attempted); /* the relay may have it: a retry is a retry */
         for (size_t i = 3; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 0);
                 assert_non_null(strstr(b.msgs[i].reply, "not sent"));
                 assert_true(nc_smtp_status_temporary(b.msgs[i].status));
+                assert_false(b.msgs[i].attempted);
         }
         assert_int_equal(srv_count(&s), 2);
         batch_free(&b);
@@ -496,6 +502,7 @@ static void test_bad_addresses(void **state)
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
         assert_int_equal(b.msgs[0].status, 553);
         assert_int_equal(b.msgs[1].status, 553);
+        assert_true(b.msgs[0].attempted && b.msgs[1].attempted); /* final: no other session */
         assert_int_equal(b.msgs[2].status, 250);
         assert_int_equal(srv_count(&s), 1);
         batch_free(&b);
@@ -781,6 +788,257 @@ static void test_connect_timeout(void **state)
         close(l);
 }
 
+/* A relay that takes 2 messages per connection: the batch goes on in new sessions, and every
+ * message is sent once. */
+static void test_batch_continues_after_421(void **state)
+{
+        struct srv s;
+        struct batch b;
+        nc_smtp_config_t cfg;
+        char err[256] = "";
+        size_t sessions = 0;
+
+        (void)state;
+        SKIP_WITHOUT_SERVER();
+        srv_start(&s, "--close-after", "2", NULL);
+        batch_make(&b, 7, 2500);
+        cfg = base_cfg(&s);
+        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), 0);
+        assert_int_equal(sessions, 4);
+        for (size_t i = 0; i < b.n; i++) {
+                assert_int_equal(b.msgs[i].status, 250);
+                assert_true(b.msgs[i].attempted);
+        }
+        assert_int_equal(srv_count(&s), 7);
+        /* A cap on the sessions leaves the rest unattempted, with the 421. */
+        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 2, &sessions, err, sizeof err), -1);
+        assert_int_equal(sessions, 2);
+        assert_non_null(strstr(err, "3 messages not attempted after 2 sessions"));
+        for (size_t i = 4; i < b.n; i++) {
+                assert_int_equal(b.msgs[i].status, 421);
+                assert_false(b.msgs[i].attempted);
+        }
+        batch_free(&b);
+        srv_stop(&s);
+}
+
+/* After a drop the rest goes on; a relay refusing at the greeting is tried once, not spun. */
+static void test_batch_drop_and_refusal(void **state)
+{
+        struct srv s;
+        struct batch b;
+        nc_smtp_config_t cfg;
+        char err[256] = "", reply[64];
+        size_t sessions = 0;
+
+        (void)state;
+        SKIP_WITHOUT_SERVER();
+        srv_start(&s, "--drop-after", "2", NULL);
+        batch_make(&b, 5, 2500);
+        cfg = base_cfg(&s);
+        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), 0);
+        assert_int_equal(sessions, 2);
+        assert_int_equal(b.msgs[2].status, 0); /* its fate unknown: the caller retries it */
+        assert_true(b.msgs[2].attempted);
+        assert_int_equal(b.msgs[3].status, 250);
+        assert_int_equal(b.msgs[4].status, 250);
+        assert_int_equal(srv_count(&s), 4);
+        srv_cmd(&s, "drop-after 0", reply, sizeof reply);
+        srv_cmd(&s, "fail-connections 5", reply, sizeof reply);
+        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), -1);
+        assert_int_equal(sessions, 1);
+        assert_non_null(strstr(err, "421"));
+        for (size_t i = 0; i < b.n; i++) {
+                assert_int_equal(b.msgs[i].status, 421);
+                assert_false(b.msgs[i].attempted);
+        }
+        batch_free(&b);
+        srv_stop(&s);
+}
+
+static void test_batch_policy(void **state)
+{
+        (void)state;
+        /* (left, progress, sessions, max, stopping) */
+        assert_true(nc_smtp_batch_continue(5, 3, 1, 10, 0));
+        assert_false(nc_smtp_batch_continue(0, 3, 1, 10, 0));  /* done */
+        assert_false(nc_smtp_batch_continue(5, 0, 1, 10, 0));  /* no progress: relay refuses */
+        assert_false(nc_smtp_batch_continue(5, 3, 10, 10, 0)); /* cap */
+        assert_false(nc_smtp_batch_continue(5, 3, 1, 10, 1));  /* stopping */
+}
+
+/* 452 at RCPT: that message's own temporary answer (attempted), the others go through. */
+static void test_rcpt_tempfail(void **state)
+{
+        struct srv s;
+        struct batch b;
+        nc_smtp_config_t cfg;
+        char err[256] = "";
+
+        (void)state;
+        SKIP_WITHOUT_SERVER();
+        srv_start(&s, "--tempfail-rcpt", "user1@example.org", NULL);
+        batch_make(&b, 3, 100);
+        cfg = base_cfg(&s);
+        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, NULL, err, sizeof err), 0);
+        assert_int_equal(b.msgs[0].status, 250);
+        assert_int_equal(b.msgs[1].status, 452);
+        assert_true(b.msgs[1].attempted);
+        assert_true(nc_smtp_status_temporary(b.msgs[1].status));
+        assert_int_equal(b.msgs[2].status, 250);
+        assert_int_equal(srv_count(&s), 2);
+        batch_free(&b);
+        srv_stop(&s);
+}
+
+static int srv_auth_count(struct srv *s)
+{
+        char reply[64];
+        int n = -1;
+
+        srv_cmd(s, "auth-count", reply, sizeof reply);
+        assert_int_equal(sscanf(reply, "AUTH %d", &n), 1);
+        return n;
+}
+
+/* A relay offering AUTH on a plain connection and no STARTTLS: no AUTH command is sent (not
+ * even without credentials) unless allow_plaintext_auth; the messages are temporary failures. */
+static void test_no_auth_without_tls(void **state)
+{
+        struct srv s;
+        struct batch b;
+        nc_smtp_config_t cfg;
+        char err[256] = "";
+
+        (void)state;
+        SKIP_WITHOUT_SERVER();
+        srv_start(&s, "--auth", NULL);
+        batch_make(&b, 2, 100);
+        cfg = base_cfg(&s);
+        cfg.username = "noticecast";
+        cfg.password = "s3cret-test-password";
+        for (int mode = 0; mode < 2; mode++) {
+                cfg.starttls = mode ? NC_SMTP_TLS_OFF : NC_SMTP_TLS_OPTIONAL;
+                assert_int_equal(send_batch(&cfg, &b, err, sizeof err), -1);
+                assert_non_null(strstr(err, "not sending credentials without TLS"));
+                assert_null(strstr(err, "s3cret"));
+                for (size_t i = 0; i < b.n; i++) {
+                        assert_int_equal(b.msgs[i].status, 0);
+                        assert_false(b.msgs[i].attempted);
+                        assert_true(nc_smtp_status_temporary(b.msgs[i].status));
+                }
+                /* Other mechanisms are held back too. */
+                cfg.auth_mechanisms = "CRAM-MD5 PLAIN LOGIN";
+        }
+        assert_int_equal(srv_auth_count(&s), 0);
+        assert_int_equal(srv_count(&s), 0);
+        /* The explicit opt-in. */
+        cfg.auth_mechanisms = NULL;
+        cfg.starttls = NC_SMTP_TLS_OPTIONAL;
+        cfg.allow_plaintext_auth = 1;
+        assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
+        assert_int_equal(b.msgs[0].status, 250);
+        assert_int_equal(b.msgs[1].status, 250);
+        assert_true(srv_auth_count(&s) >= 1);
+        batch_free(&b);
+        srv_stop(&s);
+}
+
+struct cancel_arg {
+        nc_smtp_config_t cfg;
+        nc_smtp_msg_t m;
+        int rc;
+        char err[256];
+};
+
+static void *cancel_thread(void *p)
+{
+        struct cancel_arg *a = p;
+
+        a->rc = nc_smtp_send_batch(&a->cfg, &a->m, 1, 0, NULL, a->err, sizeof a->err);
+        return NULL;
+}
+
+static double elapsed_s(const struct timespec *t0)
+{
+        struct timespec t1;
+
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* nc_smtp_cancel_now ends a session blocked on a relay that never answers (its greeting wait
+ * is 30 s here), and one stuck in connect; a cancelled handle starts no session. */
+static void test_cancel(void **state)
+{
+        struct sockaddr_in sa;
+        socklen_t salen = sizeof sa;
+        nc_smtp_cancel_t c;
+        struct cancel_arg a;
+        struct timespec t0;
+        pthread_t t;
+        int l, fill[8], nfill = 0;
+
+        (void)state;
+        /* A listener nobody accepts on: the kernel completes the handshake, then silence. */
+        l = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+        assert_int_equal(listen(l, 4), 0);
+        assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &salen), 0);
+
+        nc_smtp_cancel_init(&c);
+        memset(&a, 0, sizeof a);
+        a.cfg.host = "127.0.0.1";
+        a.cfg.port = ntohs(sa.sin_port);
+        a.cfg.timeout_ms = 30000;
+        a.cfg.cancel = &c;
+        a.m.rcpt = "a@example.org";
+        a.m.data = "x\r\n";
+        a.m.len = 3;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(pthread_create(&t, NULL, cancel_thread, &a), 0);
+        usleep(500000);
+        nc_smtp_cancel_now(&c);
+        pthread_join(t, NULL);
+        assert_true(elapsed_s(&t0) < 5);
+        assert_int_equal(a.rc, -1);
+        assert_int_equal(a.m.status, 0);
+        assert_false(a.m.attempted);
+        assert_int_equal(c.fd, -1); /* our duplicate was closed */
+
+        /* Cancelled: nothing is started. */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(nc_smtp_send_session(&a.cfg, &a.m, 1, a.err, sizeof a.err), -1);
+        assert_non_null(strstr(a.err, "cancelled"));
+        assert_true(elapsed_s(&t0) < 1);
+
+        /* A connect that never completes (full backlog), cancelled. */
+        nc_smtp_cancel_reset(&c);
+        assert_int_equal(listen(l, 0), 0);
+        for (int i = 0; i < 8; i++) {
+                int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+                connect(fd, (struct sockaddr *)&sa, sizeof sa);
+                fill[nfill++] = fd;
+        }
+        usleep(100000);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(pthread_create(&t, NULL, cancel_thread, &a), 0);
+        usleep(500000);
+        nc_smtp_cancel_now(&c);
+        pthread_join(t, NULL);
+        assert_true(elapsed_s(&t0) < 5);
+        assert_int_equal(a.rc, -1);
+        assert_false(a.m.attempted);
+        for (int i = 0; i < nfill; i++)
+                close(fill[i]);
+        close(l);
+        nc_smtp_cancel_destroy(&c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -798,6 +1056,12 @@ int main(void)
             cmocka_unit_test(test_auth),
             cmocka_unit_test(test_threads),
             cmocka_unit_test(test_connect_timeout),
+            cmocka_unit_test(test_batch_continues_after_421),
+            cmocka_unit_test(test_batch_drop_and_refusal),
+            cmocka_unit_test(test_batch_policy),
+            cmocka_unit_test(test_rcpt_tempfail),
+            cmocka_unit_test(test_no_auth_without_tls),
+            cmocka_unit_test(test_cancel),
         };
 
         nc_log_init("test_smtp", NC_LOG_ERROR);
