@@ -78,6 +78,42 @@ static int write_records(nc_cli_t *cli, json_t **records, const char **keys, siz
         return rc;
 }
 
+static int list_collect(const rd_kafka_message_t *m, void *opaque);
+
+/* The generation names a subscription, not a version of its preferences: an address that is
+ * subscribed keeps its generation when add/import rewrite its record (links in mails already
+ * sent keep working, also after a nightly re-import); an address that is not subscribed (new,
+ * or removed since) gets a new one, so the unsubscribe links of an earlier subscription stop
+ * working.  This costs one replay of the compacted topic per command, as `list` does. */
+static int keep_generations(nc_cli_t *cli, json_t **recs, size_t n, const char *cmd)
+{
+        json_t *all = json_object();
+        char topic[256], err[1024];
+        size_t i;
+
+        nc_config_topic(&cli->cfg, "subscribers", topic, sizeof(topic));
+        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect, all,
+                                err, sizeof(err)) != 0) {
+                json_decref(all);
+                return nc_cli_fail(NC_EX_UNAVAILABLE, cmd,
+                                   "reading the current subscribers: %s; nothing was written", err);
+        }
+        for (i = 0; i < n; i++) {
+                json_t *cur =
+                    json_object_get(all, json_string_value(json_object_get(recs[i], "id")));
+                json_t *g = json_object_get(cur, "generation");
+
+                if (json_is_string(g) && json_string_length(g) == NC_SUBSCRIBER_GENERATION_LEN) {
+                        json_object_set(recs[i], "generation", g);
+                } else if (nc_subscriber_new_generation(recs[i], err, sizeof(err)) != 0) {
+                        json_decref(all);
+                        return nc_cli_fail(NC_EX_SOFTWARE, cmd, "%s", err);
+                }
+        }
+        json_decref(all);
+        return 0;
+}
+
 static int sub_add(nc_cli_t *cli, json_t *in, int remove)
 {
         const char *email = json_string_value(json_object_get(in, "email"));
@@ -101,10 +137,9 @@ static int sub_add(nc_cli_t *cli, json_t *in, int remove)
                 rec = nc_subscriber_normalise(in, &cli->cfg, nc_time_now_ms(), err, sizeof(err));
                 if (!rec)
                         return nc_cli_fail(NC_EX_DATAERR, "subscribers add", "%s", err);
-                /* A new subscription: unsubscribe links of an earlier one stop working. */
-                if (nc_subscriber_new_generation(rec, err, sizeof(err)) != 0) {
+                if ((rc = keep_generations(cli, &rec, 1, "subscribers add")) != 0) {
                         json_decref(rec);
-                        return nc_cli_fail(NC_EX_SOFTWARE, "subscribers add", "%s", err);
+                        return rc;
                 }
                 key = json_string_value(json_object_get(rec, "id"));
         }
@@ -190,10 +225,6 @@ static int sub_import(nc_cli_t *cli, const char *file)
                        : NULL;
 
                 json_decref(in);
-                if (rec && nc_subscriber_new_generation(rec, err, sizeof(err)) != 0) {
-                        json_decref(rec);
-                        rec = NULL;
-                }
                 if (rec) {
                         const char *id = json_string_value(json_object_get(rec, "id"));
 
@@ -223,7 +254,7 @@ static int sub_import(nc_cli_t *cli, const char *file)
                         "written\n",
                         bad, bad == 1 ? "" : "s");
                 rc = NC_EX_DATAERR;
-        } else {
+        } else if ((rc = keep_generations(cli, records, n, "subscribers import")) == 0) {
                 rc = write_records(cli, records, keys, n, "subscribers import");
                 if (rc == 0)
                         printf("imported %zu subscribers\n", n);

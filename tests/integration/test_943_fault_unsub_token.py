@@ -5,7 +5,7 @@ List-Unsubscribe URL, and since the token depended on nothing else, a token kept
 email unsubscribed the address again after it had subscribed anew.
 
 Now the token is the address and the subscription's generation, encrypted and authenticated
-(consumer/mailer/unsub_token.h); `subscribers add` starts a new generation.  The test:
+(consumer/mailer/unsub_token.h); `subscribers add` after a removal starts a new generation.  The test:
   * the URL of a received email contains the address in no encoding (plain, percent-encoded,
     base64 and base64url at every byte alignment, hex);
   * a token of the first format, made with the daemon's own secret, is refused (403);
@@ -129,3 +129,25 @@ def test_tokens_hide_the_address_and_expire_with_the_subscription(ml, record_pro
     assert st_new_get == 200 and "<form" in page_new_get, f"GET with the fresh token: {st_new_get}"
     assert st_new_post == 200 and removed, f"fresh token: {text}\n{d.tail()}"
     assert "bystander@example.org" in env.subscribers()
+
+
+def test_preference_change_keeps_the_links_of_the_subscription(ml, record_property):
+    """`subscribers add` (or a re-import) for an address that is still subscribed changes its
+    preferences, not its subscription: links in the mails it already got keep working."""
+    env = ml
+    addr = "changes.mind@example.org"
+    sid = env.add_subscriber(addr, name="First Name", lang="en", frequency="immediate", tz="UTC")
+    gen1 = env.subscriber_records(sid)[-1]["generation"]
+    env.start()
+    env.publish([notice("alerts", "An alert", priority="urgent")])
+    env.wait_mail(lambda ib: any(m.to == sid for m in ib), what="the alert")
+    url1 = env.mail_for(sid)[0].unsubscribe_url()
+    env.add_subscriber(addr, name="Second Name", lang="es", frequency="daily", tz="America/Lima")
+    gen2 = env.subscriber_records(sid)[-1]["generation"]
+    st, page = http_request(url1, "POST", ONE_CLICK, FORM)
+    removed = sid not in env.subscribers()
+    text = f"generation {gen1} -> {gen2}; link of the first mail after the change: {st}, unsubscribed: {removed}"
+    print(text)
+    record_property("figures", text)
+    assert gen1 == gen2, text
+    assert st == 200 and removed, f"{text}\n{page[:300]}"
