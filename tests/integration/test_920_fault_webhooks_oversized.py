@@ -10,7 +10,9 @@ Counted: notices before and after the big record delivered to every partner, DLQ
 its key (one, a reference), the SIGTERM exit status and time, and after a restart a further
 notice delivered and still one DLQ entry."""
 
+import base64
 import json
+import os
 import signal
 import time
 import uuid
@@ -123,3 +125,37 @@ def test_oversized_record_is_quarantined_as_a_reference(wh_factory, record_prope
     assert len(dlq) == 1, [m.headers for m in dlq]
     assert d2.get("/healthz")[0] == 200
     assert d2.terminate() == 0, d2.tail()
+
+
+def test_dlq_copy_refused_by_the_broker_becomes_a_reference(wh_factory, record_property):
+    """The same when it is the brokers that refuse the copy (the DLQ topic takes at most
+    20,000 bytes per record; a partner rejects a valid 60 KB notice with 400): the DLQ entry is
+    a reference, the daemon goes on, and the notice's offset is committed."""
+    wh = wh_factory(partitions=1)
+    set_topic_config(wh.bootstrap, wh.dlq_topic, {"max.message.bytes": 20_000})
+    rx = wh.receiver()
+    for pid, b in (("ok", Always(204)), ("reject", Always(400))):
+        p = wh.partner(pid, rx.url(f"/{pid}"))
+        rx.route(f"/{pid}", b, secrets=p.secrets)
+    d = wh.start()
+    # random text: the producer compresses (lz4), and the limit is on the compressed batch
+    body = base64.b64encode(os.urandom(45_000)).decode()
+    n = notice("news", "Sixty kilobytes", body={"en": body})
+    after = notice("news", "Small one after it")
+    rows = wh.publish([n, after])
+    rx.wait_for_ids("/ok", {n["id"], after["id"]}, extra=wh.logs)
+    wait_quietly(lambda: {n["id"], after["id"]} <= {m.key for m in wh.dlq("reject")}, 60)
+    dlq = {m.key: m for m in wh.dlq("reject")}
+    print(f"\nDLQ entries of partner reject: {len(dlq)} of 2 "
+          f"(reference: {[m.headers.get('noticecast-dlq-reference') for m in dlq.values()]})")
+    record_property("refused_copy_entries", len(dlq))
+    assert n["id"] in dlq and after["id"] in dlq, f"{list(dlq)}\n{wh.logs()}"
+    big = dlq[n["id"]]
+    assert big.headers.get("noticecast-dlq-reference") == "1", big.headers
+    assert big.headers.get("noticecast-dlq-partner") == "reject", big.headers
+    assert "refused" in big.headers.get("noticecast-dlq-reason", ""), big.headers
+    assert json.loads(big.value)["offset"] == rows[0]["offset"]
+    # (the small one may share the refused batch, and then be a reference too: either form is
+    # a complete quarantine record)
+    wh.wait_all_committed()
+    assert d.terminate() == 0, d.tail()
