@@ -293,6 +293,10 @@ int main(int argc, char **argv)
                                      "Records sent to the dead letter queue.");
         w.m_inflight = nc_metrics_gauge(w.metrics, "noticecast_webhook_in_flight",
                                         "Deliveries queued or in progress.");
+        w.m_skipped = nc_metrics_counter(w.metrics, "noticecast_webhook_duplicates_avoided_total",
+                                         "Deliveries not sent because their (notice, partner, "
+                                         "event) was delivered already (read again after an "
+                                         "outage, a rebalance or a restart).");
         nc_metrics_inc(w.m_dlq, NULL, 0);
         if (w.cfg.webhooks.listen[0]) {
                 if (!(w.httpd =

@@ -36,6 +36,16 @@
  * planner does that, see consumer/mailer/planner.c).  Not covered: two instances handling the
  * same record at the same moment (a rebalance while the old owner still finishes it).
  *
+ * Deliveries are not repeated.  A (notice, partner, event) — its webhook-id — that was
+ * delivered is not sent again: the daemon remembers the webhook-ids it delivered (at once,
+ * before the delivery event is acknowledged: the brokers may be away) and those a third
+ * group-less reader finds recorded as delivered on <prefix>deliveries (its last
+ * WH_DELIVERED_RECENT events per partition at start, then live, so other instances' count
+ * too).  Nothing is consumed before that reader has reached the end once.  So after an
+ * outage longer than the session timeout, or a rebalance, the notices read again from the
+ * last committed offsets are not delivered twice; the events of what was delivered meanwhile
+ * are written when the brokers are back.
+ *
  * Withdrawals.  A notice.withdrawn is forwarded only for a notice that was published in that
  * category: a second group-less reader (a consumer group of its own per process, so it gets
  * every partition) reads the notice topics from the beginning, and then live, into a set of
@@ -77,6 +87,10 @@ struct wh_partner;
 #define WH_DLQ_SEEN_MAX 1000000
 /* (category, id) digests of published notices remembered. */
 #define WH_IDS_MAX 4000000
+/* Delivery events read back per partition of <prefix>deliveries at start, and webhook-ids
+ * remembered as delivered. */
+#define WH_DELIVERED_RECENT 100000
+#define WH_DELIVERED_MAX    4000000
 
 /* A consumed Kafka message being worked on. */
 typedef struct wh_msg {
@@ -244,6 +258,14 @@ typedef struct wh {
         nc_keyset_t ids;
         wh_msg_t *wait_head, *wait_tail; /* withdrawals waiting for the id reader */
 
+        /* Events reader: which (notice, partner, event) were delivered: webhook-ids recorded
+         * as delivered on <prefix>deliveries, and those delivered by this process. */
+        rd_kafka_t *ev_reader;
+        rd_kafka_queue_t *ev_q;
+        int *ev_eof;
+        int ev_parts, ev_eof_n, ev_synced;
+        nc_keyset_t delivered;
+
         /* Retry tiers: consumed records not settled, and (from the stats thread) the records
          * not consumed yet. */
         size_t retry_outstanding;
@@ -260,7 +282,7 @@ typedef struct wh {
         char notice_regex[300];
 
         nc_metrics_t *metrics;
-        nc_metric_t *m_deliveries, *m_latency, *m_backlog, *m_lag, *m_dlq, *m_inflight;
+        nc_metric_t *m_deliveries, *m_latency, *m_backlog, *m_lag, *m_dlq, *m_inflight, *m_skipped;
         struct nc_httpd *httpd;
 } wh_t;
 
@@ -279,6 +301,10 @@ wh_produce_t *wh_retry_record(wh_t *w, wh_msg_t *m, const char *partner, int nex
 wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, long status,
                               const char *error, double latency_ms);
 void wh_timers(wh_t *w, int64_t now);
+
+/* Whether WEBHOOK_ID is known as delivered; remember it as delivered. */
+int wh_delivered_has(const wh_t *w, const char *webhook_id);
+void wh_delivered_add(wh_t *w, const char *webhook_id);
 
 /* wh_deliver.c */
 int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size);

@@ -339,12 +339,32 @@ static void partner_disable(wh_t *w, wh_partner_t *p)
         }
 }
 
+/* The (notice, partner, event) of J was delivered already (by us before an outage or a
+ * rebalance, or recorded so by another instance): J ends here, unsent and unrecorded. */
+static int job_skip_delivered(wh_t *w, wh_job_t *j)
+{
+        char l[NC_METRICS_LABELS_SIZE];
+
+        if (!wh_delivered_has(w, j->webhook_id))
+                return 0;
+        log_debug("%s to partner %s: delivered already (%s), not sent again", j->msg->id,
+                  j->partner->cfg.id, j->webhook_id);
+        if (nc_metrics_labels(l, sizeof(l), "partner", j->partner->cfg.id, NULL) == 0)
+                nc_metrics_inc(w->m_skipped, l, 1);
+        j->outcome_done = 1;
+        j->pending_produces = 1;
+        wh_job_settle_one(w, j);
+        return 1;
+}
+
 /* Queues a job, or parks it at once when the partner is overwhelmed: a partner that times
  * out on everything must not make us hold an unbounded backlog (nor stall the others). */
 static void job_enqueue(wh_t *w, wh_job_t *j)
 {
         wh_partner_t *p = j->partner;
 
+        if (job_skip_delivered(w, j))
+                return;
         if (p->disabled) {
                 job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
                 return;
@@ -619,6 +639,8 @@ void wh_deliver_pump(wh_t *w)
                         }
                         TAILQ_REMOVE(&p->queue, j, link);
                         p->queued--;
+                        if (job_skip_delivered(w, j))
+                                continue; /* learned meanwhile: its token is spent, no matter */
                         if (job_start(w, j) != 0)
                                 job_retry_or_dlq(w, j, 0, "cannot start the HTTP request");
                 }
@@ -659,6 +681,8 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
                 return;
         }
         if (status >= 200 && status < 300) {
+                /* Remembered now: its event may not reach the brokers for a while. */
+                wh_delivered_add(w, j->webhook_id);
                 job_finish(w, j, "delivered", status, NULL, NULL);
                 return;
         }

@@ -914,11 +914,14 @@ static int make_topics(wh_t *w, char *errstr, size_t errstr_size)
 
 static void wait_for_topics(wh_t *w)
 {
-        const char *names[16];
+        const char *names[18];
         size_t i;
 
         for (i = 0; i < w->cfg.webhooks.retry_n; i++)
                 names[i] = w->retry_topics[i];
+        /* the readers need the partitions of these two at once */
+        names[i++] = w->dlq_topic;
+        names[i++] = w->events_topic;
         if (nc_kafka_wait_topics(w->producer, names, i, 15000) != 0)
                 log_warnx("retry topics not visible yet: they join the subscription later");
 }
@@ -935,22 +938,107 @@ static void regex_escape(const char *in, char *out, size_t size)
         out[o] = '\0';
 }
 
-/* The DLQ's recent entries, from WH_DLQ_RECENT before the end of each partition, then live:
- * no consumer group (assign), nothing committed. */
-static int dlq_reader_start(wh_t *w, char *errstr, size_t errstr_size)
+/* A webhook-id is "msg_" + 32 hex digits of a SHA-256 already: its first 16 digits are the
+ * key (no second digest on this hot path). */
+static uint64_t wid_key(const char *webhook_id)
+{
+        uint64_t h = 0;
+        int i;
+
+        if (strncmp(webhook_id, "msg_", 4) != 0)
+                return nc_key_hash(webhook_id, strlen(webhook_id));
+        for (i = 4; i < 20; i++) {
+                int c = (unsigned char)webhook_id[i];
+
+                if (!isxdigit(c))
+                        return nc_key_hash(webhook_id, strlen(webhook_id));
+                h = h << 4 | (uint64_t)(isdigit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
+        }
+        return h ? h : 1;
+}
+
+int wh_delivered_has(const wh_t *w, const char *webhook_id)
+{
+        return nc_keyset_has(&w->delivered, wid_key(webhook_id));
+}
+
+void wh_delivered_add(wh_t *w, const char *webhook_id)
+{
+        nc_keyset_add(&w->delivered, wid_key(webhook_id));
+}
+
+/* A delivery event ({"type":"webhook.attempt",...,"webhook_id":"msg_...",...,"outcome":
+ * "delivered",...}, as wh_event_record writes it): found by searching rather than parsing,
+ * since every event of every instance passes here. */
+static void ev_record(wh_t *w, const rd_kafka_message_t *r)
+{
+        static const char out[] = "\"outcome\":\"delivered\"", wid[] = "\"webhook_id\":\"";
+        const char *p = r->payload, *id, *end;
+        char buf[NC_WEBHOOK_ID_SIZE];
+
+        if (!p || !memmem(p, r->len, out, sizeof(out) - 1) ||
+            !(id = memmem(p, r->len, wid, sizeof(wid) - 1)))
+                return;
+        id += sizeof(wid) - 1;
+        if (!(end = memchr(id, '"', r->len - (size_t)(id - p))) || end == id ||
+            (size_t)(end - id) >= sizeof(buf))
+                return;
+        memcpy(buf, id, (size_t)(end - id));
+        buf[end - id] = '\0';
+        wh_delivered_add(w, buf);
+}
+
+static void ev_reader_poll(wh_t *w)
+{
+        rd_kafka_message_t *batch[500];
+        ssize_t n, i;
+
+        if (!w->ev_q)
+                return;
+        n = rd_kafka_consume_batch_queue(w->ev_q, 0, batch, sizeof(batch) / sizeof(batch[0]));
+        for (i = 0; i < n; i++) {
+                rd_kafka_message_t *r = batch[i];
+
+                if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (r->partition >= 0 && r->partition < w->ev_parts &&
+                            !w->ev_eof[r->partition]) {
+                                w->ev_eof[r->partition] = 1;
+                                if (++w->ev_eof_n == w->ev_parts) {
+                                        w->ev_synced = 1;
+                                        log_info("events reader: %zu delivered (notice, partner) "
+                                                 "known",
+                                                 w->delivered.n);
+                                }
+                        }
+                } else if (r->err) {
+                        log_debug("events reader: %s", rd_kafka_message_errstr(r));
+                } else {
+                        ev_record(w, r);
+                }
+                rd_kafka_message_destroy(r);
+        }
+}
+
+/* A group-less reader of TOPIC from RECENT records before the end of each partition, then
+ * live (assign, nothing committed); *NPARTS and *EOF are set for its end-of-partition
+ * bookkeeping. */
+static int tail_reader_start(wh_t *w, const char *topic, int64_t recent, const char *what,
+                             rd_kafka_t **rkp, rd_kafka_queue_t **qp, int *nparts, int **eof,
+                             char *errstr, size_t errstr_size)
 {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_partition_list_t *parts;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->producer, w->dlq_topic, NULL);
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->producer, topic, NULL);
         rd_kafka_resp_err_t err;
         rd_kafka_conf_t *conf;
         char kerr[512], group[300];
+        rd_kafka_t *rk;
         int i;
 
         err = rd_kafka_metadata(w->producer, 0, rkt, &md, w->cfg.producer_timeout_ms);
         rd_kafka_topic_destroy(rkt);
         if (err || md->topic_cnt != 1 || md->topics[0].err || !md->topics[0].partition_cnt) {
-                nc_err(errstr, errstr_size, "dlq topic %s: %s", w->dlq_topic,
+                nc_err(errstr, errstr_size, "%s: topic %s: %s", what, topic,
                        rd_kafka_err2str(err                  ? err
                                         : md->topic_cnt != 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
                                                              : md->topics[0].err));
@@ -958,16 +1046,15 @@ static int dlq_reader_start(wh_t *w, char *errstr, size_t errstr_size)
                         rd_kafka_metadata_destroy(md);
                 return -1;
         }
-        w->dlq_parts = md->topics[0].partition_cnt;
-        w->dlq_eof = nc_xcalloc((size_t)w->dlq_parts, sizeof(*w->dlq_eof));
-        parts = rd_kafka_topic_partition_list_new(w->dlq_parts);
+        *nparts = md->topics[0].partition_cnt;
+        *eof = nc_xcalloc((size_t)*nparts, sizeof(**eof));
+        parts = rd_kafka_topic_partition_list_new(*nparts);
         for (i = 0; i < md->topics[0].partition_cnt; i++)
-                rd_kafka_topic_partition_list_add(parts, w->dlq_topic,
-                                                  md->topics[0].partitions[i].id)
-                    ->offset = RD_KAFKA_OFFSET_TAIL(WH_DLQ_RECENT);
+                rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id)
+                    ->offset = RD_KAFKA_OFFSET_TAIL(recent);
         rd_kafka_metadata_destroy(md);
 
-        snprintf(group, sizeof(group), "%s.dlq-reader", w->cfg.webhooks.group_id);
+        snprintf(group, sizeof(group), "%s.reader", w->cfg.webhooks.group_id);
         if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size))) {
                 rd_kafka_topic_partition_list_destroy(parts);
                 return -1;
@@ -977,27 +1064,42 @@ static int dlq_reader_start(wh_t *w, char *errstr, size_t errstr_size)
             rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "enable.partition.eof", "true", kerr, sizeof(kerr)) ||
             rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
-            /* our own entries are not transactional; an open transaction of the mailer
+            /* our own records are not transactional; an open transaction of the mailer
              * must not hold back the end */
             rd_kafka_conf_set(conf, "isolation.level", "read_uncommitted", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "200", kerr, sizeof(kerr))) {
+            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
                 rd_kafka_conf_destroy(conf);
                 rd_kafka_topic_partition_list_destroy(parts);
-                return nc_err(errstr, errstr_size, "dlq reader: %s", kerr);
+                return nc_err(errstr, errstr_size, "%s: %s", what, kerr);
         }
-        if (!(w->dlq_reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
+        if (!(*rkp = rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
                 rd_kafka_conf_destroy(conf);
                 rd_kafka_topic_partition_list_destroy(parts);
-                return nc_err(errstr, errstr_size, "dlq reader: %s", kerr);
+                return nc_err(errstr, errstr_size, "%s: %s", what, kerr);
         }
-        rd_kafka_poll_set_consumer(w->dlq_reader);
-        err = rd_kafka_assign(w->dlq_reader, parts);
+        rd_kafka_poll_set_consumer(rk);
+        err = rd_kafka_assign(rk, parts);
         rd_kafka_topic_partition_list_destroy(parts);
         if (err)
-                return nc_err(errstr, errstr_size, "dlq reader: assign: %s", rd_kafka_err2str(err));
-        w->dlq_q = rd_kafka_queue_get_consumer(w->dlq_reader);
-        rd_kafka_queue_io_event_enable(w->dlq_q, w->wake_pipe[1], "d", 1);
+                return nc_err(errstr, errstr_size, "%s: assign: %s", what, rd_kafka_err2str(err));
+        *qp = rd_kafka_queue_get_consumer(rk);
+        rd_kafka_queue_io_event_enable(*qp, w->wake_pipe[1], "r", 1);
         return 0;
+}
+
+/* The DLQ's recent entries, from WH_DLQ_RECENT before the end of each partition, then live:
+ * no consumer group (assign), nothing committed. */
+static int dlq_reader_start(wh_t *w, char *errstr, size_t errstr_size)
+{
+        return tail_reader_start(w, w->dlq_topic, WH_DLQ_RECENT, "dlq reader", &w->dlq_reader,
+                                 &w->dlq_q, &w->dlq_parts, &w->dlq_eof, errstr, errstr_size);
+}
+
+static int ev_reader_start(wh_t *w, char *errstr, size_t errstr_size)
+{
+        return tail_reader_start(w, w->events_topic, WH_DELIVERED_RECENT, "events reader",
+                                 &w->ev_reader, &w->ev_q, &w->ev_parts, &w->ev_eof, errstr,
+                                 errstr_size);
 }
 
 /* Every notice topic from the beginning, then live, in a consumer group of its own (one
@@ -1145,6 +1247,7 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         TAILQ_INIT(&w->prq);
         nc_keyset_init(&w->dlq_seen, WH_DLQ_SEEN_MAX);
         nc_keyset_init(&w->ids, WH_IDS_MAX);
+        nc_keyset_init(&w->delivered, WH_DELIVERED_MAX);
         pthread_mutex_init(&w->stats_lock, NULL);
         pthread_cond_init(&w->stats_cond, NULL);
         w->retry_lag = -1;
@@ -1176,6 +1279,7 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         regex_escape(w->cfg.topic_prefix, prefix, sizeof(prefix));
         snprintf(w->notice_regex, sizeof(w->notice_regex), "^%snotices\\..+", prefix);
         if (dlq_reader_start(w, errstr, errstr_size) != 0 ||
+            ev_reader_start(w, errstr, errstr_size) != 0 ||
             id_reader_start(w, errstr, errstr_size) != 0)
                 return -1;
 
@@ -1255,6 +1359,7 @@ void wh_kafka_poll(wh_t *w)
         nc_tracks_gc(&w->tracks, track_busy, track_free_extra);
         rd_kafka_poll(w->producer, 0); /* delivery reports settle work */
         dlq_reader_poll(w);
+        ev_reader_poll(w);
         id_reader_poll(w);
         prq_run(w);
         wait_run(w);
@@ -1270,6 +1375,8 @@ void wh_kafka_poll(wh_t *w)
                 return;
         }
         w->consuming_paused = 0;
+        if (!w->ev_synced)
+                return; /* not before we know what was delivered already */
         n = rd_kafka_consume_batch_queue(w->cq, 0, batch, sizeof(batch) / sizeof(batch[0]));
         for (i = 0; i < n; i++) {
                 if (batch[i]->err) {
@@ -1340,6 +1447,7 @@ void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
                                   "expires");
         }
         reader_destroy(&w->dlq_reader, &w->dlq_q);
+        reader_destroy(&w->ev_reader, &w->ev_q);
         reader_destroy(&w->id_reader, &w->id_q);
         nc_tracks_free(&w->tracks, msg_release, w, track_free_extra);
         w->stopping = 2;
@@ -1360,6 +1468,9 @@ void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
         w->cq = NULL;
         free(w->dlq_eof);
         w->dlq_eof = NULL;
+        free(w->ev_eof);
+        w->ev_eof = NULL;
+        nc_keyset_free(&w->delivered);
         free(w->idparts);
         w->idparts = NULL;
         nc_keyset_free(&w->dlq_seen);
