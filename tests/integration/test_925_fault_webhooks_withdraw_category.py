@@ -85,14 +85,12 @@ def test_unknown_withdrawals_and_wrong_categories_are_quarantined(wh, record_pro
     assert sum("does not match topic" in r for r in reasons) == 2, reasons
     assert all("noticecast-dlq-partner" not in m.headers for m in dlq)
 
-    # after a restart the published ids are known again: a withdrawal is still forwarded
+    # after a restart the published ids are known again: the withdrawal of a notice published
+    # before it is still forwarded (a second withdrawal of A would be the same webhook, which
+    # was delivered: not sent again)
     assert d.terminate() == 0, d.tail()
     wh.start()
-    b = notice("news", "Second round")
-    wh.publish([b])
+    wh.withdraw(later["id"], "news", reason="Withdrawn after the restart")
     for path in paths:
-        rx.wait_for_ids(path, {b["id"]}, extra=wh.logs)
-    wh.withdraw(a["id"], "news", reason="Again, after the restart")
-    for path in paths:
-        wait_for(lambda p=path: sum(1 for r in rx.delivered(p) if r.key == (a["id"], "notice.withdrawn")) == 2,
-                 60, f"the second withdrawal of A on {path}", 0.3, wh.logs)
+        rx.wait_for_keys(path, {(later["id"], "notice.withdrawn")}, extra=wh.logs)
+    assert sum(1 for r in rx.delivered("/all") if r.key == (a["id"], "notice.withdrawn")) == 1
