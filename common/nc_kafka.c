@@ -616,3 +616,29 @@ int nc_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, size_t n, int
         }
         return 0;
 }
+
+int nc_kafka_consumer_close_bounded(rd_kafka_t *rk, int timeout_ms)
+{
+        int64_t deadline = nc_time_now_ms() + timeout_ms;
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_error_t *e = rd_kafka_consumer_close_queue(rk, q);
+        int closed;
+
+        if (e) {
+                log_warnx("consumer close: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        } else {
+                while (!rd_kafka_consumer_closed(rk) && nc_time_now_ms() < deadline) {
+                        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+
+                        if (!ev)
+                                continue;
+                        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                                rd_kafka_assign(rk, NULL);
+                        rd_kafka_event_destroy(ev);
+                }
+        }
+        closed = rd_kafka_consumer_closed(rk);
+        rd_kafka_queue_destroy(q);
+        return closed ? 0 : -1;
+}

@@ -86,6 +86,13 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
  * Returns 0, or -1 if some topic did not appear in time. */
 int nc_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms);
 
+/* Closes consumer RK (revokes its assignment, commits what auto-commit would, leaves the
+ * group), waiting at most TIMEOUT_MS: a broker that is away cannot hold up a daemon's exit.
+ * Rebalance events met on the way are answered by unassigning.  Returns 0 if it closed in
+ * time, -1 if not: then destroy RK with RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE (destroying
+ * its messages and queues first, as always). */
+int nc_kafka_consumer_close_bounded(rd_kafka_t *rk, int timeout_ms);
+
 /* Value of header NAME as a NUL-terminated copy in BUF, or NULL. */
 const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf,
                             size_t size);

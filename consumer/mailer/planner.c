@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "mailer.h"
+#include "nc_dlq.h"
 #include "nc_kafka.h"
 #include "nc_mail.h"
 #include "nc_notice.h"
@@ -18,8 +19,17 @@
 
 /* ---- producing inside the current transaction ------------------------------------------ */
 
+static rd_kafka_resp_err_t txn_produce_err(ml_t *m, const char *topic, const char *key,
+                                           const char *value, size_t len, rd_kafka_headers_t *hdrs);
+
 static int txn_produce(ml_t *m, const char *topic, const char *key, const char *value, size_t len,
                        rd_kafka_headers_t *hdrs)
+{
+        return txn_produce_err(m, topic, key, value, len, hdrs) ? -1 : 0;
+}
+
+static rd_kafka_resp_err_t txn_produce_err(ml_t *m, const char *topic, const char *key,
+                                           const char *value, size_t len, rd_kafka_headers_t *hdrs)
 {
         rd_kafka_resp_err_t err;
 
@@ -36,9 +46,9 @@ static int txn_produce(ml_t *m, const char *topic, const char *key, const char *
                 if (hdrs)
                         rd_kafka_headers_destroy(hdrs);
                 log_warnx("planner: produce to %s: %s", topic, rd_kafka_err2str(err));
-                return -1;
+                return err;
         }
-        return 0;
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 static int produce_job(ml_t *m, const char *sub_id, const char *type, const char *period,
@@ -61,34 +71,69 @@ static int produce_job(ml_t *m, const char *sub_id, const char *type, const char
         return rc;
 }
 
+/* A quarantine write of this transaction failed: it must not commit (the record would be
+ * lost); it is aborted and planned again. */
+static int dlq_failed;
+
+/* Quarantines R in the open transaction (its offset is committed with it, so a record read
+ * again after a restart is not quarantined twice).  A record too large to be copied (or whose
+ * copy is refused as such) is quarantined as a reference (nc_dlq.h). */
 static int produce_dlq(ml_t *m, const rd_kafka_message_t *r, const char *reason)
 {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(8), *orig = NULL;
-        char buf[32], ts[40], key[256] = "";
+        rd_kafka_headers_t *h, *orig = NULL;
+        char key[256] = "", dkey[NC_DLQ_KEY_SIZE], mmb[32];
+        const char *topic = rd_kafka_topic_name(r->rkt);
+        nc_dlq_source_t src = {.stage = "mailer",
+                               .topic = topic,
+                               .partition = r->partition,
+                               .offset = r->offset,
+                               .reason = reason,
+                               .key = dkey};
+        size_t mmb_len = sizeof(mmb), len;
+        rd_kafka_resp_err_t err;
+        int reference;
         const void *v;
-        size_t len;
+        char *ref;
 
-        if (rd_kafka_message_headers(r, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-            rd_kafka_header_get_last(orig, "noticecast-event", &v, &len) == 0 && v)
-                rd_kafka_header_add(h, "noticecast-event", -1, v, (ssize_t)len);
-        rd_kafka_header_add(h, "noticecast-dlq-reason", -1, reason, -1);
-        rd_kafka_header_add(h, "noticecast-dlq-stage", -1, "mailer", -1);
-        rd_kafka_header_add(h, "noticecast-dlq-source-topic", -1, rd_kafka_topic_name(r->rkt), -1);
-        snprintf(buf, sizeof(buf), "%d", (int)r->partition);
-        rd_kafka_header_add(h, "noticecast-dlq-source-partition", -1, buf, -1);
-        snprintf(buf, sizeof(buf), "%lld", (long long)r->offset);
-        rd_kafka_header_add(h, "noticecast-dlq-source-offset", -1, buf, -1);
-        rd_kafka_header_add(h, "noticecast-dlq-time", -1,
-                            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), -1);
-        rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, rd_kafka_topic_name(r->rkt), -1);
+        nc_dlq_key(dkey, sizeof(dkey), "mailer", topic, r->partition, r->offset, NULL);
+        if (rd_kafka_conf_get(rd_kafka_conf(m->planner_txp), "message.max.bytes", mmb, &mmb_len) !=
+            RD_KAFKA_CONF_OK)
+                snprintf(mmb, sizeof(mmb), "1000000");
+        reference = r->len > nc_dlq_copy_max(mmb);
         if (r->key && r->key_len < sizeof(key)) {
                 memcpy(key, r->key, r->key_len);
                 key[r->key_len] = '\0';
         }
-        log_warnx("dlq: %s (key %s, %s [%d] at offset %lld)", reason, key[0] ? key : "-",
-                  rd_kafka_topic_name(r->rkt), (int)r->partition, (long long)r->offset);
-        return txn_produce(m, m->topic_dlq, key[0] ? key : NULL, r->payload ? r->payload : "",
-                           r->len, h);
+        for (;;) {
+                h = rd_kafka_headers_new(12);
+                if (reference) {
+                        rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+                } else if (rd_kafka_message_headers(r, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                           rd_kafka_header_get_last(orig, "noticecast-event", &v, &len) == 0 && v) {
+                        rd_kafka_header_add(h, "noticecast-event", -1, v, (ssize_t)len);
+                }
+                nc_dlq_add_headers(h, &src, reference ? (r->len ? r->len : 1) : 0);
+                rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, topic, -1);
+                log_warnx("dlq: %s (key %s, %s [%d] at offset %lld%s)", reason, key[0] ? key : "-",
+                          topic, (int)r->partition, (long long)r->offset,
+                          reference ? ", as a reference" : "");
+                if (!reference) {
+                        err = txn_produce_err(m, m->topic_dlq, key[0] ? key : NULL,
+                                              r->payload ? r->payload : "", r->len, h);
+                } else {
+                        ref = nc_dlq_reference_value(&src, r->key, r->key_len, r->payload, r->len,
+                                                     &len);
+                        err = txn_produce_err(m, m->topic_dlq, key[0] ? key : NULL, ref, len, h);
+                        free(ref);
+                }
+                if (!err)
+                        return 0;
+                if (reference || nc_produce_classify(err) != NC_PRODUCE_REFUSED)
+                        break;
+                reference = 1; /* the copy was refused for good: a reference, then */
+        }
+        dlq_failed = 1;
+        return -1;
 }
 
 /* ---- transactions ---------------------------------------------------------------------- */
@@ -176,6 +221,21 @@ static int txn_commit(ml_t *m, int with_offsets)
 
 /* ---- notices -> immediate and urgent jobs ---------------------------------------------- */
 
+/* A notice (or withdrawal) of one category on another category's topic: subscribers of the
+ * topic's category must not get it, so it is quarantined.  Sets REASON. */
+static int category_mismatch(const ml_t *m, const rd_kafka_message_t *r, const json_t *n,
+                             char *reason, size_t size)
+{
+        const char *topic = rd_kafka_topic_name(r->rkt), *cat = nc_notice_category(n);
+        size_t pl = strlen(m->cfg.topic_prefix);
+
+        if (!cat || strncmp(topic, m->cfg.topic_prefix, pl) || strncmp(topic + pl, "notices.", 8) ||
+            !strcmp(topic + pl + 8, cat))
+                return 0;
+        snprintf(reason, size, "category '%s' does not match topic %s", cat, topic);
+        return 1;
+}
+
 static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
 {
         char event[64], err[512], what[80];
@@ -201,6 +261,8 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
 
                         snprintf(reason, sizeof(reason), "invalid withdrawal: %s", err);
                         produce_dlq(m, r, reason);
+                } else if (category_mismatch(m, r, in, err, sizeof(err))) {
+                        produce_dlq(m, r, err);
                 }
                 json_decref(in); /* digests leave withdrawn notices out: nothing to plan */
                 return;
@@ -217,6 +279,11 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
 
                 snprintf(reason, sizeof(reason), "invalid notice: %s", err);
                 produce_dlq(m, r, reason);
+                return;
+        }
+        if (category_mismatch(m, r, n, err, sizeof(err))) {
+                produce_dlq(m, r, err);
+                json_decref(n);
                 return;
         }
         ml_notice_from_json(m, n, ts, &rec);
@@ -542,8 +609,15 @@ int ml_planner_poll(ml_t *m)
                 }
                 rd_kafka_message_destroy(r);
         }
-        if (in_txn)
-                txn_commit(m, 1);
+        if (in_txn) {
+                if (dlq_failed) {
+                        dlq_failed = 0;
+                        rd_kafka_poll(m->planner_txp, 0);
+                        txn_abort(m, "a DLQ record could not be written");
+                } else {
+                        txn_commit(m, 1);
+                }
+        }
         if (m->plan_owner)
                 plan_digests(m);
         rd_kafka_poll(m->planner_txp, 0);

@@ -106,16 +106,6 @@ static void update_lag(wh_t *w)
         nc_metrics_set(w->m_lag, NULL, (double)lag);
 }
 
-static size_t held_retries(const wh_t *w)
-{
-        const nc_track_t *b;
-        size_t n = 0;
-
-        for (b = w->tracks; b; b = b->next)
-                n += ((const wh_track_t *)b)->held_n - ((const wh_track_t *)b)->held_first;
-        return n;
-}
-
 /* libcurl tells which sockets to watch for what; epoll watches them. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
@@ -183,6 +173,11 @@ static void loop_once(wh_t *w)
 
                 timeout = t < 0 ? 0 : t < timeout ? t : timeout;
         }
+        if (w->prq_due_ms) { /* records to produce again */
+                int64_t t = w->prq_due_ms - now;
+
+                timeout = t < 0 ? 0 : t < timeout ? t : timeout;
+        }
         if (!w->stopping && !w->consuming_paused && rd_kafka_queue_length(w->cq) > 0)
                 timeout = 0;
         n = epoll_wait(w->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), (int)timeout);
@@ -212,7 +207,7 @@ int main(int argc, char **argv)
         wh_t w = {0};
         char err[1024];
         int c, check_only = 0, rc = NC_EX_OK;
-        int64_t last_lag = 0, deadline;
+        int64_t last_lag = 0, t0, hard = 0, park_at, reserve;
 
         nc_log_init("noticecast-webhooks", NC_LOG_INFO);
         w.wake_pipe[0] = w.wake_pipe[1] = -1;
@@ -289,19 +284,31 @@ int main(int argc, char **argv)
                                            "Duration of webhook HTTP attempts.",
                                            nc_metrics_latency_buckets, nc_metrics_latency_nbuckets);
         w.m_backlog = nc_metrics_gauge(w.metrics, "noticecast_webhook_retry_backlog",
-                                       "Deliveries waiting: queued for a partner or held "
-                                       "until their retry is due.");
+                                       "Deliveries waiting in the retry tiers: read and not "
+                                       "settled yet (held until due, or being retried), plus "
+                                       "not read yet.");
         w.m_lag = nc_metrics_gauge(w.metrics, "noticecast_webhook_consumer_lag",
                                    "Messages on the assigned partitions not yet read.");
         w.m_dlq = nc_metrics_counter(w.metrics, "noticecast_webhook_dlq_total",
                                      "Records sent to the dead letter queue.");
         w.m_inflight = nc_metrics_gauge(w.metrics, "noticecast_webhook_in_flight",
                                         "Deliveries queued or in progress.");
+        w.m_skipped = nc_metrics_counter(w.metrics, "noticecast_webhook_duplicates_avoided_total",
+                                         "Deliveries not sent because their (notice, partner, "
+                                         "event) was delivered already (read again after an "
+                                         "outage, a rebalance or a restart).");
         nc_metrics_inc(w.m_dlq, NULL, 0);
         if (w.cfg.webhooks.listen[0]) {
                 if (!(w.httpd =
                           nc_httpd_start(w.cfg.webhooks.listen, w.metrics, err, sizeof(err)))) {
-                        log_error("http endpoint: %s", err);
+                        const char *port = strrchr(w.cfg.webhooks.listen, ':');
+
+                        /* Name the port the operator configured (the server's own message may
+                         * not: it binds a socket address). */
+                        log_error("http endpoint: cannot listen on port %s ([webhooks] listen = "
+                                  "%s): %s",
+                                  port ? port + 1 : w.cfg.webhooks.listen, w.cfg.webhooks.listen,
+                                  err);
                         rc = NC_EX_CONFIG;
                         goto out;
                 }
@@ -328,25 +335,43 @@ int main(int argc, char **argv)
                 if (now - last_lag >= 2000) {
                         last_lag = now;
                         update_lag(&w);
-                        nc_metrics_set(w.m_backlog, NULL,
-                                       (double)(held_retries(&w) + wh_in_flight(&w)));
+                        nc_metrics_set(w.m_backlog, NULL, (double)wh_retry_backlog(&w));
                 }
         }
 
-        /* Graceful stop: take nothing new, let running deliveries finish (their outcome is
-         * recorded and settles their offsets), then commit and leave the group.  What has not
-         * finished by the deadline is simply not committed: the next owner resends it. */
+        /* Graceful stop: take nothing new and let deliveries go on (their outcome settles
+         * their offsets) until the shutdown timeout minus a reserve; then park whatever is
+         * still queued or running in the first retry tier (same attempt, due at once) and
+         * wait for those records, so that every offset can be committed: after the restart
+         * no partner gets again what it already has.  Then commit and leave the group. */
         log_info("stopping: finishing %zu deliveries (at most %lld ms)", wh_in_flight(&w),
                  (long long)w.cfg.webhooks.shutdown_timeout_ms);
         if (w.httpd)
                 nc_httpd_set_ready(w.httpd, 0);
         w.stopping = 1;
-        deadline = nc_time_now_ms() + w.cfg.webhooks.shutdown_timeout_ms;
-        while (wh_in_flight(&w) > 0 && nc_time_now_ms() < deadline)
+        t0 = nc_time_now_ms();
+        hard = t0 + w.cfg.webhooks.shutdown_timeout_ms;
+        reserve = w.cfg.webhooks.shutdown_timeout_ms / 4;
+        reserve = reserve < 1000 ? 1000 : reserve > 5000 ? 5000 : reserve;
+        if (reserve > w.cfg.webhooks.shutdown_timeout_ms / 2)
+                reserve = w.cfg.webhooks.shutdown_timeout_ms / 2;
+        park_at = hard - reserve;
+        while ((wh_in_flight(&w) > 0 || w.produces > 0) && nc_time_now_ms() < park_at)
                 loop_once(&w);
+        if (wh_in_flight(&w) > 0)
+                log_info("stopping: parked %zu unfinished deliveries in %s",
+                         wh_deliver_park_all(&w), w.retry_topics[0]);
+        while (w.produces > 0 && nc_time_now_ms() < hard)
+                loop_once(&w);
+        if (w.produces > 0)
+                log_warnx("stopping: %zu records not acknowledged in time; what they settle is "
+                          "read again after the restart",
+                          w.produces);
         wh_deliver_abandon(&w);
+        /* The group leave may take a little beyond the timeout (bounded). */
+        hard += 2000;
 out:
-        wh_kafka_stop(&w);
+        wh_kafka_stop(&w, hard);
         wh_partners_free(&w);
         if (w.multi) {
                 curl_multi_cleanup(w.multi);

@@ -1,8 +1,9 @@
 /* noticecast-webhooks: internal types.
  *
  * One single-threaded event loop drives everything: the Kafka consumer (notice topics and the
- * retry tiers), a Kafka producer (retry tiers, DLQ, delivery events) and a libcurl multi
- * handle.  Work flows like this:
+ * retry tiers), a Kafka producer (retry tiers, DLQ, delivery events), two group-less readers
+ * (the DLQ's recent entries and the notice topics' ids, see below) and a libcurl multi handle.
+ * Work flows like this:
  *
  *   Kafka message --> wh_msg (tracked per partition, in offset order)
  *        |                 `--> one wh_job per matching partner --> partner queue --> curl
@@ -13,18 +14,65 @@
  * A wh_msg is settled when all its jobs are settled, and a job is settled only once every
  * record it produced (retry, DLQ, delivery event) was acknowledged by the brokers.  The
  * consumer offset of a partition is stored only up to the oldest unsettled message, so a
- * crash at any moment repeats at most the deliveries that were in flight. */
+ * crash at any moment repeats at most the deliveries that were in flight.
+ *
+ * Producing never blocks or sleeps: a record librdkafka or the brokers would not take waits
+ * in W->PRQ and is produced again from the loop after a backoff (nc_produce_backoff_ms); a
+ * retry or DLQ record refused for good (too large, invalid) becomes a DLQ *reference*
+ * (nc_dlq.h), as does an input record too large to be copied (over nc_dlq_copy_max()).
+ *
+ * Idempotent DLQ writes.  Kafka does not deduplicate across producer sessions, so the daemon
+ * remembers which DLQ entries exist: every entry carries noticecast-dlq-key =
+ * webhooks/<chain topic>/<partition>/<offset>/<partner>, where the chain is the record a
+ * delivery's attempts started from (the notice record, or a replayed record; retry records
+ * carry it along in noticecast-chain).  A group-less reader follows the DLQ from its last
+ * WH_DLQ_RECENT entries per partition (and then live, so entries written by other instances
+ * count too) into a bounded key set; a DLQ record whose key is in the set is not written
+ * again, and no DLQ record is written before that reader has reached the end of every DLQ
+ * partition once.  So a record read again after a restart or a rebalance (its offset was not
+ * committed yet) does not get a second entry, while a replayed delivery that fails again
+ * does (its chain is the replayed record).  We chose this over a transactional producer:
+ * committing offsets in transactions would serialise the loop on commits (the mailer's
+ * planner does that, see consumer/mailer/planner.c).  Not covered: two instances handling the
+ * same record at the same moment (a rebalance while the old owner still finishes it).
+ *
+ * Deliveries are not repeated.  A (notice, partner, event) — its webhook-id — that was
+ * delivered is not sent again: the daemon remembers the webhook-ids it delivered (at once,
+ * before the delivery event is acknowledged: the brokers may be away) and those a third
+ * group-less reader finds recorded as delivered on <prefix>deliveries (its last
+ * WH_DELIVERED_RECENT events per partition at start, then live, so other instances' count
+ * too).  Nothing is consumed before that reader has reached the end once.  So after an
+ * outage longer than the session timeout, or a rebalance, the notices read again from the
+ * last committed offsets are not delivered twice; the events of what was delivered meanwhile
+ * are written when the brokers are back.
+ *
+ * Withdrawals.  A notice.withdrawn is forwarded only for a notice that was published in that
+ * category: a second group-less reader (a consumer group of its own per process, so it gets
+ * every partition) reads the notice topics from the beginning, and then live, into a set of
+ * (category, id) digests (bounded by WH_IDS_MAX, in practice by the topics' 30-day retention).
+ * A withdrawal waits (unsettled) until that reader has read past it on its partition; an
+ * unknown one goes to the DLQ with the reason.  A notice whose category is not its topic's
+ * goes to the DLQ.
+ *
+ * Shutdown (SIGTERM): consumption stops; deliveries go on until shutdown_timeout minus a
+ * reserve; then every job still queued or running is parked in the first retry tier, due at
+ * once, with the same attempt (and so the same webhook-id), so that the notice offsets behind
+ * them can be committed: after a restart nothing a partner already has is sent again.  Held
+ * retry records stay uncommitted and are read again.  The process exits within
+ * shutdown_timeout plus the group leave (bounded). */
 #ifndef WH_H
 #define WH_H
 
 #include <curl/curl.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
 #include "nc_config.h"
+#include "nc_dlq.h"
 #include "nc_metrics.h"
 #include "nc_sign.h"
 #include "nc_track.h"
@@ -32,6 +80,17 @@
 struct wh;
 struct wh_track;
 struct wh_partner;
+
+/* DLQ entries read back per partition at start (the window of idempotency). */
+#define WH_DLQ_RECENT 20000
+/* Keys remembered (the oldest are forgotten first). */
+#define WH_DLQ_SEEN_MAX 1000000
+/* (category, id) digests of published notices remembered. */
+#define WH_IDS_MAX 4000000
+/* Delivery events read back per partition of <prefix>deliveries at start, and webhook-ids
+ * remembered as delivered. */
+#define WH_DELIVERED_RECENT 100000
+#define WH_DELIVERED_MAX    4000000
 
 /* A consumed Kafka message being worked on. */
 typedef struct wh_msg {
@@ -58,6 +117,12 @@ typedef struct wh_msg {
         char src_topic[256]; /* where the notice was first read, for DLQ headers */
         int32_t src_partition;
         int64_t src_offset;
+
+        /* The record this delivery chain started from (idempotency key of its DLQ entry). */
+        char chain_topic[256];
+        int32_t chain_partition;
+        int64_t chain_offset;
+        struct wh_msg *wait_next; /* withdrawal waiting for the id reader */
 } wh_msg_t;
 
 /* Per assigned topic-partition: messages in offset order, plus held retry records. */
@@ -117,17 +182,37 @@ typedef struct wh_partner {
         struct wh_partner *next;
 } wh_partner_t;
 
+enum wh_rec_kind { WH_REC_EVENT = 0, WH_REC_RETRY, WH_REC_DLQ };
+
 /* A record produced by the daemon whose acknowledgement settles something. */
 typedef struct wh_produce {
         wh_job_t *job; /* job to settle, or NULL */
         wh_msg_t *msg; /* message to settle directly (DLQ of invalid input), or NULL */
+        enum wh_rec_kind kind;
         /* Kept to produce again if the brokers refused it (we never drop a record). */
         const char *topic; /* not owned: one of wh_t's topic names */
         char *key;
         void *value;
         size_t value_len;
         rd_kafka_headers_t *hdrs; /* until produced; taken back from a failed delivery */
+        /* DLQ records: what is needed to write it again as a reference. */
+        char *partner, *reason, *dlq_key;
+        int reference;  /* this is a reference already */
+        int checked;    /* looked up in the DLQ key set */
+        int attempts;   /* refused produces so far */
+        int64_t due_ms; /* when to produce again */
+        TAILQ_ENTRY(wh_produce) link;
 } wh_produce_t;
+
+TAILQ_HEAD(wh_produce_list, wh_produce);
+
+/* Where the id reader is on one notice partition. */
+typedef struct wh_idpart {
+        char topic[256];
+        int32_t partition;
+        int64_t pos; /* next offset it will read */
+        int eof;     /* reached the end once */
+} wh_idpart_t;
 
 typedef struct wh {
         nc_config_t cfg;
@@ -151,20 +236,63 @@ typedef struct wh {
         int ready;
         int stopping;
 
+        /* Records to produce again (refused, queue full, waiting for the DLQ reader). */
+        struct wh_produce_list prq;
+        int64_t prq_due_ms;
+        size_t produces; /* records not yet acknowledged (in librdkafka or in PRQ) */
+        size_t dlq_copy_max;
+
+        /* DLQ reader: the keys of the DLQ's recent entries. */
+        rd_kafka_t *dlq_reader;
+        rd_kafka_queue_t *dlq_q;
+        int *dlq_eof;
+        int dlq_parts, dlq_eof_n, dlq_synced;
+        nc_keyset_t dlq_seen;
+
+        /* Id reader: which notices were published. */
+        rd_kafka_t *id_reader;
+        rd_kafka_queue_t *id_q;
+        wh_idpart_t *idparts;
+        size_t idparts_n, idparts_cap;
+        int ids_assigned, ids_synced;
+        nc_keyset_t ids;
+        wh_msg_t *wait_head, *wait_tail; /* withdrawals waiting for the id reader */
+
+        /* Events reader: which (notice, partner, event) were delivered: webhook-ids recorded
+         * as delivered on <prefix>deliveries, and those delivered by this process. */
+        rd_kafka_t *ev_reader;
+        rd_kafka_queue_t *ev_q;
+        int *ev_eof;
+        int ev_parts, ev_eof_n, ev_synced;
+        nc_keyset_t delivered;
+
+        /* Retry tiers: consumed records not settled, and (from the stats thread) the records
+         * not consumed yet. */
+        size_t retry_outstanding;
+        pthread_t stats_thread;
+        int stats_started;
+        pthread_mutex_t stats_lock;
+        pthread_cond_t stats_cond;
+        int stats_stop;
+        int64_t retry_lag; /* -1 = not known yet */
+
         char retry_topics[16][256]; /* one per schedule entry (same delay = same topic) */
         char dlq_topic[256];
         char events_topic[256];
         char notice_regex[300];
 
         nc_metrics_t *metrics;
-        nc_metric_t *m_deliveries, *m_latency, *m_backlog, *m_lag, *m_dlq, *m_inflight;
+        nc_metric_t *m_deliveries, *m_latency, *m_backlog, *m_lag, *m_dlq, *m_inflight, *m_skipped;
         struct nc_httpd *httpd;
 } wh_t;
 
 /* wh_kafka.c */
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size);
 void wh_kafka_poll(wh_t *w);
-void wh_kafka_stop(wh_t *w);
+/* Commits what is settled and leaves the group, giving up at DEADLINE_MS (wall clock). */
+void wh_kafka_stop(wh_t *w, int64_t deadline_ms);
+/* Deliveries waiting in the retry tiers: consumed and unsettled, plus not consumed yet. */
+size_t wh_retry_backlog(wh_t *w);
 void wh_msg_settle_one(wh_t *w, wh_msg_t *m);
 void wh_produce_record(wh_t *w, wh_produce_t *pr);
 wh_produce_t *wh_dlq_record(wh_t *w, wh_msg_t *m, const char *partner, const char *reason);
@@ -174,6 +302,10 @@ wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, l
                               const char *error, double latency_ms);
 void wh_timers(wh_t *w, int64_t now);
 
+/* Whether WEBHOOK_ID is known as delivered; remember it as delivered. */
+int wh_delivered_has(const wh_t *w, const char *webhook_id);
+void wh_delivered_add(wh_t *w, const char *webhook_id);
+
 /* wh_deliver.c */
 int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size);
 void wh_dispatch(wh_t *w, wh_msg_t *m);
@@ -181,8 +313,12 @@ void wh_deliver_pump(wh_t *w);
 void wh_deliver_completed(wh_t *w);
 void wh_job_settle_one(wh_t *w, wh_job_t *j);
 void wh_partners_free(wh_t *w);
+/* Shutdown: parks every queued and running job in the first retry tier (same attempt). */
+size_t wh_deliver_park_all(wh_t *w);
 /* Shutdown: drops queued and running jobs without settling them (they will be resent). */
 void wh_deliver_abandon(wh_t *w);
 size_t wh_in_flight(const wh_t *w);
+/* Size of a partner's token bucket for RATE requests/s (0 = no limit). */
+double wh_rate_burst(double rate);
 
 #endif

@@ -62,6 +62,20 @@ static wh_partner_t *partner_find(wh_t *w, const char *id)
         return NULL;
 }
 
+/* A new partner starts with a full bucket (one second's worth).  A reload keeps what the
+ * bucket holds (it is no refill: a SIGHUP must not buy a burst), clamped to the new size. */
+static void rate_limit_apply(wh_partner_t *p, int fresh, int64_t now)
+{
+        double burst = wh_rate_burst(p->cfg.rate_limit);
+
+        if (fresh || p->tokens_ms == 0) {
+                p->tokens = burst;
+                p->tokens_ms = now;
+        } else if (p->tokens > burst) {
+                p->tokens = burst;
+        }
+}
+
 /* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
 int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
@@ -102,12 +116,15 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
         for (p = w->partners; p; p = p->next)
                 p->removed = 1;
         for (i = 0; i < cfg->partners_n; i++) {
+                int fresh = 0;
+
                 if (!(p = partner_find(w, cfg->partners[i].id))) {
                         p = nc_xcalloc(1, sizeof(*p));
                         TAILQ_INIT(&p->queue);
                         TAILQ_INIT(&p->running);
                         p->next = w->partners;
                         w->partners = p;
+                        fresh = 1;
                 } else {
                         easy_pool_clear(p); /* their options came from the old settings */
                         partner_cfg_free(&p->cfg);
@@ -120,8 +137,7 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
                 p->signer = signers[i];
                 p->removed = 0;
                 p->disabled = 0;
-                p->tokens = p->cfg.rate_limit > 0 ? p->cfg.rate_limit : 0;
-                p->tokens_ms = nc_time_now_ms();
+                rate_limit_apply(p, fresh, nc_time_now_ms());
                 if (!p->cfg.tls_verify)
                         log_warnx("partner %s: TLS VERIFICATION IS OFF (tls_verify = false); "
                                   "its deliveries can be read and forged by anyone on the "
@@ -334,12 +350,32 @@ static void partner_disable(wh_t *w, wh_partner_t *p)
         }
 }
 
+/* The (notice, partner, event) of J was delivered already (by us before an outage or a
+ * rebalance, or recorded so by another instance): J ends here, unsent and unrecorded. */
+static int job_skip_delivered(wh_t *w, wh_job_t *j)
+{
+        char l[NC_METRICS_LABELS_SIZE];
+
+        if (!wh_delivered_has(w, j->webhook_id))
+                return 0;
+        log_debug("%s to partner %s: delivered already (%s), not sent again", j->msg->id,
+                  j->partner->cfg.id, j->webhook_id);
+        if (nc_metrics_labels(l, sizeof(l), "partner", j->partner->cfg.id, NULL) == 0)
+                nc_metrics_inc(w->m_skipped, l, 1);
+        j->outcome_done = 1;
+        j->pending_produces = 1;
+        wh_job_settle_one(w, j);
+        return 1;
+}
+
 /* Queues a job, or parks it at once when the partner is overwhelmed: a partner that times
  * out on everything must not make us hold an unbounded backlog (nor stall the others). */
 static void job_enqueue(wh_t *w, wh_job_t *j)
 {
         wh_partner_t *p = j->partner;
 
+        if (job_skip_delivered(w, j))
+                return;
         if (p->disabled) {
                 job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
                 return;
@@ -571,15 +607,25 @@ static int job_start(wh_t *w, wh_job_t *j)
         return 0;
 }
 
+double wh_rate_burst(double rate)
+{
+        return rate <= 0 ? 0 : rate < 1 ? 1 : rate;
+}
+
 /* Token bucket: RATE tokens per second, burst of one second's worth. */
 static int take_token(wh_partner_t *p, int64_t now)
 {
-        if (p->cfg.rate_limit <= 0)
+        double burst = wh_rate_burst(p->cfg.rate_limit);
+
+        if (p->cfg.rate_limit <= 0) {
+                p->tokens_ms = now;
                 return 1;
-        p->tokens += (double)(now - p->tokens_ms) * p->cfg.rate_limit / 1000.0;
+        }
+        if (now > p->tokens_ms)
+                p->tokens += (double)(now - p->tokens_ms) * p->cfg.rate_limit / 1000.0;
         p->tokens_ms = now;
-        if (p->tokens > p->cfg.rate_limit)
-                p->tokens = p->cfg.rate_limit < 1 ? 1 : p->cfg.rate_limit;
+        if (p->tokens > burst)
+                p->tokens = burst;
         if (p->tokens < 1)
                 return 0;
         p->tokens -= 1;
@@ -604,6 +650,8 @@ void wh_deliver_pump(wh_t *w)
                         }
                         TAILQ_REMOVE(&p->queue, j, link);
                         p->queued--;
+                        if (job_skip_delivered(w, j))
+                                continue; /* learned meanwhile: its token is spent, no matter */
                         if (job_start(w, j) != 0)
                                 job_retry_or_dlq(w, j, 0, "cannot start the HTTP request");
                 }
@@ -644,6 +692,8 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
                 return;
         }
         if (status >= 200 && status < 300) {
+                /* Remembered now: its event may not reach the brokers for a while. */
+                wh_delivered_add(w, j->webhook_id);
                 job_finish(w, j, "delivered", status, NULL, NULL);
                 return;
         }
@@ -679,6 +729,37 @@ void wh_deliver_completed(wh_t *w)
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
                 job_done(w, j, msg->data.result);
         }
+}
+
+size_t wh_deliver_park_all(wh_t *w)
+{
+        int64_t now = nc_time_now_ms();
+        wh_partner_t *p;
+        wh_job_t *j;
+        size_t n = 0;
+
+        for (p = w->partners; p; p = p->next) {
+                while ((j = TAILQ_FIRST(&p->running))) {
+                        /* Interrupted: the partner may have it (same webhook-id next time). */
+                        TAILQ_REMOVE(&p->running, j, link);
+                        curl_multi_remove_handle(w->multi, j->conn->easy);
+                        conn_free(j->conn);
+                        j->conn = NULL;
+                        p->in_flight--;
+                        job_finish(w, j, "deferred", 0, "daemon stopping: attempt interrupted",
+                                   wh_retry_record(w, j->msg, p->cfg.id, j->attempt, now, 0));
+                        n++;
+                }
+                while ((j = TAILQ_FIRST(&p->queue))) {
+                        TAILQ_REMOVE(&p->queue, j, link);
+                        p->queued--;
+                        job_finish(w, j, "deferred", 0, "daemon stopping: parked",
+                                   wh_retry_record(w, j->msg, p->cfg.id, j->attempt, now, 0));
+                        n++;
+                }
+        }
+        nc_metrics_set(w->m_inflight, NULL, (double)wh_in_flight(w));
+        return n;
 }
 
 void wh_deliver_abandon(wh_t *w)

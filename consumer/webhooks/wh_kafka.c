@@ -1,9 +1,13 @@
 /* noticecast-webhooks: Kafka side — consumer, offset tracking, retry tiers, DLQ and delivery
- * events. */
+ * events, the DLQ and id readers (see wh.h). */
+#include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "nc_dlq.h"
 #include "nc_kafka.h"
 #include "nc_notice.h"
 #include "nc_time.h"
@@ -57,6 +61,8 @@ static wh_track_t *track_get(wh_t *w, const char *topic, int32_t partition)
 
 static void msg_free(wh_t *w, wh_msg_t *m)
 {
+        if (m->track->retry_tier)
+                w->retry_outstanding--;
         free(m->std_body);
         json_decref(m->data);
         rd_kafka_message_destroy(m->rkm);
@@ -82,47 +88,176 @@ static void produce_free(wh_produce_t *pr)
 {
         free(pr->key);
         free(pr->value);
+        free(pr->partner);
+        free(pr->reason);
+        free(pr->dlq_key);
         if (pr->hdrs)
                 rd_kafka_headers_destroy(pr->hdrs);
         free(pr);
 }
 
-void wh_produce_record(wh_t *w, wh_produce_t *pr)
+/* Acknowledged (or known to be there already): settles what waited for it. */
+static void produce_done(wh_t *w, wh_produce_t *pr)
+{
+        w->produces--;
+        if (pr->job)
+                wh_job_settle_one(w, pr->job);
+        else if (pr->msg)
+                wh_msg_settle_one(w, pr->msg);
+        produce_free(pr);
+}
+
+static void prq_add(wh_t *w, wh_produce_t *pr, int64_t delay_ms)
+{
+        pr->due_ms = nc_time_now_ms() + delay_ms;
+        TAILQ_INSERT_TAIL(&w->prq, pr, link);
+        if (!w->prq_due_ms || pr->due_ms < w->prq_due_ms)
+                w->prq_due_ms = pr->due_ms;
+}
+
+static void dlq_fill(wh_t *w, wh_produce_t *pr, const wh_msg_t *m, int as_reference);
+static void produce_try(wh_t *w, wh_produce_t *pr);
+
+static const char *kind_name(enum wh_rec_kind k)
+{
+        static const char *const names[] = {"event", "retry", "DLQ"};
+
+        return names[k];
+}
+
+/* librdkafka or the brokers would not take PR: a permanent refusal of a retry or DLQ record
+ * turns it into a DLQ reference; anything else is produced again after a backoff, from the
+ * loop (never by waiting here). */
+static void produce_refused(wh_t *w, wh_produce_t *pr, rd_kafka_resp_err_t err)
+{
+        int64_t delay;
+
+        if (nc_produce_classify(err) == NC_PRODUCE_REFUSED && pr->kind != WH_REC_EVENT &&
+            !pr->reference) {
+                wh_msg_t *m = pr->job ? pr->job->msg : pr->msg;
+                char reason[700];
+
+                log_warnx("%s record for %s (%zu bytes) refused: %s; quarantining a reference to "
+                          "it instead",
+                          kind_name(pr->kind), pr->key ? pr->key : "-", pr->value_len,
+                          rd_kafka_err2str(err));
+                if (pr->kind == WH_REC_RETRY) {
+                        /* It cannot wait in a retry tier: the partner's delivery ends here. */
+                        char k[NC_DLQ_KEY_SIZE];
+
+                        snprintf(reason, sizeof(reason),
+                                 "partner %s: cannot park the delivery in %s: %s",
+                                 pr->job->partner->cfg.id, pr->topic, rd_kafka_err2str(err));
+                        pr->kind = WH_REC_DLQ;
+                        pr->topic = w->dlq_topic;
+                        pr->partner = nc_xstrdup(pr->job->partner->cfg.id);
+                        pr->reason = nc_xstrdup(reason);
+                        nc_dlq_key(k, sizeof(k), "webhooks", m->chain_topic, m->chain_partition,
+                                   m->chain_offset, pr->partner);
+                        pr->dlq_key = nc_xstrdup(k);
+                        pr->checked = 0;
+                } else {
+                        /* Its key is claimed already (pr->checked): keep it. */
+                        snprintf(reason, sizeof(reason), "%s (the copy was refused: %s)",
+                                 pr->reason, rd_kafka_err2str(err));
+                        free(pr->reason);
+                        pr->reason = nc_xstrdup(reason);
+                }
+                dlq_fill(w, pr, m, 1);
+                produce_try(w, pr);
+                return;
+        }
+        pr->attempts++;
+        delay = err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? 20 : nc_produce_backoff_ms(pr->attempts);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL && (pr->attempts == 1 || pr->attempts % 50 == 0))
+                log_warnx("producing a %s record to %s failed: %s; trying again in %lld ms "
+                          "(attempt %d)",
+                          kind_name(pr->kind), pr->topic, rd_kafka_err2str(err), (long long)delay,
+                          pr->attempts);
+        prq_add(w, pr, delay);
+}
+
+static void produce_try(wh_t *w, wh_produce_t *pr)
 {
         rd_kafka_resp_err_t err;
 
-        for (;;) {
-                err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(pr->topic),
-                                        RD_KAFKA_V_KEY(pr->key, pr->key ? strlen(pr->key) : 0),
-                                        RD_KAFKA_V_VALUE(pr->value, pr->value_len),
-                                        RD_KAFKA_V_MSGFLAGS(0), /* pr->value outlives it */
-                                        RD_KAFKA_V_HEADERS(pr->hdrs), RD_KAFKA_V_OPAQUE(pr),
-                                        RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                rd_kafka_poll(w->producer, 10);
+        if (pr->kind == WH_REC_DLQ && !pr->checked) {
+                if (!w->dlq_synced) {
+                        /* Not before we know what the DLQ holds already. */
+                        prq_add(w, pr, 100);
+                        return;
+                }
+                pr->checked = 1;
+                if (!nc_keyset_add(&w->dlq_seen, nc_key_hash(pr->dlq_key, strlen(pr->dlq_key)))) {
+                        log_info("dlq: %s is quarantined already (key %s): not written again",
+                                 pr->key ? pr->key : "-", pr->dlq_key);
+                        produce_done(w, pr);
+                        return;
+                }
+                nc_metrics_inc(w->m_dlq, NULL, 1);
+                log_warnx("dlq: %s (key %s, %s%s)", pr->reason, pr->key ? pr->key : "-",
+                          pr->dlq_key, pr->reference ? ", as a reference" : "");
         }
-        if (!err)
+        err =
+            rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(pr->topic),
+                              RD_KAFKA_V_KEY(pr->key, pr->key ? strlen(pr->key) : 0),
+                              RD_KAFKA_V_VALUE(pr->value, pr->value_len),
+                              RD_KAFKA_V_MSGFLAGS(0), /* pr->value outlives it */
+                              RD_KAFKA_V_HEADERS(pr->hdrs), RD_KAFKA_V_OPAQUE(pr), RD_KAFKA_V_END);
+        if (!err) {
                 pr->hdrs = NULL; /* now owned by the message; dr_cb takes them back on error */
-        if (err) {
-                /* Only a configuration problem gets here (unknown topic with auto-create off
-                 * is reported through the delivery report instead). */
-                log_warnx("produce to %s failed: %s; retrying in 1 s", pr->topic,
-                          rd_kafka_err2str(err));
-                sleep(1);
-                wh_produce_record(w, pr);
+                return;
+        }
+        produce_refused(w, pr, err);
+}
+
+void wh_produce_record(wh_t *w, wh_produce_t *pr)
+{
+        w->produces++;
+        produce_try(w, pr);
+}
+
+/* Produces again what waited in PRQ and is due (from the loop, every turn). */
+static void prq_run(wh_t *w)
+{
+        struct wh_produce_list due;
+        int64_t now = nc_time_now_ms();
+        wh_produce_t *pr, *next;
+
+        if (!w->prq_due_ms || now < w->prq_due_ms)
+                return;
+        TAILQ_INIT(&due);
+        w->prq_due_ms = 0;
+        for (pr = TAILQ_FIRST(&w->prq); pr; pr = next) {
+                next = TAILQ_NEXT(pr, link);
+                if (pr->due_ms <= now) {
+                        TAILQ_REMOVE(&w->prq, pr, link);
+                        TAILQ_INSERT_TAIL(&due, pr, link);
+                } else if (!w->prq_due_ms || pr->due_ms < w->prq_due_ms) {
+                        w->prq_due_ms = pr->due_ms;
+                }
+        }
+        while ((pr = TAILQ_FIRST(&due))) {
+                TAILQ_REMOVE(&due, pr, link);
+                produce_try(w, pr);
         }
 }
 
-static wh_produce_t *record_new(wh_t *w, const char *topic, const wh_msg_t *m)
+/* Keys of notice records are ids; anything longer is cut (it only labels the record). */
+#define KEY_MAX 512
+
+static wh_produce_t *record_new(wh_t *w, const char *topic, const wh_msg_t *m,
+                                enum wh_rec_kind kind)
 {
         wh_produce_t *pr = nc_xcalloc(1, sizeof(*pr));
 
         (void)w;
+        pr->kind = kind;
         pr->topic = topic; /* one of w's topic names, which live as long as w */
-        pr->key = m->id[0]      ? nc_xstrdup(m->id)
-                  : m->rkm->key ? strndup(m->rkm->key, m->rkm->key_len)
-                                : NULL;
+        pr->key = m->id[0] ? nc_xstrdup(m->id)
+                  : m->rkm->key
+                      ? strndup(m->rkm->key, m->rkm->key_len < KEY_MAX ? m->rkm->key_len : KEY_MAX)
+                      : NULL;
         pr->hdrs = rd_kafka_headers_new(12);
         return pr;
 }
@@ -156,52 +291,84 @@ static void record_source(wh_produce_t *pr, const wh_msg_t *m)
         hdr_add_int(pr->hdrs, "noticecast-event-time", m->event_ms);
 }
 
-wh_produce_t *wh_dlq_record(wh_t *w, wh_msg_t *m, const char *partner, const char *reason)
+/* The chain a retry record belongs to, so that its DLQ entry has the chain's key. */
+static void record_chain(wh_produce_t *pr, const wh_msg_t *m)
 {
-        wh_produce_t *pr = record_new(w, w->dlq_topic, m);
-        char ts[40];
-        const char *topic = m->is_retry ? m->src_topic : rd_kafka_topic_name(m->rkm->rkt);
+        char buf[320];
 
-        record_copy_notice(pr, m);
-        rd_kafka_header_add(pr->hdrs, "noticecast-dlq-reason", -1, reason, -1);
-        rd_kafka_header_add(pr->hdrs, "noticecast-dlq-stage", -1, "webhooks", -1);
-        rd_kafka_header_add(pr->hdrs, "noticecast-dlq-source-topic", -1, topic, -1);
-        hdr_add_int(pr->hdrs, "noticecast-dlq-source-partition",
-                    m->is_retry ? m->src_partition : m->rkm->partition);
-        hdr_add_int(pr->hdrs, "noticecast-dlq-source-offset",
-                    m->is_retry ? m->src_offset : m->rkm->offset);
-        rd_kafka_header_add(pr->hdrs, "noticecast-dlq-time", -1,
-                            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), -1);
-        if (partner) {
+        snprintf(buf, sizeof(buf), "%s/%d/%lld", m->chain_topic, (int)m->chain_partition,
+                 (long long)m->chain_offset);
+        rd_kafka_header_add(pr->hdrs, "noticecast-chain", -1, buf, -1);
+}
+
+/* (Re)builds the value and headers of DLQ record PR for M: a copy of M, or a reference. */
+static void dlq_fill(wh_t *w, wh_produce_t *pr, const wh_msg_t *m, int as_reference)
+{
+        const char *topic = m->is_retry ? m->src_topic : rd_kafka_topic_name(m->rkm->rkt);
+        nc_dlq_source_t src = {.stage = "webhooks",
+                               .topic = topic,
+                               .partition = m->is_retry ? m->src_partition : m->rkm->partition,
+                               .offset = m->is_retry ? m->src_offset : m->rkm->offset,
+                               .reason = pr->reason,
+                               .key = pr->dlq_key};
+
+        free(pr->value);
+        pr->value = NULL;
+        if (pr->hdrs)
+                rd_kafka_headers_destroy(pr->hdrs);
+        pr->hdrs = rd_kafka_headers_new(16);
+        if (as_reference) {
+                /* No notice headers: replayed as is, it is refused as a notice, not taken for
+                 * one; the original is still on its topic. */
+                pr->value = nc_dlq_reference_value(&src, m->rkm->key, m->rkm->key_len,
+                                                   m->rkm->payload, m->rkm->len, &pr->value_len);
+                pr->reference = 1;
+                rd_kafka_header_add(pr->hdrs, "content-type", -1, "application/json", -1);
+        } else {
+                record_copy_notice(pr, m);
+        }
+        nc_dlq_add_headers(pr->hdrs, &src, as_reference ? (m->rkm->len ? m->rkm->len : 1) : 0);
+        if (pr->partner) {
                 /* Replaying a partner's failure must go back to that partner only: through
                  * the first retry tier, due at once. */
-                rd_kafka_header_add(pr->hdrs, "noticecast-dlq-partner", -1, partner, -1);
+                rd_kafka_header_add(pr->hdrs, "noticecast-dlq-partner", -1, pr->partner, -1);
                 rd_kafka_header_add(pr->hdrs, "noticecast-dlq-replay-topic", -1, w->retry_topics[0],
                                     -1);
-                rd_kafka_header_add(pr->hdrs, "noticecast-partner", -1, partner, -1);
+                rd_kafka_header_add(pr->hdrs, "noticecast-partner", -1, pr->partner, -1);
                 hdr_add_int(pr->hdrs, "noticecast-attempt", 1);
                 hdr_add_int(pr->hdrs, "noticecast-due", 0);
                 record_source(pr, m);
         } else {
                 rd_kafka_header_add(pr->hdrs, "noticecast-dlq-replay-topic", -1, topic, -1);
         }
-        nc_metrics_inc(w->m_dlq, NULL, 1);
-        log_warnx("dlq: %s (key %s, %s [%d] at offset %lld)", reason, pr->key ? pr->key : "-",
-                  topic, (int)(m->is_retry ? m->src_partition : m->rkm->partition),
-                  (long long)(m->is_retry ? m->src_offset : m->rkm->offset));
+}
+
+wh_produce_t *wh_dlq_record(wh_t *w, wh_msg_t *m, const char *partner, const char *reason)
+{
+        wh_produce_t *pr = record_new(w, w->dlq_topic, m, WH_REC_DLQ);
+        char k[NC_DLQ_KEY_SIZE];
+
+        pr->partner = partner ? nc_xstrdup(partner) : NULL;
+        pr->reason = nc_xstrdup(reason);
+        nc_dlq_key(k, sizeof(k), "webhooks", m->chain_topic, m->chain_partition, m->chain_offset,
+                   partner);
+        pr->dlq_key = nc_xstrdup(k);
+        /* Too large to copy: the brokers would refuse the copy (issue 8). */
+        dlq_fill(w, pr, m, m->rkm->len > w->dlq_copy_max);
         return pr;
 }
 
 wh_produce_t *wh_retry_record(wh_t *w, wh_msg_t *m, const char *partner, int next_attempt,
                               int64_t due_ms, int tier)
 {
-        wh_produce_t *pr = record_new(w, w->retry_topics[tier], m);
+        wh_produce_t *pr = record_new(w, w->retry_topics[tier], m, WH_REC_RETRY);
 
         record_copy_notice(pr, m);
         rd_kafka_header_add(pr->hdrs, "noticecast-partner", -1, partner, -1);
         hdr_add_int(pr->hdrs, "noticecast-attempt", next_attempt);
         hdr_add_int(pr->hdrs, "noticecast-due", due_ms);
         record_source(pr, m);
+        record_chain(pr, m);
         return pr;
 }
 
@@ -225,7 +392,7 @@ static size_t json_escape(const char *s, char *out, size_t size)
 wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, long status,
                               const char *error, double latency_ms)
 {
-        wh_produce_t *pr = record_new(w, w->events_topic, j->msg);
+        wh_produce_t *pr = record_new(w, w->events_topic, j->msg, WH_REC_EVENT);
         char ts[40], st[24], err[700];
         size_t cap = 1024 + strlen(j->partner->cfg.id);
 
@@ -266,24 +433,28 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
                 return;
         }
         if (rkm->err) {
-                /* Never drop a retry, DLQ or event record: send it again. */
-                log_warnx("delivery of a record to %s failed: %s; producing it again", pr->topic,
-                          rd_kafka_err2str(rkm->err));
-                /* The failed message still holds the headers: take them back to send again. */
+                /* Never drop a retry, DLQ or event record: it is sent again (or, refused for
+                 * good, as a reference).  The failed message still holds the headers. */
                 rd_kafka_message_detach_headers((rd_kafka_message_t *)rkm, &pr->hdrs);
                 if (!pr->hdrs)
                         pr->hdrs = rd_kafka_headers_new(1);
-                wh_produce_record(w, pr);
+                produce_refused(w, pr, rkm->err);
                 return;
         }
-        if (pr->job)
-                wh_job_settle_one(w, pr->job);
-        else if (pr->msg)
-                wh_msg_settle_one(w, pr->msg);
-        produce_free(pr);
+        produce_done(w, pr);
 }
 
 /* ---- decoding consumed messages -------------------------------------------------------- */
+
+/* The category of notice topic TOPIC (<prefix>notices.<category>), or NULL. */
+static const char *topic_category(const wh_t *w, const char *topic)
+{
+        size_t pl = strlen(w->cfg.topic_prefix);
+
+        if (strncmp(topic, w->cfg.topic_prefix, pl) || strncmp(topic + pl, "notices.", 8))
+                return NULL;
+        return topic + pl + 8;
+}
 
 static int decode(wh_t *w, wh_msg_t *m, char *err, size_t errsize)
 {
@@ -292,6 +463,7 @@ static int decode(wh_t *w, wh_msg_t *m, char *err, size_t errsize)
         rd_kafka_timestamp_type_t tstype;
         json_error_t jerr;
         json_t *v, *n;
+        const char *tc;
 
         if (!hdr(r, "noticecast-event", event, sizeof(event)))
                 return nc_err(err, errsize, "missing header noticecast-event");
@@ -322,11 +494,256 @@ static int decode(wh_t *w, wh_msg_t *m, char *err, size_t errsize)
         m->data = n;
         snprintf(m->id, sizeof(m->id), "%s", nc_notice_id(n));
         snprintf(m->category, sizeof(m->category), "%s", nc_notice_category(n));
+        /* A partner filtering by category must not get it under the wrong one. */
+        if (!m->is_retry && (tc = topic_category(w, rd_kafka_topic_name(r->rkt))) &&
+            strcmp(tc, m->category))
+                return nc_err(err, errsize, "category '%s' does not match topic %s", m->category,
+                              rd_kafka_topic_name(r->rkt));
         if (!m->is_retry)
                 m->event_ms = rd_kafka_message_timestamp(r, &tstype);
         if (m->event_ms <= 0)
                 m->event_ms = nc_time_now_ms();
         return 0;
+}
+
+/* ---- the id reader: which notices were published ---------------------------------------- */
+
+static uint64_t id_hash(const char *category, const char *id)
+{
+        char buf[256];
+        size_t n = (size_t)snprintf(buf, sizeof(buf), "%s%c%s", category, '\0', id), i;
+
+        if (n >= sizeof(buf))
+                n = sizeof(buf) - 1;
+        for (i = strlen(category) + 1; i < n; i++)
+                buf[i] = (char)tolower((unsigned char)buf[i]);
+        return nc_key_hash(buf, n);
+}
+
+static wh_idpart_t *idpart(wh_t *w, const char *topic, int32_t partition, int create)
+{
+        size_t i;
+
+        for (i = 0; i < w->idparts_n; i++)
+                if (w->idparts[i].partition == partition && !strcmp(w->idparts[i].topic, topic))
+                        return &w->idparts[i];
+        if (!create)
+                return NULL;
+        if (w->idparts_n == w->idparts_cap) {
+                w->idparts_cap = w->idparts_cap ? w->idparts_cap * 2 : 16;
+                w->idparts = nc_xrealloc(w->idparts, w->idparts_cap * sizeof(*w->idparts));
+        }
+        memset(&w->idparts[w->idparts_n], 0, sizeof(*w->idparts));
+        snprintf(w->idparts[w->idparts_n].topic, sizeof(w->idparts[0].topic), "%s", topic);
+        w->idparts[w->idparts_n].partition = partition;
+        return &w->idparts[w->idparts_n++];
+}
+
+static void ids_update_synced(wh_t *w)
+{
+        size_t i;
+
+        if (!w->ids_assigned)
+                return;
+        for (i = 0; i < w->idparts_n; i++)
+                if (!w->idparts[i].eof)
+                        return;
+        if (!w->ids_synced)
+                log_info("id reader: the notice topics are read (%zu published notices known)",
+                         w->ids.n);
+        w->ids_synced = 1;
+}
+
+/* Its own group, of one member: it is given every partition; it resumes where it was. */
+static void id_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        wh_t *w = opaque;
+        int i;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                for (i = 0; i < parts->cnt; i++) {
+                        wh_idpart_t *ip =
+                            idpart(w, parts->elems[i].topic, parts->elems[i].partition, 1);
+
+                        parts->elems[i].offset = ip->pos > 0 ? ip->pos : RD_KAFKA_OFFSET_BEGINNING;
+                }
+                rd_kafka_assign(rk, parts);
+                w->ids_assigned = 1;
+                w->ids_synced = 0;
+                ids_update_synced(w);
+                return;
+        }
+        rd_kafka_assign(rk, NULL);
+}
+
+static void id_record(wh_t *w, const rd_kafka_message_t *r)
+{
+        const char *tc = topic_category(w, rd_kafka_topic_name(r->rkt)), *id, *cat;
+        char event[64];
+        json_t *v;
+
+        if (!tc || !r->payload || !hdr(r, "noticecast-event", event, sizeof(event)) ||
+            strcmp(event, NC_EVENT_PUBLISHED))
+                return;
+        if (!(v = json_loadb(r->payload, r->len, 0, NULL)))
+                return;
+        id = json_string_value(json_object_get(v, "id"));
+        cat = json_string_value(json_object_get(v, "category"));
+        /* Published under another category, it is quarantined: not a notice of this one. */
+        if (id && cat && !strcmp(cat, tc))
+                nc_keyset_add(&w->ids, id_hash(cat, id));
+        json_decref(v);
+}
+
+static void id_reader_poll(wh_t *w)
+{
+        rd_kafka_message_t *batch[500];
+        ssize_t n, i;
+
+        if (!w->id_q)
+                return;
+        n = rd_kafka_consume_batch_queue(w->id_q, 0, batch, sizeof(batch) / sizeof(batch[0]));
+        for (i = 0; i < n; i++) {
+                rd_kafka_message_t *r = batch[i];
+                wh_idpart_t *ip =
+                    r->rkt ? idpart(w, rd_kafka_topic_name(r->rkt), r->partition, 1) : NULL;
+
+                if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && ip) {
+                        ip->eof = 1;
+                        if (r->offset > ip->pos)
+                                ip->pos = r->offset;
+                        ids_update_synced(w);
+                } else if (r->err) {
+                        log_debug("id reader: %s", rd_kafka_message_errstr(r));
+                } else if (ip) {
+                        if (r->offset + 1 > ip->pos)
+                                ip->pos = r->offset + 1;
+                        id_record(w, r);
+                }
+                rd_kafka_message_destroy(r);
+        }
+}
+
+/* Can it be told whether the notice withdrawn by M was published?  Once the reader has read
+ * every partition to its end once and read past M itself (the notice, same key and topic,
+ * comes before it on the same partition). */
+static int withdrawal_decidable(wh_t *w, const wh_msg_t *m)
+{
+        const wh_idpart_t *ip;
+
+        if (!w->ids_synced)
+                return 0;
+        ip = idpart(w, rd_kafka_topic_name(m->rkm->rkt), m->rkm->partition, 0);
+        return ip && ip->pos > m->rkm->offset;
+}
+
+static void wait_append(wh_t *w, wh_msg_t *m)
+{
+        m->pending++;
+        m->wait_next = NULL;
+        if (w->wait_tail)
+                w->wait_tail->wait_next = m;
+        else
+                w->wait_head = m;
+        w->wait_tail = m;
+}
+
+/* Withdrawals whose notice is known now are dispatched; unknown ones go to the DLQ. */
+static void wait_run(wh_t *w)
+{
+        wh_msg_t **pp = &w->wait_head, *m, *prev = NULL;
+
+        if (w->stopping)
+                return; /* left unsettled: read again after the restart */
+        while ((m = *pp)) {
+                if (!withdrawal_decidable(w, m)) {
+                        prev = m;
+                        pp = &m->wait_next;
+                        continue;
+                }
+                *pp = m->wait_next;
+                if (w->wait_tail == m)
+                        w->wait_tail = prev;
+                if (m->track->base.revoked) {
+                        /* no longer ours: the next owner decides */
+                } else if (nc_keyset_has(&w->ids, id_hash(m->category, m->id))) {
+                        wh_dispatch(w, m);
+                } else {
+                        char reason[300];
+                        wh_produce_t *pr;
+
+                        snprintf(reason, sizeof(reason),
+                                 "withdrawal of notice %s: no such notice was published on %s",
+                                 m->id, rd_kafka_topic_name(m->rkm->rkt));
+                        pr = wh_dlq_record(w, m, NULL, reason);
+                        pr->msg = m;
+                        m->pending++;
+                        wh_produce_record(w, pr);
+                }
+                wh_msg_settle_one(w, m);
+        }
+}
+
+/* ---- the DLQ reader: which entries exist already ---------------------------------------- */
+
+static void dlq_reader_poll(wh_t *w)
+{
+        rd_kafka_message_t *batch[500];
+        char key[NC_DLQ_KEY_SIZE];
+        ssize_t n, i;
+
+        if (!w->dlq_q)
+                return;
+        n = rd_kafka_consume_batch_queue(w->dlq_q, 0, batch, sizeof(batch) / sizeof(batch[0]));
+        for (i = 0; i < n; i++) {
+                rd_kafka_message_t *r = batch[i];
+
+                if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (r->partition >= 0 && r->partition < w->dlq_parts &&
+                            !w->dlq_eof[r->partition]) {
+                                w->dlq_eof[r->partition] = 1;
+                                if (++w->dlq_eof_n == w->dlq_parts) {
+                                        w->dlq_synced = 1;
+                                        w->prq_due_ms = 1; /* release the DLQ records waiting */
+                                        log_info("dlq reader: %zu entries of this stage known",
+                                                 w->dlq_seen.n);
+                                }
+                        }
+                } else if (r->err) {
+                        log_debug("dlq reader: %s", rd_kafka_message_errstr(r));
+                } else if (hdr(r, "noticecast-dlq-key", key, sizeof(key)) &&
+                           !strncmp(key, "webhooks/", 9)) {
+                        nc_keyset_add(&w->dlq_seen, nc_key_hash(key, strlen(key)));
+                }
+                rd_kafka_message_destroy(r);
+        }
+}
+
+/* The chain of M: carried by a retry record, else M itself (a notice, or a replayed record). */
+static void msg_chain(wh_msg_t *m)
+{
+        char buf[320], *a, *b;
+
+        if (m->is_retry && hdr(m->rkm, "noticecast-chain", buf, sizeof(buf)) &&
+            (b = strrchr(buf, '/')) && b > buf) {
+                *b = '\0';
+                if ((a = strrchr(buf, '/')) && a > buf) {
+                        *a = '\0';
+                        size_t tl = strlen(buf) < sizeof(m->chain_topic) - 1
+                                        ? strlen(buf)
+                                        : sizeof(m->chain_topic) - 1;
+
+                        memcpy(m->chain_topic, buf, tl);
+                        m->chain_topic[tl] = '\0';
+                        m->chain_partition = (int32_t)strtol(a + 1, NULL, 10);
+                        m->chain_offset = strtoll(b + 1, NULL, 10);
+                        return;
+                }
+        }
+        snprintf(m->chain_topic, sizeof(m->chain_topic), "%s", rd_kafka_topic_name(m->rkm->rkt));
+        m->chain_partition = m->rkm->partition;
+        m->chain_offset = m->rkm->offset;
 }
 
 static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
@@ -343,6 +760,7 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
         w->outstanding++;
 
         if (t->retry_tier) {
+                w->retry_outstanding++;
                 m->is_retry = 1;
                 hdr(rkm, "noticecast-partner", m->partner, sizeof(m->partner));
                 m->attempt = (int)hdr_int(rkm, "noticecast-attempt", 2);
@@ -352,14 +770,19 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
                 m->src_offset = hdr_int(rkm, "noticecast-source-offset", -1);
                 m->event_ms = hdr_int(rkm, "noticecast-event-time", 0);
         }
+        msg_chain(m);
         if (decode(w, m, err, sizeof(err)) != 0) {
                 wh_produce_t *pr = wh_dlq_record(w, m, m->is_retry ? m->partner : NULL, err);
 
                 pr->msg = m;
                 m->pending++;
                 wh_produce_record(w, pr);
-        } else if (m->is_retry && m->due_ms > nc_time_now_ms()) {
-                /* Not due yet: hold it (and everything behind it on this partition). */
+        } else if (!m->is_retry && m->withdrawn) {
+                /* Forwarded only once we know its notice was published. */
+                wait_append(w, m);
+        } else if (m->is_retry &&
+                   m->due_ms > nc_time_now_ms()) { /* Not due yet: hold it (and everything behind it
+                                                      on this partition). */
                 if (t->held_n == t->held_cap) {
                         t->held_cap = t->held_cap ? t->held_cap * 2 : 16;
                         t->held = nc_xrealloc(t->held, t->held_cap * sizeof(*t->held));
@@ -397,6 +820,8 @@ void wh_timers(wh_t *w, int64_t now)
         nc_track_t *b;
 
         w->next_timer_ms = 0;
+        if (w->stopping)
+                return; /* held records stay: they are read again after the restart */
         for (b = w->tracks; b; b = b->next) {
                 wh_track_t *t = (wh_track_t *)b;
 
@@ -489,11 +914,14 @@ static int make_topics(wh_t *w, char *errstr, size_t errstr_size)
 
 static void wait_for_topics(wh_t *w)
 {
-        const char *names[16];
+        const char *names[18];
         size_t i;
 
         for (i = 0; i < w->cfg.webhooks.retry_n; i++)
                 names[i] = w->retry_topics[i];
+        /* the readers need the partitions of these two at once */
+        names[i++] = w->dlq_topic;
+        names[i++] = w->events_topic;
         if (nc_kafka_wait_topics(w->producer, names, i, 15000) != 0)
                 log_warnx("retry topics not visible yet: they join the subscription later");
 }
@@ -510,13 +938,319 @@ static void regex_escape(const char *in, char *out, size_t size)
         out[o] = '\0';
 }
 
+/* A webhook-id is "msg_" + 32 hex digits of a SHA-256 already: its first 16 digits are the
+ * key (no second digest on this hot path). */
+static uint64_t wid_key(const char *webhook_id)
+{
+        uint64_t h = 0;
+        int i;
+
+        if (strncmp(webhook_id, "msg_", 4) != 0)
+                return nc_key_hash(webhook_id, strlen(webhook_id));
+        for (i = 4; i < 20; i++) {
+                int c = (unsigned char)webhook_id[i];
+
+                if (!isxdigit(c))
+                        return nc_key_hash(webhook_id, strlen(webhook_id));
+                h = h << 4 | (uint64_t)(isdigit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
+        }
+        return h ? h : 1;
+}
+
+int wh_delivered_has(const wh_t *w, const char *webhook_id)
+{
+        return nc_keyset_has(&w->delivered, wid_key(webhook_id));
+}
+
+void wh_delivered_add(wh_t *w, const char *webhook_id)
+{
+        nc_keyset_add(&w->delivered, wid_key(webhook_id));
+}
+
+/* A delivery event ({"type":"webhook.attempt",...,"webhook_id":"msg_...",...,"outcome":
+ * "delivered",...}, as wh_event_record writes it): found by searching rather than parsing,
+ * since every event of every instance passes here. */
+static void ev_record(wh_t *w, const rd_kafka_message_t *r)
+{
+        static const char out[] = "\"outcome\":\"delivered\"", wid[] = "\"webhook_id\":\"";
+        const char *p = r->payload, *id, *end;
+        char buf[NC_WEBHOOK_ID_SIZE];
+
+        if (!p || !memmem(p, r->len, out, sizeof(out) - 1) ||
+            !(id = memmem(p, r->len, wid, sizeof(wid) - 1)))
+                return;
+        id += sizeof(wid) - 1;
+        if (!(end = memchr(id, '"', r->len - (size_t)(id - p))) || end == id ||
+            (size_t)(end - id) >= sizeof(buf))
+                return;
+        memcpy(buf, id, (size_t)(end - id));
+        buf[end - id] = '\0';
+        wh_delivered_add(w, buf);
+}
+
+static void ev_reader_poll(wh_t *w)
+{
+        rd_kafka_message_t *batch[500];
+        ssize_t n, i;
+
+        if (!w->ev_q)
+                return;
+        n = rd_kafka_consume_batch_queue(w->ev_q, 0, batch, sizeof(batch) / sizeof(batch[0]));
+        for (i = 0; i < n; i++) {
+                rd_kafka_message_t *r = batch[i];
+
+                if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (r->partition >= 0 && r->partition < w->ev_parts &&
+                            !w->ev_eof[r->partition]) {
+                                w->ev_eof[r->partition] = 1;
+                                if (++w->ev_eof_n == w->ev_parts) {
+                                        w->ev_synced = 1;
+                                        log_info("events reader: %zu delivered (notice, partner) "
+                                                 "known",
+                                                 w->delivered.n);
+                                }
+                        }
+                } else if (r->err) {
+                        log_debug("events reader: %s", rd_kafka_message_errstr(r));
+                } else {
+                        ev_record(w, r);
+                }
+                rd_kafka_message_destroy(r);
+        }
+}
+
+/* A group-less reader of TOPIC from RECENT records before the end of each partition, then
+ * live (assign, nothing committed); *NPARTS and *EOF are set for its end-of-partition
+ * bookkeeping. */
+static int tail_reader_start(wh_t *w, const char *topic, int64_t recent, const char *what,
+                             rd_kafka_t **rkp, rd_kafka_queue_t **qp, int *nparts, int **eof,
+                             char *errstr, size_t errstr_size)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_partition_list_t *parts;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->producer, topic, NULL);
+        rd_kafka_resp_err_t err;
+        rd_kafka_conf_t *conf;
+        char kerr[512], group[300];
+        rd_kafka_t *rk;
+        int i;
+
+        err = rd_kafka_metadata(w->producer, 0, rkt, &md, w->cfg.producer_timeout_ms);
+        rd_kafka_topic_destroy(rkt);
+        if (err || md->topic_cnt != 1 || md->topics[0].err || !md->topics[0].partition_cnt) {
+                nc_err(errstr, errstr_size, "%s: topic %s: %s", what, topic,
+                       rd_kafka_err2str(err                  ? err
+                                        : md->topic_cnt != 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                                                             : md->topics[0].err));
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                return -1;
+        }
+        *nparts = md->topics[0].partition_cnt;
+        *eof = nc_xcalloc((size_t)*nparts, sizeof(**eof));
+        parts = rd_kafka_topic_partition_list_new(*nparts);
+        for (i = 0; i < md->topics[0].partition_cnt; i++)
+                rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id)
+                    ->offset = RD_KAFKA_OFFSET_TAIL(recent);
+        rd_kafka_metadata_destroy(md);
+
+        snprintf(group, sizeof(group), "%s.reader", w->cfg.webhooks.group_id);
+        if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size))) {
+                rd_kafka_topic_partition_list_destroy(parts);
+                return -1;
+        }
+        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.partition.eof", "true", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
+            /* our own records are not transactional; an open transaction of the mailer
+             * must not hold back the end */
+            rd_kafka_conf_set(conf, "isolation.level", "read_uncommitted", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
+                rd_kafka_conf_destroy(conf);
+                rd_kafka_topic_partition_list_destroy(parts);
+                return nc_err(errstr, errstr_size, "%s: %s", what, kerr);
+        }
+        if (!(*rkp = rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                rd_kafka_topic_partition_list_destroy(parts);
+                return nc_err(errstr, errstr_size, "%s: %s", what, kerr);
+        }
+        rd_kafka_poll_set_consumer(rk);
+        err = rd_kafka_assign(rk, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+        if (err)
+                return nc_err(errstr, errstr_size, "%s: assign: %s", what, rd_kafka_err2str(err));
+        *qp = rd_kafka_queue_get_consumer(rk);
+        rd_kafka_queue_io_event_enable(*qp, w->wake_pipe[1], "r", 1);
+        return 0;
+}
+
+/* The DLQ's recent entries, from WH_DLQ_RECENT before the end of each partition, then live:
+ * no consumer group (assign), nothing committed. */
+static int dlq_reader_start(wh_t *w, char *errstr, size_t errstr_size)
+{
+        return tail_reader_start(w, w->dlq_topic, WH_DLQ_RECENT, "dlq reader", &w->dlq_reader,
+                                 &w->dlq_q, &w->dlq_parts, &w->dlq_eof, errstr, errstr_size);
+}
+
+static int ev_reader_start(wh_t *w, char *errstr, size_t errstr_size)
+{
+        return tail_reader_start(w, w->events_topic, WH_DELIVERED_RECENT, "events reader",
+                                 &w->ev_reader, &w->ev_q, &w->ev_parts, &w->ev_eof, errstr,
+                                 errstr_size);
+}
+
+/* Every notice topic from the beginning, then live, in a consumer group of its own (one
+ * member: it is given every partition, and new notice topics as they appear). */
+static int id_reader_start(wh_t *w, char *errstr, size_t errstr_size)
+{
+        rd_kafka_topic_partition_list_t *subs;
+        rd_kafka_conf_t *conf;
+        char kerr[512], group[400], host[64] = "host";
+        unsigned r = 0;
+
+        gethostname(host, sizeof(host) - 1);
+        if (getentropy(&r, sizeof(r)) != 0)
+                r = (unsigned)nc_time_now_ms();
+        snprintf(group, sizeof(group), "%s.ids.%s-%d-%08x", w->cfg.webhooks.group_id, host,
+                 (int)getpid(), r);
+        if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size)))
+                return -1;
+        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "enable.partition.eof", "true", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "topic.metadata.refresh.interval.ms", "10000", kerr,
+                              sizeof(kerr)) ||
+            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "id reader: %s", kerr);
+        }
+        rd_kafka_conf_set_rebalance_cb(conf, id_rebalance_cb);
+        rd_kafka_conf_set_opaque(conf, w);
+        if (!(w->id_reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                return nc_err(errstr, errstr_size, "id reader: %s", kerr);
+        }
+        rd_kafka_poll_set_consumer(w->id_reader);
+        w->id_q = rd_kafka_queue_get_consumer(w->id_reader);
+        rd_kafka_queue_io_event_enable(w->id_q, w->wake_pipe[1], "i", 1);
+        subs = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(subs, w->notice_regex, RD_KAFKA_PARTITION_UA);
+        if (rd_kafka_subscribe(w->id_reader, subs)) {
+                rd_kafka_topic_partition_list_destroy(subs);
+                return nc_err(errstr, errstr_size, "id reader: subscribe failed");
+        }
+        rd_kafka_topic_partition_list_destroy(subs);
+        return 0;
+}
+
+/* ---- the retry tiers' backlog (a thread: watermark queries block) ------------------------ */
+
+static int is_retry_topic(const wh_t *w, const char *topic)
+{
+        size_t i;
+
+        for (i = 0; i < w->cfg.webhooks.retry_n; i++)
+                if (!strcmp(topic, w->retry_topics[i]))
+                        return 1;
+        return 0;
+}
+
+/* Records of the assigned retry tier partitions not consumed yet: the high watermark (asked
+ * of the leader: a paused partition is not fetched, so librdkafka's cached one goes stale)
+ * minus the position (or the committed offset before anything was consumed).  -1 if unknown. */
+static int64_t retry_lag(wh_t *w)
+{
+        rd_kafka_topic_partition_list_t *parts, *mine;
+        int64_t lag = 0, lo, hi;
+        int i;
+
+        if (rd_kafka_assignment(w->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return -1;
+        mine = rd_kafka_topic_partition_list_new(parts->cnt ? parts->cnt : 1);
+        for (i = 0; i < parts->cnt; i++)
+                if (is_retry_topic(w, parts->elems[i].topic))
+                        rd_kafka_topic_partition_list_add(mine, parts->elems[i].topic,
+                                                          parts->elems[i].partition);
+        rd_kafka_topic_partition_list_destroy(parts);
+        rd_kafka_position(w->consumer, mine);
+        for (i = 0; i < mine->cnt; i++) {
+                rd_kafka_topic_partition_t *p = &mine->elems[i];
+
+                if (p->offset < 0) {
+                        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+
+                        rd_kafka_topic_partition_list_add(one, p->topic, p->partition);
+                        if (rd_kafka_committed(w->consumer, one, 5000) == 0)
+                                p->offset = one->elems[0].offset;
+                        rd_kafka_topic_partition_list_destroy(one);
+                }
+                if (rd_kafka_query_watermark_offsets(w->consumer, p->topic, p->partition, &lo, &hi,
+                                                     5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        lag = -1;
+                        break;
+                }
+                if (p->offset < lo)
+                        p->offset = lo;
+                if (hi > p->offset)
+                        lag += hi - p->offset;
+        }
+        rd_kafka_topic_partition_list_destroy(mine);
+        return lag;
+}
+
+static void *stats_main(void *arg)
+{
+        wh_t *w = arg;
+        struct timespec ts;
+
+        pthread_mutex_lock(&w->stats_lock);
+        while (!w->stats_stop) {
+                int64_t lag;
+
+                pthread_mutex_unlock(&w->stats_lock);
+                lag = retry_lag(w);
+                pthread_mutex_lock(&w->stats_lock);
+                if (lag >= 0)
+                        w->retry_lag = lag;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 2;
+                if (!w->stats_stop)
+                        pthread_cond_timedwait(&w->stats_cond, &w->stats_lock, &ts);
+        }
+        pthread_mutex_unlock(&w->stats_lock);
+        return NULL;
+}
+
+size_t wh_retry_backlog(wh_t *w)
+{
+        int64_t lag;
+
+        pthread_mutex_lock(&w->stats_lock);
+        lag = w->retry_lag;
+        pthread_mutex_unlock(&w->stats_lock);
+        return w->retry_outstanding + (size_t)(lag > 0 ? lag : 0);
+}
+
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
 {
         rd_kafka_topic_partition_list_t *subs;
         rd_kafka_conf_t *conf;
-        char kerr[512], prefix[200];
-        size_t i;
+        char kerr[512], prefix[200], mmb[32];
+        size_t i, mmb_len = sizeof(mmb);
 
+        TAILQ_INIT(&w->prq);
+        nc_keyset_init(&w->dlq_seen, WH_DLQ_SEEN_MAX);
+        nc_keyset_init(&w->ids, WH_IDS_MAX);
+        nc_keyset_init(&w->delivered, WH_DELIVERED_MAX);
+        pthread_mutex_init(&w->stats_lock, NULL);
+        pthread_cond_init(&w->stats_cond, NULL);
+        w->retry_lag = -1;
         if (make_topics(w, errstr, errstr_size) != 0)
                 return -1;
 
@@ -531,6 +1265,9 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
          * is that a delivery settles up to 50 ms later.  [kafka] may set them otherwise. */
         nc_kafka_conf_default(conf, &w->cfg, "linger.ms", "50");
         nc_kafka_conf_default(conf, &w->cfg, "compression.type", "lz4");
+        if (rd_kafka_conf_get(conf, "message.max.bytes", mmb, &mmb_len) != RD_KAFKA_CONF_OK)
+                snprintf(mmb, sizeof(mmb), "1000000");
+        w->dlq_copy_max = nc_dlq_copy_max(mmb);
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
         rd_kafka_conf_set_opaque(conf, w);
         if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
@@ -539,6 +1276,12 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         }
 
         wait_for_topics(w);
+        regex_escape(w->cfg.topic_prefix, prefix, sizeof(prefix));
+        snprintf(w->notice_regex, sizeof(w->notice_regex), "^%snotices\\..+", prefix);
+        if (dlq_reader_start(w, errstr, errstr_size) != 0 ||
+            ev_reader_start(w, errstr, errstr_size) != 0 ||
+            id_reader_start(w, errstr, errstr_size) != 0)
+                return -1;
 
         if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size)))
                 return -1;
@@ -572,8 +1315,6 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
                 rd_kafka_queue_destroy(pq);
         }
 
-        regex_escape(w->cfg.topic_prefix, prefix, sizeof(prefix));
-        snprintf(w->notice_regex, sizeof(w->notice_regex), "^%snotices\\..+", prefix);
         subs = rd_kafka_topic_partition_list_new(20);
         rd_kafka_topic_partition_list_add(subs, w->notice_regex, RD_KAFKA_PARTITION_UA);
         for (i = 0; i < w->cfg.webhooks.retry_n; i++)
@@ -586,6 +1327,8 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
                 return nc_err(errstr, errstr_size, "subscribe failed");
         }
         rd_kafka_topic_partition_list_destroy(subs);
+        if (pthread_create(&w->stats_thread, NULL, stats_main, w) == 0)
+                w->stats_started = 1;
         log_info("consuming %s and %zu retry tier%s as group %s", w->notice_regex,
                  w->cfg.webhooks.retry_n, w->cfg.webhooks.retry_n == 1 ? "" : "s",
                  w->cfg.webhooks.group_id);
@@ -605,7 +1348,8 @@ static void track_free_extra(nc_track_t *b)
         free(((wh_track_t *)b)->held);
 }
 
-/* Serves producer reports and takes new messages (unless paused for memory). */
+/* Serves producer reports and the readers, produces again what is due, and takes new
+ * messages (unless paused for memory). */
 void wh_kafka_poll(wh_t *w)
 {
         rd_kafka_message_t *batch[500];
@@ -614,6 +1358,11 @@ void wh_kafka_poll(wh_t *w)
         /* between loop turns, never while the list is being walked */
         nc_tracks_gc(&w->tracks, track_busy, track_free_extra);
         rd_kafka_poll(w->producer, 0); /* delivery reports settle work */
+        dlq_reader_poll(w);
+        ev_reader_poll(w);
+        id_reader_poll(w);
+        prq_run(w);
+        wait_run(w);
         nc_tracks_store(w->tracks, w->consumer);
         if (w->stopping)
                 return;
@@ -626,6 +1375,8 @@ void wh_kafka_poll(wh_t *w)
                 return;
         }
         w->consuming_paused = 0;
+        if (!w->ev_synced)
+                return; /* not before we know what was delivered already */
         n = rd_kafka_consume_batch_queue(w->cq, 0, batch, sizeof(batch) / sizeof(batch[0]));
         for (i = 0; i < n; i++) {
                 if (batch[i]->err) {
@@ -638,34 +1389,90 @@ void wh_kafka_poll(wh_t *w)
         }
 }
 
-void wh_kafka_stop(wh_t *w)
+static int remaining_ms(int64_t deadline_ms, int floor_ms)
 {
-        rd_kafka_topic_partition_list_t *l;
-        rd_kafka_resp_err_t err;
+        int64_t left = deadline_ms - nc_time_now_ms();
 
+        return left > floor_ms ? (int)left : floor_ms;
+}
+
+/* A reader that commits nothing and whose membership does not matter: no group leave. */
+static void reader_destroy(rd_kafka_t **rk, rd_kafka_queue_t **q)
+{
+        if (*q)
+                rd_kafka_queue_destroy(*q);
+        if (*rk)
+                rd_kafka_destroy_flags(*rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        *rk = NULL;
+        *q = NULL;
+}
+
+void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
+{
+        rd_kafka_resp_err_t err;
+        int closed = 1;
+
+        if (w->stats_started) {
+                pthread_mutex_lock(&w->stats_lock);
+                w->stats_stop = 1;
+                pthread_cond_signal(&w->stats_cond);
+                pthread_mutex_unlock(&w->stats_lock);
+                pthread_join(w->stats_thread, NULL);
+                w->stats_started = 0;
+        }
         if (w->producer) {
                 /* Every record that settles work must reach the brokers before we commit. */
-                if ((err = rd_kafka_flush(w->producer, 10000)))
-                        log_warnx("producer flush: %s", rd_kafka_err2str(err));
+                if ((err = rd_kafka_flush(w->producer, remaining_ms(deadline_ms, 100))))
+                        log_warnx("producer flush: %s (%zu records not acknowledged)",
+                                  rd_kafka_err2str(err), w->produces);
                 rd_kafka_poll(w->producer, 0);
         }
         if (w->consumer) {
+                rd_kafka_topic_partition_list_t *l;
+
+                closed = 0;
                 nc_tracks_store(w->tracks, w->consumer);
                 if (rd_kafka_assignment(w->consumer, &l) == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         if (l->cnt)
-                                rd_kafka_commit(w->consumer, NULL, 0); /* stored offsets */
+                                rd_kafka_commit(w->consumer, NULL, 1); /* stored offsets */
                         rd_kafka_topic_partition_list_destroy(l);
                 }
-                rd_kafka_consumer_close(w->consumer);
+                /* Leave the group (committing what is stored), but not for longer than the
+                 * shutdown allows: a broker that is away cannot keep us. */
+                if (nc_kafka_consumer_close_bounded(w->consumer, remaining_ms(deadline_ms, 2000)) ==
+                    0)
+                        closed = 1;
+                else
+                        log_warnx("consumer close: timed out; the group notices when our session "
+                                  "expires");
         }
+        reader_destroy(&w->dlq_reader, &w->dlq_q);
+        reader_destroy(&w->ev_reader, &w->ev_q);
+        reader_destroy(&w->id_reader, &w->id_q);
         nc_tracks_free(&w->tracks, msg_release, w, track_free_extra);
         w->stopping = 2;
+        while (!TAILQ_EMPTY(&w->prq)) {
+                wh_produce_t *pr = TAILQ_FIRST(&w->prq);
+
+                TAILQ_REMOVE(&w->prq, pr, link);
+                produce_free(pr);
+        }
         if (w->cq)
                 rd_kafka_queue_destroy(w->cq);
         if (w->consumer)
-                rd_kafka_destroy(w->consumer);
+                rd_kafka_destroy_flags(w->consumer,
+                                       closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         if (w->producer)
                 rd_kafka_destroy(w->producer);
         w->consumer = w->producer = NULL;
         w->cq = NULL;
+        free(w->dlq_eof);
+        w->dlq_eof = NULL;
+        free(w->ev_eof);
+        w->ev_eof = NULL;
+        nc_keyset_free(&w->delivered);
+        free(w->idparts);
+        w->idparts = NULL;
+        nc_keyset_free(&w->dlq_seen);
+        nc_keyset_free(&w->ids);
 }

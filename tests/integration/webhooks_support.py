@@ -314,3 +314,84 @@ def make_pki(d: Path) -> dict:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict:
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+# --- fault-tier helpers (tests/integration/test_92*_fault_*.py) ----------------------------------
+
+__all__ += ["PUBLISHED_HEADERS", "set_topic_config", "produce_large", "reset_group_offsets",
+            "retry_topics", "busiest_second"]
+
+# Headers of a notice record as `noticecast publish` writes them (for raw records).
+PUBLISHED_HEADERS = [("content-type", b"application/json"), ("noticecast-schema", b"1"),
+                     ("noticecast-event", b"notice.published")]
+
+
+def set_topic_config(bootstrap: str, topic: str, configs: dict, timeout: float = 30) -> None:
+    """Sets topic configs (e.g. max.message.bytes) with an incremental AlterConfigs."""
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                       ConfigResource)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(k, str(v), incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()])
+    for fut in admin.incremental_alter_configs([res], request_timeout=timeout).values():
+        fut.result(timeout)
+
+
+def produce_large(bootstrap: str, topic: str, key: str, value: bytes, headers=None,
+                  max_bytes: int = 4_000_000) -> tuple:
+    """Produces one record of up to max_bytes (the topic must accept it); (partition, offset)."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": max_bytes,
+                  "enable.idempotence": True, "linger.ms": 0})
+    out = {}
+    p.produce(topic, value=value, key=key, headers=headers or [],
+              on_delivery=lambda err, msg: out.update(err=err, msg=msg))
+    p.flush(60)
+    assert out.get("err") is None and "msg" in out, f"produce of {len(value)} bytes failed: {out.get('err')}"
+    return out["msg"].partition(), out["msg"].offset()
+
+
+def retry_topics(bootstrap: str, prefix: str) -> list:
+    """The retry tier topics the daemon created for prefix."""
+    from confluent_kafka.admin import AdminClient
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return sorted(t for t in md.topics if t.startswith(f"{prefix}webhooks.retry."))
+
+
+def reset_group_offsets(bootstrap: str, group: str, topics: list, timeout: float = 30) -> int:
+    """Moves the (empty) group's committed offsets of every partition of topics back to the
+    start, so that a restarted daemon reads everything again; returns the partitions reset."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(timeout=10)
+    tps = []
+    for t in topics:
+        lo = {}
+        for p in md.topics[t].partitions:
+            lo[p] = watermarks_low(bootstrap, t, p)
+        tps += [TopicPartition(t, p, lo[p]) for p in md.topics[t].partitions]
+    fut = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)],
+                                            request_timeout=timeout)
+    for f in fut.values():
+        f.result(timeout)
+    return len(tps)
+
+
+def watermarks_low(bootstrap: str, topic: str, partition: int) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lo-{uuid.uuid4().hex}"})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)[0]
+    finally:
+        c.close()
+
+
+def busiest_second(times: list) -> int:
+    """Most arrival times (seconds) within any 1-second window."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
