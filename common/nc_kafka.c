@@ -161,6 +161,9 @@ static rd_kafka_headers_t *make_headers(const nc_kafka_msg_t *m)
                 rd_kafka_header_remove(h, "noticecast-dlq-source-topic");
                 rd_kafka_header_remove(h, "noticecast-dlq-source-partition");
                 rd_kafka_header_remove(h, "noticecast-dlq-source-offset");
+                rd_kafka_header_remove(h, "noticecast-dlq-key");
+                rd_kafka_header_remove(h, "noticecast-dlq-reference");
+                rd_kafka_header_remove(h, "noticecast-dlq-size");
                 return h;
         }
         h = rd_kafka_headers_new(3);

@@ -250,6 +250,16 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
                 if (partner &&
                     (!eh(e, "noticecast-dlq-partner", buf, sizeof(buf)) || strcmp(buf, partner)))
                         continue;
+                if (eh(e, "noticecast-dlq-reference", buf, sizeof(buf))) {
+                        /* The record was too large to copy: the entry only says where it is.
+                         * Republishing the reference would put its JSON where a notice or a
+                         * job is expected. */
+                        fprintf(stderr,
+                                "noticecast: dlq replay: entry at %d/%lld is a reference to a "
+                                "record too large to copy; not replayable (see dlq list)\n",
+                                (int)e->partition, (long long)e->offset);
+                        continue;
+                }
                 if (!eh(e, "noticecast-dlq-replay-topic", topics[n], sizeof(topics[n])) &&
                     !eh(e, "noticecast-dlq-source-topic", topics[n], sizeof(topics[n]))) {
                         fprintf(stderr,

@@ -206,6 +206,9 @@ int ml_zone_offset(ml_t *m, int tz, int64_t t);
 int ml_notice_from_json(const ml_t *m, json_t *data, int64_t ts_ms, ml_notice_t *out);
 
 /* planner.c */
+/* 1 if the notice or withdrawal N read from R names another category than R's topic. */
+int ml_category_mismatch(const ml_t *m, const rd_kafka_message_t *r, const json_t *n, char *reason,
+                         size_t size);
 int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size);
 int ml_planner_poll(ml_t *m);
 void ml_planner_stop(ml_t *m);

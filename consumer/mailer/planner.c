@@ -222,9 +222,10 @@ static int txn_commit(ml_t *m, int with_offsets)
 /* ---- notices -> immediate and urgent jobs ---------------------------------------------- */
 
 /* A notice (or withdrawal) of one category on another category's topic: subscribers of the
- * topic's category must not get it, so it is quarantined.  Sets REASON. */
-static int category_mismatch(const ml_t *m, const rd_kafka_message_t *r, const json_t *n,
-                             char *reason, size_t size)
+ * topic's category must not get it, so it is quarantined (planner) and left out of the view
+ * (store).  Sets REASON. */
+int ml_category_mismatch(const ml_t *m, const rd_kafka_message_t *r, const json_t *n, char *reason,
+                         size_t size)
 {
         const char *topic = rd_kafka_topic_name(r->rkt), *cat = nc_notice_category(n);
         size_t pl = strlen(m->cfg.topic_prefix);
@@ -261,7 +262,7 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
 
                         snprintf(reason, sizeof(reason), "invalid withdrawal: %s", err);
                         produce_dlq(m, r, reason);
-                } else if (category_mismatch(m, r, in, err, sizeof(err))) {
+                } else if (ml_category_mismatch(m, r, in, err, sizeof(err))) {
                         produce_dlq(m, r, err);
                 }
                 json_decref(in); /* digests leave withdrawn notices out: nothing to plan */
@@ -281,7 +282,7 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
                 produce_dlq(m, r, reason);
                 return;
         }
-        if (category_mismatch(m, r, n, err, sizeof(err))) {
+        if (ml_category_mismatch(m, r, n, err, sizeof(err))) {
                 produce_dlq(m, r, err);
                 json_decref(n);
                 return;

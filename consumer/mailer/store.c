@@ -262,6 +262,12 @@ static void apply_notice(ml_t *m, const rd_kafka_message_t *r)
                 return;
         if (!(v = json_loadb(r->payload, r->len, 0, NULL)))
                 return;
+        /* A notice or withdrawal on another category's topic is not part of the view (the
+         * planner quarantines it): digests of that topic's subscribers must not carry it. */
+        if (ml_category_mismatch(m, r, v, err, sizeof(err))) {
+                json_decref(v);
+                return;
+        }
         if (!strcmp(event, NC_EVENT_WITHDRAWN)) {
                 ml_notice_t *old;
 

@@ -124,6 +124,10 @@ def test_oversized_record_is_quarantined_as_a_reference(wh_factory, record_prope
     print(f"after a restart: DLQ entries for the big record {len(dlq)}")
     assert len(dlq) == 1, [m.headers for m in dlq]
     assert d2.get("/healthz")[0] == 200
+    # a reference is not replayable: its JSON must not be republished as a notice
+    cp = wh.cli("dlq", "replay", "--id", big_id)
+    print(f"dlq replay of the reference: exit {cp.returncode}; {cp.stderr.strip()}")
+    assert "not replayable" in cp.stderr and "replayed" not in cp.stdout, describe(cp)
     assert d2.terminate() == 0, d2.tail()
 
 

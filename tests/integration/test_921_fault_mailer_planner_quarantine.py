@@ -22,6 +22,10 @@ BIG = 1_000_294
 def test_planner_quarantines_oversized_and_mismatched(ml, record_property):
     env = ml
     sub = env.add_subscriber("lector@example.pe", name="Lector", lang="en", frequency="immediate")
+    # a daily subscriber of the press category: the mismatched press notice must not reach
+    # their digest either (the view leaves it out), while a real press notice does
+    env.add_subscriber("prensa@example.pe", name="Prensa", lang="en", frequency="daily",
+                       categories=["press"])
     topic = env.topic("news")
     set_topic_config(env.bootstrap, topic, {"max.message.bytes": 2_000_000})
     d = env.start()
@@ -40,6 +44,7 @@ def test_planner_quarantines_oversized_and_mismatched(ml, record_property):
 
     good = notice("news", "Good notice after them")
     env.publish([good])
+    env.publish([notice("press", "Real press notice")])
     env.wait_mail(lambda ib: any("Good notice after them" in m.subject for m in ib),
                   what="the good notice's email")
 
@@ -55,6 +60,12 @@ def test_planner_quarantines_oversized_and_mismatched(ml, record_property):
     big_dlq = [m for m in dlq if m.key == big["id"]]
     wrong_dlq = [m for m in dlq if m.key == wrong["id"]]
     wrong_mail = [m for m in env.inbox() if "Press notice on the news topic" in m.subject]
+    cp = env.run_daemon("--preview", "prensa@example.pe")
+    digest = cp.stdout.decode(errors="replace")
+    in_digest = "Press notice on the news topic" in digest
+    print(f"press digest preview (exit {cp.returncode}): real press notice in it: "
+          f"{'Real press notice' in digest}; mismatched notice in it: {in_digest}")
+    record_property("mismatch_in_digest", in_digest)
     print(f"\nmailer planner: DLQ entries for the {BIG}-byte record {len(big_dlq)} (reference: "
           f"{[m.headers.get('noticecast-dlq-reference') for m in big_dlq]}); for the press notice "
           f"on the news topic {len(wrong_dlq)}, emails of it {len(wrong_mail)}")
@@ -73,6 +84,8 @@ def test_planner_quarantines_oversized_and_mismatched(ml, record_property):
     assert "category" in wrong_dlq[0].headers.get("noticecast-dlq-reason", ""), wrong_dlq[0].headers
     assert wrong_dlq[0].value == json.dumps(wrong).encode()
     assert not wrong_mail, [m.describe() for m in wrong_mail]
+    assert cp.returncode == 0 and "Real press notice" in digest, cp.stderr.decode()[-2000:]
+    assert not in_digest, "the mismatched notice is in the press subscriber's digest"
     assert sub
     assert d.alive()
     assert d.terminate() == 0, d.tail()
