@@ -21,6 +21,7 @@ import pytest
 
 from webhook_receiver import Always
 from webhooks_support import *  # noqa: F401,F403
+from conftest import describe
 
 pytestmark = pytest.mark.faults
 
