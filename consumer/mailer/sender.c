@@ -711,6 +711,21 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         job_unhold(m, j);
 }
 
+/* Takes what the workers finished (under the lock) and records each outcome (without it). */
+static void record_outcomes(ml_t *m)
+{
+        ml_unit_t *done, *u;
+
+        pthread_mutex_lock(&m->q.lock);
+        done = m->q.done_head;
+        m->q.done_head = NULL;
+        pthread_mutex_unlock(&m->q.lock);
+        while ((u = done)) {
+                done = u->next;
+                unit_outcome(m, u);
+        }
+}
+
 /* ---- catching up with the deliveries topic ---------------------------------------------- *
  *
  * A partition newly assigned (at the start, after a rebalance, after the broker was away) is
@@ -994,22 +1009,13 @@ int ml_sender_poll(ml_t *m)
         rd_kafka_message_t *batch[500];
         rd_kafka_queue_t *q;
         ml_job_t **pp, *j, *prev;
-        ml_unit_t *done, *u;
         int64_t now = nc_time_now_ms();
         ssize_t n, i;
 
         rd_kafka_poll(m->events, 0);
         scan_poll(m);
         nc_tracks_gc(&m->parts, NULL, NULL); /* revoked partitions whose last job settled */
-        /* Outcomes from the workers. */
-        pthread_mutex_lock(&m->q.lock);
-        done = m->q.done_head;
-        m->q.done_head = NULL;
-        pthread_mutex_unlock(&m->q.lock);
-        while ((u = done)) {
-                done = u->next;
-                unit_outcome(m, u);
-        }
+        record_outcomes(m);                  /* of the workers' finished sessions */
         nc_tracks_store(m->parts, m->sender);
         if (m->stopping) /* waiting jobs stay uncommitted: sent again after a restart */
                 return 0;
@@ -1130,7 +1136,7 @@ void ml_sender_quiesce(ml_t *m)
 
 void ml_sender_stop(ml_t *m, int64_t deadline_ms)
 {
-        ml_unit_t *u, *done;
+        ml_unit_t *u;
         int64_t flush_ms;
         size_t busy;
         int i;
@@ -1161,14 +1167,7 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                 m->cancels = NULL;
                 /* Outcomes of the last sessions are recorded before committing (sent and
                  * bounced ones; temporary ones are left for the restart). */
-                pthread_mutex_lock(&m->q.lock);
-                done = m->q.done_head;
-                m->q.done_head = NULL;
-                pthread_mutex_unlock(&m->q.lock);
-                while ((u = done)) {
-                        done = u->next;
-                        unit_outcome(m, u);
-                }
+                record_outcomes(m);
         }
         if (m->events) {
                 flush_ms = deadline_ms - nc_time_now_ms();
