@@ -3,7 +3,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "nc_log.h"
+#include "nc_time.h"
 
 volatile sig_atomic_t nc_stop_flag, nc_reload_flag;
 static int wake_fd = -1;
@@ -59,4 +63,29 @@ void nc_daemon_log_listen(const char *listen, int port)
         snprintf(p, sizeof(p), "%d", port);
         snprintf(addr, sizeof(addr), "%.*s:%s", colon ? (int)(colon - listen) : 0, listen, p);
         nc_log_kv(NC_LOG_INFO, "http listening", "addr", addr, NULL);
+}
+
+int nc_daemon_retry(const char *what, nc_daemon_step_fn step, void *arg, char *errstr,
+                    size_t errstr_size)
+{
+        int wait_ms = 500;
+
+        for (;;) {
+                int64_t until;
+
+                if (step(arg, errstr, errstr_size) == 0)
+                        return 0;
+                if (nc_stop_flag)
+                        return -1;
+                log_warnx("%s: %s; trying again in %d ms", what, errstr, wait_ms);
+                until = nc_time_now_ms() + wait_ms;
+                while (!nc_stop_flag && nc_time_now_ms() < until) {
+                        struct timespec ts = {0, 50 * 1000 * 1000};
+
+                        nanosleep(&ts, NULL);
+                }
+                if (nc_stop_flag)
+                        return -1;
+                wait_ms = wait_ms < 7500 ? wait_ms * 2 : 15000;
+        }
 }

@@ -126,6 +126,7 @@ typedef struct ml {
         nc_strlist_t xprops;
         const char *brokers;
         int64_t clock_offset_ms; /* test-only: shifts the planner's clock */
+        int oneshot;             /* --preview: fail at once instead of waiting for brokers */
 
         ml_store_t store;
 

@@ -102,6 +102,11 @@ static int make_topics(ml_t *m, char *err, size_t size)
                                       err, size);
 }
 
+static int make_topics_step(void *m, char *err, size_t size)
+{
+        return make_topics(m, err, size);
+}
+
 /* --preview: the digest this subscriber would get now, as an .eml on stdout. */
 static int preview(ml_t *m, const char *email)
 {
@@ -271,6 +276,7 @@ int main(int argc, char **argv)
                 goto out;
         }
         if (preview_email) {
+                m.oneshot = 1;
                 rc = preview(&m, preview_email);
                 goto out;
         }
@@ -290,11 +296,6 @@ int main(int argc, char **argv)
         m.m_queue = nc_metrics_gauge(m.metrics, "noticecast_mail_queue",
                                      "Messages waiting for an SMTP session.");
         nc_metrics_inc(m.m_jobs, NULL, 0);
-        if (make_topics(&m, err, sizeof(err)) != 0) {
-                log_error("%s", err);
-                rc = NC_EX_UNAVAILABLE;
-                goto out;
-        }
         if (m.cfg.mailer.listen[0]) {
                 if (!(m.httpd = nc_httpd_start(m.cfg.mailer.listen, m.metrics, err, sizeof(err)))) {
                         log_error("http endpoint: %s", err);
@@ -303,9 +304,18 @@ int main(int argc, char **argv)
                 }
                 nc_daemon_log_listen(m.cfg.mailer.listen, nc_httpd_port(m.httpd));
         }
-        if (ml_unsub_start(&m, err, sizeof(err)) != 0 || ml_store_start(&m, err, sizeof(err)) ||
-            wait_topics(&m) != 0 || ml_planner_start(&m, err, sizeof(err)) != 0 ||
+        /* The HTTP endpoint is up first: /healthz answers (and /readyz says 503) while the
+         * brokers are waited for. */
+        if (ml_unsub_start(&m, err, sizeof(err)) != 0 ||
+            nc_daemon_retry("creating topics", make_topics_step, &m, err, sizeof(err)) != 0 ||
+            ml_store_start(&m, err, sizeof(err)) || wait_topics(&m) != 0 ||
+            ml_planner_start(&m, err, sizeof(err)) != 0 ||
             ml_sender_start(&m, err, sizeof(err)) != 0) {
+                if (nc_stop_flag) { /* stopped while waiting for the brokers */
+                        log_info("stopped before start-up completed");
+                        rc = NC_EX_OK;
+                        goto out;
+                }
                 log_error("%s", err);
                 rc = NC_EX_UNAVAILABLE;
                 goto out;

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <time.h>
-
 #include "mailer.h"
 #include "nc_daemon.h"
 #include "nc_kafka.h"
@@ -367,6 +365,11 @@ out:
         return rc;
 }
 
+static int assign_step(void *m, char *errstr, size_t errstr_size)
+{
+        return assign_all(m, errstr, errstr_size);
+}
+
 int ml_store_start(ml_t *m, char *errstr, size_t errstr_size)
 {
         rd_kafka_conf_t *conf;
@@ -393,23 +396,9 @@ int ml_store_start(ml_t *m, char *errstr, size_t errstr_size)
         }
         rd_kafka_poll_set_consumer(m->store.rk);
         /* Right after the topics were created (or while a broker restarts) metadata and
-         * offsets can fail for a while ("Not leader for partition", timeouts): a daemon waits
-         * and says so instead of exiting; /readyz stays 503 meanwhile (not caught up). */
-        for (int wait_ms = 500;; wait_ms = wait_ms < 8000 ? wait_ms * 2 : 8000) {
-                int64_t until;
-
-                if (assign_all(m, errstr, errstr_size) == 0)
-                        return 0;
-                if (nc_stop_flag)
-                        return -1;
-                log_warnx("view: %s; trying again in %d ms", errstr, wait_ms);
-                until = nc_time_now_ms() + wait_ms;
-                while (!nc_stop_flag && nc_time_now_ms() < until) {
-                        struct timespec ts = {0, 50 * 1000 * 1000};
-
-                        nanosleep(&ts, NULL);
-                }
-        }
+         * offsets can fail for a while ("Not leader for partition", timeouts). */
+        return m->oneshot ? assign_all(m, errstr, errstr_size)
+                          : nc_daemon_retry("view", assign_step, m, errstr, errstr_size);
 }
 
 int ml_store_poll(ml_t *m, int timeout_ms)

@@ -315,6 +315,11 @@ int main(int argc, char **argv)
                 nc_daemon_log_listen(w.cfg.webhooks.listen, nc_httpd_port(w.httpd));
         }
         if (wh_kafka_start(&w, err, sizeof(err)) != 0) {
+                if (nc_stop_flag) { /* stopped while waiting for the brokers */
+                        log_info("stopped before start-up completed");
+                        rc = NC_EX_OK;
+                        goto out;
+                }
                 log_error("%s", err);
                 rc = NC_EX_UNAVAILABLE;
                 goto out;

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nc_daemon.h"
 #include "nc_dlq.h"
 #include "nc_kafka.h"
 #include "nc_notice.h"
@@ -912,6 +913,11 @@ static int make_topics(wh_t *w, char *errstr, size_t errstr_size)
                                       errstr, errstr_size);
 }
 
+static int make_topics_step(void *w, char *errstr, size_t errstr_size)
+{
+        return make_topics(w, errstr, errstr_size);
+}
+
 static void wait_for_topics(wh_t *w)
 {
         const char *names[18];
@@ -1251,7 +1257,8 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         pthread_mutex_init(&w->stats_lock, NULL);
         pthread_cond_init(&w->stats_cond, NULL);
         w->retry_lag = -1;
-        if (make_topics(w, errstr, errstr_size) != 0)
+        /* Brokers down or not ready at start: wait (logged, /readyz 503), do not exit. */
+        if (nc_daemon_retry("creating topics", make_topics_step, w, errstr, errstr_size) != 0)
                 return -1;
 
         /* Producer: retry tiers, DLQ, delivery events.  Idempotent and acks=all: a record
