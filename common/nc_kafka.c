@@ -28,6 +28,17 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                   NULL);
 }
 
+/* Sets KEY=VALUE in CONF; -1 with errstr naming the property (and who asked for it). */
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *who,
+                    char *errstr, size_t errstr_size)
+{
+        char kerr[512];
+
+        if (rd_kafka_conf_set(conf, key, value, kerr, sizeof(kerr)) == RD_KAFKA_CONF_OK)
+                return 0;
+        return nc_err(errstr, errstr_size, "kafka: %s: %s=%s: %s", who, key, value, kerr);
+}
+
 rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -36,9 +47,12 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
 
         rd_kafka_conf_set_log_cb(conf, log_cb);
         /* librdkafka's own "connection refused" chatter would drown our messages. */
-        if (nc_log_get_level() > NC_LOG_DEBUG)
-                rd_kafka_conf_set(conf, "log.connection.close", "false", NULL, 0);
-        rd_kafka_conf_set(conf, "client.id", "noticecast", NULL, 0);
+        if ((nc_log_get_level() > NC_LOG_DEBUG &&
+             conf_set(conf, "log.connection.close", "false", "noticecast", errstr, errstr_size)) ||
+            conf_set(conf, "client.id", "noticecast", "noticecast", errstr, errstr_size)) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
         for (i = 0; i < cfg->kafka_n; i++) {
                 if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, kerr,
                                       sizeof(kerr)) != RD_KAFKA_CONF_OK) {
@@ -50,20 +64,280 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
         return conf;
 }
 
+/* The [kafka]/-X entry that set KEY or its librdkafka alias, or NULL. */
+static const nc_kafka_prop_t *operator_prop(const nc_config_t *cfg, const char *key)
+{
+        static const char *const aliases[][2] = {
+            {"linger.ms", "queue.buffering.max.ms"},
+            {"compression.type", "compression.codec"},
+            {"acks", "request.required.acks"},
+        };
+        const nc_kafka_prop_t *found = NULL;
+        size_t i, j;
+
+        /* The last one wins, as it did in librdkafka. */
+        for (i = 0; i < cfg->kafka_n; i++) {
+                int match = !strcmp(cfg->kafka[i].key, key);
+
+                for (j = 0; !match && j < sizeof(aliases) / sizeof(aliases[0]); j++)
+                        match = (!strcmp(key, aliases[j][0]) &&
+                                 !strcmp(cfg->kafka[i].key, aliases[j][1])) ||
+                                (!strcmp(key, aliases[j][1]) &&
+                                 !strcmp(cfg->kafka[i].key, aliases[j][0]));
+                if (match)
+                        found = &cfg->kafka[i];
+        }
+        return found;
+}
+
+static int conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
+                        const char *value, const char *who, char *errstr, size_t errstr_size)
+{
+        if (operator_prop(cfg, key))
+                return 0;
+        return conf_set(conf, key, value, who, errstr, errstr_size);
+}
+
 void nc_kafka_conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
                            const char *value)
 {
-        static const char *const aliases[][2] = {{"linger.ms", "queue.buffering.max.ms"},
-                                                 {"compression.type", "compression.codec"}};
-        size_t i;
+        char err[600];
 
-        if (nc_config_kafka_get(cfg, key))
+        if (conf_default(conf, cfg, key, value, "default", err, sizeof(err)) != 0)
+                log_warnx("%s", err);
+}
+
+/* A setting the role cannot work without: an operator's different value is refused.  Values
+ * are compared as librdkafka reads them back ("all" = "-1", "true" = "1"). */
+static int conf_require(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
+                        const char *value, const char *who, char *errstr, size_t errstr_size)
+{
+        const nc_kafka_prop_t *p = operator_prop(cfg, key);
+        char before[256] = "", after[256] = "";
+        size_t n = sizeof(before);
+
+        if (p && rd_kafka_conf_get(conf, key, before, &n) != RD_KAFKA_CONF_OK)
+                before[0] = '\0';
+        if (conf_set(conf, key, value, who, errstr, errstr_size) != 0)
+                return -1;
+        n = sizeof(after);
+        if (p &&
+            (rd_kafka_conf_get(conf, key, after, &n) != RD_KAFKA_CONF_OK || strcmp(before, after)))
+                return nc_err(errstr, errstr_size, "%s: kafka: %s=%s: the %s needs %s=%s",
+                              p->origin, p->key, p->value, who, key, value);
+        return 0;
+}
+
+static int conf_list(rd_kafka_conf_t *conf, const nc_config_t *cfg, const nc_kafka_setting_t *l,
+                     int yield, const char *who, char *errstr, size_t errstr_size)
+{
+        for (; l && l->key; l++)
+                if ((yield ? conf_default(conf, cfg, l->key, l->value, who, errstr, errstr_size)
+                           : conf_set(conf, l->key, l->value, who, errstr, errstr_size)) != 0)
+                        return -1;
+        return 0;
+}
+
+enum role { ROLE_TXN, ROLE_IDEMPOTENT, ROLE_PRODUCER, ROLE_GROUP, ROLE_READER };
+
+/* The settings each role requires, one line each; the per-client ones (ids, intervals,
+ * isolation) are added by client_new. */
+static const struct role_def {
+        const char *name;
+        rd_kafka_type_t type;
+        nc_kafka_setting_t required[4];
+} roles[] = {
+    [ROLE_TXN] = {"transactional producer",
+                  RD_KAFKA_PRODUCER,
+                  {{"enable.idempotence", "true"}, {"acks", "all"}, {NULL, NULL}}},
+    [ROLE_IDEMPOTENT] = {"idempotent producer",
+                         RD_KAFKA_PRODUCER,
+                         {{"enable.idempotence", "true"}, {"acks", "all"}, {NULL, NULL}}},
+    [ROLE_PRODUCER] = {"producer", RD_KAFKA_PRODUCER, {{NULL, NULL}}},
+    /* Offsets are stored past settled work only (nc_track.h); notices of an aborted
+     * transaction must never be delivered. */
+    [ROLE_GROUP] = {"group consumer",
+                    RD_KAFKA_CONSUMER,
+                    {{"enable.auto.offset.store", "false"},
+                     {"isolation.level", "read_committed"},
+                     {NULL, NULL}}},
+    [ROLE_READER] = {"reader", RD_KAFKA_CONSUMER, {{"enable.auto.commit", "false"}, {NULL, NULL}}},
+};
+
+static int role_settings(rd_kafka_conf_t *conf, const nc_config_t *cfg, enum role role,
+                         const nc_kafka_opts_t *o, const char *who, char *errstr,
+                         size_t errstr_size)
+{
+        char num[32], tid[64], uuid[NC_UUID_STRLEN];
+        const nc_kafka_setting_t *s;
+
+        for (s = roles[role].required; s->key; s++)
+                if (conf_require(conf, cfg, s->key, s->value, who, errstr, errstr_size) != 0)
+                        return -1;
+        switch (role) {
+        case ROLE_TXN:
+                if (o->transactional_id) {
+                        if (conf_set(conf, "transactional.id", o->transactional_id, who, errstr,
+                                     errstr_size) != 0)
+                                return -1;
+                } else if (!operator_prop(cfg, "transactional.id")) {
+                        /* Fresh per client: two admins publishing at once must not fence each
+                         * other.  An operator may still pin one with -X transactional.id=... */
+                        if (nc_uuid_v7(nc_time_now_ms(), uuid) != 0)
+                                return nc_err(errstr, errstr_size,
+                                              "cannot generate transactional.id");
+                        snprintf(tid, sizeof(tid), "noticecast-cli-%s", uuid);
+                        if (conf_set(conf, "transactional.id", tid, who, errstr, errstr_size))
+                                return -1;
+                }
+                snprintf(num, sizeof(num), "%d", o->transaction_timeout_ms);
+                if (o->transaction_timeout_ms > 0 &&
+                    conf_set(conf, "transaction.timeout.ms", num, who, errstr, errstr_size) != 0)
+                        return -1;
+                return 0;
+        case ROLE_IDEMPOTENT:
+        case ROLE_PRODUCER:
+                return 0;
+        case ROLE_GROUP:
+                snprintf(num, sizeof(num), "%d", o->commit_interval_ms);
+                if (!o->group_id)
+                        return nc_err(errstr, errstr_size, "kafka: %s: no group.id", who);
+                if (conf_set(conf, "group.id", o->group_id, who, errstr, errstr_size) ||
+                    conf_set(conf, "enable.auto.commit",
+                             o->commit_interval_ms > 0 ? "true" : "false", who, errstr,
+                             errstr_size) ||
+                    (o->commit_interval_ms > 0 &&
+                     conf_set(conf, "auto.commit.interval.ms", num, who, errstr, errstr_size)) ||
+                    conf_set(conf, "auto.offset.reset", "earliest", who, errstr, errstr_size))
+                        return -1;
+                break;
+        case ROLE_READER:
+                /* librdkafka 2.0 wants a group.id even for assign(); nothing is committed. */
+                if (conf_default(conf, cfg, "group.id",
+                                 o->group_id ? o->group_id : "noticecast-reader", who, errstr,
+                                 errstr_size) ||
+                    conf_set(conf, "isolation.level",
+                             o->read_uncommitted ? "read_uncommitted" : "read_committed", who,
+                             errstr, errstr_size))
+                        return -1;
+                break;
+        }
+        if (o->partition_eof &&
+            conf_set(conf, "enable.partition.eof", "true", who, errstr, errstr_size) != 0)
+                return -1;
+        return 0;
+}
+
+static rd_kafka_t *client_new(const nc_config_t *cfg, enum role role, const nc_kafka_opts_t *o,
+                              char *errstr, size_t errstr_size)
+{
+        static const nc_kafka_opts_t none;
+        const struct role_def *r = &roles[role];
+        rd_kafka_conf_t *conf;
+        const char *who;
+        char kerr[512];
+        rd_kafka_t *rk;
+
+        if (!o)
+                o = &none;
+        who = o->name ? o->name : r->name;
+        if (!(conf = nc_kafka_conf_new(cfg, errstr, errstr_size)))
+                return NULL;
+        if (role_settings(conf, cfg, role, o, who, errstr, errstr_size) != 0 ||
+            conf_list(conf, cfg, o->set, 0, who, errstr, errstr_size) != 0 ||
+            conf_list(conf, cfg, o->defaults, 1, who, errstr, errstr_size) != 0) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        if (o->dr_msg_cb)
+                rd_kafka_conf_set_dr_msg_cb(conf, o->dr_msg_cb);
+        if (o->rebalance) {
+                rd_kafka_conf_set_rebalance_cb(conf, nc_kafka_rebalance_cb);
+                rd_kafka_conf_set_opaque(conf, (void *)o->rebalance);
+        } else {
+                rd_kafka_conf_set_opaque(conf, o->opaque);
+        }
+        if (!(rk = rd_kafka_new(r->type, conf, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(conf);
+                nc_err(errstr, errstr_size, "kafka: %s: %s", who, kerr);
+                return NULL;
+        }
+        /* conf now owned by rk */
+        if (r->type == RD_KAFKA_CONSUMER)
+                rd_kafka_poll_set_consumer(rk);
+        return rk;
+}
+
+rd_kafka_t *nc_kafka_txn_producer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o,
+                                      char *errstr, size_t errstr_size)
+{
+        return client_new(cfg, ROLE_TXN, o, errstr, errstr_size);
+}
+
+rd_kafka_t *nc_kafka_idempotent_producer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o,
+                                             char *errstr, size_t errstr_size)
+{
+        return client_new(cfg, ROLE_IDEMPOTENT, o, errstr, errstr_size);
+}
+
+rd_kafka_t *nc_kafka_producer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o, char *errstr,
+                                  size_t errstr_size)
+{
+        return client_new(cfg, ROLE_PRODUCER, o, errstr, errstr_size);
+}
+
+rd_kafka_t *nc_kafka_group_consumer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o,
+                                        char *errstr, size_t errstr_size)
+{
+        return client_new(cfg, ROLE_GROUP, o, errstr, errstr_size);
+}
+
+rd_kafka_t *nc_kafka_reader_new(const nc_config_t *cfg, const nc_kafka_opts_t *o, char *errstr,
+                                size_t errstr_size)
+{
+        return client_new(cfg, ROLE_READER, o, errstr, errstr_size);
+}
+
+void nc_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        const nc_kafka_rebalance_t *rb = opaque;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                if (rb->assigning)
+                        rb->assigning(rk, parts, rb->opaque);
+                rd_kafka_assign(rk, parts);
+                if (rb->assigned)
+                        rb->assigned(rk, parts, rb->opaque);
                 return;
-        for (i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
-                if ((!strcmp(key, aliases[i][0]) && nc_config_kafka_get(cfg, aliases[i][1])) ||
-                    (!strcmp(key, aliases[i][1]) && nc_config_kafka_get(cfg, aliases[i][0])))
-                        return;
-        rd_kafka_conf_set(conf, key, value, NULL, 0);
+        }
+        if (rb->tracks) {
+                nc_tracks_store(*rb->tracks, rk); /* settled work is committed with the
+                                                     revocation */
+                nc_tracks_revoke(*rb->tracks, parts);
+        }
+        if (rb->revoking)
+                rb->revoking(rk, parts, rb->opaque);
+        rd_kafka_assign(rk, NULL);
+}
+
+int nc_kafka_notice_regex(const nc_config_t *cfg, char *buf, size_t size)
+{
+        char prefix[512];
+        const char *p;
+        size_t o = 0;
+        int n;
+
+        for (p = cfg->topic_prefix; *p; p++) {
+                if (o + 3 > sizeof(prefix))
+                        return -1;
+                if (strchr(".^$*+?()[]{}|\\", *p))
+                        prefix[o++] = '\\';
+                prefix[o++] = *p;
+        }
+        prefix[o] = '\0';
+        n = snprintf(buf, size, "^%snotices\\..+", prefix);
+        return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
 const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf, size_t size)
@@ -240,47 +514,24 @@ nc_kafka_txn_t *nc_kafka_txn_prepare(const nc_config_t *cfg, const char *const *
                                      size_t ntopics, int timeout_ms, char *errstr,
                                      size_t errstr_size)
 {
-        nc_kafka_txn_t *t;
-        rd_kafka_conf_t *conf;
-        char kerr[512], tid[64], tmo[32];
+        char tmo[32];
+        const nc_kafka_setting_t set[] = {{"message.timeout.ms", tmo}, {NULL, NULL}};
+        nc_kafka_opts_t o = {
+            .transaction_timeout_ms = timeout_ms < 1000 ? 1000 : timeout_ms,
+            .set = set,
+            .dr_msg_cb = dr_cb,
+        };
+        nc_kafka_txn_t *t = nc_xcalloc(1, sizeof(*t));
         size_t i;
 
-        if (!(conf = nc_kafka_conf_new(cfg, errstr, errstr_size)))
-                return NULL;
-        /* A fresh transactional.id per invocation: two admins publishing at once must not
-         * fence each other.  An operator may still pin one with -X transactional.id=... */
-        if (!nc_config_kafka_get(cfg, "transactional.id")) {
-                char uuid[NC_UUID_STRLEN];
-
-                if (nc_uuid_v7(nc_time_now_ms(), uuid) != 0) {
-                        rd_kafka_conf_destroy(conf);
-                        nc_err(errstr, errstr_size, "cannot generate transactional.id");
-                        return NULL;
-                }
-                snprintf(tid, sizeof(tid), "noticecast-cli-%s", uuid);
-                rd_kafka_conf_set(conf, "transactional.id", tid, NULL, 0);
-        }
-        snprintf(tmo, sizeof(tmo), "%d", timeout_ms < 1000 ? 1000 : timeout_ms);
-        if (rd_kafka_conf_set(conf, "enable.idempotence", "true", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "acks", "all", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "transaction.timeout.ms", tmo, kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "message.timeout.ms", tmo, kerr, sizeof(kerr))) {
-                rd_kafka_conf_destroy(conf);
-                nc_err(errstr, errstr_size, "kafka: %s", kerr);
-                return NULL;
-        }
-        t = nc_xcalloc(1, sizeof(*t));
+        snprintf(tmo, sizeof(tmo), "%d", o.transaction_timeout_ms);
+        o.opaque = &t->st;
         t->cfg = cfg;
         t->deadline = nc_time_now_ms() + timeout_ms;
-        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-        rd_kafka_conf_set_opaque(conf, &t->st);
-        if (!(t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
+        if (!(t->rk = nc_kafka_txn_producer_new(cfg, &o, errstr, errstr_size))) {
                 free(t);
-                nc_err(errstr, errstr_size, "kafka: %s", kerr);
                 return NULL;
         }
-        conf = NULL; /* now owned by rk */
         t->topics = nc_xcalloc(ntopics ? ntopics : 1, sizeof(*t->topics));
         for (i = 0; i < ntopics; i++)
                 t->topics[t->ntopics++] = nc_xstrdup(topics[i]);
@@ -426,7 +677,6 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *
         const rd_kafka_CreateTopics_result_t *res;
         const rd_kafka_topic_result_t **tres;
         rd_kafka_AdminOptions_t *opts;
-        rd_kafka_conf_t *conf;
         rd_kafka_event_t *ev = NULL;
         rd_kafka_queue_t *q;
         rd_kafka_t *rk;
@@ -434,14 +684,10 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *
         size_t i, cnt;
         int rc = -1;
 
-        if (!(conf = nc_kafka_conf_new(cfg, errstr, errstr_size))) {
+        if (!(rk = nc_kafka_producer_new(cfg, &(nc_kafka_opts_t){.name = "admin client"}, errstr,
+                                         errstr_size))) {
                 free(nt);
                 return -1;
-        }
-        if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                free(nt);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
         }
         for (i = 0; i < n; i++) {
                 nt[i] = rd_kafka_NewTopic_new(topics[i].name, topics[i].partitions,
@@ -515,25 +761,14 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
         int64_t deadline = nc_time_now_ms() + timeout_ms;
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_partition_list_t *parts = NULL;
-        rd_kafka_conf_t *conf;
         rd_kafka_topic_t *rkt;
         rd_kafka_t *rk;
         rd_kafka_resp_err_t err;
-        char kerr[512];
         int i, eof = 0, nparts, rc = -1;
 
-        if (!(conf = nc_kafka_conf_new(cfg, errstr, errstr_size)))
+        if (!(rk = nc_kafka_reader_new(cfg, &(nc_kafka_opts_t){.partition_eof = 1}, errstr,
+                                       errstr_size)))
                 return -1;
-        /* librdkafka 2.0 wants a group.id even for assign(); nothing is ever committed. */
-        if (!nc_config_kafka_get(cfg, "group.id"))
-                rd_kafka_conf_set(conf, "group.id", "noticecast-reader", NULL, 0);
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
-        rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
-        if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
         rkt = rd_kafka_topic_new(rk, topic, NULL);
         err = rd_kafka_metadata(rk, 0, rkt, &md, remaining(deadline));
         rd_kafka_topic_destroy(rkt);

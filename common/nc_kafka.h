@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "nc_config.h"
+#include "nc_track.h"
 
 /* A new librdkafka configuration with every [kafka] property (and -X overrides) applied and
  * librdkafka's log lines routed to our logfmt logger.  NULL with errstr on failure. */
@@ -14,9 +15,94 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
 
 /* Sets KEY to VALUE in CONF unless the configuration ([kafka] or -X) set KEY or its
  * librdkafka alias (linger.ms = queue.buffering.max.ms, compression.type = compression.codec):
- * a daemon's own default never overrides the operator. */
+ * a daemon's own default never overrides the operator.  A value librdkafka refuses is logged;
+ * the factory below checks it instead. */
 void nc_kafka_conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
                            const char *value);
+
+/* ---- the client factory: one function per role ------------------------------------------
+ * Each builds its configuration from nc_kafka_conf_new() ([kafka] + -X, checked), then the
+ * role's required settings, then the caller's SET (which win over [kafka], as a daemon's
+ * settings always did) and DEFAULTS (which yield to it: nc_kafka_conf_default), checking
+ * every one; a failure names the property.  A required setting that [kafka] or -X set to
+ * something else is refused, not silently replaced: acks=0 on an idempotent producer would
+ * otherwise look accepted.  The configuration is owned by the client it creates (or
+ * destroyed on failure): the caller never frees it. */
+
+/* One librdkafka property; a list of them ends with {NULL, NULL}. */
+typedef struct nc_kafka_setting {
+        const char *key;
+        const char *value;
+} nc_kafka_setting_t;
+
+/* What a rebalance means to a daemon: nc_kafka_rebalance_cb() assigns and revokes, and calls
+ * these around it (each may be NULL).  Must outlive the consumer. */
+typedef void(nc_kafka_parts_fn)(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                                void *opaque);
+typedef struct nc_kafka_rebalance {
+        nc_kafka_parts_fn *assigning; /* before the assignment: may set start offsets */
+        nc_kafka_parts_fn *assigned;  /* after it (e.g. to pause partitions) */
+        nc_kafka_parts_fn *revoking;  /* before the partitions are given up */
+        /* A tracked consumer's work (nc_track.h): what is settled is stored before the
+         * revocation, so that it is committed with it, and the rest is marked revoked. */
+        nc_track_t **tracks;
+        void *opaque; /* passed to the functions above */
+} nc_kafka_rebalance_t;
+
+/* The rebalance callback of every group consumer the factory builds with a REBALANCE: its
+ * OPAQUE is the nc_kafka_rebalance_t.  Anything but an assignment unassigns. */
+void nc_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+typedef struct nc_kafka_opts {
+        const char *name; /* for errors: "planner consumer"; NULL = the role's name */
+        /* Consumers: group.id.  The group-less reader never joins nor commits: its id only
+         * satisfies librdkafka and yields to [kafka] group.id. */
+        const char *group_id;
+        /* The transactional producer: transactional.id (NULL = a fresh one per client,
+         * unless [kafka]/-X pins one) and transaction.timeout.ms (0 = librdkafka's). */
+        const char *transactional_id;
+        int transaction_timeout_ms;
+        /* The tracked group consumer: the interval at which stored offsets are committed
+         * (auto.commit.interval.ms); 0 = never automatically, the caller commits (e.g. with
+         * its transactions). */
+        int commit_interval_ms;
+        int partition_eof;                  /* consumers: enable.partition.eof=true */
+        int read_uncommitted;               /* the reader: isolation.level=read_uncommitted */
+        const nc_kafka_setting_t *set;      /* win over [kafka]; NULL or {NULL, NULL}-ended */
+        const nc_kafka_setting_t *defaults; /* yield to [kafka] */
+        /* Producers: the delivery report callback (opaque = OPAQUE). */
+        void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+        /* The tracked group consumer: installs nc_kafka_rebalance_cb with this as its
+         * opaque (OPAQUE is then unused). */
+        const nc_kafka_rebalance_t *rebalance;
+        void *opaque;
+} nc_kafka_opts_t;
+
+/* Transactional: idempotent, acks=all, transactional.id; init_transactions is the
+ * caller's. */
+rd_kafka_t *nc_kafka_txn_producer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o,
+                                      char *errstr, size_t errstr_size);
+/* Idempotent (enable.idempotence=true, acks=all): an acknowledged record is durable. */
+rd_kafka_t *nc_kafka_idempotent_producer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o,
+                                             char *errstr, size_t errstr_size);
+/* Plain: nothing required beyond the caller's settings (also the admin client). */
+rd_kafka_t *nc_kafka_producer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o, char *errstr,
+                                  size_t errstr_size);
+/* Group member whose offsets the caller stores (enable.auto.offset.store=false) once the
+ * work is settled; read_committed; auto.offset.reset=earliest; see commit_interval_ms.  Its
+ * messages are polled from the consumer queue (rd_kafka_poll_set_consumer is done). */
+rd_kafka_t *nc_kafka_group_consumer_new(const nc_config_t *cfg, const nc_kafka_opts_t *o,
+                                        char *errstr, size_t errstr_size);
+/* Group-less reader: assign() only, never commits (enable.auto.commit=false); read_committed
+ * unless o->read_uncommitted.  rd_kafka_poll_set_consumer is done.  It never joined a group:
+ * destroy it with RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE, or close it first. */
+rd_kafka_t *nc_kafka_reader_new(const nc_config_t *cfg, const nc_kafka_opts_t *o, char *errstr,
+                                size_t errstr_size);
+
+/* "^<topic_prefix, regex-escaped>notices\\..+": every notice topic, for a subscription.
+ * Returns 0, or -1 if SIZE is too small. */
+int nc_kafka_notice_regex(const nc_config_t *cfg, char *buf, size_t size);
 
 /* One message of a transactional batch. */
 typedef struct nc_kafka_msg {
