@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench, mailer part: noticecast-mailer against Postfix's smtp-source, in one run, on the
-# same machine, against the same smtp-sink (BRIEF §7, §9, §10; issue 4 "Benchmark").
+# same machine, against the same smtp-sink (README.md "Benchmarks").
 #
 #   sink        smtp-sink -c on 127.0.0.1:<free port> (one process for the whole run); its
 #               running counter (one "mesg=N" per message accepted) is read by

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SMTP micro-benchmark: nc_smtp_send_session (libesmtp) against Postfix's smtp-source, both
-# sending to the same smtp-sink on loopback, in one run on the same machine (BRIEF §9, §10).
+# sending to the same smtp-sink on loopback, in one run on the same machine (README.md
+# "Benchmarks").
 #
 #   1. libesmtp WITHOUT TCP_NODELAY, 1 thread: the delayed-ACK pitfall (~40 ms per message),
 #      so only BENCH_SMTP_SLOW messages (default 200);

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # make bench, webhook part: noticecast-webhooks against wrk and a bare libcurl loop, in one run,
-# on the same machine, against the same HTTP sink (BRIEF §9, §10).
+# on the same machine, against the same HTTP sink (README.md "Benchmarks").
 #
-#   sink      nginx on 127.0.0.1:<free port>, worker_processes 1 (one core, as in BRIEF §10;
-#             not pinned), `return 204`, access_log off, keepalive_requests 10,000,000;
+#   sink      nginx on 127.0.0.1:<free port>, worker_processes 1 (one core, not
+#             pinned), `return 204`, access_log off, keepalive_requests 10,000,000;
 #             requests counted with stub_status (/status, not counted itself).
 #   body      the daemon's own payload for a `standard` partner, {"type","timestamp","data"},
 #             for ~1 KiB notices from gen_notices.py; the same size and the same headers

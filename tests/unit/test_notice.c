@@ -1,4 +1,4 @@
-/* Unit tests for common/nc_notice.c: notice validation and normalisation (BRIEF §4) and
+/* Unit tests for common/nc_notice.c: notice validation and normalisation (schema 1) and
  * withdrawal events.  Every error is "field: what is wrong"; the tests check both parts. */
 #include "nc_test.h"
 
