@@ -111,8 +111,7 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                 nc_err(errstr, errstr_size, "%s: needs at least one language", field);
                 goto fail;
         }
-        json_object_foreach((json_t *)v, lang, val)
-        {
+        json_object_foreach((json_t *)v, lang, val) {
                 snprintf(sub, sizeof(sub), "%s.%.16s", field, lang);
                 if (!nc_config_has_language(cfg, lang)) {
                         nc_err(errstr, errstr_size, "%s: language '%s' is not configured", sub,
@@ -237,15 +236,15 @@ static int check_no_nul(const json_t *v, const char *field, char *errstr, size_t
         if (json_is_string(v) && json_string_length(v) != strlen(json_string_value(v)))
                 return nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)", field);
         if (json_is_object(v)) {
-                json_object_foreach((json_t *)v, key, e)
-                {
+                json_object_foreach((json_t *)v, key, e) {
                         snprintf(path, sizeof(path), "%s%s%.64s", field, *field ? "." : "", key);
                         if (check_no_nul(e, path, errstr, errstr_size) != 0)
                                 return -1;
                 }
         } else if (json_is_array(v)) {
-                json_array_foreach(v, i, e) if (check_no_nul(e, field, errstr, errstr_size) !=
-                                                0) return -1;
+                json_array_foreach(v, i, e)
+                        if (check_no_nul(e, field, errstr, errstr_size) != 0)
+                                return -1;
         }
         return 0;
 }
@@ -257,8 +256,7 @@ static int check_known_fields(const json_t *in, const char *const *known, char *
         json_t *v;
         int i;
 
-        json_object_foreach((json_t *)in, key, v)
-        {
+        json_object_foreach((json_t *)in, key, v) {
                 for (i = 0; known[i]; i++)
                         if (!strcmp(key, known[i]))
                                 break;

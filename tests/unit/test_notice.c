@@ -182,8 +182,7 @@ static void test_full_notice_valid(void **state)
         assert_string_equal(nc_notice_category(out), "news");
 
         /* Canonical field order. */
-        json_object_foreach(out, key, v)
-        {
+        json_object_foreach(out, key, v) {
                 assert_true(i < sizeof(order) / sizeof(order[0]));
                 assert_string_equal(key, order[i]);
                 i++;
