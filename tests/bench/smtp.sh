@@ -51,7 +51,7 @@ SINK_ARGS=()
 [[ $(id -u) -eq 0 ]] && SINK_ARGS=(-u nobody) # smtp-sink refuses to keep root privileges
 smtp-sink "${SINK_ARGS[@]}" "127.0.0.1:$PORT" 256 >"$WORK/sink.log" 2>&1 &
 SINK_PID=$!
-PIDS+=($SINK_PID)
+PIDS+=("$SINK_PID")
 wait_port "$PORT" 5 || die "smtp-sink did not start: $(cat "$WORK/sink.log")"
 
 now() { date +%s.%N; }
