@@ -21,7 +21,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
 
 .PHONY: all clean install uninstall test unit-test integration-test test-faults asan format \
-	format-check \
+	format-check lint \
 	kafka-fetch kafka-up kafka-down demo bench deps
 
 all: $(PROGRAMS)
@@ -61,10 +61,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 		-o $@ $< $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
 
 # ---- tests ---------------------------------------------------------------------------------
-# `make test` is the one command CI runs (.ci/run): the style check, unit + integration tests
-# with a normal build, then the same suite again under AddressSanitizer + UBSan.
+# `make test` is the one command CI runs (.ci/run): the style and shell checks, unit +
+# integration tests with a normal build, then the same suite again under AddressSanitizer + UBSan.
 test: deps-check
-	$(MAKE) format-check
+	$(MAKE) format-check lint
 	$(MAKE) unit-test integration-test
 	$(MAKE) SANITIZE=1 unit-test integration-test
 
@@ -119,6 +119,11 @@ format:
 
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+# Every shell script; -x -P SCRIPTDIR follows the bench scripts' `. "$HERE/lib.sh"`.
+SHELL_FILES = $(wildcard deploy/*/*.sh tests/bench/*.sh) .ci/run
+lint:
+	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
 
 # ---- install ---------------------------------------------------------------------------------
 install: all

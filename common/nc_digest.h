@@ -1,5 +1,5 @@
 /* Email content for a subscriber: subject, plain text and HTML rendered from the Mustache
- * templates in config/templates/<lang>/ (BRIEF §7).  nc_mail builds the message from them.
+ * templates in config/templates/<lang>/.  nc_mail builds the message from them.
  *
  * Template set, per language directory:
  *   subject.mustache, text.mustache, html.mustache   required

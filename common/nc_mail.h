@@ -1,4 +1,4 @@
-/* One email message, built with GMime 3 (BRIEF §7): never hand-made MIME.
+/* One email message, built with GMime 3: never hand-made MIME.
  *
  *   From, To, Subject, Date, Message-ID, MIME-Version, List-Id,
  *   List-Unsubscribe: <https://...>, <mailto:...>      (RFC 2369)

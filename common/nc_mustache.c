@@ -17,11 +17,12 @@
  */
 #include "nc_mustache.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nc_util.h"
 
 /* Sections plus partials active at once while rendering; bounds C recursion even in the
  * pathological case of deeply nested sections in deeply nested partials. */
@@ -98,21 +99,6 @@ struct nc_mustache_open {
         size_t name_off, name_len; /* as written, in src */
         size_t pos;                /* tag position, for error messages */
 };
-
-static int nc_mustache_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int nc_mustache_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (errstr && errstr_size) {
-                va_start(ap, fmt);
-                vsnprintf(errstr, errstr_size, fmt, ap);
-                va_end(ap);
-        }
-        return -1;
-}
 
 /* 1-based line of byte POS, only computed for error messages. */
 static size_t nc_mustache_line(const char *src, size_t pos)
@@ -224,18 +210,17 @@ static int nc_mustache_name(struct nc_mustache_tpl *t, struct nc_mustache_node *
         const char *s = t->src + off;
 
         if (len == 0)
-                return nc_mustache_err(errstr, errstr_size, "line %zu: empty tag name",
-                                       nc_mustache_line(t->src, off));
+                return nc_err(errstr, errstr_size, "line %zu: empty tag name",
+                              nc_mustache_line(t->src, off));
         for (size_t i = 0; i < len; i++)
                 if (nc_mustache_space(s[i]))
-                        return nc_mustache_err(
-                            errstr, errstr_size, "line %zu: invalid tag name '%.*s'",
-                            nc_mustache_line(t->src, off), nc_mustache_quote_len(len), s);
+                        return nc_err(errstr, errstr_size, "line %zu: invalid tag name '%.*s'",
+                                      nc_mustache_line(t->src, off), nc_mustache_quote_len(len), s);
         if (!split) {
                 n->off = nc_mustache_pool_add(t, s, len);
                 n->len = len;
                 if (n->off == SIZE_MAX)
-                        return nc_mustache_err(errstr, errstr_size, "out of memory");
+                        return nc_err(errstr, errstr_size, "out of memory");
                 return 0;
         }
         n->len = len;
@@ -248,27 +233,270 @@ static int nc_mustache_name(struct nc_mustache_tpl *t, struct nc_mustache_node *
                 size_t plen = dot ? (size_t)(dot - (s + start)) : len - start;
 
                 if (plen == 0)
-                        return nc_mustache_err(
-                            errstr, errstr_size, "line %zu: invalid tag name '%.*s'",
-                            nc_mustache_line(t->src, off), nc_mustache_quote_len(len), s);
+                        return nc_err(errstr, errstr_size, "line %zu: invalid tag name '%.*s'",
+                                      nc_mustache_line(t->src, off), nc_mustache_quote_len(len), s);
                 if (nc_mustache_pool_add(t, s + start, plen) == SIZE_MAX)
-                        return nc_mustache_err(errstr, errstr_size, "out of memory");
+                        return nc_err(errstr, errstr_size, "out of memory");
                 n->nparts++;
                 start += plen + 1;
         }
         return 0;
 }
 
-/* Adds an empty TEXT node carrying only a line start, for tags that start a line, render
- * nothing and are not standalone: partial indentation must still be written there. */
-static int nc_mustache_add_bol(struct nc_mustache_tpl *t, char *errstr, size_t errstr_size)
+/* The compiler's state while it scans one template. */
+struct nc_mustache_parser {
+        struct nc_mustache_tpl *t;
+        const char *src; /* t->src */
+        size_t len;
+        const char *otag, *ctag; /* current delimiters ({{ }} until a {{= =}} tag) */
+        size_t olen, clen;
+        struct nc_mustache_open open[NC_MUSTACHE_MAX_NESTING];
+        size_t nopen;
+        char *errstr;
+        size_t errstr_size;
+};
+
+/* One tag, as found by nc_mustache_scan_tag and nc_mustache_standalone. */
+struct nc_mustache_tag {
+        char type;      /* '!', '#', '^', '/', '>', '=', '{', '&', or 0 for {{x}} */
+        size_t p;       /* position of the opening delimiter */
+        size_t cs, ce;  /* content between the delimiters, blanks trimmed */
+        size_t tag_end; /* just past the closing delimiter */
+        int standalone; /* alone on its line: the line goes, from bol to eol */
+        size_t bol, eol;
+        int tag_bol; /* not standalone and starts a source line */
+};
+
+/* Adds a node of TYPE; NULL with errstr set if out of memory. */
+static struct nc_mustache_node *nc_mustache_parser_node(struct nc_mustache_parser *ps, int type)
 {
-        struct nc_mustache_node *n = nc_mustache_node_add(t, NC_MUSTACHE_TEXT);
+        struct nc_mustache_node *n = nc_mustache_node_add(ps->t, type);
 
         if (!n)
-                return nc_mustache_err(errstr, errstr_size, "out of memory");
+                nc_err(ps->errstr, ps->errstr_size, "out of memory");
+        return n;
+}
+
+/* Adds src[from..to) as a TEXT node, if it is not empty. */
+static int nc_mustache_add_text(struct nc_mustache_parser *ps, size_t from, size_t to)
+{
+        struct nc_mustache_node *n;
+
+        if (to <= from)
+                return 0;
+        if (!(n = nc_mustache_parser_node(ps, NC_MUSTACHE_TEXT)))
+                return -1;
+        n->off = from;
+        n->len = to - from;
+        n->bol = from == 0 || ps->src[from - 1] == '\n';
+        return 0;
+}
+
+/* Adds an empty TEXT node carrying only a line start, for tags that start a line, render
+ * nothing and are not standalone: partial indentation must still be written there. */
+static int nc_mustache_add_bol(struct nc_mustache_parser *ps)
+{
+        struct nc_mustache_node *n = nc_mustache_parser_node(ps, NC_MUSTACHE_TEXT);
+
+        if (!n)
+                return -1;
         n->bol = 1;
         return 0;
+}
+
+/* Reads the tag whose opening delimiter is at P: its type, content and end. */
+static int nc_mustache_scan_tag(struct nc_mustache_parser *ps, size_t p,
+                                struct nc_mustache_tag *tag)
+{
+        const char *src = ps->src;
+        size_t q = p + ps->olen, cend;
+        char lead;
+
+        memset(tag, 0, sizeof(*tag));
+        tag->p = p;
+        tag->bol = SIZE_MAX;
+        if (q < ps->len && src[q] != '\0' && strchr("!#^/>={&", src[q]))
+                tag->type = src[q++];
+        lead = tag->type == '{' ? '}' : tag->type == '=' ? '=' : 0;
+        cend = nc_mustache_find_close(src, ps->len, q, lead, ps->ctag, ps->clen);
+        if (cend == SIZE_MAX)
+                return nc_err(ps->errstr, ps->errstr_size, "line %zu: unclosed tag",
+                              nc_mustache_line(src, p));
+        tag->tag_end = cend + (tag->type == '{' || tag->type == '=' ? 1 : 0) + ps->clen;
+        tag->cs = q;
+        tag->ce = cend;
+        while (tag->cs < tag->ce && nc_mustache_space(src[tag->cs]))
+                tag->cs++;
+        while (tag->ce > tag->cs && nc_mustache_space(src[tag->ce - 1]))
+                tag->ce--;
+        return 0;
+}
+
+/* Standalone: only blanks before the tag on its line (and no other tag, so not before SEG
+ * unless LINE_CLEAN: SEG starts a line), only blanks after it up to the end of the line or
+ * template.  Interpolations are never standalone. */
+static void nc_mustache_standalone(const struct nc_mustache_parser *ps, size_t seg, int line_clean,
+                                   struct nc_mustache_tag *tag)
+{
+        const char *src = ps->src;
+        size_t i = tag->p, j;
+
+        if (!tag->type || tag->type == '{' || tag->type == '&')
+                return;
+        while (i > seg && src[i - 1] != '\n')
+                i--;
+        if (i > seg || line_clean)
+                tag->bol = i;
+        for (i = tag->bol; i != SIZE_MAX && i < tag->p; i++)
+                if (!nc_mustache_blank(src[i]))
+                        tag->bol = SIZE_MAX;
+        if (tag->bol == SIZE_MAX)
+                return;
+        j = tag->tag_end;
+        while (j < ps->len && nc_mustache_blank(src[j]))
+                j++;
+        if (j == ps->len)
+                tag->eol = ps->len;
+        else if (src[j] == '\n')
+                tag->eol = j + 1;
+        else if (src[j] == '\r' && j + 1 < ps->len && src[j + 1] == '\n')
+                tag->eol = j + 2;
+        tag->standalone = tag->eol != 0;
+}
+
+/* {{=<% %>=}}: two delimiters, separated by blanks, neither containing any. */
+static int nc_mustache_set_delimiters(struct nc_mustache_parser *ps,
+                                      const struct nc_mustache_tag *tag)
+{
+        const char *src = ps->src;
+        size_t cs = tag->cs, ce = tag->ce, a = cs, b;
+
+        while (a < ce && !nc_mustache_space(src[a]))
+                a++;
+        b = a;
+        while (b < ce && nc_mustache_space(src[b]))
+                b++;
+        for (size_t i = b; i < ce; i++)
+                if (nc_mustache_space(src[i]))
+                        b = ce;
+        if (a == cs || b == ce)
+                return nc_err(
+                    ps->errstr, ps->errstr_size, "line %zu: invalid set delimiters tag '%.*s'",
+                    nc_mustache_line(src, tag->p), nc_mustache_quote_len(ce - cs), src + cs);
+        ps->otag = src + cs;
+        ps->olen = a - cs;
+        ps->ctag = src + b;
+        ps->clen = ce - b;
+        return 0;
+}
+
+/* {{#name}} or {{^name}}: a section node, left open until its closing tag. */
+static int nc_mustache_open_section(struct nc_mustache_parser *ps,
+                                    const struct nc_mustache_tag *tag)
+{
+        struct nc_mustache_open *o;
+        struct nc_mustache_node *n;
+
+        if (ps->nopen == NC_MUSTACHE_MAX_NESTING)
+                return nc_err(ps->errstr, ps->errstr_size,
+                              "line %zu: sections nested deeper than %d",
+                              nc_mustache_line(ps->src, tag->p), NC_MUSTACHE_MAX_NESTING);
+        n = nc_mustache_parser_node(ps,
+                                    tag->type == '#' ? NC_MUSTACHE_SECTION : NC_MUSTACHE_INVERTED);
+        if (!n)
+                return -1;
+        n->bol = (unsigned char)tag->tag_bol;
+        if (nc_mustache_name(ps->t, n, tag->cs, tag->ce - tag->cs, 1, ps->errstr, ps->errstr_size))
+                return -1;
+        o = &ps->open[ps->nopen++];
+        o->node = ps->t->nnodes - 1;
+        o->name_off = tag->cs;
+        o->name_len = tag->ce - tag->cs;
+        o->pos = tag->p;
+        return 0;
+}
+
+/* {{/name}}: closes the innermost open section, which must have that name. */
+static int nc_mustache_close_section(struct nc_mustache_parser *ps,
+                                     const struct nc_mustache_tag *tag)
+{
+        const char *src = ps->src;
+        size_t cs = tag->cs, ce = tag->ce, line = nc_mustache_line(src, tag->p);
+        const struct nc_mustache_open *o;
+
+        if (cs == ce)
+                return nc_err(ps->errstr, ps->errstr_size, "line %zu: empty tag name", line);
+        if (ps->nopen == 0)
+                return nc_err(ps->errstr, ps->errstr_size,
+                              "line %zu: closing tag '%.*s' without an open section", line,
+                              nc_mustache_quote_len(ce - cs), src + cs);
+        o = &ps->open[ps->nopen - 1];
+        if (o->name_len != ce - cs || memcmp(src + o->name_off, src + cs, ce - cs) != 0)
+                return nc_err(ps->errstr, ps->errstr_size,
+                              "line %zu: closing tag '%.*s' does not match "
+                              "section '%.*s' opened on line %zu",
+                              line, nc_mustache_quote_len(ce - cs), src + cs,
+                              nc_mustache_quote_len(o->name_len), src + o->name_off,
+                              nc_mustache_line(src, o->pos));
+        /* The indentation before a non-standalone closing tag is inside the section:
+         * written once per iteration. */
+        if (tag->tag_bol && nc_mustache_add_bol(ps))
+                return -1;
+        ps->t->nodes[o->node].end = ps->t->nnodes;
+        ps->nopen--;
+        return 0;
+}
+
+/* {{> name}}: a standalone partial keeps its indentation, to prefix its every line. */
+static int nc_mustache_add_partial(struct nc_mustache_parser *ps, const struct nc_mustache_tag *tag)
+{
+        struct nc_mustache_node *n = nc_mustache_parser_node(ps, NC_MUSTACHE_PARTIAL);
+
+        if (!n)
+                return -1;
+        n->bol = (unsigned char)tag->tag_bol;
+        n->standalone = (unsigned char)tag->standalone;
+        if (tag->standalone) {
+                n->ind_off = tag->bol;
+                n->ind_len = tag->p - tag->bol;
+        }
+        return nc_mustache_name(ps->t, n, tag->cs, tag->ce - tag->cs, 0, ps->errstr,
+                                ps->errstr_size);
+}
+
+/* {{x}}, {{{x}}}, {{&x}}: only the first is HTML-escaped. */
+static int nc_mustache_add_var(struct nc_mustache_parser *ps, const struct nc_mustache_tag *tag)
+{
+        struct nc_mustache_node *n = nc_mustache_parser_node(ps, NC_MUSTACHE_VAR);
+
+        if (!n)
+                return -1;
+        n->bol = (unsigned char)tag->tag_bol;
+        n->escape = tag->type == 0;
+        return nc_mustache_name(ps->t, n, tag->cs, tag->ce - tag->cs, 1, ps->errstr,
+                                ps->errstr_size);
+}
+
+/* The node(s) of one tag. */
+static int nc_mustache_add_tag(struct nc_mustache_parser *ps, const struct nc_mustache_tag *tag)
+{
+        switch (tag->type) {
+        case '!':
+                return tag->tag_bol ? nc_mustache_add_bol(ps) : 0;
+        case '=':
+                if (nc_mustache_set_delimiters(ps, tag))
+                        return -1;
+                return tag->tag_bol ? nc_mustache_add_bol(ps) : 0;
+        case '#':
+        case '^':
+                return nc_mustache_open_section(ps, tag);
+        case '/':
+                return nc_mustache_close_section(ps, tag);
+        case '>':
+                return nc_mustache_add_partial(ps, tag);
+        default: /* variable: {{x}}, {{{x}}}, {{&x}} */
+                return nc_mustache_add_var(ps, tag);
+        }
 }
 
 /* Compiles TEXT[0..len) into T (which owns a copy of it).  On error T may be partly filled
@@ -276,217 +504,51 @@ static int nc_mustache_add_bol(struct nc_mustache_tpl *t, char *errstr, size_t e
 static int nc_mustache_parse(struct nc_mustache_tpl *t, const char *text, size_t len, char *errstr,
                              size_t errstr_size)
 {
-        struct nc_mustache_open open[NC_MUSTACHE_MAX_NESTING];
-        size_t nopen = 0;
-        const char *otag = "{{", *ctag = "}}";
-        size_t olen = 2, clen = 2;
+        struct nc_mustache_parser ps = {.t = t,
+                                        .len = len,
+                                        .otag = "{{",
+                                        .ctag = "}}",
+                                        .olen = 2,
+                                        .clen = 2,
+                                        .errstr = errstr,
+                                        .errstr_size = errstr_size};
         size_t pos = 0, seg = 0; /* scan position; start of the pending text */
         int line_clean = 1;      /* seg starts a line (template start, after standalone) */
+        const char *hit;
         char *src;
 
         src = t->src = malloc(len + 1);
         if (!src)
-                return nc_mustache_err(errstr, errstr_size, "out of memory");
+                return nc_err(errstr, errstr_size, "out of memory");
         memcpy(src, text, len);
         src[len] = '\0';
         t->srclen = len;
+        ps.src = src;
 
-        for (;;) {
-                const char *hit = memmem(src + pos, len - pos, otag, olen);
-                size_t p, q, cend, tag_end, cs, ce, bol = SIZE_MAX, eol = 0, line;
-                int standalone = 0, tag_bol;
-                struct nc_mustache_node *n;
-                char type = 0, lead;
+        while ((hit = memmem(src + pos, len - pos, ps.otag, ps.olen)) != NULL) {
+                struct nc_mustache_tag tag;
 
-                if (!hit)
-                        break;
-                p = (size_t)(hit - src);
-                q = p + olen;
-                if (q < len && src[q] != '\0' && strchr("!#^/>={&", src[q]))
-                        type = src[q++];
-                lead = type == '{' ? '}' : type == '=' ? '=' : 0;
-                cend = nc_mustache_find_close(src, len, q, lead, ctag, clen);
-                if (cend == SIZE_MAX)
-                        return nc_mustache_err(errstr, errstr_size, "line %zu: unclosed tag",
-                                               nc_mustache_line(src, p));
-                tag_end = cend + (type == '{' || type == '=' ? 1 : 0) + clen;
-                cs = q;
-                ce = cend;
-                while (cs < ce && nc_mustache_space(src[cs]))
-                        cs++;
-                while (ce > cs && nc_mustache_space(src[ce - 1]))
-                        ce--;
-
-                /* Standalone: only blanks before the tag on its line (and no other tag),
-                 * only blanks after it up to the end of the line or template. */
-                if (type && type != '{' && type != '&') {
-                        size_t i = p;
-
-                        while (i > seg && src[i - 1] != '\n')
-                                i--;
-                        if (i > seg || line_clean)
-                                bol = i;
-                        for (i = bol; i != SIZE_MAX && i < p; i++)
-                                if (!nc_mustache_blank(src[i]))
-                                        bol = SIZE_MAX;
-                        if (bol != SIZE_MAX) {
-                                size_t j = tag_end;
-
-                                while (j < len && nc_mustache_blank(src[j]))
-                                        j++;
-                                if (j == len)
-                                        eol = len;
-                                else if (src[j] == '\n')
-                                        eol = j + 1;
-                                else if (src[j] == '\r' && j + 1 < len && src[j + 1] == '\n')
-                                        eol = j + 2;
-                                standalone = eol != 0;
-                        }
-                }
-
+                if (nc_mustache_scan_tag(&ps, (size_t)(hit - src), &tag))
+                        return -1;
+                nc_mustache_standalone(&ps, seg, line_clean, &tag);
                 /* The text before the tag (minus the indentation of a standalone line). */
-                if ((standalone ? bol : p) > seg) {
-                        n = nc_mustache_node_add(t, NC_MUSTACHE_TEXT);
-                        if (!n)
-                                return nc_mustache_err(errstr, errstr_size, "out of memory");
-                        n->off = seg;
-                        n->len = (standalone ? bol : p) - seg;
-                        n->bol = seg == 0 || src[seg - 1] == '\n';
-                }
-                tag_bol = !standalone && (p == 0 || src[p - 1] == '\n');
-
-                switch (type) {
-                case '!':
-                        if (tag_bol && nc_mustache_add_bol(t, errstr, errstr_size))
-                                return -1;
-                        break;
-
-                case '=': {
-                        size_t a = cs, b;
-
-                        while (a < ce && !nc_mustache_space(src[a]))
-                                a++;
-                        b = a;
-                        while (b < ce && nc_mustache_space(src[b]))
-                                b++;
-                        for (size_t i = b; i < ce; i++)
-                                if (nc_mustache_space(src[i]))
-                                        b = ce;
-                        if (a == cs || b == ce)
-                                return nc_mustache_err(
-                                    errstr, errstr_size,
-                                    "line %zu: invalid set delimiters tag '%.*s'",
-                                    nc_mustache_line(src, p), nc_mustache_quote_len(ce - cs),
-                                    src + cs);
-                        otag = src + cs;
-                        olen = a - cs;
-                        ctag = src + b;
-                        clen = ce - b;
-                        if (tag_bol && nc_mustache_add_bol(t, errstr, errstr_size))
-                                return -1;
-                        break;
-                }
-
-                case '#':
-                case '^':
-                        if (nopen == NC_MUSTACHE_MAX_NESTING)
-                                return nc_mustache_err(errstr, errstr_size,
-                                                       "line %zu: sections nested deeper "
-                                                       "than %d",
-                                                       nc_mustache_line(src, p),
-                                                       NC_MUSTACHE_MAX_NESTING);
-                        n = nc_mustache_node_add(t, type == '#' ? NC_MUSTACHE_SECTION
-                                                                : NC_MUSTACHE_INVERTED);
-                        if (!n)
-                                return nc_mustache_err(errstr, errstr_size, "out of memory");
-                        n->bol = (unsigned char)tag_bol;
-                        if (nc_mustache_name(t, n, cs, ce - cs, 1, errstr, errstr_size))
-                                return -1;
-                        open[nopen].node = t->nnodes - 1;
-                        open[nopen].name_off = cs;
-                        open[nopen].name_len = ce - cs;
-                        open[nopen].pos = p;
-                        nopen++;
-                        break;
-
-                case '/': {
-                        const struct nc_mustache_open *o;
-
-                        line = nc_mustache_line(src, p);
-                        if (cs == ce)
-                                return nc_mustache_err(errstr, errstr_size,
-                                                       "line %zu: empty tag name", line);
-                        if (nopen == 0)
-                                return nc_mustache_err(errstr, errstr_size,
-                                                       "line %zu: closing tag '%.*s' without "
-                                                       "an open section",
-                                                       line, nc_mustache_quote_len(ce - cs),
-                                                       src + cs);
-                        o = &open[nopen - 1];
-                        if (o->name_len != ce - cs ||
-                            memcmp(src + o->name_off, src + cs, ce - cs) != 0)
-                                return nc_mustache_err(
-                                    errstr, errstr_size,
-                                    "line %zu: closing tag '%.*s' does not match "
-                                    "section '%.*s' opened on line %zu",
-                                    line, nc_mustache_quote_len(ce - cs), src + cs,
-                                    nc_mustache_quote_len(o->name_len), src + o->name_off,
-                                    nc_mustache_line(src, o->pos));
-                        /* The indentation before a non-standalone closing tag is inside
-                         * the section: written once per iteration. */
-                        if (tag_bol && nc_mustache_add_bol(t, errstr, errstr_size))
-                                return -1;
-                        t->nodes[o->node].end = t->nnodes;
-                        nopen--;
-                        break;
-                }
-
-                case '>':
-                        n = nc_mustache_node_add(t, NC_MUSTACHE_PARTIAL);
-                        if (!n)
-                                return nc_mustache_err(errstr, errstr_size, "out of memory");
-                        n->bol = (unsigned char)tag_bol;
-                        n->standalone = (unsigned char)standalone;
-                        if (standalone) {
-                                n->ind_off = bol;
-                                n->ind_len = p - bol;
-                        }
-                        if (nc_mustache_name(t, n, cs, ce - cs, 0, errstr, errstr_size))
-                                return -1;
-                        break;
-
-                default: /* variable: {{x}}, {{{x}}}, {{&x}} */
-                        n = nc_mustache_node_add(t, NC_MUSTACHE_VAR);
-                        if (!n)
-                                return nc_mustache_err(errstr, errstr_size, "out of memory");
-                        n->bol = (unsigned char)tag_bol;
-                        n->escape = type == 0;
-                        if (nc_mustache_name(t, n, cs, ce - cs, 1, errstr, errstr_size))
-                                return -1;
-                        break;
-                }
-
-                pos = seg = standalone ? eol : tag_end;
-                line_clean = standalone;
+                if (nc_mustache_add_text(&ps, seg, tag.standalone ? tag.bol : tag.p))
+                        return -1;
+                tag.tag_bol = !tag.standalone && (tag.p == 0 || src[tag.p - 1] == '\n');
+                if (nc_mustache_add_tag(&ps, &tag))
+                        return -1;
+                pos = seg = tag.standalone ? tag.eol : tag.tag_end;
+                line_clean = tag.standalone;
         }
 
-        if (nopen > 0) {
-                const struct nc_mustache_open *o = &open[nopen - 1];
+        if (ps.nopen > 0) {
+                const struct nc_mustache_open *o = &ps.open[ps.nopen - 1];
 
-                return nc_mustache_err(errstr, errstr_size, "line %zu: unclosed section '%.*s'",
-                                       nc_mustache_line(src, o->pos),
-                                       nc_mustache_quote_len(o->name_len), src + o->name_off);
+                return nc_err(errstr, errstr_size, "line %zu: unclosed section '%.*s'",
+                              nc_mustache_line(src, o->pos), nc_mustache_quote_len(o->name_len),
+                              src + o->name_off);
         }
-        if (len > seg) {
-                struct nc_mustache_node *n = nc_mustache_node_add(t, NC_MUSTACHE_TEXT);
-
-                if (!n)
-                        return nc_mustache_err(errstr, errstr_size, "out of memory");
-                n->off = seg;
-                n->len = len - seg;
-                n->bol = seg == 0 || src[seg - 1] == '\n';
-        }
-        return 0;
+        return nc_mustache_add_text(&ps, seg, len);
 }
 
 /* ---- partial cache ---------------------------------------------------------------------- */
@@ -550,8 +612,7 @@ static int nc_mustache_put(struct nc_mustache_state *st, const char *s, size_t n
         if (n == 0)
                 return 0;
         if (n > st->max_out - st->len)
-                return nc_mustache_err(st->errstr, st->errstr_size, "output exceeds %zu bytes",
-                                       st->max_out);
+                return nc_err(st->errstr, st->errstr_size, "output exceeds %zu bytes", st->max_out);
         if (st->cap - st->len < n + 1) {
                 size_t cap = st->cap ? st->cap : 256;
                 char *out;
@@ -560,7 +621,7 @@ static int nc_mustache_put(struct nc_mustache_state *st, const char *s, size_t n
                         cap *= 2;
                 out = realloc(st->out, cap);
                 if (!out)
-                        return nc_mustache_err(st->errstr, st->errstr_size, "out of memory");
+                        return nc_err(st->errstr, st->errstr_size, "out of memory");
                 st->out = out;
                 st->cap = cap;
         }
@@ -646,7 +707,7 @@ static int nc_mustache_put_value(struct nc_mustache_state *st, const json_t *v, 
         default: /* object or array: compact JSON beats printing nothing when debugging */
                 dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
                 if (!dump)
-                        return nc_mustache_err(st->errstr, st->errstr_size, "out of memory");
+                        return nc_err(st->errstr, st->errstr_size, "out of memory");
                 rc = escape ? nc_mustache_put_escaped(st, dump, strlen(dump))
                             : nc_mustache_put(st, dump, strlen(dump));
                 free(dump);
@@ -710,9 +771,8 @@ static int nc_mustache_render_nodes(struct nc_mustache_state *st, const struct n
 static int nc_mustache_enter(struct nc_mustache_state *st)
 {
         if (++st->depth > NC_MUSTACHE_MAX_DEPTH)
-                return nc_mustache_err(st->errstr, st->errstr_size,
-                                       "sections and partials nested deeper than %d",
-                                       NC_MUSTACHE_MAX_DEPTH);
+                return nc_err(st->errstr, st->errstr_size,
+                              "sections and partials nested deeper than %d", NC_MUSTACHE_MAX_DEPTH);
         return 0;
 }
 
@@ -759,23 +819,23 @@ static int nc_mustache_render_partial(struct nc_mustache_state *st, const struct
         if (!text)
                 return 0; /* unknown partials render as nothing, like missing names */
         if (st->pdepth >= NC_MUSTACHE_MAX_PARTIAL_DEPTH)
-                return nc_mustache_err(
-                    st->errstr, st->errstr_size, "partial '%.*s' nested deeper than %d levels",
-                    nc_mustache_quote_len(n->len), name, NC_MUSTACHE_MAX_PARTIAL_DEPTH);
+                return nc_err(st->errstr, st->errstr_size,
+                              "partial '%.*s' nested deeper than %d levels",
+                              nc_mustache_quote_len(n->len), name, NC_MUSTACHE_MAX_PARTIAL_DEPTH);
         e = nc_mustache_cache_get(st->m, name);
         if (!e)
-                return nc_mustache_err(st->errstr, st->errstr_size, "out of memory");
+                return nc_err(st->errstr, st->errstr_size, "out of memory");
         /* The callback may hand out different text over time: reuse only an identical one. */
         len = strlen(text);
         if (!e->tpl || e->tpl->srclen != len || memcmp(e->tpl->src, text, len) != 0) {
                 pt = calloc(1, sizeof(*pt));
                 if (!pt)
-                        return nc_mustache_err(st->errstr, st->errstr_size, "out of memory");
+                        return nc_err(st->errstr, st->errstr_size, "out of memory");
                 if (nc_mustache_parse(pt, text, len, err, sizeof(err))) {
                         nc_mustache_tpl_free(pt);
                         free(pt);
-                        return nc_mustache_err(st->errstr, st->errstr_size, "partial '%.*s': %s",
-                                               nc_mustache_quote_len(n->len), name, err);
+                        return nc_err(st->errstr, st->errstr_size, "partial '%.*s': %s",
+                                      nc_mustache_quote_len(n->len), name, err);
                 }
                 if (e->active) {
                         tmp = pt; /* the cached one is being rendered further up */
@@ -803,8 +863,7 @@ static int nc_mustache_render_partial(struct nc_mustache_state *st, const struct
                                         nc_mustache_tpl_free(tmp);
                                         free(tmp);
                                 }
-                                return nc_mustache_err(st->errstr, st->errstr_size,
-                                                       "out of memory");
+                                return nc_err(st->errstr, st->errstr_size, "out of memory");
                         }
                         st->ind = ind;
                         st->indcap = cap;
@@ -872,12 +931,12 @@ nc_mustache_t *nc_mustache_compile(const char *tmpl, char *errstr, size_t errstr
         nc_mustache_t *m;
 
         if (!tmpl) {
-                nc_mustache_err(errstr, errstr_size, "no template");
+                nc_err(errstr, errstr_size, "no template");
                 return NULL;
         }
         m = calloc(1, sizeof(*m));
         if (!m) {
-                nc_mustache_err(errstr, errstr_size, "out of memory");
+                nc_err(errstr, errstr_size, "out of memory");
                 return NULL;
         }
         if (nc_mustache_parse(&m->root, tmpl, strlen(tmpl), errstr, errstr_size)) {
@@ -914,7 +973,7 @@ char *nc_mustache_render_compiled(nc_mustache_t *m, const json_t *data,
         int rc;
 
         if (!m) {
-                nc_mustache_err(errstr, errstr_size, "no template");
+                nc_err(errstr, errstr_size, "no template");
                 return NULL;
         }
         memset(&st, 0, sizeof(st));
@@ -935,7 +994,7 @@ char *nc_mustache_render_compiled(nc_mustache_t *m, const json_t *data,
         st.cap = m->root.srclen + 256;
         st.out = malloc(st.cap);
         if (!st.out) {
-                nc_mustache_err(errstr, errstr_size, "out of memory");
+                nc_err(errstr, errstr_size, "out of memory");
                 return NULL;
         }
         rc = nc_mustache_render_nodes(&st, &m->root, 0, m->root.nnodes, data ? &root : NULL, 0);

@@ -111,8 +111,7 @@ static json_t *lang_map(const json_t *v, const char *field, int multiline, size_
                 nc_err(errstr, errstr_size, "%s: needs at least one language", field);
                 goto fail;
         }
-        json_object_foreach((json_t *)v, lang, val)
-        {
+        json_object_foreach((json_t *)v, lang, val) {
                 snprintf(sub, sizeof(sub), "%s.%.16s", field, lang);
                 if (!nc_config_has_language(cfg, lang)) {
                         nc_err(errstr, errstr_size, "%s: language '%s' is not configured", sub,
@@ -237,15 +236,15 @@ static int check_no_nul(const json_t *v, const char *field, char *errstr, size_t
         if (json_is_string(v) && json_string_length(v) != strlen(json_string_value(v)))
                 return nc_err(errstr, errstr_size, "%s: contains a NUL character (U+0000)", field);
         if (json_is_object(v)) {
-                json_object_foreach((json_t *)v, key, e)
-                {
+                json_object_foreach((json_t *)v, key, e) {
                         snprintf(path, sizeof(path), "%s%s%.64s", field, *field ? "." : "", key);
                         if (check_no_nul(e, path, errstr, errstr_size) != 0)
                                 return -1;
                 }
         } else if (json_is_array(v)) {
-                json_array_foreach(v, i, e) if (check_no_nul(e, field, errstr, errstr_size) !=
-                                                0) return -1;
+                json_array_foreach(v, i, e)
+                        if (check_no_nul(e, field, errstr, errstr_size) != 0)
+                                return -1;
         }
         return 0;
 }
@@ -257,8 +256,7 @@ static int check_known_fields(const json_t *in, const char *const *known, char *
         json_t *v;
         int i;
 
-        json_object_foreach((json_t *)in, key, v)
-        {
+        json_object_foreach((json_t *)in, key, v) {
                 for (i = 0; known[i]; i++)
                         if (!strcmp(key, known[i]))
                                 break;
@@ -280,13 +278,102 @@ static int check_category(const json_t *v, const nc_config_t *cfg, char *errstr,
         return 0;
 }
 
+/* Each norm_* below checks its fields of IN and sets them in OUT; 0, or -1 with errstr set. */
+
+/* id: generated for new notices (not when only checking), required when stored. */
+static int norm_id(const json_t *in, json_t *out, enum nc_notice_mode mode, int64_t now_ms,
+                   char *errstr, size_t errstr_size)
+{
+        char id[NC_UUID_STRLEN];
+        json_t *v;
+
+        if ((v = json_object_get(in, "id")) && !json_is_null(v)) {
+                if (check_uuid("id", v, id, errstr, errstr_size) != 0)
+                        return -1;
+        } else if (mode == NC_NOTICE_STORED) {
+                return nc_err(errstr, errstr_size, "id: is required");
+        } else if (nc_uuid_v7(now_ms, id) != 0) {
+                return nc_err(errstr, errstr_size, "id: cannot generate a UUID (no randomness)");
+        }
+        if ((v && !json_is_null(v)) || mode != NC_NOTICE_CHECK)
+                json_object_set_new(out, "id", json_string(id));
+        return 0;
+}
+
+/* published_at: kept as written (its offset is information), but validated */
+static int norm_published_at(const json_t *in, json_t *out, enum nc_notice_mode mode,
+                             int64_t now_ms, char *errstr, size_t errstr_size)
+{
+        char ts[40], detail[256];
+        int64_t ms;
+        json_t *v;
+
+        if ((v = json_object_get(in, "published_at")) && !json_is_null(v)) {
+                if (!json_is_string(v))
+                        return nc_err(errstr, errstr_size, "published_at: must be a string");
+                if (nc_time_parse_rfc3339(json_string_value(v), &ms, detail, sizeof(detail)) != 0)
+                        return nc_err(errstr, errstr_size, "published_at: %s", detail);
+                json_object_set(out, "published_at", v);
+        } else if (mode == NC_NOTICE_STORED) {
+                return nc_err(errstr, errstr_size, "published_at: is required");
+        } else if (mode == NC_NOTICE_INPUT) {
+                json_object_set_new(out, "published_at",
+                                    json_string(nc_time_format_rfc3339(now_ms, ts, sizeof(ts))));
+        }
+        return 0;
+}
+
+static int norm_priority(const json_t *in, json_t *out, char *errstr, size_t errstr_size)
+{
+        json_t *v = json_object_get(in, "priority");
+
+        if (v && !json_is_null(v)) {
+                if (!json_is_string(v) || (strcmp(json_string_value(v), "normal") &&
+                                           strcmp(json_string_value(v), "urgent")))
+                        return nc_err(errstr, errstr_size,
+                                      "priority: must be \"normal\" or \"urgent\"");
+                json_object_set(out, "priority", v);
+        } else {
+                json_object_set_new(out, "priority", json_string("normal"));
+        }
+        return 0;
+}
+
+/* lang: the notice's default language (fallback for readers of other languages) */
+static int norm_lang(const json_t *in, json_t *out, const nc_config_t *cfg, char *errstr,
+                     size_t errstr_size)
+{
+        json_t *v = json_object_get(in, "lang"), *m;
+        const char *lang;
+
+        if (v && !json_is_null(v)) {
+                if (!json_is_string(v) || !nc_config_has_language(cfg, json_string_value(v)))
+                        return nc_err(errstr, errstr_size,
+                                      "lang: must be one of the configured "
+                                      "languages");
+                lang = json_string_value(v);
+        } else {
+                m = json_object_get(in, "title");
+                lang = cfg->default_language;
+                if (json_is_object(m) && json_object_size(m) > 0 &&
+                    !json_object_get(m, cfg->default_language))
+                        lang = json_object_iter_key(json_object_iter(m));
+        }
+        json_object_set_new(out, "lang", json_string(lang));
+        return 0;
+}
+
+/* After the regions: */
+static int norm_texts(const json_t *in, json_t *out, const nc_config_t *cfg, const char *lang,
+                      char *errstr, size_t errstr_size);
+static int norm_links(const json_t *in, json_t *out, char *errstr, size_t errstr_size);
+static int norm_supersedes(const json_t *in, json_t *out, char *errstr, size_t errstr_size);
+
 json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_notice_mode mode,
                             int64_t now_ms, char *errstr, size_t errstr_size)
 {
         json_t *out = NULL, *v, *m;
         const char *lang;
-        char id[NC_UUID_STRLEN], ts[40], detail[256];
-        int64_t ms;
 
         if (!json_is_object(in)) {
                 nc_err(errstr, errstr_size, "notice: must be a JSON object");
@@ -297,76 +384,16 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
                 return NULL;
         out = json_object();
 
-        /* id */
-        if ((v = json_object_get(in, "id")) && !json_is_null(v)) {
-                if (check_uuid("id", v, id, errstr, errstr_size) != 0)
-                        goto fail;
-        } else if (mode == NC_NOTICE_STORED) {
-                nc_err(errstr, errstr_size, "id: is required");
+        if (norm_id(in, out, mode, now_ms, errstr, errstr_size) != 0)
                 goto fail;
-        } else if (nc_uuid_v7(now_ms, id) != 0) {
-                nc_err(errstr, errstr_size, "id: cannot generate a UUID (no randomness)");
-                goto fail;
-        }
-        if ((v && !json_is_null(v)) || mode != NC_NOTICE_CHECK)
-                json_object_set_new(out, "id", json_string(id));
-
-        /* category */
         v = json_object_get(in, "category");
         if (check_category(v, cfg, errstr, errstr_size) != 0)
                 goto fail;
         json_object_set(out, "category", v);
-
-        /* published_at: kept as written (its offset is information), but validated */
-        if ((v = json_object_get(in, "published_at")) && !json_is_null(v)) {
-                if (!json_is_string(v)) {
-                        nc_err(errstr, errstr_size, "published_at: must be a string");
-                        goto fail;
-                }
-                if (nc_time_parse_rfc3339(json_string_value(v), &ms, detail, sizeof(detail)) != 0) {
-                        nc_err(errstr, errstr_size, "published_at: %s", detail);
-                        goto fail;
-                }
-                json_object_set(out, "published_at", v);
-        } else if (mode == NC_NOTICE_STORED) {
-                nc_err(errstr, errstr_size, "published_at: is required");
+        if (norm_published_at(in, out, mode, now_ms, errstr, errstr_size) != 0 ||
+            norm_priority(in, out, errstr, errstr_size) != 0 ||
+            norm_lang(in, out, cfg, errstr, errstr_size) != 0)
                 goto fail;
-        } else if (mode == NC_NOTICE_INPUT) {
-                json_object_set_new(out, "published_at",
-                                    json_string(nc_time_format_rfc3339(now_ms, ts, sizeof(ts))));
-        }
-
-        /* priority */
-        v = json_object_get(in, "priority");
-        if (v && !json_is_null(v)) {
-                if (!json_is_string(v) || (strcmp(json_string_value(v), "normal") &&
-                                           strcmp(json_string_value(v), "urgent"))) {
-                        nc_err(errstr, errstr_size, "priority: must be \"normal\" or \"urgent\"");
-                        goto fail;
-                }
-                json_object_set(out, "priority", v);
-        } else {
-                json_object_set_new(out, "priority", json_string("normal"));
-        }
-
-        /* lang: the notice's default language (fallback for readers of other languages) */
-        v = json_object_get(in, "lang");
-        if (v && !json_is_null(v)) {
-                if (!json_is_string(v) || !nc_config_has_language(cfg, json_string_value(v))) {
-                        nc_err(errstr, errstr_size,
-                               "lang: must be one of the configured "
-                               "languages");
-                        goto fail;
-                }
-                lang = json_string_value(v);
-        } else {
-                m = json_object_get(in, "title");
-                lang = cfg->default_language;
-                if (json_is_object(m) && json_object_size(m) > 0 &&
-                    !json_object_get(m, cfg->default_language))
-                        lang = json_object_iter_key(json_object_iter(m));
-        }
-        json_object_set_new(out, "lang", json_string(lang));
         lang = json_string_value(json_object_get(out, "lang"));
 
         /* regions */
@@ -379,69 +406,85 @@ json_t *nc_notice_normalise(const json_t *in, const nc_config_t *cfg, enum nc_no
                 json_object_set_new(out, "regions", json_array());
         }
 
-        /* title (required), summary, body */
-        if (!(v = json_object_get(in, "title")) || json_is_null(v)) {
-                nc_err(errstr, errstr_size, "title: is required");
+        if (norm_texts(in, out, cfg, lang, errstr, errstr_size) != 0 ||
+            norm_links(in, out, errstr, errstr_size) != 0 ||
+            norm_supersedes(in, out, errstr, errstr_size) != 0)
                 goto fail;
-        }
-        if (!(m = lang_map(v, "title", 0, cfg->title_max, cfg, lang, errstr, errstr_size)))
-                goto fail;
-        json_object_set_new(out, "title", m);
-        if (!json_object_get(m, lang)) {
-                nc_err(errstr, errstr_size, "lang: the title has no '%s' text", lang);
-                goto fail;
-        }
-        if ((v = json_object_get(in, "summary")) && !json_is_null(v)) {
-                if (!(m = lang_map(v, "summary", 0, cfg->summary_max, cfg, lang, errstr,
-                                   errstr_size)))
-                        goto fail;
-                json_object_set_new(out, "summary", m);
-        }
-        if ((v = json_object_get(in, "body")) && !json_is_null(v)) {
-                if (!(m = lang_map(v, "body", 1, cfg->body_max, cfg, lang, errstr, errstr_size)))
-                        goto fail;
-                json_object_set_new(out, "body", m);
-        }
-
-        /* url, source, supersedes */
-        if ((v = json_object_get(in, "url")) && !json_is_null(v)) {
-                if (!json_is_string(v)) {
-                        nc_err(errstr, errstr_size, "url: must be a string");
-                        goto fail;
-                }
-                if (check_url(json_string_value(v), errstr, errstr_size) != 0)
-                        goto fail;
-                json_object_set(out, "url", v);
-        }
-        if ((v = json_object_get(in, "source")) && !json_is_null(v)) {
-                if (!json_is_string(v)) {
-                        nc_err(errstr, errstr_size, "source: must be a string");
-                        goto fail;
-                }
-                if (nc_text_check_line("source", json_string_value(v), SOURCE_MAX, errstr,
-                                       errstr_size) != 0)
-                        goto fail;
-                json_object_set(out, "source", v);
-        }
-        if ((v = json_object_get(in, "supersedes")) && !json_is_null(v)) {
-                if (check_uuid("supersedes", v, id, errstr, errstr_size) != 0)
-                        goto fail;
-                if (json_object_get(out, "id") &&
-                    !strcmp(id, json_string_value(json_object_get(out, "id")))) {
-                        nc_err(errstr, errstr_size,
-                               "supersedes: a notice cannot supersede "
-                               "itself");
-                        goto fail;
-                }
-                json_object_set_new(out, "supersedes", json_string(id));
-        } else {
-                json_object_set_new(out, "supersedes", json_null());
-        }
-
         return out;
 fail:
         json_decref(out);
         return NULL;
+}
+
+/* title (required, with a LANG text), summary, body */
+static int norm_texts(const json_t *in, json_t *out, const nc_config_t *cfg, const char *lang,
+                      char *errstr, size_t errstr_size)
+{
+        json_t *v, *m;
+
+        if (!(v = json_object_get(in, "title")) || json_is_null(v))
+                return nc_err(errstr, errstr_size, "title: is required");
+        if (!(m = lang_map(v, "title", 0, cfg->title_max, cfg, lang, errstr, errstr_size)))
+                return -1;
+        json_object_set_new(out, "title", m);
+        if (!json_object_get(m, lang))
+                return nc_err(errstr, errstr_size, "lang: the title has no '%s' text", lang);
+        if ((v = json_object_get(in, "summary")) && !json_is_null(v)) {
+                if (!(m = lang_map(v, "summary", 0, cfg->summary_max, cfg, lang, errstr,
+                                   errstr_size)))
+                        return -1;
+                json_object_set_new(out, "summary", m);
+        }
+        if ((v = json_object_get(in, "body")) && !json_is_null(v)) {
+                if (!(m = lang_map(v, "body", 1, cfg->body_max, cfg, lang, errstr, errstr_size)))
+                        return -1;
+                json_object_set_new(out, "body", m);
+        }
+        return 0;
+}
+
+/* url, source */
+static int norm_links(const json_t *in, json_t *out, char *errstr, size_t errstr_size)
+{
+        json_t *v;
+
+        if ((v = json_object_get(in, "url")) && !json_is_null(v)) {
+                if (!json_is_string(v))
+                        return nc_err(errstr, errstr_size, "url: must be a string");
+                if (check_url(json_string_value(v), errstr, errstr_size) != 0)
+                        return -1;
+                json_object_set(out, "url", v);
+        }
+        if ((v = json_object_get(in, "source")) && !json_is_null(v)) {
+                if (!json_is_string(v))
+                        return nc_err(errstr, errstr_size, "source: must be a string");
+                if (nc_text_check_line("source", json_string_value(v), SOURCE_MAX, errstr,
+                                       errstr_size) != 0)
+                        return -1;
+                json_object_set(out, "source", v);
+        }
+        return 0;
+}
+
+/* supersedes: another notice's id, or null */
+static int norm_supersedes(const json_t *in, json_t *out, char *errstr, size_t errstr_size)
+{
+        char id[NC_UUID_STRLEN];
+        json_t *v;
+
+        if ((v = json_object_get(in, "supersedes")) && !json_is_null(v)) {
+                if (check_uuid("supersedes", v, id, errstr, errstr_size) != 0)
+                        return -1;
+                if (json_object_get(out, "id") &&
+                    !strcmp(id, json_string_value(json_object_get(out, "id"))))
+                        return nc_err(errstr, errstr_size,
+                                      "supersedes: a notice cannot supersede "
+                                      "itself");
+                json_object_set_new(out, "supersedes", json_string(id));
+        } else {
+                json_object_set_new(out, "supersedes", json_null());
+        }
+        return 0;
 }
 
 char *nc_notice_serialise(const json_t *n, const nc_config_t *cfg, size_t *lenp, char *errstr,

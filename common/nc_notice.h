@@ -1,4 +1,4 @@
-/* The notice model (BRIEF §4, schema version 1): validation and normalisation.
+/* The notice model (schema version 1, README.md "Notices"): validation and normalisation.
  *
  * Every function that can fail takes (errstr, errstr_size) and writes "field: what is wrong",
  * e.g. "title.en: contains a line break (U+000A); titles must be one line". */

@@ -1,4 +1,4 @@
-/* Subscribers (BRIEF §7): validation and normalisation of the records kept, keyed by the
+/* Subscribers of the mailer: validation and normalisation of the records kept, keyed by the
  * lower-cased email address, on the compacted <prefix>subscribers topic. */
 #ifndef NC_SUBSCRIBER_H
 #define NC_SUBSCRIBER_H

@@ -87,6 +87,26 @@ void nc_input_add(nc_input_t *in, const char *origin, json_t *json)
         add_item(in, add_file(in, origin), 1, json);
 }
 
+/* True if the value at POS, which the parser read past the end of its line, is an unclosed
+ * NDJSON record: only blank lines follow its line, or one of the N lines after it starts
+ * with '{' (the next record). */
+static int line_unclosed(const char *buf, size_t len, size_t pos, int n)
+{
+        const char *p = memchr(buf + pos, '\n', len - pos), *end = buf + len;
+        int ignored = 0;
+
+        if (p == NULL)
+                return 0;
+        if (skip_ws(buf, len, (size_t)(p - buf), &ignored) == len)
+                return 1;
+        while (n-- > 0 && p != NULL && ++p < end) {
+                if (*p == '{')
+                        return 1;
+                p = memchr(p, '\n', (size_t)(end - p));
+        }
+        return 0;
+}
+
 /* Decodes one value at POS; returns bytes consumed or 0 with errstr set. */
 static size_t decode_one(nc_input_t *in, const char *file, const char *buf, size_t len, size_t pos,
                          int line, char *errstr, size_t errstr_size)
@@ -97,8 +117,15 @@ static size_t decode_one(nc_input_t *in, const char *file, const char *buf, size
         v = json_loadb(buf + pos, len - pos, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES,
                        &jerr);
         if (!v) {
-                nc_err(errstr, errstr_size, "%s:%d: invalid JSON: %s", file,
-                       line + (jerr.line > 0 ? jerr.line - 1 : 0), jerr.text);
+                /* In NDJSON each line is one value: blame the line that did not close it, not
+                 * the next record the parser stumbled on. */
+                if (jerr.line > 1 && line_unclosed(buf, len, pos, jerr.line - 1))
+                        nc_err(errstr, errstr_size,
+                               "%s:%d: invalid JSON: the value does not end on its line", file,
+                               line);
+                else
+                        nc_err(errstr, errstr_size, "%s:%d: invalid JSON: %s", file,
+                               line + (jerr.line > 0 ? jerr.line - 1 : 0), jerr.text);
                 return 0;
         }
         if (!json_is_object(v)) {

@@ -179,7 +179,8 @@ static int preview(ml_t *m, const char *email)
         return msg ? NC_EX_OK : NC_EX_SOFTWARE;
 }
 
-/* The jobs and plan topics may have just been created: subscribe once they are visible. */
+/* The jobs and plan topics may have just been created: wait up to 15 s for them to be
+ * visible before subscribing; if they are not, warn and go on (never fails: returns 0). */
 static int wait_topics(ml_t *m)
 {
         const char *const names[] = {m->topic_jobs, m->topic_plan};

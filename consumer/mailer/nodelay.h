@@ -4,7 +4,7 @@
  * than the buffer ends with a short write that Nagle's algorithm holds back until the server
  * ACKs the previous segment, and the server delays that ACK (~40 ms on Linux) because it is
  * waiting for the rest of the message: ~40 ms per message, every message, on loopback and on
- * a real relay alike (BRIEF §10: 23 msg/s instead of thousands).  libesmtp 1.x offers no hook
+ * a real relay alike (make bench: 22 msg/s instead of thousands).  libesmtp 1.x offers no hook
  * to reach its socket: smtp_set_eventcb's SMTP_EV_CONNECT passes no descriptor, and the
  * connection is made inside smtp_start_session() with plain socket() + connect().
  *

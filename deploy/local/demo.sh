@@ -164,7 +164,7 @@ grep -E 'http listening|started|view loaded|plans the digests' "$DEMO/mailer.log
 
 step "The emails (SMTP server spool: $DEMO/mail)"
 echo "waiting for the urgent alerts and for the daily digests due at $lima_at in Lima / $london_at in London ..."
-for _ in $(seq 1 600); do [[ $(ls "$DEMO/mail"/*.eml 2>/dev/null | wc -l) -ge 4 ]] && break; sleep 0.25; done
+for _ in $(seq 1 600); do [[ $(find "$DEMO/mail" -maxdepth 1 -name '*.eml' 2>/dev/null | wc -l) -ge 4 ]] && break; sleep 0.25; done
 python3 - "$DEMO/mail" <<'PY'
 import email, email.policy, glob, os, sys
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.eml")), key=lambda p: int(os.path.basename(p)[:-4])):
@@ -176,7 +176,7 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.eml")), key=lambda p: int
     print(f"        List-Unsubscribe-Post: {m['List-Unsubscribe-Post']}   Message-ID: {m['Message-ID']}")
     print("        | " + "\n        | ".join(l for l in text.splitlines()[:6] if l.strip()))
 PY
-n=$(ls "$DEMO/mail"/*.eml 2>/dev/null | wc -l)
+n=$(find "$DEMO/mail" -maxdepth 1 -name '*.eml' 2>/dev/null | wc -l)
 [[ $n -ge 4 ]] || { echo "demo: expected 4 emails (2 alerts, 2 digests), got $n" >&2; tail -5 "$DEMO/mailer.log" >&2; exit 1; }
 run "$BIN" subscribers list
 

@@ -69,7 +69,9 @@ running_pid() {
 }
 
 java_opts() {
-	local opts=($HEAP_OPTS -Djava.awt.headless=true -Dkafka.logs.dir="$DATA/logs")
+	local heap opts
+	read -ra heap <<<"$HEAP_OPTS" # several JVM options in one variable
+	opts=("${heap[@]}" -Djava.awt.headless=true -Dkafka.logs.dir="$DATA/logs")
 	if [[ $KAFKA_MAJOR -ge 4 ]]; then
 		opts+=("-Dlog4j2.configurationFile=$HERE/log4j2.properties")
 	else
@@ -112,7 +114,7 @@ fetch_locked() {
 	[[ -f $tmp/kafka_2.13-$KAFKA_VERSION.jar ]] || die "kafka_2.13-$KAFKA_VERSION.jar missing after Maven run"
 	mv "$tmp" "$LIBS"
 	echo "$KAFKA_VERSION" >"$MARKER"
-	say "Kafka $KAFKA_VERSION ready: $(ls "$LIBS" | wc -l) jars"
+	say "Kafka $KAFKA_VERSION ready: $(find "$LIBS" -mindepth 1 -maxdepth 1 | wc -l) jars"
 }
 
 # --- up ----------------------------------------------------------------------------------------
@@ -265,7 +267,7 @@ cmd_down() {
 cmd_status() {
 	local pid
 	if pid=$(running_pid); then
-		local v=?
+		local v='?'
 		[[ -f $DATA/kafka.version ]] && v=$(cat "$DATA/kafka.version")
 		echo "running: Kafka $v on 127.0.0.1:$KAFKA_PORT, pid $pid, controller port $(cat "$DATA/controller.port" 2>/dev/null || echo ?), data $DATA"
 		return 0

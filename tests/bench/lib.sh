@@ -1,3 +1,5 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2034 # BROKERS, KAFKA_PID, DEXIT...: set here, read by the sourcing script
 # Shared scaffolding of the benchmark scripts, sourced (not run) after they set REPO,
 # BENCH_NAME (for messages) and BENCH_KEEP (1 = keep the work directory).  Everything a script
 # starts is stopped at exit, by pid; the only broker it stops is its own.
@@ -96,7 +98,7 @@ kafka_start() {
 perf_start() { # pid file frequency stack-bytes
 	perf record -q -e cpu-clock -F "$3" --call-graph "dwarf,$4" -p "$1" -o "$2" >/dev/null 2>&1 &
 	PERFPID=$!
-	PIDS+=($PERFPID)
+	PIDS+=("$PERFPID")
 }
 
 perf_stop() {

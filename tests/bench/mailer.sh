@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench, mailer part: noticecast-mailer against Postfix's smtp-source, in one run, on the
-# same machine, against the same smtp-sink (BRIEF §7, §9, §10; issue 4 "Benchmark").
+# same machine, against the same smtp-sink (README.md "Benchmarks").
 #
 #   sink        smtp-sink -c on 127.0.0.1:<free port> (one process for the whole run); its
 #               running counter (one "mesg=N" per message accepted) is read by
@@ -102,7 +102,7 @@ python3 "$HELPER" sinkmon "$WORK/sink.samples" <"$WORK/sink.fifo" &
 PIDS+=($!)
 smtp-sink "${SINK_USER[@]}" -c "127.0.0.1:$SPORT" 256 >"$WORK/sink.fifo" 2>"$WORK/sink.err" &
 SINK_PID=$!
-PIDS+=($SINK_PID)
+PIDS+=("$SINK_PID")
 wait_port "$SPORT" 10 || die "smtp-sink did not start: $(cat "$WORK/sink.err")"
 sink_count() { tail -n 1 "$WORK/sink.samples" | awk '{print $2}'; }
 
@@ -173,7 +173,7 @@ reference() { # name length
 	python3 "$HELPER" wait --samples "$WORK/sink.samples" --base "$base" --target "$N" \
 		--timeout 180 --settle 1 --cpu "$SINK_PID" >"$WORK/ref-$1.json" &
 	local w=$!
-	PIDS+=($w)
+	PIDS+=("$w")
 	say "smtp-source -s 16 -d -l $2 -m $N (load $(cut -d' ' -f1-3 /proc/loadavg))"
 	local t0 t1
 	t0=$(now)
@@ -198,12 +198,12 @@ run_daemon() { # prefix sessions
 	say "noticecast-mailer, $s sessions, batch $BATCH: $N digests due in $LEAD s (clock offset $off s; load $(cut -d' ' -f1-3 /proc/loadavg))"
 	"$DAEMON" -C "$WORK/${p}mailer.conf" "${DAEMON_ARGS[@]}" --clock-offset "$off" >"$WORK/${p}daemon.log" 2>&1 &
 	dpid=$!
-	PIDS+=($dpid)
+	PIDS+=("$dpid")
 	python3 "$HELPER" wait --samples "$WORK/sink.samples" --base "$base" --target "$N" \
 		--timeout $((LEAD + 240)) --settle 3 --pid "$dpid" --cpu "$dpid" --cpu "$SINK_PID" \
 		--cpu "$KAFKA_PID" >"$WORK/${p}watch.json" &
 	w=$!
-	PIDS+=($w)
+	PIDS+=("$w")
 	if [[ $PERF == 1 && -z ${PERF_DONE:-} ]]; then
 		PERF_DONE=1
 		# from the plan's commit (the jobs are then readable) to the last message
@@ -266,7 +266,7 @@ if [[ ${BENCH_MAILER_SKIP_MEMORY:-0} != 1 ]]; then
 	t0=$(now)
 	"$DAEMON" -C "$WORK/${p}mailer.conf" "${DAEMON_ARGS[@]}" >"$WORK/mem-daemon.log" 2>&1 &
 	dpid=$!
-	PIDS+=($dpid)
+	PIDS+=("$dpid")
 	python3 "$HELPER" memwatch --pid "$dpid" --log "$WORK/mem-daemon.log" --t0 "$t0" \
 		--timeout "$MEM_TIMEOUT" --after "$MEM_AFTER" >"$WORK/mem.json" || echo '{}' >"$WORK/mem.json"
 	tt=$(now)
@@ -278,6 +278,7 @@ fi
 
 # ---- report -----------------------------------------------------------------------------------------
 cat /proc/loadavg >"$WORK/load.end"
+# shellcheck disable=SC2086 # SESSIONS is a list: one argument per session count
 python3 - "$WORK" "$N" "$NMEM" "$NOTICES" "$NOTICE_AVG" "${SIZE:-0}" "${LEN:-0}" "$BATCH" "$SINK_PID" \
 	"$KAFKA_PID" "$MEM_AFTER" $SESSIONS <<'PY'
 import json, os, re, sys

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SMTP micro-benchmark: nc_smtp_send_session (libesmtp) against Postfix's smtp-source, both
-# sending to the same smtp-sink on loopback, in one run on the same machine (BRIEF §9, §10).
+# sending to the same smtp-sink on loopback, in one run on the same machine (README.md
+# "Benchmarks").
 #
 #   1. libesmtp WITHOUT TCP_NODELAY, 1 thread: the delayed-ACK pitfall (~40 ms per message),
 #      so only BENCH_SMTP_SLOW messages (default 200);
@@ -50,7 +51,7 @@ SINK_ARGS=()
 [[ $(id -u) -eq 0 ]] && SINK_ARGS=(-u nobody) # smtp-sink refuses to keep root privileges
 smtp-sink "${SINK_ARGS[@]}" "127.0.0.1:$PORT" 256 >"$WORK/sink.log" 2>&1 &
 SINK_PID=$!
-PIDS+=($SINK_PID)
+PIDS+=("$SINK_PID")
 wait_port "$PORT" 5 || die "smtp-sink did not start: $(cat "$WORK/sink.log")"
 
 now() { date +%s.%N; }

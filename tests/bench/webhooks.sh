@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # make bench, webhook part: noticecast-webhooks against wrk and a bare libcurl loop, in one run,
-# on the same machine, against the same HTTP sink (BRIEF §9, §10).
+# on the same machine, against the same HTTP sink (README.md "Benchmarks").
 #
-#   sink      nginx on 127.0.0.1:<free port>, worker_processes 1 (one core, as in BRIEF §10;
-#             not pinned), `return 204`, access_log off, keepalive_requests 10,000,000;
+#   sink      nginx on 127.0.0.1:<free port>, worker_processes 1 (one core, not
+#             pinned), `return 204`, access_log off, keepalive_requests 10,000,000;
 #             requests counted with stub_status (/status, not counted itself).
 #   body      the daemon's own payload for a `standard` partner, {"type","timestamp","data"},
 #             for ~1 KiB notices from gen_notices.py; the same size and the same headers
@@ -64,6 +64,7 @@ CLI=$WORK/bin/noticecast
 DAEMON=$WORK/bin/noticecast-webhooks
 
 # --- the bare libcurl loop ----------------------------------------------------------------------
+# shellcheck disable=SC2046 # pkg-config prints several words, one per flag
 cc -O2 -Wall -o "$WORK/curl_loop" "$HERE/curl_loop.c" $(pkg-config --cflags --libs libcurl)
 
 # --- Kafka, topics, notices ---------------------------------------------------------------------
@@ -142,7 +143,7 @@ http {
 CONF
 nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
 NGINX_PID=$!
-PIDS+=($NGINX_PID)
+PIDS+=("$NGINX_PID")
 wait_port "$NPORT" 10 || die "nginx did not start: $(cat "$WORK/nginx/error.log")"
 NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 
@@ -202,12 +203,12 @@ say "noticecast-webhooks: $N notices x $PARTNERS partners"
 T_SPAWN=$(date +%s.%N)
 "$DAEMON" -C "$WORK/wh.conf" >"$WORK/daemon.log" 2>&1 &
 DPID=$!
-PIDS+=($DPID)
+PIDS+=("$DPID")
 python3 "$HERE/wh_helper.py" watch --status "http://127.0.0.1:$NPORT/status" \
 	--log "$WORK/daemon.log" --pid "$DPID" --target "$TOTAL" --timeout 180 --settle 2 \
 	--cpu "$DPID" --cpu "$NGINX_WORKER" --cpu "$KAFKA_PID" >"$WORK/watch.json" &
 WPID=$!
-PIDS+=($WPID)
+PIDS+=("$WPID")
 if [[ $PERF == 1 ]]; then
 	# Attach once the daemon has said "started": its librdkafka threads exist by then.
 	for ((i = 0; i < 300; i++)); do
@@ -256,7 +257,7 @@ CONF
 		--conf-template "$WORK/lat.template" --workdir "$WORK" --count "$LAT_COUNT" \
 		--max-seconds "$LAT_SECONDS" >"$WORK/latency.json" &
 	LPID=$!
-	PIDS+=($LPID)
+	PIDS+=("$LPID")
 	wait "$LPID" || say "latency.py exited $?"
 	forget "$LPID"
 	grep -E 'level=(warn|error|fatal)' "$WORK/latency-daemon.log" >"$WORK/latency.warnings" || true

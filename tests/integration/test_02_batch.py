@@ -163,6 +163,17 @@ def test_validate_json_syntax_error_names_line(cfg, tmp_path, run_cli):
     assert re.search(r"broken\.json:3:", cp.stderr), describe(cp)
 
 
+@pytest.mark.parametrize("after", ["next record", "end of file"])
+def test_validate_ndjson_incomplete_line_names_that_line(after, cfg, tmp_path, run_cli):
+    # NDJSON: each line is one value, so an unclosed object is the fault of its own line
+    # (line 3), not of the line where the parser noticed (the next record, or the end).
+    f = tmp_path / "cut.ndjson"
+    rest = ndjson(GOOD[3:4]) if after == "next record" else ""
+    f.write_text(ndjson(GOOD[:2]) + '{"category": "news", "title": "x",\n' + rest)
+    cp = expect_rc(run_cli("validate", f, config=cfg), EX_DATAERR)
+    assert re.search(r"cut\.ndjson:3: invalid JSON: ", cp.stderr), describe(cp)
+
+
 def test_validate_good_files(cfg, tmp_path, run_cli, consume_prefix, high_watermarks):
     a = tmp_path / "good.json"
     a.write_text(json_array_one_per_line(GOOD))

@@ -17,34 +17,26 @@
 #define UNSUB    "https://notices.example.gov/unsubscribe?t=tok123&s=1"
 #define PUA_TEST "\xEE\x80\x80" /* U+E000, the cache's sentinel character */
 
-static char srcdir[1024];
 static nc_templates_t *tpl;
 static json_t *all; /* tests/unit/data/mail/notices.json: [urgent ko/en, MOI en/es/pt, es] */
 enum { ALERT = 0, MOI = 1, TENDER = 2 };
 
-static void path_of(char *buf, size_t size, const char *rel)
-{
-        snprintf(buf, size, "%s/%s", srcdir, rel);
-}
-
 static int setup(void **state)
 {
-        const char *s = getenv("NC_TEST_SRCDIR");
         nc_strlist_t langs = {0};
         char path[1200], err[512];
         json_error_t jerr;
 
         (void)state;
-        snprintf(srcdir, sizeof(srcdir), "%s", s && *s ? s : ".");
         nc_strlist_split(&langs, "en, es, pt, ko");
-        path_of(path, sizeof(path), "config/templates");
+        nc_test_src_path(path, sizeof(path), "config/templates");
         tpl = nc_templates_load(path, &langs, "en", err, sizeof(err));
         nc_strlist_clear(&langs);
         if (!tpl) {
                 print_error("templates: %s\n", err);
                 return -1;
         }
-        path_of(path, sizeof(path), "tests/unit/data/mail/notices.json");
+        nc_test_src_path(path, sizeof(path), "tests/unit/data/mail/notices.json");
         all = json_load_file(path, 0, &jerr);
         if (!all) {
                 print_error("%s: %s\n", path, jerr.text);
@@ -132,29 +124,29 @@ static void test_load(void **state)
 
         /* A configured language without templates: the error names the first missing file. */
         nc_strlist_split(&langs, "en fr");
-        path_of(path, sizeof(path), "config/templates");
+        nc_test_src_path(path, sizeof(path), "config/templates");
         t = nc_templates_load(path, &langs, "en", err, sizeof(err));
         assert_null(t);
         has(err, "config/templates/fr/subject.mustache: ");
         nc_strlist_clear(&langs);
 
         nc_strlist_split(&langs, "en");
-        path_of(path, sizeof(path), "tests/unit/data/mail/tpl-missing");
+        nc_test_src_path(path, sizeof(path), "tests/unit/data/mail/tpl-missing");
         assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
         has(err, "tpl-missing/en/html.mustache: No such file or directory");
 
-        path_of(path, sizeof(path), "tests/unit/data/mail/tpl-syntax");
+        nc_test_src_path(path, sizeof(path), "tests/unit/data/mail/tpl-syntax");
         assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
         has(err, "tpl-syntax/en/text.mustache: ");
         has(err, "notices");
 
         /* Partials are compiled at load too. */
-        path_of(path, sizeof(path), "tests/unit/data/mail/tpl-badpartial");
+        nc_test_src_path(path, sizeof(path), "tests/unit/data/mail/tpl-badpartial");
         assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
         has(err, "tpl-badpartial/en/item.mustache: ");
 
         /* The default language must be one of the languages. */
-        path_of(path, sizeof(path), "config/templates");
+        nc_test_src_path(path, sizeof(path), "config/templates");
         assert_null(nc_templates_load(path, &langs, "es", err, sizeof(err)));
         has(err, "default language 'es'");
         nc_strlist_clear(&langs);

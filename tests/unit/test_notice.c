@@ -1,4 +1,4 @@
-/* Unit tests for common/nc_notice.c: notice validation and normalisation (BRIEF §4) and
+/* Unit tests for common/nc_notice.c: notice validation and normalisation (schema 1) and
  * withdrawal events.  Every error is "field: what is wrong"; the tests check both parts. */
 #include "nc_test.h"
 
@@ -24,33 +24,16 @@
 static nc_config_t cfg;       /* built-in defaults: en es pt ko; news press tenders alerts */
 static nc_config_t small_cfg; /* tests/unit/data/noticecast-small-limits.conf */
 
-static void data_path(const char *name, char *buf, size_t size)
-{
-        const char *dir = getenv("NC_TEST_SRCDIR");
-
-        snprintf(buf, size, "%s/tests/unit/data/%s", dir && *dir ? dir : ".", name);
-}
-
 static int group_setup(void **state)
 {
-        char path[1024], err[1024];
-
         (void)state;
-        nc_config_defaults(&cfg);
-        data_path("noticecast-small-limits.conf", path, sizeof(path));
-        if (nc_config_load(&small_cfg, path, 1, err, sizeof(err)) != 0) {
-                fprintf(stderr, "%s\n", err);
-                nc_config_free(&cfg);
-                return -1;
-        }
-        return 0;
+        return nc_test_configs_load(&cfg, &small_cfg, "noticecast-small-limits.conf");
 }
 
 static int group_teardown(void **state)
 {
         (void)state;
-        nc_config_free(&cfg);
-        nc_config_free(&small_cfg);
+        nc_test_configs_free(&cfg, &small_cfg);
         return 0;
 }
 
@@ -60,7 +43,7 @@ static json_t *load_example(void)
         json_error_t jerr;
         json_t *n;
 
-        data_path("moi-news-2017-06-20.json", path, sizeof(path));
+        nc_test_data_path("moi-news-2017-06-20.json", path, sizeof(path));
         n = json_load_file(path, 0, &jerr);
         if (!n)
                 fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
@@ -199,8 +182,7 @@ static void test_full_notice_valid(void **state)
         assert_string_equal(nc_notice_category(out), "news");
 
         /* Canonical field order. */
-        json_object_foreach(out, key, v)
-        {
+        json_object_foreach(out, key, v) {
                 assert_true(i < sizeof(order) / sizeof(order[0]));
                 assert_string_equal(key, order[i]);
                 i++;

@@ -18,33 +18,16 @@
 static nc_config_t cfg;      /* built-in defaults: en es pt ko; news press tenders alerts; UTC */
 static nc_config_t full_cfg; /* tests/unit/data/noticecast-full.conf: es, America/Lima */
 
-static void data_path(const char *name, char *buf, size_t size)
-{
-        const char *dir = getenv("NC_TEST_SRCDIR");
-
-        snprintf(buf, size, "%s/tests/unit/data/%s", dir && *dir ? dir : ".", name);
-}
-
 static int group_setup(void **state)
 {
-        char path[1024], err[1024];
-
         (void)state;
-        nc_config_defaults(&cfg);
-        data_path("noticecast-full.conf", path, sizeof(path));
-        if (nc_config_load(&full_cfg, path, 1, err, sizeof(err)) != 0) {
-                fprintf(stderr, "%s\n", err);
-                nc_config_free(&cfg);
-                return -1;
-        }
-        return 0;
+        return nc_test_configs_load(&cfg, &full_cfg, "noticecast-full.conf");
 }
 
 static int group_teardown(void **state)
 {
         (void)state;
-        nc_config_free(&cfg);
-        nc_config_free(&full_cfg);
+        nc_test_configs_free(&cfg, &full_cfg);
         return 0;
 }
 
@@ -142,7 +125,7 @@ static void test_good_rows(void **state)
         int stage;
 
         (void)state;
-        data_path("subscribers-good.csv", path, sizeof(path));
+        nc_test_data_path("subscribers-good.csv", path, sizeof(path));
         text = nc_file_read(path, &len, err, sizeof(err));
         if (!text)
                 fail_msg("%s", err);
