@@ -76,6 +76,7 @@
 #include "nc_metrics.h"
 #include "nc_sign.h"
 #include "nc_track.h"
+#include "wh_policy.h"
 
 struct wh;
 struct wh_track;
@@ -298,7 +299,7 @@ void wh_produce_record(wh_t *w, wh_produce_t *pr);
 wh_produce_t *wh_dlq_record(wh_t *w, wh_msg_t *m, const char *partner, const char *reason);
 wh_produce_t *wh_retry_record(wh_t *w, wh_msg_t *m, const char *partner, int next_attempt,
                               int64_t due_ms, int tier);
-wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, long status,
+wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, enum wh_outcome outcome, long status,
                               const char *error, double latency_ms);
 void wh_timers(wh_t *w, int64_t now);
 

@@ -1,15 +1,14 @@
 /* noticecast-webhooks: HTTP side — partners, matching, payloads, signing, libcurl multi. */
-#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
 #include "wh.h"
+#include "wh_policy.h"
 
 /* ---- partners -------------------------------------------------------------------------- */
 
@@ -255,18 +254,19 @@ void wh_job_settle_one(wh_t *w, wh_job_t *j)
         job_free(j);
 }
 
-static void count(wh_t *w, const wh_partner_t *p, const char *outcome)
+static void count(wh_t *w, const wh_partner_t *p, enum wh_outcome outcome)
 {
         char l[NC_METRICS_LABELS_SIZE];
 
-        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome", outcome, NULL) == 0)
+        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome",
+                              wh_outcome_name(outcome), NULL) == 0)
                 nc_metrics_inc(w->m_deliveries, l, 1);
 }
 
 /* Records the outcome of one attempt: an event always, plus a retry or DLQ record.  The job
  * settles when all of them are acknowledged. */
-static void job_finish(wh_t *w, wh_job_t *j, const char *outcome, long status, const char *error,
-                       wh_produce_t *park)
+static void job_finish(wh_t *w, wh_job_t *j, enum wh_outcome outcome, long status,
+                       const char *error, wh_produce_t *park)
 {
         double latency = j->start_ms ? (double)(nc_time_now_ms() - j->start_ms) : 0;
         wh_produce_t *ev = wh_event_record(w, j, outcome, status, error, latency);
@@ -282,48 +282,22 @@ static void job_finish(wh_t *w, wh_job_t *j, const char *outcome, long status, c
         }
 }
 
-static int64_t jitter(int64_t ms)
+/* A random number for the retry jitter. */
+static uint32_t rnd32(void)
 {
         uint32_t r = 0;
 
-        /* Spread retries of many notices over +0..20% so a recovering partner is not hit by
-         * the whole backlog in the same second. */
         if (getrandom(&r, sizeof(r), 0) != sizeof(r))
                 r = (uint32_t)nc_time_now_ms();
-        return ms + (int64_t)((double)ms * 0.2 * (r / 4294967296.0));
+        return r;
 }
 
-/* Parks J for its next attempt, or sends it to the DLQ when the schedule is exhausted. */
-static void job_retry_or_dlq(wh_t *w, wh_job_t *j, long status, const char *error)
+static int64_t jitter(int64_t ms)
 {
-        const nc_webhooks_config_t *wc = &w->cfg.webhooks;
-        int tier = j->attempt - 1; /* after attempt k, wait retry_ms[k-1] */
-        char reason[512];
-        int64_t delay;
-
-        if ((size_t)tier >= wc->retry_n) {
-                snprintf(reason, sizeof(reason),
-                         "partner %s: retries exhausted after %d "
-                         "attempts: %s",
-                         j->partner->cfg.id, j->attempt, error);
-                job_finish(w, j, "dlq", status, error,
-                           wh_dlq_record(w, j->msg, j->partner->cfg.id, reason));
-                return;
-        }
-        delay = jitter(wc->retry_ms[tier]);
-        if (j->retry_after_ms >= 0) {
-                int64_t ra = j->retry_after_ms < wc->retry_after_max_ms ? j->retry_after_ms
-                                                                        : wc->retry_after_max_ms;
-
-                if (ra > delay)
-                        delay = ra;
-        }
-        job_finish(w, j, "retry", status, error,
-                   wh_retry_record(w, j->msg, j->partner->cfg.id, j->attempt + 1,
-                                   nc_time_now_ms() + delay, tier));
+        return wh_policy_jitter(ms, rnd32());
 }
 
-static void job_dlq(wh_t *w, wh_job_t *j, const char *outcome, long status, const char *error)
+static void job_dlq(wh_t *w, wh_job_t *j, enum wh_outcome outcome, long status, const char *error)
 {
         char reason[600];
 
@@ -346,8 +320,55 @@ static void partner_disable(wh_t *w, wh_partner_t *p)
         while ((j = TAILQ_FIRST(&p->queue))) {
                 TAILQ_REMOVE(&p->queue, j, link);
                 p->queued--;
-                job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
+                job_dlq(w, j, WH_OUTCOME_DISABLED, 0, "partner disabled after 410 Gone");
         }
+}
+
+/* Carries out decision D (of wh_policy.h) for the attempt of J that ended with STATUS and
+ * ERROR. */
+static void job_apply(wh_t *w, wh_job_t *j, const wh_decision_t *d, long status, const char *error)
+{
+        wh_partner_t *p = j->partner;
+        char reason[512];
+
+        switch (d->outcome) {
+        case WH_OUTCOME_DELIVERED:
+                /* Remembered now: its event may not reach the brokers for a while. */
+                wh_delivered_add(w, j->webhook_id);
+                job_finish(w, j, d->outcome, status, NULL, NULL);
+                return;
+        case WH_OUTCOME_RETRY:
+                job_finish(w, j, d->outcome, status, error,
+                           wh_retry_record(w, j->msg, p->cfg.id, j->attempt + 1,
+                                           nc_time_now_ms() + d->delay_ms, d->tier));
+                return;
+        case WH_OUTCOME_DLQ:
+                if (!d->exhausted) {
+                        job_dlq(w, j, d->outcome, status, error);
+                        return;
+                }
+                snprintf(reason, sizeof(reason),
+                         "partner %s: retries exhausted after %d attempts: %s", p->cfg.id,
+                         j->attempt, error);
+                job_finish(w, j, d->outcome, status, error,
+                           wh_dlq_record(w, j->msg, p->cfg.id, reason));
+                return;
+        case WH_OUTCOME_DISABLED:
+                job_dlq(w, j, d->outcome, status, error);
+                partner_disable(w, p);
+                return;
+        case WH_OUTCOME_DEFERRED:
+                break; /* not a decision: parking without an attempt is job_enqueue's */
+        }
+        fatalx("job_apply: no action for outcome %s", wh_outcome_name(d->outcome));
+}
+
+/* Parks J for its next attempt, or sends it to the DLQ when the schedule is exhausted. */
+static void job_retry_or_dlq(wh_t *w, wh_job_t *j, long status, const char *error)
+{
+        wh_decision_t d = wh_policy_retry(&w->cfg.webhooks, j->attempt, j->retry_after_ms, rnd32());
+
+        job_apply(w, j, &d, status, error);
 }
 
 /* The (notice, partner, event) of J was delivered already (by us before an outage or a
@@ -377,11 +398,11 @@ static void job_enqueue(wh_t *w, wh_job_t *j)
         if (job_skip_delivered(w, j))
                 return;
         if (p->disabled) {
-                job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
+                job_dlq(w, j, WH_OUTCOME_DISABLED, 0, "partner disabled after 410 Gone");
                 return;
         }
         if (p->queued >= w->cfg.webhooks.max_pending) {
-                job_finish(w, j, "deferred", 0, "partner backlog full",
+                job_finish(w, j, WH_OUTCOME_DEFERRED, 0, "partner backlog full",
                            wh_retry_record(w, j->msg, p->cfg.id, j->attempt,
                                            nc_time_now_ms() + jitter(w->cfg.webhooks.retry_ms[0]),
                                            0));
@@ -425,26 +446,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *opaque)
         size_t len = size * n;
 
         if (len > 12 && !strncasecmp(buf, "Retry-After:", 12)) {
-                char val[128], *end;
-                size_t vl = len - 12;
-                long secs;
+                int64_t ra = wh_policy_retry_after(buf + 12, len - 12, nc_time_now_ms());
 
-                if (vl >= sizeof(val))
-                        vl = sizeof(val) - 1;
-                memcpy(val, buf + 12, vl);
-                val[vl] = '\0';
-                nc_str_trim(val);
-                secs = strtol(val, &end, 10);
-                if (end != val && !*end && secs >= 0) {
-                        j->retry_after_ms = (int64_t)secs * 1000;
-                } else {
-                        time_t t = curl_getdate(val, NULL);
-
-                        if (t > 0)
-                                j->retry_after_ms = (int64_t)t * 1000 > nc_time_now_ms()
-                                                        ? (int64_t)t * 1000 - nc_time_now_ms()
-                                                        : 0;
-                }
+                if (ra >= 0)
+                        j->retry_after_ms = ra;
         }
         return len;
 }
@@ -669,13 +674,13 @@ size_t wh_in_flight(const wh_t *w)
         return n;
 }
 
-static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
+/* The request of J is over: its handle goes back to the partner's pool. */
+static void job_detach(wh_t *w, wh_job_t *j, long *status)
 {
         wh_partner_t *p = j->partner;
-        char error[512], l[NC_METRICS_LABELS_SIZE];
-        long status = 0;
+        char l[NC_METRICS_LABELS_SIZE];
 
-        curl_easy_getinfo(j->conn->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(j->conn->easy, CURLINFO_RESPONSE_CODE, status);
         curl_multi_remove_handle(w->multi, j->conn->easy);
         conn_put(p, j->conn);
         j->conn = NULL;
@@ -684,36 +689,24 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
         if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0)
                 nc_metrics_observe(w->m_latency, l,
                                    (double)(nc_time_now_ms() - j->start_ms) / 1000.0);
+}
 
+static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
+{
+        char error[512];
+        wh_decision_t d;
+        long status = 0;
+
+        job_detach(w, j, &status);
+        d = wh_policy_decide(&w->cfg.webhooks, res, status, j->attempt, j->retry_after_ms, rnd32());
         if (res != CURLE_OK) {
                 snprintf(error, sizeof(error), "%s",
                          j->errbuf[0] ? j->errbuf : curl_easy_strerror(res));
-                job_retry_or_dlq(w, j, 0, error);
-                return;
+                status = 0; /* no answer */
+        } else if (d.outcome != WH_OUTCOME_DELIVERED) {
+                wh_policy_http_error(status, j->response, error, sizeof(error));
         }
-        if (status >= 200 && status < 300) {
-                /* Remembered now: its event may not reach the brokers for a while. */
-                wh_delivered_add(w, j->webhook_id);
-                job_finish(w, j, "delivered", status, NULL, NULL);
-                return;
-        }
-        /* Keep the start of the body: agencies often explain a 400 there. */
-        for (char *c = j->response; *c; c++)
-                if (!isprint((unsigned char)*c))
-                        *c = ' ';
-        if (status >= 300 && status < 400)
-                snprintf(error, sizeof(error), "unexpected status %ld (redirects are not followed)",
-                         status);
-        else
-                snprintf(error, sizeof(error), "HTTP %ld%s%.200s", status,
-                         j->response[0] ? ": " : "", j->response);
-        if (status == 408 || status == 429 || status >= 500)
-                job_retry_or_dlq(w, j, status, error);
-        else if (status == 410) {
-                job_dlq(w, j, "disabled", status, error);
-                partner_disable(w, p);
-        } else
-                job_dlq(w, j, "dlq", status, error);
+        job_apply(w, j, &d, status, error);
 }
 
 void wh_deliver_completed(wh_t *w)
@@ -746,14 +739,15 @@ size_t wh_deliver_park_all(wh_t *w)
                         conn_free(j->conn);
                         j->conn = NULL;
                         p->in_flight--;
-                        job_finish(w, j, "deferred", 0, "daemon stopping: attempt interrupted",
+                        job_finish(w, j, WH_OUTCOME_DEFERRED, 0,
+                                   "daemon stopping: attempt interrupted",
                                    wh_retry_record(w, j->msg, p->cfg.id, j->attempt, now, 0));
                         n++;
                 }
                 while ((j = TAILQ_FIRST(&p->queue))) {
                         TAILQ_REMOVE(&p->queue, j, link);
                         p->queued--;
-                        job_finish(w, j, "deferred", 0, "daemon stopping: parked",
+                        job_finish(w, j, WH_OUTCOME_DEFERRED, 0, "daemon stopping: parked",
                                    wh_retry_record(w, j->msg, p->cfg.id, j->attempt, now, 0));
                         n++;
                 }

@@ -390,7 +390,7 @@ static size_t json_escape(const char *s, char *out, size_t size)
 }
 
 /* Formatted by hand: one event per attempt makes this a hot path (no JSON tree needed). */
-wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, long status,
+wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, enum wh_outcome outcome, long status,
                               const char *error, double latency_ms)
 {
         wh_produce_t *pr = record_new(w, w->events_topic, j->msg, WH_REC_EVENT);
@@ -414,8 +414,9 @@ wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, l
             "{\"type\":\"webhook.attempt\",\"notice_id\":\"%s\",\"partner\":\"%s\","
             "\"webhook_id\":\"%s\",\"event\":\"%s\",\"attempt\":%d,\"outcome\":\"%s\","
             "\"status\":%s,\"error\":%s,\"latency_ms\":%.1f,\"time\":\"%s\"}",
-            j->msg->id, j->partner->cfg.id, j->webhook_id, j->msg->event, j->attempt, outcome, st,
-            err, latency_ms, nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
+            j->msg->id, j->partner->cfg.id, j->webhook_id, j->msg->event, j->attempt,
+            wh_outcome_name(outcome), st, err, latency_ms,
+            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
         if (pr->value_len >= cap)
                 pr->value_len = cap - 1;
         rd_kafka_header_add(pr->hdrs, "content-type", -1, "application/json", -1);
