@@ -107,8 +107,10 @@ typedef struct wh_msg {
         const char *event; /* NC_EVENT_PUBLISHED or NC_EVENT_WITHDRAWN */
         int withdrawn;
         int64_t event_ms; /* event time: the original message's timestamp */
-        char *std_body;   /* the "standard" payload, built once and shared by partners */
-        size_t std_body_len;
+        /* The body of a shared format (wh_format.h), built once for all its partners. */
+        const struct wh_format *shared_format;
+        char *shared_body;
+        size_t shared_body_len;
 
         /* Retry records only. */
         int is_retry;
@@ -150,7 +152,7 @@ typedef struct wh_job {
         struct wh_partner *partner;
         int attempt;
         char webhook_id[NC_WEBHOOK_ID_SIZE];
-        char *body; /* NULL until the first attempt; may point to msg->std_body */
+        char *body; /* NULL until the first attempt; may point to msg->shared_body */
         size_t body_len;
         int body_owned;
         wh_conn_t *conn; /* while a request runs */

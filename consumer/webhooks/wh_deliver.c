@@ -8,6 +8,7 @@
 #include "nc_time.h"
 #include "nc_util.h"
 #include "wh.h"
+#include "wh_format.h"
 #include "wh_policy.h"
 
 /* ---- partners -------------------------------------------------------------------------- */
@@ -182,29 +183,6 @@ static int partner_matches(const wh_partner_t *p, const wh_msg_t *m)
         return 0;
 }
 
-static char *payload(const wh_msg_t *m, const wh_partner_t *p, const char *webhook_id, size_t *len)
-{
-        char ts[40], type[80], source[128];
-        json_t *o;
-        char *s;
-
-        nc_time_format_rfc3339(m->event_ms, ts, sizeof(ts));
-        if (p->cfg.format == NC_FORMAT_CLOUDEVENTS) {
-                snprintf(type, sizeof(type), "gov.noticecast.%s", m->event);
-                snprintf(source, sizeof(source), "/noticecast/%s", m->category);
-                o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O}", "specversion", "1.0",
-                              "id", webhook_id, "source", source, "type", type, "subject", m->id,
-                              "time", ts, "datacontenttype", "application/json", "data", m->data);
-        } else {
-                o = json_pack("{s:s, s:s, s:O}", "type", m->event, "timestamp", ts, "data",
-                              m->data);
-        }
-        s = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        *len = strlen(s);
-        return s;
-}
-
 /* ---- jobs ------------------------------------------------------------------------------ */
 
 static wh_job_t *job_new(wh_msg_t *m, wh_partner_t *p, int attempt)
@@ -221,20 +199,24 @@ static wh_job_t *job_new(wh_msg_t *m, wh_partner_t *p, int attempt)
 }
 
 /* The body is built at the first attempt, not when the job is queued: a backlog of queued
- * jobs costs no memory for bodies, and the standard payload is built once per notice. */
+ * jobs costs no memory for bodies, and a shared format's body is built once per notice. */
 static void job_body(wh_job_t *j)
 {
+        const wh_format_t *f = wh_format_get(j->partner->cfg.format);
         wh_msg_t *m = j->msg;
 
         if (j->body)
                 return;
-        if (j->partner->cfg.format == NC_FORMAT_STANDARD) {
-                if (!m->std_body)
-                        m->std_body = payload(m, j->partner, j->webhook_id, &m->std_body_len);
-                j->body = m->std_body;
-                j->body_len = m->std_body_len;
+        if (f->shared && (!m->shared_body || m->shared_format == f)) {
+                if (!m->shared_body) {
+                        m->shared_body = f->body(m, j->webhook_id, &m->shared_body_len);
+                        m->shared_format = f;
+                }
+                j->body = m->shared_body;
+                j->body_len = m->shared_body_len;
         } else {
-                j->body = payload(m, j->partner, j->webhook_id, &j->body_len);
+                /* per partner, or a second shared format for this notice: its own copy */
+                j->body = f->body(m, j->webhook_id, &j->body_len);
                 j->body_owned = 1;
         }
 }
@@ -510,20 +492,19 @@ static void conn_free(wh_conn_t *c)
 static wh_conn_t *conn_get(wh_partner_t *p)
 {
         const nc_partner_t *c = &p->cfg;
+        char ctype[128];
         wh_conn_t *k;
         CURL *e;
 
         if (p->idle_n)
                 return p->idle[--p->idle_n];
+        snprintf(ctype, sizeof(ctype), "Content-Type: %s", wh_format_get(c->format)->content_type);
         k = nc_xcalloc(1, sizeof(*k));
         if (!(k->easy = e = curl_easy_init()) ||
             !(k->h_id = header_slot(&k->hdrs, "webhook-id: ", H_ID_SIZE)) ||
             !(k->h_ts = header_slot(&k->hdrs, "webhook-timestamp: ", H_TS_SIZE)) ||
             !(k->h_sig = header_slot(&k->hdrs, "webhook-signature: ", H_SIG_SIZE)) ||
-            !(k->hdrs =
-                  curl_slist_append(k->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
-                                                 ? "Content-Type: application/cloudevents+json"
-                                                 : "Content-Type: application/json")) ||
+            !(k->hdrs = curl_slist_append(k->hdrs, ctype)) ||
             /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
             !(k->hdrs = curl_slist_append(k->hdrs, "Expect:"))) {
                 conn_free(k);

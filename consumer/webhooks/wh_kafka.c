@@ -64,7 +64,7 @@ static void msg_free(wh_t *w, wh_msg_t *m)
 {
         if (m->track->retry_tier)
                 w->retry_outstanding--;
-        free(m->std_body);
+        free(m->shared_body);
         json_decref(m->data);
         rd_kafka_message_destroy(m->rkm);
         free(m);
