@@ -401,15 +401,11 @@ void wh_dispatch(wh_t *w, wh_msg_t *m)
         if (m->is_retry) {
                 p = partner_find(w, m->partner);
                 if (!p || p->removed) {
-                        wh_produce_t *pr;
                         char reason[200];
 
                         snprintf(reason, sizeof(reason), "partner %s is no longer configured",
                                  m->partner);
-                        pr = wh_dlq_record(w, m, m->partner, reason);
-                        pr->msg = m;
-                        m->pending++;
-                        wh_produce_record(w, pr);
+                        wh_msg_quarantine(w, m, m->partner, reason);
                         return;
                 }
                 job_enqueue(w, job_new(m, p, m->attempt));
