@@ -76,74 +76,90 @@ static void rate_limit_apply(wh_partner_t *p, int fresh, int64_t now)
         }
 }
 
-/* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
-int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
+/* The signer of every partner of CFG (keyed with its secrets), its mTLS key's mode checked;
+ * NULL and ERRSTR if one of them fails (nothing is left allocated). */
+static nc_signer_t *signers_load(const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
-        size_t n = cfg->partners_n ? cfg->partners_n : 1;
-        nc_signer_t *signers = nc_xcalloc(n, sizeof(*signers));
+        nc_signer_t *signers = nc_xcalloc(cfg->partners_n ? cfg->partners_n : 1, sizeof(*signers));
+        const char *path = cfg->path ? cfg->path : "config";
         nc_secrets_t secrets;
         char err[512];
-        wh_partner_t *p;
-        size_t i;
+        size_t made; /* signers made so far */
 
-        for (i = 0; i < cfg->partners_n; i++) {
+        for (made = 0; made < cfg->partners_n; made++) {
+                const nc_partner_t *c = &cfg->partners[made];
+
                 nc_secrets_init(&secrets);
-                if (nc_secrets_load_file(&secrets, cfg->partners[i].secret_file, err,
-                                         sizeof(err)) != 0 ||
-                    nc_signer_init(&signers[i], &secrets, err, sizeof(err)) != 0) {
-                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s",
-                               cfg->path ? cfg->path : "config", cfg->partners[i].secret_file_line,
-                               cfg->partners[i].id, err);
+                if (nc_secrets_load_file(&secrets, c->secret_file, err, sizeof(err)) != 0 ||
+                    nc_signer_init(&signers[made], &secrets, err, sizeof(err)) != 0) {
+                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s", path,
+                               c->secret_file_line, c->id, err);
                         nc_secrets_clear(&secrets);
-                        for (size_t j = 0; j < i; j++)
-                                nc_signer_free(&signers[j]);
-                        free(signers);
-                        return -1;
+                        goto fail;
                 }
                 nc_secrets_clear(&secrets); /* the signer holds the keys from now on */
                 /* curl reads the mTLS key itself: check its mode here, like the secrets. */
-                if (cfg->partners[i].client_key &&
-                    nc_secret_file_check(cfg->partners[i].client_key, err, sizeof(err)) != 0) {
-                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.client_key: %s",
-                               cfg->path ? cfg->path : "config", cfg->partners[i].line,
-                               cfg->partners[i].id, err);
-                        for (size_t j = 0; j <= i; j++)
-                                nc_signer_free(&signers[j]);
-                        free(signers);
-                        return -1;
+                if (c->client_key && nc_secret_file_check(c->client_key, err, sizeof(err)) != 0) {
+                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.client_key: %s", path,
+                               c->line, c->id, err);
+                        made++;
+                        goto fail;
                 }
         }
+        return signers;
+fail:
+        while (made--)
+                nc_signer_free(&signers[made]);
+        free(signers);
+        return NULL;
+}
+
+/* Partner C (of a new configuration) takes SIGNER: a known partner keeps its queues and its
+ * bucket, a new one starts empty. */
+static void partner_update(wh_t *w, const nc_partner_t *c, nc_signer_t signer)
+{
+        wh_partner_t *p;
+        int fresh = 0;
+
+        if (!(p = partner_find(w, c->id))) {
+                p = nc_xcalloc(1, sizeof(*p));
+                TAILQ_INIT(&p->queue);
+                TAILQ_INIT(&p->running);
+                p->next = w->partners;
+                w->partners = p;
+                fresh = 1;
+        } else {
+                easy_pool_clear(p); /* their options came from the old settings */
+                partner_cfg_free(&p->cfg);
+                if (p->disabled)
+                        log_info("partner %s re-enabled by the configuration reload", c->id);
+        }
+        partner_cfg_copy(&p->cfg, c);
+        nc_signer_free(&p->signer);
+        p->signer = signer;
+        p->removed = 0;
+        p->disabled = 0;
+        rate_limit_apply(p, fresh, nc_time_now_ms());
+        if (!p->cfg.tls_verify)
+                log_warnx("partner %s: TLS VERIFICATION IS OFF (tls_verify = false); "
+                          "its deliveries can be read and forged by anyone on the "
+                          "path",
+                          p->cfg.id);
+}
+
+/* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
+int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        nc_signer_t *signers = signers_load(cfg, errstr, errstr_size);
+        wh_partner_t *p;
+        size_t i;
+
+        if (!signers)
+                return -1;
         for (p = w->partners; p; p = p->next)
                 p->removed = 1;
-        for (i = 0; i < cfg->partners_n; i++) {
-                int fresh = 0;
-
-                if (!(p = partner_find(w, cfg->partners[i].id))) {
-                        p = nc_xcalloc(1, sizeof(*p));
-                        TAILQ_INIT(&p->queue);
-                        TAILQ_INIT(&p->running);
-                        p->next = w->partners;
-                        w->partners = p;
-                        fresh = 1;
-                } else {
-                        easy_pool_clear(p); /* their options came from the old settings */
-                        partner_cfg_free(&p->cfg);
-                        if (p->disabled)
-                                log_info("partner %s re-enabled by the configuration reload",
-                                         cfg->partners[i].id);
-                }
-                partner_cfg_copy(&p->cfg, &cfg->partners[i]);
-                nc_signer_free(&p->signer);
-                p->signer = signers[i];
-                p->removed = 0;
-                p->disabled = 0;
-                rate_limit_apply(p, fresh, nc_time_now_ms());
-                if (!p->cfg.tls_verify)
-                        log_warnx("partner %s: TLS VERIFICATION IS OFF (tls_verify = false); "
-                                  "its deliveries can be read and forged by anyone on the "
-                                  "path",
-                                  p->cfg.id);
-        }
+        for (i = 0; i < cfg->partners_n; i++)
+                partner_update(w, &cfg->partners[i], signers[i]);
         free(signers);
         return 0;
 }

@@ -520,6 +520,50 @@ static void msg_chain(wh_msg_t *m)
         m->chain_offset = m->rkm->offset;
 }
 
+/* What a retry record's headers say: for whom, which attempt, when, and where it came from. */
+static void msg_read_retry(wh_msg_t *m)
+{
+        const rd_kafka_message_t *rkm = m->rkm;
+
+        m->is_retry = 1;
+        hdr(rkm, "noticecast-partner", m->partner, sizeof(m->partner));
+        m->attempt = (int)hdr_int(rkm, "noticecast-attempt", 2);
+        m->due_ms = hdr_int(rkm, "noticecast-due", 0);
+        hdr(rkm, "noticecast-source-topic", m->src_topic, sizeof(m->src_topic));
+        m->src_partition = (int32_t)hdr_int(rkm, "noticecast-source-partition", -1);
+        m->src_offset = hdr_int(rkm, "noticecast-source-offset", -1);
+        m->event_ms = hdr_int(rkm, "noticecast-event-time", 0);
+}
+
+static void timer_at(wh_t *w, int64_t due_ms)
+{
+        if (w->next_timer_ms == 0 || due_ms < w->next_timer_ms)
+                w->next_timer_ms = due_ms;
+}
+
+static void partition_pause(wh_t *w, const wh_track_t *t, int pause)
+{
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+
+        rd_kafka_topic_partition_list_add(l, t->base.topic, t->base.partition);
+        if (pause)
+                rd_kafka_pause_partitions(w->consumer, l);
+        else
+                rd_kafka_resume_partitions(w->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* M waits on its track (held, in offset order) until wh_timers() releases it. */
+static void track_hold(wh_track_t *t, wh_msg_t *m)
+{
+        if (t->held_n == t->held_cap) {
+                t->held_cap = t->held_cap ? t->held_cap * 2 : 16;
+                t->held = nc_xrealloc(t->held, t->held_cap * sizeof(*t->held));
+        }
+        t->held[t->held_n++] = m;
+        m->pending++;
+}
+
 static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
 {
         wh_msg_t *m = nc_xcalloc(1, sizeof(*m));
@@ -535,14 +579,7 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
 
         if (t->retry_tier) {
                 w->retry_outstanding++;
-                m->is_retry = 1;
-                hdr(rkm, "noticecast-partner", m->partner, sizeof(m->partner));
-                m->attempt = (int)hdr_int(rkm, "noticecast-attempt", 2);
-                m->due_ms = hdr_int(rkm, "noticecast-due", 0);
-                hdr(rkm, "noticecast-source-topic", m->src_topic, sizeof(m->src_topic));
-                m->src_partition = (int32_t)hdr_int(rkm, "noticecast-source-partition", -1);
-                m->src_offset = hdr_int(rkm, "noticecast-source-offset", -1);
-                m->event_ms = hdr_int(rkm, "noticecast-event-time", 0);
+                msg_read_retry(m);
         }
         msg_chain(m);
         if (decode(w, m, err, sizeof(err)) != 0) {
@@ -550,34 +587,18 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
         } else if (!m->is_retry && m->withdrawn) {
                 /* Forwarded only once we know its notice was published. */
                 wait_append(w, m);
-        } else if (m->is_retry &&
-                   m->due_ms > nc_time_now_ms()) { /* Not due yet: hold it (and everything behind it
-                                                      on this partition). */
-                if (t->held_n == t->held_cap) {
-                        t->held_cap = t->held_cap ? t->held_cap * 2 : 16;
-                        t->held = nc_xrealloc(t->held, t->held_cap * sizeof(*t->held));
-                }
-                t->held[t->held_n++] = m;
-                m->pending++;
+        } else if (m->is_retry && m->due_ms > nc_time_now_ms()) {
+                /* Not due yet: hold it (and everything behind it on this partition). */
+                track_hold(t, m);
                 if (!t->paused) {
-                        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-
-                        rd_kafka_topic_partition_list_add(l, t->base.topic, t->base.partition);
-                        rd_kafka_pause_partitions(w->consumer, l);
-                        rd_kafka_topic_partition_list_destroy(l);
+                        partition_pause(w, t, 1);
                         t->paused = 1;
                 }
-                if (w->next_timer_ms == 0 || m->due_ms < w->next_timer_ms)
-                        w->next_timer_ms = m->due_ms;
+                timer_at(w, m->due_ms);
         } else if (m->is_retry && t->held_n > t->held_first) {
                 /* Keep the partition's order: it waits behind the held ones. */
                 m->due_ms = t->held[t->held_n - 1]->due_ms;
-                if (t->held_n == t->held_cap) {
-                        t->held_cap *= 2;
-                        t->held = nc_xrealloc(t->held, t->held_cap * sizeof(*t->held));
-                }
-                t->held[t->held_n++] = m;
-                m->pending++;
+                track_hold(t, m);
         } else {
                 wh_dispatch(w, m);
         }
@@ -603,21 +624,11 @@ void wh_timers(wh_t *w, int64_t now)
                         wh_msg_settle_one(w, m);
                 }
                 if (t->held_first < t->held_n) {
-                        int64_t due = t->held[t->held_first]->due_ms;
-
-                        if (w->next_timer_ms == 0 || due < w->next_timer_ms)
-                                w->next_timer_ms = due;
+                        timer_at(w, t->held[t->held_first]->due_ms);
                 } else if (t->held_n) {
                         t->held_n = t->held_first = 0;
-                        if (t->paused && !b->revoked) {
-                                rd_kafka_topic_partition_list_t *l =
-                                    rd_kafka_topic_partition_list_new(1);
-
-                                rd_kafka_topic_partition_list_add(l, t->base.topic,
-                                                                  t->base.partition);
-                                rd_kafka_resume_partitions(w->consumer, l);
-                                rd_kafka_topic_partition_list_destroy(l);
-                        }
+                        if (t->paused && !b->revoked)
+                                partition_pause(w, t, 0);
                         t->paused = 0;
                 }
         }
