@@ -52,7 +52,9 @@ wh_decision_t wh_policy_retry(const nc_webhooks_config_t *wc, int attempt, int64
         wh_decision_t d = {.outcome = WH_OUTCOME_RETRY};
         int tier = attempt - 1; /* after attempt k, wait retry_ms[k-1] */
 
-        if (tier < 0 || (size_t)tier >= wc->retry_n) {
+        /* retry_n is at most the array's size; said again for the compiler's bounds check */
+        if (tier < 0 || (size_t)tier >= wc->retry_n ||
+            (size_t)tier >= sizeof(wc->retry_ms) / sizeof(wc->retry_ms[0])) {
                 d.outcome = WH_OUTCOME_DLQ;
                 d.exhausted = 1;
                 return d;
