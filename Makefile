@@ -55,6 +55,9 @@ $(BUILD)/tests/test_smtp: consumer/mailer/smtp.c consumer/mailer/nodelay.c consu
 # test_unsub_token includes the mailer's unsub_token.c.
 $(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/unsub_token.h
 
+# test_wh_policy includes the webhooks daemon's wh_policy.c.
+$(BUILD)/tests/test_wh_policy: consumer/webhooks/wh_policy.c consumer/webhooks/wh_policy.h
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) \

@@ -76,6 +76,7 @@
 #include "nc_metrics.h"
 #include "nc_sign.h"
 #include "nc_track.h"
+#include "wh_policy.h"
 
 struct wh;
 struct wh_track;
@@ -106,8 +107,10 @@ typedef struct wh_msg {
         const char *event; /* NC_EVENT_PUBLISHED or NC_EVENT_WITHDRAWN */
         int withdrawn;
         int64_t event_ms; /* event time: the original message's timestamp */
-        char *std_body;   /* the "standard" payload, built once and shared by partners */
-        size_t std_body_len;
+        /* The body of a shared format (wh_format.h), built once for all its partners. */
+        const struct wh_format *shared_format;
+        char *shared_body;
+        size_t shared_body_len;
 
         /* Retry records only. */
         int is_retry;
@@ -149,7 +152,7 @@ typedef struct wh_job {
         struct wh_partner *partner;
         int attempt;
         char webhook_id[NC_WEBHOOK_ID_SIZE];
-        char *body; /* NULL until the first attempt; may point to msg->std_body */
+        char *body; /* NULL until the first attempt; may point to msg->shared_body */
         size_t body_len;
         int body_owned;
         wh_conn_t *conn; /* while a request runs */
@@ -286,6 +289,14 @@ typedef struct wh {
         struct nc_httpd *httpd;
 } wh_t;
 
+/* Modules.  wh_kafka.c (Kafka side) hands each message to wh_deliver.c (HTTP side) with
+ * wh_dispatch(); wh_deliver.c hands the records an attempt produced to the Kafka side with
+ * wh_produce_record() (a message it cannot take, wh_msg_quarantine()).  The only calls back are the
+ * two settle calls: an acknowledged record settles its job (wh_job_settle_one), a settled job its
+ * message (wh_msg_settle_one).  Both build their records with wh_record.c, a leaf that calls
+ * neither; wh_policy.c (what an attempt's result calls for) and wh_format.c (payload formats) are
+ * leaves too. */
+
 /* wh_kafka.c */
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size);
 void wh_kafka_poll(wh_t *w);
@@ -294,14 +305,27 @@ void wh_kafka_stop(wh_t *w, int64_t deadline_ms);
 /* Deliveries waiting in the retry tiers: consumed and unsettled, plus not consumed yet. */
 size_t wh_retry_backlog(wh_t *w);
 void wh_msg_settle_one(wh_t *w, wh_msg_t *m);
+/* Produces PR; its acknowledgement settles PR->job or PR->msg (PR is owned from now on). */
 void wh_produce_record(wh_t *w, wh_produce_t *pr);
+/* M goes to the DLQ (for PARTNER only, or NULL: for every partner) with REASON; M settles
+ * once that record is acknowledged. */
+void wh_msg_quarantine(wh_t *w, wh_msg_t *m, const char *partner, const char *reason);
+void wh_timers(wh_t *w, int64_t now);
+
+/* wh_record.c: records to produce (wh_produce_record), and what delivery events say. */
 wh_produce_t *wh_dlq_record(wh_t *w, wh_msg_t *m, const char *partner, const char *reason);
 wh_produce_t *wh_retry_record(wh_t *w, wh_msg_t *m, const char *partner, int next_attempt,
                               int64_t due_ms, int tier);
-wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, long status,
+wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, enum wh_outcome outcome, long status,
                               const char *error, double latency_ms);
-void wh_timers(wh_t *w, int64_t now);
-
+/* Retry or DLQ record PR was refused for good (WHY): it becomes a DLQ reference to its
+ * message (a retry record: the partner's delivery ends in the DLQ). */
+void wh_record_as_reference(wh_t *w, wh_produce_t *pr, const char *why);
+void wh_record_free(wh_produce_t *pr);
+/* "event", "retry", "DLQ" (for logs); fatalx() on an unknown kind. */
+const char *wh_rec_kind_name(enum wh_rec_kind k);
+/* If the delivery event PAYLOAD (LEN bytes) says "delivered": 1 and its webhook-id in BUF. */
+int wh_event_delivered_id(const void *payload, size_t len, char *buf, size_t size);
 /* Whether WEBHOOK_ID is known as delivered; remember it as delivered. */
 int wh_delivered_has(const wh_t *w, const char *webhook_id);
 void wh_delivered_add(wh_t *w, const char *webhook_id);

@@ -1,15 +1,15 @@
 /* noticecast-webhooks: HTTP side — partners, matching, payloads, signing, libcurl multi. */
-#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
 #include "wh.h"
+#include "wh_format.h"
+#include "wh_policy.h"
 
 /* ---- partners -------------------------------------------------------------------------- */
 
@@ -76,74 +76,90 @@ static void rate_limit_apply(wh_partner_t *p, int fresh, int64_t now)
         }
 }
 
-/* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
-int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
+/* The signer of every partner of CFG (keyed with its secrets), its mTLS key's mode checked;
+ * NULL and ERRSTR if one of them fails (nothing is left allocated). */
+static nc_signer_t *signers_load(const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
-        size_t n = cfg->partners_n ? cfg->partners_n : 1;
-        nc_signer_t *signers = nc_xcalloc(n, sizeof(*signers));
+        nc_signer_t *signers = nc_xcalloc(cfg->partners_n ? cfg->partners_n : 1, sizeof(*signers));
+        const char *path = cfg->path ? cfg->path : "config";
         nc_secrets_t secrets;
         char err[512];
-        wh_partner_t *p;
-        size_t i;
+        size_t made; /* signers made so far */
 
-        for (i = 0; i < cfg->partners_n; i++) {
+        for (made = 0; made < cfg->partners_n; made++) {
+                const nc_partner_t *c = &cfg->partners[made];
+
                 nc_secrets_init(&secrets);
-                if (nc_secrets_load_file(&secrets, cfg->partners[i].secret_file, err,
-                                         sizeof(err)) != 0 ||
-                    nc_signer_init(&signers[i], &secrets, err, sizeof(err)) != 0) {
-                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s",
-                               cfg->path ? cfg->path : "config", cfg->partners[i].secret_file_line,
-                               cfg->partners[i].id, err);
+                if (nc_secrets_load_file(&secrets, c->secret_file, err, sizeof(err)) != 0 ||
+                    nc_signer_init(&signers[made], &secrets, err, sizeof(err)) != 0) {
+                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.secret_file: %s", path,
+                               c->secret_file_line, c->id, err);
                         nc_secrets_clear(&secrets);
-                        for (size_t j = 0; j < i; j++)
-                                nc_signer_free(&signers[j]);
-                        free(signers);
-                        return -1;
+                        goto fail;
                 }
                 nc_secrets_clear(&secrets); /* the signer holds the keys from now on */
                 /* curl reads the mTLS key itself: check its mode here, like the secrets. */
-                if (cfg->partners[i].client_key &&
-                    nc_secret_file_check(cfg->partners[i].client_key, err, sizeof(err)) != 0) {
-                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.client_key: %s",
-                               cfg->path ? cfg->path : "config", cfg->partners[i].line,
-                               cfg->partners[i].id, err);
-                        for (size_t j = 0; j <= i; j++)
-                                nc_signer_free(&signers[j]);
-                        free(signers);
-                        return -1;
+                if (c->client_key && nc_secret_file_check(c->client_key, err, sizeof(err)) != 0) {
+                        nc_err(errstr, errstr_size, "%s:%d: partner.%s.client_key: %s", path,
+                               c->line, c->id, err);
+                        made++;
+                        goto fail;
                 }
         }
+        return signers;
+fail:
+        while (made--)
+                nc_signer_free(&signers[made]);
+        free(signers);
+        return NULL;
+}
+
+/* Partner C (of a new configuration) takes SIGNER: a known partner keeps its queues and its
+ * bucket, a new one starts empty. */
+static void partner_update(wh_t *w, const nc_partner_t *c, nc_signer_t signer)
+{
+        wh_partner_t *p;
+        int fresh = 0;
+
+        if (!(p = partner_find(w, c->id))) {
+                p = nc_xcalloc(1, sizeof(*p));
+                TAILQ_INIT(&p->queue);
+                TAILQ_INIT(&p->running);
+                p->next = w->partners;
+                w->partners = p;
+                fresh = 1;
+        } else {
+                easy_pool_clear(p); /* their options came from the old settings */
+                partner_cfg_free(&p->cfg);
+                if (p->disabled)
+                        log_info("partner %s re-enabled by the configuration reload", c->id);
+        }
+        partner_cfg_copy(&p->cfg, c);
+        nc_signer_free(&p->signer);
+        p->signer = signer;
+        p->removed = 0;
+        p->disabled = 0;
+        rate_limit_apply(p, fresh, nc_time_now_ms());
+        if (!p->cfg.tls_verify)
+                log_warnx("partner %s: TLS VERIFICATION IS OFF (tls_verify = false); "
+                          "its deliveries can be read and forged by anyone on the "
+                          "path",
+                          p->cfg.id);
+}
+
+/* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
+int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        nc_signer_t *signers = signers_load(cfg, errstr, errstr_size);
+        wh_partner_t *p;
+        size_t i;
+
+        if (!signers)
+                return -1;
         for (p = w->partners; p; p = p->next)
                 p->removed = 1;
-        for (i = 0; i < cfg->partners_n; i++) {
-                int fresh = 0;
-
-                if (!(p = partner_find(w, cfg->partners[i].id))) {
-                        p = nc_xcalloc(1, sizeof(*p));
-                        TAILQ_INIT(&p->queue);
-                        TAILQ_INIT(&p->running);
-                        p->next = w->partners;
-                        w->partners = p;
-                        fresh = 1;
-                } else {
-                        easy_pool_clear(p); /* their options came from the old settings */
-                        partner_cfg_free(&p->cfg);
-                        if (p->disabled)
-                                log_info("partner %s re-enabled by the configuration reload",
-                                         cfg->partners[i].id);
-                }
-                partner_cfg_copy(&p->cfg, &cfg->partners[i]);
-                nc_signer_free(&p->signer);
-                p->signer = signers[i];
-                p->removed = 0;
-                p->disabled = 0;
-                rate_limit_apply(p, fresh, nc_time_now_ms());
-                if (!p->cfg.tls_verify)
-                        log_warnx("partner %s: TLS VERIFICATION IS OFF (tls_verify = false); "
-                                  "its deliveries can be read and forged by anyone on the "
-                                  "path",
-                                  p->cfg.id);
-        }
+        for (i = 0; i < cfg->partners_n; i++)
+                partner_update(w, &cfg->partners[i], signers[i]);
         free(signers);
         return 0;
 }
@@ -183,29 +199,6 @@ static int partner_matches(const wh_partner_t *p, const wh_msg_t *m)
         return 0;
 }
 
-static char *payload(const wh_msg_t *m, const wh_partner_t *p, const char *webhook_id, size_t *len)
-{
-        char ts[40], type[80], source[128];
-        json_t *o;
-        char *s;
-
-        nc_time_format_rfc3339(m->event_ms, ts, sizeof(ts));
-        if (p->cfg.format == NC_FORMAT_CLOUDEVENTS) {
-                snprintf(type, sizeof(type), "gov.noticecast.%s", m->event);
-                snprintf(source, sizeof(source), "/noticecast/%s", m->category);
-                o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O}", "specversion", "1.0",
-                              "id", webhook_id, "source", source, "type", type, "subject", m->id,
-                              "time", ts, "datacontenttype", "application/json", "data", m->data);
-        } else {
-                o = json_pack("{s:s, s:s, s:O}", "type", m->event, "timestamp", ts, "data",
-                              m->data);
-        }
-        s = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        *len = strlen(s);
-        return s;
-}
-
 /* ---- jobs ------------------------------------------------------------------------------ */
 
 static wh_job_t *job_new(wh_msg_t *m, wh_partner_t *p, int attempt)
@@ -222,20 +215,24 @@ static wh_job_t *job_new(wh_msg_t *m, wh_partner_t *p, int attempt)
 }
 
 /* The body is built at the first attempt, not when the job is queued: a backlog of queued
- * jobs costs no memory for bodies, and the standard payload is built once per notice. */
+ * jobs costs no memory for bodies, and a shared format's body is built once per notice. */
 static void job_body(wh_job_t *j)
 {
+        const wh_format_t *f = wh_format_get(j->partner->cfg.format);
         wh_msg_t *m = j->msg;
 
         if (j->body)
                 return;
-        if (j->partner->cfg.format == NC_FORMAT_STANDARD) {
-                if (!m->std_body)
-                        m->std_body = payload(m, j->partner, j->webhook_id, &m->std_body_len);
-                j->body = m->std_body;
-                j->body_len = m->std_body_len;
+        if (f->shared && (!m->shared_body || m->shared_format == f)) {
+                if (!m->shared_body) {
+                        m->shared_body = f->body(m, j->webhook_id, &m->shared_body_len);
+                        m->shared_format = f;
+                }
+                j->body = m->shared_body;
+                j->body_len = m->shared_body_len;
         } else {
-                j->body = payload(m, j->partner, j->webhook_id, &j->body_len);
+                /* per partner, or a second shared format for this notice: its own copy */
+                j->body = f->body(m, j->webhook_id, &j->body_len);
                 j->body_owned = 1;
         }
 }
@@ -255,18 +252,19 @@ void wh_job_settle_one(wh_t *w, wh_job_t *j)
         job_free(j);
 }
 
-static void count(wh_t *w, const wh_partner_t *p, const char *outcome)
+static void count(wh_t *w, const wh_partner_t *p, enum wh_outcome outcome)
 {
         char l[NC_METRICS_LABELS_SIZE];
 
-        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome", outcome, NULL) == 0)
+        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome",
+                              wh_outcome_name(outcome), NULL) == 0)
                 nc_metrics_inc(w->m_deliveries, l, 1);
 }
 
 /* Records the outcome of one attempt: an event always, plus a retry or DLQ record.  The job
  * settles when all of them are acknowledged. */
-static void job_finish(wh_t *w, wh_job_t *j, const char *outcome, long status, const char *error,
-                       wh_produce_t *park)
+static void job_finish(wh_t *w, wh_job_t *j, enum wh_outcome outcome, long status,
+                       const char *error, wh_produce_t *park)
 {
         double latency = j->start_ms ? (double)(nc_time_now_ms() - j->start_ms) : 0;
         wh_produce_t *ev = wh_event_record(w, j, outcome, status, error, latency);
@@ -282,48 +280,22 @@ static void job_finish(wh_t *w, wh_job_t *j, const char *outcome, long status, c
         }
 }
 
-static int64_t jitter(int64_t ms)
+/* A random number for the retry jitter. */
+static uint32_t rnd32(void)
 {
         uint32_t r = 0;
 
-        /* Spread retries of many notices over +0..20% so a recovering partner is not hit by
-         * the whole backlog in the same second. */
         if (getrandom(&r, sizeof(r), 0) != sizeof(r))
                 r = (uint32_t)nc_time_now_ms();
-        return ms + (int64_t)((double)ms * 0.2 * (r / 4294967296.0));
+        return r;
 }
 
-/* Parks J for its next attempt, or sends it to the DLQ when the schedule is exhausted. */
-static void job_retry_or_dlq(wh_t *w, wh_job_t *j, long status, const char *error)
+static int64_t jitter(int64_t ms)
 {
-        const nc_webhooks_config_t *wc = &w->cfg.webhooks;
-        int tier = j->attempt - 1; /* after attempt k, wait retry_ms[k-1] */
-        char reason[512];
-        int64_t delay;
-
-        if ((size_t)tier >= wc->retry_n) {
-                snprintf(reason, sizeof(reason),
-                         "partner %s: retries exhausted after %d "
-                         "attempts: %s",
-                         j->partner->cfg.id, j->attempt, error);
-                job_finish(w, j, "dlq", status, error,
-                           wh_dlq_record(w, j->msg, j->partner->cfg.id, reason));
-                return;
-        }
-        delay = jitter(wc->retry_ms[tier]);
-        if (j->retry_after_ms >= 0) {
-                int64_t ra = j->retry_after_ms < wc->retry_after_max_ms ? j->retry_after_ms
-                                                                        : wc->retry_after_max_ms;
-
-                if (ra > delay)
-                        delay = ra;
-        }
-        job_finish(w, j, "retry", status, error,
-                   wh_retry_record(w, j->msg, j->partner->cfg.id, j->attempt + 1,
-                                   nc_time_now_ms() + delay, tier));
+        return wh_policy_jitter(ms, rnd32());
 }
 
-static void job_dlq(wh_t *w, wh_job_t *j, const char *outcome, long status, const char *error)
+static void job_dlq(wh_t *w, wh_job_t *j, enum wh_outcome outcome, long status, const char *error)
 {
         char reason[600];
 
@@ -346,8 +318,55 @@ static void partner_disable(wh_t *w, wh_partner_t *p)
         while ((j = TAILQ_FIRST(&p->queue))) {
                 TAILQ_REMOVE(&p->queue, j, link);
                 p->queued--;
-                job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
+                job_dlq(w, j, WH_OUTCOME_DISABLED, 0, "partner disabled after 410 Gone");
         }
+}
+
+/* Carries out decision D (of wh_policy.h) for the attempt of J that ended with STATUS and
+ * ERROR. */
+static void job_apply(wh_t *w, wh_job_t *j, const wh_decision_t *d, long status, const char *error)
+{
+        wh_partner_t *p = j->partner;
+        char reason[512];
+
+        switch (d->outcome) {
+        case WH_OUTCOME_DELIVERED:
+                /* Remembered now: its event may not reach the brokers for a while. */
+                wh_delivered_add(w, j->webhook_id);
+                job_finish(w, j, d->outcome, status, NULL, NULL);
+                return;
+        case WH_OUTCOME_RETRY:
+                job_finish(w, j, d->outcome, status, error,
+                           wh_retry_record(w, j->msg, p->cfg.id, j->attempt + 1,
+                                           nc_time_now_ms() + d->delay_ms, d->tier));
+                return;
+        case WH_OUTCOME_DLQ:
+                if (!d->exhausted) {
+                        job_dlq(w, j, d->outcome, status, error);
+                        return;
+                }
+                snprintf(reason, sizeof(reason),
+                         "partner %s: retries exhausted after %d attempts: %s", p->cfg.id,
+                         j->attempt, error);
+                job_finish(w, j, d->outcome, status, error,
+                           wh_dlq_record(w, j->msg, p->cfg.id, reason));
+                return;
+        case WH_OUTCOME_DISABLED:
+                job_dlq(w, j, d->outcome, status, error);
+                partner_disable(w, p);
+                return;
+        case WH_OUTCOME_DEFERRED:
+                break; /* not a decision: parking without an attempt is job_enqueue's */
+        }
+        fatalx("job_apply: no action for outcome %s", wh_outcome_name(d->outcome));
+}
+
+/* Parks J for its next attempt, or sends it to the DLQ when the schedule is exhausted. */
+static void job_retry_or_dlq(wh_t *w, wh_job_t *j, long status, const char *error)
+{
+        wh_decision_t d = wh_policy_retry(&w->cfg.webhooks, j->attempt, j->retry_after_ms, rnd32());
+
+        job_apply(w, j, &d, status, error);
 }
 
 /* The (notice, partner, event) of J was delivered already (by us before an outage or a
@@ -377,11 +396,11 @@ static void job_enqueue(wh_t *w, wh_job_t *j)
         if (job_skip_delivered(w, j))
                 return;
         if (p->disabled) {
-                job_dlq(w, j, "disabled", 0, "partner disabled after 410 Gone");
+                job_dlq(w, j, WH_OUTCOME_DISABLED, 0, "partner disabled after 410 Gone");
                 return;
         }
         if (p->queued >= w->cfg.webhooks.max_pending) {
-                job_finish(w, j, "deferred", 0, "partner backlog full",
+                job_finish(w, j, WH_OUTCOME_DEFERRED, 0, "partner backlog full",
                            wh_retry_record(w, j->msg, p->cfg.id, j->attempt,
                                            nc_time_now_ms() + jitter(w->cfg.webhooks.retry_ms[0]),
                                            0));
@@ -398,15 +417,11 @@ void wh_dispatch(wh_t *w, wh_msg_t *m)
         if (m->is_retry) {
                 p = partner_find(w, m->partner);
                 if (!p || p->removed) {
-                        wh_produce_t *pr;
                         char reason[200];
 
                         snprintf(reason, sizeof(reason), "partner %s is no longer configured",
                                  m->partner);
-                        pr = wh_dlq_record(w, m, m->partner, reason);
-                        pr->msg = m;
-                        m->pending++;
-                        wh_produce_record(w, pr);
+                        wh_msg_quarantine(w, m, m->partner, reason);
                         return;
                 }
                 job_enqueue(w, job_new(m, p, m->attempt));
@@ -425,26 +440,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *opaque)
         size_t len = size * n;
 
         if (len > 12 && !strncasecmp(buf, "Retry-After:", 12)) {
-                char val[128], *end;
-                size_t vl = len - 12;
-                long secs;
+                int64_t ra = wh_policy_retry_after(buf + 12, len - 12, nc_time_now_ms());
 
-                if (vl >= sizeof(val))
-                        vl = sizeof(val) - 1;
-                memcpy(val, buf + 12, vl);
-                val[vl] = '\0';
-                nc_str_trim(val);
-                secs = strtol(val, &end, 10);
-                if (end != val && !*end && secs >= 0) {
-                        j->retry_after_ms = (int64_t)secs * 1000;
-                } else {
-                        time_t t = curl_getdate(val, NULL);
-
-                        if (t > 0)
-                                j->retry_after_ms = (int64_t)t * 1000 > nc_time_now_ms()
-                                                        ? (int64_t)t * 1000 - nc_time_now_ms()
-                                                        : 0;
-                }
+                if (ra >= 0)
+                        j->retry_after_ms = ra;
         }
         return len;
 }
@@ -505,20 +504,19 @@ static void conn_free(wh_conn_t *c)
 static wh_conn_t *conn_get(wh_partner_t *p)
 {
         const nc_partner_t *c = &p->cfg;
+        char ctype[128];
         wh_conn_t *k;
         CURL *e;
 
         if (p->idle_n)
                 return p->idle[--p->idle_n];
+        snprintf(ctype, sizeof(ctype), "Content-Type: %s", wh_format_get(c->format)->content_type);
         k = nc_xcalloc(1, sizeof(*k));
         if (!(k->easy = e = curl_easy_init()) ||
             !(k->h_id = header_slot(&k->hdrs, "webhook-id: ", H_ID_SIZE)) ||
             !(k->h_ts = header_slot(&k->hdrs, "webhook-timestamp: ", H_TS_SIZE)) ||
             !(k->h_sig = header_slot(&k->hdrs, "webhook-signature: ", H_SIG_SIZE)) ||
-            !(k->hdrs =
-                  curl_slist_append(k->hdrs, c->format == NC_FORMAT_CLOUDEVENTS
-                                                 ? "Content-Type: application/cloudevents+json"
-                                                 : "Content-Type: application/json")) ||
+            !(k->hdrs = curl_slist_append(k->hdrs, ctype)) ||
             /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
             !(k->hdrs = curl_slist_append(k->hdrs, "Expect:"))) {
                 conn_free(k);
@@ -669,13 +667,13 @@ size_t wh_in_flight(const wh_t *w)
         return n;
 }
 
-static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
+/* The request of J is over: its handle goes back to the partner's pool. */
+static void job_detach(wh_t *w, wh_job_t *j, long *status)
 {
         wh_partner_t *p = j->partner;
-        char error[512], l[NC_METRICS_LABELS_SIZE];
-        long status = 0;
+        char l[NC_METRICS_LABELS_SIZE];
 
-        curl_easy_getinfo(j->conn->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(j->conn->easy, CURLINFO_RESPONSE_CODE, status);
         curl_multi_remove_handle(w->multi, j->conn->easy);
         conn_put(p, j->conn);
         j->conn = NULL;
@@ -684,36 +682,24 @@ static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
         if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0)
                 nc_metrics_observe(w->m_latency, l,
                                    (double)(nc_time_now_ms() - j->start_ms) / 1000.0);
+}
 
+static void job_done(wh_t *w, wh_job_t *j, CURLcode res)
+{
+        char error[512];
+        wh_decision_t d;
+        long status = 0;
+
+        job_detach(w, j, &status);
+        d = wh_policy_decide(&w->cfg.webhooks, res, status, j->attempt, j->retry_after_ms, rnd32());
         if (res != CURLE_OK) {
                 snprintf(error, sizeof(error), "%s",
                          j->errbuf[0] ? j->errbuf : curl_easy_strerror(res));
-                job_retry_or_dlq(w, j, 0, error);
-                return;
+                status = 0; /* no answer */
+        } else if (d.outcome != WH_OUTCOME_DELIVERED) {
+                wh_policy_http_error(status, j->response, error, sizeof(error));
         }
-        if (status >= 200 && status < 300) {
-                /* Remembered now: its event may not reach the brokers for a while. */
-                wh_delivered_add(w, j->webhook_id);
-                job_finish(w, j, "delivered", status, NULL, NULL);
-                return;
-        }
-        /* Keep the start of the body: agencies often explain a 400 there. */
-        for (char *c = j->response; *c; c++)
-                if (!isprint((unsigned char)*c))
-                        *c = ' ';
-        if (status >= 300 && status < 400)
-                snprintf(error, sizeof(error), "unexpected status %ld (redirects are not followed)",
-                         status);
-        else
-                snprintf(error, sizeof(error), "HTTP %ld%s%.200s", status,
-                         j->response[0] ? ": " : "", j->response);
-        if (status == 408 || status == 429 || status >= 500)
-                job_retry_or_dlq(w, j, status, error);
-        else if (status == 410) {
-                job_dlq(w, j, "disabled", status, error);
-                partner_disable(w, p);
-        } else
-                job_dlq(w, j, "dlq", status, error);
+        job_apply(w, j, &d, status, error);
 }
 
 void wh_deliver_completed(wh_t *w)
@@ -746,14 +732,15 @@ size_t wh_deliver_park_all(wh_t *w)
                         conn_free(j->conn);
                         j->conn = NULL;
                         p->in_flight--;
-                        job_finish(w, j, "deferred", 0, "daemon stopping: attempt interrupted",
+                        job_finish(w, j, WH_OUTCOME_DEFERRED, 0,
+                                   "daemon stopping: attempt interrupted",
                                    wh_retry_record(w, j->msg, p->cfg.id, j->attempt, now, 0));
                         n++;
                 }
                 while ((j = TAILQ_FIRST(&p->queue))) {
                         TAILQ_REMOVE(&p->queue, j, link);
                         p->queued--;
-                        job_finish(w, j, "deferred", 0, "daemon stopping: parked",
+                        job_finish(w, j, WH_OUTCOME_DEFERRED, 0, "daemon stopping: parked",
                                    wh_retry_record(w, j->msg, p->cfg.id, j->attempt, now, 0));
                         n++;
                 }

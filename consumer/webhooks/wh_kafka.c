@@ -37,14 +37,6 @@ static int64_t hdr_int(const rd_kafka_message_t *m, const char *name, int64_t df
         return *end || end == buf ? dflt : v;
 }
 
-static void hdr_add_int(rd_kafka_headers_t *h, const char *name, int64_t v)
-{
-        char buf[32];
-
-        snprintf(buf, sizeof(buf), "%lld", (long long)v);
-        rd_kafka_header_add(h, name, -1, buf, -1);
-}
-
 /* ---- tracks (per partition) ------------------------------------------------------------ */
 
 static wh_track_t *track_get(wh_t *w, const char *topic, int32_t partition)
@@ -64,7 +56,7 @@ static void msg_free(wh_t *w, wh_msg_t *m)
 {
         if (m->track->retry_tier)
                 w->retry_outstanding--;
-        free(m->std_body);
+        free(m->shared_body);
         json_decref(m->data);
         rd_kafka_message_destroy(m->rkm);
         free(m);
@@ -85,18 +77,6 @@ void wh_msg_settle_one(wh_t *w, wh_msg_t *m)
 
 /* ---- producing records whose acknowledgement settles work ------------------------------- */
 
-static void produce_free(wh_produce_t *pr)
-{
-        free(pr->key);
-        free(pr->value);
-        free(pr->partner);
-        free(pr->reason);
-        free(pr->dlq_key);
-        if (pr->hdrs)
-                rd_kafka_headers_destroy(pr->hdrs);
-        free(pr);
-}
-
 /* Acknowledged (or known to be there already): settles what waited for it. */
 static void produce_done(wh_t *w, wh_produce_t *pr)
 {
@@ -105,7 +85,7 @@ static void produce_done(wh_t *w, wh_produce_t *pr)
                 wh_job_settle_one(w, pr->job);
         else if (pr->msg)
                 wh_msg_settle_one(w, pr->msg);
-        produce_free(pr);
+        wh_record_free(pr);
 }
 
 static void prq_add(wh_t *w, wh_produce_t *pr, int64_t delay_ms)
@@ -116,15 +96,7 @@ static void prq_add(wh_t *w, wh_produce_t *pr, int64_t delay_ms)
                 w->prq_due_ms = pr->due_ms;
 }
 
-static void dlq_fill(wh_t *w, wh_produce_t *pr, const wh_msg_t *m, int as_reference);
 static void produce_try(wh_t *w, wh_produce_t *pr);
-
-static const char *kind_name(enum wh_rec_kind k)
-{
-        static const char *const names[] = {"event", "retry", "DLQ"};
-
-        return names[k];
-}
 
 /* librdkafka or the brokers would not take PR: a permanent refusal of a retry or DLQ record
  * turns it into a DLQ reference; anything else is produced again after a backoff, from the
@@ -135,36 +107,11 @@ static void produce_refused(wh_t *w, wh_produce_t *pr, rd_kafka_resp_err_t err)
 
         if (nc_produce_classify(err) == NC_PRODUCE_REFUSED && pr->kind != WH_REC_EVENT &&
             !pr->reference) {
-                wh_msg_t *m = pr->job ? pr->job->msg : pr->msg;
-                char reason[700];
-
                 log_warnx("%s record for %s (%zu bytes) refused: %s; quarantining a reference to "
                           "it instead",
-                          kind_name(pr->kind), pr->key ? pr->key : "-", pr->value_len,
+                          wh_rec_kind_name(pr->kind), pr->key ? pr->key : "-", pr->value_len,
                           rd_kafka_err2str(err));
-                if (pr->kind == WH_REC_RETRY) {
-                        /* It cannot wait in a retry tier: the partner's delivery ends here. */
-                        char k[NC_DLQ_KEY_SIZE];
-
-                        snprintf(reason, sizeof(reason),
-                                 "partner %s: cannot park the delivery in %s: %s",
-                                 pr->job->partner->cfg.id, pr->topic, rd_kafka_err2str(err));
-                        pr->kind = WH_REC_DLQ;
-                        pr->topic = w->dlq_topic;
-                        pr->partner = nc_xstrdup(pr->job->partner->cfg.id);
-                        pr->reason = nc_xstrdup(reason);
-                        nc_dlq_key(k, sizeof(k), "webhooks", m->chain_topic, m->chain_partition,
-                                   m->chain_offset, pr->partner);
-                        pr->dlq_key = nc_xstrdup(k);
-                        pr->checked = 0;
-                } else {
-                        /* Its key is claimed already (pr->checked): keep it. */
-                        snprintf(reason, sizeof(reason), "%s (the copy was refused: %s)",
-                                 pr->reason, rd_kafka_err2str(err));
-                        free(pr->reason);
-                        pr->reason = nc_xstrdup(reason);
-                }
-                dlq_fill(w, pr, m, 1);
+                wh_record_as_reference(w, pr, rd_kafka_err2str(err));
                 produce_try(w, pr);
                 return;
         }
@@ -173,8 +120,8 @@ static void produce_refused(wh_t *w, wh_produce_t *pr, rd_kafka_resp_err_t err)
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL && (pr->attempts == 1 || pr->attempts % 50 == 0))
                 log_warnx("producing a %s record to %s failed: %s; trying again in %lld ms "
                           "(attempt %d)",
-                          kind_name(pr->kind), pr->topic, rd_kafka_err2str(err), (long long)delay,
-                          pr->attempts);
+                          wh_rec_kind_name(pr->kind), pr->topic, rd_kafka_err2str(err),
+                          (long long)delay, pr->attempts);
         prq_add(w, pr, delay);
 }
 
@@ -218,6 +165,15 @@ void wh_produce_record(wh_t *w, wh_produce_t *pr)
         produce_try(w, pr);
 }
 
+void wh_msg_quarantine(wh_t *w, wh_msg_t *m, const char *partner, const char *reason)
+{
+        wh_produce_t *pr = wh_dlq_record(w, m, partner, reason);
+
+        pr->msg = m;
+        m->pending++;
+        wh_produce_record(w, pr);
+}
+
 /* Produces again what waited in PRQ and is due (from the loop, every turn). */
 static void prq_run(wh_t *w)
 {
@@ -244,185 +200,6 @@ static void prq_run(wh_t *w)
         }
 }
 
-/* Keys of notice records are ids; anything longer is cut (it only labels the record). */
-#define KEY_MAX 512
-
-static wh_produce_t *record_new(wh_t *w, const char *topic, const wh_msg_t *m,
-                                enum wh_rec_kind kind)
-{
-        wh_produce_t *pr = nc_xcalloc(1, sizeof(*pr));
-
-        (void)w;
-        pr->kind = kind;
-        pr->topic = topic; /* one of w's topic names, which live as long as w */
-        pr->key = m->id[0] ? nc_xstrdup(m->id)
-                  : m->rkm->key
-                      ? strndup(m->rkm->key, m->rkm->key_len < KEY_MAX ? m->rkm->key_len : KEY_MAX)
-                      : NULL;
-        pr->hdrs = rd_kafka_headers_new(12);
-        return pr;
-}
-
-/* Original value bytes and the headers describing the notice. */
-static void record_copy_notice(wh_produce_t *pr, const wh_msg_t *m)
-{
-        char buf[64];
-
-        pr->value_len = m->rkm->len;
-        pr->value = nc_xmalloc(m->rkm->len ? m->rkm->len : 1);
-        if (m->rkm->len)
-                memcpy(pr->value, m->rkm->payload, m->rkm->len);
-        if (hdr(m->rkm, "content-type", buf, sizeof(buf)))
-                rd_kafka_header_add(pr->hdrs, "content-type", -1, buf, -1);
-        if (hdr(m->rkm, "noticecast-schema", buf, sizeof(buf)))
-                rd_kafka_header_add(pr->hdrs, "noticecast-schema", -1, buf, -1);
-        if (hdr(m->rkm, "noticecast-event", buf, sizeof(buf)))
-                rd_kafka_header_add(pr->hdrs, "noticecast-event", -1, buf, -1);
-}
-
-static void record_source(wh_produce_t *pr, const wh_msg_t *m)
-{
-        const char *topic = m->is_retry ? m->src_topic : rd_kafka_topic_name(m->rkm->rkt);
-        int32_t part = m->is_retry ? m->src_partition : m->rkm->partition;
-        int64_t off = m->is_retry ? m->src_offset : m->rkm->offset;
-
-        rd_kafka_header_add(pr->hdrs, "noticecast-source-topic", -1, topic, -1);
-        hdr_add_int(pr->hdrs, "noticecast-source-partition", part);
-        hdr_add_int(pr->hdrs, "noticecast-source-offset", off);
-        hdr_add_int(pr->hdrs, "noticecast-event-time", m->event_ms);
-}
-
-/* The chain a retry record belongs to, so that its DLQ entry has the chain's key. */
-static void record_chain(wh_produce_t *pr, const wh_msg_t *m)
-{
-        char buf[320];
-
-        snprintf(buf, sizeof(buf), "%s/%d/%lld", m->chain_topic, (int)m->chain_partition,
-                 (long long)m->chain_offset);
-        rd_kafka_header_add(pr->hdrs, "noticecast-chain", -1, buf, -1);
-}
-
-/* (Re)builds the value and headers of DLQ record PR for M: a copy of M, or a reference. */
-static void dlq_fill(wh_t *w, wh_produce_t *pr, const wh_msg_t *m, int as_reference)
-{
-        const char *topic = m->is_retry ? m->src_topic : rd_kafka_topic_name(m->rkm->rkt);
-        nc_dlq_source_t src = {.stage = "webhooks",
-                               .topic = topic,
-                               .partition = m->is_retry ? m->src_partition : m->rkm->partition,
-                               .offset = m->is_retry ? m->src_offset : m->rkm->offset,
-                               .reason = pr->reason,
-                               .key = pr->dlq_key};
-
-        free(pr->value);
-        pr->value = NULL;
-        if (pr->hdrs)
-                rd_kafka_headers_destroy(pr->hdrs);
-        pr->hdrs = rd_kafka_headers_new(16);
-        if (as_reference) {
-                /* No notice headers: replayed as is, it is refused as a notice, not taken for
-                 * one; the original is still on its topic. */
-                pr->value = nc_dlq_reference_value(&src, m->rkm->key, m->rkm->key_len,
-                                                   m->rkm->payload, m->rkm->len, &pr->value_len);
-                pr->reference = 1;
-                rd_kafka_header_add(pr->hdrs, "content-type", -1, "application/json", -1);
-        } else {
-                record_copy_notice(pr, m);
-        }
-        nc_dlq_add_headers(pr->hdrs, &src, as_reference ? (m->rkm->len ? m->rkm->len : 1) : 0);
-        if (pr->partner) {
-                /* Replaying a partner's failure must go back to that partner only: through
-                 * the first retry tier, due at once. */
-                rd_kafka_header_add(pr->hdrs, "noticecast-dlq-partner", -1, pr->partner, -1);
-                rd_kafka_header_add(pr->hdrs, "noticecast-dlq-replay-topic", -1, w->retry_topics[0],
-                                    -1);
-                rd_kafka_header_add(pr->hdrs, "noticecast-partner", -1, pr->partner, -1);
-                hdr_add_int(pr->hdrs, "noticecast-attempt", 1);
-                hdr_add_int(pr->hdrs, "noticecast-due", 0);
-                record_source(pr, m);
-        } else {
-                rd_kafka_header_add(pr->hdrs, "noticecast-dlq-replay-topic", -1, topic, -1);
-        }
-}
-
-wh_produce_t *wh_dlq_record(wh_t *w, wh_msg_t *m, const char *partner, const char *reason)
-{
-        wh_produce_t *pr = record_new(w, w->dlq_topic, m, WH_REC_DLQ);
-        char k[NC_DLQ_KEY_SIZE];
-
-        pr->partner = partner ? nc_xstrdup(partner) : NULL;
-        pr->reason = nc_xstrdup(reason);
-        nc_dlq_key(k, sizeof(k), "webhooks", m->chain_topic, m->chain_partition, m->chain_offset,
-                   partner);
-        pr->dlq_key = nc_xstrdup(k);
-        /* Too large to copy: the brokers would refuse the copy (issue 8). */
-        dlq_fill(w, pr, m, m->rkm->len > w->dlq_copy_max);
-        return pr;
-}
-
-wh_produce_t *wh_retry_record(wh_t *w, wh_msg_t *m, const char *partner, int next_attempt,
-                              int64_t due_ms, int tier)
-{
-        wh_produce_t *pr = record_new(w, w->retry_topics[tier], m, WH_REC_RETRY);
-
-        record_copy_notice(pr, m);
-        rd_kafka_header_add(pr->hdrs, "noticecast-partner", -1, partner, -1);
-        hdr_add_int(pr->hdrs, "noticecast-attempt", next_attempt);
-        hdr_add_int(pr->hdrs, "noticecast-due", due_ms);
-        record_source(pr, m);
-        record_chain(pr, m);
-        return pr;
-}
-
-/* JSON string body (without quotes) of S; invalid UTF-8 bytes become U+FFFD. */
-static size_t json_escape(const char *s, char *out, size_t size)
-{
-        json_t *str = json_string(s);
-        char *d;
-        size_t n;
-
-        if (!str)
-                str = json_string("(unprintable)");
-        d = json_dumps(str, JSON_ENCODE_ANY);
-        json_decref(str);
-        n = snprintf(out, size, "%.*s", (int)(strlen(d) - 2), d + 1);
-        free(d);
-        return n < size ? n : size - 1;
-}
-
-/* Formatted by hand: one event per attempt makes this a hot path (no JSON tree needed). */
-wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, const char *outcome, long status,
-                              const char *error, double latency_ms)
-{
-        wh_produce_t *pr = record_new(w, w->events_topic, j->msg, WH_REC_EVENT);
-        char ts[40], st[24], err[700];
-        size_t cap = 1024 + strlen(j->partner->cfg.id);
-
-        if (status > 0)
-                snprintf(st, sizeof(st), "%ld", status);
-        else
-                snprintf(st, sizeof(st), "null");
-        if (error) {
-                err[0] = '"';
-                json_escape(error, err + 1, sizeof(err) - 2);
-                strcat(err, "\"");
-        } else {
-                snprintf(err, sizeof(err), "null");
-        }
-        pr->value = nc_xmalloc(cap);
-        pr->value_len = (size_t)snprintf(
-            pr->value, cap,
-            "{\"type\":\"webhook.attempt\",\"notice_id\":\"%s\",\"partner\":\"%s\","
-            "\"webhook_id\":\"%s\",\"event\":\"%s\",\"attempt\":%d,\"outcome\":\"%s\","
-            "\"status\":%s,\"error\":%s,\"latency_ms\":%.1f,\"time\":\"%s\"}",
-            j->msg->id, j->partner->cfg.id, j->webhook_id, j->msg->event, j->attempt, outcome, st,
-            err, latency_ms, nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)));
-        if (pr->value_len >= cap)
-                pr->value_len = cap - 1;
-        rd_kafka_header_add(pr->hdrs, "content-type", -1, "application/json", -1);
-        rd_kafka_header_add(pr->hdrs, "noticecast-event", -1, "webhook.attempt", -1);
-        return pr;
-}
-
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
         wh_produce_t *pr = rkm->_private;
@@ -430,7 +207,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 
         (void)rk;
         if (w->stopping > 1) { /* shutting down after the flush: what is left is abandoned */
-                produce_free(pr);
+                wh_record_free(pr);
                 return;
         }
         if (rkm->err) {
@@ -672,15 +449,11 @@ static void wait_run(wh_t *w)
                         wh_dispatch(w, m);
                 } else {
                         char reason[300];
-                        wh_produce_t *pr;
 
                         snprintf(reason, sizeof(reason),
                                  "withdrawal of notice %s: no such notice was published on %s",
                                  m->id, rd_kafka_topic_name(m->rkm->rkt));
-                        pr = wh_dlq_record(w, m, NULL, reason);
-                        pr->msg = m;
-                        m->pending++;
-                        wh_produce_record(w, pr);
+                        wh_msg_quarantine(w, m, NULL, reason);
                 }
                 wh_msg_settle_one(w, m);
         }
@@ -747,6 +520,50 @@ static void msg_chain(wh_msg_t *m)
         m->chain_offset = m->rkm->offset;
 }
 
+/* What a retry record's headers say: for whom, which attempt, when, and where it came from. */
+static void msg_read_retry(wh_msg_t *m)
+{
+        const rd_kafka_message_t *rkm = m->rkm;
+
+        m->is_retry = 1;
+        hdr(rkm, "noticecast-partner", m->partner, sizeof(m->partner));
+        m->attempt = (int)hdr_int(rkm, "noticecast-attempt", 2);
+        m->due_ms = hdr_int(rkm, "noticecast-due", 0);
+        hdr(rkm, "noticecast-source-topic", m->src_topic, sizeof(m->src_topic));
+        m->src_partition = (int32_t)hdr_int(rkm, "noticecast-source-partition", -1);
+        m->src_offset = hdr_int(rkm, "noticecast-source-offset", -1);
+        m->event_ms = hdr_int(rkm, "noticecast-event-time", 0);
+}
+
+static void timer_at(wh_t *w, int64_t due_ms)
+{
+        if (w->next_timer_ms == 0 || due_ms < w->next_timer_ms)
+                w->next_timer_ms = due_ms;
+}
+
+static void partition_pause(wh_t *w, const wh_track_t *t, int pause)
+{
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+
+        rd_kafka_topic_partition_list_add(l, t->base.topic, t->base.partition);
+        if (pause)
+                rd_kafka_pause_partitions(w->consumer, l);
+        else
+                rd_kafka_resume_partitions(w->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* M waits on its track (held, in offset order) until wh_timers() releases it. */
+static void track_hold(wh_track_t *t, wh_msg_t *m)
+{
+        if (t->held_n == t->held_cap) {
+                t->held_cap = t->held_cap ? t->held_cap * 2 : 16;
+                t->held = nc_xrealloc(t->held, t->held_cap * sizeof(*t->held));
+        }
+        t->held[t->held_n++] = m;
+        m->pending++;
+}
+
 static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
 {
         wh_msg_t *m = nc_xcalloc(1, sizeof(*m));
@@ -762,53 +579,26 @@ static void handle_message(wh_t *w, rd_kafka_message_t *rkm)
 
         if (t->retry_tier) {
                 w->retry_outstanding++;
-                m->is_retry = 1;
-                hdr(rkm, "noticecast-partner", m->partner, sizeof(m->partner));
-                m->attempt = (int)hdr_int(rkm, "noticecast-attempt", 2);
-                m->due_ms = hdr_int(rkm, "noticecast-due", 0);
-                hdr(rkm, "noticecast-source-topic", m->src_topic, sizeof(m->src_topic));
-                m->src_partition = (int32_t)hdr_int(rkm, "noticecast-source-partition", -1);
-                m->src_offset = hdr_int(rkm, "noticecast-source-offset", -1);
-                m->event_ms = hdr_int(rkm, "noticecast-event-time", 0);
+                msg_read_retry(m);
         }
         msg_chain(m);
         if (decode(w, m, err, sizeof(err)) != 0) {
-                wh_produce_t *pr = wh_dlq_record(w, m, m->is_retry ? m->partner : NULL, err);
-
-                pr->msg = m;
-                m->pending++;
-                wh_produce_record(w, pr);
+                wh_msg_quarantine(w, m, m->is_retry ? m->partner : NULL, err);
         } else if (!m->is_retry && m->withdrawn) {
                 /* Forwarded only once we know its notice was published. */
                 wait_append(w, m);
-        } else if (m->is_retry &&
-                   m->due_ms > nc_time_now_ms()) { /* Not due yet: hold it (and everything behind it
-                                                      on this partition). */
-                if (t->held_n == t->held_cap) {
-                        t->held_cap = t->held_cap ? t->held_cap * 2 : 16;
-                        t->held = nc_xrealloc(t->held, t->held_cap * sizeof(*t->held));
-                }
-                t->held[t->held_n++] = m;
-                m->pending++;
+        } else if (m->is_retry && m->due_ms > nc_time_now_ms()) {
+                /* Not due yet: hold it (and everything behind it on this partition). */
+                track_hold(t, m);
                 if (!t->paused) {
-                        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-
-                        rd_kafka_topic_partition_list_add(l, t->base.topic, t->base.partition);
-                        rd_kafka_pause_partitions(w->consumer, l);
-                        rd_kafka_topic_partition_list_destroy(l);
+                        partition_pause(w, t, 1);
                         t->paused = 1;
                 }
-                if (w->next_timer_ms == 0 || m->due_ms < w->next_timer_ms)
-                        w->next_timer_ms = m->due_ms;
+                timer_at(w, m->due_ms);
         } else if (m->is_retry && t->held_n > t->held_first) {
                 /* Keep the partition's order: it waits behind the held ones. */
                 m->due_ms = t->held[t->held_n - 1]->due_ms;
-                if (t->held_n == t->held_cap) {
-                        t->held_cap *= 2;
-                        t->held = nc_xrealloc(t->held, t->held_cap * sizeof(*t->held));
-                }
-                t->held[t->held_n++] = m;
-                m->pending++;
+                track_hold(t, m);
         } else {
                 wh_dispatch(w, m);
         }
@@ -834,21 +624,11 @@ void wh_timers(wh_t *w, int64_t now)
                         wh_msg_settle_one(w, m);
                 }
                 if (t->held_first < t->held_n) {
-                        int64_t due = t->held[t->held_first]->due_ms;
-
-                        if (w->next_timer_ms == 0 || due < w->next_timer_ms)
-                                w->next_timer_ms = due;
+                        timer_at(w, t->held[t->held_first]->due_ms);
                 } else if (t->held_n) {
                         t->held_n = t->held_first = 0;
-                        if (t->paused && !b->revoked) {
-                                rd_kafka_topic_partition_list_t *l =
-                                    rd_kafka_topic_partition_list_new(1);
-
-                                rd_kafka_topic_partition_list_add(l, t->base.topic,
-                                                                  t->base.partition);
-                                rd_kafka_resume_partitions(w->consumer, l);
-                                rd_kafka_topic_partition_list_destroy(l);
-                        }
+                        if (t->paused && !b->revoked)
+                                partition_pause(w, t, 0);
                         t->paused = 0;
                 }
         }
@@ -944,54 +724,13 @@ static void regex_escape(const char *in, char *out, size_t size)
         out[o] = '\0';
 }
 
-/* A webhook-id is "msg_" + 32 hex digits of a SHA-256 already: its first 16 digits are the
- * key (no second digest on this hot path). */
-static uint64_t wid_key(const char *webhook_id)
-{
-        uint64_t h = 0;
-        int i;
-
-        if (strncmp(webhook_id, "msg_", 4) != 0)
-                return nc_key_hash(webhook_id, strlen(webhook_id));
-        for (i = 4; i < 20; i++) {
-                int c = (unsigned char)webhook_id[i];
-
-                if (!isxdigit(c))
-                        return nc_key_hash(webhook_id, strlen(webhook_id));
-                h = h << 4 | (uint64_t)(isdigit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
-        }
-        return h ? h : 1;
-}
-
-int wh_delivered_has(const wh_t *w, const char *webhook_id)
-{
-        return nc_keyset_has(&w->delivered, wid_key(webhook_id));
-}
-
-void wh_delivered_add(wh_t *w, const char *webhook_id)
-{
-        nc_keyset_add(&w->delivered, wid_key(webhook_id));
-}
-
-/* A delivery event ({"type":"webhook.attempt",...,"webhook_id":"msg_...",...,"outcome":
- * "delivered",...}, as wh_event_record writes it): found by searching rather than parsing,
- * since every event of every instance passes here. */
+/* A delivery event of any instance: what it says was delivered is not sent again. */
 static void ev_record(wh_t *w, const rd_kafka_message_t *r)
 {
-        static const char out[] = "\"outcome\":\"delivered\"", wid[] = "\"webhook_id\":\"";
-        const char *p = r->payload, *id, *end;
         char buf[NC_WEBHOOK_ID_SIZE];
 
-        if (!p || !memmem(p, r->len, out, sizeof(out) - 1) ||
-            !(id = memmem(p, r->len, wid, sizeof(wid) - 1)))
-                return;
-        id += sizeof(wid) - 1;
-        if (!(end = memchr(id, '"', r->len - (size_t)(id - p))) || end == id ||
-            (size_t)(end - id) >= sizeof(buf))
-                return;
-        memcpy(buf, id, (size_t)(end - id));
-        buf[end - id] = '\0';
-        wh_delivered_add(w, buf);
+        if (wh_event_delivered_id(r->payload, r->len, buf, sizeof(buf)))
+                wh_delivered_add(w, buf);
 }
 
 static void ev_reader_poll(wh_t *w)
@@ -1462,7 +1201,7 @@ void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
                 wh_produce_t *pr = TAILQ_FIRST(&w->prq);
 
                 TAILQ_REMOVE(&w->prq, pr, link);
-                produce_free(pr);
+                wh_record_free(pr);
         }
         if (w->cq)
                 rd_kafka_queue_destroy(w->cq);
