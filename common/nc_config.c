@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nc_region.h"
 
 #ifndef NC_SYSCONFDIR
 #define NC_SYSCONFDIR "/etc"
@@ -30,63 +33,490 @@ static void set_str(char **dst, const char *v)
         *dst = nc_xstrdup(v);
 }
 
+/* ---- the key table ---------------------------------------------------------------------- */
+
+/* How a value is read.  Every type is parsed by key_set() alone, for the file and for the
+ * defaults alike. */
+enum key_type {
+        K_STR,      /* char *; CHECK may refuse the value */
+        K_FILE,     /* char * path; the line it was set on goes to the int at AUX */
+        K_IDENTS,   /* nc_strlist_t of lower-case identifiers, not empty */
+        K_LIST,     /* nc_strlist_t, checked after parsing (partner categories) */
+        K_REGIONS,  /* nc_strlist_t of ISO 3166-1 codes, normalised by nc_region_list_add */
+        K_INT,      /* int in [MIN, MAX] */
+        K_SIZE,     /* size_t in [MIN, MAX] */
+        K_RATE,     /* double per second, >= 0 (0 = no limit) */
+        K_BOOL,     /* int 0/1 */
+        K_DURATION, /* int64_t milliseconds */
+        K_SCHEDULE, /* int64_t[NC_RETRY_MAX] of >= 100 ms; the count goes to the size_t at AUX */
+        K_ENUM,     /* int, by the name table NAMES */
+};
+
+#define NC_RETRY_MAX    16
+#define NC_RETRY_MIN_MS 100
+
+struct enum_name {
+        const char *name;
+        int value;
+};
+
+static const struct enum_name starttls_names[] = {
+    {"off", 0}, {"optional", 1}, {"required", 2}, {NULL, 0}};
+static const struct enum_name format_names[] = {
+    {"standard", NC_FORMAT_STANDARD}, {"cloudevents", NC_FORMAT_CLOUDEVENTS}, {NULL, 0}};
+static const struct enum_name weekday_names[] = {{"sunday", 0},    {"monday", 1},   {"tuesday", 2},
+                                                 {"wednesday", 3}, {"thursday", 4}, {"friday", 5},
+                                                 {"saturday", 6},  {NULL, 0}};
+
+_Static_assert(sizeof(enum nc_webhook_format) == sizeof(int), "K_ENUM stores an int");
+
+/* Extra checks of a string value; they write the reason to ERR and return -1. */
+typedef int (*key_check_fn)(const char *v, char *err, size_t err_size);
+
+static int check_nonempty(const char *v, char *err, size_t err_size)
+{
+        return *v ? 0 : nc_err(err, err_size, "must not be empty");
+}
+
+/* Topic-name-safe identifier: Kafka allows [a-zA-Z0-9._-]; categories are lower-case. */
+static int ident_ok(const char *s, int allow_dot_upper)
+{
+        if (!*s || strlen(s) > 64)
+                return 0;
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+
+                if (!(islower(c) || isdigit(c) || c == '-' || c == '_' ||
+                      (allow_dot_upper && (c == '.' || isupper(c)))))
+                        return 0;
+        }
+        return 1;
+}
+
+static int check_topic_prefix(const char *v, char *err, size_t err_size)
+{
+        if (*v && !ident_ok(v, 1))
+                return nc_err(err, err_size, "'%s' may only contain letters, digits, '.', '-', '_'",
+                              v);
+        return 0;
+}
+
+static int check_tz(const char *v, char *err, size_t err_size)
+{
+        return nc_tz_valid(v) ? 0 : nc_err(err, err_size, "'%s' is not a known IANA time zone", v);
+}
+
+static int check_http_url(const char *v, char *err, size_t err_size)
+{
+        if (strncmp(v, "https://", 8) && strncmp(v, "http://", 7))
+                return nc_err(err, err_size, "must start with https:// or http://");
+        return 0;
+}
+
+/* What ends up in mail headers or URLs: one line, no controls (the parser already refused
+ * all of them but the tab). */
+static int check_header(const char *v, char *err, size_t err_size)
+{
+        for (const char *p = v; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        return nc_err(err, err_size, "contains a control character");
+        return 0;
+}
+
+static int check_header_email(const char *v, char *err, size_t err_size)
+{
+        if (check_header(v, err, err_size) != 0)
+                return -1;
+        return nc_email_valid(v, err, err_size);
+}
+
+static int check_header_url(const char *v, char *err, size_t err_size)
+{
+        if (check_header(v, err, err_size) != 0)
+                return -1;
+        return check_http_url(v, err, err_size);
+}
+
+/* One line per key (redis config.c style).  SECTION "partner" means every [partner.ID];
+ * OFFSET is then into nc_partner_t, else into nc_config_t.  DEF is the default, written as in
+ * the file and parsed by the same code; NULL leaves the field empty/0. */
+struct key {
+        const char *section, *name;
+        enum key_type type;
+        size_t offset;
+        long min, max; /* K_INT, K_SIZE */
+        const char *def;
+        key_check_fn check;            /* K_STR, K_FILE */
+        const struct enum_name *names; /* K_ENUM */
+        size_t aux;                    /* K_FILE, K_SCHEDULE */
+};
+
+#define C(f) offsetof(nc_config_t, f)
+#define P(f) offsetof(nc_partner_t, f)
+#define STR(s, k, f, def, check)                                                                   \
+        {                                                                                          \
+                s, k, K_STR, C(f), 0, 0, def, check, NULL, 0                                       \
+        }
+#define INT(s, k, t, f, min, max, def)                                                             \
+        {                                                                                          \
+                s, k, t, C(f), min, max, def, NULL, NULL, 0                                        \
+        }
+#define TYPED(s, k, t, f, def)                                                                     \
+        {                                                                                          \
+                s, k, t, C(f), 0, 0, def, NULL, NULL, 0                                            \
+        }
+#define ENUM(s, k, f, names, def)                                                                  \
+        {                                                                                          \
+                s, k, K_ENUM, C(f), 0, 0, def, NULL, names, 0                                      \
+        }
+#define SCHEDULE(s, f, def)                                                                        \
+        {                                                                                          \
+                s, "retry_schedule", K_SCHEDULE, C(f.retry_ms), 0, 0, def, NULL, NULL,             \
+                    C(f.retry_n)                                                                   \
+        }
+#define PSTR(k, f, check)                                                                          \
+        {                                                                                          \
+                "partner", k, K_STR, P(f), 0, 0, NULL, check, NULL, 0                              \
+        }
+#define PTYPED(k, t, f, min, max, def)                                                             \
+        {                                                                                          \
+                "partner", k, t, P(f), min, max, def, NULL, NULL, 0                                \
+        }
+
+/* 900 KiB cap on [limits]: stays under Kafka's default 1 MiB message.max.bytes. */
+static const struct key keys[] = {
+    STR("noticecast", "topic_prefix", topic_prefix, "noticecast.", check_topic_prefix),
+    TYPED("noticecast", "categories", K_IDENTS, categories, "news, press, tenders, alerts"),
+    TYPED("noticecast", "languages", K_IDENTS, languages, "en, es, pt, ko"),
+    STR("noticecast", "default_language", default_language, "en", NULL),
+    STR("noticecast", "default_timezone", default_timezone, "UTC", check_tz),
+    INT("topics", "partitions", K_INT, partitions, 1, 10000, "3"),
+    INT("topics", "replication_factor", K_INT, replication_factor, 1, 32, "1"),
+    INT("producer", "timeout_ms", K_INT, producer_timeout_ms, 100, 3600000, "30000"),
+    INT("limits", "title_max_bytes", K_SIZE, title_max, 16, 900 * 1024, "300"),
+    INT("limits", "summary_max_bytes", K_SIZE, summary_max, 16, 900 * 1024, "2000"),
+    INT("limits", "body_max_bytes", K_SIZE, body_max, 16, 900 * 1024, "65536"),
+    INT("limits", "notice_max_bytes", K_SIZE, notice_max, 16, 900 * 1024, "262144"),
+
+    STR("webhooks", "group_id", webhooks.group_id, "noticecast-webhooks", check_nonempty),
+    STR("webhooks", "listen", webhooks.listen, "127.0.0.1:9464", NULL),
+    /* Standard Webhooks / Svix schedule */
+    SCHEDULE("webhooks", webhooks, "5s, 5m, 30m, 2h, 5h, 10h, 10h"),
+    TYPED("webhooks", "retry_after_max", K_DURATION, webhooks.retry_after_max_ms, "1h"),
+    INT("webhooks", "max_pending", K_INT, webhooks.max_pending, 1, 10000000, "10000"),
+    TYPED("webhooks", "shutdown_timeout", K_DURATION, webhooks.shutdown_timeout_ms, "30s"),
+
+    STR("mailer", "group_id", mailer.group_id, "noticecast-mailer", check_header),
+    STR("mailer", "listen", mailer.listen, "127.0.0.1:9465", check_header),
+    STR("mailer", "from_name", mailer.from_name, "noticecast", check_header),
+    STR("mailer", "from_address", mailer.from_address, "notices@localhost", check_header_email),
+    STR("mailer", "envelope_from", mailer.envelope_from, NULL, check_header_email),
+    STR("mailer", "list_id", mailer.list_id, "notices.localhost", check_header),
+    STR("mailer", "unsubscribe_url", mailer.unsubscribe_url, "http://127.0.0.1:9465/unsubscribe",
+        check_header_url),
+    STR("mailer", "unsubscribe_mailto", mailer.unsubscribe_mailto, NULL, check_header_email),
+    STR("mailer", "unsubscribe_secret_file", mailer.unsubscribe_secret_file, NULL, check_header),
+    STR("mailer", "templates", mailer.templates, NC_SYSCONFDIR "/noticecast/templates",
+        check_header),
+    STR("mailer", "message_id_domain", mailer.message_id_domain, "localhost", check_header),
+    ENUM("mailer", "weekly_day", mailer.weekly_day, weekday_names, "monday"),
+    INT("mailer", "max_notices", K_INT, mailer.max_notices, 1, 1000, "50"),
+    INT("mailer", "bounce_suppress_after", K_INT, mailer.bounce_suppress_after, 1, 1000, "3"),
+    SCHEDULE("mailer", mailer, "1m, 5m, 15m, 1h, 4h"),
+    TYPED("mailer", "shutdown_timeout", K_DURATION, mailer.shutdown_timeout_ms, "30s"),
+
+    STR("smtp", "host", smtp.host, "localhost", NULL),
+    INT("smtp", "port", K_INT, smtp.port, 1, 65535, "25"),
+    ENUM("smtp", "starttls", smtp.starttls, starttls_names, "optional"),
+    STR("smtp", "username", smtp.username, NULL, NULL),
+    STR("smtp", "password_file", smtp.password_file, NULL, NULL),
+    STR("smtp", "ca_file", smtp.ca_file, NULL, NULL),
+    STR("smtp", "helo", smtp.helo, NULL, NULL),
+    INT("smtp", "sessions", K_INT, smtp.sessions, 1, 64, "4"),
+    INT("smtp", "batch", K_INT, smtp.batch, 1, 10000, "200"),
+    TYPED("smtp", "rate_limit", K_RATE, smtp.rate_limit, "0"),
+    INT("smtp", "timeout_ms", K_INT, smtp.timeout_ms, 100, 600000, "30000"),
+    TYPED("smtp", "allow_plaintext_auth", K_BOOL, smtp.allow_plaintext_auth, "false"),
+
+    PSTR("url", url, check_http_url),
+    {"partner", "secret_file", K_FILE, P(secret_file), 0, 0, NULL, NULL, NULL, P(secret_file_line)},
+    PTYPED("categories", K_LIST, categories, 0, 0, NULL),
+    PTYPED("regions", K_REGIONS, regions, 0, 0, NULL),
+    {"partner", "format", K_ENUM, P(format), 0, 0, "standard", NULL, format_names, 0},
+    PTYPED("timeout_ms", K_INT, timeout_ms, 100, 600000, "10000"),
+    PTYPED("max_in_flight", K_INT, max_in_flight, 1, 1024, "4"),
+    PTYPED("rate_limit", K_RATE, rate_limit, 0, 0, "0"),
+    PSTR("ca_file", ca_file, NULL),
+    PSTR("client_cert", client_cert, NULL),
+    PSTR("client_key", client_key, NULL),
+    PTYPED("tls_verify", K_BOOL, tls_verify, 0, 0, "true"),
+    PTYPED("enabled", K_BOOL, enabled, 0, 0, "true"),
+};
+
+#define KEYS_N (sizeof(keys) / sizeof(keys[0]))
+
+static int parse_long(const char *v, long min, long max, long *out)
+{
+        char *end;
+        long n;
+
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno || end == v || *end || n < min || n > max)
+                return -1;
+        *out = n;
+        return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+        if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
+                *out = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
+                *out = 0;
+        else
+                return -1;
+        return 0;
+}
+
+static int parse_enum(const struct enum_name *names, const char *v, int *out, char *err,
+                      size_t err_size)
+{
+        size_t len = 0;
+        int i;
+
+        for (i = 0; names[i].name; i++) {
+                if (!strcmp(v, names[i].name)) {
+                        *out = names[i].value;
+                        return 0;
+                }
+        }
+        len = (size_t)snprintf(err, err_size, "'%s' must be one of", v);
+        for (i = 0; names[i].name && len < err_size; i++)
+                len += (size_t)snprintf(err + len, err_size - len, "%s %s", i ? "," : "",
+                                        names[i].name);
+        return -1;
+}
+
+/* Retry delays "5s, 5m, 2h": 1 to NC_RETRY_MAX of them, each at least NC_RETRY_MIN_MS (a
+ * shorter one would hammer a partner or a relay that is down). */
+static int parse_schedule(const char *v, int64_t *ms, size_t *n, char *err, size_t err_size)
+{
+        nc_strlist_t l = {0};
+        int rc = 0;
+
+        nc_strlist_split(&l, v);
+        if (l.n == 0 || l.n > NC_RETRY_MAX)
+                rc = nc_err(err, err_size, "needs 1 to %d durations", NC_RETRY_MAX);
+        for (size_t i = 0; rc == 0 && i < l.n; i++)
+                if (nc_duration_parse(l.v[i], &ms[i]) != 0 || ms[i] < NC_RETRY_MIN_MS)
+                        rc = nc_err(err, err_size,
+                                    "'%s' is not a duration like 5s, 5m or 2h (at least %dms)",
+                                    l.v[i], NC_RETRY_MIN_MS);
+        if (rc == 0)
+                *n = l.n;
+        nc_strlist_clear(&l);
+        return rc;
+}
+
+static int parse_idents(nc_strlist_t *dst, const char *v, char *err, size_t err_size)
+{
+        nc_strlist_t tmp = {0};
+
+        nc_strlist_split(&tmp, v);
+        for (size_t i = 0; i < tmp.n; i++) {
+                if (!ident_ok(tmp.v[i], 0)) {
+                        nc_err(err, err_size, "'%s' must be lower-case letters, digits, '-' or '_'",
+                               tmp.v[i]);
+                        nc_strlist_clear(&tmp);
+                        return -1;
+                }
+        }
+        if (tmp.n == 0)
+                return nc_err(err, err_size, "must not be empty");
+        nc_strlist_clear(dst);
+        *dst = tmp;
+        return 0;
+}
+
+static int parse_regions(nc_strlist_t *dst, const char *v, char *err, size_t err_size)
+{
+        nc_strlist_t words = {0}, codes = {0};
+        int rc = 0;
+
+        nc_strlist_split(&words, v);
+        for (size_t i = 0; rc == 0 && i < words.n; i++)
+                rc = nc_region_list_add(&codes, words.v[i], err, err_size);
+        nc_strlist_clear(&words);
+        if (rc != 0) {
+                nc_strlist_clear(&codes);
+                return -1;
+        }
+        nc_strlist_clear(dst);
+        *dst = codes;
+        return 0;
+}
+
+/* Sets K's field in BASE (nc_config_t, or nc_partner_t for [partner.ID]) from V.  LINE is
+ * where V came from, 0 for a default: K's CHECK is skipped then, as the local defaults
+ * ("notices@localhost") are not all what a production file may say.  Returns 0, or -1 with
+ * the reason in ERR. */
+static int key_set(const struct key *k, void *base, const char *v, int line, char *err,
+                   size_t err_size)
+{
+        char *field = (char *)base + k->offset, *end;
+        long n;
+        double d;
+        int64_t ms;
+
+        switch (k->type) {
+        case K_STR:
+        case K_FILE:
+                if (line && k->check && k->check(v, err, err_size) != 0)
+                        return -1;
+                set_str((char **)field, v);
+                if (k->type == K_FILE)
+                        *(int *)((char *)base + k->aux) = line;
+                return 0;
+        case K_IDENTS:
+                return parse_idents((nc_strlist_t *)field, v, err, err_size);
+        case K_LIST:
+                nc_strlist_clear((nc_strlist_t *)field);
+                nc_strlist_split((nc_strlist_t *)field, v);
+                return 0;
+        case K_REGIONS:
+                return parse_regions((nc_strlist_t *)field, v, err, err_size);
+        case K_INT:
+        case K_SIZE:
+                if (parse_long(v, k->min, k->max, &n) != 0)
+                        return nc_err(err, err_size, "'%s' is not an integer between %ld and %ld",
+                                      v, k->min, k->max);
+                if (k->type == K_INT)
+                        *(int *)field = (int)n;
+                else
+                        *(size_t *)field = (size_t)n;
+                return 0;
+        case K_RATE:
+                errno = 0;
+                d = strtod(v, &end);
+                if (errno || end == v || *end || d < 0)
+                        return nc_err(err, err_size,
+                                      "'%s' must be a rate per second (0 = no limit)", v);
+                *(double *)field = d;
+                return 0;
+        case K_BOOL:
+                if (parse_bool(v, (int *)field) != 0)
+                        return nc_err(err, err_size, "'%s' must be true or false", v);
+                return 0;
+        case K_DURATION:
+                if (nc_duration_parse(v, &ms) != 0)
+                        return nc_err(err, err_size, "'%s' is not a duration like 30s, 5m or 1h",
+                                      v);
+                *(int64_t *)field = ms;
+                return 0;
+        case K_SCHEDULE:
+                return parse_schedule(v, (int64_t *)field, (size_t *)((char *)base + k->aux), err,
+                                      err_size);
+        case K_ENUM:
+                return parse_enum(k->names, v, (int *)field, err, err_size);
+        }
+        fatalx("config: key type %d", (int)k->type);
+}
+
+/* Frees K's field in BASE (strings and lists; other types own nothing). */
+static void key_free(const struct key *k, void *base)
+{
+        char *field = (char *)base + k->offset;
+
+        switch (k->type) {
+        case K_STR:
+        case K_FILE:
+                free(*(char **)field);
+                *(char **)field = NULL;
+                return;
+        case K_IDENTS:
+        case K_LIST:
+        case K_REGIONS:
+                nc_strlist_clear((nc_strlist_t *)field);
+                return;
+        case K_INT:
+        case K_SIZE:
+        case K_RATE:
+        case K_BOOL:
+        case K_DURATION:
+        case K_SCHEDULE:
+        case K_ENUM:
+                return;
+        }
+}
+
+/* Sets the defaults of SECTION's keys in BASE; a default that does not parse is a bug. */
+static void section_defaults(const char *section, void *base)
+{
+        char err[256];
+
+        for (size_t i = 0; i < KEYS_N; i++)
+                if (!strcmp(keys[i].section, section) && keys[i].def &&
+                    key_set(&keys[i], base, keys[i].def, 0, err, sizeof(err)) != 0)
+                        fatalx("config: default of %s.%s: %s", section, keys[i].name, err);
+}
+
+static const struct key *key_find(const char *section, const char *name)
+{
+        for (size_t i = 0; i < KEYS_N; i++)
+                if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+                        return &keys[i];
+        return NULL;
+}
+
+/* The sections: fixed ones whose keys are in the table, [partner.ID] (one nc_partner_t per
+ * ID, keys under section "partner"), and [kafka], passed through to librdkafka. */
+enum section_kind { SEC_KEYS, SEC_PER_ID, SEC_KAFKA };
+
+static const struct section {
+        const char *name; /* for SEC_PER_ID the prefix before ".ID" */
+        enum section_kind kind;
+        int bare; /* errors name the key alone ("categories: ..."), not "section.key: ..." */
+} sections[] = {
+    {"noticecast", SEC_KEYS, 1}, {"kafka", SEC_KAFKA, 0}, {"topics", SEC_KEYS, 0},
+    {"producer", SEC_KEYS, 0},   {"limits", SEC_KEYS, 0}, {"webhooks", SEC_KEYS, 0},
+    {"mailer", SEC_KEYS, 0},     {"smtp", SEC_KEYS, 0},   {"partner", SEC_PER_ID, 0},
+};
+
+/* The section NAME ("smtp", "partner.pe") belongs to; *ID is set for SEC_PER_ID. */
+static const struct section *section_find(const char *name, const char **id)
+{
+        for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+                const struct section *s = &sections[i];
+                size_t len = strlen(s->name);
+
+                if (s->kind != SEC_PER_ID && !strcmp(name, s->name))
+                        return s;
+                if (s->kind == SEC_PER_ID && !strncmp(name, s->name, len) && name[len] == '.') {
+                        *id = name + len + 1;
+                        return s;
+                }
+        }
+        return NULL;
+}
+
 void nc_config_defaults(nc_config_t *cfg)
 {
         memset(cfg, 0, sizeof(*cfg));
-        cfg->topic_prefix = nc_xstrdup("noticecast.");
-        nc_strlist_split(&cfg->categories, "news, press, tenders, alerts");
-        nc_strlist_split(&cfg->languages, "en, es, pt, ko");
-        cfg->default_language = nc_xstrdup("en");
-        cfg->default_timezone = nc_xstrdup("UTC");
-        cfg->partitions = 3;
-        cfg->replication_factor = 1;
-        cfg->producer_timeout_ms = 30000;
-        cfg->title_max = 300;
-        cfg->summary_max = 2000;
-        cfg->body_max = 65536;
-        cfg->notice_max = 256 * 1024;
-        cfg->webhooks.group_id = nc_xstrdup("noticecast-webhooks");
-        cfg->webhooks.listen = nc_xstrdup("127.0.0.1:9464");
-        nc_duration_parse("5s", &cfg->webhooks.retry_ms[0]);
-        {
-                /* Standard Webhooks / Svix schedule */
-                static const char *const sched[] = {"5s", "5m", "30m", "2h", "5h", "10h", "10h"};
-                size_t i;
-
-                for (i = 0; i < 7; i++)
-                        nc_duration_parse(sched[i], &cfg->webhooks.retry_ms[i]);
-                cfg->webhooks.retry_n = 7;
-        }
-        cfg->webhooks.retry_after_max_ms = 3600 * 1000;
-        cfg->mailer.group_id = nc_xstrdup("noticecast-mailer");
-        cfg->mailer.listen = nc_xstrdup("127.0.0.1:9465");
-        cfg->mailer.from_name = nc_xstrdup("noticecast");
-        cfg->mailer.from_address = nc_xstrdup("notices@localhost");
-        cfg->mailer.list_id = nc_xstrdup("notices.localhost");
-        cfg->mailer.unsubscribe_url = nc_xstrdup("http://127.0.0.1:9465/unsubscribe");
-        cfg->mailer.templates = nc_xstrdup(NC_SYSCONFDIR "/noticecast/templates");
-        cfg->mailer.message_id_domain = nc_xstrdup("localhost");
-        cfg->mailer.weekly_day = 1;
-        cfg->mailer.max_notices = 50;
-        cfg->mailer.bounce_suppress_after = 3;
-        {
-                static const char *const sched[] = {"1m", "5m", "15m", "1h", "4h"};
-
-                for (size_t i = 0; i < 5; i++)
-                        nc_duration_parse(sched[i], &cfg->mailer.retry_ms[i]);
-                cfg->mailer.retry_n = 5;
-        }
-        cfg->mailer.shutdown_timeout_ms = 30 * 1000;
-        cfg->smtp.host = nc_xstrdup("localhost");
-        cfg->smtp.port = 25;
-        cfg->smtp.starttls = 1;
-        cfg->smtp.sessions = 4;
-        cfg->smtp.batch = 200;
-        cfg->smtp.timeout_ms = 30000;
-        cfg->webhooks.max_pending = 10000;
-        cfg->webhooks.shutdown_timeout_ms = 30 * 1000;
-        /* Defaults that make the producer safe: the brief's delivery contract needs these. */
+        for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+                if (sections[i].kind == SEC_KEYS)
+                        section_defaults(sections[i].name, cfg);
+        /* [kafka] is librdkafka's; this one default makes a local setup work out of the box. */
         nc_config_set_kafka(cfg, "bootstrap.servers", "localhost:9092", "default", NULL, 0);
+}
+
+void nc_config_partner_free(nc_partner_t *p)
+{
+        free(p->id);
+        for (size_t i = 0; i < KEYS_N; i++)
+                if (!strcmp(keys[i].section, "partner"))
+                        key_free(&keys[i], p);
+        memset(p, 0, sizeof(*p));
 }
 
 void nc_config_free(nc_config_t *cfg)
@@ -94,48 +524,18 @@ void nc_config_free(nc_config_t *cfg)
         size_t i;
 
         free(cfg->path);
-        free(cfg->topic_prefix);
-        nc_strlist_clear(&cfg->categories);
-        nc_strlist_clear(&cfg->languages);
-        free(cfg->default_language);
-        free(cfg->default_timezone);
+        for (i = 0; i < KEYS_N; i++)
+                if (strcmp(keys[i].section, "partner"))
+                        key_free(&keys[i], cfg);
         for (i = 0; i < cfg->kafka_n; i++) {
                 free(cfg->kafka[i].key);
                 free(cfg->kafka[i].value);
                 free(cfg->kafka[i].origin);
         }
         free(cfg->kafka);
-        free(cfg->webhooks.group_id);
-        free(cfg->webhooks.listen);
-        for (i = 0; i < cfg->partners_n; i++) {
-                nc_partner_t *p = &cfg->partners[i];
-
-                free(p->id);
-                free(p->url);
-                free(p->secret_file);
-                nc_strlist_clear(&p->categories);
-                nc_strlist_clear(&p->regions);
-                free(p->ca_file);
-                free(p->client_cert);
-                free(p->client_key);
-        }
+        for (i = 0; i < cfg->partners_n; i++)
+                nc_config_partner_free(&cfg->partners[i]);
         free(cfg->partners);
-        free(cfg->mailer.group_id);
-        free(cfg->mailer.listen);
-        free(cfg->mailer.from_name);
-        free(cfg->mailer.from_address);
-        free(cfg->mailer.envelope_from);
-        free(cfg->mailer.list_id);
-        free(cfg->mailer.unsubscribe_url);
-        free(cfg->mailer.unsubscribe_mailto);
-        free(cfg->mailer.unsubscribe_secret_file);
-        free(cfg->mailer.templates);
-        free(cfg->mailer.message_id_domain);
-        free(cfg->smtp.host);
-        free(cfg->smtp.username);
-        free(cfg->smtp.password_file);
-        free(cfg->smtp.ca_file);
-        free(cfg->smtp.helo);
         memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -331,34 +731,6 @@ struct parse_ctx {
         int err_line;
 };
 
-static int parse_int(const char *v, long min, long max, long *out)
-{
-        char *end;
-        long n;
-
-        errno = 0;
-        n = strtol(v, &end, 10);
-        if (errno || end == v || *end || n < min || n > max)
-                return -1;
-        *out = n;
-        return 0;
-}
-
-/* Topic-name-safe identifier: Kafka allows [a-zA-Z0-9._-]; categories are lower-case. */
-static int ident_ok(const char *s, int allow_dot_upper)
-{
-        if (!*s || strlen(s) > 64)
-                return 0;
-        for (; *s; s++) {
-                unsigned char c = (unsigned char)*s;
-
-                if (!(islower(c) || isdigit(c) || c == '-' || c == '_' ||
-                      (allow_dot_upper && (c == '.' || isupper(c)))))
-                        return 0;
-        }
-        return 1;
-}
-
 #define FAIL(...)                                                                                  \
         do {                                                                                       \
                 if (!ctx->err[0]) {                                                                \
@@ -368,262 +740,7 @@ static int ident_ok(const char *s, int allow_dot_upper)
                 return 0;                                                                          \
         } while (0)
 
-static int set_list(struct parse_ctx *ctx, nc_strlist_t *l, const char *name, const char *v)
-{
-        nc_strlist_t tmp = {0};
-        size_t i;
-
-        nc_strlist_split(&tmp, v);
-        for (i = 0; i < tmp.n; i++) {
-                if (!ident_ok(tmp.v[i], 0)) {
-                        snprintf(ctx->err, sizeof(ctx->err),
-                                 "%s: '%s' must be lower-case letters, digits, '-' or '_'", name,
-                                 tmp.v[i]);
-                        ctx->err_line = ctx->line;
-                        nc_strlist_clear(&tmp);
-                        return 0;
-                }
-        }
-        if (tmp.n == 0) {
-                snprintf(ctx->err, sizeof(ctx->err), "%s: must not be empty", name);
-                ctx->err_line = ctx->line;
-                return 0;
-        }
-        nc_strlist_clear(l);
-        *l = tmp;
-        return 1;
-}
-
-static int handle_noticecast(struct parse_ctx *ctx, const char *name, const char *v)
-{
-        nc_config_t *cfg = ctx->cfg;
-
-        if (!strcmp(name, "topic_prefix")) {
-                if (*v && !ident_ok(v, 1))
-                        FAIL("topic_prefix: '%s' may only contain letters, digits, '.', '-', '_'",
-                             v);
-                set_str(&cfg->topic_prefix, v);
-        } else if (!strcmp(name, "categories")) {
-                if (!ctx->err[0] && !set_list(ctx, &cfg->categories, name, v))
-                        return 0;
-        } else if (!strcmp(name, "languages")) {
-                if (!ctx->err[0] && !set_list(ctx, &cfg->languages, name, v))
-                        return 0;
-        } else if (!strcmp(name, "default_language")) {
-                set_str(&cfg->default_language, v);
-        } else if (!strcmp(name, "default_timezone")) {
-                if (!nc_tz_valid(v))
-                        FAIL("default_timezone: '%s' is not a known IANA time zone", v);
-                set_str(&cfg->default_timezone, v);
-        } else {
-                FAIL("unknown key '%s' in section [noticecast]", name);
-        }
-        return 1;
-}
-
-static int handle_int(struct parse_ctx *ctx, const char *section, const char *name, const char *v,
-                      long min, long max, long *out);
-
-static int parse_bool(const char *v, int *out)
-{
-        if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
-                *out = 1;
-        else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
-                *out = 0;
-        else
-                return -1;
-        return 0;
-}
-
-static int handle_webhooks(struct parse_ctx *ctx, const char *name, const char *v)
-{
-        nc_webhooks_config_t *w = &ctx->cfg->webhooks;
-        int64_t ms;
-        long n;
-
-        if (!strcmp(name, "group_id")) {
-                if (!*v)
-                        FAIL("webhooks.group_id: must not be empty");
-                set_str(&w->group_id, v);
-        } else if (!strcmp(name, "listen")) {
-                set_str(&w->listen, v);
-        } else if (!strcmp(name, "retry_schedule")) {
-                nc_strlist_t l = {0};
-                size_t i;
-
-                nc_strlist_split(&l, v);
-                if (l.n == 0 || l.n > sizeof(w->retry_ms) / sizeof(w->retry_ms[0])) {
-                        nc_strlist_clear(&l);
-                        FAIL("webhooks.retry_schedule: needs 1 to 16 durations");
-                }
-                for (i = 0; i < l.n; i++) {
-                        if (nc_duration_parse(l.v[i], &ms) != 0 || ms < 100) {
-                                snprintf(ctx->err, sizeof(ctx->err),
-                                         "webhooks.retry_schedule: '%s' is not a duration like "
-                                         "5s, 5m or 2h (at least 100ms)",
-                                         l.v[i]);
-                                ctx->err_line = ctx->line;
-                                nc_strlist_clear(&l);
-                                return 0;
-                        }
-                        w->retry_ms[i] = ms;
-                }
-                w->retry_n = l.n;
-                nc_strlist_clear(&l);
-        } else if (!strcmp(name, "retry_after_max") || !strcmp(name, "shutdown_timeout")) {
-                if (nc_duration_parse(v, &ms) != 0)
-                        FAIL("webhooks.%s: '%s' is not a duration like 30s, 5m or 1h", name, v);
-                if (name[0] == 'r')
-                        w->retry_after_max_ms = ms;
-                else
-                        w->shutdown_timeout_ms = ms;
-        } else if (!strcmp(name, "max_pending")) {
-                if (!handle_int(ctx, "webhooks", name, v, 1, 10000000, &n))
-                        return 0;
-                w->max_pending = (int)n;
-        } else {
-                FAIL("unknown key '%s' in section [webhooks]", name);
-        }
-        return 1;
-}
-
-static int handle_mailer(struct parse_ctx *ctx, const char *name, const char *v)
-{
-        static const char *const days[] = {"sunday",   "monday", "tuesday", "wednesday",
-                                           "thursday", "friday", "saturday"};
-        nc_mailer_config_t *m = &ctx->cfg->mailer;
-        char **str = !strcmp(name, "group_id")                  ? &m->group_id
-                     : !strcmp(name, "listen")                  ? &m->listen
-                     : !strcmp(name, "from_name")               ? &m->from_name
-                     : !strcmp(name, "from_address")            ? &m->from_address
-                     : !strcmp(name, "envelope_from")           ? &m->envelope_from
-                     : !strcmp(name, "list_id")                 ? &m->list_id
-                     : !strcmp(name, "unsubscribe_url")         ? &m->unsubscribe_url
-                     : !strcmp(name, "unsubscribe_mailto")      ? &m->unsubscribe_mailto
-                     : !strcmp(name, "unsubscribe_secret_file") ? &m->unsubscribe_secret_file
-                     : !strcmp(name, "templates")               ? &m->templates
-                     : !strcmp(name, "message_id_domain")       ? &m->message_id_domain
-                                                                : NULL;
-        int64_t ms;
-        long n;
-        int i;
-
-        if (str) {
-                /* Everything here ends up in headers or URLs: one line, no controls. */
-                for (const char *p = v; *p; p++)
-                        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                                FAIL("mailer.%s: contains a control character", name);
-                if (!strcmp(name, "from_address") || !strcmp(name, "envelope_from") ||
-                    !strcmp(name, "unsubscribe_mailto")) {
-                        char e[256];
-
-                        if (nc_email_valid(v, e, sizeof(e)) != 0)
-                                FAIL("mailer.%s: %s", name, e);
-                }
-                if (!strcmp(name, "unsubscribe_url") && strncmp(v, "https://", 8) &&
-                    strncmp(v, "http://", 7))
-                        FAIL("mailer.unsubscribe_url: must start with https:// or http://");
-                set_str(str, v);
-        } else if (!strcmp(name, "weekly_day")) {
-                for (i = 0; i < 7 && strcmp(v, days[i]); i++)
-                        ;
-                if (i == 7)
-                        FAIL("mailer.weekly_day: '%s' must be a day name like monday", v);
-                m->weekly_day = i;
-        } else if (!strcmp(name, "max_notices")) {
-                if (!handle_int(ctx, "mailer", name, v, 1, 1000, &n))
-                        return 0;
-                m->max_notices = (int)n;
-        } else if (!strcmp(name, "bounce_suppress_after")) {
-                if (!handle_int(ctx, "mailer", name, v, 1, 1000, &n))
-                        return 0;
-                m->bounce_suppress_after = (int)n;
-        } else if (!strcmp(name, "retry_schedule")) {
-                nc_strlist_t l = {0};
-                size_t k;
-
-                nc_strlist_split(&l, v);
-                if (l.n == 0 || l.n > sizeof(m->retry_ms) / sizeof(m->retry_ms[0])) {
-                        nc_strlist_clear(&l);
-                        FAIL("mailer.retry_schedule: needs 1 to 16 durations");
-                }
-                for (k = 0; k < l.n; k++) {
-                        if (nc_duration_parse(l.v[k], &ms) != 0) {
-                                snprintf(ctx->err, sizeof(ctx->err),
-                                         "mailer.retry_schedule: '%s' is not a duration", l.v[k]);
-                                ctx->err_line = ctx->line;
-                                nc_strlist_clear(&l);
-                                return 0;
-                        }
-                        m->retry_ms[k] = ms;
-                }
-                m->retry_n = l.n;
-                nc_strlist_clear(&l);
-        } else if (!strcmp(name, "shutdown_timeout")) {
-                if (nc_duration_parse(v, &ms) != 0)
-                        FAIL("mailer.shutdown_timeout: '%s' is not a duration", v);
-                m->shutdown_timeout_ms = ms;
-        } else {
-                FAIL("unknown key '%s' in section [mailer]", name);
-        }
-        return 1;
-}
-
-static int handle_smtp(struct parse_ctx *ctx, const char *name, const char *v)
-{
-        nc_smtp_settings_t *s = &ctx->cfg->smtp;
-        char *end;
-        long n;
-
-        if (!strcmp(name, "host") || !strcmp(name, "username") || !strcmp(name, "password_file") ||
-            !strcmp(name, "ca_file") || !strcmp(name, "helo")) {
-                char **dst = name[0] == 'h'   ? (name[1] == 'o' ? &s->host : &s->helo)
-                             : name[0] == 'u' ? &s->username
-                             : name[0] == 'p' ? &s->password_file
-                                              : &s->ca_file;
-                set_str(dst, v);
-        } else if (!strcmp(name, "port")) {
-                if (!handle_int(ctx, "smtp", name, v, 1, 65535, &n))
-                        return 0;
-                s->port = (int)n;
-        } else if (!strcmp(name, "starttls")) {
-                if (!strcmp(v, "off"))
-                        s->starttls = 0;
-                else if (!strcmp(v, "optional"))
-                        s->starttls = 1;
-                else if (!strcmp(v, "required"))
-                        s->starttls = 2;
-                else
-                        FAIL("smtp.starttls: '%s' must be required, optional or off", v);
-        } else if (!strcmp(name, "sessions")) {
-                if (!handle_int(ctx, "smtp", name, v, 1, 64, &n))
-                        return 0;
-                s->sessions = (int)n;
-        } else if (!strcmp(name, "batch")) {
-                if (!handle_int(ctx, "smtp", name, v, 1, 10000, &n))
-                        return 0;
-                s->batch = (int)n;
-        } else if (!strcmp(name, "timeout_ms")) {
-                if (!handle_int(ctx, "smtp", name, v, 100, 600000, &n))
-                        return 0;
-                s->timeout_ms = (int)n;
-        } else if (!strcmp(name, "rate_limit")) {
-                errno = 0;
-                s->rate_limit = strtod(v, &end);
-                if (errno || end == v || *end || s->rate_limit < 0)
-                        FAIL("smtp.rate_limit: '%s' must be messages per second (0 = no limit)", v);
-        } else if (!strcmp(name, "allow_plaintext_auth")) {
-                int b;
-
-                if (parse_bool(v, &b) != 0)
-                        FAIL("smtp.allow_plaintext_auth: '%s' must be true or false", v);
-                s->allow_plaintext_auth = b;
-        } else {
-                FAIL("unknown key '%s' in section [smtp]", name);
-        }
-        return 1;
-}
-
+/* The partner ID, created with the table's defaults on its first use. */
 static nc_partner_t *partner_get(struct parse_ctx *ctx, const char *id)
 {
         nc_config_t *cfg = ctx->cfg;
@@ -638,159 +755,38 @@ static nc_partner_t *partner_get(struct parse_ctx *ctx, const char *id)
         memset(p, 0, sizeof(*p));
         p->id = nc_xstrdup(id);
         p->line = ctx->section_line;
-        p->timeout_ms = 10000;
-        p->max_in_flight = 4;
-        p->tls_verify = 1;
-        p->enabled = 1;
+        section_defaults("partner", p);
         return p;
 }
 
-static int handle_partner(struct parse_ctx *ctx, const char *id, const char *name, const char *v)
+/* One key = value of SECTION, which ini_section() has already checked. */
+static int handler(struct parse_ctx *ctx, const char *section, const char *name, const char *value)
 {
-        nc_partner_t *p;
-        char *end;
-        long n;
-        int b;
+        const char *id = NULL;
+        const struct section *sec = section_find(section, &id);
+        char origin[PATH_MAX + 32], err[400];
+        const struct key *k;
+        void *base = ctx->cfg;
 
-        if (!ident_ok(id, 0))
-                FAIL("[partner.%s]: the id may only contain a-z, 0-9, '-' and '_'", id);
-        p = partner_get(ctx, id);
-        if (p->line != ctx->section_line)
-                FAIL("[partner.%s]: defined twice (first at line %d)", id, p->line);
-        if (!strcmp(name, "url")) {
-                if (strncmp(v, "https://", 8) && strncmp(v, "http://", 7))
-                        FAIL("partner.%s.url: must start with https:// or http://", id);
-                set_str(&p->url, v);
-        } else if (!strcmp(name, "secret_file")) {
-                set_str(&p->secret_file, v);
-                p->secret_file_line = ctx->line;
-        } else if (!strcmp(name, "categories")) {
-                nc_strlist_clear(&p->categories);
-                nc_strlist_split(&p->categories, v);
-        } else if (!strcmp(name, "regions")) {
-                nc_strlist_clear(&p->regions);
-                nc_strlist_split(&p->regions, v);
-                for (size_t i = 0; i < p->regions.n; i++)
-                        nc_str_upper(p->regions.v[i]);
-        } else if (!strcmp(name, "format")) {
-                if (!strcmp(v, "standard"))
-                        p->format = NC_FORMAT_STANDARD;
-                else if (!strcmp(v, "cloudevents"))
-                        p->format = NC_FORMAT_CLOUDEVENTS;
-                else
-                        FAIL("partner.%s.format: '%s' must be standard or cloudevents", id, v);
-        } else if (!strcmp(name, "timeout_ms")) {
-                if (!handle_int(ctx, "partner", name, v, 100, 600000, &n))
-                        return 0;
-                p->timeout_ms = (int)n;
-        } else if (!strcmp(name, "max_in_flight")) {
-                if (!handle_int(ctx, "partner", name, v, 1, 1024, &n))
-                        return 0;
-                p->max_in_flight = (int)n;
-        } else if (!strcmp(name, "rate_limit")) {
-                errno = 0;
-                p->rate_limit = strtod(v, &end);
-                if (errno || end == v || *end || p->rate_limit < 0)
-                        FAIL("partner.%s.rate_limit: '%s' must be requests per second (0 = no "
-                             "limit)",
-                             id, v);
-        } else if (!strcmp(name, "ca_file")) {
-                set_str(&p->ca_file, v);
-        } else if (!strcmp(name, "client_cert")) {
-                set_str(&p->client_cert, v);
-        } else if (!strcmp(name, "client_key")) {
-                set_str(&p->client_key, v);
-        } else if (!strcmp(name, "tls_verify") || !strcmp(name, "enabled")) {
-                if (parse_bool(v, &b) != 0)
-                        FAIL("partner.%s.%s: '%s' must be true or false", id, name, v);
-                if (name[0] == 't')
-                        p->tls_verify = b;
-                else
-                        p->enabled = b;
-        } else {
-                FAIL("unknown key '%s' in section [partner.%s]", name, id);
-        }
-        return 1;
-}
-
-static int handle_int(struct parse_ctx *ctx, const char *section, const char *name, const char *v,
-                      long min, long max, long *out)
-{
-        if (parse_int(v, min, max, out) != 0)
-                FAIL("%s.%s: '%s' is not an integer between %ld and %ld", section, name, v, min,
-                     max);
-        return 1;
-}
-
-static int handler(void *user, const char *section, const char *name, const char *value)
-{
-        struct parse_ctx *ctx = user;
-        nc_config_t *cfg = ctx->cfg;
-        char origin[PATH_MAX + 32], kerr[512];
-        long n;
-
-        if (!strcmp(section, "noticecast"))
-                return handle_noticecast(ctx, name, value);
-        if (!strcmp(section, "webhooks"))
-                return handle_webhooks(ctx, name, value);
-        if (!strcmp(section, "mailer"))
-                return handle_mailer(ctx, name, value);
-        if (!strcmp(section, "smtp"))
-                return handle_smtp(ctx, name, value);
-        if (!strncmp(section, "partner.", 8))
-                return handle_partner(ctx, section + 8, name, value);
-        if (!strcmp(section, "kafka")) {
-                if (kafka_check(name, value, kerr, sizeof(kerr)) != 0)
-                        FAIL("%s", kerr);
+        switch (sec->kind) {
+        case SEC_KAFKA:
+                if (kafka_check(name, value, err, sizeof(err)) != 0)
+                        FAIL("%s", err);
                 snprintf(origin, sizeof(origin), "%s:%d", ctx->path, ctx->line);
-                nc_config_set_kafka(cfg, name, value, origin, NULL, 0);
+                nc_config_set_kafka(ctx->cfg, name, value, origin, NULL, 0);
                 return 1;
+        case SEC_PER_ID:
+                base = partner_get(ctx, id);
+                break;
+        case SEC_KEYS:
+                break;
         }
-        if (!strcmp(section, "topics")) {
-                if (!strcmp(name, "partitions")) {
-                        if (!handle_int(ctx, section, name, value, 1, 10000, &n))
-                                return 0;
-                        cfg->partitions = (int)n;
-                } else if (!strcmp(name, "replication_factor")) {
-                        if (!handle_int(ctx, section, name, value, 1, 32, &n))
-                                return 0;
-                        cfg->replication_factor = (int)n;
-                } else {
-                        FAIL("unknown key '%s' in section [topics]", name);
-                }
-                return 1;
-        }
-        if (!strcmp(section, "producer")) {
-                if (!strcmp(name, "timeout_ms")) {
-                        if (!handle_int(ctx, section, name, value, 100, 3600000, &n))
-                                return 0;
-                        cfg->producer_timeout_ms = (int)n;
-                } else {
-                        FAIL("unknown key '%s' in section [producer]", name);
-                }
-                return 1;
-        }
-        if (!strcmp(section, "limits")) {
-                size_t *dst = !strcmp(name, "title_max_bytes")     ? &cfg->title_max
-                              : !strcmp(name, "summary_max_bytes") ? &cfg->summary_max
-                              : !strcmp(name, "body_max_bytes")    ? &cfg->body_max
-                              : !strcmp(name, "notice_max_bytes")  ? &cfg->notice_max
-                                                                   : NULL;
-                if (!dst)
-                        FAIL("unknown key '%s' in section [limits]", name);
-                /* 900 KiB cap: stays under Kafka's default 1 MiB message.max.bytes. */
-                if (!handle_int(ctx, section, name, value, 16, 900 * 1024, &n))
-                        return 0;
-                *dst = (size_t)n;
-                return 1;
-        }
-        if (!*section)
-                FAIL("key '%s' outside of any section", name);
-        FAIL("unknown section [%s]", section);
+        if (!(k = key_find(sec->name, name)))
+                FAIL("unknown key '%s' in section [%s]", name, section);
+        if (key_set(k, base, value, ctx->line, err, sizeof(err)) != 0)
+                FAIL("%s%s%s: %s", sec->bare ? "" : section, sec->bare ? "" : ".", name, err);
+        return 1;
 }
-
-static const char *const known_sections[] = {"noticecast", "kafka",  "topics", "producer", "limits",
-                                             "webhooks",   "mailer", "smtp",   NULL};
 
 /* The INI syntax, parsed here line by line (lines up to NC_CONFIG_LINE_MAX bytes; a NUL
  * byte, another control character but tab, or invalid UTF-8 is an error of its line):
@@ -864,8 +860,9 @@ static int ini_section(struct ini *ini, char *s, char *end)
 {
         struct parse_ctx *ctx = ini->ctx;
         char *close = memchr(s, ']', (size_t)(end - s)), *name, *rest;
+        const struct section *sec;
+        const char *id = NULL;
         int first;
-        size_t i;
 
         if (!close)
                 FAIL(SYNTAX_ERROR);
@@ -873,15 +870,10 @@ static int ini_section(struct ini *ini, char *s, char *end)
         if (*rest && *rest != ';' && *rest != '#')
                 FAIL("syntax error (text after ']')");
         name = trim(s + 1, close);
-        if (strncmp(name, "partner.", 8)) {
-                for (i = 0; known_sections[i]; i++)
-                        if (!strcmp(name, known_sections[i]))
-                                break;
-                if (!known_sections[i])
-                        FAIL("unknown section [%s]", name);
-        } else if (!ident_ok(name + 8, 0)) {
+        if (!(sec = section_find(name, &id)))
+                FAIL("unknown section [%s]", name);
+        if (sec->kind == SEC_PER_ID && !ident_ok(id, 0))
                 FAIL("[%s]: the id may only contain a-z, 0-9, '-' and '_'", name);
-        }
         if ((first = seen_line(&ini->sections, name)) != 0)
                 FAIL("section [%s] already defined at line %d", name, first);
         seen_add(&ini->sections, name, ctx->line);
@@ -891,8 +883,8 @@ static int ini_section(struct ini *ini, char *s, char *end)
         ctx->section_line = ctx->line;
         /* A partner exists from its header on, so one whose keys are all commented out is
          * reported (url is required) rather than silently ignored. */
-        if (!strncmp(name, "partner.", 8))
-                partner_get(ctx, name + 8);
+        if (sec->kind == SEC_PER_ID)
+                partner_get(ctx, id);
         return 1;
 }
 

@@ -138,9 +138,12 @@ const char *nc_config_path(const char *cli_path, int *explicit_path);
  * otherwise the built-in defaults are used.  Returns 0, or -1 with errstr set. */
 int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *errstr,
                    size_t errstr_size);
-/* Sets the built-in defaults (a usable local configuration). */
+/* Sets the built-in defaults (a usable local configuration): the key table's, in
+ * nc_config.c, the only place a default is written. */
 void nc_config_defaults(nc_config_t *cfg);
 void nc_config_free(nc_config_t *cfg);
+/* Frees what a partner owns (a copy of one made field by field, too) and zeroes it. */
+void nc_config_partner_free(nc_partner_t *p);
 
 /* Applies "-X key=value" (librdkafka property) on top of the file; validated like [kafka]. */
 int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,

@@ -15,8 +15,9 @@ extern volatile sig_atomic_t nc_stop_flag, nc_reload_flag;
  * byte to WAKE_FD so a loop blocked in poll() notices at once; ignores SIGPIPE. */
 void nc_daemon_signals(int wake_fd);
 
-/* Loads the configuration (-C path or the default lookup) and applies -X/-b.  Returns 0, or
- * -1 with errstr (CFG is then empty).  *EXPLICIT_PATH tells whether a path was asked for. */
+/* Loads the configuration (-C path CLI_PATH, else the lookup of nc_config_path()) and applies
+ * -X/-b: the one way all three programs read it.  Returns 0, or -1 with errstr (CFG is then
+ * empty). */
 int nc_daemon_config(nc_config_t *cfg, const char *cli_path, const nc_strlist_t *xprops,
                      const char *brokers, char *errstr, size_t errstr_size);
 

@@ -185,44 +185,37 @@ static int check_url(const char *s, char *errstr, size_t errstr_size)
 
 static json_t *regions(const json_t *v, char *errstr, size_t errstr_size)
 {
-        json_t *out = json_array(), *r;
-        size_t i, j;
-        char code[8], field[32];
+        nc_strlist_t codes = {0};
+        json_t *out = NULL, *r;
+        size_t i;
+        char err[128];
 
         if (!json_is_array(v)) {
                 nc_err(errstr, errstr_size, "regions: must be an array of ISO 3166-1 codes");
-                goto fail;
+                return NULL;
         }
         if (json_array_size(v) > REGION_MAX) {
                 nc_err(errstr, errstr_size, "regions: more than %d entries", REGION_MAX);
-                goto fail;
+                return NULL;
         }
         json_array_foreach(v, i, r)
         {
-                snprintf(field, sizeof(field), "regions[%zu]", i);
                 if (!json_is_string(r) || strlen(json_string_value(r)) != 2) {
                         nc_err(errstr, errstr_size,
-                               "%s: must be a two-letter ISO 3166-1 code like \"PE\"", field);
-                        goto fail;
+                               "regions[%zu]: must be a two-letter ISO 3166-1 code like \"PE\"", i);
+                        goto done;
                 }
-                strcpy(code, json_string_value(r));
-                nc_str_upper(code);
-                if (!nc_region_valid(code)) {
-                        nc_err(errstr, errstr_size,
-                               "%s: '%s' is not an ISO 3166-1 alpha-2 country code", field,
-                               json_string_value(r));
-                        goto fail;
+                if (nc_region_list_add(&codes, json_string_value(r), err, sizeof(err)) != 0) {
+                        nc_err(errstr, errstr_size, "regions[%zu]: %s", i, err);
+                        goto done;
                 }
-                for (j = 0; j < json_array_size(out); j++)
-                        if (!strcmp(json_string_value(json_array_get(out, j)), code))
-                                break;
-                if (j == json_array_size(out))
-                        json_array_append_new(out, json_string(code));
         }
+        out = json_array();
+        for (i = 0; i < codes.n; i++)
+                json_array_append_new(out, json_string(codes.v[i]));
+done:
+        nc_strlist_clear(&codes);
         return out;
-fail:
-        json_decref(out);
-        return NULL;
 }
 
 /* JSON allows "\u0000"; C strings don't.  A NUL would silently cut a field short. */

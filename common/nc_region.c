@@ -52,3 +52,19 @@ int nc_region_count(void)
 {
         return (int)(sizeof(codes) - 1) / 2;
 }
+
+int nc_region_list_add(nc_strlist_t *list, const char *code, char *errstr, size_t errstr_size)
+{
+        char up[3] = "";
+
+        if (strlen(code) == 2) {
+                memcpy(up, code, 2);
+                nc_str_upper(up);
+        }
+        if (!nc_region_valid(up))
+                return nc_err(errstr, errstr_size, "'%s' is not an ISO 3166-1 alpha-2 country code",
+                              code);
+        if (!nc_strlist_has(list, up))
+                nc_strlist_add(list, up);
+        return 0;
+}

@@ -49,44 +49,41 @@ static int valid_hhmm(const char *s)
 static json_t *string_set(const json_t *v, const char *field, const nc_config_t *cfg, int regions,
                           char *errstr, size_t errstr_size)
 {
-        json_t *out = json_array(), *e;
-        size_t i, j;
-        char item[80];
+        nc_strlist_t set = {0};
+        json_t *out = NULL, *e;
+        size_t i;
+        char item[80], err[128];
 
         if (!json_is_array(v)) {
                 nc_err(errstr, errstr_size, "%s: must be a list", field);
-                goto fail;
+                return NULL;
         }
         json_array_foreach(v, i, e)
         {
                 if (!json_is_string(e) || strlen(json_string_value(e)) >= sizeof(item)) {
                         nc_err(errstr, errstr_size, "%s[%zu]: must be a short string", field, i);
-                        goto fail;
+                        goto done;
                 }
                 strcpy(item, json_string_value(e));
                 if (regions) {
-                        nc_str_upper(item);
-                        if (!nc_region_valid(item)) {
-                                nc_err(errstr, errstr_size,
-                                       "%s: '%s' is not an ISO 3166-1 alpha-2 country code", field,
-                                       json_string_value(e));
-                                goto fail;
+                        if (nc_region_list_add(&set, item, err, sizeof(err)) != 0) {
+                                nc_err(errstr, errstr_size, "%s: %s", field, err);
+                                goto done;
                         }
                 } else if (!nc_config_has_category(cfg, item)) {
                         nc_err(errstr, errstr_size, "%s: '%s' is not a configured category", field,
                                item);
-                        goto fail;
+                        goto done;
+                } else if (!nc_strlist_has(&set, item)) {
+                        nc_strlist_add(&set, item);
                 }
-                for (j = 0; j < json_array_size(out); j++)
-                        if (!strcmp(json_string_value(json_array_get(out, j)), item))
-                                break;
-                if (j == json_array_size(out))
-                        json_array_append_new(out, json_string(item));
         }
+        out = json_array();
+        for (i = 0; i < set.n; i++)
+                json_array_append_new(out, json_string(set.v[i]));
+done:
+        nc_strlist_clear(&set);
         return out;
-fail:
-        json_decref(out);
-        return NULL;
 }
 
 json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_t now_ms,

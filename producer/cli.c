@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nc_daemon.h"
+
 int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg)
 {
         return nc_config_cmdline_opt(c, arg, &cli->config_path, &cli->xprops, &cli->brokers);
@@ -12,22 +14,15 @@ int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg)
 int nc_cli_load_config(nc_cli_t *cli)
 {
         char errstr[1024];
-        const char *path;
-        int explicit_path;
 
         if (cli->cfg_loaded)
                 return 0;
-        path = nc_config_path(cli->config_path, &explicit_path);
-        if (nc_config_load(&cli->cfg, path, explicit_path, errstr, sizeof(errstr)) != 0) {
+        if (nc_daemon_config(&cli->cfg, cli->config_path, &cli->xprops, cli->brokers, errstr,
+                             sizeof(errstr)) != 0) {
                 fprintf(stderr, "noticecast: %s\n", errstr);
                 return NC_EX_CONFIG;
         }
         cli->cfg_loaded = 1;
-        if (nc_config_apply_overrides(&cli->cfg, &cli->xprops, cli->brokers, errstr,
-                                      sizeof(errstr)) != 0) {
-                fprintf(stderr, "noticecast: %s\n", errstr);
-                return NC_EX_CONFIG;
-        }
         return 0;
 }
 

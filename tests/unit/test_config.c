@@ -623,6 +623,116 @@ static void test_long_comment_line_numbers(void **state)
         load_bad(text, 3, "unknown key 'colour' in section [noticecast]");
 }
 
+/* The built-in defaults, all of them from the key table (pinned so a table edit shows). */
+static void test_defaults(void **state)
+{
+        nc_config_t cfg;
+        const nc_partner_t *p;
+
+        (void)state;
+        nc_config_defaults(&cfg);
+        assert_string_equal(cfg.topic_prefix, "noticecast.");
+        assert_int_equal(cfg.categories.n, 4);
+        assert_int_equal(cfg.languages.n, 4);
+        assert_int_equal(cfg.partitions, 3);
+        assert_int_equal(cfg.producer_timeout_ms, 30000);
+        assert_int_equal(cfg.notice_max, 256 * 1024);
+        assert_int_equal(cfg.webhooks.retry_n, 7);
+        assert_int_equal(cfg.webhooks.retry_ms[0], 5000);
+        assert_int_equal(cfg.webhooks.retry_ms[6], 10 * 3600 * 1000);
+        assert_int_equal(cfg.webhooks.retry_after_max_ms, 3600 * 1000);
+        assert_int_equal(cfg.webhooks.max_pending, 10000);
+        assert_int_equal(cfg.webhooks.shutdown_timeout_ms, 30000);
+        assert_string_equal(cfg.mailer.from_address, "notices@localhost");
+        assert_null(cfg.mailer.envelope_from);
+        assert_int_equal(cfg.mailer.weekly_day, 1);
+        assert_int_equal(cfg.mailer.retry_n, 5);
+        assert_int_equal(cfg.mailer.retry_ms[4], 4 * 3600 * 1000);
+        assert_int_equal(cfg.smtp.port, 25);
+        assert_int_equal(cfg.smtp.starttls, 1);
+        assert_int_equal(cfg.smtp.batch, 200);
+        assert_int_equal(cfg.smtp.allow_plaintext_auth, 0);
+        assert_string_equal(nc_config_kafka_get(&cfg, "bootstrap.servers"), "localhost:9092");
+        nc_config_free(&cfg);
+
+        load_ok(&cfg, write_conf("[partner.a]\nurl = https://a.example/\nsecret_file = /x\n"));
+        assert_non_null(p = nc_config_partner(&cfg, "a"));
+        assert_int_equal(p->format, NC_FORMAT_STANDARD);
+        assert_int_equal(p->timeout_ms, 10000);
+        assert_int_equal(p->max_in_flight, 4);
+        assert_int_equal(p->tls_verify, 1);
+        assert_int_equal(p->enabled, 1);
+        assert_int_equal(p->secret_file_line, 3);
+        assert_int_equal(p->regions.n, 0);
+        nc_config_free(&cfg);
+}
+
+/* Partner regions go through nc_region_list_add like notices': upper-cased, deduplicated,
+ * and an unknown ISO 3166-1 code is an error of its line. */
+static void test_partner_regions(void **state)
+{
+        nc_config_t cfg;
+        const nc_partner_t *p;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[partner.a]\nurl = https://a.example/\nsecret_file = /x\n"
+                                 "regions = pe, BR, PE\n"));
+        assert_non_null(p = nc_config_partner(&cfg, "a"));
+        assert_int_equal(p->regions.n, 2);
+        assert_string_equal(p->regions.v[0], "PE");
+        assert_string_equal(p->regions.v[1], "BR");
+        nc_config_free(&cfg);
+        load_bad("[partner.a]\nurl = https://a.example/\nsecret_file = /x\nregions = ZZ, Q1\n", 4,
+                 "partner.a.regions: 'ZZ' is not an ISO 3166-1 alpha-2 country code");
+        load_bad("[partner.a]\nregions = PER\n", 2, "partner.a.regions: 'PER' is not an ISO");
+}
+
+/* One retry_schedule rule for both daemons: 1 to 16 durations of at least 100 ms. */
+static void test_retry_schedule(void **state)
+{
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[mailer]\nretry_schedule = 100ms, 2s\n"
+                                 "[webhooks]\nretry_schedule = 1s\n"));
+        assert_int_equal(cfg.mailer.retry_n, 2);
+        assert_int_equal(cfg.mailer.retry_ms[0], 100);
+        assert_int_equal(cfg.mailer.retry_ms[1], 2000);
+        assert_int_equal(cfg.webhooks.retry_n, 1);
+        nc_config_free(&cfg);
+        load_bad("[mailer]\nretry_schedule = 1s, 50ms\n", 2,
+                 "mailer.retry_schedule: '50ms' is not a duration like 5s, 5m or 2h (at least "
+                 "100ms)");
+        load_bad("[webhooks]\nretry_schedule = 99ms\n", 2, "webhooks.retry_schedule: '99ms'");
+        load_bad("[webhooks]\nretry_schedule = 1s, 5 parsecs\n", 2, "webhooks.retry_schedule: '5'");
+        load_bad("[mailer]\nretry_schedule = ,\n", 2,
+                 "mailer.retry_schedule: needs 1 to 16 durations");
+        load_bad("[mailer]\nretry_schedule = 1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s\n",
+                 2, "mailer.retry_schedule: needs 1 to 16 durations");
+}
+
+/* Enumerations are read by name tables; an unknown name lists the known ones. */
+static void test_enums(void **state)
+{
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[smtp]\nstarttls = required\n[mailer]\nweekly_day = sunday\n"
+                                 "[partner.a]\nurl = https://a.example/\nsecret_file = /x\n"
+                                 "format = cloudevents\n"));
+        assert_int_equal(cfg.smtp.starttls, 2);
+        assert_int_equal(cfg.mailer.weekly_day, 0);
+        assert_int_equal(nc_config_partner(&cfg, "a")->format, NC_FORMAT_CLOUDEVENTS);
+        nc_config_free(&cfg);
+        load_bad("[smtp]\nstarttls = maybe\n", 2,
+                 "smtp.starttls: 'maybe' must be one of off, optional, required");
+        load_bad("[mailer]\nweekly_day = Monday\n", 2, "mailer.weekly_day: 'Monday' must be");
+        load_bad("[partner.a]\nformat = xml\n", 2,
+                 "partner.a.format: 'xml' must be one of standard, cloudevents");
+        load_bad("[smtp]\nallow_plaintext_auth = sure\n", 2,
+                 "smtp.allow_plaintext_auth: 'sure' must be true or false");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -656,6 +766,10 @@ int main(void)
             cmocka_unit_test_teardown(test_syntax_accepted, teardown_tmp),
             cmocka_unit_test_teardown(test_syntax_refused, teardown_tmp),
             cmocka_unit_test_teardown(test_empty_partner_section, teardown_tmp),
+            cmocka_unit_test_teardown(test_defaults, teardown_tmp),
+            cmocka_unit_test_teardown(test_partner_regions, teardown_tmp),
+            cmocka_unit_test_teardown(test_retry_schedule, teardown_tmp),
+            cmocka_unit_test_teardown(test_enums, teardown_tmp),
         };
 
         return cmocka_run_group_tests_name("nc_config", tests, NULL, NULL);
