@@ -167,7 +167,7 @@ typedef struct ml {
         ml_unit_t *pend_head, *pend_tail; /* prepared this poll, not yet in q (main thread) */
         size_t pend_n;
         pthread_t *workers;
-        struct nc_smtp_cancel *cancels; /* one per worker: ends its sessions at shutdown */
+        struct ml_smtp_cancel *cancels; /* one per worker: ends its sessions at shutdown */
         int nworkers;
         int wake_pipe[2];
 

@@ -532,11 +532,11 @@ static void *worker_main(void *arg)
 {
         struct worker_arg *wa = arg;
         ml_t *m = wa->m;
-        nc_smtp_config_t sc = {0};
+        ml_smtp_config_t sc = {0};
         nc_templates_t *tpl;
         char err[1024], *password = NULL;
         ml_unit_t **units = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*units));
-        nc_smtp_msg_t *msgs = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*msgs));
+        ml_smtp_msg_t *msgs = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*msgs));
         char **bodies = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*bodies));
         unsigned my_gen = 0;
 
@@ -555,9 +555,9 @@ static void *worker_main(void *arg)
         }
         sc.host = m->cfg.smtp.host;
         sc.port = m->cfg.smtp.port;
-        sc.starttls = m->cfg.smtp.starttls == 0   ? NC_SMTP_TLS_OFF
-                      : m->cfg.smtp.starttls == 2 ? NC_SMTP_TLS_REQUIRED
-                                                  : NC_SMTP_TLS_OPTIONAL;
+        sc.starttls = m->cfg.smtp.starttls == 0   ? ML_SMTP_TLS_OFF
+                      : m->cfg.smtp.starttls == 2 ? ML_SMTP_TLS_REQUIRED
+                                                  : ML_SMTP_TLS_OPTIONAL;
         sc.username = m->cfg.smtp.username;
         sc.password = password;
         sc.timeout_ms = m->cfg.smtp.timeout_ms;
@@ -631,8 +631,8 @@ static void *worker_main(void *arg)
                 }
                 err[0] = '\0';
                 /* One session, or more when the relay ends one before every message was tried
-                 * (a limit of messages per connection): see nc_smtp_send_batch. */
-                if (built && nc_smtp_send_batch(&sc, msgs, built, 0, NULL, err, sizeof(err)) != 0)
+                 * (a limit of messages per connection): see ml_smtp_send_batch. */
+                if (built && ml_smtp_send_batch(&sc, msgs, built, 0, NULL, err, sizeof(err)) != 0)
                         log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
                 for (i = 0, built = 0; i < n; i++) {
                         if (units[i]->status != -1)
@@ -679,7 +679,7 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         if (u->status == -2) {
                 log_warnx("message for %s not built: %s", sub_id, u->reply);
                 job_fail(m, j, 0, u->reply);
-        } else if (m->stopping && nc_smtp_status_temporary(u->status)) {
+        } else if (m->stopping && ml_smtp_status_temporary(u->status)) {
                 /* Stopping: not sent, or its session was ended at shutdown_timeout.  Nothing
                  * is recorded and no attempt charged: left uncommitted, it is sent again by
                  * the next owner of its partition. */
@@ -975,7 +975,7 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
         m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
         m->cancels = nc_xcalloc((size_t)m->nworkers, sizeof(*m->cancels));
         for (i = 0; i < m->nworkers; i++)
-                nc_smtp_cancel_init(&m->cancels[i]);
+                ml_smtp_cancel_init(&m->cancels[i]);
         for (i = 0; i < m->nworkers; i++) {
                 struct worker_arg *wa = nc_xcalloc(1, sizeof(*wa));
 
@@ -1131,7 +1131,7 @@ void ml_sender_quiesce(ml_t *m)
         pthread_mutex_unlock(&m->q.lock);
         /* A batch that a relay cut short is not continued in a new session. */
         for (i = 0; i < m->nworkers; i++)
-                nc_smtp_cancel_stop(&m->cancels[i]);
+                ml_smtp_cancel_stop(&m->cancels[i]);
 }
 
 void ml_sender_stop(ml_t *m, int64_t deadline_ms)
@@ -1155,14 +1155,14 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                                   "ending them; their jobs are sent again after a restart",
                                   busy, busy == 1 ? "" : "s");
                         for (i = 0; i < m->nworkers; i++)
-                                nc_smtp_cancel_now(&m->cancels[i]);
+                                ml_smtp_cancel_now(&m->cancels[i]);
                 }
                 for (i = 0; i < m->nworkers; i++)
                         pthread_join(m->workers[i], NULL);
                 free(m->workers);
                 m->workers = NULL;
                 for (i = 0; i < m->nworkers; i++)
-                        nc_smtp_cancel_destroy(&m->cancels[i]);
+                        ml_smtp_cancel_destroy(&m->cancels[i]);
                 free(m->cancels);
                 m->cancels = NULL;
                 /* Outcomes of the last sessions are recorded before committing (sent and
