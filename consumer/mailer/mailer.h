@@ -85,7 +85,8 @@ typedef struct ml_unit {
         char message_id[128];
         char unsub_url[1024];
         /* result, filled by the worker */
-        int status; /* SMTP code, 0 = not attempted */
+        int status;    /* SMTP code, 0 = not attempted, or an ml_status_sentinel (ml_policy.h) */
+        int attempted; /* the relay dealt with it itself (smtp.h) */
         char reply[256];
         struct ml_unit *next;
 } ml_unit_t;

@@ -10,6 +10,7 @@
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
+#include "ml_policy.h"
 #include "smtp.h"
 
 #define MAX_OUTSTANDING 20000
@@ -195,7 +196,7 @@ static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
         job_unhold(m, j);
 }
 
-static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text);
+static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *text);
 
 static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *key, json_t *doc)
 {
@@ -275,7 +276,7 @@ static void job_fail(ml_t *m, ml_job_t *j, int code, const char *text)
         char reason[512];
 
         job_hold(j);
-        record(m, j, "mail.failed", code, text);
+        record(m, j, ML_OUTCOME_FAILED, code, text);
         if (code)
                 snprintf(reason, sizeof(reason), "mail.failed after %d attempt%s: %d %s",
                          j->attempt, j->attempt == 1 ? "" : "s", code, text ? text : "");
@@ -313,17 +314,24 @@ static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int sup
                          ml_sub_generation(s, gen, sizeof(gen)));
 }
 
-static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text)
+static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *text)
 {
+        const char *type = ml_outcome_event(o);
         const char *sub = json_string_value(json_object_get(j->doc, "subscriber"));
         char ts[40], l[NC_METRICS_LABELS_SIZE];
         json_t *ev;
 
         j->final = 1; /* settled once this (and a DLQ record, if any) is acknowledged */
-        if (!strcmp(type, "mail.sent"))
+        switch (o) {
+        case ML_OUTCOME_SENT:
                 mid_set(m, j, MID_SENT); /* MID_RECORDED once the event is acknowledged */
-        else
+                break;
+        case ML_OUTCOME_BOUNCE:
+        case ML_OUTCOME_FAILED:
+        case ML_OUTCOME_SKIPPED:
                 mid_forget(m, j);
+                break;
+        }
         ev = json_pack("{s:s, s:s, s:s?, s:i, s:i, s:s, s:s}", "type", type, "subscriber", sub,
                        "message_id", json_string_value(json_object_get(j->doc, "message_id")),
                        "attempt", j->attempt, "code", code, "text", text ? text : "", "time",
@@ -333,7 +341,7 @@ static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char 
                                "attempt", j->attempt, "code", code, "time", ts);
         produce_event(m, j, m->topic_events, sub, ev);
         json_decref(ev);
-        if (nc_metrics_labels(l, sizeof(l), "outcome", type + 5, NULL) == 0)
+        if (nc_metrics_labels(l, sizeof(l), "outcome", ml_outcome_label(o), NULL) == 0)
                 nc_metrics_inc(m->m_sent, l, 1);
 }
 
@@ -398,7 +406,7 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         }
         if (!s || s->suppressed) {
                 /* Unsubscribed or suppressed since planning: nothing to send. */
-                record(m, j, "mail.skipped", 0, s ? "suppressed" : "no longer subscribed");
+                record(m, j, ML_OUTCOME_SKIPPED, 0, s ? "suppressed" : "no longer subscribed");
                 return;
         }
         notices = json_array();
@@ -429,7 +437,7 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         }
         if (json_array_size(notices) == 0) {
                 json_decref(notices);
-                record(m, j, "mail.skipped", 0, "every notice was withdrawn");
+                record(m, j, ML_OUTCOME_SKIPPED, 0, "every notice was withdrawn");
                 return;
         }
         u = nc_xcalloc(1, sizeof(*u));
@@ -613,7 +621,7 @@ static void *worker_main(void *arg)
                         if (!bodies[built]) {
                                 /* A template or data problem, not the recipient's: recorded
                                  * as failed, never counted as a bounce. */
-                                units[i]->status = -2;
+                                units[i]->status = ML_STATUS_NOT_BUILT;
                                 snprintf(units[i]->reply, sizeof(units[i]->reply),
                                          "message not built: %.200s", err);
                                 continue;
@@ -626,7 +634,7 @@ static void *worker_main(void *arg)
                             json_string_value(json_object_get(units[i]->subscriber, "email"));
                         msgs[built].data = bodies[built];
                         msgs[built].len = len;
-                        units[i]->status = -1; /* index marker below */
+                        units[i]->status = ML_STATUS_IN_BATCH; /* index marker below */
                         built++;
                 }
                 err[0] = '\0';
@@ -635,9 +643,10 @@ static void *worker_main(void *arg)
                 if (built && ml_smtp_send_batch(&sc, msgs, built, 0, NULL, err, sizeof(err)) != 0)
                         log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
                 for (i = 0, built = 0; i < n; i++) {
-                        if (units[i]->status != -1)
+                        if (units[i]->status != ML_STATUS_IN_BATCH)
                                 continue;
                         units[i]->status = msgs[built].status;
+                        units[i]->attempted = msgs[built].attempted;
                         /* Each message carries its own reason, also when it was not sent. */
                         snprintf(units[i]->reply, sizeof(units[i]->reply), "%.200s",
                                  msgs[built].reply[0] ? msgs[built].reply : err);
@@ -674,36 +683,45 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         ml_job_t *j = u->job;
         const char *sub_id = json_string_value(json_object_get(j->doc, "subscriber"));
         const ml_sub_t *s = ml_store_sub(m, sub_id);
+        const ml_smtp_result_t r = {u->status, u->attempted, u->reply};
+        const ml_retry_schedule_t rs = {m->cfg.mailer.retry_ms, m->cfg.mailer.retry_n};
+        int64_t delay;
 
         job_hold(j); /* j stays valid until the end of this function */
-        if (u->status == -2) {
-                log_warnx("message for %s not built: %s", sub_id, u->reply);
-                job_fail(m, j, 0, u->reply);
-        } else if (m->stopping && ml_smtp_status_temporary(u->status)) {
+        switch (ml_policy_smtp(&r, j->attempt, &rs, m->stopping, &delay)) {
+        case ML_VERDICT_FAILED:
+                if (u->status == ML_STATUS_NOT_BUILT) {
+                        log_warnx("message for %s not built: %s", sub_id, u->reply);
+                        job_fail(m, j, 0, u->reply);
+                } else {
+                        job_fail(m, j, u->status, u->reply);
+                }
+                break;
+        case ML_VERDICT_LEAVE:
                 /* Stopping: not sent, or its session was ended at shutdown_timeout.  Nothing
                  * is recorded and no attempt charged: left uncommitted, it is sent again by
                  * the next owner of its partition. */
                 log_debug("stopping: job for %s left for a restart (%d %s)", sub_id, u->status,
                           u->reply);
-        } else if (u->status >= 200 && u->status < 300) {
-                record(m, j, "mail.sent", u->status, u->reply);
+                break;
+        case ML_VERDICT_SENT:
+                record(m, j, ML_OUTCOME_SENT, u->status, u->reply);
                 if (s && s->bounces)
                         update_bounces(m, s, 0);
-        } else if (u->status >= 500) {
+                break;
+        case ML_VERDICT_BOUNCE:
                 /* Final for this recipient: a bounce, counted towards suppression. */
-                record(m, j, "mail.bounce", u->status, u->reply);
+                record(m, j, ML_OUTCOME_BOUNCE, u->status, u->reply);
                 if (s)
                         update_bounces(m, s, s->bounces + 1);
-        } else if ((size_t)j->attempt > m->cfg.mailer.retry_n) {
-                job_fail(m, j, u->status, u->reply);
-        } else {
+                break;
+        case ML_VERDICT_RETRY:
                 /* 4xx (throttling, greylisting) or no connection: try again later. */
-                int64_t delay = m->cfg.mailer.retry_ms[j->attempt - 1];
-
                 log_info("smtp: %d %s for %s: retry %d in %lld ms", u->status, u->reply, sub_id,
                          j->attempt, (long long)delay);
                 j->attempt++;
                 wait_later(m, j, nc_time_now_ms() + delay);
+                break;
         }
         json_decref(u->subscriber);
         json_decref(u->notices);

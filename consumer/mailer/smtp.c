@@ -127,11 +127,6 @@ const char *ml_smtp_version(void)
         return esmtp_version;
 }
 
-int ml_smtp_status_temporary(int status)
-{
-        return status == 0 || (status >= 400 && status <= 499);
-}
-
 /* ---- small helpers -------------------------------------------------------------------- */
 
 /* Copies server text into DST as one printable line: control characters become blanks,

@@ -135,8 +135,12 @@ void ml_smtp_cancel_now(ml_smtp_cancel_t *c);
 /* Allows sessions again (after a stop or cancel). */
 void ml_smtp_cancel_reset(ml_smtp_cancel_t *c);
 
-/* 1 if a message with this status should be retried later (0 and 4xx), 0 otherwise. */
-int ml_smtp_status_temporary(int status);
+/* 1 if a message with this status should be retried later (0 and 4xx), 0 otherwise.  Inline:
+ * the mailer's delivery policy (ml_policy.c) uses it without linking libesmtp. */
+static inline int ml_smtp_status_temporary(int status)
+{
+        return status == 0 || (status >= 400 && status <= 499);
+}
 
 /* libesmtp's version ("1.1.0"), for -V. */
 const char *ml_smtp_version(void);
