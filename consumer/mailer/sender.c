@@ -304,14 +304,13 @@ static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int sup
                 json_array_append_new(regs, json_string(r));
         }
         snprintf(send_at, sizeof(send_at), "%02d:%02d", s->send_min / 60, s->send_min % 60);
-        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id",
-                         s->id, "email", s->email, "name", s->name, "lang",
-                         m->cfg.languages.v[s->lang], "categories", cats, "regions", regs,
-                         "frequency", freqs[s->freq], "tz",
-                         (const char *)g_ptr_array_index(m->store.zones, s->tz), "send_at", send_at,
-                         "updated_at", nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)),
-                         "bounces", bounces, "suppressed", suppressed, "generation",
-                         ml_sub_generation(s, gen, sizeof(gen)));
+        return json_pack(
+            "{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id", s->id,
+            "email", s->email, "name", s->name, "lang", m->cfg.languages.v[s->lang], "categories",
+            cats, "regions", regs, "frequency", freqs[s->freq], "tz", ml_store_zone_name(m, s->tz),
+            "send_at", send_at, "updated_at",
+            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces", bounces,
+            "suppressed", suppressed, "generation", ml_sub_generation(s, gen, sizeof(gen)));
 }
 
 static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *text)
@@ -463,36 +462,22 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         m->pend_n++;
 }
 
-/* Appends the units job_prepare() collected during this poll to the workers' queue under
- * one lock, and wakes one idle worker per batch of them, instead of a lock and a condvar
- * signal per message (and a worker woken by the first message starting a session of a few). */
+/* Hands the units job_prepare() collected during this poll to the workers, all at once. */
 static void queue_flush(ml_t *m)
 {
-        size_t wake, batch = m->cfg.smtp.batch > 0 ? (size_t)m->cfg.smtp.batch : 1;
+        size_t batch = m->cfg.smtp.batch > 0 ? (size_t)m->cfg.smtp.batch : 1;
 
         if (!m->pend_head)
                 return;
-        pthread_mutex_lock(&m->q.lock);
-        if (m->q.todo_tail)
-                m->q.todo_tail->next = m->pend_head;
-        else
-                m->q.todo_head = m->pend_head;
-        m->q.todo_tail = m->pend_tail;
-        m->q.todo_n += m->pend_n;
-        wake = (m->q.todo_n + batch - 1) / batch;
-        if (wake > (size_t)m->nworkers)
-                wake = (size_t)m->nworkers;
-        while (wake--)
-                pthread_cond_signal(&m->q.cond);
-        pthread_mutex_unlock(&m->q.lock);
+        ml_queue_push(&m->q, m->pend_head, m->pend_tail, m->pend_n, batch, (size_t)m->nworkers);
         m->pend_head = m->pend_tail = NULL;
         m->pend_n = 0;
 }
 
 /* ---- worker threads -------------------------------------------------------------------- */
 
-char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
-                        size_t errstr_size)
+char *ml_render_message(ml_t *m, ml_unit_t *u, const nc_templates_t *templates, size_t *len,
+                        char *errstr, size_t errstr_size)
 {
         nc_digest_parts_t parts;
         nc_mail_t mail = {0};
@@ -575,28 +560,11 @@ static void *worker_main(void *arg)
         sc.cancel = &m->cancels[wa->index];
 
         for (;;) {
-                size_t n = 0, i, built = 0;
+                size_t n, i, built = 0;
                 unsigned gen;
 
-                pthread_mutex_lock(&m->q.lock);
-                while (!m->q.todo_head && !m->q.stop)
-                        pthread_cond_wait(&m->q.cond, &m->q.lock);
-                gen = m->q.templates_gen;
-                if (!m->q.todo_head && m->q.stop) {
-                        pthread_mutex_unlock(&m->q.lock);
-                        break;
-                }
-                while (m->q.todo_head && n < (size_t)m->cfg.smtp.batch) {
-                        units[n] = m->q.todo_head;
-                        m->q.todo_head = units[n]->next;
-                        units[n]->next = NULL;
-                        n++;
-                }
-                if (!m->q.todo_head)
-                        m->q.todo_tail = NULL;
-                m->q.todo_n -= n;
-                m->q.busy += n;
-                pthread_mutex_unlock(&m->q.lock);
+                if (!(n = ml_queue_take(&m->q, units, (size_t)m->cfg.smtp.batch, &gen)))
+                        break; /* stopped */
                 if (gen != my_gen) {
                         /* The main thread checked the new set before bumping the generation;
                          * if it fails here anyway, keep the set we have. */
@@ -653,16 +621,7 @@ static void *worker_main(void *arg)
                         free(bodies[built]);
                         built++;
                 }
-                pthread_mutex_lock(&m->q.lock);
-                for (i = 0; i < n; i++) {
-                        units[i]->next = m->q.done_head;
-                        m->q.done_head = units[i];
-                }
-                m->q.busy -= n;
-                pthread_mutex_unlock(&m->q.lock);
-                if (write(m->q.wake_fd, "w", 1) < 0) {
-                        /* the main loop polls with a short timeout anyway */
-                }
+                ml_queue_done(&m->q, units, n);
         }
         nc_templates_free(tpl);
         if (password) {
@@ -732,12 +691,8 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
 /* Takes what the workers finished (under the lock) and records each outcome (without it). */
 static void record_outcomes(ml_t *m)
 {
-        ml_unit_t *done, *u;
+        ml_unit_t *done = ml_queue_take_done(&m->q), *u;
 
-        pthread_mutex_lock(&m->q.lock);
-        done = m->q.done_head;
-        m->q.done_head = NULL;
-        pthread_mutex_unlock(&m->q.lock);
         while ((u = done)) {
                 done = u->next;
                 unit_outcome(m, u);
@@ -986,9 +941,7 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
                           "TLS, so sessions fail unless allow_plaintext_auth = true");
 
-        pthread_mutex_init(&m->q.lock, NULL);
-        pthread_cond_init(&m->q.cond, NULL);
-        m->q.wake_fd = m->wake_pipe[1];
+        ml_queue_init(&m->q, m->wake_pipe[1]);
         m->nworkers = m->cfg.smtp.sessions;
         m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
         m->cancels = nc_xcalloc((size_t)m->nworkers, sizeof(*m->cancels));
@@ -1101,7 +1054,7 @@ int ml_sender_poll(ml_t *m)
                         wait_later(m, job, now);
         }
         queue_flush(m);
-        nc_metrics_set(m->m_queue, NULL, (double)m->q.todo_n);
+        nc_metrics_set(m->m_queue, NULL, (double)ml_queue_queued(&m->q));
         if (m->dups_skipped) {
                 log_info("%zu job%s read again (after a rebalance) had been sent and recorded "
                          "already: not sent again",
@@ -1113,12 +1066,7 @@ int ml_sender_poll(ml_t *m)
 
 size_t ml_sender_busy(ml_t *m)
 {
-        size_t n;
-
-        pthread_mutex_lock(&m->q.lock);
-        n = m->q.todo_n + m->q.busy + (m->q.done_head != NULL);
-        pthread_mutex_unlock(&m->q.lock);
-        return n;
+        return ml_queue_pending(&m->q);
 }
 
 static void unit_free(ml_unit_t *u)
@@ -1136,17 +1084,11 @@ void ml_sender_quiesce(ml_t *m)
         m->stopping = 1;
         if (!m->workers)
                 return;
-        pthread_mutex_lock(&m->q.lock);
         /* Units not started yet are dropped: their jobs stay uncommitted. */
-        while ((u = m->q.todo_head)) {
-                m->q.todo_head = u->next;
+        for (ml_unit_t *todo = ml_queue_stop(&m->q); (u = todo);) {
+                todo = u->next;
                 unit_free(u);
         }
-        m->q.todo_tail = NULL;
-        m->q.todo_n = 0;
-        m->q.stop = 1;
-        pthread_cond_broadcast(&m->q.cond);
-        pthread_mutex_unlock(&m->q.lock);
         /* A batch that a relay cut short is not continued in a new session. */
         for (i = 0; i < m->nworkers; i++)
                 ml_smtp_cancel_stop(&m->cancels[i]);
@@ -1162,10 +1104,7 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
         m->stopping = 1; /* also on a failed start: nothing is produced again from here */
         if (m->workers) {
                 ml_sender_quiesce(m);
-                pthread_mutex_lock(&m->q.lock);
-                busy = m->q.busy;
-                pthread_mutex_unlock(&m->q.lock);
-                if (busy) {
+                if ((busy = ml_queue_busy(&m->q))) {
                         /* libesmtp blocks on a relay that does not answer for up to timeout_ms
                          * per reply: shut the sessions' sockets down so that the threads
                          * return now.  What they were sending is left uncommitted. */
@@ -1212,8 +1151,8 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                 rd_kafka_destroy(m->events);
                 m->events = NULL;
         }
-        while ((u = m->q.done_head)) {
-                m->q.done_head = u->next;
+        for (ml_unit_t *done = m->q.wake_fd ? ml_queue_take_done(&m->q) : NULL; (u = done);) {
+                done = u->next;
                 unit_free(u);
         }
         while ((u = m->pend_head)) {
@@ -1242,10 +1181,7 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
         }
         free(m->scan_eof);
         m->scan_eof = NULL;
-        if (m->q.wake_fd) { /* started */
-                pthread_mutex_destroy(&m->q.lock);
-                pthread_cond_destroy(&m->q.cond);
-        }
+        ml_queue_destroy(&m->q);
         if (m->mids) {
                 g_hash_table_destroy(m->mids);
                 m->mids = NULL;

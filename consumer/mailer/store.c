@@ -200,6 +200,40 @@ const ml_notice_t *ml_store_notice(const ml_t *m, const char *id)
         return g_hash_table_lookup(m->store.notices, id);
 }
 
+void ml_store_subs_begin(const ml_t *m, ml_store_iter_t *it)
+{
+        g_hash_table_iter_init(&it->it, m->store.subs);
+}
+
+const ml_sub_t *ml_store_subs_next(ml_store_iter_t *it)
+{
+        gpointer k, v;
+
+        return g_hash_table_iter_next(&it->it, &k, &v) ? v : NULL;
+}
+
+void ml_store_notices_begin(const ml_t *m, ml_store_iter_t *it)
+{
+        g_hash_table_iter_init(&it->it, m->store.notices);
+}
+
+const ml_notice_t *ml_store_notices_next(ml_store_iter_t *it)
+{
+        gpointer k, v;
+
+        return g_hash_table_iter_next(&it->it, &k, &v) ? v : NULL;
+}
+
+size_t ml_store_zone_count(const ml_t *m)
+{
+        return m->store.zones->len;
+}
+
+const char *ml_store_zone_name(const ml_t *m, int tz)
+{
+        return g_ptr_array_index(m->store.zones, tz);
+}
+
 const ml_notice_t *ml_store_latest(const ml_t *m, const char *id)
 {
         const ml_notice_t *n = ml_store_notice(m, id);
