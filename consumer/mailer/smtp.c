@@ -794,6 +794,178 @@ static void collect(struct ml_smtp_item *it)
         set_result_status(it->msg, data);
 }
 
+/* Server, callbacks, timeouts, STARTTLS and AUTH of SESSION; *CTX = its SSL_CTX (the caller
+ * frees it, also on failure). */
+static int session_setup(struct ml_smtp_sess *s, smtp_session_t session, const char *hostport,
+                         int timeout, SSL_CTX **ctx, char *errstr, size_t errstr_size)
+{
+        const ml_smtp_config_t *cfg = s->cfg;
+        char why[256];
+
+        if (!smtp_set_server(session, hostport) ||
+            (cfg->helo_name && !smtp_set_hostname(session, cfg->helo_name)) ||
+            !smtp_set_eventcb(session, event_cb, s) ||
+            !smtp_set_monitorcb(session, monitor_cb, s, 0))
+                return nc_err(errstr, errstr_size, "libesmtp: %s",
+                              smtp_strerror(smtp_errno(), why, sizeof why));
+        for (int w = Timeout_GREETING; w <= Timeout_DATA2; w++)
+                smtp_set_timeout(session, w | Timeout_OVERRIDE_RFC2822_MINIMUM, timeout);
+
+        if (cfg->starttls != ML_SMTP_TLS_OFF) {
+                *ctx = tls_context(s, errstr, errstr_size);
+                if (*ctx == NULL)
+                        return -1;
+                smtp_starttls_set_ctx(session, *ctx);
+                smtp_starttls_enable(session, cfg->starttls == ML_SMTP_TLS_REQUIRED
+                                                  ? Starttls_REQUIRED
+                                                  : Starttls_ENABLED);
+        } else {
+                smtp_starttls_enable(session, Starttls_DISABLED);
+        }
+        if (s->need_auth) {
+                s->auth = auth_create_context();
+                if (s->auth == NULL)
+                        return nc_err(errstr, errstr_size, "out of memory");
+                auth_policy(s); /* again at connect and after STARTTLS */
+                auth_set_interact_cb(s->auth, interact_cb, s);
+                smtp_auth_set_context(session, s->auth);
+        }
+        return 0;
+}
+
+/* One libesmtp message per message of MSGS, except those refused here (final, as a relay's
+ * 5xx would be: attempted).  *QUEUED = the messages given to libesmtp. */
+static int session_add_messages(struct ml_smtp_sess *s, smtp_session_t session,
+                                struct ml_smtp_item *items, ml_smtp_msg_t *msgs, size_t n,
+                                size_t *queued, char *errstr, size_t errstr_size)
+{
+        char why[256];
+
+        for (size_t i = 0; i < n; i++) {
+                struct ml_smtp_item *it = &items[i];
+
+                it->sess = s;
+                it->msg = &msgs[i];
+                if (!address_ok(msgs[i].rcpt, 0)) {
+                        set_result(&msgs[i], 553, "5.1.3 invalid recipient address (not sent)");
+                        msgs[i].attempted = 1;
+                        continue;
+                }
+                if (!address_ok(msgs[i].mail_from, 1)) {
+                        set_result(&msgs[i], 553, "5.1.7 invalid sender address (not sent)");
+                        msgs[i].attempted = 1;
+                        continue;
+                }
+                if (msgs[i].data == NULL && msgs[i].len > 0) {
+                        set_result(&msgs[i], 554, "5.6.0 no message data (not sent)");
+                        msgs[i].attempted = 1;
+                        continue;
+                }
+                it->message = smtp_add_message(session);
+                if (it->message == NULL ||
+                    !smtp_set_reverse_path(it->message,
+                                           msgs[i].mail_from ? msgs[i].mail_from : "") ||
+                    !smtp_set_messagecb(it->message, message_cb, it) ||
+                    (it->recipient = smtp_add_recipient(it->message, msgs[i].rcpt)) == NULL)
+                        return nc_err(errstr, errstr_size, "libesmtp: %s",
+                                      smtp_strerror(smtp_errno(), why, sizeof why));
+                /* SIZE= lets the relay refuse an oversized message before the data. */
+                smtp_size_set_estimate(it->message, (unsigned long)msgs[i].len);
+                (*queued)++;
+        }
+        return 0;
+}
+
+/* The session itself: connect (TCP_NODELAY, bounded, cancellable), then every transaction.
+ * Returns smtp_start_session()'s result. */
+static int session_run(struct ml_smtp_sess *s, smtp_session_t session, int timeout)
+{
+        const ml_smtp_config_t *cfg = s->cfg;
+        int started, was_pending;
+        sigset_t oldmask;
+
+        sigpipe_block(&oldmask, &was_pending);
+        ml_nodelay_arm(timeout);
+        ml_nodelay_set_abort(cfg->cancel ? &cfg->cancel->cancelled : NULL);
+        started = smtp_start_session(session);
+        ml_nodelay_set_abort(NULL);
+        ml_nodelay_disarm();
+        sigpipe_restore(&oldmask, was_pending);
+        cancel_detach(cfg->cancel); /* normally done at SMTP_EV_DISCONNECT */
+
+        if (s->connected && !s->nodelay_on && ml_nodelay_enabled() &&
+            atomic_exchange(&nodelay_warned, 1) == 0)
+                log_warnx("TCP_NODELAY is not set on libesmtp's socket (connect() not "
+                          "intercepted): expect ~40 ms per message over 2 KiB");
+        return started;
+}
+
+/* Each queued message's result; *ATTEMPTED = messages whose MAIL FROM got a reply,
+ * *ACCEPTED = messages the relay took. */
+static void session_collect(struct ml_smtp_sess *s, struct ml_smtp_item *items, size_t n,
+                            size_t *attempted, size_t *accepted)
+{
+        char why[256];
+
+        for (size_t i = 0; i < n; i++) {
+                if (items[i].message == NULL)
+                        continue;
+                collect(&items[i]);
+                if (smtp_reverse_path_status(items[i].message)->code != 0)
+                        (*attempted)++;
+                if (items[i].msg->status / 100 == 2)
+                        (*accepted)++;
+        }
+
+        /* libesmtp carries on without AUTH after a failure; should a message still have gone
+         * out that way (the cut above needs the connect() hook), its 5xx is about us, not the
+         * recipient: make it temporary. */
+        if (s->need_auth && !s->auth_ok && *attempted > 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (items[i].message && items[i].msg->status / 100 != 2) {
+                                set_result(items[i].msg, 0, "not sent: %s",
+                                           auth_failure(s, why, sizeof why));
+                                items[i].msg->attempted = 1; /* charged: no other session */
+                        }
+        }
+        /* A 421 closes the session: it stands for every message that got no reply. */
+        if (s->saw_421) {
+                for (size_t i = 0; i < n; i++)
+                        if (items[i].message && items[i].msg->status == 0)
+                                set_result(items[i].msg, 421, "%s", s->text_421);
+        }
+}
+
+/* Why a session that attempted no message failed, in REASON. */
+static void session_failure(const struct ml_smtp_sess *s, const char *hostport, char *reason,
+                            size_t size)
+{
+        const ml_smtp_config_t *cfg = s->cfg;
+        char why[256];
+
+        if (cfg->cancel && atomic_load(&cfg->cancel->cancelled))
+                snprintf(reason, size, "SMTP session cancelled");
+        else if (s->aborted)
+                snprintf(reason, size, "%s", s->abort_reason);
+        else if (s->tls_error[0])
+                snprintf(reason, size, "STARTTLS with %s failed: %s", hostport, s->tls_error);
+        else if (s->tls_not_offered)
+                snprintf(reason, size, "%s does not offer STARTTLS (required)", hostport);
+        else if (!s->connected)
+                snprintf(reason, size, "cannot connect to %s: %s", hostport,
+                         smtp_strerror(smtp_errno(), why, sizeof why));
+        else if (s->greeting_code && s->greeting_code / 100 != 2)
+                snprintf(reason, size, "%s greeted with %s", hostport, s->greeting);
+        else if (s->fail_code)
+                snprintf(reason, size, "%s answered %s", hostport, s->fail_text);
+        else if (s->replies == 0)
+                snprintf(reason, size, "no greeting from %s: %s", hostport,
+                         smtp_strerror(smtp_errno(), why, sizeof why));
+        else
+                snprintf(reason, size, "SMTP session with %s failed: %s", hostport,
+                         smtp_strerror(smtp_errno(), why, sizeof why));
+}
+
 int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t n, char *errstr,
                          size_t errstr_size)
 {
@@ -803,8 +975,7 @@ int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_
         SSL_CTX *ctx = NULL;
         char hostport[300], why[256], reason[640];
         size_t queued = 0, attempted = 0, accepted = 0;
-        int timeout, started, rc = -1, was_pending;
-        sigset_t oldmask;
+        int timeout, started, rc = -1;
 
         pthread_once(&init_once, lib_init);
         for (size_t i = 0; i < n; i++) {
@@ -838,150 +1009,22 @@ int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_
                 goto out;
         }
         snprintf(hostport, sizeof hostport, "%s:%d", cfg->host, cfg->port ? cfg->port : 587);
-        if (!smtp_set_server(session, hostport) ||
-            (cfg->helo_name && !smtp_set_hostname(session, cfg->helo_name)) ||
-            !smtp_set_eventcb(session, event_cb, &s) ||
-            !smtp_set_monitorcb(session, monitor_cb, &s, 0)) {
-                nc_err(errstr, errstr_size, "libesmtp: %s",
-                       smtp_strerror(smtp_errno(), why, sizeof why));
+        if (session_setup(&s, session, hostport, timeout, &ctx, errstr, errstr_size) < 0 ||
+            session_add_messages(&s, session, items, msgs, n, &queued, errstr, errstr_size) < 0)
                 goto out;
-        }
-        for (int w = Timeout_GREETING; w <= Timeout_DATA2; w++)
-                smtp_set_timeout(session, w | Timeout_OVERRIDE_RFC2822_MINIMUM, timeout);
-
-        if (cfg->starttls != ML_SMTP_TLS_OFF) {
-                ctx = tls_context(&s, errstr, errstr_size);
-                if (ctx == NULL)
-                        goto out;
-                smtp_starttls_set_ctx(session, ctx);
-                smtp_starttls_enable(session, cfg->starttls == ML_SMTP_TLS_REQUIRED
-                                                  ? Starttls_REQUIRED
-                                                  : Starttls_ENABLED);
-        } else {
-                smtp_starttls_enable(session, Starttls_DISABLED);
-        }
-        if (s.need_auth) {
-                s.auth = auth_create_context();
-                if (s.auth == NULL) {
-                        nc_err(errstr, errstr_size, "out of memory");
-                        goto out;
-                }
-                auth_policy(&s); /* again at connect and after STARTTLS */
-                auth_set_interact_cb(s.auth, interact_cb, &s);
-                smtp_auth_set_context(session, s.auth);
-        }
-
-        for (size_t i = 0; i < n; i++) {
-                struct ml_smtp_item *it = &items[i];
-
-                it->sess = &s;
-                it->msg = &msgs[i];
-                /* Refused here: final, as a relay's 5xx would be (attempted). */
-                if (!address_ok(msgs[i].rcpt, 0)) {
-                        set_result(&msgs[i], 553, "5.1.3 invalid recipient address (not sent)");
-                        msgs[i].attempted = 1;
-                        continue;
-                }
-                if (!address_ok(msgs[i].mail_from, 1)) {
-                        set_result(&msgs[i], 553, "5.1.7 invalid sender address (not sent)");
-                        msgs[i].attempted = 1;
-                        continue;
-                }
-                if (msgs[i].data == NULL && msgs[i].len > 0) {
-                        set_result(&msgs[i], 554, "5.6.0 no message data (not sent)");
-                        msgs[i].attempted = 1;
-                        continue;
-                }
-                it->message = smtp_add_message(session);
-                if (it->message == NULL ||
-                    !smtp_set_reverse_path(it->message,
-                                           msgs[i].mail_from ? msgs[i].mail_from : "") ||
-                    !smtp_set_messagecb(it->message, message_cb, it) ||
-                    (it->recipient = smtp_add_recipient(it->message, msgs[i].rcpt)) == NULL) {
-                        nc_err(errstr, errstr_size, "libesmtp: %s",
-                               smtp_strerror(smtp_errno(), why, sizeof why));
-                        goto out;
-                }
-                /* SIZE= lets the relay refuse an oversized message before the data. */
-                smtp_size_set_estimate(it->message, (unsigned long)msgs[i].len);
-                queued++;
-        }
         if (queued == 0) {
                 rc = 0; /* every message was refused locally */
                 goto out;
         }
-
-        sigpipe_block(&oldmask, &was_pending);
-        ml_nodelay_arm(timeout);
-        ml_nodelay_set_abort(cfg->cancel ? &cfg->cancel->cancelled : NULL);
-        started = smtp_start_session(session);
-        ml_nodelay_set_abort(NULL);
-        ml_nodelay_disarm();
-        sigpipe_restore(&oldmask, was_pending);
-        cancel_detach(cfg->cancel); /* normally done at SMTP_EV_DISCONNECT */
-
-        if (s.connected && !s.nodelay_on && ml_nodelay_enabled() &&
-            atomic_exchange(&nodelay_warned, 1) == 0)
-                log_warnx("TCP_NODELAY is not set on libesmtp's socket (connect() not "
-                          "intercepted): expect ~40 ms per message over 2 KiB");
-
-        for (size_t i = 0; i < n; i++) {
-                if (items[i].message == NULL)
-                        continue;
-                collect(&items[i]);
-                if (smtp_reverse_path_status(items[i].message)->code != 0)
-                        attempted++;
-                if (items[i].msg->status / 100 == 2)
-                        accepted++;
-        }
-
-        /* libesmtp carries on without AUTH after a failure; should a message still have gone
-         * out that way (the cut above needs the connect() hook), its 5xx is about us, not the
-         * recipient: make it temporary. */
-        if (s.need_auth && !s.auth_ok && attempted > 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (items[i].message && items[i].msg->status / 100 != 2) {
-                                set_result(items[i].msg, 0, "not sent: %s",
-                                           auth_failure(&s, why, sizeof why));
-                                items[i].msg->attempted = 1; /* charged: no other session */
-                        }
-        }
-        /* A 421 closes the session: it stands for every message that got no reply. */
-        if (s.saw_421) {
-                for (size_t i = 0; i < n; i++)
-                        if (items[i].message && items[i].msg->status == 0)
-                                set_result(items[i].msg, 421, "%s", s.text_421);
-        }
-
+        started = session_run(&s, session, timeout);
+        session_collect(&s, items, n, &attempted, &accepted);
         if (attempted > 0) {
                 rc = 0;
                 snprintf(reason, sizeof reason, "connection lost: %s",
                          smtp_strerror(smtp_errno(), why, sizeof why));
         } else {
                 /* Nothing reached MAIL FROM: say why the session failed. */
-                if (cfg->cancel && atomic_load(&cfg->cancel->cancelled))
-                        snprintf(reason, sizeof reason, "SMTP session cancelled");
-                else if (s.aborted)
-                        snprintf(reason, sizeof reason, "%s", s.abort_reason);
-                else if (s.tls_error[0])
-                        snprintf(reason, sizeof reason, "STARTTLS with %s failed: %s", hostport,
-                                 s.tls_error);
-                else if (s.tls_not_offered)
-                        snprintf(reason, sizeof reason, "%s does not offer STARTTLS (required)",
-                                 hostport);
-                else if (!s.connected)
-                        snprintf(reason, sizeof reason, "cannot connect to %s: %s", hostport,
-                                 smtp_strerror(smtp_errno(), why, sizeof why));
-                else if (s.greeting_code && s.greeting_code / 100 != 2)
-                        snprintf(reason, sizeof reason, "%s greeted with %s", hostport, s.greeting);
-                else if (s.fail_code)
-                        snprintf(reason, sizeof reason, "%s answered %s", hostport, s.fail_text);
-                else if (s.replies == 0)
-                        snprintf(reason, sizeof reason, "no greeting from %s: %s", hostport,
-                                 smtp_strerror(smtp_errno(), why, sizeof why));
-                else
-                        snprintf(reason, sizeof reason, "SMTP session with %s failed: %s", hostport,
-                                 smtp_strerror(smtp_errno(), why, sizeof why));
+                session_failure(&s, hostport, reason, sizeof reason);
                 nc_err(errstr, errstr_size, "%s", reason);
                 /* A 4xx/5xx greeting is every message's answer. */
                 if (s.greeting_code / 100 == 4 || s.greeting_code / 100 == 5) {
