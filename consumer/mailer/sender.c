@@ -521,117 +521,170 @@ struct worker_arg {
         int index;
 };
 
-static void *worker_main(void *arg)
-{
-        struct worker_arg *wa = arg;
-        ml_t *m = wa->m;
-        ml_smtp_config_t sc = {0};
+/* A worker thread's own state: its compiled templates (not shared between threads: their
+ * partial cache), its SMTP settings and its batch buffers. */
+typedef struct worker {
+        ml_t *m;
+        int index;
+        ml_smtp_config_t sc;
+        char *password;
         nc_templates_t *tpl;
-        char err[1024], *password = NULL;
-        ml_unit_t **units = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*units));
-        ml_smtp_msg_t *msgs = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*msgs));
-        char **bodies = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*bodies));
-        unsigned my_gen = 0;
+        unsigned gen; /* templates generation loaded (ml_queue.h) */
+        ml_unit_t **units;
+        ml_smtp_msg_t *msgs;
+        char **bodies;
+        char err[1024];
+} worker_t;
 
-        /* Compiled templates are not shared between threads (their partial cache). */
-        tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
-                                err, sizeof(err));
-        if (!tpl)
-                fatalx("worker %d: templates: %s", wa->index, err);
+/* The session settings from [smtp]; PASSWORD read by the caller, CANCEL the worker's. */
+static void worker_smtp_config(const ml_t *m, const char *password, ml_smtp_cancel_t *cancel,
+                               ml_smtp_config_t *sc)
+{
+        memset(sc, 0, sizeof(*sc));
+        sc->host = m->cfg.smtp.host;
+        sc->port = m->cfg.smtp.port;
+        sc->starttls = m->cfg.smtp.starttls == 0   ? ML_SMTP_TLS_OFF
+                       : m->cfg.smtp.starttls == 2 ? ML_SMTP_TLS_REQUIRED
+                                                   : ML_SMTP_TLS_OPTIONAL;
+        sc->username = m->cfg.smtp.username;
+        sc->password = password;
+        sc->timeout_ms = m->cfg.smtp.timeout_ms;
+        sc->ca_file = m->cfg.smtp.ca_file;
+        sc->helo_name = m->cfg.smtp.helo;
+        sc->allow_plaintext_auth = m->cfg.smtp.allow_plaintext_auth;
+        sc->cancel = cancel;
+}
+
+static void worker_init(worker_t *w, ml_t *m, int index)
+{
+        size_t batch = (size_t)m->cfg.smtp.batch;
+
+        memset(w, 0, sizeof(*w));
+        w->m = m;
+        w->index = index;
+        w->units = nc_xcalloc(batch, sizeof(*w->units));
+        w->msgs = nc_xcalloc(batch, sizeof(*w->msgs));
+        w->bodies = nc_xcalloc(batch, sizeof(*w->bodies));
+        w->tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+                                   m->cfg.default_language, w->err, sizeof(w->err));
+        if (!w->tpl)
+                fatalx("worker %d: templates: %s", index, w->err);
         if (m->cfg.smtp.password_file) {
                 size_t plen;
 
-                if (!(password =
-                          nc_secret_file_read(m->cfg.smtp.password_file, &plen, err, sizeof(err))))
-                        fatalx("smtp password: %s", err);
-                nc_str_trim(password);
+                if (!(w->password = nc_secret_file_read(m->cfg.smtp.password_file, &plen, w->err,
+                                                        sizeof(w->err))))
+                        fatalx("smtp password: %s", w->err);
+                nc_str_trim(w->password);
         }
-        sc.host = m->cfg.smtp.host;
-        sc.port = m->cfg.smtp.port;
-        sc.starttls = m->cfg.smtp.starttls == 0   ? ML_SMTP_TLS_OFF
-                      : m->cfg.smtp.starttls == 2 ? ML_SMTP_TLS_REQUIRED
-                                                  : ML_SMTP_TLS_OPTIONAL;
-        sc.username = m->cfg.smtp.username;
-        sc.password = password;
-        sc.timeout_ms = m->cfg.smtp.timeout_ms;
-        sc.ca_file = m->cfg.smtp.ca_file;
-        sc.helo_name = m->cfg.smtp.helo;
-        sc.allow_plaintext_auth = m->cfg.smtp.allow_plaintext_auth;
-        sc.cancel = &m->cancels[wa->index];
+        worker_smtp_config(m, w->password, &m->cancels[index], &w->sc);
+}
 
-        for (;;) {
-                size_t n, i, built = 0;
-                unsigned gen;
-
-                if (!(n = ml_queue_take(&m->q, units, (size_t)m->cfg.smtp.batch, &gen)))
-                        break; /* stopped */
-                if (gen != my_gen) {
-                        /* The main thread checked the new set before bumping the generation;
-                         * if it fails here anyway, keep the set we have. */
-                        nc_templates_t *fresh =
-                            nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
-                                              m->cfg.default_language, err, sizeof(err));
-
-                        if (fresh) {
-                                nc_templates_free(tpl);
-                                tpl = fresh;
-                        } else {
-                                log_warnx("worker %d: templates not reloaded: %s", wa->index, err);
-                        }
-                        my_gen = gen;
-                }
-
-                for (i = 0; i < n; i++) {
-                        size_t len = 0;
-
-                        units[i]->status = 0;
-                        bodies[built] = ml_render_message(m, units[i], tpl, &len, err, sizeof(err));
-                        if (!bodies[built]) {
-                                /* A template or data problem, not the recipient's: recorded
-                                 * as failed, never counted as a bounce. */
-                                units[i]->status = ML_STATUS_NOT_BUILT;
-                                snprintf(units[i]->reply, sizeof(units[i]->reply),
-                                         "message not built: %.200s", err);
-                                continue;
-                        }
-                        memset(&msgs[built], 0, sizeof(msgs[built]));
-                        msgs[built].mail_from = m->cfg.mailer.envelope_from
-                                                    ? m->cfg.mailer.envelope_from
-                                                    : m->cfg.mailer.from_address;
-                        msgs[built].rcpt =
-                            json_string_value(json_object_get(units[i]->subscriber, "email"));
-                        msgs[built].data = bodies[built];
-                        msgs[built].len = len;
-                        units[i]->status = ML_STATUS_IN_BATCH; /* index marker below */
-                        built++;
-                }
-                err[0] = '\0';
-                /* One session, or more when the relay ends one before every message was tried
-                 * (a limit of messages per connection): see ml_smtp_send_batch. */
-                if (built && ml_smtp_send_batch(&sc, msgs, built, 0, NULL, err, sizeof(err)) != 0)
-                        log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
-                for (i = 0, built = 0; i < n; i++) {
-                        if (units[i]->status != ML_STATUS_IN_BATCH)
-                                continue;
-                        units[i]->status = msgs[built].status;
-                        units[i]->attempted = msgs[built].attempted;
-                        /* Each message carries its own reason, also when it was not sent. */
-                        snprintf(units[i]->reply, sizeof(units[i]->reply), "%.200s",
-                                 msgs[built].reply[0] ? msgs[built].reply : err);
-                        free(bodies[built]);
-                        built++;
-                }
-                ml_queue_done(&m->q, units, n);
+static void worker_free(worker_t *w)
+{
+        nc_templates_free(w->tpl);
+        if (w->password) {
+                memset(w->password, 0, strlen(w->password));
+                free(w->password);
         }
-        nc_templates_free(tpl);
-        if (password) {
-                memset(password, 0, strlen(password));
-                free(password);
+        free(w->units);
+        free(w->msgs);
+        free(w->bodies);
+}
+
+/* A reload bumped the generation: load the templates again.  The main thread checked the
+ * new set before bumping it; if it fails here anyway, keep the set we have. */
+static void worker_reload(worker_t *w, unsigned gen)
+{
+        const ml_t *m = w->m;
+        nc_templates_t *fresh;
+
+        if (gen == w->gen)
+                return;
+        fresh = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+                                  m->cfg.default_language, w->err, sizeof(w->err));
+        if (fresh) {
+                nc_templates_free(w->tpl);
+                w->tpl = fresh;
+        } else {
+                log_warnx("worker %d: templates not reloaded: %s", w->index, w->err);
         }
-        free(units);
-        free(msgs);
-        free(bodies);
+        w->gen = gen;
+}
+
+/* Renders and builds the N units taken; returns how many went into msgs[] (the others are
+ * ML_STATUS_NOT_BUILT). */
+static size_t worker_build(worker_t *w, size_t n)
+{
+        ml_t *m = w->m;
+        size_t built = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                ml_unit_t *u = w->units[i];
+                ml_smtp_msg_t *msg = &w->msgs[built];
+                size_t len = 0;
+
+                u->status = 0;
+                w->bodies[built] = ml_render_message(m, u, w->tpl, &len, w->err, sizeof(w->err));
+                if (!w->bodies[built]) {
+                        /* A template or data problem, not the recipient's: recorded as
+                         * failed, never counted as a bounce. */
+                        u->status = ML_STATUS_NOT_BUILT;
+                        snprintf(u->reply, sizeof(u->reply), "message not built: %.200s", w->err);
+                        continue;
+                }
+                memset(msg, 0, sizeof(*msg));
+                msg->mail_from = m->cfg.mailer.envelope_from ? m->cfg.mailer.envelope_from
+                                                             : m->cfg.mailer.from_address;
+                msg->rcpt = json_string_value(json_object_get(u->subscriber, "email"));
+                msg->data = w->bodies[built];
+                msg->len = len;
+                u->status = ML_STATUS_IN_BATCH; /* index marker for worker_send */
+                built++;
+        }
+        return built;
+}
+
+/* Sends the BUILT messages and gives each of the N units its result. */
+static void worker_send(worker_t *w, size_t n, size_t built)
+{
+        w->err[0] = '\0';
+        /* One session, or more when the relay ends one before every message was tried (a
+         * limit of messages per connection): see ml_smtp_send_batch. */
+        if (built &&
+            ml_smtp_send_batch(&w->sc, w->msgs, built, 0, NULL, w->err, sizeof(w->err)) != 0)
+                log_warnx("smtp %s:%d: %s", w->sc.host, w->sc.port, w->err);
+        built = 0;
+        for (size_t i = 0; i < n; i++) {
+                ml_unit_t *u = w->units[i];
+                const ml_smtp_msg_t *msg = &w->msgs[built];
+
+                if (u->status != ML_STATUS_IN_BATCH)
+                        continue;
+                u->status = msg->status;
+                u->attempted = msg->attempted;
+                /* Each message carries its own reason, also when it was not sent. */
+                snprintf(u->reply, sizeof(u->reply), "%.200s", msg->reply[0] ? msg->reply : w->err);
+                free(w->bodies[built]);
+                built++;
+        }
+}
+
+static void *worker_main(void *arg)
+{
+        struct worker_arg *wa = arg;
+        worker_t w;
+        size_t n;
+        unsigned gen;
+
+        worker_init(&w, wa->m, wa->index);
         free(wa);
+        while ((n = ml_queue_take(&w.m->q, w.units, (size_t)w.m->cfg.smtp.batch, &gen))) {
+                worker_reload(&w, gen);
+                worker_send(&w, n, worker_build(&w, n));
+                ml_queue_done(&w.m->q, w.units, n);
+        }
+        worker_free(&w); /* the queue is stopped */
         return NULL;
 }
 
