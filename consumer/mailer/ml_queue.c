@@ -85,34 +85,16 @@ ml_unit_t *ml_queue_take_done(ml_queue_t *q)
         return done;
 }
 
-size_t ml_queue_pending(ml_queue_t *q)
+void ml_queue_counts(ml_queue_t *q, size_t *queued, size_t *busy, int *done)
 {
-        size_t n;
-
         pthread_mutex_lock(&q->lock);
-        n = q->todo_n + q->busy + (q->done_head != NULL);
+        if (queued)
+                *queued = q->todo_n;
+        if (busy)
+                *busy = q->busy;
+        if (done)
+                *done = q->done_head != NULL;
         pthread_mutex_unlock(&q->lock);
-        return n;
-}
-
-size_t ml_queue_queued(ml_queue_t *q)
-{
-        size_t n;
-
-        pthread_mutex_lock(&q->lock);
-        n = q->todo_n;
-        pthread_mutex_unlock(&q->lock);
-        return n;
-}
-
-size_t ml_queue_busy(ml_queue_t *q)
-{
-        size_t n;
-
-        pthread_mutex_lock(&q->lock);
-        n = q->busy;
-        pthread_mutex_unlock(&q->lock);
-        return n;
 }
 
 ml_unit_t *ml_queue_stop(ml_queue_t *q)

@@ -39,11 +39,9 @@ void ml_queue_done(ml_queue_t *q, struct ml_unit **units, size_t n);
 /* Main thread: the finished units (a list linked by next, newest first), or NULL. */
 struct ml_unit *ml_queue_take_done(ml_queue_t *q);
 
-/* Units queued, in sessions, or finished and not taken yet. */
-size_t ml_queue_pending(ml_queue_t *q);
-size_t ml_queue_queued(ml_queue_t *q);
-/* Units in sessions now. */
-size_t ml_queue_busy(ml_queue_t *q);
+/* Units waiting for a worker (*QUEUED), in sessions now (*BUSY), and whether finished ones
+ * wait to be taken (*DONE); any may be NULL. */
+void ml_queue_counts(ml_queue_t *q, size_t *queued, size_t *busy, int *done);
 /* Stops the workers once idle (ml_queue_take returns 0) and returns the units not started
  * yet (a list, now owned by the caller). */
 struct ml_unit *ml_queue_stop(ml_queue_t *q);

@@ -1035,6 +1035,7 @@ int ml_sender_poll(ml_t *m)
         ml_job_t **pp, *j, *prev;
         int64_t now = nc_time_now_ms();
         ssize_t n, i;
+        size_t queued;
 
         rd_kafka_poll(m->events, 0);
         scan_poll(m);
@@ -1107,7 +1108,8 @@ int ml_sender_poll(ml_t *m)
                         wait_later(m, job, now);
         }
         queue_flush(m);
-        nc_metrics_set(m->m_queue, NULL, (double)ml_queue_queued(&m->q));
+        ml_queue_counts(&m->q, &queued, NULL, NULL);
+        nc_metrics_set(m->m_queue, NULL, (double)queued);
         if (m->dups_skipped) {
                 log_info("%zu job%s read again (after a rebalance) had been sent and recorded "
                          "already: not sent again",
@@ -1119,7 +1121,11 @@ int ml_sender_poll(ml_t *m)
 
 size_t ml_sender_busy(ml_t *m)
 {
-        return ml_queue_pending(&m->q);
+        size_t queued, busy;
+        int done;
+
+        ml_queue_counts(&m->q, &queued, &busy, &done);
+        return queued + busy + (size_t)done;
 }
 
 static void unit_free(ml_unit_t *u)
@@ -1157,7 +1163,8 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
         m->stopping = 1; /* also on a failed start: nothing is produced again from here */
         if (m->workers) {
                 ml_sender_quiesce(m);
-                if ((busy = ml_queue_busy(&m->q))) {
+                ml_queue_counts(&m->q, NULL, &busy, NULL);
+                if (busy) {
                         /* libesmtp blocks on a relay that does not answer for up to timeout_ms
                          * per reply: shut the sessions' sockets down so that the threads
                          * return now.  What they were sending is left uncommitted. */
