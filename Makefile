@@ -52,6 +52,10 @@ $(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB)
 $(BUILD)/tests/test_smtp: consumer/mailer/smtp.c consumer/mailer/nodelay.c consumer/mailer/smtp.h \
 	consumer/mailer/nodelay.h
 
+# test_ml_policy includes the mailer's ml_policy.c.
+$(BUILD)/tests/test_ml_policy: consumer/mailer/ml_policy.c consumer/mailer/ml_policy.h \
+	consumer/mailer/smtp.h
+
 # test_unsub_token includes the mailer's unsub_token.c.
 $(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/unsub_token.h
 

@@ -645,11 +645,14 @@ static int has_pua(const json_t *v)
         case JSON_STRING:
                 return strstr(json_string_value(v), PUA_OPEN) != NULL;
         case JSON_OBJECT:
-                json_object_foreach((json_t *)v, k,
-                                    x) if (strstr(k, PUA_OPEN) || has_pua(x)) return 1;
+                json_object_foreach((json_t *)v, k, x)
+                        if (strstr(k, PUA_OPEN) || has_pua(x))
+                                return 1;
                 return 0;
         case JSON_ARRAY:
-                json_array_foreach(v, i, x) if (has_pua(x)) return 1;
+                json_array_foreach(v, i, x)
+                        if (has_pua(x))
+                                return 1;
                 return 0;
         default:
                 return 0;

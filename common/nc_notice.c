@@ -198,8 +198,7 @@ static json_t *regions(const json_t *v, char *errstr, size_t errstr_size)
                 nc_err(errstr, errstr_size, "regions: more than %d entries", REGION_MAX);
                 return NULL;
         }
-        json_array_foreach(v, i, r)
-        {
+        json_array_foreach(v, i, r) {
                 if (!json_is_string(r) || strlen(json_string_value(r)) != 2) {
                         nc_err(errstr, errstr_size,
                                "regions[%zu]: must be a two-letter ISO 3166-1 code like \"PE\"", i);

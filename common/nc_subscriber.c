@@ -58,8 +58,7 @@ static json_t *string_set(const json_t *v, const char *field, const nc_config_t 
                 nc_err(errstr, errstr_size, "%s: must be a list", field);
                 return NULL;
         }
-        json_array_foreach(v, i, e)
-        {
+        json_array_foreach(v, i, e) {
                 if (!json_is_string(e) || strlen(json_string_value(e)) >= sizeof(item)) {
                         nc_err(errstr, errstr_size, "%s[%zu]: must be a short string", field, i);
                         goto done;
@@ -98,8 +97,7 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
                 nc_err(errstr, errstr_size, "subscriber: must be a JSON object");
                 return NULL;
         }
-        json_object_foreach((json_t *)in, key, v)
-        {
+        json_object_foreach((json_t *)in, key, v) {
                 for (i = 0; record_fields[i]; i++)
                         if (!strcmp(key, record_fields[i]))
                                 break;

@@ -400,8 +400,7 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
                 return nc_cli_fail(NC_EX_UNAVAILABLE, "deliveries", "%s", err);
         }
         if (json_out) {
-                json_array_foreach(d.events, i, ev)
-                {
+                json_array_foreach(d.events, i, ev) {
                         char *s = json_dumps(ev, JSON_COMPACT);
 
                         puts(s);
@@ -412,8 +411,7 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
         }
         /* Per partner: attempts, last outcome, and when it was delivered. */
         partners = json_object();
-        json_array_foreach(d.events, i, ev)
-        {
+        json_array_foreach(d.events, i, ev) {
                 const char *pid = json_string_value(json_object_get(ev, "partner"));
                 const char *outcome = json_string_value(json_object_get(ev, "outcome"));
 
@@ -436,8 +434,7 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
                 printf("no delivery recorded for %s\n", d.id);
         else
                 printf("PARTNER\tOUTCOME\tATTEMPTS\tDELIVERED_AT\tLAST_STATUS\tLAST_ERROR\n");
-        json_object_foreach(partners, name, p)
-        {
+        json_object_foreach(partners, name, p) {
                 json_t *last = json_object_get(p, "last");
                 json_t *st = json_object_get(last, "status");
                 const char *e = json_string_value(json_object_get(last, "error"));

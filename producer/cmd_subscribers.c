@@ -320,11 +320,11 @@ static void tsv_list(json_t *arr, char sep)
                 nc_cli_tsv("*", 1, sep);
                 return;
         }
-        json_array_foreach(arr, i, v) len += json_string_length(v) + 1;
+        json_array_foreach(arr, i, v)
+                len += json_string_length(v) + 1;
         buf = nc_xmalloc(len + 1);
         len = 0;
-        json_array_foreach(arr, i, v)
-        {
+        json_array_foreach(arr, i, v) {
                 if (i)
                         buf[len++] = ',';
                 memcpy(buf + len, json_string_value(v) ? json_string_value(v) : "",
@@ -355,7 +355,8 @@ static int sub_list(nc_cli_t *cli, int json_out)
                 return nc_cli_fail(NC_EX_UNAVAILABLE, "subscribers list", "%s", err);
         }
         keys = nc_xcalloc(json_object_size(all), sizeof(*keys));
-        json_object_foreach(all, k, rec) keys[n++] = k;
+        json_object_foreach(all, k, rec)
+                keys[n++] = k;
         qsort(keys, n, sizeof(*keys), cmp_str);
         for (i = 0; i < n; i++) {
                 rec = json_object_get(all, keys[i]);

@@ -30,6 +30,10 @@
 #include "nc_config.h"
 #include "nc_metrics.h"
 
+#include "ml_queue.h"
+
+struct nc_templates; /* nc_digest.h */
+
 #define ML_FREQ_IMMEDIATE 0
 #define ML_FREQ_DAILY     1
 #define ML_FREQ_WEEKLY    2
@@ -85,7 +89,8 @@ typedef struct ml_unit {
         char message_id[128];
         char unsub_url[1024];
         /* result, filled by the worker */
-        int status; /* SMTP code, 0 = not attempted */
+        int status;    /* SMTP code, 0 = not attempted, or an ml_status_sentinel (ml_policy.h) */
+        int attempted; /* the relay dealt with it itself (smtp.h) */
         char reply[256];
         struct ml_unit *next;
 } ml_unit_t;
@@ -107,18 +112,6 @@ typedef struct ml_job {
         int final;      /* its final outcome was recorded (sent, bounce, failed, skipped) */
         int mid_owner;  /* this copy of the job holds its Message-ID in ml_t.mids */
 } ml_job_t;
-
-/* The queue between the main thread and the SMTP workers. */
-typedef struct ml_queue {
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        ml_unit_t *todo_head, *todo_tail;
-        ml_unit_t *done_head;
-        size_t todo_n, busy;
-        int stop;
-        int wake_fd;
-        unsigned templates_gen; /* bumped by a reload: workers load the templates again */
-} ml_queue_t;
 
 typedef struct ml {
         nc_config_t cfg;
@@ -163,11 +156,11 @@ typedef struct ml {
         double tokens;
         int64_t tokens_ms;
 
-        ml_queue_t q;
+        ml_queue_t q;                     /* ml_queue.h */
         ml_unit_t *pend_head, *pend_tail; /* prepared this poll, not yet in q (main thread) */
         size_t pend_n;
         pthread_t *workers;
-        struct nc_smtp_cancel *cancels; /* one per worker: ends its sessions at shutdown */
+        struct ml_smtp_cancel *cancels; /* one per worker: ends its sessions at shutdown */
         int nworkers;
         int wake_pipe[2];
 
@@ -184,8 +177,6 @@ typedef struct ml {
         int stopping;
 } ml_t;
 
-int64_t ml_now(const ml_t *m);
-
 /* store.c */
 int ml_store_start(ml_t *m, char *errstr, size_t errstr_size);
 /* Returns 1 when it stopped at a full batch (more is already waiting). */
@@ -198,6 +189,21 @@ int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen);
 /* S's generation as its record spells it, in BUF; NULL if it has none (kept as such). */
 const char *ml_sub_generation(const ml_sub_t *s, char *buf, size_t size);
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id);
+/* Walks over every subscriber / notice of the view, in no order (main thread; the store must
+ * not change during the walk):
+ *     ml_store_iter_t it;
+ *     for (ml_store_subs_begin(m, &it); (s = ml_store_subs_next(&it));) … */
+typedef struct ml_store_iter {
+        GHashTableIter it;
+} ml_store_iter_t;
+void ml_store_subs_begin(const ml_t *m, ml_store_iter_t *it);
+const ml_sub_t *ml_store_subs_next(ml_store_iter_t *it);
+void ml_store_notices_begin(const ml_t *m, ml_store_iter_t *it);
+const ml_notice_t *ml_store_notices_next(ml_store_iter_t *it);
+/* Zones known to the view (the bound of ml_sub_t.tz). */
+size_t ml_store_zone_count(const ml_t *m);
+/* The name of zone index TZ ("Europe/Paris"). */
+const char *ml_store_zone_name(const ml_t *m, int tz);
 /* The latest version of a notice (following corrections), or NULL if withdrawn/unknown. */
 const ml_notice_t *ml_store_latest(const ml_t *m, const char *id);
 json_t *ml_sub_json(const ml_t *m, const ml_sub_t *s);
@@ -207,6 +213,9 @@ int ml_zone_offset(ml_t *m, int tz, int64_t t);
 int ml_notice_from_json(const ml_t *m, json_t *data, int64_t ts_ms, ml_notice_t *out);
 
 /* planner.c */
+/* The planner's clock: now, shifted by --clock-offset (tests); the store's notice history
+ * follows it too. */
+int64_t ml_now(const ml_t *m);
 /* 1 if the notice or withdrawal N read from R names another category than R's topic. */
 int ml_category_mismatch(const ml_t *m, const rd_kafka_message_t *r, const json_t *n, char *reason,
                          size_t size);
@@ -228,8 +237,8 @@ void ml_sender_quiesce(ml_t *m);
  * committed, and everything released.  Jobs waiting for a retry stay uncommitted. */
 void ml_sender_stop(ml_t *m, int64_t deadline_ms);
 size_t ml_sender_busy(ml_t *m);
-char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
-                        size_t errstr_size);
+char *ml_render_message(ml_t *m, ml_unit_t *u, const struct nc_templates *templates, size_t *len,
+                        char *errstr, size_t errstr_size);
 
 /* unsub.c */
 /* The token for subscriber ID's current subscription (unsub_token.h), at least ML_TOKEN_SIZE

@@ -38,11 +38,6 @@ static const char usage[] =
     "Signals: TERM/INT stop gracefully, HUP re-reads the templates.\n"
     "Exit: 0, 64 usage, 69 Kafka, 78 config.\n";
 
-int64_t ml_now(const ml_t *m)
-{
-        return nc_time_now_ms() + m->clock_offset_ms;
-}
-
 static int load(ml_t *m, char *err, size_t size)
 {
         char *key;
@@ -340,9 +335,7 @@ int main(int argc, char **argv)
                                 log_warnx("reload: templates: %s; keeping the current ones", err);
                         } else {
                                 nc_templates_free(t);
-                                pthread_mutex_lock(&m.q.lock);
-                                m.q.templates_gen++;
-                                pthread_mutex_unlock(&m.q.lock);
+                                ml_queue_reload_templates(&m.q);
                                 log_info("reload: templates re-read from %s",
                                          m.cfg.mailer.templates);
                         }

@@ -90,7 +90,7 @@ static int wait_connected(int fd, int timeout_ms)
                         errno = ETIMEDOUT;
                         return -1;
                 }
-                /* In slices, so that a cancel (nc_nodelay_set_abort) is seen soon. */
+                /* In slices, so that a cancel (ml_nodelay_set_abort) is seen soon. */
                 n = poll(&pfd, 1, (int)(left < ABORT_POLL_MS ? left : ABORT_POLL_MS));
                 if (n > 0)
                         break;
@@ -165,30 +165,30 @@ int connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len)
         return rc;
 }
 
-void nc_nodelay_arm(int timeout_ms)
+void ml_nodelay_arm(int timeout_ms)
 {
         armed = 1;
         armed_timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
         last_fd = -1;
 }
 
-void nc_nodelay_disarm(void)
+void ml_nodelay_disarm(void)
 {
         armed = 0;
         armed_timeout_ms = 0;
 }
 
-void nc_nodelay_set_abort(const atomic_int *flag)
+void ml_nodelay_set_abort(const atomic_int *flag)
 {
         abort_flag = flag;
 }
 
-int nc_nodelay_last_fd(void)
+int ml_nodelay_last_fd(void)
 {
         return last_fd;
 }
 
-int nc_nodelay_is_set(int fd)
+int ml_nodelay_is_set(int fd)
 {
         int on = 0;
         socklen_t len = sizeof on;
@@ -198,22 +198,22 @@ int nc_nodelay_is_set(int fd)
         return on != 0;
 }
 
-void nc_nodelay_set_enabled(int on)
+void ml_nodelay_set_enabled(int on)
 {
         atomic_store(&enabled, on != 0);
 }
 
-int nc_nodelay_enabled(void)
+int ml_nodelay_enabled(void)
 {
         return atomic_load(&enabled);
 }
 
-unsigned long nc_nodelay_applied(void)
+unsigned long ml_nodelay_applied(void)
 {
         return atomic_load(&applied);
 }
 
-int nc_nodelay_active(void)
+int ml_nodelay_active(void)
 {
-        return nc_nodelay_applied() > 0;
+        return ml_nodelay_applied() > 0;
 }

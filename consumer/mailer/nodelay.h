@@ -12,7 +12,7 @@
  * imports connect() through its PLT, and the dynamic linker resolves that import in the global
  * scope, where the executable comes first, so libesmtp's call lands here.  We forward to the
  * next definition (libc's, found with dlsym(RTLD_NEXT)) and, only while the calling thread is
- * "armed" (nc_smtp_send_session arms it around smtp_start_session), set TCP_NODELAY on
+ * "armed" (ml_smtp_send_session arms it around smtp_start_session), set TCP_NODELAY on
  * AF_INET/AF_INET6 stream sockets once connected.  Every other connect() of the process
  * (librdkafka, libcurl, other threads) goes straight through: one thread-local load.
  *
@@ -23,37 +23,37 @@
  * Limits: only threads that arm the hook are affected; it relies on libesmtp being a shared
  * library calling connect() (true for Debian's libesmtp 1.0.6 and 1.1.0).  If a future
  * libesmtp connected another way, nothing breaks but the fix silently stops applying:
- * nc_nodelay_applied() stays 0, nc_smtp_send_session() logs a warning once, and
+ * ml_nodelay_applied() stays 0, ml_smtp_send_session() logs a warning once, and
  * tests/bench/smtp.sh shows the rate falling back to ~23 msg/s. */
-#ifndef NC_NODELAY_H
-#define NC_NODELAY_H
+#ifndef ML_NODELAY_H
+#define ML_NODELAY_H
 
 #include <stdatomic.h>
 
-/* Arms the calling thread: its TCP connect() calls until nc_nodelay_disarm() get TCP_NODELAY
- * (unless disabled with nc_nodelay_set_enabled(0)) and, if TIMEOUT_MS > 0, fail with
- * ETIMEDOUT after that long.  Resets nc_nodelay_last_fd() to -1. */
-void nc_nodelay_arm(int timeout_ms);
-void nc_nodelay_disarm(void);
+/* Arms the calling thread: its TCP connect() calls until ml_nodelay_disarm() get TCP_NODELAY
+ * (unless disabled with ml_nodelay_set_enabled(0)) and, if TIMEOUT_MS > 0, fail with
+ * ETIMEDOUT after that long.  Resets ml_nodelay_last_fd() to -1. */
+void ml_nodelay_arm(int timeout_ms);
+void ml_nodelay_disarm(void);
 
 /* While armed, a connect in progress is abandoned (ECANCELED) within 100 ms once *FLAG is
  * non-zero; NULL = no such flag.  Per thread, kept until changed. */
-void nc_nodelay_set_abort(const atomic_int *flag);
+void ml_nodelay_set_abort(const atomic_int *flag);
 
 /* Descriptor of the calling thread's last TCP socket connected while armed, or -1. */
-int nc_nodelay_last_fd(void);
+int ml_nodelay_last_fd(void);
 
 /* 1 if TCP_NODELAY is set on FD, 0 if not, -1 if FD is not a TCP socket. */
-int nc_nodelay_is_set(int fd);
+int ml_nodelay_is_set(int fd);
 
 /* Process-wide switch, on by default.  Off only to measure the pitfall (tests/bench/smtp.sh);
  * the connect timeout and descriptor tracking stay on either way. */
-void nc_nodelay_set_enabled(int on);
-int nc_nodelay_enabled(void);
+void ml_nodelay_set_enabled(int on);
+int ml_nodelay_enabled(void);
 
 /* Sockets that got TCP_NODELAY since the start of the process (all threads), and whether that
  * ever happened: proof that the interposed connect() is the one libesmtp calls. */
-unsigned long nc_nodelay_applied(void);
-int nc_nodelay_active(void);
+unsigned long ml_nodelay_applied(void);
+int ml_nodelay_active(void);
 
 #endif

@@ -17,6 +17,11 @@
 #define IMMEDIATE_MAX_AGE_MS (24LL * 3600 * 1000) /* older notices seen first: no email */
 #define MINUTES_PER_TXN      30
 
+int64_t ml_now(const ml_t *m)
+{
+        return nc_time_now_ms() + m->clock_offset_ms;
+}
+
 /* ---- producing inside the current transaction ------------------------------------------ */
 
 static rd_kafka_resp_err_t txn_produce_err(ml_t *m, const char *topic, const char *key,
@@ -242,8 +247,8 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
         char event[64], err[512], what[80];
         rd_kafka_timestamp_type_t tstype;
         int64_t ts = rd_kafka_message_timestamp(r, &tstype);
-        GHashTableIter it;
-        gpointer k, v;
+        const ml_sub_t *s;
+        ml_store_iter_t it;
         json_t *in, *n, *ids;
         ml_notice_t rec;
 
@@ -295,10 +300,7 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
         }
         ids = json_pack("[s]", rec.id);
         snprintf(what, sizeof(what), "notice:%s", rec.id);
-        g_hash_table_iter_init(&it, m->store.subs);
-        while (g_hash_table_iter_next(&it, &k, &v)) {
-                const ml_sub_t *s = v;
-
+        for (ml_store_subs_begin(m, &it); (s = ml_store_subs_next(&it));) {
                 /* Urgent notices go to every subscriber of the category at once, whatever
                  * their frequency (and digests leave them out). */
                 if ((s->freq == ML_FREQ_IMMEDIATE || rec.urgent) && ml_sub_matches(m, s, &rec))
@@ -341,17 +343,13 @@ static gint newest_first(gconstpointer a, gconstpointer b)
 static GPtrArray *candidates(ml_t *m, int64_t start, int64_t end)
 {
         GPtrArray *a = g_ptr_array_new();
-        GHashTableIter it;
-        gpointer k, v;
+        const ml_notice_t *n;
+        ml_store_iter_t it;
 
-        g_hash_table_iter_init(&it, m->store.notices);
-        while (g_hash_table_iter_next(&it, &k, &v)) {
-                const ml_notice_t *n = v;
-
+        for (ml_store_notices_begin(m, &it); (n = ml_store_notices_next(&it));)
                 if (!n->urgent && !n->withdrawn && !n->superseded_by[0] && n->ts_ms >= start &&
                     n->ts_ms < end)
-                        g_ptr_array_add(a, v);
-        }
+                        g_ptr_array_add(a, (gpointer)n);
         g_ptr_array_sort(a, newest_first);
         return a;
 }
@@ -386,16 +384,14 @@ static size_t plan_minute(ml_t *m, int64_t min)
         int64_t end = min * 60000, t = min * 60;
         GPtrArray *daily = candidates(m, end - 24LL * 3600 * 1000, end);
         GPtrArray *weekly = candidates(m, end - 7LL * 24 * 3600 * 1000, end);
-        int *offsets = nc_xcalloc(m->store.zones->len + 1, sizeof(int));
-        char *known = nc_xcalloc(m->store.zones->len + 1, 1);
-        GHashTableIter it;
-        gpointer k, v;
+        int *offsets = nc_xcalloc(ml_store_zone_count(m) + 1, sizeof(int));
+        char *known = nc_xcalloc(ml_store_zone_count(m) + 1, 1);
+        const ml_sub_t *s;
+        ml_store_iter_t it;
         char what[64];
         size_t jobs = 0;
 
-        g_hash_table_iter_init(&it, m->store.subs);
-        while (g_hash_table_iter_next(&it, &k, &v)) {
-                const ml_sub_t *s = v;
+        for (ml_store_subs_begin(m, &it); (s = ml_store_subs_next(&it));) {
                 int64_t local;
                 json_t *ids;
                 int weekly_day;

@@ -10,6 +10,7 @@
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
+#include "ml_policy.h"
 #include "smtp.h"
 
 #define MAX_OUTSTANDING 20000
@@ -195,7 +196,7 @@ static void events_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
         job_unhold(m, j);
 }
 
-static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text);
+static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *text);
 
 static void produce_event(ml_t *m, ml_job_t *j, const char *topic, const char *key, json_t *doc)
 {
@@ -275,7 +276,7 @@ static void job_fail(ml_t *m, ml_job_t *j, int code, const char *text)
         char reason[512];
 
         job_hold(j);
-        record(m, j, "mail.failed", code, text);
+        record(m, j, ML_OUTCOME_FAILED, code, text);
         if (code)
                 snprintf(reason, sizeof(reason), "mail.failed after %d attempt%s: %d %s",
                          j->attempt, j->attempt == 1 ? "" : "s", code, text ? text : "");
@@ -303,27 +304,33 @@ static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int sup
                 json_array_append_new(regs, json_string(r));
         }
         snprintf(send_at, sizeof(send_at), "%02d:%02d", s->send_min / 60, s->send_min % 60);
-        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id",
-                         s->id, "email", s->email, "name", s->name, "lang",
-                         m->cfg.languages.v[s->lang], "categories", cats, "regions", regs,
-                         "frequency", freqs[s->freq], "tz",
-                         (const char *)g_ptr_array_index(m->store.zones, s->tz), "send_at", send_at,
-                         "updated_at", nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)),
-                         "bounces", bounces, "suppressed", suppressed, "generation",
-                         ml_sub_generation(s, gen, sizeof(gen)));
+        return json_pack(
+            "{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id", s->id,
+            "email", s->email, "name", s->name, "lang", m->cfg.languages.v[s->lang], "categories",
+            cats, "regions", regs, "frequency", freqs[s->freq], "tz", ml_store_zone_name(m, s->tz),
+            "send_at", send_at, "updated_at",
+            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces", bounces,
+            "suppressed", suppressed, "generation", ml_sub_generation(s, gen, sizeof(gen)));
 }
 
-static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char *text)
+static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *text)
 {
+        const char *type = ml_outcome_event(o);
         const char *sub = json_string_value(json_object_get(j->doc, "subscriber"));
         char ts[40], l[NC_METRICS_LABELS_SIZE];
         json_t *ev;
 
         j->final = 1; /* settled once this (and a DLQ record, if any) is acknowledged */
-        if (!strcmp(type, "mail.sent"))
+        switch (o) {
+        case ML_OUTCOME_SENT:
                 mid_set(m, j, MID_SENT); /* MID_RECORDED once the event is acknowledged */
-        else
+                break;
+        case ML_OUTCOME_BOUNCE:
+        case ML_OUTCOME_FAILED:
+        case ML_OUTCOME_SKIPPED:
                 mid_forget(m, j);
+                break;
+        }
         ev = json_pack("{s:s, s:s, s:s?, s:i, s:i, s:s, s:s}", "type", type, "subscriber", sub,
                        "message_id", json_string_value(json_object_get(j->doc, "message_id")),
                        "attempt", j->attempt, "code", code, "text", text ? text : "", "time",
@@ -333,7 +340,7 @@ static void record(ml_t *m, ml_job_t *j, const char *type, int code, const char 
                                "attempt", j->attempt, "code", code, "time", ts);
         produce_event(m, j, m->topic_events, sub, ev);
         json_decref(ev);
-        if (nc_metrics_labels(l, sizeof(l), "outcome", type + 5, NULL) == 0)
+        if (nc_metrics_labels(l, sizeof(l), "outcome", ml_outcome_label(o), NULL) == 0)
                 nc_metrics_inc(m->m_sent, l, 1);
 }
 
@@ -398,12 +405,11 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         }
         if (!s || s->suppressed) {
                 /* Unsubscribed or suppressed since planning: nothing to send. */
-                record(m, j, "mail.skipped", 0, s ? "suppressed" : "no longer subscribed");
+                record(m, j, ML_OUTCOME_SKIPPED, 0, s ? "suppressed" : "no longer subscribed");
                 return;
         }
         notices = json_array();
-        json_array_foreach(ids, i, id)
-        {
+        json_array_foreach(ids, i, id) {
                 const char *nid = json_string_value(id);
                 const ml_notice_t *n = nid ? ml_store_notice(m, nid) : NULL;
 
@@ -422,14 +428,15 @@ static void job_prepare(ml_t *m, ml_job_t *j)
                         json_t *e;
                         int dup = 0;
 
-                        json_array_foreach(notices, k, e) dup |= !strcmp(nc_notice_id(e), n->id);
+                        json_array_foreach(notices, k, e)
+                                dup |= !strcmp(nc_notice_id(e), n->id);
                         if (!dup)
                                 json_array_append(notices, n->data);
                 }
         }
         if (json_array_size(notices) == 0) {
                 json_decref(notices);
-                record(m, j, "mail.skipped", 0, "every notice was withdrawn");
+                record(m, j, ML_OUTCOME_SKIPPED, 0, "every notice was withdrawn");
                 return;
         }
         u = nc_xcalloc(1, sizeof(*u));
@@ -455,36 +462,22 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         m->pend_n++;
 }
 
-/* Appends the units job_prepare() collected during this poll to the workers' queue under
- * one lock, and wakes one idle worker per batch of them, instead of a lock and a condvar
- * signal per message (and a worker woken by the first message starting a session of a few). */
+/* Hands the units job_prepare() collected during this poll to the workers, all at once. */
 static void queue_flush(ml_t *m)
 {
-        size_t wake, batch = m->cfg.smtp.batch > 0 ? (size_t)m->cfg.smtp.batch : 1;
+        size_t batch = m->cfg.smtp.batch > 0 ? (size_t)m->cfg.smtp.batch : 1;
 
         if (!m->pend_head)
                 return;
-        pthread_mutex_lock(&m->q.lock);
-        if (m->q.todo_tail)
-                m->q.todo_tail->next = m->pend_head;
-        else
-                m->q.todo_head = m->pend_head;
-        m->q.todo_tail = m->pend_tail;
-        m->q.todo_n += m->pend_n;
-        wake = (m->q.todo_n + batch - 1) / batch;
-        if (wake > (size_t)m->nworkers)
-                wake = (size_t)m->nworkers;
-        while (wake--)
-                pthread_cond_signal(&m->q.cond);
-        pthread_mutex_unlock(&m->q.lock);
+        ml_queue_push(&m->q, m->pend_head, m->pend_tail, m->pend_n, batch, (size_t)m->nworkers);
         m->pend_head = m->pend_tail = NULL;
         m->pend_n = 0;
 }
 
 /* ---- worker threads -------------------------------------------------------------------- */
 
-char *ml_render_message(ml_t *m, ml_unit_t *u, void *templates, size_t *len, char *errstr,
-                        size_t errstr_size)
+char *ml_render_message(ml_t *m, ml_unit_t *u, const nc_templates_t *templates, size_t *len,
+                        char *errstr, size_t errstr_size)
 {
         nc_digest_parts_t parts;
         nc_mail_t mail = {0};
@@ -528,142 +521,170 @@ struct worker_arg {
         int index;
 };
 
-static void *worker_main(void *arg)
-{
-        struct worker_arg *wa = arg;
-        ml_t *m = wa->m;
-        nc_smtp_config_t sc = {0};
+/* A worker thread's own state: its compiled templates (not shared between threads: their
+ * partial cache), its SMTP settings and its batch buffers. */
+typedef struct worker {
+        ml_t *m;
+        int index;
+        ml_smtp_config_t sc;
+        char *password;
         nc_templates_t *tpl;
-        char err[1024], *password = NULL;
-        ml_unit_t **units = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*units));
-        nc_smtp_msg_t *msgs = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*msgs));
-        char **bodies = nc_xcalloc((size_t)m->cfg.smtp.batch, sizeof(*bodies));
-        unsigned my_gen = 0;
+        unsigned gen; /* templates generation loaded (ml_queue.h) */
+        ml_unit_t **units;
+        ml_smtp_msg_t *msgs;
+        char **bodies;
+        char err[1024];
+} worker_t;
 
-        /* Compiled templates are not shared between threads (their partial cache). */
-        tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
-                                err, sizeof(err));
-        if (!tpl)
-                fatalx("worker %d: templates: %s", wa->index, err);
+/* The session settings from [smtp]; PASSWORD read by the caller, CANCEL the worker's. */
+static void worker_smtp_config(const ml_t *m, const char *password, ml_smtp_cancel_t *cancel,
+                               ml_smtp_config_t *sc)
+{
+        memset(sc, 0, sizeof(*sc));
+        sc->host = m->cfg.smtp.host;
+        sc->port = m->cfg.smtp.port;
+        sc->starttls = m->cfg.smtp.starttls == 0   ? ML_SMTP_TLS_OFF
+                       : m->cfg.smtp.starttls == 2 ? ML_SMTP_TLS_REQUIRED
+                                                   : ML_SMTP_TLS_OPTIONAL;
+        sc->username = m->cfg.smtp.username;
+        sc->password = password;
+        sc->timeout_ms = m->cfg.smtp.timeout_ms;
+        sc->ca_file = m->cfg.smtp.ca_file;
+        sc->helo_name = m->cfg.smtp.helo;
+        sc->allow_plaintext_auth = m->cfg.smtp.allow_plaintext_auth;
+        sc->cancel = cancel;
+}
+
+static void worker_init(worker_t *w, ml_t *m, int index)
+{
+        size_t batch = (size_t)m->cfg.smtp.batch;
+
+        memset(w, 0, sizeof(*w));
+        w->m = m;
+        w->index = index;
+        w->units = nc_xcalloc(batch, sizeof(*w->units));
+        w->msgs = nc_xcalloc(batch, sizeof(*w->msgs));
+        w->bodies = nc_xcalloc(batch, sizeof(*w->bodies));
+        w->tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+                                   m->cfg.default_language, w->err, sizeof(w->err));
+        if (!w->tpl)
+                fatalx("worker %d: templates: %s", index, w->err);
         if (m->cfg.smtp.password_file) {
                 size_t plen;
 
-                if (!(password =
-                          nc_secret_file_read(m->cfg.smtp.password_file, &plen, err, sizeof(err))))
-                        fatalx("smtp password: %s", err);
-                nc_str_trim(password);
+                if (!(w->password = nc_secret_file_read(m->cfg.smtp.password_file, &plen, w->err,
+                                                        sizeof(w->err))))
+                        fatalx("smtp password: %s", w->err);
+                nc_str_trim(w->password);
         }
-        sc.host = m->cfg.smtp.host;
-        sc.port = m->cfg.smtp.port;
-        sc.starttls = m->cfg.smtp.starttls == 0   ? NC_SMTP_TLS_OFF
-                      : m->cfg.smtp.starttls == 2 ? NC_SMTP_TLS_REQUIRED
-                                                  : NC_SMTP_TLS_OPTIONAL;
-        sc.username = m->cfg.smtp.username;
-        sc.password = password;
-        sc.timeout_ms = m->cfg.smtp.timeout_ms;
-        sc.ca_file = m->cfg.smtp.ca_file;
-        sc.helo_name = m->cfg.smtp.helo;
-        sc.allow_plaintext_auth = m->cfg.smtp.allow_plaintext_auth;
-        sc.cancel = &m->cancels[wa->index];
+        worker_smtp_config(m, w->password, &m->cancels[index], &w->sc);
+}
 
-        for (;;) {
-                size_t n = 0, i, built = 0;
-                unsigned gen;
-
-                pthread_mutex_lock(&m->q.lock);
-                while (!m->q.todo_head && !m->q.stop)
-                        pthread_cond_wait(&m->q.cond, &m->q.lock);
-                gen = m->q.templates_gen;
-                if (!m->q.todo_head && m->q.stop) {
-                        pthread_mutex_unlock(&m->q.lock);
-                        break;
-                }
-                while (m->q.todo_head && n < (size_t)m->cfg.smtp.batch) {
-                        units[n] = m->q.todo_head;
-                        m->q.todo_head = units[n]->next;
-                        units[n]->next = NULL;
-                        n++;
-                }
-                if (!m->q.todo_head)
-                        m->q.todo_tail = NULL;
-                m->q.todo_n -= n;
-                m->q.busy += n;
-                pthread_mutex_unlock(&m->q.lock);
-                if (gen != my_gen) {
-                        /* The main thread checked the new set before bumping the generation;
-                         * if it fails here anyway, keep the set we have. */
-                        nc_templates_t *fresh =
-                            nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
-                                              m->cfg.default_language, err, sizeof(err));
-
-                        if (fresh) {
-                                nc_templates_free(tpl);
-                                tpl = fresh;
-                        } else {
-                                log_warnx("worker %d: templates not reloaded: %s", wa->index, err);
-                        }
-                        my_gen = gen;
-                }
-
-                for (i = 0; i < n; i++) {
-                        size_t len = 0;
-
-                        units[i]->status = 0;
-                        bodies[built] = ml_render_message(m, units[i], tpl, &len, err, sizeof(err));
-                        if (!bodies[built]) {
-                                /* A template or data problem, not the recipient's: recorded
-                                 * as failed, never counted as a bounce. */
-                                units[i]->status = -2;
-                                snprintf(units[i]->reply, sizeof(units[i]->reply),
-                                         "message not built: %.200s", err);
-                                continue;
-                        }
-                        memset(&msgs[built], 0, sizeof(msgs[built]));
-                        msgs[built].mail_from = m->cfg.mailer.envelope_from
-                                                    ? m->cfg.mailer.envelope_from
-                                                    : m->cfg.mailer.from_address;
-                        msgs[built].rcpt =
-                            json_string_value(json_object_get(units[i]->subscriber, "email"));
-                        msgs[built].data = bodies[built];
-                        msgs[built].len = len;
-                        units[i]->status = -1; /* index marker below */
-                        built++;
-                }
-                err[0] = '\0';
-                /* One session, or more when the relay ends one before every message was tried
-                 * (a limit of messages per connection): see nc_smtp_send_batch. */
-                if (built && nc_smtp_send_batch(&sc, msgs, built, 0, NULL, err, sizeof(err)) != 0)
-                        log_warnx("smtp %s:%d: %s", sc.host, sc.port, err);
-                for (i = 0, built = 0; i < n; i++) {
-                        if (units[i]->status != -1)
-                                continue;
-                        units[i]->status = msgs[built].status;
-                        /* Each message carries its own reason, also when it was not sent. */
-                        snprintf(units[i]->reply, sizeof(units[i]->reply), "%.200s",
-                                 msgs[built].reply[0] ? msgs[built].reply : err);
-                        free(bodies[built]);
-                        built++;
-                }
-                pthread_mutex_lock(&m->q.lock);
-                for (i = 0; i < n; i++) {
-                        units[i]->next = m->q.done_head;
-                        m->q.done_head = units[i];
-                }
-                m->q.busy -= n;
-                pthread_mutex_unlock(&m->q.lock);
-                if (write(m->q.wake_fd, "w", 1) < 0) {
-                        /* the main loop polls with a short timeout anyway */
-                }
+static void worker_free(worker_t *w)
+{
+        nc_templates_free(w->tpl);
+        if (w->password) {
+                memset(w->password, 0, strlen(w->password));
+                free(w->password);
         }
-        nc_templates_free(tpl);
-        if (password) {
-                memset(password, 0, strlen(password));
-                free(password);
+        free(w->units);
+        free(w->msgs);
+        free(w->bodies);
+}
+
+/* A reload bumped the generation: load the templates again.  The main thread checked the
+ * new set before bumping it; if it fails here anyway, keep the set we have. */
+static void worker_reload(worker_t *w, unsigned gen)
+{
+        const ml_t *m = w->m;
+        nc_templates_t *fresh;
+
+        if (gen == w->gen)
+                return;
+        fresh = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+                                  m->cfg.default_language, w->err, sizeof(w->err));
+        if (fresh) {
+                nc_templates_free(w->tpl);
+                w->tpl = fresh;
+        } else {
+                log_warnx("worker %d: templates not reloaded: %s", w->index, w->err);
         }
-        free(units);
-        free(msgs);
-        free(bodies);
+        w->gen = gen;
+}
+
+/* Renders and builds the N units taken; returns how many went into msgs[] (the others are
+ * ML_STATUS_NOT_BUILT). */
+static size_t worker_build(worker_t *w, size_t n)
+{
+        ml_t *m = w->m;
+        size_t built = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                ml_unit_t *u = w->units[i];
+                ml_smtp_msg_t *msg = &w->msgs[built];
+                size_t len = 0;
+
+                u->status = 0;
+                w->bodies[built] = ml_render_message(m, u, w->tpl, &len, w->err, sizeof(w->err));
+                if (!w->bodies[built]) {
+                        /* A template or data problem, not the recipient's: recorded as
+                         * failed, never counted as a bounce. */
+                        u->status = ML_STATUS_NOT_BUILT;
+                        snprintf(u->reply, sizeof(u->reply), "message not built: %.200s", w->err);
+                        continue;
+                }
+                memset(msg, 0, sizeof(*msg));
+                msg->mail_from = m->cfg.mailer.envelope_from ? m->cfg.mailer.envelope_from
+                                                             : m->cfg.mailer.from_address;
+                msg->rcpt = json_string_value(json_object_get(u->subscriber, "email"));
+                msg->data = w->bodies[built];
+                msg->len = len;
+                u->status = ML_STATUS_IN_BATCH; /* index marker for worker_send */
+                built++;
+        }
+        return built;
+}
+
+/* Sends the BUILT messages and gives each of the N units its result. */
+static void worker_send(worker_t *w, size_t n, size_t built)
+{
+        w->err[0] = '\0';
+        /* One session, or more when the relay ends one before every message was tried (a
+         * limit of messages per connection): see ml_smtp_send_batch. */
+        if (built &&
+            ml_smtp_send_batch(&w->sc, w->msgs, built, 0, NULL, w->err, sizeof(w->err)) != 0)
+                log_warnx("smtp %s:%d: %s", w->sc.host, w->sc.port, w->err);
+        built = 0;
+        for (size_t i = 0; i < n; i++) {
+                ml_unit_t *u = w->units[i];
+                const ml_smtp_msg_t *msg = &w->msgs[built];
+
+                if (u->status != ML_STATUS_IN_BATCH)
+                        continue;
+                u->status = msg->status;
+                u->attempted = msg->attempted;
+                /* Each message carries its own reason, also when it was not sent. */
+                snprintf(u->reply, sizeof(u->reply), "%.200s", msg->reply[0] ? msg->reply : w->err);
+                free(w->bodies[built]);
+                built++;
+        }
+}
+
+static void *worker_main(void *arg)
+{
+        struct worker_arg *wa = arg;
+        worker_t w;
+        size_t n;
+        unsigned gen;
+
+        worker_init(&w, wa->m, wa->index);
         free(wa);
+        while ((n = ml_queue_take(&w.m->q, w.units, (size_t)w.m->cfg.smtp.batch, &gen))) {
+                worker_reload(&w, gen);
+                worker_send(&w, n, worker_build(&w, n));
+                ml_queue_done(&w.m->q, w.units, n);
+        }
+        worker_free(&w); /* the queue is stopped */
         return NULL;
 }
 
@@ -674,36 +695,45 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         ml_job_t *j = u->job;
         const char *sub_id = json_string_value(json_object_get(j->doc, "subscriber"));
         const ml_sub_t *s = ml_store_sub(m, sub_id);
+        const ml_smtp_result_t r = {u->status, u->attempted, u->reply};
+        const ml_retry_schedule_t rs = {m->cfg.mailer.retry_ms, m->cfg.mailer.retry_n};
+        int64_t delay;
 
         job_hold(j); /* j stays valid until the end of this function */
-        if (u->status == -2) {
-                log_warnx("message for %s not built: %s", sub_id, u->reply);
-                job_fail(m, j, 0, u->reply);
-        } else if (m->stopping && nc_smtp_status_temporary(u->status)) {
+        switch (ml_policy_smtp(&r, j->attempt, &rs, m->stopping, &delay)) {
+        case ML_VERDICT_FAILED:
+                if (u->status == ML_STATUS_NOT_BUILT) {
+                        log_warnx("message for %s not built: %s", sub_id, u->reply);
+                        job_fail(m, j, 0, u->reply);
+                } else {
+                        job_fail(m, j, u->status, u->reply);
+                }
+                break;
+        case ML_VERDICT_LEAVE:
                 /* Stopping: not sent, or its session was ended at shutdown_timeout.  Nothing
                  * is recorded and no attempt charged: left uncommitted, it is sent again by
                  * the next owner of its partition. */
                 log_debug("stopping: job for %s left for a restart (%d %s)", sub_id, u->status,
                           u->reply);
-        } else if (u->status >= 200 && u->status < 300) {
-                record(m, j, "mail.sent", u->status, u->reply);
+                break;
+        case ML_VERDICT_SENT:
+                record(m, j, ML_OUTCOME_SENT, u->status, u->reply);
                 if (s && s->bounces)
                         update_bounces(m, s, 0);
-        } else if (u->status >= 500) {
+                break;
+        case ML_VERDICT_BOUNCE:
                 /* Final for this recipient: a bounce, counted towards suppression. */
-                record(m, j, "mail.bounce", u->status, u->reply);
+                record(m, j, ML_OUTCOME_BOUNCE, u->status, u->reply);
                 if (s)
                         update_bounces(m, s, s->bounces + 1);
-        } else if ((size_t)j->attempt > m->cfg.mailer.retry_n) {
-                job_fail(m, j, u->status, u->reply);
-        } else {
+                break;
+        case ML_VERDICT_RETRY:
                 /* 4xx (throttling, greylisting) or no connection: try again later. */
-                int64_t delay = m->cfg.mailer.retry_ms[j->attempt - 1];
-
                 log_info("smtp: %d %s for %s: retry %d in %lld ms", u->status, u->reply, sub_id,
                          j->attempt, (long long)delay);
                 j->attempt++;
                 wait_later(m, j, nc_time_now_ms() + delay);
+                break;
         }
         json_decref(u->subscriber);
         json_decref(u->notices);
@@ -714,12 +744,8 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
 /* Takes what the workers finished (under the lock) and records each outcome (without it). */
 static void record_outcomes(ml_t *m)
 {
-        ml_unit_t *done, *u;
+        ml_unit_t *done = ml_queue_take_done(&m->q), *u;
 
-        pthread_mutex_lock(&m->q.lock);
-        done = m->q.done_head;
-        m->q.done_head = NULL;
-        pthread_mutex_unlock(&m->q.lock);
         while ((u = done)) {
                 done = u->next;
                 unit_outcome(m, u);
@@ -968,14 +994,12 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
                           "TLS, so sessions fail unless allow_plaintext_auth = true");
 
-        pthread_mutex_init(&m->q.lock, NULL);
-        pthread_cond_init(&m->q.cond, NULL);
-        m->q.wake_fd = m->wake_pipe[1];
+        ml_queue_init(&m->q, m->wake_pipe[1]);
         m->nworkers = m->cfg.smtp.sessions;
         m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
         m->cancels = nc_xcalloc((size_t)m->nworkers, sizeof(*m->cancels));
         for (i = 0; i < m->nworkers; i++)
-                nc_smtp_cancel_init(&m->cancels[i]);
+                ml_smtp_cancel_init(&m->cancels[i]);
         for (i = 0; i < m->nworkers; i++) {
                 struct worker_arg *wa = nc_xcalloc(1, sizeof(*wa));
 
@@ -1011,6 +1035,7 @@ int ml_sender_poll(ml_t *m)
         ml_job_t **pp, *j, *prev;
         int64_t now = nc_time_now_ms();
         ssize_t n, i;
+        size_t queued;
 
         rd_kafka_poll(m->events, 0);
         scan_poll(m);
@@ -1083,7 +1108,8 @@ int ml_sender_poll(ml_t *m)
                         wait_later(m, job, now);
         }
         queue_flush(m);
-        nc_metrics_set(m->m_queue, NULL, (double)m->q.todo_n);
+        ml_queue_counts(&m->q, &queued, NULL, NULL);
+        nc_metrics_set(m->m_queue, NULL, (double)queued);
         if (m->dups_skipped) {
                 log_info("%zu job%s read again (after a rebalance) had been sent and recorded "
                          "already: not sent again",
@@ -1095,12 +1121,11 @@ int ml_sender_poll(ml_t *m)
 
 size_t ml_sender_busy(ml_t *m)
 {
-        size_t n;
+        size_t queued, busy;
+        int done;
 
-        pthread_mutex_lock(&m->q.lock);
-        n = m->q.todo_n + m->q.busy + (m->q.done_head != NULL);
-        pthread_mutex_unlock(&m->q.lock);
-        return n;
+        ml_queue_counts(&m->q, &queued, &busy, &done);
+        return queued + busy + (size_t)done;
 }
 
 static void unit_free(ml_unit_t *u)
@@ -1118,20 +1143,14 @@ void ml_sender_quiesce(ml_t *m)
         m->stopping = 1;
         if (!m->workers)
                 return;
-        pthread_mutex_lock(&m->q.lock);
         /* Units not started yet are dropped: their jobs stay uncommitted. */
-        while ((u = m->q.todo_head)) {
-                m->q.todo_head = u->next;
+        for (ml_unit_t *todo = ml_queue_stop(&m->q); (u = todo);) {
+                todo = u->next;
                 unit_free(u);
         }
-        m->q.todo_tail = NULL;
-        m->q.todo_n = 0;
-        m->q.stop = 1;
-        pthread_cond_broadcast(&m->q.cond);
-        pthread_mutex_unlock(&m->q.lock);
         /* A batch that a relay cut short is not continued in a new session. */
         for (i = 0; i < m->nworkers; i++)
-                nc_smtp_cancel_stop(&m->cancels[i]);
+                ml_smtp_cancel_stop(&m->cancels[i]);
 }
 
 void ml_sender_stop(ml_t *m, int64_t deadline_ms)
@@ -1144,9 +1163,7 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
         m->stopping = 1; /* also on a failed start: nothing is produced again from here */
         if (m->workers) {
                 ml_sender_quiesce(m);
-                pthread_mutex_lock(&m->q.lock);
-                busy = m->q.busy;
-                pthread_mutex_unlock(&m->q.lock);
+                ml_queue_counts(&m->q, NULL, &busy, NULL);
                 if (busy) {
                         /* libesmtp blocks on a relay that does not answer for up to timeout_ms
                          * per reply: shut the sessions' sockets down so that the threads
@@ -1155,14 +1172,14 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                                   "ending them; their jobs are sent again after a restart",
                                   busy, busy == 1 ? "" : "s");
                         for (i = 0; i < m->nworkers; i++)
-                                nc_smtp_cancel_now(&m->cancels[i]);
+                                ml_smtp_cancel_now(&m->cancels[i]);
                 }
                 for (i = 0; i < m->nworkers; i++)
                         pthread_join(m->workers[i], NULL);
                 free(m->workers);
                 m->workers = NULL;
                 for (i = 0; i < m->nworkers; i++)
-                        nc_smtp_cancel_destroy(&m->cancels[i]);
+                        ml_smtp_cancel_destroy(&m->cancels[i]);
                 free(m->cancels);
                 m->cancels = NULL;
                 /* Outcomes of the last sessions are recorded before committing (sent and
@@ -1194,8 +1211,8 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                 rd_kafka_destroy(m->events);
                 m->events = NULL;
         }
-        while ((u = m->q.done_head)) {
-                m->q.done_head = u->next;
+        for (ml_unit_t *done = m->q.wake_fd ? ml_queue_take_done(&m->q) : NULL; (u = done);) {
+                done = u->next;
                 unit_free(u);
         }
         while ((u = m->pend_head)) {
@@ -1224,10 +1241,7 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
         }
         free(m->scan_eof);
         m->scan_eof = NULL;
-        if (m->q.wake_fd) { /* started */
-                pthread_mutex_destroy(&m->q.lock);
-                pthread_cond_destroy(&m->q.cond);
-        }
+        ml_queue_destroy(&m->q);
         if (m->mids) {
                 g_hash_table_destroy(m->mids);
                 m->mids = NULL;

@@ -52,12 +52,12 @@
 /* libesmtp's PLAIN and LOGIN plugins copy user and password into fixed 255-byte fields. */
 #define SASL_FIELD_MAX 255
 
-struct nc_smtp_sess;
+struct ml_smtp_sess;
 
 /* One message as libesmtp sees it. */
-struct nc_smtp_item {
-        struct nc_smtp_sess *sess;
-        nc_smtp_msg_t *msg;
+struct ml_smtp_item {
+        struct ml_smtp_sess *sess;
+        ml_smtp_msg_t *msg;
         size_t off;             /* how far the message callback has handed it out */
         int data_started;       /* libesmtp began the DATA transfer (after 354) */
         smtp_message_t message; /* NULL: not handed to libesmtp (invalid address) */
@@ -65,8 +65,8 @@ struct nc_smtp_item {
 };
 
 /* State of one session, shared by the callbacks (all run in the calling thread). */
-struct nc_smtp_sess {
-        const nc_smtp_config_t *cfg;
+struct ml_smtp_sess {
+        const ml_smtp_config_t *cfg;
         auth_context_t auth;
 
         /* reply-line assembly for the monitor */
@@ -121,15 +121,10 @@ static void lib_init(void)
                 snprintf(esmtp_version, sizeof esmtp_version, "unknown");
 }
 
-const char *nc_smtp_version(void)
+const char *ml_smtp_version(void)
 {
         pthread_once(&init_once, lib_init);
         return esmtp_version;
-}
-
-int nc_smtp_status_temporary(int status)
-{
-        return status == 0 || (status >= 400 && status <= 499);
 }
 
 /* ---- small helpers -------------------------------------------------------------------- */
@@ -160,9 +155,9 @@ static void copy_text(char *dst, size_t size, const char *src, size_t len)
         dst[o] = '\0';
 }
 
-static void set_result(nc_smtp_msg_t *m, int code, const char *fmt, ...) NC_PRINTF(3, 4);
+static void set_result(ml_smtp_msg_t *m, int code, const char *fmt, ...) NC_PRINTF(3, 4);
 
-static void set_result(nc_smtp_msg_t *m, int code, const char *fmt, ...)
+static void set_result(ml_smtp_msg_t *m, int code, const char *fmt, ...)
 {
         char buf[sizeof m->reply];
         va_list ap;
@@ -175,7 +170,7 @@ static void set_result(nc_smtp_msg_t *m, int code, const char *fmt, ...)
 }
 
 /* Takes a libesmtp status as the message's result: "5.1.1 text" with enhanced codes. */
-static void set_result_status(nc_smtp_msg_t *m, const smtp_status_t *st)
+static void set_result_status(ml_smtp_msg_t *m, const smtp_status_t *st)
 {
         const char *text = st->text ? st->text : "";
 
@@ -205,7 +200,7 @@ static int address_ok(const char *a, int may_be_empty)
         return 1;
 }
 
-static int mechanism_allowed(const struct nc_smtp_sess *s, const char *mech)
+static int mechanism_allowed(const struct ml_smtp_sess *s, const char *mech)
 {
         const char *list = s->cfg->auth_mechanisms ? s->cfg->auth_mechanisms : DEFAULT_MECHANISMS;
         size_t mlen = strlen(mech);
@@ -227,12 +222,12 @@ static int mechanism_allowed(const struct nc_smtp_sess *s, const char *mech)
 /* Ends the connection from inside a libesmtp callback: libesmtp has no abort call, so shut
  * the socket down (libesmtp still owns and closes the descriptor).  Called from the monitor
  * just before a write, this keeps that write from reaching the server. */
-static void cut(struct nc_smtp_sess *s, const char *fmt, ...) NC_PRINTF(2, 3);
+static void cut(struct ml_smtp_sess *s, const char *fmt, ...) NC_PRINTF(2, 3);
 
-static void cut(struct nc_smtp_sess *s, const char *fmt, ...)
+static void cut(struct ml_smtp_sess *s, const char *fmt, ...)
 {
         va_list ap;
-        int fd = nc_nodelay_last_fd();
+        int fd = ml_nodelay_last_fd();
 
         if (s->aborted)
                 return;
@@ -245,12 +240,12 @@ static void cut(struct nc_smtp_sess *s, const char *fmt, ...)
 }
 
 /* AUTH may go out on this connection: over TLS, or in clear when the configuration says so. */
-static int auth_allowed_now(const struct nc_smtp_sess *s)
+static int auth_allowed_now(const struct ml_smtp_sess *s)
 {
         return s->tls_ok || s->cfg->allow_plaintext_auth;
 }
 
-static const char *auth_failure(const struct nc_smtp_sess *s, char *buf, size_t size)
+static const char *auth_failure(const struct ml_smtp_sess *s, char *buf, size_t size)
 {
         if (!auth_allowed_now(s) && (s->auth_offered[0] || s->auth_withheld))
                 snprintf(buf, size,
@@ -258,7 +253,7 @@ static const char *auth_failure(const struct nc_smtp_sess *s, char *buf, size_t 
                          "STARTTLS (starttls = %s; allow_plaintext_auth is off)",
                          s->cfg->host, s->cfg->port ? s->cfg->port : 587,
                          s->auth_offered[0] ? " " : "", s->auth_offered,
-                         s->cfg->starttls == NC_SMTP_TLS_OFF ? "off" : "optional");
+                         s->cfg->starttls == ML_SMTP_TLS_OFF ? "off" : "optional");
         else if (s->auth_fail_code)
                 snprintf(buf, size, "AUTH %s failed: %d %s", s->auth_mech, s->auth_fail_code,
                          s->auth_fail_text);
@@ -274,7 +269,7 @@ static const char *auth_failure(const struct nc_smtp_sess *s, char *buf, size_t 
 
 /* ---- protocol monitor ----------------------------------------------------------------- */
 
-static void reply_line(struct nc_smtp_sess *s)
+static void reply_line(struct ml_smtp_sess *s)
 {
         char *l = s->line;
         size_t len = s->line_len;
@@ -333,7 +328,7 @@ static void reply_line(struct nc_smtp_sess *s)
 
 static void monitor_cb(const char *buf, int buflen, int writing, void *arg)
 {
-        struct nc_smtp_sess *s = arg;
+        struct ml_smtp_sess *s = arg;
 
         if (buflen <= 0)
                 return;
@@ -387,9 +382,9 @@ static void monitor_cb(const char *buf, int buflen, int writing, void *arg)
  * wake-up of the server each).  Corked, the kernel sends full segments; the cork comes off
  * when the data has been handed out, before libesmtp writes the final "." and waits for the
  * reply, so nothing waits for the kernel's 200 ms cork limit. */
-static void cork(struct nc_smtp_sess *s, int on)
+static void cork(struct ml_smtp_sess *s, int on)
 {
-        int fd = nc_nodelay_last_fd();
+        int fd = ml_nodelay_last_fd();
 
         if (!s || !s->nodelay_on || s->corked == on || fd < 0)
                 return;
@@ -401,7 +396,7 @@ static void cork(struct nc_smtp_sess *s, int on)
  * libesmtp frees *ctx if set, so the position is kept in our item instead. */
 static const char *message_cb(void **ctx, int *len, void *arg)
 {
-        struct nc_smtp_item *it = arg;
+        struct ml_smtp_item *it = arg;
         size_t left, chunk;
 
         (void)ctx;
@@ -426,7 +421,7 @@ static const char *message_cb(void **ctx, int *len, void *arg)
 
 static int interact_cb(auth_client_request_t req, char **result, int fields, void *arg)
 {
-        struct nc_smtp_sess *s = arg;
+        struct ml_smtp_sess *s = arg;
         const char *mech = auth_mechanism_name(s->auth);
 
         /* libesmtp picks the server's first mechanism it has a plugin for; refusing here makes
@@ -459,7 +454,7 @@ static int interact_cb(auth_client_request_t req, char **result, int fields, voi
 
 /* ---- cancelling ------------------------------------------------------------------------ */
 
-void nc_smtp_cancel_init(nc_smtp_cancel_t *c)
+void ml_smtp_cancel_init(ml_smtp_cancel_t *c)
 {
         pthread_mutex_init(&c->lock, NULL);
         c->fd = -1;
@@ -467,7 +462,7 @@ void nc_smtp_cancel_init(nc_smtp_cancel_t *c)
         atomic_init(&c->cancelled, 0);
 }
 
-void nc_smtp_cancel_destroy(nc_smtp_cancel_t *c)
+void ml_smtp_cancel_destroy(ml_smtp_cancel_t *c)
 {
         if (c->fd >= 0)
                 close(c->fd);
@@ -475,12 +470,12 @@ void nc_smtp_cancel_destroy(nc_smtp_cancel_t *c)
         pthread_mutex_destroy(&c->lock);
 }
 
-void nc_smtp_cancel_stop(nc_smtp_cancel_t *c)
+void ml_smtp_cancel_stop(ml_smtp_cancel_t *c)
 {
         atomic_store(&c->stop, 1);
 }
 
-void nc_smtp_cancel_now(nc_smtp_cancel_t *c)
+void ml_smtp_cancel_now(ml_smtp_cancel_t *c)
 {
         atomic_store(&c->stop, 1);
         pthread_mutex_lock(&c->lock);
@@ -492,14 +487,14 @@ void nc_smtp_cancel_now(nc_smtp_cancel_t *c)
         pthread_mutex_unlock(&c->lock);
 }
 
-void nc_smtp_cancel_reset(nc_smtp_cancel_t *c)
+void ml_smtp_cancel_reset(ml_smtp_cancel_t *c)
 {
         atomic_store(&c->stop, 0);
         atomic_store(&c->cancelled, 0);
 }
 
-/* The session's new socket (at SMTP_EV_CONNECT): keep a duplicate for nc_smtp_cancel_now. */
-static void cancel_attach(nc_smtp_cancel_t *c, int fd)
+/* The session's new socket (at SMTP_EV_CONNECT): keep a duplicate for ml_smtp_cancel_now. */
+static void cancel_attach(ml_smtp_cancel_t *c, int fd)
 {
         if (!c)
                 return;
@@ -512,7 +507,7 @@ static void cancel_attach(nc_smtp_cancel_t *c, int fd)
         pthread_mutex_unlock(&c->lock);
 }
 
-static void cancel_detach(nc_smtp_cancel_t *c)
+static void cancel_detach(ml_smtp_cancel_t *c)
 {
         if (!c)
                 return;
@@ -527,7 +522,7 @@ static void cancel_detach(nc_smtp_cancel_t *c)
  * allow_plaintext_auth) none: libesmtp then sends no AUTH command at all, and the session
  * ends at its first MAIL FROM (monitor_cb) saying why.  Every mechanism is covered, not only
  * the plain-text ones: a CRAM-MD5 exchange overheard is open to an offline guess. */
-static void auth_policy(struct nc_smtp_sess *s)
+static void auth_policy(struct ml_smtp_sess *s)
 {
         if (!s->auth)
                 return;
@@ -543,14 +538,14 @@ static void auth_policy(struct nc_smtp_sess *s)
 
 static void event_cb(smtp_session_t session, int event, void *arg, ...)
 {
-        struct nc_smtp_sess *s = arg;
+        struct ml_smtp_sess *s = arg;
         va_list ap;
 
         (void)session;
         va_start(ap, arg);
         switch (event) {
         case SMTP_EV_CONNECT: {
-                int fd = nc_nodelay_last_fd();
+                int fd = ml_nodelay_last_fd();
 
                 /* libesmtp tries each address of the host until one takes the session: what
                  * we know of the server is per connection. */
@@ -562,7 +557,7 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
                 s->auth_offered[0] = '\0';
                 s->connected = 1;
                 s->corked = 0;
-                s->nodelay_on = fd >= 0 && nc_nodelay_is_set(fd) == 1;
+                s->nodelay_on = fd >= 0 && ml_nodelay_is_set(fd) == 1;
                 s->tls_ok = 0;
                 auth_policy(s);
                 cancel_attach(s->cfg->cancel, fd);
@@ -642,7 +637,7 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
 static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
 {
         SSL *ssl;
-        struct nc_smtp_sess *s;
+        struct ml_smtp_sess *s;
 
         if (preverify_ok)
                 return 1;
@@ -658,9 +653,9 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
 
 /* A fresh SSL_CTX per session: it carries the host to verify, and libesmtp's shared default
  * context (used when none is given) is reference-counted per session, not per process. */
-static SSL_CTX *tls_context(struct nc_smtp_sess *s, char *errstr, size_t errstr_size)
+static SSL_CTX *tls_context(struct ml_smtp_sess *s, char *errstr, size_t errstr_size)
 {
-        const nc_smtp_config_t *cfg = s->cfg;
+        const ml_smtp_config_t *cfg = s->cfg;
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
         unsigned char ip[16];
 
@@ -743,7 +738,7 @@ static void sigpipe_restore(const sigset_t *old, int was_pending)
 
 /* ---- the session ------------------------------------------------------------------------ */
 
-static int check_config(const nc_smtp_config_t *cfg, char *errstr, size_t errstr_size)
+static int check_config(const ml_smtp_config_t *cfg, char *errstr, size_t errstr_size)
 {
         if (cfg == NULL || cfg->host == NULL || cfg->host[0] == '\0')
                 return nc_err(errstr, errstr_size, "SMTP host not set");
@@ -765,7 +760,7 @@ static int check_config(const nc_smtp_config_t *cfg, char *errstr, size_t errstr
 }
 
 /* Final status of one message, from what libesmtp recorded (see smtp.h). */
-static void collect(struct nc_smtp_item *it)
+static void collect(struct ml_smtp_item *it)
 {
         const smtp_status_t *mail = smtp_reverse_path_status(it->message);
         const smtp_status_t *rcpt = smtp_recipient_status(it->recipient);
@@ -799,89 +794,58 @@ static void collect(struct nc_smtp_item *it)
         set_result_status(it->msg, data);
 }
 
-int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n, char *errstr,
-                         size_t errstr_size)
+/* Server, callbacks, timeouts, STARTTLS and AUTH of SESSION; *CTX = its SSL_CTX (the caller
+ * frees it, also on failure). */
+static int session_setup(struct ml_smtp_sess *s, smtp_session_t session, const char *hostport,
+                         int timeout, SSL_CTX **ctx, char *errstr, size_t errstr_size)
 {
-        struct nc_smtp_sess s;
-        struct nc_smtp_item *items = NULL;
-        smtp_session_t session = NULL;
-        SSL_CTX *ctx = NULL;
-        char hostport[300], why[256], reason[640];
-        size_t queued = 0, attempted = 0, accepted = 0;
-        int timeout, started, rc = -1, was_pending;
-        sigset_t oldmask;
+        const ml_smtp_config_t *cfg = s->cfg;
+        char why[256];
 
-        pthread_once(&init_once, lib_init);
-        for (size_t i = 0; i < n; i++) {
-                msgs[i].status = 0;
-                msgs[i].reply[0] = '\0';
-                msgs[i].attempted = 0;
-        }
-        if (check_config(cfg, errstr, errstr_size) < 0)
-                return -1;
-        if (n == 0)
-                return 0;
-        if (cfg->cancel && atomic_load(&cfg->cancel->cancelled)) {
-                for (size_t i = 0; i < n; i++)
-                        set_result(&msgs[i], 0, "not sent: cancelled");
-                return nc_err(errstr, errstr_size, "SMTP session cancelled");
-        }
-
-        memset(&s, 0, sizeof s);
-        s.cfg = cfg;
-        s.need_auth = cfg->password != NULL;
-        s.tls_verify = cfg->starttls == NC_SMTP_TLS_REQUIRED ||
-                       (cfg->starttls == NC_SMTP_TLS_OPTIONAL && cfg->ca_file != NULL);
-        timeout = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
-        if (timeout < 1000)
-                timeout = 1000; /* libesmtp's floor */
-
-        items = calloc(n, sizeof *items);
-        session = smtp_create_session();
-        if (items == NULL || session == NULL) {
-                nc_err(errstr, errstr_size, "out of memory");
-                goto out;
-        }
-        snprintf(hostport, sizeof hostport, "%s:%d", cfg->host, cfg->port ? cfg->port : 587);
         if (!smtp_set_server(session, hostport) ||
             (cfg->helo_name && !smtp_set_hostname(session, cfg->helo_name)) ||
-            !smtp_set_eventcb(session, event_cb, &s) ||
-            !smtp_set_monitorcb(session, monitor_cb, &s, 0)) {
-                nc_err(errstr, errstr_size, "libesmtp: %s",
-                       smtp_strerror(smtp_errno(), why, sizeof why));
-                goto out;
-        }
+            !smtp_set_eventcb(session, event_cb, s) ||
+            !smtp_set_monitorcb(session, monitor_cb, s, 0))
+                return nc_err(errstr, errstr_size, "libesmtp: %s",
+                              smtp_strerror(smtp_errno(), why, sizeof why));
         for (int w = Timeout_GREETING; w <= Timeout_DATA2; w++)
                 smtp_set_timeout(session, w | Timeout_OVERRIDE_RFC2822_MINIMUM, timeout);
 
-        if (cfg->starttls != NC_SMTP_TLS_OFF) {
-                ctx = tls_context(&s, errstr, errstr_size);
-                if (ctx == NULL)
-                        goto out;
-                smtp_starttls_set_ctx(session, ctx);
-                smtp_starttls_enable(session, cfg->starttls == NC_SMTP_TLS_REQUIRED
+        if (cfg->starttls != ML_SMTP_TLS_OFF) {
+                *ctx = tls_context(s, errstr, errstr_size);
+                if (*ctx == NULL)
+                        return -1;
+                smtp_starttls_set_ctx(session, *ctx);
+                smtp_starttls_enable(session, cfg->starttls == ML_SMTP_TLS_REQUIRED
                                                   ? Starttls_REQUIRED
                                                   : Starttls_ENABLED);
         } else {
                 smtp_starttls_enable(session, Starttls_DISABLED);
         }
-        if (s.need_auth) {
-                s.auth = auth_create_context();
-                if (s.auth == NULL) {
-                        nc_err(errstr, errstr_size, "out of memory");
-                        goto out;
-                }
-                auth_policy(&s); /* again at connect and after STARTTLS */
-                auth_set_interact_cb(s.auth, interact_cb, &s);
-                smtp_auth_set_context(session, s.auth);
+        if (s->need_auth) {
+                s->auth = auth_create_context();
+                if (s->auth == NULL)
+                        return nc_err(errstr, errstr_size, "out of memory");
+                auth_policy(s); /* again at connect and after STARTTLS */
+                auth_set_interact_cb(s->auth, interact_cb, s);
+                smtp_auth_set_context(session, s->auth);
         }
+        return 0;
+}
+
+/* One libesmtp message per message of MSGS, except those refused here (final, as a relay's
+ * 5xx would be: attempted).  *QUEUED = the messages given to libesmtp. */
+static int session_add_messages(struct ml_smtp_sess *s, smtp_session_t session,
+                                struct ml_smtp_item *items, ml_smtp_msg_t *msgs, size_t n,
+                                size_t *queued, char *errstr, size_t errstr_size)
+{
+        char why[256];
 
         for (size_t i = 0; i < n; i++) {
-                struct nc_smtp_item *it = &items[i];
+                struct ml_smtp_item *it = &items[i];
 
-                it->sess = &s;
+                it->sess = s;
                 it->msg = &msgs[i];
-                /* Refused here: final, as a relay's 5xx would be (attempted). */
                 if (!address_ok(msgs[i].rcpt, 0)) {
                         set_result(&msgs[i], 553, "5.1.3 invalid recipient address (not sent)");
                         msgs[i].attempted = 1;
@@ -902,91 +866,165 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
                     !smtp_set_reverse_path(it->message,
                                            msgs[i].mail_from ? msgs[i].mail_from : "") ||
                     !smtp_set_messagecb(it->message, message_cb, it) ||
-                    (it->recipient = smtp_add_recipient(it->message, msgs[i].rcpt)) == NULL) {
-                        nc_err(errstr, errstr_size, "libesmtp: %s",
-                               smtp_strerror(smtp_errno(), why, sizeof why));
-                        goto out;
-                }
+                    (it->recipient = smtp_add_recipient(it->message, msgs[i].rcpt)) == NULL)
+                        return nc_err(errstr, errstr_size, "libesmtp: %s",
+                                      smtp_strerror(smtp_errno(), why, sizeof why));
                 /* SIZE= lets the relay refuse an oversized message before the data. */
                 smtp_size_set_estimate(it->message, (unsigned long)msgs[i].len);
-                queued++;
+                (*queued)++;
         }
-        if (queued == 0) {
-                rc = 0; /* every message was refused locally */
-                goto out;
-        }
+        return 0;
+}
+
+/* The session itself: connect (TCP_NODELAY, bounded, cancellable), then every transaction.
+ * Returns smtp_start_session()'s result. */
+static int session_run(struct ml_smtp_sess *s, smtp_session_t session, int timeout)
+{
+        const ml_smtp_config_t *cfg = s->cfg;
+        int started, was_pending;
+        sigset_t oldmask;
 
         sigpipe_block(&oldmask, &was_pending);
-        nc_nodelay_arm(timeout);
-        nc_nodelay_set_abort(cfg->cancel ? &cfg->cancel->cancelled : NULL);
+        ml_nodelay_arm(timeout);
+        ml_nodelay_set_abort(cfg->cancel ? &cfg->cancel->cancelled : NULL);
         started = smtp_start_session(session);
-        nc_nodelay_set_abort(NULL);
-        nc_nodelay_disarm();
+        ml_nodelay_set_abort(NULL);
+        ml_nodelay_disarm();
         sigpipe_restore(&oldmask, was_pending);
         cancel_detach(cfg->cancel); /* normally done at SMTP_EV_DISCONNECT */
 
-        if (s.connected && !s.nodelay_on && nc_nodelay_enabled() &&
+        if (s->connected && !s->nodelay_on && ml_nodelay_enabled() &&
             atomic_exchange(&nodelay_warned, 1) == 0)
                 log_warnx("TCP_NODELAY is not set on libesmtp's socket (connect() not "
                           "intercepted): expect ~40 ms per message over 2 KiB");
+        return started;
+}
+
+/* Each queued message's result; *ATTEMPTED = messages whose MAIL FROM got a reply,
+ * *ACCEPTED = messages the relay took. */
+static void session_collect(struct ml_smtp_sess *s, struct ml_smtp_item *items, size_t n,
+                            size_t *attempted, size_t *accepted)
+{
+        char why[256];
 
         for (size_t i = 0; i < n; i++) {
                 if (items[i].message == NULL)
                         continue;
                 collect(&items[i]);
                 if (smtp_reverse_path_status(items[i].message)->code != 0)
-                        attempted++;
+                        (*attempted)++;
                 if (items[i].msg->status / 100 == 2)
-                        accepted++;
+                        (*accepted)++;
         }
 
         /* libesmtp carries on without AUTH after a failure; should a message still have gone
          * out that way (the cut above needs the connect() hook), its 5xx is about us, not the
          * recipient: make it temporary. */
-        if (s.need_auth && !s.auth_ok && attempted > 0) {
+        if (s->need_auth && !s->auth_ok && *attempted > 0) {
                 for (size_t i = 0; i < n; i++)
                         if (items[i].message && items[i].msg->status / 100 != 2) {
                                 set_result(items[i].msg, 0, "not sent: %s",
-                                           auth_failure(&s, why, sizeof why));
+                                           auth_failure(s, why, sizeof why));
                                 items[i].msg->attempted = 1; /* charged: no other session */
                         }
         }
         /* A 421 closes the session: it stands for every message that got no reply. */
-        if (s.saw_421) {
+        if (s->saw_421) {
                 for (size_t i = 0; i < n; i++)
                         if (items[i].message && items[i].msg->status == 0)
-                                set_result(items[i].msg, 421, "%s", s.text_421);
+                                set_result(items[i].msg, 421, "%s", s->text_421);
+        }
+}
+
+/* Why a session that attempted no message failed, in REASON. */
+static void session_failure(const struct ml_smtp_sess *s, const char *hostport, char *reason,
+                            size_t size)
+{
+        const ml_smtp_config_t *cfg = s->cfg;
+        char why[256];
+
+        if (cfg->cancel && atomic_load(&cfg->cancel->cancelled))
+                snprintf(reason, size, "SMTP session cancelled");
+        else if (s->aborted)
+                snprintf(reason, size, "%s", s->abort_reason);
+        else if (s->tls_error[0])
+                snprintf(reason, size, "STARTTLS with %s failed: %s", hostport, s->tls_error);
+        else if (s->tls_not_offered)
+                snprintf(reason, size, "%s does not offer STARTTLS (required)", hostport);
+        else if (!s->connected)
+                snprintf(reason, size, "cannot connect to %s: %s", hostport,
+                         smtp_strerror(smtp_errno(), why, sizeof why));
+        else if (s->greeting_code && s->greeting_code / 100 != 2)
+                snprintf(reason, size, "%s greeted with %s", hostport, s->greeting);
+        else if (s->fail_code)
+                snprintf(reason, size, "%s answered %s", hostport, s->fail_text);
+        else if (s->replies == 0)
+                snprintf(reason, size, "no greeting from %s: %s", hostport,
+                         smtp_strerror(smtp_errno(), why, sizeof why));
+        else
+                snprintf(reason, size, "SMTP session with %s failed: %s", hostport,
+                         smtp_strerror(smtp_errno(), why, sizeof why));
+}
+
+int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t n, char *errstr,
+                         size_t errstr_size)
+{
+        struct ml_smtp_sess s;
+        struct ml_smtp_item *items = NULL;
+        smtp_session_t session = NULL;
+        SSL_CTX *ctx = NULL;
+        char hostport[300], why[256], reason[640];
+        size_t queued = 0, attempted = 0, accepted = 0;
+        int timeout, started, rc = -1;
+
+        pthread_once(&init_once, lib_init);
+        for (size_t i = 0; i < n; i++) {
+                msgs[i].status = 0;
+                msgs[i].reply[0] = '\0';
+                msgs[i].attempted = 0;
+        }
+        if (check_config(cfg, errstr, errstr_size) < 0)
+                return -1;
+        if (n == 0)
+                return 0;
+        if (cfg->cancel && atomic_load(&cfg->cancel->cancelled)) {
+                for (size_t i = 0; i < n; i++)
+                        set_result(&msgs[i], 0, "not sent: cancelled");
+                return nc_err(errstr, errstr_size, "SMTP session cancelled");
         }
 
+        memset(&s, 0, sizeof s);
+        s.cfg = cfg;
+        s.need_auth = cfg->password != NULL;
+        s.tls_verify = cfg->starttls == ML_SMTP_TLS_REQUIRED ||
+                       (cfg->starttls == ML_SMTP_TLS_OPTIONAL && cfg->ca_file != NULL);
+        timeout = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+        if (timeout < 1000)
+                timeout = 1000; /* libesmtp's floor */
+
+        items = calloc(n, sizeof *items);
+        session = smtp_create_session();
+        if (items == NULL || session == NULL) {
+                nc_err(errstr, errstr_size, "out of memory");
+                goto out;
+        }
+        snprintf(hostport, sizeof hostport, "%s:%d", cfg->host, cfg->port ? cfg->port : 587);
+        if (session_setup(&s, session, hostport, timeout, &ctx, errstr, errstr_size) < 0 ||
+            session_add_messages(&s, session, items, msgs, n, &queued, errstr, errstr_size) < 0)
+                goto out;
+        if (queued == 0) {
+                rc = 0; /* every message was refused locally */
+                goto out;
+        }
+        started = session_run(&s, session, timeout);
+        session_collect(&s, items, n, &attempted, &accepted);
         if (attempted > 0) {
                 rc = 0;
                 snprintf(reason, sizeof reason, "connection lost: %s",
                          smtp_strerror(smtp_errno(), why, sizeof why));
         } else {
                 /* Nothing reached MAIL FROM: say why the session failed. */
-                if (cfg->cancel && atomic_load(&cfg->cancel->cancelled))
-                        snprintf(reason, sizeof reason, "SMTP session cancelled");
-                else if (s.aborted)
-                        snprintf(reason, sizeof reason, "%s", s.abort_reason);
-                else if (s.tls_error[0])
-                        snprintf(reason, sizeof reason, "STARTTLS with %s failed: %s", hostport,
-                                 s.tls_error);
-                else if (s.tls_not_offered)
-                        snprintf(reason, sizeof reason, "%s does not offer STARTTLS (required)",
-                                 hostport);
-                else if (!s.connected)
-                        snprintf(reason, sizeof reason, "cannot connect to %s: %s", hostport,
-                                 smtp_strerror(smtp_errno(), why, sizeof why));
-                else if (s.greeting_code && s.greeting_code / 100 != 2)
-                        snprintf(reason, sizeof reason, "%s greeted with %s", hostport, s.greeting);
-                else if (s.fail_code)
-                        snprintf(reason, sizeof reason, "%s answered %s", hostport, s.fail_text);
-                else if (s.replies == 0)
-                        snprintf(reason, sizeof reason, "no greeting from %s: %s", hostport,
-                                 smtp_strerror(smtp_errno(), why, sizeof why));
-                else
-                        snprintf(reason, sizeof reason, "SMTP session with %s failed: %s", hostport,
-                                 smtp_strerror(smtp_errno(), why, sizeof why));
+                session_failure(&s, hostport, reason, sizeof reason);
                 nc_err(errstr, errstr_size, "%s", reason);
                 /* A 4xx/5xx greeting is every message's answer. */
                 if (s.greeting_code / 100 == 4 || s.greeting_code / 100 == 5) {
@@ -1018,7 +1056,7 @@ out:
 
 /* ---- batches over several sessions ------------------------------------------------------- */
 
-int nc_smtp_batch_continue(size_t n_left, size_t progress, size_t sessions, size_t max_sessions,
+int ml_smtp_batch_continue(size_t n_left, size_t progress, size_t sessions, size_t max_sessions,
                            int stopping)
 {
         if (n_left == 0 || stopping)
@@ -1030,10 +1068,10 @@ int nc_smtp_batch_continue(size_t n_left, size_t progress, size_t sessions, size
         return sessions < max_sessions;
 }
 
-int nc_smtp_send_batch(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n,
+int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t n,
                        size_t max_sessions, size_t *sessions, char *errstr, size_t errstr_size)
 {
-        nc_smtp_msg_t *sub;
+        ml_smtp_msg_t *sub;
         size_t *ix, left = n, nsess = 0;
         char err[512] = "";
         int rc = 0;
@@ -1070,10 +1108,10 @@ int nc_smtp_send_batch(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t 
                                 k++;
                         }
                 err[0] = '\0';
-                rc = nc_smtp_send_session(cfg, sub, k, err, sizeof err);
+                rc = ml_smtp_send_session(cfg, sub, k, err, sizeof err);
                 nsess++;
                 for (size_t j = 0; j < k; j++) {
-                        nc_smtp_msg_t *m = &msgs[ix[j]];
+                        ml_smtp_msg_t *m = &msgs[ix[j]];
 
                         m->status = sub[j].status;
                         memcpy(m->reply, sub[j].reply, sizeof m->reply);
@@ -1083,7 +1121,7 @@ int nc_smtp_send_batch(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t 
                 left = k - progress;
                 stopping = cfg->cancel && (atomic_load(&cfg->cancel->stop) ||
                                            atomic_load(&cfg->cancel->cancelled));
-                if (!nc_smtp_batch_continue(left, progress, nsess, max_sessions, stopping))
+                if (!ml_smtp_batch_continue(left, progress, nsess, max_sessions, stopping))
                         break;
                 log_debug("smtp %s:%d: session %zu ended with %zu message%s not attempted (%s); "
                           "going on in a new session",

@@ -13,11 +13,11 @@
  * BODY=8BITMIME is not declared.
  *
  * STARTTLS (OpenSSL; one SSL_CTX per session):
- *   NC_SMTP_TLS_OFF       never, even if offered.
- *   NC_SMTP_TLS_OPTIONAL  if offered.  With ca_file: verified as below, and a failed
+ *   ML_SMTP_TLS_OFF       never, even if offered.
+ *   ML_SMTP_TLS_OPTIONAL  if offered.  With ca_file: verified as below, and a failed
  *                         verification ends the session (no fallback to plain text after a
  *                         STARTTLS).  Without ca_file: encrypted, unverified (opportunistic).
- *   NC_SMTP_TLS_REQUIRED  the session ends if STARTTLS is not offered; always verified,
+ *   ML_SMTP_TLS_REQUIRED  the session ends if STARTTLS is not offered; always verified,
  *                         against ca_file or else the system's default trust store.
  * TLS 1.2 only: libesmtp 1.1.0 mistakes TLS 1.3's post-handshake records (session tickets)
  * for the reply to its EHLO and drops the session (see tls_context() in smtp.c).
@@ -45,7 +45,7 @@
  *   0         not attempted, or the connection dropped before its final reply: temporary.
  *             (If the drop came after the message data was sent the relay may have kept it,
  *             so a retry can duplicate it.)
- * nc_smtp_status_temporary() tells which statuses a caller retries.
+ * ml_smtp_status_temporary() tells which statuses a caller retries.
  *
  * Per message, attempted says whether the relay dealt with this message itself:
  *   1  its MAIL FROM was sent and got a reply of its own other than 421 (whatever came after:
@@ -56,31 +56,31 @@
  *      message; a dropped connection; a cancel).  Sending it in another session is not a
  *      retry of it.
  *
- * Cancelling (nc_smtp_cancel_t, optional in the config): another thread can end a session
+ * Cancelling (ml_smtp_cancel_t, optional in the config): another thread can end a session
  * that is blocked on a relay that does not answer.  libesmtp blocks in poll() on its socket
  * and retries on EINTR, so a signal cannot do it; instead the session keeps a duplicate of
  * its socket's descriptor (ours, so its number cannot be reused by another thread while we
- * hold it) and nc_smtp_cancel_now() shuts that socket down: libesmtp's read returns at once.
+ * hold it) and ml_smtp_cancel_now() shuts that socket down: libesmtp's read returns at once.
  * A connect in progress is abandoned within 100 ms (nodelay.h). */
-#ifndef NC_SMTP_H
-#define NC_SMTP_H
+#ifndef ML_SMTP_H
+#define ML_SMTP_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
-/* Lets another thread stop a worker's sessions.  Initialise with nc_smtp_cancel_init. */
-typedef struct nc_smtp_cancel {
+/* Lets another thread stop a worker's sessions.  Initialise with ml_smtp_cancel_init. */
+typedef struct ml_smtp_cancel {
         pthread_mutex_t lock;
         int fd;               /* our duplicate of the running session's socket, or -1 */
-        atomic_int stop;      /* start no new session (nc_smtp_send_batch) */
+        atomic_int stop;      /* start no new session (ml_smtp_send_batch) */
         atomic_int cancelled; /* and end the running one now */
-} nc_smtp_cancel_t;
+} ml_smtp_cancel_t;
 
-typedef struct nc_smtp_config {
+typedef struct ml_smtp_config {
         const char *host; /* name or IPv4 address (libesmtp cannot take an IPv6 literal) */
         int port;         /* 0 = 587 */
-        enum { NC_SMTP_TLS_OFF, NC_SMTP_TLS_OPTIONAL, NC_SMTP_TLS_REQUIRED } starttls;
+        enum { ML_SMTP_TLS_OFF, ML_SMTP_TLS_OPTIONAL, ML_SMTP_TLS_REQUIRED } starttls;
         const char *username;        /* used with password */
         const char *password;        /* read from a file by the caller; NULL = no AUTH */
         const char *auth_mechanisms; /* blank/comma separated; NULL = "PLAIN LOGIN" */
@@ -88,10 +88,10 @@ typedef struct nc_smtp_config {
         const char *ca_file;         /* PEM CA bundle for STARTTLS verification (optional) */
         const char *helo_name;       /* EHLO name; NULL = the host name (uname) */
         int allow_plaintext_auth;    /* 1: AUTH also without TLS (the password in clear) */
-        nc_smtp_cancel_t *cancel;    /* optional: lets another thread end the session */
-} nc_smtp_config_t;
+        ml_smtp_cancel_t *cancel;    /* optional: lets another thread end the session */
+} ml_smtp_config_t;
 
-typedef struct nc_smtp_msg {
+typedef struct ml_smtp_msg {
         const char *mail_from; /* envelope sender; NULL or "" = null sender <> */
         const char *rcpt;      /* one recipient */
         const char *data;      /* complete RFC 5322 message with CRLF line ends */
@@ -100,13 +100,13 @@ typedef struct nc_smtp_msg {
         int status;      /* final SMTP reply for this message (see above); 0 = not attempted */
         char reply[256]; /* its text, enhanced status code first ("5.1.1 <x>: unknown") */
         int attempted;   /* 1 = the relay dealt with it (status is its own), 0 = never reached */
-} nc_smtp_msg_t;
+} ml_smtp_msg_t;
 
 /* Sends MSGS in ONE SMTP session (one connection, many transactions).  Returns 0 if the
  * session ran (per-message status says what happened to each), -1 with errstr if it could
  * not connect/greet/STARTTLS/AUTH at all (then every status is 0 or a 4xx/5xx from the
  * greeting).  Thread-safe: sessions in different threads are independent. */
-int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n, char *errstr,
+int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t n, char *errstr,
                          size_t errstr_size);
 
 /* Sends MSGS over as many sessions as it takes: when a session ends before some messages
@@ -117,28 +117,32 @@ int nc_smtp_send_session(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_
  * (0 = one per message, the most a session that attempts something can need), or when
  * cfg->cancel asks it to.  Returns 0 if every message was attempted, else -1 with errstr
  * saying why the rest were not; *sessions (may be NULL) = the sessions it started. */
-int nc_smtp_send_batch(const nc_smtp_config_t *cfg, nc_smtp_msg_t *msgs, size_t n,
+int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t n,
                        size_t max_sessions, size_t *sessions, char *errstr, size_t errstr_size);
 
-/* What nc_smtp_send_batch does after a session (pure policy, unit-tested): 1 if the messages
+/* What ml_smtp_send_batch does after a session (pure policy, unit-tested): 1 if the messages
  * not attempted yet go on in another session, 0 if the batch ends here.  N_LEFT: messages not
  * attempted yet; PROGRESS: messages the session attempted; SESSIONS: sessions so far. */
-int nc_smtp_batch_continue(size_t n_left, size_t progress, size_t sessions, size_t max_sessions,
+int ml_smtp_batch_continue(size_t n_left, size_t progress, size_t sessions, size_t max_sessions,
                            int stopping);
 
-void nc_smtp_cancel_init(nc_smtp_cancel_t *c);
-void nc_smtp_cancel_destroy(nc_smtp_cancel_t *c);
-/* Lets the running session finish but starts no other (nc_smtp_send_batch). */
-void nc_smtp_cancel_stop(nc_smtp_cancel_t *c);
+void ml_smtp_cancel_init(ml_smtp_cancel_t *c);
+void ml_smtp_cancel_destroy(ml_smtp_cancel_t *c);
+/* Lets the running session finish but starts no other (ml_smtp_send_batch). */
+void ml_smtp_cancel_stop(ml_smtp_cancel_t *c);
 /* Ends the running session now (its socket is shut down) and starts no other.  Any thread. */
-void nc_smtp_cancel_now(nc_smtp_cancel_t *c);
+void ml_smtp_cancel_now(ml_smtp_cancel_t *c);
 /* Allows sessions again (after a stop or cancel). */
-void nc_smtp_cancel_reset(nc_smtp_cancel_t *c);
+void ml_smtp_cancel_reset(ml_smtp_cancel_t *c);
 
-/* 1 if a message with this status should be retried later (0 and 4xx), 0 otherwise. */
-int nc_smtp_status_temporary(int status);
+/* 1 if a message with this status should be retried later (0 and 4xx), 0 otherwise.  Inline:
+ * the mailer's delivery policy (ml_policy.c) uses it without linking libesmtp. */
+static inline int ml_smtp_status_temporary(int status)
+{
+        return status == 0 || (status >= 400 && status <= 499);
+}
 
 /* libesmtp's version ("1.1.0"), for -V. */
-const char *nc_smtp_version(void);
+const char *ml_smtp_version(void);
 
 #endif

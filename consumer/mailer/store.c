@@ -101,8 +101,7 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
         s->bounces = (uint8_t)json_integer_value(json_object_get(rec, "bounces"));
         s->gen = nc_subscriber_generation(rec);
         s->suppressed = json_is_true(json_object_get(rec, "suppressed"));
-        json_array_foreach(json_object_get(rec, "categories"), i, v)
-        {
+        json_array_foreach(json_object_get(rec, "categories"), i, v) {
                 int c = index_of(&m->cfg.categories, json_string_value(v));
 
                 if (c >= 0 && c < 32)
@@ -110,8 +109,7 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
         }
         if ((s->nregions = (uint16_t)json_array_size(json_object_get(rec, "regions")))) {
                 s->regions = nc_xcalloc(s->nregions, sizeof(*s->regions));
-                json_array_foreach(json_object_get(rec, "regions"), i, v)
-                {
+                json_array_foreach(json_object_get(rec, "regions"), i, v) {
                         const char *r = json_string_value(v);
 
                         s->regions[i] = (uint16_t)((unsigned char)r[0] << 8 | (unsigned char)r[1]);
@@ -140,8 +138,7 @@ int ml_sub_matches(const ml_t *m, const ml_sub_t *s, const ml_notice_t *n)
         regions = json_object_get(n->data, "regions");
         if (!s->regions || !json_array_size(regions))
                 return 1;
-        json_array_foreach(regions, i, r)
-        {
+        json_array_foreach(regions, i, r) {
                 const char *c = json_string_value(r);
                 uint16_t code = (uint16_t)((unsigned char)c[0] << 8 | (unsigned char)c[1]);
 
@@ -198,6 +195,40 @@ int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen)
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id)
 {
         return g_hash_table_lookup(m->store.notices, id);
+}
+
+void ml_store_subs_begin(const ml_t *m, ml_store_iter_t *it)
+{
+        g_hash_table_iter_init(&it->it, m->store.subs);
+}
+
+const ml_sub_t *ml_store_subs_next(ml_store_iter_t *it)
+{
+        gpointer k, v;
+
+        return g_hash_table_iter_next(&it->it, &k, &v) ? v : NULL;
+}
+
+void ml_store_notices_begin(const ml_t *m, ml_store_iter_t *it)
+{
+        g_hash_table_iter_init(&it->it, m->store.notices);
+}
+
+const ml_notice_t *ml_store_notices_next(ml_store_iter_t *it)
+{
+        gpointer k, v;
+
+        return g_hash_table_iter_next(&it->it, &k, &v) ? v : NULL;
+}
+
+size_t ml_store_zone_count(const ml_t *m)
+{
+        return m->store.zones->len;
+}
+
+const char *ml_store_zone_name(const ml_t *m, int tz)
+{
+        return g_ptr_array_index(m->store.zones, tz);
 }
 
 const ml_notice_t *ml_store_latest(const ml_t *m, const char *id)

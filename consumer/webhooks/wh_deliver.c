@@ -194,8 +194,9 @@ static int partner_matches(const wh_partner_t *p, const wh_msg_t *m)
         regions = json_object_get(m->data, "regions");
         if (!p->cfg.regions.n || m->withdrawn || !json_array_size(regions))
                 return 1;
-        json_array_foreach(regions, i,
-                           r) if (nc_strlist_has(&p->cfg.regions, json_string_value(r))) return 1;
+        json_array_foreach(regions, i, r)
+                if (nc_strlist_has(&p->cfg.regions, json_string_value(r)))
+                        return 1;
         return 0;
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SMTP micro-benchmark: nc_smtp_send_session (libesmtp) against Postfix's smtp-source, both
+# SMTP micro-benchmark: ml_smtp_send_session (libesmtp) against Postfix's smtp-source, both
 # sending to the same smtp-sink on loopback, in one run on the same machine (README.md
 # "Benchmarks").
 #

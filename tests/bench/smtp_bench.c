@@ -1,4 +1,4 @@
-/* Micro-benchmark of nc_smtp_send_session (consumer/mailer/smtp.c): N messages of one size,
+/* Micro-benchmark of ml_smtp_send_session (consumer/mailer/smtp.c): N messages of one size,
  * in sessions of S messages, over T threads in parallel, against an SMTP sink (Postfix's
  * smtp-sink in tests/bench/smtp.sh).  Prints one line of key=value results.
  *
@@ -19,7 +19,7 @@
 #include "smtp.h"
 
 struct worker {
-        const nc_smtp_config_t *cfg;
+        const ml_smtp_config_t *cfg;
         const char *data;
         size_t len;
         size_t messages; /* to send */
@@ -31,7 +31,7 @@ struct worker {
 static void *run(void *p)
 {
         struct worker *w = p;
-        nc_smtp_msg_t *msgs = calloc(w->per_session, sizeof *msgs);
+        ml_smtp_msg_t *msgs = calloc(w->per_session, sizeof *msgs);
         char err[256];
 
         if (msgs == NULL)
@@ -46,7 +46,7 @@ static void *run(void *p)
                 size_t n =
                     w->messages - done < w->per_session ? w->messages - done : w->per_session;
 
-                if (nc_smtp_send_session(w->cfg, msgs, n, err, sizeof err) < 0) {
+                if (ml_smtp_send_session(w->cfg, msgs, n, err, sizeof err) < 0) {
                         w->session_errors++;
                         if (!w->first_error[0])
                                 snprintf(w->first_error, sizeof w->first_error, "%s", err);
@@ -121,7 +121,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         size_t total = 20000, per_session = 500, threads = 1, body = 2048, len, ok = 0, failed = 0,
                serr = 0;
         struct worker *w;
@@ -156,7 +156,7 @@ int main(int argc, char **argv)
                         body = strtoul(optarg, NULL, 10);
                         break;
                 case 'N':
-                        nc_nodelay_set_enabled(0);
+                        ml_nodelay_set_enabled(0);
                         break;
                 default:
                         usage();
@@ -178,7 +178,7 @@ int main(int argc, char **argv)
                 w[i].per_session = per_session;
                 w[i].messages = total / threads + (i < total % threads ? 1 : 0);
         }
-        applied0 = nc_nodelay_applied();
+        applied0 = ml_nodelay_applied();
         t0 = now();
         for (size_t i = 0; i < threads; i++)
                 if (pthread_create(&tid[i], NULL, run, &w[i]) != 0) {
@@ -199,8 +199,8 @@ int main(int argc, char **argv)
                "session_errors=%zu seconds=%.3f msg_per_s=%.1f nodelay=%s "
                "nodelay_sockets=%lu libesmtp=%s\n",
                threads, total, per_session, len, ok, failed, serr, secs, (double)ok / secs,
-               nc_nodelay_enabled() ? "on" : "off", nc_nodelay_applied() - applied0,
-               nc_smtp_version());
+               ml_nodelay_enabled() ? "on" : "off", ml_nodelay_applied() - applied0,
+               ml_smtp_version());
         if (first)
                 fprintf(stderr, "smtp_bench: first error: %s\n", first);
         free(data);

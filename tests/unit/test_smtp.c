@@ -189,7 +189,7 @@ static char *make_msg(const char *to, int id, size_t body, int with_msgid, size_
 }
 
 struct batch {
-        nc_smtp_msg_t *msgs;
+        ml_smtp_msg_t *msgs;
         char **bufs;
         char (*rcpts)[64];
         size_t n;
@@ -221,21 +221,21 @@ static void batch_free(struct batch *b)
         free(b->rcpts);
 }
 
-/* nc_smtp_send_session on a batch; says why when it fails (some tests expect that). */
-static int send_batch(const nc_smtp_config_t *cfg, struct batch *b, char *err, size_t size)
+/* ml_smtp_send_session on a batch; says why when it fails (some tests expect that). */
+static int send_batch(const ml_smtp_config_t *cfg, struct batch *b, char *err, size_t size)
 {
         int rc;
 
         err[0] = '\0';
-        rc = nc_smtp_send_session(cfg, b->msgs, b->n, err, size);
+        rc = ml_smtp_send_session(cfg, b->msgs, b->n, err, size);
         if (rc < 0)
-                print_message("    nc_smtp_send_session: %s\n", err);
+                print_message("    ml_smtp_send_session: %s\n", err);
         return rc;
 }
 
-static nc_smtp_config_t base_cfg(const struct srv *s)
+static ml_smtp_config_t base_cfg(const struct srv *s)
 {
-        nc_smtp_config_t c;
+        ml_smtp_config_t c;
 
         memset(&c, 0, sizeof c);
         c.host = "127.0.0.1";
@@ -259,10 +259,10 @@ static void test_basic(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "", *eml, *env;
         size_t len;
-        unsigned long before = nc_nodelay_applied();
+        unsigned long before = ml_nodelay_applied();
 
         (void)state;
         SKIP_WITHOUT_SERVER();
@@ -273,7 +273,7 @@ static void test_basic(void **state)
         for (size_t i = 0; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 250);
                 assert_non_null(strstr(b.msgs[i].reply, "queued as"));
-                assert_false(nc_smtp_status_temporary(b.msgs[i].status));
+                assert_false(ml_smtp_status_temporary(b.msgs[i].status));
         }
         assert_int_equal(srv_count(&s), 3);
         /* Byte for byte what we gave: nothing added (Date, From, Message-ID present), the
@@ -295,8 +295,8 @@ static void test_basic(void **state)
         eml = spooled(&s, 3, "json", &len);
         assert_non_null(strstr(eml, "\"connection\": 1,"));
         free(eml);
-        assert_true(nc_nodelay_applied() > before);
-        assert_true(nc_nodelay_active());
+        assert_true(ml_nodelay_applied() > before);
+        assert_true(ml_nodelay_active());
         batch_free(&b);
         srv_stop(&s);
 }
@@ -305,8 +305,8 @@ static void test_basic(void **state)
 static void test_headers(void **state)
 {
         struct srv s;
-        nc_smtp_config_t cfg;
-        nc_smtp_msg_t m;
+        ml_smtp_config_t cfg;
+        ml_smtp_msg_t m;
         char err[256] = "", *eml, *data;
         size_t len;
         const char *dup = "Date: Thu, 26 Nov 2026 19:45:00 +0000\r\n"
@@ -327,7 +327,7 @@ static void test_headers(void **state)
         m.rcpt = "a@example.org";
         data = make_msg("a@example.org", 7, 100, 0, &m.len);
         m.data = data;
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 1, err, sizeof err), 0);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 1, err, sizeof err), 0);
         assert_int_equal(m.status, 250);
         eml = spooled(&s, 1, "eml", &len);
         assert_non_null(eml);
@@ -338,7 +338,7 @@ static void test_headers(void **state)
 
         m.data = dup;
         m.len = strlen(dup);
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 1, err, sizeof err), 0);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 1, err, sizeof err), 0);
         eml = spooled(&s, 2, "eml", &len);
         assert_non_null(eml);
         assert_null(strstr(eml, "b@example.org"));
@@ -351,7 +351,7 @@ static void test_reject_and_tempfail(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -362,11 +362,11 @@ static void test_reject_and_tempfail(void **state)
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
         assert_int_equal(b.msgs[0].status, 451);
         assert_int_equal(b.msgs[1].status, 451);
-        assert_true(nc_smtp_status_temporary(451));
+        assert_true(ml_smtp_status_temporary(451));
         assert_int_equal(b.msgs[2].status, 250);
         assert_int_equal(b.msgs[3].status, 550);
         assert_non_null(strstr(b.msgs[3].reply, "5.1.1"));
-        assert_false(nc_smtp_status_temporary(550));
+        assert_false(ml_smtp_status_temporary(550));
         assert_int_equal(b.msgs[4].status, 250);
         assert_int_equal(b.msgs[5].status, 250);
         assert_int_equal(srv_count(&s), 3);
@@ -378,7 +378,7 @@ static void test_greeting_421(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -390,7 +390,7 @@ static void test_greeting_421(void **state)
         assert_non_null(strstr(err, "421"));
         for (size_t i = 0; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 421);
-                assert_true(nc_smtp_status_temporary(b.msgs[i].status));
+                assert_true(ml_smtp_status_temporary(b.msgs[i].status));
                 assert_false(b.msgs[i].attempted);
         }
         /* The next session gets through. */
@@ -405,7 +405,7 @@ static void test_midsession_421(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -434,7 +434,7 @@ static void test_drop(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -451,7 +451,7 @@ static void test_drop(void **state)
         for (size_t i = 3; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 0);
                 assert_non_null(strstr(b.msgs[i].reply, "not sent"));
-                assert_true(nc_smtp_status_temporary(b.msgs[i].status));
+                assert_true(ml_smtp_status_temporary(b.msgs[i].status));
                 assert_false(b.msgs[i].attempted);
         }
         assert_int_equal(srv_count(&s), 2);
@@ -463,7 +463,7 @@ static void test_down(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "", reply[64];
 
         (void)state;
@@ -489,7 +489,7 @@ static void test_bad_addresses(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -513,7 +513,7 @@ static void test_starttls(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "", *env, other[512];
         size_t len;
 
@@ -522,7 +522,7 @@ static void test_starttls(void **state)
         srv_start(&s, "--tls", NULL);
         batch_make(&b, 2, 3000);
         cfg = base_cfg(&s);
-        cfg.starttls = NC_SMTP_TLS_REQUIRED;
+        cfg.starttls = ML_SMTP_TLS_REQUIRED;
         cfg.ca_file = s.cert;
         /* By IP address (iPAddress SAN, which libesmtp's own check does not know)... */
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
@@ -537,7 +537,7 @@ static void test_starttls(void **state)
 
         /* Opportunistic, unverified: no CA file. */
         cfg.host = "127.0.0.1";
-        cfg.starttls = NC_SMTP_TLS_OPTIONAL;
+        cfg.starttls = ML_SMTP_TLS_OPTIONAL;
         cfg.ca_file = NULL;
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
         assert_int_equal(b.msgs[0].status, 250);
@@ -546,7 +546,7 @@ static void test_starttls(void **state)
         free(env);
 
         /* Required, against the system store: the self-signed certificate is refused. */
-        cfg.starttls = NC_SMTP_TLS_REQUIRED;
+        cfg.starttls = ML_SMTP_TLS_REQUIRED;
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), -1);
         assert_non_null(strstr(err, "certificate verify failed"));
         assert_int_equal(b.msgs[0].status, 0);
@@ -574,7 +574,7 @@ static void test_starttls(void **state)
         cfg = base_cfg(&s);
         cfg.host = "127.0.0.2";
         cfg.ca_file = s.cert;
-        cfg.starttls = NC_SMTP_TLS_OPTIONAL;
+        cfg.starttls = ML_SMTP_TLS_OPTIONAL;
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), -1);
         assert_non_null(strstr(err, "IP address mismatch"));
         assert_int_equal(srv_count(&s), 0);
@@ -586,7 +586,7 @@ static void test_starttls_not_offered(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -594,12 +594,12 @@ static void test_starttls_not_offered(void **state)
         srv_start(&s, NULL);
         batch_make(&b, 2, 100);
         cfg = base_cfg(&s);
-        cfg.starttls = NC_SMTP_TLS_REQUIRED;
+        cfg.starttls = ML_SMTP_TLS_REQUIRED;
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), -1);
         assert_non_null(strstr(err, "does not offer STARTTLS"));
         assert_int_equal(b.msgs[0].status, 0);
         /* OPTIONAL goes on in plain text. */
-        cfg.starttls = NC_SMTP_TLS_OPTIONAL;
+        cfg.starttls = ML_SMTP_TLS_OPTIONAL;
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
         assert_int_equal(b.msgs[0].status, 250);
         batch_free(&b);
@@ -610,7 +610,7 @@ static void test_auth(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "", *env;
         size_t len;
 
@@ -619,7 +619,7 @@ static void test_auth(void **state)
         srv_start(&s, "--tls", "--auth", NULL);
         batch_make(&b, 2, 100);
         cfg = base_cfg(&s);
-        cfg.starttls = NC_SMTP_TLS_REQUIRED;
+        cfg.starttls = ML_SMTP_TLS_REQUIRED;
         cfg.ca_file = s.cert;
         cfg.username = "noticecast";
         cfg.password = "s3cret-test-password";
@@ -652,7 +652,7 @@ static void test_auth(void **state)
 
         /* Without STARTTLS this server offers no AUTH: refuse to send unauthenticated. */
         cfg.auth_mechanisms = NULL;
-        cfg.starttls = NC_SMTP_TLS_OFF;
+        cfg.starttls = ML_SMTP_TLS_OFF;
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), -1);
         assert_non_null(strstr(err, "AUTH not done"));
         assert_int_equal(srv_count(&s), 4);
@@ -661,7 +661,7 @@ static void test_auth(void **state)
 }
 
 struct thread_arg {
-        const nc_smtp_config_t *cfg;
+        const ml_smtp_config_t *cfg;
         struct batch b;
         int rc;
         int ok;
@@ -672,7 +672,7 @@ static void *session_thread(void *p)
         struct thread_arg *a = p;
         char err[256];
 
-        a->rc = nc_smtp_send_session(a->cfg, a->b.msgs, a->b.n, err, sizeof err);
+        a->rc = ml_smtp_send_session(a->cfg, a->b.msgs, a->b.n, err, sizeof err);
         for (size_t i = 0; i < a->b.n; i++)
                 a->ok += a->b.msgs[i].status == 250;
         return NULL;
@@ -681,7 +681,7 @@ static void *session_thread(void *p)
 static void test_threads(void **state)
 {
         struct srv s;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         struct thread_arg args[4];
         pthread_t t[4];
 
@@ -689,7 +689,7 @@ static void test_threads(void **state)
         SKIP_WITHOUT_SERVER();
         srv_start(&s, "--tls", "--auth", NULL);
         cfg = base_cfg(&s);
-        cfg.starttls = NC_SMTP_TLS_REQUIRED;
+        cfg.starttls = ML_SMTP_TLS_REQUIRED;
         cfg.ca_file = s.cert;
         cfg.username = "noticecast";
         cfg.password = "s3cret-test-password";
@@ -711,8 +711,8 @@ static void test_threads(void **state)
 
 static void test_config_errors(void **state)
 {
-        nc_smtp_config_t cfg;
-        nc_smtp_msg_t m;
+        ml_smtp_config_t cfg;
+        ml_smtp_msg_t m;
         char err[256] = "", longpw[300];
 
         (void)state;
@@ -721,31 +721,31 @@ static void test_config_errors(void **state)
         m.rcpt = "a@example.org";
         m.data = "x\r\n";
         m.len = 3;
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
         assert_non_null(strstr(err, "host"));
         cfg.host = "::1";
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
         cfg.host = "127.0.0.1";
         cfg.password = "x";
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
         assert_non_null(strstr(err, "without a user"));
         memset(longpw, 'p', sizeof longpw - 1);
         longpw[sizeof longpw - 1] = '\0';
         cfg.username = "u";
         cfg.password = longpw;
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
         assert_null(strstr(err, "ppp"));
         /* Nothing to send is not an error and connects nowhere. */
         cfg.password = NULL;
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 0, err, sizeof err), 0);
-        assert_true(strlen(nc_smtp_version()) > 0);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 0, err, sizeof err), 0);
+        assert_true(strlen(ml_smtp_version()) > 0);
 }
 
 /* The connect timeout: a listener whose backlog is full leaves further SYNs unanswered. */
 static void test_connect_timeout(void **state)
 {
-        nc_smtp_config_t cfg;
-        nc_smtp_msg_t m;
+        ml_smtp_config_t cfg;
+        ml_smtp_msg_t m;
         char err[256] = "";
         struct sockaddr_in sa;
         socklen_t salen = sizeof sa;
@@ -777,7 +777,7 @@ static void test_connect_timeout(void **state)
         m.data = "x\r\n";
         m.len = 3;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        assert_int_equal(nc_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
+        assert_int_equal(ml_smtp_send_session(&cfg, &m, 1, err, sizeof err), -1);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         /* Either the connect timed out, or the kernel completed it and the greeting wait did:
          * both within a few timeouts, not the kernel's two minutes. */
@@ -794,7 +794,7 @@ static void test_batch_continues_after_421(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
         size_t sessions = 0;
 
@@ -803,7 +803,7 @@ static void test_batch_continues_after_421(void **state)
         srv_start(&s, "--close-after", "2", NULL);
         batch_make(&b, 7, 2500);
         cfg = base_cfg(&s);
-        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), 0);
+        assert_int_equal(ml_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), 0);
         assert_int_equal(sessions, 4);
         for (size_t i = 0; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 250);
@@ -811,7 +811,7 @@ static void test_batch_continues_after_421(void **state)
         }
         assert_int_equal(srv_count(&s), 7);
         /* A cap on the sessions leaves the rest unattempted, with the 421. */
-        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 2, &sessions, err, sizeof err), -1);
+        assert_int_equal(ml_smtp_send_batch(&cfg, b.msgs, b.n, 2, &sessions, err, sizeof err), -1);
         assert_int_equal(sessions, 2);
         assert_non_null(strstr(err, "3 messages not attempted after 2 sessions"));
         for (size_t i = 4; i < b.n; i++) {
@@ -827,7 +827,7 @@ static void test_batch_drop_and_refusal(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "", reply[64];
         size_t sessions = 0;
 
@@ -836,7 +836,7 @@ static void test_batch_drop_and_refusal(void **state)
         srv_start(&s, "--drop-after", "2", NULL);
         batch_make(&b, 5, 2500);
         cfg = base_cfg(&s);
-        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), 0);
+        assert_int_equal(ml_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), 0);
         assert_int_equal(sessions, 2);
         assert_int_equal(b.msgs[2].status, 0); /* its fate unknown: the caller retries it */
         assert_true(b.msgs[2].attempted);
@@ -845,7 +845,7 @@ static void test_batch_drop_and_refusal(void **state)
         assert_int_equal(srv_count(&s), 4);
         srv_cmd(&s, "drop-after 0", reply, sizeof reply);
         srv_cmd(&s, "fail-connections 5", reply, sizeof reply);
-        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), -1);
+        assert_int_equal(ml_smtp_send_batch(&cfg, b.msgs, b.n, 0, &sessions, err, sizeof err), -1);
         assert_int_equal(sessions, 1);
         assert_non_null(strstr(err, "421"));
         for (size_t i = 0; i < b.n; i++) {
@@ -860,11 +860,11 @@ static void test_batch_policy(void **state)
 {
         (void)state;
         /* (left, progress, sessions, max, stopping) */
-        assert_true(nc_smtp_batch_continue(5, 3, 1, 10, 0));
-        assert_false(nc_smtp_batch_continue(0, 3, 1, 10, 0));  /* done */
-        assert_false(nc_smtp_batch_continue(5, 0, 1, 10, 0));  /* no progress: relay refuses */
-        assert_false(nc_smtp_batch_continue(5, 3, 10, 10, 0)); /* cap */
-        assert_false(nc_smtp_batch_continue(5, 3, 1, 10, 1));  /* stopping */
+        assert_true(ml_smtp_batch_continue(5, 3, 1, 10, 0));
+        assert_false(ml_smtp_batch_continue(0, 3, 1, 10, 0));  /* done */
+        assert_false(ml_smtp_batch_continue(5, 0, 1, 10, 0));  /* no progress: relay refuses */
+        assert_false(ml_smtp_batch_continue(5, 3, 10, 10, 0)); /* cap */
+        assert_false(ml_smtp_batch_continue(5, 3, 1, 10, 1));  /* stopping */
 }
 
 /* 452 at RCPT: that message's own temporary answer (attempted), the others go through. */
@@ -872,7 +872,7 @@ static void test_rcpt_tempfail(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -880,11 +880,11 @@ static void test_rcpt_tempfail(void **state)
         srv_start(&s, "--tempfail-rcpt", "user1@example.org", NULL);
         batch_make(&b, 3, 100);
         cfg = base_cfg(&s);
-        assert_int_equal(nc_smtp_send_batch(&cfg, b.msgs, b.n, 0, NULL, err, sizeof err), 0);
+        assert_int_equal(ml_smtp_send_batch(&cfg, b.msgs, b.n, 0, NULL, err, sizeof err), 0);
         assert_int_equal(b.msgs[0].status, 250);
         assert_int_equal(b.msgs[1].status, 452);
         assert_true(b.msgs[1].attempted);
-        assert_true(nc_smtp_status_temporary(b.msgs[1].status));
+        assert_true(ml_smtp_status_temporary(b.msgs[1].status));
         assert_int_equal(b.msgs[2].status, 250);
         assert_int_equal(srv_count(&s), 2);
         batch_free(&b);
@@ -907,7 +907,7 @@ static void test_no_auth_without_tls(void **state)
 {
         struct srv s;
         struct batch b;
-        nc_smtp_config_t cfg;
+        ml_smtp_config_t cfg;
         char err[256] = "";
 
         (void)state;
@@ -918,14 +918,14 @@ static void test_no_auth_without_tls(void **state)
         cfg.username = "noticecast";
         cfg.password = "s3cret-test-password";
         for (int mode = 0; mode < 2; mode++) {
-                cfg.starttls = mode ? NC_SMTP_TLS_OFF : NC_SMTP_TLS_OPTIONAL;
+                cfg.starttls = mode ? ML_SMTP_TLS_OFF : ML_SMTP_TLS_OPTIONAL;
                 assert_int_equal(send_batch(&cfg, &b, err, sizeof err), -1);
                 assert_non_null(strstr(err, "not sending credentials without TLS"));
                 assert_null(strstr(err, "s3cret"));
                 for (size_t i = 0; i < b.n; i++) {
                         assert_int_equal(b.msgs[i].status, 0);
                         assert_false(b.msgs[i].attempted);
-                        assert_true(nc_smtp_status_temporary(b.msgs[i].status));
+                        assert_true(ml_smtp_status_temporary(b.msgs[i].status));
                 }
                 /* Other mechanisms are held back too. */
                 cfg.auth_mechanisms = "CRAM-MD5 PLAIN LOGIN";
@@ -934,7 +934,7 @@ static void test_no_auth_without_tls(void **state)
         assert_int_equal(srv_count(&s), 0);
         /* The explicit opt-in. */
         cfg.auth_mechanisms = NULL;
-        cfg.starttls = NC_SMTP_TLS_OPTIONAL;
+        cfg.starttls = ML_SMTP_TLS_OPTIONAL;
         cfg.allow_plaintext_auth = 1;
         assert_int_equal(send_batch(&cfg, &b, err, sizeof err), 0);
         assert_int_equal(b.msgs[0].status, 250);
@@ -945,8 +945,8 @@ static void test_no_auth_without_tls(void **state)
 }
 
 struct cancel_arg {
-        nc_smtp_config_t cfg;
-        nc_smtp_msg_t m;
+        ml_smtp_config_t cfg;
+        ml_smtp_msg_t m;
         int rc;
         char err[256];
 };
@@ -955,7 +955,7 @@ static void *cancel_thread(void *p)
 {
         struct cancel_arg *a = p;
 
-        a->rc = nc_smtp_send_batch(&a->cfg, &a->m, 1, 0, NULL, a->err, sizeof a->err);
+        a->rc = ml_smtp_send_batch(&a->cfg, &a->m, 1, 0, NULL, a->err, sizeof a->err);
         return NULL;
 }
 
@@ -967,13 +967,13 @@ static double elapsed_s(const struct timespec *t0)
         return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* nc_smtp_cancel_now ends a session blocked on a relay that never answers (its greeting wait
+/* ml_smtp_cancel_now ends a session blocked on a relay that never answers (its greeting wait
  * is 30 s here), and one stuck in connect; a cancelled handle starts no session. */
 static void test_cancel(void **state)
 {
         struct sockaddr_in sa;
         socklen_t salen = sizeof sa;
-        nc_smtp_cancel_t c;
+        ml_smtp_cancel_t c;
         struct cancel_arg a;
         struct timespec t0;
         pthread_t t;
@@ -989,7 +989,7 @@ static void test_cancel(void **state)
         assert_int_equal(listen(l, 4), 0);
         assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &salen), 0);
 
-        nc_smtp_cancel_init(&c);
+        ml_smtp_cancel_init(&c);
         memset(&a, 0, sizeof a);
         a.cfg.host = "127.0.0.1";
         a.cfg.port = ntohs(sa.sin_port);
@@ -1001,7 +1001,7 @@ static void test_cancel(void **state)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         assert_int_equal(pthread_create(&t, NULL, cancel_thread, &a), 0);
         usleep(500000);
-        nc_smtp_cancel_now(&c);
+        ml_smtp_cancel_now(&c);
         pthread_join(t, NULL);
         assert_true(elapsed_s(&t0) < 5);
         assert_int_equal(a.rc, -1);
@@ -1011,12 +1011,12 @@ static void test_cancel(void **state)
 
         /* Cancelled: nothing is started. */
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        assert_int_equal(nc_smtp_send_session(&a.cfg, &a.m, 1, a.err, sizeof a.err), -1);
+        assert_int_equal(ml_smtp_send_session(&a.cfg, &a.m, 1, a.err, sizeof a.err), -1);
         assert_non_null(strstr(a.err, "cancelled"));
         assert_true(elapsed_s(&t0) < 1);
 
         /* A connect that never completes (full backlog), cancelled. */
-        nc_smtp_cancel_reset(&c);
+        ml_smtp_cancel_reset(&c);
         assert_int_equal(listen(l, 0), 0);
         for (int i = 0; i < 8; i++) {
                 int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -1028,7 +1028,7 @@ static void test_cancel(void **state)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         assert_int_equal(pthread_create(&t, NULL, cancel_thread, &a), 0);
         usleep(500000);
-        nc_smtp_cancel_now(&c);
+        ml_smtp_cancel_now(&c);
         pthread_join(t, NULL);
         assert_true(elapsed_s(&t0) < 5);
         assert_int_equal(a.rc, -1);
@@ -1036,7 +1036,7 @@ static void test_cancel(void **state)
         for (int i = 0; i < nfill; i++)
                 close(fill[i]);
         close(l);
-        nc_smtp_cancel_destroy(&c);
+        ml_smtp_cancel_destroy(&c);
 }
 
 int main(void)
@@ -1065,7 +1065,7 @@ int main(void)
         };
 
         nc_log_init("test_smtp", NC_LOG_ERROR);
-        /* A server that closes first must not kill the test: nc_smtp_send_session blocks
+        /* A server that closes first must not kill the test: ml_smtp_send_session blocks
          * SIGPIPE itself, which is what this checks (no SIG_IGN here). */
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
