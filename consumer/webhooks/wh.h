@@ -73,8 +73,10 @@
 
 #include "nc_config.h"
 #include "nc_dlq.h"
+#include "nc_kafka.h"
 #include "nc_metrics.h"
 #include "nc_sign.h"
+#include "nc_tail.h"
 #include "nc_track.h"
 #include "wh_policy.h"
 
@@ -225,7 +227,8 @@ typedef struct wh {
 
         rd_kafka_t *consumer;
         rd_kafka_t *producer;
-        rd_kafka_queue_t *cq; /* consumer queue */
+        rd_kafka_queue_t *cq;           /* consumer queue */
+        nc_kafka_rebalance_t rebalance; /* the consumer's (nc_kafka_rebalance_cb) */
         CURLM *multi;
         int epfd;              /* the wake pipe and libcurl's sockets */
         int64_t curl_timer_ms; /* when libcurl wants to be called for its timeouts, -1 = no */
@@ -246,15 +249,14 @@ typedef struct wh {
         size_t dlq_copy_max;
 
         /* DLQ reader: the keys of the DLQ's recent entries. */
-        rd_kafka_t *dlq_reader;
-        rd_kafka_queue_t *dlq_q;
-        int *dlq_eof;
-        int dlq_parts, dlq_eof_n, dlq_synced;
+        nc_tail_t *dlq_tail;
+        int dlq_synced; /* it was caught up once (nc_tail.h) */
         nc_keyset_t dlq_seen;
 
         /* Id reader: which notices were published. */
         rd_kafka_t *id_reader;
         rd_kafka_queue_t *id_q;
+        nc_kafka_rebalance_t id_rebalance; /* its rebalance (nc_kafka_rebalance_cb) */
         wh_idpart_t *idparts;
         size_t idparts_n, idparts_cap;
         int ids_assigned, ids_synced;
@@ -263,10 +265,8 @@ typedef struct wh {
 
         /* Events reader: which (notice, partner, event) were delivered: webhook-ids recorded
          * as delivered on <prefix>deliveries, and those delivered by this process. */
-        rd_kafka_t *ev_reader;
-        rd_kafka_queue_t *ev_q;
-        int *ev_eof;
-        int ev_parts, ev_eof_n, ev_synced;
+        nc_tail_t *ev_tail;
+        int ev_synced; /* it was caught up once */
         nc_keyset_t delivered;
 
         /* Retry tiers: consumed records not settled, and (from the stats thread) the records
@@ -282,7 +282,7 @@ typedef struct wh {
         char retry_topics[16][256]; /* one per schedule entry (same delay = same topic) */
         char dlq_topic[256];
         char events_topic[256];
-        char notice_regex[300];
+        char notice_regex[600];
 
         nc_metrics_t *metrics;
         nc_metric_t *m_deliveries, *m_latency, *m_backlog, *m_lag, *m_dlq, *m_inflight, *m_skipped;

@@ -15,19 +15,6 @@
 
 static void easy_pool_clear(wh_partner_t *p);
 
-static void partner_cfg_free(nc_partner_t *c)
-{
-        free(c->id);
-        free(c->url);
-        free(c->secret_file);
-        nc_strlist_clear(&c->categories);
-        nc_strlist_clear(&c->regions);
-        free(c->ca_file);
-        free(c->client_cert);
-        free(c->client_key);
-        memset(c, 0, sizeof(*c));
-}
-
 static char *dup_or_null(const char *s)
 {
         return s ? nc_xstrdup(s) : NULL;
@@ -130,7 +117,7 @@ static void partner_update(wh_t *w, const nc_partner_t *c, nc_signer_t signer)
                 fresh = 1;
         } else {
                 easy_pool_clear(p); /* their options came from the old settings */
-                partner_cfg_free(&p->cfg);
+                nc_config_partner_free(&p->cfg);
                 if (p->disabled)
                         log_info("partner %s re-enabled by the configuration reload", c->id);
         }
@@ -172,7 +159,7 @@ void wh_partners_free(wh_t *w)
                 next = p->next;
                 easy_pool_clear(p);
                 free(p->idle);
-                partner_cfg_free(&p->cfg);
+                nc_config_partner_free(&p->cfg);
                 nc_signer_free(&p->signer);
                 free(p);
         }

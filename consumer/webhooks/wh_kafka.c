@@ -333,26 +333,28 @@ static void ids_update_synced(wh_t *w)
 }
 
 /* Its own group, of one member: it is given every partition; it resumes where it was. */
-static void id_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                            rd_kafka_topic_partition_list_t *parts, void *opaque)
+static void id_assigning(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         wh_t *w = opaque;
         int i;
 
-        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                for (i = 0; i < parts->cnt; i++) {
-                        wh_idpart_t *ip =
-                            idpart(w, parts->elems[i].topic, parts->elems[i].partition, 1);
+        (void)rk;
+        for (i = 0; i < parts->cnt; i++) {
+                wh_idpart_t *ip = idpart(w, parts->elems[i].topic, parts->elems[i].partition, 1);
 
-                        parts->elems[i].offset = ip->pos > 0 ? ip->pos : RD_KAFKA_OFFSET_BEGINNING;
-                }
-                rd_kafka_assign(rk, parts);
-                w->ids_assigned = 1;
-                w->ids_synced = 0;
-                ids_update_synced(w);
-                return;
+                parts->elems[i].offset = ip->pos > 0 ? ip->pos : RD_KAFKA_OFFSET_BEGINNING;
         }
-        rd_kafka_assign(rk, NULL);
+}
+
+static void id_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        wh_t *w = opaque;
+
+        (void)rk;
+        (void)parts;
+        w->ids_assigned = 1;
+        w->ids_synced = 0;
+        ids_update_synced(w);
 }
 
 static void id_record(wh_t *w, const rd_kafka_message_t *r)
@@ -459,39 +461,52 @@ static void wait_run(wh_t *w)
         }
 }
 
-/* ---- the DLQ reader: which entries exist already ---------------------------------------- */
+/* ---- the DLQ and events readers (nc_tail.h) --------------------------------------------- */
+
+/* Serves tail reader T (one batch a turn); 1 the first time it is caught up. */
+static int tail_poll(wh_t *w, nc_tail_t *t, nc_tail_fn *fn, int *synced)
+{
+        nc_tail_poll(t, 500, fn, w);
+        if (*synced || !nc_tail_caught_up(t))
+                return 0;
+        return *synced = 1;
+}
+
+/* A DLQ entry of this stage, of any instance: it is not written again. */
+static void dlq_entry(const rd_kafka_message_t *r, void *opaque)
+{
+        char key[NC_DLQ_KEY_SIZE];
+        wh_t *w = opaque;
+
+        if (r->err)
+                log_debug("dlq reader: %s", rd_kafka_message_errstr(r));
+        else if (hdr(r, "noticecast-dlq-key", key, sizeof(key)) && !strncmp(key, "webhooks/", 9))
+                nc_keyset_add(&w->dlq_seen, nc_key_hash(key, strlen(key)));
+}
 
 static void dlq_reader_poll(wh_t *w)
 {
-        rd_kafka_message_t *batch[500];
-        char key[NC_DLQ_KEY_SIZE];
-        ssize_t n, i;
-
-        if (!w->dlq_q)
+        if (!tail_poll(w, w->dlq_tail, dlq_entry, &w->dlq_synced))
                 return;
-        n = rd_kafka_consume_batch_queue(w->dlq_q, 0, batch, sizeof(batch) / sizeof(batch[0]));
-        for (i = 0; i < n; i++) {
-                rd_kafka_message_t *r = batch[i];
+        w->prq_due_ms = 1; /* release the DLQ records waiting */
+        log_info("dlq reader: %zu entries of this stage known", w->dlq_seen.n);
+}
 
-                if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (r->partition >= 0 && r->partition < w->dlq_parts &&
-                            !w->dlq_eof[r->partition]) {
-                                w->dlq_eof[r->partition] = 1;
-                                if (++w->dlq_eof_n == w->dlq_parts) {
-                                        w->dlq_synced = 1;
-                                        w->prq_due_ms = 1; /* release the DLQ records waiting */
-                                        log_info("dlq reader: %zu entries of this stage known",
-                                                 w->dlq_seen.n);
-                                }
-                        }
-                } else if (r->err) {
-                        log_debug("dlq reader: %s", rd_kafka_message_errstr(r));
-                } else if (hdr(r, "noticecast-dlq-key", key, sizeof(key)) &&
-                           !strncmp(key, "webhooks/", 9)) {
-                        nc_keyset_add(&w->dlq_seen, nc_key_hash(key, strlen(key)));
-                }
-                rd_kafka_message_destroy(r);
-        }
+/* A delivery event of any instance: what it says was delivered is not sent again. */
+static void ev_record(const rd_kafka_message_t *r, void *opaque)
+{
+        char buf[NC_WEBHOOK_ID_SIZE];
+
+        if (r->err)
+                log_debug("events reader: %s", rd_kafka_message_errstr(r));
+        else if (wh_event_delivered_id(r->payload, r->len, buf, sizeof(buf)))
+                wh_delivered_add(opaque, buf);
+}
+
+static void ev_reader_poll(wh_t *w)
+{
+        if (tail_poll(w, w->ev_tail, ev_record, &w->ev_synced))
+                log_info("events reader: %zu delivered (notice, partner) known", w->delivered.n);
 }
 
 /* The chain of M: carried by a retry record, else M itself (a notice, or a replayed record). */
@@ -636,23 +651,23 @@ void wh_timers(wh_t *w, int64_t now)
 
 /* ---- rebalancing ----------------------------------------------------------------------- */
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+static void consumer_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         wh_t *w = opaque;
 
-        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                log_info("assigned %d partition%s", parts->cnt, parts->cnt == 1 ? "" : "s");
-                rd_kafka_assign(rk, parts);
-                w->ready = 1;
-                return;
-        }
-        /* Revoked: work already started goes on, but its offsets are no longer ours to store;
-         * the next owner re-reads from the last committed offset (at-least-once). */
-        nc_tracks_store(w->tracks, rk); /* what is settled is committed with the revocation */
-        nc_tracks_revoke(w->tracks, parts);
+        (void)rk;
+        log_info("assigned %d partition%s", parts->cnt, parts->cnt == 1 ? "" : "s");
+        w->ready = 1;
+}
+
+/* Revoked: work already started goes on, but its offsets are no longer ours to store (what is
+ * settled was, by nc_kafka_rebalance_cb); the next owner re-reads from the last committed
+ * offset (at-least-once). */
+static void consumer_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        (void)rk;
+        (void)opaque;
         log_info("revoked %d partition%s", parts->cnt, parts->cnt == 1 ? "" : "s");
-        rd_kafka_assign(rk, NULL);
 }
 
 /* ---- start / poll / stop --------------------------------------------------------------- */
@@ -712,148 +727,57 @@ static void wait_for_topics(wh_t *w)
                 log_warnx("retry topics not visible yet: they join the subscription later");
 }
 
-static void regex_escape(const char *in, char *out, size_t size)
-{
-        size_t o = 0;
-
-        for (; *in && o + 3 < size; in++) {
-                if (strchr(".^$*+?()[]{}|\\", *in))
-                        out[o++] = '\\';
-                out[o++] = *in;
-        }
-        out[o] = '\0';
-}
-
-/* A delivery event of any instance: what it says was delivered is not sent again. */
-static void ev_record(wh_t *w, const rd_kafka_message_t *r)
-{
-        char buf[NC_WEBHOOK_ID_SIZE];
-
-        if (wh_event_delivered_id(r->payload, r->len, buf, sizeof(buf)))
-                wh_delivered_add(w, buf);
-}
-
-static void ev_reader_poll(wh_t *w)
-{
-        rd_kafka_message_t *batch[500];
-        ssize_t n, i;
-
-        if (!w->ev_q)
-                return;
-        n = rd_kafka_consume_batch_queue(w->ev_q, 0, batch, sizeof(batch) / sizeof(batch[0]));
-        for (i = 0; i < n; i++) {
-                rd_kafka_message_t *r = batch[i];
-
-                if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (r->partition >= 0 && r->partition < w->ev_parts &&
-                            !w->ev_eof[r->partition]) {
-                                w->ev_eof[r->partition] = 1;
-                                if (++w->ev_eof_n == w->ev_parts) {
-                                        w->ev_synced = 1;
-                                        log_info("events reader: %zu delivered (notice, partner) "
-                                                 "known",
-                                                 w->delivered.n);
-                                }
-                        }
-                } else if (r->err) {
-                        log_debug("events reader: %s", rd_kafka_message_errstr(r));
-                } else {
-                        ev_record(w, r);
-                }
-                rd_kafka_message_destroy(r);
-        }
-}
-
 /* A group-less reader of TOPIC from RECENT records before the end of each partition, then
- * live (assign, nothing committed); *NPARTS and *EOF are set for its end-of-partition
- * bookkeeping. */
+ * live (nc_tail.h). */
 static int tail_reader_start(wh_t *w, const char *topic, int64_t recent, const char *what,
-                             rd_kafka_t **rkp, rd_kafka_queue_t **qp, int *nparts, int **eof,
-                             char *errstr, size_t errstr_size)
+                             nc_tail_t **tp, char *errstr, size_t errstr_size)
 {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_partition_list_t *parts;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->producer, topic, NULL);
-        rd_kafka_resp_err_t err;
-        rd_kafka_conf_t *conf;
-        char kerr[512], group[300];
-        rd_kafka_t *rk;
-        int i;
-
-        err = rd_kafka_metadata(w->producer, 0, rkt, &md, w->cfg.producer_timeout_ms);
-        rd_kafka_topic_destroy(rkt);
-        if (err || md->topic_cnt != 1 || md->topics[0].err || !md->topics[0].partition_cnt) {
-                nc_err(errstr, errstr_size, "%s: topic %s: %s", what, topic,
-                       rd_kafka_err2str(err                  ? err
-                                        : md->topic_cnt != 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                                                             : md->topics[0].err));
-                if (md)
-                        rd_kafka_metadata_destroy(md);
-                return -1;
-        }
-        *nparts = md->topics[0].partition_cnt;
-        *eof = nc_xcalloc((size_t)*nparts, sizeof(**eof));
-        parts = rd_kafka_topic_partition_list_new(*nparts);
-        for (i = 0; i < md->topics[0].partition_cnt; i++)
-                rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id)
-                    ->offset = RD_KAFKA_OFFSET_TAIL(recent);
-        rd_kafka_metadata_destroy(md);
+        char group[300];
 
         snprintf(group, sizeof(group), "%s.reader", w->cfg.webhooks.group_id);
-        if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size))) {
-                rd_kafka_topic_partition_list_destroy(parts);
+        /* Our own records are not transactional; an open transaction of the mailer must not
+         * hold back the end. */
+        if (!(*tp = nc_tail_new(
+                  &w->cfg,
+                  &(nc_tail_opts_t){
+                      .name = what, .topic = topic, .group_id = group, .read_uncommitted = 1},
+                  errstr, errstr_size)))
                 return -1;
-        }
-        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.partition.eof", "true", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
-            /* our own records are not transactional; an open transaction of the mailer
-             * must not hold back the end */
-            rd_kafka_conf_set(conf, "isolation.level", "read_uncommitted", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
-                rd_kafka_conf_destroy(conf);
-                rd_kafka_topic_partition_list_destroy(parts);
-                return nc_err(errstr, errstr_size, "%s: %s", what, kerr);
-        }
-        if (!(*rkp = rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                rd_kafka_topic_partition_list_destroy(parts);
-                return nc_err(errstr, errstr_size, "%s: %s", what, kerr);
-        }
-        rd_kafka_poll_set_consumer(rk);
-        err = rd_kafka_assign(rk, parts);
-        rd_kafka_topic_partition_list_destroy(parts);
+        nc_tail_wake_fd(*tp, w->wake_pipe[1], "r", 1);
+        return nc_tail_start(*tp, recent, w->cfg.producer_timeout_ms, errstr, errstr_size);
+}
+
+/* Subscribes RK to every notice topic (and the retry tiers: WITH_RETRY). */
+static int subscribe(wh_t *w, rd_kafka_t *rk, int with_retry, const char *what, char *errstr,
+                     size_t errstr_size)
+{
+        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(20);
+        rd_kafka_resp_err_t err;
+        size_t i;
+
+        rd_kafka_topic_partition_list_add(subs, w->notice_regex, RD_KAFKA_PARTITION_UA);
+        for (i = 0; with_retry && i < w->cfg.webhooks.retry_n; i++)
+                if (!rd_kafka_topic_partition_list_find(subs, w->retry_topics[i],
+                                                        RD_KAFKA_PARTITION_UA))
+                        rd_kafka_topic_partition_list_add(subs, w->retry_topics[i],
+                                                          RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(rk, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
         if (err)
-                return nc_err(errstr, errstr_size, "%s: assign: %s", what, rd_kafka_err2str(err));
-        *qp = rd_kafka_queue_get_consumer(rk);
-        rd_kafka_queue_io_event_enable(*qp, w->wake_pipe[1], "r", 1);
+                return nc_err(errstr, errstr_size, "%s: subscribe: %s", what,
+                              rd_kafka_err2str(err));
         return 0;
 }
 
-/* The DLQ's recent entries, from WH_DLQ_RECENT before the end of each partition, then live:
- * no consumer group (assign), nothing committed. */
-static int dlq_reader_start(wh_t *w, char *errstr, size_t errstr_size)
-{
-        return tail_reader_start(w, w->dlq_topic, WH_DLQ_RECENT, "dlq reader", &w->dlq_reader,
-                                 &w->dlq_q, &w->dlq_parts, &w->dlq_eof, errstr, errstr_size);
-}
-
-static int ev_reader_start(wh_t *w, char *errstr, size_t errstr_size)
-{
-        return tail_reader_start(w, w->events_topic, WH_DELIVERED_RECENT, "events reader",
-                                 &w->ev_reader, &w->ev_q, &w->ev_parts, &w->ev_eof, errstr,
-                                 errstr_size);
-}
-
 /* Every notice topic from the beginning, then live, in a consumer group of its own (one
- * member: it is given every partition, and new notice topics as they appear). */
+ * member: it is given every partition, and new notice topics as they appear); nothing is
+ * committed: it resumes from where it was (id_assigning). */
 static int id_reader_start(wh_t *w, char *errstr, size_t errstr_size)
 {
-        rd_kafka_topic_partition_list_t *subs;
-        rd_kafka_conf_t *conf;
-        char kerr[512], group[400], host[64] = "host";
+        static const nc_kafka_setting_t set[] = {{"topic.metadata.refresh.interval.ms", "10000"},
+                                                 {"fetch.wait.max.ms", "100"},
+                                                 {NULL, NULL}};
+        char group[400], host[64] = "host";
         unsigned r = 0;
 
         gethostname(host, sizeof(host) - 1);
@@ -861,37 +785,22 @@ static int id_reader_start(wh_t *w, char *errstr, size_t errstr_size)
                 r = (unsigned)nc_time_now_ms();
         snprintf(group, sizeof(group), "%s.ids.%s-%d-%08x", w->cfg.webhooks.group_id, host,
                  (int)getpid(), r);
-        if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size)))
+        w->id_rebalance =
+            (nc_kafka_rebalance_t){.assigning = id_assigning, .assigned = id_assigned, .opaque = w};
+        if (!(w->id_reader = nc_kafka_group_consumer_new(&w->cfg,
+                                                         &(nc_kafka_opts_t){
+                                                             .name = "id reader",
+                                                             .group_id = group,
+                                                             .commit_interval_ms = 0,
+                                                             .partition_eof = 1,
+                                                             .set = set,
+                                                             .rebalance = &w->id_rebalance,
+                                                         },
+                                                         errstr, errstr_size)))
                 return -1;
-        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.partition.eof", "true", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "topic.metadata.refresh.interval.ms", "10000", kerr,
-                              sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "id reader: %s", kerr);
-        }
-        rd_kafka_conf_set_rebalance_cb(conf, id_rebalance_cb);
-        rd_kafka_conf_set_opaque(conf, w);
-        if (!(w->id_reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "id reader: %s", kerr);
-        }
-        rd_kafka_poll_set_consumer(w->id_reader);
         w->id_q = rd_kafka_queue_get_consumer(w->id_reader);
         rd_kafka_queue_io_event_enable(w->id_q, w->wake_pipe[1], "i", 1);
-        subs = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(subs, w->notice_regex, RD_KAFKA_PARTITION_UA);
-        if (rd_kafka_subscribe(w->id_reader, subs)) {
-                rd_kafka_topic_partition_list_destroy(subs);
-                return nc_err(errstr, errstr_size, "id reader: subscribe failed");
-        }
-        rd_kafka_topic_partition_list_destroy(subs);
-        return 0;
+        return subscribe(w, w->id_reader, 0, "id reader", errstr, errstr_size);
 }
 
 /* ---- the retry tiers' backlog (a thread: watermark queries block) ------------------------ */
@@ -982,13 +891,65 @@ size_t wh_retry_backlog(wh_t *w)
         return w->retry_outstanding + (size_t)(lag > 0 ? lag : 0);
 }
 
+/* Producer: retry tiers, DLQ, delivery events.  Idempotent and acks=all: a record
+ * acknowledged here is durable, which is what settles the work behind it. */
+static int producer_start(wh_t *w, char *errstr, size_t errstr_size)
+{
+        /* One event record per attempt is most of what the brokers receive from us: bigger,
+         * compressed batches halve the broker's CPU per delivery (make bench).  The only cost
+         * is that a delivery settles up to 50 ms later.  [kafka] may set them otherwise. */
+        static const nc_kafka_setting_t defaults[] = {
+            {"linger.ms", "50"}, {"compression.type", "lz4"}, {NULL, NULL}};
+        char mmb[32];
+        size_t mmb_len = sizeof(mmb);
+        rd_kafka_queue_t *pq;
+
+        if (!(w->producer = nc_kafka_idempotent_producer_new(
+                  &w->cfg,
+                  &(nc_kafka_opts_t){.defaults = defaults, .dr_msg_cb = dr_cb, .opaque = w}, errstr,
+                  errstr_size)))
+                return -1;
+        if (rd_kafka_conf_get(rd_kafka_conf(w->producer), "message.max.bytes", mmb, &mmb_len) !=
+            RD_KAFKA_CONF_OK)
+                snprintf(mmb, sizeof(mmb), "1000000");
+        w->dlq_copy_max = nc_dlq_copy_max(mmb);
+        /* Wake the event loop (blocked in epoll_wait) when reports arrive. */
+        pq = rd_kafka_queue_get_main(w->producer);
+        rd_kafka_queue_io_event_enable(pq, w->wake_pipe[1], "p", 1);
+        rd_kafka_queue_destroy(pq);
+        return 0;
+}
+
+/* The consumer of the notice topics and the retry tiers: its offsets are stored past settled
+ * work (nc_track.h) and committed every 200 ms. */
+static int consumer_start(wh_t *w, char *errstr, size_t errstr_size)
+{
+        static const nc_kafka_setting_t set[] = {{"topic.metadata.refresh.interval.ms", "10000"},
+                                                 {"fetch.wait.max.ms", "100"},
+                                                 {NULL, NULL}};
+
+        w->rebalance = (nc_kafka_rebalance_t){.assigned = consumer_assigned,
+                                              .revoking = consumer_revoking,
+                                              .tracks = &w->tracks,
+                                              .opaque = w};
+        if (!(w->consumer = nc_kafka_group_consumer_new(&w->cfg,
+                                                        &(nc_kafka_opts_t){
+                                                            .name = "consumer",
+                                                            .group_id = w->cfg.webhooks.group_id,
+                                                            .commit_interval_ms = 200,
+                                                            .set = set,
+                                                            .rebalance = &w->rebalance,
+                                                        },
+                                                        errstr, errstr_size)))
+                return -1;
+        w->cq = rd_kafka_queue_get_consumer(w->consumer);
+        /* Wake the event loop (blocked in epoll_wait) when messages arrive. */
+        rd_kafka_queue_io_event_enable(w->cq, w->wake_pipe[1], "k", 1);
+        return subscribe(w, w->consumer, 1, "consumer", errstr, errstr_size);
+}
+
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
 {
-        rd_kafka_topic_partition_list_t *subs;
-        rd_kafka_conf_t *conf;
-        char kerr[512], prefix[200], mmb[32];
-        size_t i, mmb_len = sizeof(mmb);
-
         TAILQ_INIT(&w->prq);
         nc_keyset_init(&w->dlq_seen, WH_DLQ_SEEN_MAX);
         nc_keyset_init(&w->ids, WH_IDS_MAX);
@@ -999,80 +960,19 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         /* Brokers down or not ready at start: wait (logged, /readyz 503), do not exit. */
         if (nc_daemon_retry("creating topics", make_topics_step, w, errstr, errstr_size) != 0)
                 return -1;
-
-        /* Producer: retry tiers, DLQ, delivery events.  Idempotent and acks=all: a record
-         * acknowledged here is durable, which is what settles the work behind it. */
-        if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size)))
+        if (nc_kafka_notice_regex(&w->cfg, w->notice_regex, sizeof(w->notice_regex)) != 0)
+                return nc_err(errstr, errstr_size, "topic_prefix %s: too long",
+                              w->cfg.topic_prefix);
+        if (producer_start(w, errstr, errstr_size) != 0)
                 return -1;
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
-        rd_kafka_conf_set(conf, "acks", "all", NULL, 0);
-        /* One event record per attempt is most of what the brokers receive from us: bigger,
-         * compressed batches halve the broker's CPU per delivery (make bench).  The only cost
-         * is that a delivery settles up to 50 ms later.  [kafka] may set them otherwise. */
-        nc_kafka_conf_default(conf, &w->cfg, "linger.ms", "50");
-        nc_kafka_conf_default(conf, &w->cfg, "compression.type", "lz4");
-        if (rd_kafka_conf_get(conf, "message.max.bytes", mmb, &mmb_len) != RD_KAFKA_CONF_OK)
-                snprintf(mmb, sizeof(mmb), "1000000");
-        w->dlq_copy_max = nc_dlq_copy_max(mmb);
-        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-        rd_kafka_conf_set_opaque(conf, w);
-        if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka producer: %s", kerr);
-        }
-
         wait_for_topics(w);
-        regex_escape(w->cfg.topic_prefix, prefix, sizeof(prefix));
-        snprintf(w->notice_regex, sizeof(w->notice_regex), "^%snotices\\..+", prefix);
-        if (dlq_reader_start(w, errstr, errstr_size) != 0 ||
-            ev_reader_start(w, errstr, errstr_size) != 0 ||
-            id_reader_start(w, errstr, errstr_size) != 0)
+        /* The DLQ's recent entries and the recent delivery events, then live. */
+        if (tail_reader_start(w, w->dlq_topic, WH_DLQ_RECENT, "dlq reader", &w->dlq_tail, errstr,
+                              errstr_size) != 0 ||
+            tail_reader_start(w, w->events_topic, WH_DELIVERED_RECENT, "events reader", &w->ev_tail,
+                              errstr, errstr_size) != 0 ||
+            id_reader_start(w, errstr, errstr_size) != 0 || consumer_start(w, errstr, errstr_size))
                 return -1;
-
-        if (!(conf = nc_kafka_conf_new(&w->cfg, errstr, errstr_size)))
-                return -1;
-        if (rd_kafka_conf_set(conf, "group.id", w->cfg.webhooks.group_id, kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "true", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.commit.interval.ms", "200", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "topic.metadata.refresh.interval.ms", "10000", kerr,
-                              sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka consumer: %s", kerr);
-        }
-        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-        rd_kafka_conf_set_opaque(conf, w);
-        if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka consumer: %s", kerr);
-        }
-        conf = NULL; /* now owned by the consumer */
-        rd_kafka_poll_set_consumer(w->consumer);
-        w->cq = rd_kafka_queue_get_consumer(w->consumer);
-        /* Wake the event loop (blocked in epoll_wait) when messages or reports arrive. */
-        rd_kafka_queue_io_event_enable(w->cq, w->wake_pipe[1], "k", 1);
-        {
-                rd_kafka_queue_t *pq = rd_kafka_queue_get_main(w->producer);
-
-                rd_kafka_queue_io_event_enable(pq, w->wake_pipe[1], "p", 1);
-                rd_kafka_queue_destroy(pq);
-        }
-
-        subs = rd_kafka_topic_partition_list_new(20);
-        rd_kafka_topic_partition_list_add(subs, w->notice_regex, RD_KAFKA_PARTITION_UA);
-        for (i = 0; i < w->cfg.webhooks.retry_n; i++)
-                if (!rd_kafka_topic_partition_list_find(subs, w->retry_topics[i],
-                                                        RD_KAFKA_PARTITION_UA))
-                        rd_kafka_topic_partition_list_add(subs, w->retry_topics[i],
-                                                          RD_KAFKA_PARTITION_UA);
-        if (rd_kafka_subscribe(w->consumer, subs)) {
-                rd_kafka_topic_partition_list_destroy(subs);
-                return nc_err(errstr, errstr_size, "subscribe failed");
-        }
-        rd_kafka_topic_partition_list_destroy(subs);
         if (pthread_create(&w->stats_thread, NULL, stats_main, w) == 0)
                 w->stats_started = 1;
         log_info("consuming %s and %zu retry tier%s as group %s", w->notice_regex,
@@ -1142,17 +1042,6 @@ static int remaining_ms(int64_t deadline_ms, int floor_ms)
         return left > floor_ms ? (int)left : floor_ms;
 }
 
-/* A reader that commits nothing and whose membership does not matter: no group leave. */
-static void reader_destroy(rd_kafka_t **rk, rd_kafka_queue_t **q)
-{
-        if (*q)
-                rd_kafka_queue_destroy(*q);
-        if (*rk)
-                rd_kafka_destroy_flags(*rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-        *rk = NULL;
-        *q = NULL;
-}
-
 void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
 {
         rd_kafka_resp_err_t err;
@@ -1192,9 +1081,16 @@ void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
                         log_warnx("consumer close: timed out; the group notices when our session "
                                   "expires");
         }
-        reader_destroy(&w->dlq_reader, &w->dlq_q);
-        reader_destroy(&w->ev_reader, &w->ev_q);
-        reader_destroy(&w->id_reader, &w->id_q);
+        nc_tail_free(w->dlq_tail);
+        nc_tail_free(w->ev_tail);
+        w->dlq_tail = w->ev_tail = NULL;
+        /* The id reader commits nothing and its group is its own: no group leave. */
+        if (w->id_q)
+                rd_kafka_queue_destroy(w->id_q);
+        if (w->id_reader)
+                rd_kafka_destroy_flags(w->id_reader, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        w->id_reader = NULL;
+        w->id_q = NULL;
         nc_tracks_free(&w->tracks, msg_release, w, track_free_extra);
         w->stopping = 2;
         while (!TAILQ_EMPTY(&w->prq)) {
@@ -1212,10 +1108,6 @@ void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
                 rd_kafka_destroy(w->producer);
         w->consumer = w->producer = NULL;
         w->cq = NULL;
-        free(w->dlq_eof);
-        w->dlq_eof = NULL;
-        free(w->ev_eof);
-        w->ev_eof = NULL;
         nc_keyset_free(&w->delivered);
         free(w->idparts);
         w->idparts = NULL;

@@ -1,0 +1,83 @@
+/* A tail reader: the last records of every partition of one topic, then what comes live.
+ *
+ * A group-less consumer (nc_kafka_reader_new: assign() only, it never joins a group nor
+ * commits) that, on each nc_tail_start(), is assigned every partition of its topic from RECENT
+ * records before the partition's end (from the beginning if it holds fewer), and reads on from
+ * there until stopped.  What it reads is handed to the caller's function by nc_tail_poll(),
+ * from the caller's loop: nothing is read in a callback of librdkafka's.
+ *
+ * Caught up: every partition of the topic reported its end once (librdkafka's
+ * end-of-partition event) since the last nc_tail_start().  The end is the high watermark
+ * (o->read_uncommitted) or the last stable offset (read_committed: an open transaction
+ * of someone else does not hold it back) as of when the reader got there; records appended
+ * meanwhile are read on, live, but no longer change the state.  So once caught up, everything
+ * the topic held when the reader started (within the window of RECENT per partition) has been
+ * handed to the caller.
+ *
+ * Threading: not thread-safe; one thread (the owner's loop) calls every function.  The wake
+ * fd is written by librdkafka's threads, which is librdkafka's business.
+ *
+ * Ownership: nc_tail_t owns its client and queue; the caller owns the configuration it passed
+ * (not kept), and the messages handed to FN stay the reader's (destroyed after FN returns). */
+#ifndef NC_TAIL_H
+#define NC_TAIL_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nc_config.h"
+#include "nc_kafka.h"
+
+typedef struct nc_tail nc_tail_t;
+
+typedef struct nc_tail_opts {
+        const char *name;  /* for logs and errors: "dlq reader" */
+        const char *topic; /* copied */
+        /* Only satisfies librdkafka (nothing joins or commits); yields to [kafka] group.id. */
+        const char *group_id;
+        int read_uncommitted; /* see "caught up" above */
+        /* Extra properties, as in nc_kafka_opts_t (set: win over [kafka]; defaults: yield). */
+        const nc_kafka_setting_t *set;
+        const nc_kafka_setting_t *defaults;
+} nc_tail_opts_t;
+
+/* Builds the reader (nothing is assigned yet, no broker is needed).  NULL with errstr naming
+ * the reader and the property on a configuration error. */
+nc_tail_t *nc_tail_new(const nc_config_t *cfg, const nc_tail_opts_t *o, char *errstr,
+                       size_t errstr_size);
+
+/* Writes PAYLOAD (LEN bytes) to FD whenever the reader's queue turns non-empty, so that a
+ * loop blocked in poll/epoll on FD's other end wakes up for it.  Optional. */
+void nc_tail_wake_fd(nc_tail_t *t, int fd, const void *payload, size_t len);
+
+/* Learns how many partitions the topic has (metadata, at most TIMEOUT_MS; asked once, kept).
+ * Returns the count (> 0), or -1 with errstr (unknown topic, no broker). */
+int nc_tail_partitions(nc_tail_t *t, int timeout_ms, char *errstr, size_t errstr_size);
+
+/* (Re)starts: assigns every partition from RECENT (> 0) records before its end, and clears
+ * "caught up".  Records of an earlier start still queued are not handed over.  Learns the
+ * partitions first if nc_tail_partitions() was not called (TIMEOUT_MS).  Returns 0, or -1
+ * with errstr (the reader is then stopped). */
+int nc_tail_start(nc_tail_t *t, int64_t recent, int timeout_ms, char *errstr, size_t errstr_size);
+
+/* Stops reading (unassigns); nc_tail_start() resumes. */
+void nc_tail_stop(nc_tail_t *t);
+
+/* Hands FN, in offset order per partition, each record and each error the reader met
+ * (m->err set; the end-of-partition events are kept to itself): at most MAX of them (0 = all
+ * that are there), without waiting.  Returns how many it handed over. */
+typedef void(nc_tail_fn)(const rd_kafka_message_t *m, void *opaque);
+size_t nc_tail_poll(nc_tail_t *t, size_t max, nc_tail_fn *fn, void *opaque);
+
+/* Whether it is running (started, not stopped); whether it was caught up since the last
+ * start (it stays so once it was). */
+int nc_tail_running(const nc_tail_t *t);
+int nc_tail_caught_up(const nc_tail_t *t);
+/* Wall-clock ms of the last start (0 = never): e.g. to give up on catching up. */
+int64_t nc_tail_started_ms(const nc_tail_t *t);
+
+/* Stops and frees T (NULL is fine): no group to leave, so this never waits for a broker. */
+void nc_tail_free(nc_tail_t *t);
+
+#endif
