@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nc_time.h"
 #include "nc_util.h"
@@ -66,27 +67,34 @@ void nc_tail_wake_fd(nc_tail_t *t, int fd, const void *payload, size_t len)
 
 int nc_tail_partitions(nc_tail_t *t, int timeout_ms, char *errstr, size_t errstr_size)
 {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt;
+        int64_t deadline = nc_time_now_ms() + timeout_ms;
         rd_kafka_resp_err_t err;
 
-        if (t->nparts > 0)
-                return t->nparts;
-        rkt = rd_kafka_topic_new(t->rk, t->topic, NULL);
-        err = rd_kafka_metadata(t->rk, 0, rkt, &md, timeout_ms);
-        rd_kafka_topic_destroy(rkt);
-        if (!err && (md->topic_cnt != 1 || md->topics[0].err || !md->topics[0].partition_cnt))
-                err = md->topic_cnt != 1 || !md->topics[0].err ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                                                               : md->topics[0].err;
-        if (!err) {
-                t->nparts = md->topics[0].partition_cnt;
-                t->eof = nc_xcalloc((size_t)t->nparts, 1);
+        while (t->nparts <= 0) {
+                const struct rd_kafka_metadata *md = NULL;
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(t->rk, t->topic, NULL);
+                int64_t left = deadline - nc_time_now_ms();
+
+                err = rd_kafka_metadata(t->rk, 0, rkt, &md, left > 0 ? (int)left : 1);
+                rd_kafka_topic_destroy(rkt);
+                if (!err &&
+                    (md->topic_cnt != 1 || md->topics[0].err || !md->topics[0].partition_cnt))
+                        err = md->topic_cnt == 1 && md->topics[0].err
+                                  ? md->topics[0].err
+                                  : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+                if (!err) {
+                        t->nparts = md->topics[0].partition_cnt;
+                        t->eof = nc_xcalloc((size_t)t->nparts, 1);
+                }
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                if (err && nc_time_now_ms() + 100 >= deadline)
+                        return nc_err(errstr, errstr_size, "%s: topic %s: %s", t->name, t->topic,
+                                      rd_kafka_err2str(err));
+                /* A topic created a moment ago is not known to every broker at once. */
+                if (err)
+                        usleep(100 * 1000);
         }
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        if (err)
-                return nc_err(errstr, errstr_size, "%s: topic %s: %s", t->name, t->topic,
-                              rd_kafka_err2str(err));
         return t->nparts;
 }
 

@@ -51,7 +51,8 @@ nc_tail_t *nc_tail_new(const nc_config_t *cfg, const nc_tail_opts_t *o, char *er
  * loop blocked in poll/epoll on FD's other end wakes up for it.  Optional. */
 void nc_tail_wake_fd(nc_tail_t *t, int fd, const void *payload, size_t len);
 
-/* Learns how many partitions the topic has (metadata, at most TIMEOUT_MS; asked once, kept).
+/* Learns how many partitions the topic has (metadata, asked again until the topic shows up,
+ * for at most TIMEOUT_MS; kept once known).
  * Returns the count (> 0), or -1 with errstr (unknown topic, no broker). */
 int nc_tail_partitions(nc_tail_t *t, int timeout_ms, char *errstr, size_t errstr_size);
 

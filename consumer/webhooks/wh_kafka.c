@@ -747,24 +747,36 @@ static int tail_reader_start(wh_t *w, const char *topic, int64_t recent, const c
         return nc_tail_start(*tp, recent, w->cfg.producer_timeout_ms, errstr, errstr_size);
 }
 
-/* Subscribes RK to every notice topic (and the retry tiers: WITH_RETRY). */
-static int subscribe(wh_t *w, rd_kafka_t *rk, int with_retry, const char *what, char *errstr,
-                     size_t errstr_size)
+/* A member of group O->group_id (O->set is ours) subscribed to every notice topic (and the
+ * retry tiers: WITH_RETRY), whose queue wakes the loop with WAKE. */
+static int group_start(wh_t *w, const nc_kafka_opts_t *o, int with_retry, const char *wake,
+                       rd_kafka_t **rkp, rd_kafka_queue_t **qp, char *errstr, size_t errstr_size)
 {
-        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(20);
+        static const nc_kafka_setting_t set[] = {{"topic.metadata.refresh.interval.ms", "10000"},
+                                                 {"fetch.wait.max.ms", "100"},
+                                                 {NULL, NULL}};
+        nc_kafka_opts_t ko = *o;
+        rd_kafka_topic_partition_list_t *subs;
         rd_kafka_resp_err_t err;
         size_t i;
 
+        ko.set = set;
+        if (!(*rkp = nc_kafka_group_consumer_new(&w->cfg, &ko, errstr, errstr_size)))
+                return -1;
+        *qp = rd_kafka_queue_get_consumer(*rkp);
+        /* Wake the event loop (blocked in epoll_wait) when messages arrive. */
+        rd_kafka_queue_io_event_enable(*qp, w->wake_pipe[1], wake, 1);
+        subs = rd_kafka_topic_partition_list_new(20);
         rd_kafka_topic_partition_list_add(subs, w->notice_regex, RD_KAFKA_PARTITION_UA);
         for (i = 0; with_retry && i < w->cfg.webhooks.retry_n; i++)
                 if (!rd_kafka_topic_partition_list_find(subs, w->retry_topics[i],
                                                         RD_KAFKA_PARTITION_UA))
                         rd_kafka_topic_partition_list_add(subs, w->retry_topics[i],
                                                           RD_KAFKA_PARTITION_UA);
-        err = rd_kafka_subscribe(rk, subs);
+        err = rd_kafka_subscribe(*rkp, subs);
         rd_kafka_topic_partition_list_destroy(subs);
         if (err)
-                return nc_err(errstr, errstr_size, "%s: subscribe: %s", what,
+                return nc_err(errstr, errstr_size, "%s: subscribe: %s", o->name,
                               rd_kafka_err2str(err));
         return 0;
 }
@@ -774,9 +786,6 @@ static int subscribe(wh_t *w, rd_kafka_t *rk, int with_retry, const char *what, 
  * committed: it resumes from where it was (id_assigning). */
 static int id_reader_start(wh_t *w, char *errstr, size_t errstr_size)
 {
-        static const nc_kafka_setting_t set[] = {{"topic.metadata.refresh.interval.ms", "10000"},
-                                                 {"fetch.wait.max.ms", "100"},
-                                                 {NULL, NULL}};
         char group[400], host[64] = "host";
         unsigned r = 0;
 
@@ -787,20 +796,13 @@ static int id_reader_start(wh_t *w, char *errstr, size_t errstr_size)
                  (int)getpid(), r);
         w->id_rebalance =
             (nc_kafka_rebalance_t){.assigning = id_assigning, .assigned = id_assigned, .opaque = w};
-        if (!(w->id_reader = nc_kafka_group_consumer_new(&w->cfg,
-                                                         &(nc_kafka_opts_t){
-                                                             .name = "id reader",
-                                                             .group_id = group,
-                                                             .commit_interval_ms = 0,
-                                                             .partition_eof = 1,
-                                                             .set = set,
-                                                             .rebalance = &w->id_rebalance,
-                                                         },
-                                                         errstr, errstr_size)))
-                return -1;
-        w->id_q = rd_kafka_queue_get_consumer(w->id_reader);
-        rd_kafka_queue_io_event_enable(w->id_q, w->wake_pipe[1], "i", 1);
-        return subscribe(w, w->id_reader, 0, "id reader", errstr, errstr_size);
+        return group_start(w,
+                           &(nc_kafka_opts_t){.name = "id reader",
+                                              .group_id = group,
+                                              .commit_interval_ms = 0,
+                                              .partition_eof = 1,
+                                              .rebalance = &w->id_rebalance},
+                           0, "i", &w->id_reader, &w->id_q, errstr, errstr_size);
 }
 
 /* ---- the retry tiers' backlog (a thread: watermark queries block) ------------------------ */
@@ -924,28 +926,16 @@ static int producer_start(wh_t *w, char *errstr, size_t errstr_size)
  * work (nc_track.h) and committed every 200 ms. */
 static int consumer_start(wh_t *w, char *errstr, size_t errstr_size)
 {
-        static const nc_kafka_setting_t set[] = {{"topic.metadata.refresh.interval.ms", "10000"},
-                                                 {"fetch.wait.max.ms", "100"},
-                                                 {NULL, NULL}};
-
         w->rebalance = (nc_kafka_rebalance_t){.assigned = consumer_assigned,
                                               .revoking = consumer_revoking,
                                               .tracks = &w->tracks,
                                               .opaque = w};
-        if (!(w->consumer = nc_kafka_group_consumer_new(&w->cfg,
-                                                        &(nc_kafka_opts_t){
-                                                            .name = "consumer",
-                                                            .group_id = w->cfg.webhooks.group_id,
-                                                            .commit_interval_ms = 200,
-                                                            .set = set,
-                                                            .rebalance = &w->rebalance,
-                                                        },
-                                                        errstr, errstr_size)))
-                return -1;
-        w->cq = rd_kafka_queue_get_consumer(w->consumer);
-        /* Wake the event loop (blocked in epoll_wait) when messages arrive. */
-        rd_kafka_queue_io_event_enable(w->cq, w->wake_pipe[1], "k", 1);
-        return subscribe(w, w->consumer, 1, "consumer", errstr, errstr_size);
+        return group_start(w,
+                           &(nc_kafka_opts_t){.name = "consumer",
+                                              .group_id = w->cfg.webhooks.group_id,
+                                              .commit_interval_ms = 200,
+                                              .rebalance = &w->rebalance},
+                           1, "k", &w->consumer, &w->cq, errstr, errstr_size);
 }
 
 int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
