@@ -25,9 +25,9 @@
  * remembers which DLQ entries exist: every entry carries noticecast-dlq-key =
  * webhooks/<chain topic>/<partition>/<offset>/<partner>, where the chain is the record a
  * delivery's attempts started from (the notice record, or a replayed record; retry records
- * carry it along in noticecast-chain).  A group-less reader follows the DLQ from its last
- * WH_DLQ_RECENT entries per partition (and then live, so entries written by other instances
- * count too) into a bounded key set; a DLQ record whose key is in the set is not written
+ * carry it along in noticecast-chain).  A group-less reader (nc_tail.h) follows the DLQ from
+ * its last WH_DLQ_RECENT entries per partition (and then live, so entries written by other
+ * instances count too) into a bounded key set; a DLQ record whose key is in the set is not written
  * again, and no DLQ record is written before that reader has reached the end of every DLQ
  * partition once.  So a record read again after a restart or a rebalance (its offset was not
  * committed yet) does not get a second entry, while a replayed delivery that fails again
@@ -39,7 +39,7 @@
  * Deliveries are not repeated.  A (notice, partner, event) — its webhook-id — that was
  * delivered is not sent again: the daemon remembers the webhook-ids it delivered (at once,
  * before the delivery event is acknowledged: the brokers may be away) and those a third
- * group-less reader finds recorded as delivered on <prefix>deliveries (its last
+ * group-less reader (nc_tail.h) finds recorded as delivered on <prefix>deliveries (its last
  * WH_DELIVERED_RECENT events per partition at start, then live, so other instances' count
  * too).  Nothing is consumed before that reader has reached the end once.  So after an
  * outage longer than the session timeout, or a rebalance, the notices read again from the

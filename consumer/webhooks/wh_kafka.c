@@ -951,8 +951,9 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         if (nc_daemon_retry("creating topics", make_topics_step, w, errstr, errstr_size) != 0)
                 return -1;
         if (nc_kafka_notice_regex(&w->cfg, w->notice_regex, sizeof(w->notice_regex)) != 0)
-                return nc_err(errstr, errstr_size, "topic_prefix %s: too long",
-                              w->cfg.topic_prefix);
+                return nc_err(errstr, errstr_size,
+                              "%s: [noticecast] topic_prefix: too long for a topic pattern",
+                              w->cfg.path ? w->cfg.path : "configuration");
         if (producer_start(w, errstr, errstr_size) != 0)
                 return -1;
         wait_for_topics(w);
@@ -961,7 +962,8 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
                               errstr_size) != 0 ||
             tail_reader_start(w, w->events_topic, WH_DELIVERED_RECENT, "events reader", &w->ev_tail,
                               errstr, errstr_size) != 0 ||
-            id_reader_start(w, errstr, errstr_size) != 0 || consumer_start(w, errstr, errstr_size))
+            id_reader_start(w, errstr, errstr_size) != 0 ||
+            consumer_start(w, errstr, errstr_size) != 0)
                 return -1;
         if (pthread_create(&w->stats_thread, NULL, stats_main, w) == 0)
                 w->stats_started = 1;
