@@ -1034,6 +1034,20 @@ static int remaining_ms(int64_t deadline_ms, int floor_ms)
         return left > floor_ms ? (int)left : floor_ms;
 }
 
+/* The readers commit nothing, and the id reader's group is its own: no group to leave. */
+static void readers_free(wh_t *w)
+{
+        nc_tail_free(w->dlq_tail);
+        nc_tail_free(w->ev_tail);
+        w->dlq_tail = w->ev_tail = NULL;
+        if (w->id_q)
+                rd_kafka_queue_destroy(w->id_q);
+        if (w->id_reader)
+                rd_kafka_destroy_flags(w->id_reader, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        w->id_reader = NULL;
+        w->id_q = NULL;
+}
+
 void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
 {
         rd_kafka_resp_err_t err;
@@ -1073,16 +1087,7 @@ void wh_kafka_stop(wh_t *w, int64_t deadline_ms)
                         log_warnx("consumer close: timed out; the group notices when our session "
                                   "expires");
         }
-        nc_tail_free(w->dlq_tail);
-        nc_tail_free(w->ev_tail);
-        w->dlq_tail = w->ev_tail = NULL;
-        /* The id reader commits nothing and its group is its own: no group leave. */
-        if (w->id_q)
-                rd_kafka_queue_destroy(w->id_q);
-        if (w->id_reader)
-                rd_kafka_destroy_flags(w->id_reader, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-        w->id_reader = NULL;
-        w->id_q = NULL;
+        readers_free(w);
         nc_tracks_free(&w->tracks, msg_release, w, track_free_extra);
         w->stopping = 2;
         while (!TAILQ_EMPTY(&w->prq)) {
