@@ -6,13 +6,18 @@
  * there until stopped.  What it reads is handed to the caller's function by nc_tail_poll(),
  * from the caller's loop: nothing is read in a callback of librdkafka's.
  *
- * Caught up: every partition of the topic reported its end once (librdkafka's
- * end-of-partition event) since the last nc_tail_start().  The end is the high watermark
- * (o->read_uncommitted) or the last stable offset (read_committed: an open transaction
- * of someone else does not hold it back) as of when the reader got there; records appended
- * meanwhile are read on, live, but no longer change the state.  So once caught up, everything
- * the topic held when the reader started (within the window of RECENT per partition) has been
- * handed to the caller.
+ * Caught up: every partition of the topic reported its end (librdkafka's end-of-partition
+ * event) at least once since the last nc_tail_start().  The end is the high watermark with
+ * o->read_uncommitted; with read_committed it is the last stable offset, which an open
+ * transaction of another producer holds back (what follows it is read once the transaction
+ * ends, possibly after "caught up").  So once caught up, every record within the window (the
+ * last RECENT of each partition) that was there when the reader reached that partition's end
+ * has been handed to the caller; records appended later are read on, live, without changing
+ * the state.  Giving up on catching up after a while is the caller's (nc_tail_started_ms()).
+ *
+ * Restart: nc_tail_start() again (e.g. on each assignment of another consumer, whose work
+ * must wait for a fresh catch-up) reassigns from the tail and clears "caught up"; a reader
+ * that only needs the catch-up may nc_tail_stop() once caught up.
  *
  * Threading: not thread-safe; one thread (the owner's loop) calls every function.  The wake
  * fd is written by librdkafka's threads, which is librdkafka's business.
@@ -57,7 +62,7 @@ void nc_tail_wake_fd(nc_tail_t *t, int fd, const void *payload, size_t len);
 int nc_tail_partitions(nc_tail_t *t, int timeout_ms, char *errstr, size_t errstr_size);
 
 /* (Re)starts: assigns every partition from RECENT (> 0) records before its end, and clears
- * "caught up".  Records of an earlier start still queued are not handed over.  Learns the
+ * "caught up" (librdkafka purges what the earlier assignment left queued).  Learns the
  * partitions first if nc_tail_partitions() was not called (TIMEOUT_MS).  Returns 0, or -1
  * with errstr (the reader is then stopped). */
 int nc_tail_start(nc_tail_t *t, int64_t recent, int timeout_ms, char *errstr, size_t errstr_size);
