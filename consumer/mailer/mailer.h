@@ -28,6 +28,7 @@
 
 #include "nc_track.h"
 #include "nc_config.h"
+#include "nc_kafka.h"
 #include "nc_metrics.h"
 
 #include "ml_queue.h"
@@ -123,13 +124,15 @@ typedef struct ml {
 
         ml_store_t store;
 
-        rd_kafka_t *planner;     /* consumer, group <group>.planner */
-        rd_kafka_t *planner_txp; /* transactional producer */
+        rd_kafka_t *planner;             /* consumer, group <group>.planner */
+        rd_kafka_t *planner_txp;         /* transactional producer */
+        nc_kafka_rebalance_t planner_rb; /* planner's rebalance hooks (planner.c) */
         int plan_owner;
         int64_t planned_minute; /* last digest minute planned, -1 = unknown */
         int planner_dirty;      /* notices consumed since the last transaction */
 
         rd_kafka_t *sender;               /* consumer, group <group>.senders */
+        nc_kafka_rebalance_t sender_rb;   /* its rebalance hooks and tracks (sender.c) */
         rd_kafka_t *events;               /* idempotent producer: events, subscriber updates */
         rd_kafka_t *unsub_p;              /* producer used by the HTTP thread */
         nc_track_t *parts;                /* jobs consumed, per partition (nc_track.h) */
@@ -169,7 +172,7 @@ typedef struct ml {
 
         char topic_jobs[256], topic_plan[256], topic_events[256], topic_dlq[256];
         char topic_subs[256];
-        char notice_regex[300];
+        char notice_regex[512]; /* fits every prefix a topic name can have (249 bytes) */
 
         nc_metrics_t *metrics;
         nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue, *m_dlq;

@@ -483,85 +483,75 @@ static void plan_digests(ml_t *m)
 
 /* ---- group membership ------------------------------------------------------------------ */
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+/* The instance that owns partition 0 of the plan topic plans the digests. */
+static void plan_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         ml_t *m = opaque;
         int i, owner = 0;
 
-        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                for (i = 0; i < parts->cnt; i++)
-                        if (!strcmp(parts->elems[i].topic, m->topic_plan) &&
-                            parts->elems[i].partition == 0)
-                                owner = 1;
-                rd_kafka_assign(rk, parts);
-                if (owner && !m->plan_owner) {
-                        m->plan_owner = 1;
-                        m->planned_minute = -2;
-                        log_info("planner: this instance plans the digests");
-                }
-                return;
+        (void)rk;
+        for (i = 0; i < parts->cnt; i++)
+                if (!strcmp(parts->elems[i].topic, m->topic_plan) && parts->elems[i].partition == 0)
+                        owner = 1;
+        if (owner && !m->plan_owner) {
+                m->plan_owner = 1;
+                m->planned_minute = -2;
+                log_info("planner: this instance plans the digests");
         }
+}
+
+static void plan_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        ml_t *m = opaque;
+
+        (void)rk;
+        (void)parts;
         if (m->plan_owner)
                 log_info("planner: no longer planning the digests");
         m->plan_owner = 0;
-        rd_kafka_assign(rk, NULL);
 }
 
 int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size)
 {
+        static const nc_kafka_setting_t set[] = {{"fetch.wait.max.ms", "100"}, {NULL, NULL}};
         rd_kafka_topic_partition_list_t *subs;
-        rd_kafka_conf_t *conf;
         rd_kafka_error_t *e;
-        char kerr[512], tid[400], group[256], host[64] = "host", uuid[NC_UUID_STRLEN];
-        char prefix[200], *o = prefix;
+        char tid[400], group[256], host[64] = "host", uuid[NC_UUID_STRLEN];
 
         snprintf(group, sizeof(group), "%s.planner", m->cfg.mailer.group_id);
-        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
-                return -1;
-        gethostname(host, sizeof(host) - 1);
-        nc_uuid_v7(nc_time_now_ms(), uuid);
+        if (gethostname(host, sizeof(host) - 1) != 0)
+                snprintf(host, sizeof(host), "host");
+        if (nc_uuid_v7(nc_time_now_ms(), uuid) != 0)
+                return nc_err(errstr, errstr_size, "planner: cannot generate transactional.id");
         /* Unique per process; fencing of zombies comes from the group generation (KIP-447). */
         snprintf(tid, sizeof(tid), "%s-%s-%s", group, host, uuid);
-        if (rd_kafka_conf_set(conf, "transactional.id", tid, kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "transaction.timeout.ms", "60000", kerr, sizeof(kerr))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
-        if (!(m->planner_txp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
+        if (!(m->planner_txp =
+                  nc_kafka_txn_producer_new(&m->cfg,
+                                            &(nc_kafka_opts_t){.name = "planner producer",
+                                                               .transactional_id = tid,
+                                                               .transaction_timeout_ms = 60000},
+                                            errstr, errstr_size)))
+                return -1;
         if ((e = rd_kafka_init_transactions(m->planner_txp, m->cfg.producer_timeout_ms))) {
                 nc_err(errstr, errstr_size, "init transactions: %s", rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
                 return -1;
         }
 
-        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+        /* Offsets are committed with the planner's transactions (commit_interval_ms 0). */
+        m->planner_rb = (nc_kafka_rebalance_t){
+            .assigned = plan_assigned, .revoking = plan_revoking, .opaque = m};
+        if (!(m->planner =
+                  nc_kafka_group_consumer_new(&m->cfg,
+                                              &(nc_kafka_opts_t){.name = "planner consumer",
+                                                                 .group_id = group,
+                                                                 .set = set,
+                                                                 .rebalance = &m->planner_rb},
+                                              errstr, errstr_size)))
                 return -1;
-        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
-        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-        rd_kafka_conf_set_opaque(conf, m);
-        if (!(m->planner = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
-        rd_kafka_poll_set_consumer(m->planner);
-        for (const char *p = m->cfg.topic_prefix; *p && o < prefix + sizeof(prefix) - 3; p++) {
-                if (strchr(".^$*+?()[]{}|\\", *p))
-                        *o++ = '\\';
-                *o++ = *p;
-        }
-        *o = '\0';
-        snprintf(m->notice_regex, sizeof(m->notice_regex), "^%snotices\\..+", prefix);
+        if (nc_kafka_notice_regex(&m->cfg, m->notice_regex, sizeof(m->notice_regex)) != 0)
+                return nc_err(errstr, errstr_size,
+                              "[noticecast] topic_prefix: too long for a topic name");
         subs = rd_kafka_topic_partition_list_new(3);
         rd_kafka_topic_partition_list_add(subs, m->notice_regex, RD_KAFKA_PARTITION_UA);
         rd_kafka_topic_partition_list_add(subs, m->topic_subs, RD_KAFKA_PARTITION_UA);

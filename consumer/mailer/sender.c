@@ -855,27 +855,23 @@ static void scan_poll(ml_t *m)
 
 static int scan_init(ml_t *m, char *errstr, size_t errstr_size)
 {
+        static const nc_kafka_setting_t set[] = {
+            {"enable.auto.offset.store", "false"}, {"fetch.wait.max.ms", "100"}, {NULL, NULL}};
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_t *rkt;
-        rd_kafka_conf_t *conf;
         rd_kafka_resp_err_t err;
         rd_kafka_queue_t *q;
-        char kerr[512], group[300];
+        char group[300];
 
-        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
-                return -1;
         /* Never subscribes nor commits: the group id only satisfies the configuration. */
         snprintf(group, sizeof(group), "%s.senders-catchup", m->cfg.mailer.group_id);
-        rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
-        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", NULL, 0);
-        if (!(m->scan = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
-        rd_kafka_poll_set_consumer(m->scan);
+        if (!(m->scan = nc_kafka_reader_new(&m->cfg,
+                                            &(nc_kafka_opts_t){.name = "deliveries reader",
+                                                               .group_id = group,
+                                                               .partition_eof = 1,
+                                                               .set = set},
+                                            errstr, errstr_size)))
+                return -1;
         q = rd_kafka_queue_get_consumer(m->scan);
         rd_kafka_queue_io_event_enable(q, m->wake_pipe[1], "s", 1);
         rd_kafka_queue_destroy(q);
@@ -900,76 +896,66 @@ static int scan_init(ml_t *m, char *errstr, size_t errstr_size)
 
 /* ---- group membership ------------------------------------------------------------------ */
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+/* Newly assigned jobs partitions wait until the recent mail.sent events are read. */
+static void jobs_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         ml_t *m = opaque;
 
-        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                rd_kafka_assign(rk, parts);
-                if (m->scan_nparts > 0 && parts->cnt > 0) {
-                        /* Their jobs wait until the recent mail.sent events are read. */
-                        rd_kafka_pause_partitions(rk, parts);
-                        if (!m->paused)
-                                m->paused = rd_kafka_topic_partition_list_new(parts->cnt);
-                        for (int i = 0; i < parts->cnt; i++)
-                                rd_kafka_topic_partition_list_add(m->paused, parts->elems[i].topic,
-                                                                  parts->elems[i].partition);
-                        scan_start(m);
-                }
+        if (m->scan_nparts <= 0 || parts->cnt <= 0)
                 return;
-        }
-        nc_tracks_store(m->parts, rk); /* what was sent is committed with the revocation */
-        nc_tracks_revoke(m->parts, parts);
+        rd_kafka_pause_partitions(rk, parts);
+        if (!m->paused)
+                m->paused = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++)
+                rd_kafka_topic_partition_list_add(m->paused, parts->elems[i].topic,
+                                                  parts->elems[i].partition);
+        scan_start(m);
+}
+
+static void jobs_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        ml_t *m = opaque;
+
+        (void)rk;
         if (m->paused)
                 for (int i = 0; i < parts->cnt; i++)
                         rd_kafka_topic_partition_list_del(m->paused, parts->elems[i].topic,
                                                           parts->elems[i].partition);
-        rd_kafka_assign(rk, NULL);
 }
 
 int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
 {
-        rd_kafka_topic_partition_list_t *subs;
-        rd_kafka_conf_t *conf;
-        char kerr[512], group[256];
-        int i;
-
-        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
-                return -1;
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
-        rd_kafka_conf_set(conf, "acks", "all", NULL, 0);
         /* One outcome event per message: batch them for 50 ms rather than librdkafka's 5 (ten
          * times fewer produce requests for the daemon and the broker to handle; an outcome,
          * and the job's offset, is recorded at most 50 ms later).  [kafka] linger.ms wins. */
-        nc_kafka_conf_default(conf, &m->cfg, "linger.ms", "50");
-        rd_kafka_conf_set_dr_msg_cb(conf, events_dr);
-        rd_kafka_conf_set_opaque(conf, m);
-        if (!(m->events = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
+        static const nc_kafka_setting_t linger[] = {{"linger.ms", "50"}, {NULL, NULL}};
+        static const nc_kafka_setting_t set[] = {{"fetch.wait.max.ms", "100"}, {NULL, NULL}};
+        rd_kafka_topic_partition_list_t *subs;
+        char group[256];
+        int i;
+
+        if (!(m->events =
+                  nc_kafka_idempotent_producer_new(&m->cfg,
+                                                   &(nc_kafka_opts_t){.name = "events producer",
+                                                                      .defaults = linger,
+                                                                      .dr_msg_cb = events_dr,
+                                                                      .opaque = m},
+                                                   errstr, errstr_size)))
+                return -1;
 
         snprintf(group, sizeof(group), "%s.senders", m->cfg.mailer.group_id);
-        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
+        /* What was sent is committed with the revocation (the tracks), the rest every 500 ms. */
+        m->sender_rb = (nc_kafka_rebalance_t){
+            .assigned = jobs_assigned, .revoking = jobs_revoking, .tracks = &m->parts, .opaque = m};
+        if (!(m->sender =
+                  nc_kafka_group_consumer_new(&m->cfg,
+                                              &(nc_kafka_opts_t){.name = "sender consumer",
+                                                                 .group_id = group,
+                                                                 .commit_interval_ms = 500,
+                                                                 .set = set,
+                                                                 .rebalance = &m->sender_rb},
+                                              errstr, errstr_size)))
                 return -1;
-        if (rd_kafka_conf_set(conf, "group.id", group, kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "true", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.commit.interval.ms", "500", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr, sizeof(kerr)) ||
-            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", kerr, sizeof(kerr))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
-        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-        rd_kafka_conf_set_opaque(conf, m);
-        if (!(m->sender = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
-        rd_kafka_poll_set_consumer(m->sender);
         m->mids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         m->mids_done = g_queue_new();
         if (scan_init(m, errstr, errstr_size) != 0)

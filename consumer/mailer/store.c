@@ -403,8 +403,7 @@ static int assign_step(void *m, char *errstr, size_t errstr_size)
 
 int ml_store_start(ml_t *m, char *errstr, size_t errstr_size)
 {
-        rd_kafka_conf_t *conf;
-        char kerr[512];
+        static const nc_kafka_setting_t set[] = {{"fetch.wait.max.ms", "100"}, {NULL, NULL}};
 
         m->store.subs = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, sub_free);
         m->store.notices = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, notice_free);
@@ -413,19 +412,15 @@ int ml_store_start(ml_t *m, char *errstr, size_t errstr_size)
         m->store.zone_tz = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                                  (GDestroyNotify)g_time_zone_unref);
         m->store.eof_parts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
-                return -1;
         /* Never commits: the view is rebuilt from the topics at every start. */
-        rd_kafka_conf_set(conf, "group.id", "noticecast-mailer-view", NULL, 0);
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
-        rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
-        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", NULL, 0);
-        if (!(m->store.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
-        rd_kafka_poll_set_consumer(m->store.rk);
+        if (!(m->store.rk =
+                  nc_kafka_reader_new(&m->cfg,
+                                      &(nc_kafka_opts_t){.name = "view reader",
+                                                         .group_id = "noticecast-mailer-view",
+                                                         .partition_eof = 1,
+                                                         .set = set},
+                                      errstr, errstr_size)))
+                return -1;
         /* Right after the topics were created (or while a broker restarts) metadata and
          * offsets can fail for a while ("Not leader for partition", timeouts). */
         return m->oneshot ? assign_all(m, errstr, errstr_size)

@@ -225,25 +225,24 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
 
 int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size)
 {
-        rd_kafka_conf_t *conf;
-        char kerr[512], v[32];
-
-        if (!(conf = nc_kafka_conf_new(&m->cfg, errstr, errstr_size)))
-                return -1;
+        char msg_timeout[16], req_timeout[16];
         /* Not idempotent: a tombstone written twice is the same tombstone, and a producer
          * that an idempotence error made fatal would refuse every later unsubscribe. */
-        rd_kafka_conf_set(conf, "enable.idempotence", "false", NULL, 0);
-        rd_kafka_conf_set(conf, "acks", "all", NULL, 0);
-        rd_kafka_conf_set(conf, "linger.ms", "0", NULL, 0);
-        snprintf(v, sizeof(v), "%d", UNSUB_TIMEOUT_MS);
-        rd_kafka_conf_set(conf, "message.timeout.ms", v, NULL, 0);
-        snprintf(v, sizeof(v), "%d", UNSUB_REQUEST_TIMEOUT_MS);
-        rd_kafka_conf_set(conf, "request.timeout.ms", v, NULL, 0);
-        rd_kafka_conf_set_dr_msg_cb(conf, tombstone_dr);
-        if (!(m->unsub_p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr)))) {
-                rd_kafka_conf_destroy(conf);
-                return nc_err(errstr, errstr_size, "kafka: %s", kerr);
-        }
+        const nc_kafka_setting_t set[] = {{"enable.idempotence", "false"},
+                                          {"acks", "all"},
+                                          {"linger.ms", "0"},
+                                          {"message.timeout.ms", msg_timeout},
+                                          {"request.timeout.ms", req_timeout},
+                                          {NULL, NULL}};
+
+        snprintf(msg_timeout, sizeof(msg_timeout), "%d", UNSUB_TIMEOUT_MS);
+        snprintf(req_timeout, sizeof(req_timeout), "%d", UNSUB_REQUEST_TIMEOUT_MS);
+        if (!(m->unsub_p = nc_kafka_producer_new(&m->cfg,
+                                                 &(nc_kafka_opts_t){.name = "unsubscribe producer",
+                                                                    .set = set,
+                                                                    .dr_msg_cb = tombstone_dr},
+                                                 errstr, errstr_size)))
+                return -1;
         if (pthread_create(&U.poller, NULL, poller_main, m) != 0)
                 return nc_err(errstr, errstr_size, "cannot start the unsubscribe thread");
         U.poller_running = 1;
