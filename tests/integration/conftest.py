@@ -400,9 +400,25 @@ def watermarks(bootstrap: str, topic: str, isolation: str = "read_uncommitted", 
         c.close()
 
 
+def _settled_watermarks(bootstrap: str, topic: str, wm: dict, timeout: float, settle: float = 5) -> dict:
+    """A producer's commit_transaction() returns before the coordinator has written the commit
+    markers to the data partitions, so right after a CLI exits the last stable offset may still
+    stand before its transaction. Wait (a bounded while) for the LSO to reach the high watermark;
+    a transaction that is really left open (a test that kills a producer) stays invisible."""
+    deadline = time.time() + min(settle, timeout)
+    while True:
+        hi = watermarks(bootstrap, topic, "read_uncommitted", timeout)
+        if all(wm.get(p, (0, 0))[1] >= h for p, (_, h) in hi.items()) or time.time() > deadline:
+            return wm
+        time.sleep(0.2)
+        wm = watermarks(bootstrap, topic, "read_committed", timeout)
+
+
 def consume_all(bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 20) -> list:
     """Every message of `topic` from the beginning to the current end (read via watermarks)."""
     wm = watermarks(bootstrap, topic, isolation, timeout)
+    if isolation == "read_committed":
+        wm = _settled_watermarks(bootstrap, topic, wm, timeout)
     pending = {p for p, (lo, hi) in wm.items() if hi > lo}
     if not pending:
         return []
