@@ -34,7 +34,7 @@
 
 #include "ml_queue.h"
 
-struct nc_templates; /* nc_digest.h */
+struct ml_templates; /* ml_digest.h */
 
 #define ML_FREQ_IMMEDIATE 0
 #define ML_FREQ_DAILY     1
@@ -235,7 +235,7 @@ void ml_sender_quiesce(ml_t *m);
  * committed, and everything released.  Jobs waiting for a retry stay uncommitted. */
 void ml_sender_stop(ml_t *m, int64_t deadline_ms);
 size_t ml_sender_busy(ml_t *m);
-char *ml_render_message(ml_t *m, ml_unit_t *u, const struct nc_templates *templates, size_t *len,
+char *ml_render_message(ml_t *m, ml_unit_t *u, const struct ml_templates *templates, size_t *len,
                         char *errstr, size_t errstr_size);
 
 /* unsub.c */

@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include "mailer.h"
-#include "nc_digest.h"
+#include "ml_digest.h"
 #include "nc_kafka.h"
-#include "nc_mail.h"
+#include "ml_mail.h"
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
@@ -476,17 +476,17 @@ static void queue_flush(ml_t *m)
 
 /* ---- worker threads -------------------------------------------------------------------- */
 
-char *ml_render_message(ml_t *m, ml_unit_t *u, const nc_templates_t *templates, size_t *len,
+char *ml_render_message(ml_t *m, ml_unit_t *u, const ml_templates_t *templates, size_t *len,
                         char *errstr, size_t errstr_size)
 {
-        nc_digest_parts_t parts;
-        nc_mail_t mail = {0};
+        ml_digest_parts_t parts;
+        ml_mail_t mail = {0};
         char mailto[600];
         char *msg;
 
         /* The digest's bodies are rendered and encoded once per notice set and language (the
-         * cache in nc_digest); this subscriber's values are filled in. */
-        if (nc_digest_render_parts(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
+         * cache in ml_digest); this subscriber's values are filled in. */
+        if (ml_digest_render_parts(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
                                    u->period, &parts, errstr, errstr_size) != 0)
                 return NULL;
         mail.from_name = m->cfg.mailer.from_name;
@@ -508,11 +508,11 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, const nc_templates_t *templates, 
                 mail.unsubscribe_mailto = mailto;
         }
         if (parts.text)
-                msg = nc_mail_build_bodies(&mail, parts.text, parts.html, parts.vals,
-                                           NC_DIGEST_NVALUES, len, errstr, errstr_size);
+                msg = ml_mail_build_bodies(&mail, parts.text, parts.html, parts.vals,
+                                           ML_DIGEST_NVALUES, len, errstr, errstr_size);
         else
-                msg = nc_mail_build(&mail, len, errstr, errstr_size);
-        nc_digest_parts_free(&parts);
+                msg = ml_mail_build(&mail, len, errstr, errstr_size);
+        ml_digest_parts_free(&parts);
         return msg;
 }
 
@@ -528,7 +528,7 @@ typedef struct worker {
         int index;
         ml_smtp_config_t sc;
         char *password;
-        nc_templates_t *tpl;
+        ml_templates_t *tpl;
         unsigned gen; /* templates generation loaded (ml_queue.h) */
         ml_unit_t **units;
         ml_smtp_msg_t *msgs;
@@ -565,7 +565,7 @@ static void worker_init(worker_t *w, ml_t *m, int index)
         w->units = nc_xcalloc(batch, sizeof(*w->units));
         w->msgs = nc_xcalloc(batch, sizeof(*w->msgs));
         w->bodies = nc_xcalloc(batch, sizeof(*w->bodies));
-        w->tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+        w->tpl = ml_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
                                    m->cfg.default_language, w->err, sizeof(w->err));
         if (!w->tpl)
                 fatalx("worker %d: templates: %s", index, w->err);
@@ -582,7 +582,7 @@ static void worker_init(worker_t *w, ml_t *m, int index)
 
 static void worker_free(worker_t *w)
 {
-        nc_templates_free(w->tpl);
+        ml_templates_free(w->tpl);
         if (w->password) {
                 memset(w->password, 0, strlen(w->password));
                 free(w->password);
@@ -597,14 +597,14 @@ static void worker_free(worker_t *w)
 static void worker_reload(worker_t *w, unsigned gen)
 {
         const ml_t *m = w->m;
-        nc_templates_t *fresh;
+        ml_templates_t *fresh;
 
         if (gen == w->gen)
                 return;
-        fresh = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+        fresh = ml_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
                                   m->cfg.default_language, w->err, sizeof(w->err));
         if (fresh) {
-                nc_templates_free(w->tpl);
+                ml_templates_free(w->tpl);
                 w->tpl = fresh;
         } else {
                 log_warnx("worker %d: templates not reloaded: %s", w->index, w->err);
