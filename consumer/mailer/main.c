@@ -182,14 +182,14 @@ static int preview(ml_t *m, const char *email)
 }
 
 /* The jobs and plan topics may have just been created: wait up to 15 s for them to be
- * visible before subscribing; if they are not, warn and go on (never fails: returns 0). */
-static int wait_topics(ml_t *m)
+ * visible before subscribing; if they are not, warn and go on (the group picks them up
+ * later). */
+static void wait_topics(ml_t *m)
 {
         const char *const names[] = {m->topic_jobs, m->topic_plan};
 
         if (nc_kafka_wait_topics(m->store.rk, names, 2, 15000) != 0)
                 log_warnx("the jobs and plan topics are not visible yet");
-        return 0;
 }
 
 static void wake_on(ml_t *m, rd_kafka_t *rk)
@@ -280,8 +280,10 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         m->httpd = nc_daemon_httpd(d);
         if (ml_unsub_start(m, errstr, errstr_size) != 0 ||
             nc_daemon_retry("creating topics", make_topics_step, m, errstr, errstr_size) != 0 ||
-            ml_store_start(m, errstr, errstr_size) || wait_topics(m) != 0 ||
-            ml_planner_start(m, errstr, errstr_size) != 0 ||
+            ml_store_start(m, errstr, errstr_size) != 0)
+                return -1;
+        wait_topics(m);
+        if (ml_planner_start(m, errstr, errstr_size) != 0 ||
             ml_sender_start(m, errstr, errstr_size) != 0)
                 return -1;
         wake_on(m, m->store.rk);
