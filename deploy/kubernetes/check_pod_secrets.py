@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Checks that the rendered Deployments give the daemons secret files they accept.
+
+usage: check_pod_secrets.py RENDERED.yaml BIN_DIR TEMPLATES_DIR COPY_SECRETS
+
+For each Deployment in RENDERED.yaml (kustomize output with its Secrets and ConfigMap):
+  1. the pod runs as a numeric non-root user and group, with runAsNonRoot and an fsGroup;
+  2. its volumes are laid out in a scratch directory the way the kubelet lays them out:
+     Secret and ConfigMap files owned by root, with the volume's defaultMode, and, because the
+     pod has an fsGroup, group fsGroup and the kubelet's read-only mask 0440 added to the mode
+     (pkg/volume SetVolumeOwnership); an emptyDir owned by root:fsGroup, mode 2777;
+  3. in a private mount namespace those directories are bind-mounted at the mountPaths, and
+     the init container (COPY_SECRETS, the image's copy-secrets) runs as the pod's uid/gid with
+     fsGroup as supplementary group, like the kubelet starts it;
+  4. the daemon itself runs the same way with -n on the ConfigMap's noticecast.conf: it must
+     print "configuration OK" (it reads every secret file it names and checks its mode);
+  5. control: the daemon pointed at the Secret volume itself (as if mounted without the copy)
+     must refuse it with exit 78, "accessible by group": the layout of step 2 is what makes
+     the copy necessary, so if this stops failing the model or the daemon's check changed.
+
+Needs root (chown, mount namespace, setpriv).  Exit 0 all good, 1 a check failed, 77 skipped.
+"""
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+KUBELET_RO_MASK = 0o440  # what the kubelet ORs into a read-only volume's files with fsGroup
+
+
+def fail(msg):
+    print("check_pod_secrets: FAIL: " + msg)
+    return 1
+
+
+def pod_ids(name, spec):
+    sc = spec.get("securityContext") or {}
+    uid, gid, fsg = sc.get("runAsUser"), sc.get("runAsGroup"), sc.get("fsGroup")
+    for what, v in (("runAsUser", uid), ("runAsGroup", gid), ("fsGroup", fsg)):
+        if not isinstance(v, int) or v <= 0:
+            raise ValueError("%s: pod securityContext.%s must be a number > 0, is %r" % (name, what, v))
+    if sc.get("runAsNonRoot") is not True:
+        raise ValueError("%s: pod securityContext.runAsNonRoot must be true" % name)
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        csc = c.get("securityContext") or {}
+        for k, v in (("runAsUser", uid), ("runAsGroup", gid)):
+            if k in csc and csc[k] != v:
+                raise ValueError("%s/%s: %s %r differs from the pod's %r" % (name, c["name"], k, csc[k], v))
+    return uid, gid, fsg
+
+
+def lay_out(volume, objects, root, fsg):
+    """Creates ROOT/<volume name> as the kubelet would; returns its path."""
+    path = os.path.join(root, volume["name"])
+    os.mkdir(path)
+    if "emptyDir" in volume:
+        os.chown(path, 0, fsg)
+        os.chmod(path, 0o2777)
+        return path
+    if "secret" in volume:
+        src, mode = volume["secret"], volume["secret"].get("defaultMode", 0o644)
+        data = objects[("Secret", src["secretName"])].get("data", {})
+        files = {k: base64.b64decode(v) for k, v in data.items()}
+    elif "configMap" in volume:
+        src, mode = volume["configMap"], volume["configMap"].get("defaultMode", 0o644)
+        data = objects[("ConfigMap", src["name"])].get("data", {})
+        files = {k: v.encode() for k, v in data.items()}
+    else:
+        raise ValueError("volume %s: type not modelled" % volume["name"])
+    # The kubelet writes the files into a timestamped directory behind ..data symlinks.
+    data_dir = os.path.join(path, "..2026_01_01_00_00_00.000000000")
+    os.mkdir(data_dir)
+    os.symlink(os.path.basename(data_dir), os.path.join(path, "..data"))
+    for k, v in files.items():
+        f = os.path.join(data_dir, k)
+        with open(f, "wb") as out:
+            out.write(v)
+        os.chown(f, 0, fsg)
+        os.chmod(f, mode | KUBELET_RO_MASK)
+        os.symlink(os.path.join("..data", k), os.path.join(path, k))
+    os.chown(data_dir, 0, fsg)
+    os.chmod(data_dir, 0o2755)
+    os.chown(path, 0, fsg)
+    os.chmod(path, 0o3777)
+    return path
+
+
+def run_in_pod(container, vols, uid, gid, fsg, argv):
+    """Runs ARGV with CONTAINER's mounts in a new mount namespace as uid:gid (+fsGroup)."""
+    # A tmpfs on /run keeps the mountPaths under /run (the secrets) off the host's /run.
+    script = ["set -e", "mount -t tmpfs -o mode=755 nc-pod-run /run"]
+    for m in container.get("volumeMounts", []):
+        host = vols[m["name"]]
+        script.append('mkdir -p "%s" && mount --bind "%s" "%s"' % (m["mountPath"], host, m["mountPath"]))
+        if m.get("readOnly"):
+            script.append('mount -o remount,bind,ro "%s"' % m["mountPath"])
+    script.append(
+        'exec setpriv --reuid=%d --regid=%d --groups=%d --inh-caps=-all "$@"' % (uid, gid, fsg)
+    )
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), "sh"] + argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def main():
+    if len(sys.argv) != 5:
+        print(__doc__)
+        return 64
+    rendered, bin_dir, templates, copy_secrets = sys.argv[1:]
+    if os.geteuid() != 0:
+        print("check_pod_secrets: SKIP: needs root (chown, mount namespace, setpriv)")
+        return 77
+    with open(rendered) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    if not deployments:
+        return fail("no Deployment in %s" % rendered)
+    bad = 0
+    created = [d for d in ("/usr/share/noticecast/templates", "/usr/share/noticecast", "/etc/noticecast")
+               if not os.path.exists(d)]
+    try:
+        bad = check_all(deployments, objects, bin_dir, templates, copy_secrets)
+    finally:
+        for d in created:  # the mount points made on the host, if they are still empty
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    if not bad:
+        print("check_pod_secrets: %d Deployment(s) OK" % len(deployments))
+    return bad
+
+
+def check_all(deployments, objects, bin_dir, templates, copy_secrets):
+    bad = 0
+    for dep in deployments:
+        name = dep["metadata"]["name"]
+        spec = dep["spec"]["template"]["spec"]
+        try:
+            uid, gid, fsg = pod_ids(name, spec)
+        except ValueError as e:
+            bad |= fail(str(e))
+            continue
+        # Not under /tmp: the pods mount an emptyDir there, which would hide it.
+        scratch = tempfile.mkdtemp(prefix="nc-pod-", dir="/var/tmp")
+        os.chmod(scratch, 0o755)
+        try:
+            vols = {v["name"]: lay_out(v, objects, scratch, fsg) for v in spec.get("volumes", [])}
+            # The image's paths: the templates directory and the init container's script.
+            extra = {"templates": templates}
+            for c in spec.get("initContainers", []):
+                argv = [copy_secrets] + c["command"][1:] + c.get("args", [])
+                r = run_in_pod(c, vols, uid, gid, fsg, argv)
+                if r.returncode != 0:
+                    bad |= fail("%s/%s: exit %d: %s" % (name, c["name"], r.returncode, r.stderr.strip()))
+                    continue
+                print("check_pod_secrets: %s/%s: %s" % (name, c["name"], r.stdout.strip()))
+            daemon = spec["containers"][0]
+            prog = os.path.join(bin_dir, os.path.basename(daemon["command"][0]))
+            mounts = dict(daemon)
+            mounts["volumeMounts"] = list(daemon.get("volumeMounts", [])) + [
+                {"name": "templates", "mountPath": "/usr/share/noticecast/templates", "readOnly": True}
+            ]
+            vols.update(extra)
+            r = run_in_pod(mounts, vols, uid, gid, fsg, [prog, "-n"] + daemon.get("args", []))
+            out = (r.stdout + r.stderr).strip()
+            if r.returncode != 0 or "configuration OK" not in r.stdout:
+                bad |= fail("%s: %s -n: exit %d: %s" % (name, os.path.basename(prog), r.returncode, out))
+            else:
+                print("check_pod_secrets: %s: uid %d gid %d fsGroup %d: %s -n: %s"
+                      % (name, uid, gid, fsg, os.path.basename(prog), out))
+            # Control: the same daemon reading the Secret volume itself.
+            secret_mounts = [m for c in spec.get("initContainers", []) for m in c.get("volumeMounts", [])
+                             if "secret" in next(v for v in spec["volumes"] if v["name"] == m["name"])]
+            if not secret_mounts:
+                bad |= fail("%s: no init container mounts a Secret volume" % name)
+                continue
+            direct = dict(mounts)
+            copy_dest = [m for m in daemon["volumeMounts"] if m["mountPath"].startswith("/run/secrets/")]
+            direct["volumeMounts"] = [m for m in mounts["volumeMounts"] if m not in copy_dest] + [
+                dict(m, mountPath=cd["mountPath"]) for m in secret_mounts for cd in copy_dest
+            ]
+            r = run_in_pod(direct, vols, uid, gid, fsg, [prog, "-n"] + daemon.get("args", []))
+            out = (r.stdout + r.stderr).strip()
+            if r.returncode != 78 or "accessible by group" not in out:
+                bad |= fail("%s: control (Secret volume read directly) should be refused with exit 78,"
+                            " got exit %d: %s" % (name, r.returncode, out))
+            else:
+                print("check_pod_secrets: %s: control, Secret volume read directly: exit 78: %s"
+                      % (name, out.splitlines()[-1]))
+        finally:
+            shutil.rmtree(scratch)
+    return bad
+
+
+if __name__ == "__main__":
+    sys.exit(main())
