@@ -1,0 +1,61 @@
+# deploy/deploy.mk: checks of the Kubernetes manifests and the container image, included by
+# the Makefile; `make lint` runs deploy-lint.  The tools come from deploy/local/install-lint-tools.sh
+# (run by deploy/local/install-deps.sh) into a cache; docs/kubernetes.md says what each checks.
+#
+#   make deploy-lint     kustomize render, kubeconform -strict, kube-score, hadolint, the
+#                        build-context check and the pod secrets check
+#   make deploy-render   only write the rendered manifests to $(DEPLOY_OUT)
+#   make image           podman (or buildah) build of deploy/container/Containerfile
+
+LINT_TOOLS_DIR := $(shell deploy/local/install-lint-tools.sh --print-dir)
+LINT_BIN := $(LINT_TOOLS_DIR)/bin
+DEPLOY_OUT := $(BUILD)/deploy
+K8S_DIRS := deploy/kubernetes/base deploy/kubernetes/overlays/example
+# Kubernetes releases validated against (the schemas install-lint-tools.sh extracts).
+K8S_VERSIONS := 1.30.0 1.37.0
+KUBECONFORM_SCHEMAS := $(LINT_TOOLS_DIR)/schemas/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json
+# kubectl's built-in kustomize if there is one, else the one install-lint-tools.sh built.
+KUSTOMIZE := $(if $(shell kubectl kustomize --help >/dev/null 2>&1 && echo y),kubectl kustomize,$(LINT_BIN)/kustomize build)
+IMAGE ?= noticecast:$(VERSION)
+
+.PHONY: deploy-lint deploy-render deploy-lint-tools image
+
+deploy-lint-tools:
+	@deploy/local/install-lint-tools.sh --check >/dev/null || deploy/local/install-lint-tools.sh
+
+deploy-render: deploy-lint-tools
+	@mkdir -p $(DEPLOY_OUT)
+	@set -e; for d in $(K8S_DIRS); do \
+		out=$(DEPLOY_OUT)/$$(echo $$d | tr / _).yaml; \
+		$(KUSTOMIZE) $$d > $$out; echo "rendered $$d -> $$out"; done
+
+# kubeconform: also a deliberately invalid copy must be rejected, so a run that validates
+# nothing (no schema found, a wrong location) cannot pass.
+deploy-lint: deploy-render $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
+	@set -e; for v in $(K8S_VERSIONS); do \
+		echo "kubeconform -strict (Kubernetes $$v)"; \
+		$(LINT_BIN)/kubeconform -strict -summary -kubernetes-version $$v \
+			-schema-location '$(KUBECONFORM_SCHEMAS)' $(DEPLOY_OUT)/*.yaml; \
+		mkdir -p $(DEPLOY_OUT)/negative; sed 's/^  replicas: 2$$/  replicas: 2\n  replicaz: 2/' \
+			$(DEPLOY_OUT)/deploy_kubernetes_base.yaml > $(DEPLOY_OUT)/negative/invalid.yaml; \
+		if $(LINT_BIN)/kubeconform -strict -kubernetes-version $$v \
+			-schema-location '$(KUBECONFORM_SCHEMAS)' $(DEPLOY_OUT)/negative/invalid.yaml >/dev/null; then \
+			echo "kubeconform accepted an unknown field: the schemas are not in use" >&2; exit 1; fi; \
+		done; rm -rf $(DEPLOY_OUT)/negative
+	@echo "kube-score (CRITICAL or WARNING fails)"
+	@$(LINT_BIN)/kube-score score --output-format ci --exit-one-on-warning \
+		$(DEPLOY_OUT)/deploy_kubernetes_overlays_example.yaml > $(DEPLOY_OUT)/kube-score.txt \
+		|| { grep -v '^\[OK\]\|^\[SKIPPED\]' $(DEPLOY_OUT)/kube-score.txt; exit 1; }
+	@cut -d' ' -f1 $(DEPLOY_OUT)/kube-score.txt | sort | uniq -c
+	@echo "hadolint deploy/container/Containerfile"
+	@$(LINT_BIN)/hadolint deploy/container/Containerfile
+	@python3 deploy/container/check_context.py $(if $(shell command -v podman),--podman) .
+	@python3 deploy/kubernetes/check_pod_secrets.py $(DEPLOY_OUT)/deploy_kubernetes_overlays_example.yaml \
+		$(BUILD) config/templates deploy/container/copy-secrets.sh; rc=$$?; \
+		[ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+
+# Needs the base image debian:12-slim from a registry (docs/kubernetes.md, "Image").
+image:
+	@if command -v podman >/dev/null; then podman build -f deploy/container/Containerfile -t $(IMAGE) .; \
+	elif command -v buildah >/dev/null; then buildah bud -f deploy/container/Containerfile -t $(IMAGE) .; \
+	else echo "make image: needs podman or buildah" >&2; exit 1; fi
