@@ -16,7 +16,9 @@ For each Deployment in RENDERED.yaml (kustomize output with its Secrets and Conf
      print "configuration OK" (it reads every secret file it names and checks its mode);
   5. control: the daemon pointed at the Secret volume itself (as if mounted without the copy)
      must refuse it with exit 78, "accessible by group": the layout of step 2 is what makes
-     the copy necessary, so if this stops failing the model or the daemon's check changed.
+     the copy necessary, so if this stops failing the model or the daemon's check changed;
+  6. control: the Secret volume as the old manifest had it, defaultMode 0400 and no fsGroup
+     (root:root 0400), must fail with exit 78, "Permission denied".
 
 Needs root (chown, mount namespace, setpriv).  Exit 0 all good, 1 a check failed, 77 skipped.
 """
@@ -53,20 +55,24 @@ def pod_ids(name, spec):
     return uid, gid, fsg
 
 
-def lay_out(volume, objects, root, fsg):
-    """Creates ROOT/<volume name> as the kubelet would; returns its path."""
+def lay_out(volume, objects, root, fsg, mode=None):
+    """Creates ROOT/<volume name> as the kubelet would (FSG None: a pod without fsGroup, whose
+    volume files stay root:root with their mode); MODE overrides defaultMode.  Returns its path."""
     path = os.path.join(root, volume["name"])
+    group, mask = (0, 0) if fsg is None else (fsg, KUBELET_RO_MASK)
     os.mkdir(path)
     if "emptyDir" in volume:
-        os.chown(path, 0, fsg)
+        os.chown(path, 0, group)
         os.chmod(path, 0o2777)
         return path
     if "secret" in volume:
-        src, mode = volume["secret"], volume["secret"].get("defaultMode", 0o644)
+        src = volume["secret"]
+        mode = src.get("defaultMode", 0o644) if mode is None else mode
         data = objects[("Secret", src["secretName"])].get("data", {})
         files = {k: base64.b64decode(v) for k, v in data.items()}
     elif "configMap" in volume:
-        src, mode = volume["configMap"], volume["configMap"].get("defaultMode", 0o644)
+        src = volume["configMap"]
+        mode = src.get("defaultMode", 0o644) if mode is None else mode
         data = objects[("ConfigMap", src["name"])].get("data", {})
         files = {k: v.encode() for k, v in data.items()}
     else:
@@ -79,17 +85,18 @@ def lay_out(volume, objects, root, fsg):
         f = os.path.join(data_dir, k)
         with open(f, "wb") as out:
             out.write(v)
-        os.chown(f, 0, fsg)
-        os.chmod(f, mode | KUBELET_RO_MASK)
+        os.chown(f, 0, group)
+        os.chmod(f, mode | mask)
         os.symlink(os.path.join("..data", k), os.path.join(path, k))
-    os.chown(data_dir, 0, fsg)
+    os.chown(data_dir, 0, group)
     os.chmod(data_dir, 0o2755)
-    os.chown(path, 0, fsg)
+    os.chown(path, 0, group)
     os.chmod(path, 0o3777)
     return path
 
 
 def run_in_pod(container, vols, uid, gid, fsg, argv):
+    """FSG None: no supplementary group (a pod without fsGroup)."""
     """Runs ARGV with CONTAINER's mounts in a new mount namespace as uid:gid (+fsGroup)."""
     # A tmpfs on /run keeps the mountPaths under /run (the secrets) off the host's /run.
     script = ["set -e", "mount -t tmpfs -o mode=755 nc-pod-run /run"]
@@ -99,7 +106,8 @@ def run_in_pod(container, vols, uid, gid, fsg, argv):
         if m.get("readOnly"):
             script.append('mount -o remount,bind,ro "%s"' % m["mountPath"])
     script.append(
-        'exec setpriv --reuid=%d --regid=%d --groups=%d --inh-caps=-all "$@"' % (uid, gid, fsg)
+        'exec setpriv --reuid=%d --regid=%d %s --inh-caps=-all "$@"'
+        % (uid, gid, "--clear-groups" if fsg is None else "--groups=%d" % fsg)
     )
     return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), "sh"] + argv,
@@ -195,6 +203,18 @@ def check_all(deployments, objects, bin_dir, templates, copy_secrets):
                             " got exit %d: %s" % (name, r.returncode, out))
             else:
                 print("check_pod_secrets: %s: control, Secret volume read directly: exit 78: %s"
+                      % (name, out.splitlines()[-1]))
+            # Control 2: the old manifest's way, defaultMode 0400 and no fsGroup: root's file.
+            for m in secret_mounts:
+                v = next(v for v in spec["volumes"] if v["name"] == m["name"])
+                vols[m["name"]] = lay_out(dict(v, name=v["name"] + "-nofsgroup"), objects, scratch, None, 0o400)
+            r = run_in_pod(direct, vols, uid, gid, None, [prog, "-n"] + daemon.get("args", []))
+            out = (r.stdout + r.stderr).strip()
+            if r.returncode != 78 or "Permission denied" not in out:
+                bad |= fail("%s: control (0400, no fsGroup) should fail with exit 78 and EACCES,"
+                            " got exit %d: %s" % (name, r.returncode, out))
+            else:
+                print("check_pod_secrets: %s: control, defaultMode 0400 without fsGroup: exit 78: %s"
                       % (name, out.splitlines()[-1]))
         finally:
             shutil.rmtree(scratch)
