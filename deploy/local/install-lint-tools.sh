@@ -20,7 +20,7 @@ set -euo pipefail
 
 KUBECONFORM_VERSION=v0.8.0
 KUBE_SCORE_VERSION=v1.20.0
-KUSTOMIZE_VERSION=v5.8.3
+KUSTOMIZE_VERSION=v5.8.1
 HADOLINT_VERSION=2.15.1
 SCHEMAS_VERSION=1.37.0 # kubernetes-validate: schemas for Kubernetes 1.25 ... 1.37
 # The Kubernetes releases the manifests are validated against (deploy/deploy.mk).
