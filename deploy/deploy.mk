@@ -6,6 +6,7 @@
 #                        build-context check and the pod secrets check
 #   make deploy-render   only write the rendered manifests to $(DEPLOY_OUT)
 #   make image           podman (or buildah) build of deploy/container/Containerfile
+#   make image-check     the built image's programs run as 10001 in the pods' layout
 
 LINT_TOOLS_DIR := $(shell deploy/local/install-lint-tools.sh --print-dir)
 LINT_BIN := $(LINT_TOOLS_DIR)/bin
@@ -18,7 +19,7 @@ KUBECONFORM_SCHEMAS := $(LINT_TOOLS_DIR)/schemas/{{ .NormalizedKubernetesVersion
 KUSTOMIZE := $(if $(shell kubectl kustomize --help >/dev/null 2>&1 && echo y),kubectl kustomize,$(LINT_BIN)/kustomize build)
 IMAGE ?= noticecast:$(VERSION)
 
-.PHONY: deploy-lint deploy-render deploy-lint-tools image
+.PHONY: deploy-lint deploy-render deploy-lint-tools image image-check image-base-debootstrap
 
 deploy-lint-tools:
 	@deploy/local/install-lint-tools.sh --check >/dev/null || deploy/local/install-lint-tools.sh
@@ -54,8 +55,35 @@ deploy-lint: deploy-render $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mail
 		$(BUILD) config/templates deploy/container/copy-secrets.sh; rc=$$?; \
 		[ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 
-# Needs the base image debian:12-slim from a registry (docs/kubernetes.md, "Image").
+# Needs the base image debian:12-slim from a registry, or BASE=an image of Debian 12 that is
+# here already (make image-base-debootstrap).  ISOLATION=chroot where the OCI runtime cannot
+# create containers (docs/kubernetes.md, "Image").
+BASE ?=
+ISOLATION ?=
+IMAGE_FLAGS = $(if $(BASE),--build-arg BASE=$(BASE)) $(if $(ISOLATION),--isolation $(ISOLATION)) --format docker
 image:
-	@if command -v podman >/dev/null; then podman build -f deploy/container/Containerfile -t $(IMAGE) .; \
-	elif command -v buildah >/dev/null; then buildah bud -f deploy/container/Containerfile -t $(IMAGE) .; \
+	@if command -v podman >/dev/null; then \
+		podman build $(IMAGE_FLAGS) -f deploy/container/Containerfile -t $(IMAGE) .; \
+	elif command -v buildah >/dev/null; then \
+		buildah bud $(IMAGE_FLAGS) -f deploy/container/Containerfile -t $(IMAGE) .; \
 	else echo "make image: needs podman or buildah" >&2; exit 1; fi
+
+# The image's own programs, copy-secrets and templates in the pods' layout (check_pod_secrets.py
+# --root), and no build tree, .git or var/ in it.
+image-check: deploy-render
+	@set -e; root=$$(podman image mount $(IMAGE)); trap 'podman image unmount $(IMAGE) >/dev/null' EXIT; \
+		for p in noticecast noticecast-webhooks noticecast-mailer; do \
+			chroot --userspec=10001:10001 $$root /usr/bin/$$p -V | head -1; done; \
+		left=$$(find $$root -xdev \( -name .git -o -path '*/var/demo' -o -path "$$root/src" \) -print); \
+		[ -z "$$left" ] || { echo "image-check: found in the image: $$left" >&2; exit 1; }; \
+		python3 deploy/kubernetes/check_pod_secrets.py --root $$root \
+			$(DEPLOY_OUT)/deploy_kubernetes_overlays_example.yaml
+
+# A Debian 12 base image made here from Debian's packages, for machines that reach no
+# container registry: make image BASE=localhost/nc-bookworm-minbase:12 ISOLATION=chroot
+image-base-debootstrap:
+	@command -v debootstrap >/dev/null || { echo "apt-get install debootstrap" >&2; exit 1; }
+	rm -rf $(BUILD)/bookworm-rootfs
+	debootstrap --variant=minbase bookworm $(BUILD)/bookworm-rootfs http://deb.debian.org/debian
+	tar -C $(BUILD)/bookworm-rootfs -c . | podman import - localhost/nc-bookworm-minbase:12
+	rm -rf $(BUILD)/bookworm-rootfs

@@ -2,6 +2,11 @@
 """Checks that the rendered Deployments give the daemons secret files they accept.
 
 usage: check_pod_secrets.py RENDERED.yaml BIN_DIR TEMPLATES_DIR COPY_SECRETS
+       check_pod_secrets.py --root IMAGE_ROOTFS RENDERED.yaml
+
+The first form runs the programs of BIN_DIR (a build) with the templates and copy-secrets of the
+tree; the second runs everything from an image's root filesystem (`podman image mount`), with
+the paths the manifests name, chrooted into it.
 
 For each Deployment in RENDERED.yaml (kustomize output with its Secrets and ConfigMap):
   1. the pod runs as a numeric non-root user and group, with runAsNonRoot and an fsGroup;
@@ -95,20 +100,28 @@ def lay_out(volume, objects, root, fsg, mode=None):
     return path
 
 
+ROOT = None  # --root: the image's root filesystem
+
+
 def run_in_pod(container, vols, uid, gid, fsg, argv):
-    """FSG None: no supplementary group (a pod without fsGroup)."""
-    """Runs ARGV with CONTAINER's mounts in a new mount namespace as uid:gid (+fsGroup)."""
+    """Runs ARGV with CONTAINER's mounts in a new mount namespace as uid:gid with fsGroup as
+    supplementary group (FSG None: none, a pod without fsGroup); chrooted into ROOT if set."""
+    top = ROOT or ""
     # A tmpfs on /run keeps the mountPaths under /run (the secrets) off the host's /run.
-    script = ["set -e", "mount -t tmpfs -o mode=755 nc-pod-run /run"]
+    script = ["set -e", 'mount -t tmpfs -o mode=755 nc-pod-run "%s/run"' % top]
     for m in container.get("volumeMounts", []):
-        host = vols[m["name"]]
-        script.append('mkdir -p "%s" && mount --bind "%s" "%s"' % (m["mountPath"], host, m["mountPath"]))
+        host, at = vols[m["name"]], top + m["mountPath"]
+        script.append('mkdir -p "%s" && mount --bind "%s" "%s"' % (at, host, at))
         if m.get("readOnly"):
-            script.append('mount -o remount,bind,ro "%s"' % m["mountPath"])
-    script.append(
-        'exec setpriv --reuid=%d --regid=%d %s --inh-caps=-all "$@"'
-        % (uid, gid, "--clear-groups" if fsg is None else "--groups=%d" % fsg)
-    )
+            script.append('mount -o remount,bind,ro "%s"' % at)
+    if ROOT:
+        script.append('exec chroot --userspec=%d:%d --groups=%d "%s" "$@"'
+                      % (uid, gid, gid if fsg is None else fsg, ROOT))
+    else:
+        script.append(
+            'exec setpriv --reuid=%d --regid=%d %s --inh-caps=-all "$@"'
+            % (uid, gid, "--clear-groups" if fsg is None else "--groups=%d" % fsg)
+        )
     return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), "sh"] + argv,
         capture_output=True,
@@ -118,10 +131,15 @@ def run_in_pod(container, vols, uid, gid, fsg, argv):
 
 
 def main():
-    if len(sys.argv) != 5:
+    global ROOT
+    if len(sys.argv) == 4 and sys.argv[1] == "--root":
+        ROOT, rendered = os.path.abspath(sys.argv[2]), sys.argv[3]
+        bin_dir = templates = copy_secrets = None
+    elif len(sys.argv) == 5:
+        rendered, bin_dir, templates, copy_secrets = sys.argv[1:]
+    else:
         print(__doc__)
         return 64
-    rendered, bin_dir, templates, copy_secrets = sys.argv[1:]
     if os.geteuid() != 0:
         print("check_pod_secrets: SKIP: needs root (chown, mount namespace, setpriv)")
         return 77
@@ -165,18 +183,20 @@ def check_all(deployments, objects, bin_dir, templates, copy_secrets):
             # The image's paths: the templates directory and the init container's script.
             extra = {"templates": templates}
             for c in spec.get("initContainers", []):
-                argv = [copy_secrets] + c["command"][1:] + c.get("args", [])
+                argv = [copy_secrets or c["command"][0]] + c["command"][1:] + c.get("args", [])
                 r = run_in_pod(c, vols, uid, gid, fsg, argv)
                 if r.returncode != 0:
                     bad |= fail("%s/%s: exit %d: %s" % (name, c["name"], r.returncode, r.stderr.strip()))
                     continue
                 print("check_pod_secrets: %s/%s: %s" % (name, c["name"], r.stdout.strip()))
             daemon = spec["containers"][0]
-            prog = os.path.join(bin_dir, os.path.basename(daemon["command"][0]))
+            prog = daemon["command"][0]
             mounts = dict(daemon)
-            mounts["volumeMounts"] = list(daemon.get("volumeMounts", [])) + [
-                {"name": "templates", "mountPath": "/usr/share/noticecast/templates", "readOnly": True}
-            ]
+            if not ROOT:
+                prog = os.path.join(bin_dir, os.path.basename(prog))
+                mounts["volumeMounts"] = list(daemon.get("volumeMounts", [])) + [
+                    {"name": "templates", "mountPath": "/usr/share/noticecast/templates", "readOnly": True}
+                ]
             vols.update(extra)
             r = run_in_pod(mounts, vols, uid, gid, fsg, [prog, "-n"] + daemon.get("args", []))
             out = (r.stdout + r.stderr).strip()
