@@ -106,7 +106,7 @@ def copy_sources(repo):
 def podman_files(repo):
     if not shutil.which("podman"):
         return None, "podman not installed"
-    tag = "localhost/noticecast-context-check:latest"
+    tag = "localhost/noticecast-context-check:%d" % os.getpid()  # unique: other trees may run it too
     with tempfile.TemporaryDirectory() as d:
         cf = os.path.join(d, "Containerfile")
         with open(cf, "w") as f:
