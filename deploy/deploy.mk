@@ -8,7 +8,7 @@
 #   make image           podman (or buildah) build of deploy/container/Containerfile
 #   make image-check     the built image's programs run as 10001 in the pods' layout
 
-LINT_TOOLS_DIR := $(shell deploy/local/install-lint-tools.sh --print-dir)
+LINT_TOOLS_DIR = $(shell deploy/local/install-lint-tools.sh --print-dir)
 LINT_BIN := $(LINT_TOOLS_DIR)/bin
 DEPLOY_OUT := $(BUILD)/deploy
 K8S_DIRS := deploy/kubernetes/base deploy/kubernetes/overlays/example
@@ -16,7 +16,7 @@ K8S_DIRS := deploy/kubernetes/base deploy/kubernetes/overlays/example
 K8S_VERSIONS := 1.30.0 1.37.0
 KUBECONFORM_SCHEMAS := $(LINT_TOOLS_DIR)/schemas/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json
 # kubectl's built-in kustomize if there is one, else the one install-lint-tools.sh built.
-KUSTOMIZE := $(if $(shell kubectl kustomize --help >/dev/null 2>&1 && echo y),kubectl kustomize,$(LINT_BIN)/kustomize build)
+KUSTOMIZE = $(if $(shell kubectl kustomize --help >/dev/null 2>&1 && echo y),kubectl kustomize,$(LINT_BIN)/kustomize build)
 IMAGE ?= noticecast:$(VERSION)
 
 .PHONY: deploy-lint deploy-render deploy-lint-tools image image-check image-base-debootstrap
@@ -55,12 +55,12 @@ deploy-lint: deploy-render $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mail
 		$(BUILD) config/templates deploy/container/copy-secrets.sh; rc=$$?; \
 		[ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 
-# Needs the base image debian:12-slim from a registry, or BASE=an image of Debian 12 that is
-# here already (make image-base-debootstrap).  ISOLATION=chroot where the OCI runtime cannot
+# Needs the base image debian:12-slim from a registry, or IMAGE_BASE=an image of Debian 12 that is
+# here already (make image-base-debootstrap).  IMAGE_ISOLATION=chroot where the OCI runtime cannot
 # create containers (docs/kubernetes.md, "Image").
-BASE ?=
-ISOLATION ?=
-IMAGE_FLAGS = $(if $(BASE),--build-arg BASE=$(BASE)) $(if $(ISOLATION),--isolation $(ISOLATION)) --format docker
+IMAGE_BASE ?=
+IMAGE_ISOLATION ?=
+IMAGE_FLAGS = $(if $(IMAGE_BASE),--build-arg BASE=$(IMAGE_BASE)) $(if $(IMAGE_ISOLATION),--isolation $(IMAGE_ISOLATION)) --format docker
 image:
 	@if command -v podman >/dev/null; then \
 		podman build $(IMAGE_FLAGS) -f deploy/container/Containerfile -t $(IMAGE) .; \
@@ -80,7 +80,7 @@ image-check: deploy-render
 			$(DEPLOY_OUT)/deploy_kubernetes_overlays_example.yaml
 
 # A Debian 12 base image made here from Debian's packages, for machines that reach no
-# container registry: make image BASE=localhost/nc-bookworm-minbase:12 ISOLATION=chroot
+# container registry: make image IMAGE_BASE=localhost/nc-bookworm-minbase:12 IMAGE_ISOLATION=chroot
 image-base-debootstrap:
 	@command -v debootstrap >/dev/null || { echo "apt-get install debootstrap" >&2; exit 1; }
 	rm -rf $(BUILD)/bookworm-rootfs
