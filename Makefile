@@ -137,7 +137,7 @@ format-check:
 
 # Every shell script; -x -P SCRIPTDIR follows the bench scripts' `. "$HERE/lib.sh"`.
 SHELL_FILES = $(wildcard deploy/*/*.sh tests/bench/*.sh) .ci/run
-lint:
+lint: deploy-lint
 	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
 
 # ---- install ---------------------------------------------------------------------------------
@@ -155,3 +155,5 @@ uninstall:
 
 clean:
 	rm -rf build build-asan
+
+include deploy/deploy.mk

@@ -68,13 +68,18 @@ else
 	done
 fi
 
+# The linters of `make lint` (deploy/deploy.mk), in their own cache: see that script.
+lint_tools=1
+"$HERE/install-lint-tools.sh" --check >/dev/null || lint_tools=0
+
 if ((check)); then
-	if ((${#missing_apt[@]} == 0 && ${#missing_py[@]} == 0)); then
+	if ((${#missing_apt[@]} == 0 && ${#missing_py[@]} == 0 && lint_tools)); then
 		echo "install-deps: all dependencies present"
 		exit 0
 	fi
 	((${#missing_apt[@]})) && echo "install-deps: missing Debian packages: ${missing_apt[*]}"
 	((${#missing_py[@]})) && echo "install-deps: missing Python modules: ${missing_py[*]} (see $REQUIREMENTS)"
+	((lint_tools)) || "$HERE/install-lint-tools.sh" --check
 	exit 1
 fi
 
@@ -117,6 +122,8 @@ if ((${#missing_py[@]})); then
 else
 	echo "install-deps: Python modules present"
 fi
+
+((lint_tools)) || "$HERE/install-lint-tools.sh"
 
 # verify
 if ((bench)); then "$0" --check --bench; else "$0" --check; fi
