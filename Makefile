@@ -20,14 +20,26 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
 
-.PHONY: all clean install uninstall test unit-test integration-test test-faults asan format \
-	format-check lint \
+.PHONY: all FORCE clean install uninstall test unit-test integration-test test-faults asan format \
+	format-check lint deps-check \
 	kafka-fetch kafka-up kafka-down demo bench deps
 
 all: $(PROGRAMS)
 
+# The compiler and every flag (CPPFLAGS/CFLAGS/LDFLAGS, PREFIX-derived paths, pkg-config
+# results) in one file, rewritten only when they differ from the last build: objects and
+# programs depend on it, so a change of flags rebuilds them and an unchanged one does not.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_TEXT = $(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) $(NC_LDFLAGS) $(NC_LIBS)
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' '$(subst ','\'',$(FLAGS_TEXT))' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+FORCE:
+
 # -MMD: each object also depends on the headers it includes (build/**/*.d).
-$(BUILD)/%.o: %.c config.mk
+$(BUILD)/%.o: %.c config.mk $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -Iconsumer/mailer -MMD -MP -c -o $@ $<
 
@@ -37,14 +49,14 @@ $(LIB): $(COMMON_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB)
+$(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -o $@ $(PRODUCER_OBJ) $(LIB) $(NC_LIBS)
 
-$(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB)
+$(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -o $@ $(WEBHOOKS_OBJ) $(LIB) $(NC_LIBS)
 
 # The mailer interposes connect() (consumer/mailer/nodelay.c): it needs -ldl and threads.
-$(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB)
+$(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -Wl,--export-dynamic-symbol=connect -o $@ $(MAILER_OBJ) $(LIB) \
 		$(NC_LIBS) -ldl -lpthread
 
@@ -62,10 +74,10 @@ $(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/u
 # test_wh_policy includes the webhooks daemon's wh_policy.c.
 $(BUILD)/tests/test_wh_policy: consumer/webhooks/wh_policy.c consumer/webhooks/wh_policy.h
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) \
-		-o $@ $< $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
+	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(NC_TEST_CFLAGS) \
+		-o $@ $< $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(NC_TEST_LIBS)
 
 # ---- tests ---------------------------------------------------------------------------------
 # `make test` is the one command CI runs (.ci/run): the style and shell checks, unit +
@@ -86,7 +98,8 @@ integration-test: $(PROGRAMS) kafka-fetch
 # (tests/integration/test_9*_fault_*.py, marked `faults`).  CI runs it after `make test`,
 # with the normal build only: its tests are long (outages, shutdown bounds) and count what
 # arrived and what was committed rather than exercise memory safety.
-test-faults: deps-check $(PROGRAMS) kafka-fetch
+test-faults: deps-check
+	$(MAKE) all kafka-fetch
 	NC_BIN_DIR=$(CURDIR)/$(BUILD) python3 -m pytest -ra -m faults tests/integration
 
 asan:
@@ -109,11 +122,16 @@ kafka-up: kafka-fetch
 kafka-down:
 	deploy/local/kafka.sh down
 
-demo: deps-check all
+# demo, bench, test-faults and test build in a sub-make, after deps-check: that make reads
+# config.mk again, so its pkg-config sees what deps-check installed (the first `make demo` on
+# a bare machine).
+demo: deps-check
+	$(MAKE) all
 	deploy/local/demo.sh
 
-bench: deps-check all
+bench: deps-check
 	deploy/local/install-deps.sh --bench
+	$(MAKE) all
 	tests/bench/run.sh
 	tests/bench/webhooks.sh
 	tests/bench/smtp.sh
