@@ -43,7 +43,8 @@ static int load(ml_t *m, char *err, size_t size)
         char *key;
         size_t len;
 
-        if (nc_daemon_config(&m->cfg, m->config_path, &m->xprops, m->brokers, err, size) != 0)
+        if (nc_daemon_config(&m->cfg, m->config_path, &m->xprops, m->brokers, err, size) != 0 ||
+            nc_config_check_mailer(&m->cfg, err, size) != 0)
                 return -1;
         if (!m->cfg.mailer.unsubscribe_secret_file)
                 return nc_err(err, size,

@@ -40,7 +40,13 @@ static const char usage[] =
 
 static int load_config(wh_t *w, nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
-        return nc_daemon_config(cfg, w->config_path, &w->xprops, w->brokers, errstr, errstr_size);
+        if (nc_daemon_config(cfg, w->config_path, &w->xprops, w->brokers, errstr, errstr_size) != 0)
+                return -1;
+        if (nc_config_check_webhooks(cfg, errstr, errstr_size) != 0) {
+                nc_config_free(cfg);
+                return -1;
+        }
+        return 0;
 }
 
 /* SIGHUP: parse into a fresh struct; take its partners only if every one of them is valid. */
@@ -252,8 +258,6 @@ int main(int argc, char **argv)
                 printf("configuration OK\n");
                 goto out;
         }
-        if (w.cfg.partners_n == 0)
-                log_warnx("no [partner.<id>] section: notices will be read and dropped");
 
         if (pipe2(w.wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
                 fatal("pipe");
