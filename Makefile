@@ -21,7 +21,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
 
 .PHONY: all FORCE clean install uninstall test unit-test integration-test test-faults asan format \
-	format-check lint deps-check \
+	format-check lint deps-check dist-files \
 	kafka-fetch kafka-up kafka-down demo bench deps
 
 all: $(PROGRAMS)
@@ -147,21 +147,72 @@ format-check:
 
 # Every shell script; -x -P SCRIPTDIR follows the bench scripts' `. "$HERE/lib.sh"`.
 SHELL_FILES = $(wildcard deploy/*/*.sh tests/bench/*.sh) .ci/run
-lint:
+# mandoc -T lint: every man page, as installed (generated from man/*.in), style notes included.
+lint: $(MAN_OUT)
 	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
+	mandoc -T lint -W style $(MAN_OUT)
 
 # ---- install ---------------------------------------------------------------------------------
-install: all
-	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(MANDIR)/man1 \
-		$(DESTDIR)$(SYSCONFDIR)/noticecast
-	$(INSTALL) -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
-	$(INSTALL) -m 0644 $(LIB) $(DESTDIR)$(LIBDIR)/
-	$(INSTALL) -m 0644 man/noticecast.1 $(DESTDIR)$(MANDIR)/man1/
-	$(INSTALL) -m 0644 config/noticecast.conf $(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example
+# Man pages, units and tmpfiles.d are generated from their .in by sed: the version and the
+# installed paths (PREFIX, SYSCONFDIR, ...) are written in.  DESTDIR stages; the paths
+# written in are those without it.
+GEN_SED = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@DATE@|$(RELEASE_DATE)|g' \
+	-e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	-e 's|@SYSTEMDUNITDIR@|$(SYSTEMDUNITDIR)|g'
+MAN_IN := $(sort $(wildcard man/*.in))
+MAN_OUT := $(MAN_IN:man/%.in=$(BUILD)/man/%)
+UNIT_IN := $(sort $(wildcard deploy/systemd/*.service.in))
+UNIT_OUT := $(UNIT_IN:deploy/systemd/%.in=$(BUILD)/systemd/%)
+TMPFILES_OUT := $(BUILD)/systemd/noticecast.tmpfiles
+TEMPLATE_FILES := $(sort $(wildcard config/templates/*/*.mustache))
+TEMPLATE_LANGS := $(sort $(notdir $(patsubst %/,%,$(dir $(TEMPLATE_FILES)))))
 
+$(BUILD)/man/%: man/%.in config.mk $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(GEN_SED) $< > $@.tmp && mv -f $@.tmp $@
+
+$(BUILD)/systemd/%: deploy/systemd/%.in config.mk $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(GEN_SED) $< > $@.tmp && mv -f $@.tmp $@
+
+dist-files: $(MAN_OUT) $(UNIT_OUT) $(TMPFILES_OUT)
+
+install: all dist-files
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/noticecast $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS))
+	$(INSTALL) -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 $(filter %.1,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 $(filter %.5,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 $(filter %.8,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man8/
+	@set -e; for f in $(TEMPLATE_FILES); do \
+		l=$$(basename $$(dirname $$f)); \
+		echo "$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/"; \
+		$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/; \
+	done
+	$(INSTALL) -m 0644 config/noticecast.conf.example $(DESTDIR)$(SYSCONFDIR)/noticecast/
+	$(INSTALL) -m 0644 $(UNIT_OUT) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(INSTALL) -m 0644 deploy/systemd/noticecast.sysusers $(DESTDIR)$(SYSUSERSDIR)/noticecast.conf
+	$(INSTALL) -m 0644 $(TMPFILES_OUT) $(DESTDIR)$(TMPFILESDIR)/noticecast.conf
+	$(INSTALL) -m 0644 LICENSE CHANGELOG.md README.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 config/templates/README.md $(DESTDIR)$(DOCDIR)/templates.md
+
+# Removes what install put there, and the directories of noticecast's own once empty (an
+# edited /etc/noticecast/noticecast.conf stays, and so does its directory).
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) $(DESTDIR)$(LIBDIR)/libnoticecast.a \
-		$(DESTDIR)$(MANDIR)/man1/noticecast.1 $(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(filter %.1,$(MAN_OUT)))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_OUT)))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(filter %.8,$(MAN_OUT)))) \
+		$(TEMPLATE_FILES:config/templates/%=$(DESTDIR)$(DATADIR)/noticecast/templates/%) \
+		$(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example \
+		$(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNIT_OUT))) \
+		$(DESTDIR)$(SYSUSERSDIR)/noticecast.conf $(DESTDIR)$(TMPFILESDIR)/noticecast.conf \
+		$(addprefix $(DESTDIR)$(DOCDIR)/,LICENSE CHANGELOG.md README.md templates.md)
+	-rmdir $(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS)) \
+		$(DESTDIR)$(DATADIR)/noticecast/templates $(DESTDIR)$(DATADIR)/noticecast \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/noticecast 2>/dev/null
 
 clean:
 	rm -rf build build-asan

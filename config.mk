@@ -1,7 +1,9 @@
 # Shared build settings for every Makefile of noticecast (style of mosquitto's config.mk).
 # Override on the command line: make PREFIX=/usr DESTDIR=/tmp/stage CFLAGS=-O0
 
+# The one version: -V of every program (NC_VERSION), the man pages and CHANGELOG.md.
 VERSION := 0.1.0
+RELEASE_DATE := 2026-12-02
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -9,6 +11,7 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/noticecast
 SYSCONFDIR ?= /etc
 # systemd looks in /usr/lib/systemd/system and /usr/local/lib/systemd/system alike, and so
 # for sysusers.d and tmpfiles.d: all follow PREFIX.
