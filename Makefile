@@ -21,7 +21,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
 
 .PHONY: all FORCE clean install uninstall test unit-test integration-test test-faults asan format \
-	format-check lint deps-check dist-files \
+	format-check lint deps-check dist-files hardening-check \
 	kafka-fetch kafka-up kafka-down demo bench deps
 
 all: $(PROGRAMS)
@@ -136,6 +136,12 @@ bench: deps-check
 	tests/bench/webhooks.sh
 	tests/bench/smtp.sh
 	tests/bench/mailer.sh
+
+# A build with Debian's hardening flags (dpkg-buildflags, hardening=+all) into
+# build/hardened/, then readelf/nm checks of the binaries: fortified, stack protector, PIE,
+# full RELRO, NX (deploy/local/hardening-check.sh).
+hardening-check:
+	deploy/local/hardening-check.sh build/hardened
 
 # ---- style -----------------------------------------------------------------------------------
 FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])
