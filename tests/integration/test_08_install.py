@@ -14,6 +14,13 @@
     DESTDIR's share/ is overlaid on the real one;
   * -n and start-up refuse the example without any [partner.*] (webhooks) and without
     from_address (mailer: the default has no valid domain), naming the file and the key;
+  * the unit's sandbox, emulated (no systemd PID 1 here, so no systemd-run): each installed
+    daemon runs as an unprivileged user, without capabilities, with no_new_privs, a read-only
+    file system, private /tmp, /dev, IPC and hostname, hidden home directories, /proc with
+    hidepid=invisible,subset=pid, and seccomp filters for SystemCallFilter=@system-service
+    ~@privileged ~@resources (EPERM), RestrictAddressFamilies, MemoryDenyWriteExecute,
+    RestrictNamespaces and RestrictSUIDSGID; it gets ready, delivers a webhook (the webhooks
+    daemon), reloads on SIGHUP and stops with 0;
   * `make uninstall` leaves no file behind.
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -30,6 +38,8 @@ import pytest
 from conftest import EX_CONFIG, EX_OK, REPO, describe
 from daemon_env import Daemon, DaemonEnv, READY_TIMEOUT, binary
 from smtp_server import SMTPTestServer
+from webhook_receiver import Always, WebhookReceiver
+from webhooks_support import notice
 
 PROGRAMS = ("noticecast", "noticecast-webhooks", "noticecast-mailer")
 MAN_PAGES = {"man1": ["noticecast.1"], "man5": ["noticecast.conf.5"],
@@ -261,6 +271,211 @@ def test_check_refuses_configs_that_lose_work(installed, tmp_path, bootstrap):
             assert cp.returncode == EX_OK, describe(cp)
     finally:
         env.close()
+
+
+# ---- the units' sandbox, emulated ------------------------------------------------------------
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+# Run by the system python (python3-seccomp) as the unprivileged user, after no_new_privs:
+# the filters systemd would install for the unit's directives, then exec of the daemon.
+SECCOMP_LOADER = r"""
+import errno, os, sys
+import seccomp
+
+allowed = open(sys.argv[1]).read().split()
+A = seccomp.Arg
+# default allow; what the Restrict*/MemoryDenyWriteExecute directives refuse
+g = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+EPERM = seccomp.ERRNO(errno.EPERM)
+g.add_rule(EPERM, "mmap", A(2, seccomp.MASKED_EQ, 6, 6))           # PROT_WRITE|PROT_EXEC
+g.add_rule(EPERM, "mprotect", A(2, seccomp.MASKED_EQ, 4, 4))       # adding PROT_EXEC
+g.add_rule(EPERM, "pkey_mprotect", A(2, seccomp.MASKED_EQ, 4, 4))
+for fam in [0] + list(range(3, 10)):                              # not AF_UNIX/INET/INET6
+    g.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", A(0, seccomp.EQ, fam))
+g.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", A(0, seccomp.GE, 11))
+g.add_rule(EPERM, "unshare")
+g.add_rule(EPERM, "setns")
+for bit in (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+            0x40000000, 0x00000080):                              # CLONE_NEW*
+    g.add_rule(EPERM, "clone", A(0, seccomp.MASKED_EQ, bit, bit))
+g.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+for call, arg in (("chmod", 1), ("fchmod", 1), ("fchmodat", 2)):  # S_ISUID, S_ISGID
+    for bit in (0o4000, 0o2000):
+        g.add_rule(EPERM, call, A(arg, seccomp.MASKED_EQ, bit, bit))
+g.load()
+# SystemCallFilter: the allow list, everything else EPERM (SystemCallErrorNumber=EPERM)
+f = seccomp.SyscallFilter(defaction=EPERM)
+for name in allowed:
+    try:
+        f.add_rule(seccomp.ALLOW, name)
+    except Exception:
+        pass  # not a system call of this architecture
+f.load()
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def syscall_groups() -> dict:
+    """systemd-analyze syscall-filter: group -> members (system calls or @groups)."""
+    cp = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True, text=True,
+                        timeout=30)
+    assert cp.returncode == 0, describe(cp)
+    groups, cur = {}, None
+    for line in cp.stdout.splitlines():
+        if line.startswith("@"):
+            cur = groups.setdefault(line.strip(), [])
+        elif cur is not None and line.strip() and not line.strip().startswith("#"):
+            cur.append(line.strip())
+    return groups
+
+
+def expand(groups: dict, name: str) -> set:
+    out = set()
+    for m in groups[name]:
+        out |= expand(groups, m) if m.startswith("@") else {m}
+    return out
+
+
+def unit_filter(unit: str) -> set:
+    """The system calls the unit's SystemCallFilter= lines allow."""
+    groups = syscall_groups()
+    allowed: set = set()
+    for line in re.findall(r"^SystemCallFilter=(.*)$", unit, re.M):
+        deny = line.startswith("~")
+        names = set()
+        for w in line.lstrip("~").split():
+            names |= expand(groups, w) if w.startswith("@") else {w}
+        allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+def sandbox_missing(tmp: Path) -> str | None:
+    if os.geteuid() != 0:
+        return "not root: cannot set up the mount namespace and change user"
+    for tool in ("unshare", "setpriv", "systemd-analyze"):
+        if not shutil.which(tool):
+            return f"no {tool}"
+    cp = subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True, text=True)
+    if cp.returncode != 0:
+        return "no python3-seccomp for the system python"
+    return mount_ns_works(tmp)
+
+
+SANDBOX_UID = 65534  # nobody: owns nothing but the daemon's own secret files
+
+
+def sandboxed(tmp: Path, dest: Path, prefix: str, program: str, unit: str) -> Path:
+    """A script that runs DESTDIR's PROGRAM (exec all the way: same pid) with the restrictions
+    of UNIT (see the module docstring); the test's files stay visible at their paths."""
+    for directive in ("ProtectSystem=strict", "PrivateTmp=yes", "PrivateDevices=yes",
+                      "ProtectHome=yes", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
+                      "ProtectProc=invisible", "ProcSubset=pid", "PrivateIPC=yes",
+                      "ProtectHostname=yes", "MemoryDenyWriteExecute=yes",
+                      "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "RestrictNamespaces=yes",
+                      "RestrictSUIDSGID=yes", "User=noticecast"):
+        assert directive in unit, f"the unit no longer says {directive.strip()}: update the emulation"
+    loader = tmp / "seccomp_loader.py"
+    loader.write_text(SECCOMP_LOADER)
+    allow = tmp / f"{program}.syscalls"
+    allow.write_text("\n".join(sorted(unit_filter(unit))) + "\n")
+    share = f"{prefix}/share"
+    keep = [str(tmp), str(dest)]  # under /tmp: moved into the private /tmp
+    inner = tmp / f"{program}.sandbox"
+    lines = [
+        "#!/bin/sh", "set -e",
+        f"mount -n -n -t overlay noticecast-test -o lowerdir={dest}{share}:{share} {share}",
+        "mount -n -t tmpfs -o mode=0755 stage /mnt",
+    ]
+    for i, k in enumerate(keep):
+        lines += [f"mkdir /mnt/k{i}", f"mount -n -n --bind {k} /mnt/k{i}"]
+    lines += [
+        # PrivateDevices: a /dev with the pseudo devices only
+        "mkdir /mnt/dev", "mount -n -t tmpfs -o mode=0755 dev /mnt/dev",
+        "for n in null zero full random urandom tty; do touch /mnt/dev/$n; "
+        "mount -n --bind /dev/$n /mnt/dev/$n; done",
+        "mkdir /mnt/dev/shm /mnt/dev/pts",
+        # ProtectSystem=strict (and ProtectKernelTunables, ProtectControlGroups): all read-only
+        "awk '{print $2}' /proc/self/mounts | grep -v '^/mnt' | sort -u | while read -r m; do "
+        "mount -n -o remount,bind,ro \"$m\" 2>/dev/null || true; done",
+        "mount -n --move /mnt/dev /dev",
+        # PrivateTmp, then the test's own files at their paths, read-only
+        "mount -n -t tmpfs -o mode=1777 tmp /tmp", "mount -n -t tmpfs -o mode=1777 vartmp /var/tmp",
+    ]
+    for i, k in enumerate(keep):
+        lines += [f"mkdir -p {k}", f"mount -n -n --move /mnt/k{i} {k}", f"mount -n -n -o remount,bind,ro {k}"]
+    lines += [
+        # ProtectHome
+        "for h in /root /home /run/user; do [ -d $h ] && mount -n -t tmpfs -o ro,mode=0000 home $h; done; true",
+        # ProtectProc=invisible, ProcSubset=pid
+        "mount -n -t proc -o hidepid=invisible,subset=pid proc /proc",
+        "umount -n -l /mnt",
+        f"exec setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_UID} --clear-groups --no-new-privs "
+        f"--inh-caps=-all --bounding-set=-all {SYSTEM_PYTHON} -I {loader} {allow} "
+        f'{dest}{prefix}/bin/{program} "$@"',
+    ]
+    inner.write_text("\n".join(lines) + "\n")
+    outer = tmp / f"{program}.run"
+    outer.write_text(f'#!/bin/sh\nexec unshare --mount --propagation private --ipc --uts {inner} "$@"\n')
+    for f in (inner, outer):
+        f.chmod(0o755)
+    return outer
+
+
+def test_installed_daemons_under_the_unit_sandbox(installed, tmp_path, bootstrap, record_property):
+    dest, prefix, _ = installed
+    why = sandbox_missing(tmp_path)
+    if why:
+        pytest.skip(f"cannot emulate the systemd sandbox here: {why}")
+    # the unprivileged user reads the test's files like noticecast reads /etc/noticecast
+    for d in (tmp_path, dest):
+        d.chmod(0o755)
+    nc = str(dest / prefix.lstrip("/") / "bin/noticecast")
+    env = DaemonEnv(tmp_path, bootstrap, nc, "")
+    smtp = SMTPTestServer().start()
+    rx = WebhookReceiver().start()
+    try:
+        cfg = example_config(dest, tmp_path, env, smtp.port)
+        text = cfg.read_text()
+        # the partner: the local receiver, every category and region
+        text = re.sub(r"^url = https://webhooks\.pcm\..*$", f"url = {rx.url('/pe')}", text, flags=re.M)
+        text = re.sub(r"^(categories|regions) = .*\n", "", text, count=0, flags=re.M)
+        cfg.write_text(text)
+        secret = (tmp_path / "secrets/pe-pcm.secret").read_text().strip()
+        rx.route("/pe", Always(204), secrets=[secret])
+        for f in (tmp_path / "secrets").iterdir():
+            os.chown(f, SANDBOX_UID, SANDBOX_UID)
+        os.chown(tmp_path / "secrets", SANDBOX_UID, SANDBOX_UID)
+        units = dest / prefix.lstrip("/") / "lib/systemd/system"
+        figures = []
+        for prog in ("noticecast-webhooks", "noticecast-mailer"):
+            unit = (units / f"{prog}.service").read_text()
+            run = sandboxed(tmp_path, dest, prefix, prog, unit)
+            d = Daemon(str(run), cfg, tmp_path / f"{prog}-sandbox.log")
+            env.daemons.append(d)
+            d.wait_ready(READY_TIMEOUT)
+            if prog == "noticecast-webhooks":
+                n = notice("news", "Under the sandbox")
+                env.publish([n])
+                rx.wait_for_ids("/pe", {n["id"]}, extra=d.tail)
+            off = d.log_size()
+            d.signal(signal.SIGHUP)
+            d.wait_log(r"reload", since=off, timeout=30, what="the reload after SIGHUP")
+            st, _ = d.get("/readyz")
+            assert st == 200 and d.alive(), f"{prog} after SIGHUP: /readyz {st}\n{d.tail()}"
+            rc = d.terminate(60)
+            log = d.log()
+            assert rc == EX_OK, f"{prog} under the sandbox exited {rc}\n{d.tail()}"
+            for bad in ("Operation not permitted", "Permission denied", "Read-only file system",
+                        "Address family not supported"):
+                assert bad not in log, f"{prog}: {bad!r} under the sandbox\n{d.tail(80)}"
+            figures.append(f"{prog}: ready, reload, exit {rc}")
+        record_property("sandbox", "; ".join(figures))
+        print("; ".join(figures))
+    finally:
+        env.close()
+        rx.stop()
+        smtp.close()
 
 
 def test_uninstall_leaves_no_file(installed):
