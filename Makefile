@@ -21,7 +21,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
 
 .PHONY: all FORCE clean install uninstall test unit-test integration-test test-faults asan format \
-	format-check lint deps-check dist-files hardening-check \
+	format-check lint deps-check dist-files hardening-check systemd-check \
 	kafka-fetch kafka-up kafka-down demo bench deps
 
 all: $(PROGRAMS)
@@ -142,6 +142,11 @@ bench: deps-check
 # full RELRO, NX (deploy/local/hardening-check.sh).
 hardening-check:
 	deploy/local/hardening-check.sh build/hardened
+
+# The units as installed: systemd-analyze verify clean, security exposure <= 2.0 each
+# (deploy/systemd/check.sh; offline, systemd need not be running).
+systemd-check: all dist-files
+	deploy/systemd/check.sh $(BUILD)
 
 # ---- style -----------------------------------------------------------------------------------
 FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])

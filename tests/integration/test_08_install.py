@@ -478,6 +478,105 @@ def test_installed_daemons_under_the_unit_sandbox(installed, tmp_path, bootstrap
         smtp.close()
 
 
+# ---- Type=notify: what systemd would be told ----------------------------------------------------
+
+class NotifySocket:
+    """An AF_UNIX datagram socket like systemd's $NOTIFY_SOCKET; records every message."""
+
+    def __init__(self, path: Path):
+        import socket
+        import threading
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list = []  # (monotonic time, {key: value})
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import time
+
+        while not self._stop:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                continue
+            kv = dict(l.split("=", 1) for l in data.decode().splitlines() if "=" in l)
+            self.messages.append((time.monotonic(), kv))
+
+    def keys(self, since: int = 0) -> list:
+        return [k for _, kv in self.messages[since:] for k in kv]
+
+    def wait(self, key: str, since: int = 0, timeout: float = READY_TIMEOUT) -> int:
+        """Index of the first message from SINCE on that has KEY."""
+        from daemon_env import wait_for
+
+        def found():
+            for i, (_, kv) in enumerate(self.messages[since:], since):
+                if key in kv:
+                    return i + 1  # (so that 0 is never returned)
+            return None
+
+        return wait_for(found, timeout, f"{key} on $NOTIFY_SOCKET",
+                        extra=lambda: f"got: {[kv for _, kv in self.messages]}") - 1
+
+    def close(self):
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close()
+
+
+def test_installed_daemons_notify_like_type_notify(installed, tmp_path, bootstrap, monkeypatch):
+    """READY=1 when /readyz turns 200, WATCHDOG=1 at WATCHDOG_USEC/2, RELOADING=1 and READY=1
+    again around SIGHUP, STOPPING=1 then exit 0 on SIGTERM."""
+    dest, prefix, _ = installed
+    p = dest / prefix.lstrip("/") / "bin"
+    if b"NOTIFY_SOCKET" not in (p / "noticecast-webhooks").read_bytes():
+        pytest.skip("these programs have no sd_notify support yet (the Type=notify units need it)")
+    why = mount_ns_works(tmp_path)
+    if why:
+        pytest.skip(f"the installed mailer needs its compiled-in {prefix}/share: {why}")
+    env = DaemonEnv(tmp_path, bootstrap, str(p / "noticecast"), "")
+    smtp = SMTPTestServer().start()
+    sockets = []
+    try:
+        cfg = example_config(dest, tmp_path, env, smtp.port)
+        for prog in ("noticecast-webhooks", "noticecast-mailer"):
+            ns = NotifySocket(tmp_path / f"{prog}.notify")
+            sockets.append(ns)
+            monkeypatch.setenv("NOTIFY_SOCKET", str(ns.path))
+            monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+            d = Daemon(str(wrapper(tmp_path, dest, prefix, prog)), cfg, tmp_path / f"{prog}-notify.log")
+            env.daemons.append(d)
+            monkeypatch.delenv("NOTIFY_SOCKET")
+            monkeypatch.delenv("WATCHDOG_USEC")
+            i = ns.wait("READY")
+            st, _ = d.get("/readyz")
+            assert st == 200, f"{prog}: READY=1 sent while /readyz says {st}\n{d.tail()}"
+            w0 = len(ns.messages)
+            import time
+
+            time.sleep(3.2)
+            pings = ns.keys(w0).count("WATCHDOG")
+            assert pings >= 2, f"{prog}: {pings} WATCHDOG=1 in 3.2 s with WATCHDOG_USEC=2 s\n{d.tail()}"
+            n0 = len(ns.messages)
+            d.signal(signal.SIGHUP)
+            r = ns.wait("RELOADING", since=n0, timeout=30)
+            ns.wait("READY", since=r + 1, timeout=30)
+            n1 = len(ns.messages)
+            d.signal(signal.SIGTERM)
+            ns.wait("STOPPING", since=n1, timeout=30)
+            assert d.wait_exit(60) == EX_OK, d.tail()
+    finally:
+        env.close()
+        smtp.close()
+        for ns in sockets:
+            ns.close()
+
+
 def test_uninstall_leaves_no_file(installed):
     dest, _, args = installed
     assert files_under(dest), "nothing installed"
