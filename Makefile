@@ -19,6 +19,9 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
+# The man pages as installed, generated from man/*.in (see install below).
+MAN_IN := $(sort $(wildcard man/*.in))
+MAN_OUT := $(MAN_IN:man/%.in=$(BUILD)/man/%)
 
 .PHONY: all FORCE clean install uninstall test unit-test integration-test test-faults asan format \
 	format-check lint deps-check dist-files hardening-check systemd-check \
@@ -170,8 +173,6 @@ lint: $(MAN_OUT)
 GEN_SED = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@DATE@|$(RELEASE_DATE)|g' \
 	-e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
 	-e 's|@SYSTEMDUNITDIR@|$(SYSTEMDUNITDIR)|g'
-MAN_IN := $(sort $(wildcard man/*.in))
-MAN_OUT := $(MAN_IN:man/%.in=$(BUILD)/man/%)
 UNIT_IN := $(sort $(wildcard deploy/systemd/*.service.in))
 UNIT_OUT := $(UNIT_IN:deploy/systemd/%.in=$(BUILD)/systemd/%)
 TMPFILES_OUT := $(BUILD)/systemd/noticecast.tmpfiles
