@@ -21,6 +21,8 @@
     ~@privileged ~@resources (EPERM), RestrictAddressFamilies, MemoryDenyWriteExecute,
     RestrictNamespaces and RestrictSUIDSGID; it gets ready, delivers a webhook (the webhooks
     daemon), reloads on SIGHUP and stops with 0;
+  * the sysusers.d and tmpfiles.d entries, applied with --root to an empty directory, make
+    the noticecast user and /etc/noticecast{,/secrets} 0750 root:noticecast;
   * `make uninstall` leaves no file behind.
 """
 
@@ -138,6 +140,32 @@ def test_install_file_list_and_version(installed, record_property):
             assert th.startswith(".TH ") and f'"noticecast {version}"' in th, f"{m}: {th}"
     assert f"## {version} " in (REPO / "CHANGELOG.md").read_text(), "CHANGELOG.md lacks " + version
     assert "Apache License" in (p / "share/doc/noticecast/LICENSE").read_text()
+
+
+def test_sysusers_and_tmpfiles_entries(installed, tmp_path):
+    """The installed sysusers.d and tmpfiles.d files, applied to an empty root."""
+    dest, prefix, _ = installed
+    if not (shutil.which("systemd-sysusers") and shutil.which("systemd-tmpfiles")):
+        pytest.skip("no systemd-sysusers / systemd-tmpfiles")
+    if os.geteuid() != 0:
+        pytest.skip("not root: systemd-tmpfiles cannot give the directories their owner")
+    p = dest / prefix.lstrip("/") / "lib"
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    for f in ("passwd", "group", "shadow", "gshadow"):
+        (root / "etc" / f).touch()
+    cp = subprocess.run(["systemd-sysusers", f"--root={root}", str(p / "sysusers.d/noticecast.conf")],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, describe(cp)
+    user = [l.split(":") for l in (root / "etc/passwd").read_text().splitlines()]
+    assert [u[0] for u in user] == ["noticecast"] and user[0][6] == "/usr/sbin/nologin", user
+    gid = int(user[0][3])
+    cp = subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create",
+                         str(p / "tmpfiles.d/noticecast.conf")], capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, describe(cp)
+    for d in ("etc/noticecast", "etc/noticecast/secrets"):
+        st = (root / d).stat()
+        assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == ("0o750", 0, gid), d
 
 
 # ---- the installed daemons ------------------------------------------------------------------
