@@ -19,15 +19,30 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
+# The man pages as installed, generated from man/*.in (see install below).
+MAN_IN := $(sort $(wildcard man/*.in))
+MAN_OUT := $(MAN_IN:man/%.in=$(BUILD)/man/%)
 
-.PHONY: all clean install uninstall test unit-test integration-test test-faults asan format \
-	format-check lint \
+.PHONY: all FORCE clean install uninstall test unit-test integration-test test-faults asan format \
+	format-check lint deps-check dist-files hardening-check systemd-check \
 	kafka-fetch kafka-up kafka-down demo bench deps
 
 all: $(PROGRAMS)
 
+# The compiler and every flag (CPPFLAGS/CFLAGS/LDFLAGS, PREFIX-derived paths, pkg-config
+# results) in one file, rewritten only when they differ from the last build: objects and
+# programs depend on it, so a change of flags rebuilds them and an unchanged one does not.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_TEXT = $(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) $(NC_LDFLAGS) $(NC_LIBS)
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' '$(subst ','\'',$(FLAGS_TEXT))' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+FORCE:
+
 # -MMD: each object also depends on the headers it includes (build/**/*.d).
-$(BUILD)/%.o: %.c config.mk
+$(BUILD)/%.o: %.c config.mk $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -37,14 +52,14 @@ $(LIB): $(COMMON_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB)
+$(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -o $@ $(PRODUCER_OBJ) $(LIB) $(NC_LIBS)
 
-$(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB)
+$(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -o $@ $(WEBHOOKS_OBJ) $(LIB) $(NC_LIBS)
 
 # The mailer interposes connect() (consumer/mailer/nodelay.c): it needs -ldl and threads.
-$(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB)
+$(BUILD)/noticecast-mailer: $(MAILER_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -Wl,--export-dynamic-symbol=connect -o $@ $(MAILER_OBJ) $(LIB) \
 		$(NC_LIBS) -ldl -lpthread
 
@@ -70,10 +85,10 @@ $(BUILD)/tests/test_mail: $(ML_MAIL_OBJ)
 $(BUILD)/tests/test_digest: TEST_OBJ = $(ML_DIGEST_OBJ)
 $(BUILD)/tests/test_digest: $(ML_DIGEST_OBJ)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) \
-		-o $@ $< $(TEST_OBJ) $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
+	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(NC_TEST_CFLAGS) \
+		-o $@ $< $(TEST_OBJ) $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(NC_TEST_LIBS)
 
 # ---- tests ---------------------------------------------------------------------------------
 # `make test` is the one command CI runs (.ci/run): the style and shell checks, unit +
@@ -94,7 +109,8 @@ integration-test: $(PROGRAMS) kafka-fetch
 # (tests/integration/test_9*_fault_*.py, marked `faults`).  CI runs it after `make test`,
 # with the normal build only: its tests are long (outages, shutdown bounds) and count what
 # arrived and what was committed rather than exercise memory safety.
-test-faults: deps-check $(PROGRAMS) kafka-fetch
+test-faults: deps-check
+	$(MAKE) all kafka-fetch
 	NC_BIN_DIR=$(CURDIR)/$(BUILD) python3 -m pytest -ra -m faults tests/integration
 
 asan:
@@ -117,15 +133,31 @@ kafka-up: kafka-fetch
 kafka-down:
 	deploy/local/kafka.sh down
 
-demo: deps-check all
+# demo, bench, test-faults and test build in a sub-make, after deps-check: that make reads
+# config.mk again, so its pkg-config sees what deps-check installed (the first `make demo` on
+# a bare machine).
+demo: deps-check
+	$(MAKE) all
 	deploy/local/demo.sh
 
-bench: deps-check all
+bench: deps-check
 	deploy/local/install-deps.sh --bench
+	$(MAKE) all
 	tests/bench/run.sh
 	tests/bench/webhooks.sh
 	tests/bench/smtp.sh
 	tests/bench/mailer.sh
+
+# A build with Debian's hardening flags (dpkg-buildflags, hardening=+all) into
+# build/hardened/, then readelf/nm checks of the binaries: fortified, stack protector, PIE,
+# full RELRO, NX (deploy/local/hardening-check.sh).
+hardening-check:
+	deploy/local/hardening-check.sh build/hardened
+
+# The units as installed: systemd-analyze verify clean, security exposure <= 2.0 each
+# (deploy/systemd/check.sh; offline, systemd need not be running).
+systemd-check: all dist-files
+	deploy/systemd/check.sh $(BUILD)
 
 # ---- style -----------------------------------------------------------------------------------
 FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])
@@ -137,21 +169,70 @@ format-check:
 
 # Every shell script; -x -P SCRIPTDIR follows the bench scripts' `. "$HERE/lib.sh"`.
 SHELL_FILES = $(wildcard deploy/*/*.sh tests/bench/*.sh) .ci/run
-lint: deploy-lint
+# mandoc -T lint: every man page, as installed (generated from man/*.in), style notes included.
+lint: $(MAN_OUT) deploy-lint
 	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
+	mandoc -T lint -W style $(MAN_OUT)
 
 # ---- install ---------------------------------------------------------------------------------
-install: all
-	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(MANDIR)/man1 \
-		$(DESTDIR)$(SYSCONFDIR)/noticecast
-	$(INSTALL) -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
-	$(INSTALL) -m 0644 $(LIB) $(DESTDIR)$(LIBDIR)/
-	$(INSTALL) -m 0644 man/noticecast.1 $(DESTDIR)$(MANDIR)/man1/
-	$(INSTALL) -m 0644 config/noticecast.conf $(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example
+# Man pages, units and tmpfiles.d are generated from their .in by sed: the version and the
+# installed paths (PREFIX, SYSCONFDIR, ...) are written in.  DESTDIR stages; the paths
+# written in are those without it.
+GEN_SED = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@DATE@|$(RELEASE_DATE)|g' \
+	-e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	-e 's|@SYSTEMDUNITDIR@|$(SYSTEMDUNITDIR)|g'
+UNIT_IN := $(sort $(wildcard deploy/systemd/*.service.in))
+UNIT_OUT := $(UNIT_IN:deploy/systemd/%.in=$(BUILD)/systemd/%)
+TMPFILES_OUT := $(BUILD)/systemd/noticecast.tmpfiles
+TEMPLATE_FILES := $(sort $(wildcard config/templates/*/*.mustache))
+TEMPLATE_LANGS := $(sort $(notdir $(patsubst %/,%,$(dir $(TEMPLATE_FILES)))))
 
+$(BUILD)/man/%: man/%.in config.mk $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(GEN_SED) $< > $@.tmp && mv -f $@.tmp $@
+
+$(BUILD)/systemd/%: deploy/systemd/%.in config.mk $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(GEN_SED) $< > $@.tmp && mv -f $@.tmp $@
+
+dist-files: $(MAN_OUT) $(UNIT_OUT) $(TMPFILES_OUT)
+
+install: all dist-files
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/noticecast $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS))
+	$(INSTALL) -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 $(filter %.1,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 $(filter %.5,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 $(filter %.8,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man8/
+	@set -e; for f in $(TEMPLATE_FILES); do \
+		l=$$(basename $$(dirname $$f)); \
+		echo "$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/"; \
+		$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/; \
+	done
+	$(INSTALL) -m 0644 config/noticecast.conf.example $(DESTDIR)$(SYSCONFDIR)/noticecast/
+	$(INSTALL) -m 0644 $(UNIT_OUT) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(INSTALL) -m 0644 deploy/systemd/noticecast.sysusers $(DESTDIR)$(SYSUSERSDIR)/noticecast.conf
+	$(INSTALL) -m 0644 $(TMPFILES_OUT) $(DESTDIR)$(TMPFILESDIR)/noticecast.conf
+	$(INSTALL) -m 0644 LICENSE CHANGELOG.md README.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 config/templates/README.md $(DESTDIR)$(DOCDIR)/templates.md
+
+# Removes what install put there, and the directories of noticecast's own once empty (an
+# edited /etc/noticecast/noticecast.conf stays, and so does its directory).
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) $(DESTDIR)$(LIBDIR)/libnoticecast.a \
-		$(DESTDIR)$(MANDIR)/man1/noticecast.1 $(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(filter %.1,$(MAN_OUT)))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_OUT)))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(filter %.8,$(MAN_OUT)))) \
+		$(TEMPLATE_FILES:config/templates/%=$(DESTDIR)$(DATADIR)/noticecast/templates/%) \
+		$(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example \
+		$(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNIT_OUT))) \
+		$(DESTDIR)$(SYSUSERSDIR)/noticecast.conf $(DESTDIR)$(TMPFILESDIR)/noticecast.conf \
+		$(addprefix $(DESTDIR)$(DOCDIR)/,LICENSE CHANGELOG.md README.md templates.md)
+	-rmdir $(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS)) \
+		$(DESTDIR)$(DATADIR)/noticecast/templates $(DESTDIR)$(DATADIR)/noticecast \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/noticecast 2>/dev/null
 
 clean:
 	rm -rf build build-asan

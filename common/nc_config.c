@@ -13,6 +13,10 @@
 #ifndef NC_SYSCONFDIR
 #define NC_SYSCONFDIR "/etc"
 #endif
+/* $(PREFIX)/share from config.mk: where `make install` puts the email templates. */
+#ifndef NC_DATADIR
+#define NC_DATADIR "/usr/local/share"
+#endif
 
 const char *nc_config_path(const char *cli_path, int *explicit_path)
 {
@@ -216,8 +220,7 @@ static const struct key keys[] = {
         check_header_url),
     STR("mailer", "unsubscribe_mailto", mailer.unsubscribe_mailto, NULL, check_header_email),
     STR("mailer", "unsubscribe_secret_file", mailer.unsubscribe_secret_file, NULL, check_header),
-    STR("mailer", "templates", mailer.templates, NC_SYSCONFDIR "/noticecast/templates",
-        check_header),
+    STR("mailer", "templates", mailer.templates, NC_DATADIR "/noticecast/templates", check_header),
     STR("mailer", "message_id_domain", mailer.message_id_domain, "localhost", check_header),
     ENUM("mailer", "weekly_day", mailer.weekly_day, weekday_names, "monday"),
     INT("mailer", "max_notices", K_INT, mailer.max_notices, 1, 1000, "50"),
@@ -1033,5 +1036,31 @@ int nc_config_load(nc_config_t *cfg, const char *path, int explicit_path, char *
                 nc_config_free(cfg);
                 return -1;
         }
+        return 0;
+}
+
+int nc_config_check_webhooks(const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        if (cfg->partners_n == 0)
+                return nc_err(errstr, errstr_size,
+                              "%s: no [partner.<id>] section: every notice would be read, "
+                              "committed and delivered nowhere (add a partner with url and "
+                              "secret_file)",
+                              cfg->path ? cfg->path : "built-in defaults");
+        return 0;
+}
+
+int nc_config_check_mailer(const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        char why[512];
+
+        /* A from_address written in the file was checked when it was read; the built-in
+         * default (notices@localhost) is not, and a relay refuses it for every message. */
+        if (nc_email_valid(cfg->mailer.from_address, why, sizeof(why)) != 0)
+                return nc_err(errstr, errstr_size,
+                              "%s: mailer.from_address: %s: every message would end mail.failed "
+                              "and never be retried (set from_address to an address of your "
+                              "domain)",
+                              cfg->path ? cfg->path : "built-in defaults", why);
         return 0;
 }

@@ -145,6 +145,13 @@ void nc_config_free(nc_config_t *cfg);
 /* Frees what a partner owns (a copy of one made field by field, too) and zeroes it. */
 void nc_config_partner_free(nc_partner_t *p);
 
+/* What -n and start-up refuse beyond syntax: a configuration a daemon would run with but
+ * lose work by.  The webhooks daemon without any [partner.<id>] reads, commits and drops
+ * every notice; a mailer whose from_address has no valid domain fails every message for
+ * good.  Return 0, or -1 with errstr naming the file and the key. */
+int nc_config_check_webhooks(const nc_config_t *cfg, char *errstr, size_t errstr_size);
+int nc_config_check_mailer(const nc_config_t *cfg, char *errstr, size_t errstr_size);
+
 /* Applies "-X key=value" (librdkafka property) on top of the file; validated like [kafka]. */
 int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,
                         char *errstr, size_t errstr_size);

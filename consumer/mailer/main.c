@@ -50,7 +50,8 @@ static int load_secrets(ml_t *m, nc_daemon_t *d, char *err, size_t size)
         char *key;
         size_t len;
 
-        if (nc_daemon_load_config(d, &m->cfg, err, size) != 0)
+        if (nc_daemon_load_config(d, &m->cfg, err, size) != 0 ||
+            nc_config_check_mailer(&m->cfg, err, size) != 0)
                 return -1;
         if (!m->cfg.mailer.unsubscribe_secret_file)
                 return nc_err(err, size,

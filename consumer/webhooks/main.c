@@ -59,7 +59,8 @@ static void reload(void *arg, nc_daemon_t *d)
                 log_warnx("reload: %s; keeping the current configuration", err);
                 return;
         }
-        if (wh_partners_apply(w, &fresh, err, sizeof(err)) != 0) {
+        if (nc_config_check_webhooks(&fresh, err, sizeof(err)) != 0 ||
+            wh_partners_apply(w, &fresh, err, sizeof(err)) != 0) {
                 log_warnx("reload: %s; keeping the current configuration", err);
                 nc_config_free(&fresh);
                 return;
@@ -208,7 +209,8 @@ static int load(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
 {
         wh_t *w = &((wh_main_t *)arg)->w;
 
-        if (nc_daemon_load_config(d, &w->cfg, errstr, errstr_size) != 0)
+        if (nc_daemon_load_config(d, &w->cfg, errstr, errstr_size) != 0 ||
+            nc_config_check_webhooks(&w->cfg, errstr, errstr_size) != 0)
                 return -1;
         return wh_partners_apply(w, &w->cfg, errstr, errstr_size);
 }
@@ -220,8 +222,6 @@ static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
         struct epoll_event ev = {.events = EPOLLIN};
 
         wm->d = d;
-        if (w->cfg.partners_n == 0)
-                log_warnx("no [partner.<id>] section: notices will be read and dropped");
         /* Copies of the skeleton's descriptors (it closes them). */
         w->wake_pipe[0] = nc_daemon_wake_read_fd(d);
         w->wake_pipe[1] = nc_daemon_wake_write_fd(d);

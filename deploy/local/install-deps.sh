@@ -27,7 +27,7 @@ APT_PACKAGES=(
 	librdkafka-dev libjansson-dev libcurl4-openssl-dev libesmtp-dev libssl-dev
 	libgmime-3.0-dev libmicrohttpd-dev
 	libcmocka-dev
-	kcat clang-format shellcheck netcat-openbsd tzdata openssl
+	kcat clang-format shellcheck mandoc netcat-openbsd tzdata openssl
 )
 PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd)
 BENCH_PACKAGES=(nginx wrk postfix)

@@ -623,6 +623,75 @@ static void test_long_comment_line_numbers(void **state)
         load_bad(text, 3, "unknown key 'colour' in section [noticecast]");
 }
 
+/* -n and start-up refuse what would lose work: a webhooks daemon with no partner, a mailer
+ * whose from_address has no valid domain (the default notices@localhost). */
+static void test_check_webhooks_needs_a_partner(void **state)
+{
+        char err[1024] = "", want[256];
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[webhooks]\ngroup_id = g\n"));
+        assert_int_equal(nc_config_check_webhooks(&cfg, err, sizeof(err)), -1);
+        snprintf(want, sizeof(want), "%s: no [partner.<id>] section", tmp_path);
+        if (strncmp(err, want, strlen(want)) != 0)
+                fail_msg("error \"%s\"\n  expected to start with \"%s\"", err, want);
+        nc_config_free(&cfg);
+
+        load_ok(&cfg, write_conf("[partner.pe]\nurl = https://pe.example/\n"
+                                 "secret_file = /nonexistent\n"));
+        err[0] = '\0';
+        if (nc_config_check_webhooks(&cfg, err, sizeof(err)) != 0)
+                fail_msg("one partner refused: %s", err);
+        nc_config_free(&cfg);
+}
+
+static void test_check_mailer_from_address(void **state)
+{
+        char err[1024] = "", want[256];
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[mailer]\nfrom_name = Notices\n"));
+        assert_int_equal(nc_config_check_mailer(&cfg, err, sizeof(err)), -1);
+        snprintf(want, sizeof(want),
+                 "%s: mailer.from_address: 'notices@localhost' has an invalid "
+                 "domain",
+                 tmp_path);
+        if (strncmp(err, want, strlen(want)) != 0)
+                fail_msg("error \"%s\"\n  expected to start with \"%s\"", err, want);
+        nc_config_free(&cfg);
+
+        /* the same default without a file at all */
+        assert_int_equal(nc_config_load(&cfg, "/nonexistent-noticecast-dir/noticecast.conf", 0, err,
+                                        sizeof(err)),
+                         0);
+        assert_int_equal(nc_config_check_mailer(&cfg, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "built-in defaults: mailer.from_address"));
+        nc_config_free(&cfg);
+
+        /* written in the file, a domain without a dot is refused at its line already */
+        load_bad("[mailer]\nfrom_address = notices@intranet\n", 2,
+                 "mailer.from_address: 'notices@intranet' has an invalid domain");
+
+        load_ok(&cfg, write_conf("[mailer]\nfrom_address = notices@example.gov\n"));
+        err[0] = '\0';
+        if (nc_config_check_mailer(&cfg, err, sizeof(err)) != 0)
+                fail_msg("a valid from_address refused: %s", err);
+        nc_config_free(&cfg);
+}
+
+/* The templates default is where `make install` puts them, under NC_DATADIR. */
+static void test_templates_default_datadir(void **state)
+{
+        nc_config_t cfg;
+
+        (void)state;
+        nc_config_defaults(&cfg);
+        assert_string_equal(cfg.mailer.templates, NC_DATADIR "/noticecast/templates");
+        nc_config_free(&cfg);
+}
+
 /* The built-in defaults, all of them from the key table (pinned so a table edit shows). */
 static void test_defaults(void **state)
 {
@@ -767,6 +836,9 @@ int main(void)
             cmocka_unit_test_teardown(test_syntax_refused, teardown_tmp),
             cmocka_unit_test_teardown(test_empty_partner_section, teardown_tmp),
             cmocka_unit_test_teardown(test_defaults, teardown_tmp),
+            cmocka_unit_test_teardown(test_check_webhooks_needs_a_partner, teardown_tmp),
+            cmocka_unit_test_teardown(test_check_mailer_from_address, teardown_tmp),
+            cmocka_unit_test_teardown(test_templates_default_datadir, teardown_tmp),
             cmocka_unit_test_teardown(test_partner_regions, teardown_tmp),
             cmocka_unit_test_teardown(test_retry_schedule, teardown_tmp),
             cmocka_unit_test_teardown(test_enums, teardown_tmp),
