@@ -279,7 +279,7 @@ int main(int argc, char **argv)
 
         w.metrics = nc_metrics_new();
         w.m_deliveries = nc_metrics_counter(w.metrics, "noticecast_webhook_deliveries_total",
-                                            "Webhook attempts by partner and outcome.");
+                                            "Webhook deliveries by partner and final outcome.");
         w.m_latency = nc_metrics_histogram(w.metrics, "noticecast_webhook_attempt_seconds",
                                            "Duration of webhook HTTP attempts.",
                                            nc_metrics_latency_buckets, nc_metrics_latency_nbuckets);
@@ -298,6 +298,7 @@ int main(int argc, char **argv)
                                          "event) was delivered already (read again after an "
                                          "outage, a rebalance or a restart).");
         nc_metrics_inc(w.m_dlq, NULL, 0);
+        wh_metrics_init(&w);
         if (w.cfg.webhooks.listen[0]) {
                 if (!(w.httpd =
                           nc_httpd_start(w.cfg.webhooks.listen, w.metrics, err, sizeof(err)))) {
