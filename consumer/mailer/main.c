@@ -292,6 +292,7 @@ int main(int argc, char **argv)
         m.m_queue = nc_metrics_gauge(m.metrics, "noticecast_mail_queue",
                                      "Messages waiting for an SMTP session.");
         nc_metrics_inc(m.m_jobs, NULL, 0);
+        ml_metrics_init(&m);
         if (m.cfg.mailer.listen[0]) {
                 if (!(m.httpd = nc_httpd_start(m.cfg.mailer.listen, m.metrics, err, sizeof(err)))) {
                         log_error("http endpoint: %s", err);
