@@ -1,6 +1,7 @@
 # noticecast — top-level build.  `make` builds the library and programs, `make test` runs
 # every test tier (see README.md), `make demo` runs the whole flow locally.
 include config.mk
+include deploy/monitoring.mk
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -129,7 +130,7 @@ format-check:
 
 # Every shell script; -x -P SCRIPTDIR follows the bench scripts' `. "$HERE/lib.sh"`.
 SHELL_FILES = $(wildcard deploy/*/*.sh tests/bench/*.sh) .ci/run
-lint:
+lint: check-monitoring
 	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
 
 # ---- install ---------------------------------------------------------------------------------

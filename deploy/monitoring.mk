@@ -1,0 +1,12 @@
+# Monitoring files: the Prometheus alert rules (deploy/prometheus), the Grafana dashboard
+# (deploy/grafana) and docs/monitoring.md, checked against each other and against the metrics
+# the daemons register.  Included by the top-level Makefile; `make lint` runs it.
+#   promtool check rules   the rules parse and lint clean
+#   promtool test rules    every alert fires in one case and stays silent in another
+# promtool: Debian package prometheus (deploy/local/install-deps.sh).
+PROMTOOL ?= promtool
+
+.PHONY: check-monitoring
+check-monitoring:
+	$(PROMTOOL) check rules deploy/prometheus/noticecast.rules.yml
+	cd deploy/prometheus && $(PROMTOOL) test rules noticecast.rules.test.yml
