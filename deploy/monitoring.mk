@@ -3,6 +3,8 @@
 # the daemons register.  Included by the top-level Makefile; `make lint` runs it.
 #   promtool check rules   the rules parse and lint clean
 #   promtool test rules    every alert fires in one case and stays silent in another
+#   check_dashboard.py     valid JSON, queries parse, every metric queried exists, the
+#                          documentation covers every metric and every alert's runbook
 # promtool: Debian package prometheus (deploy/local/install-deps.sh).
 PROMTOOL ?= promtool
 
@@ -10,3 +12,4 @@ PROMTOOL ?= promtool
 check-monitoring:
 	$(PROMTOOL) check rules deploy/prometheus/noticecast.rules.yml
 	cd deploy/prometheus && $(PROMTOOL) test rules noticecast.rules.test.yml
+	python3 deploy/grafana/check_dashboard.py
