@@ -339,6 +339,9 @@ void wh_delivered_add(wh_t *w, const char *webhook_id);
 /* After the metrics of main.c: build info, process, the attempt counters, and every
  * partner's outcome series at 0 (so that alerts have series to match from the start). */
 void wh_metrics_init(wh_t *w);
+/* Counts a delivery to PARTNER that reached its final OUTCOME (delivered, dlq, disabled), or
+ * that was parked without an attempt (deferred); other outcomes are not counted here. */
+void wh_delivery_count(wh_t *w, const char *partner, enum wh_outcome outcome);
 int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size);
 void wh_dispatch(wh_t *w, wh_msg_t *m);
 void wh_deliver_pump(wh_t *w);

@@ -302,8 +302,7 @@ void wh_job_settle_one(wh_t *w, wh_job_t *j)
         job_free(j);
 }
 
-/* A delivery that reached its final outcome, or was parked without an attempt. */
-static void count(wh_t *w, const char *partner, enum wh_outcome outcome)
+void wh_delivery_count(wh_t *w, const char *partner, enum wh_outcome outcome)
 {
         char l[NC_METRICS_LABELS_SIZE];
 
@@ -347,7 +346,7 @@ static void job_finish(wh_t *w, wh_job_t *j, enum wh_outcome outcome, long statu
         double latency = j->start_ms ? (double)(nc_time_now_ms() - j->start_ms) : 0;
         wh_produce_t *ev = wh_event_record(w, j, outcome, status, error, latency);
 
-        count(w, j->partner->cfg.id, outcome);
+        wh_delivery_count(w, j->partner->cfg.id, outcome);
         j->pending_produces = park ? 2 : 1;
         j->outcome_done = 1;
         ev->job = j;
@@ -510,7 +509,7 @@ void wh_dispatch(wh_t *w, wh_msg_t *m)
 
                         snprintf(reason, sizeof(reason), "partner %s is no longer configured",
                                  m->partner);
-                        count(w, m->partner, WH_OUTCOME_DLQ);
+                        wh_delivery_count(w, m->partner, WH_OUTCOME_DLQ);
                         wh_msg_quarantine(w, m, m->partner, reason);
                         return;
                 }

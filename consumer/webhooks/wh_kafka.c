@@ -126,6 +126,9 @@ static void produce_refused(wh_t *w, wh_produce_t *pr, rd_kafka_resp_err_t err)
                 nc_log_f(NC_LOG_WARN, &f,
                          "%s record (%zu bytes) refused: quarantining a reference to it instead",
                          wh_rec_kind_name(pr->kind), pr->value_len);
+                /* A delivery that cannot wait in a retry tier ends in the DLQ. */
+                if (pr->kind == WH_REC_RETRY && pr->job)
+                        wh_delivery_count(w, pr->job->partner->cfg.id, WH_OUTCOME_DLQ);
                 wh_record_as_reference(w, pr, rd_kafka_err2str(err));
                 produce_try(w, pr);
                 return;

@@ -207,7 +207,7 @@ def test_410_disables_partner_400_302_go_to_dlq(wh):
     assert metric_value(samples, "noticecast_webhook_attempts_total", partner="reject", outcome="dlq") == 5
     assert metric_value(samples, "noticecast_webhook_partner_disabled", partner="gone") == 1
     assert metric_value(samples, "noticecast_webhook_partner_disabled", partner="ok") == 0
-    assert re.search(r'level=warn msg="partner answered 410 Gone[^"]*" partner=gone\b', d.log()), d.tail()
+    assert re.search(r'level=warn prog=\S+ msg="partner answered 410 Gone[^"]*" partner=gone\b', d.log()), d.tail()
 
     # the partner fixed its endpoint; a reload (SIGHUP) enables it again.  Whether a notice
     # consumed just around the reload is delivered or parked is not defined, so publish until
