@@ -786,7 +786,11 @@ static void collect(struct ml_smtp_item *it)
         const smtp_status_t *mail = smtp_reverse_path_status(it->message);
         const smtp_status_t *rcpt = smtp_recipient_status(it->recipient);
         const smtp_status_t *data = smtp_message_transfer_status(it->message);
+        /* Timed at SMTP_EV_MESSAGESENT, which libesmtp also raises for a message refused
+         * before its data: only a transaction that got its final reply keeps its time. */
+        double seconds = it->msg->seconds;
 
+        it->msg->seconds = -1;
         if (mail == NULL || mail->code == 0)
                 return; /* not attempted */
         /* A 421, whatever command it answers, closes the session: it says nothing about this
@@ -813,6 +817,7 @@ static void collect(struct ml_smtp_item *it)
                 return;
         }
         set_result_status(it->msg, data);
+        it->msg->seconds = seconds;
 }
 
 /* Server, callbacks, timeouts, STARTTLS and AUTH of SESSION; *CTX = its SSL_CTX (the caller
