@@ -4,13 +4,12 @@ CLI's dlq/deliveries commands on what the daemon left in Kafka."""
 
 import json
 import re
-import shutil
 import signal
-import subprocess
 import time
 
 import pytest
 
+from daemon_env import promtool_check_metrics
 from webhook_receiver import Always
 from webhooks_support import *  # noqa: F401,F403
 
@@ -246,16 +245,6 @@ def test_cli_dlq_list_replay_and_deliveries(wh):
     first = [x for x in rx.snapshot("/bad") if x.status == 400][0]
     assert r.webhook_id == first.webhook_id, "a replayed delivery should keep its webhook-id"
     assert d.terminate() == 0, d.tail()
-
-
-def promtool_check_metrics(text: str) -> None:
-    """`promtool check metrics` on an exposition: no lint problem, exit 0."""
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool not found (Debian package prometheus, deploy/local/install-deps.sh)"
-    cp = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
-                        timeout=60)
-    assert cp.returncode == 0 and not cp.stdout.strip() and not cp.stderr.strip(), \
-        f"promtool check metrics: exit {cp.returncode}\n{cp.stdout}{cp.stderr}"
 
 
 def test_metrics_from_the_start_and_promtool_clean(wh):

@@ -21,11 +21,10 @@ import email
 import email.policy
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 
+from daemon_env import promtool_check_metrics
 from mailer_support import *  # noqa: F401,F403
 from smtp_server import PASSWORD, USER, SMTPTestServer
 from webhooks_support import config_line
@@ -188,13 +187,3 @@ def test_starttls_and_auth(ml_factory):
     assert [e["type"] for e in evs] == ["mail.failed"], f"outcome with a wrong password: {evs}"
     assert evs[0]["attempt"] > 1, f"not retried before giving up: {evs}"
     assert d.alive(), d.tail()
-
-
-def promtool_check_metrics(text: str) -> None:
-    """`promtool check metrics` on an exposition: no lint problem, exit 0."""
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool not found (Debian package prometheus, deploy/local/install-deps.sh)"
-    cp = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
-                        timeout=60)
-    assert cp.returncode == 0 and not cp.stdout.strip() and not cp.stderr.strip(), \
-        f"promtool check metrics: exit {cp.returncode}\n{cp.stdout}{cp.stderr}"
