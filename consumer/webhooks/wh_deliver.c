@@ -210,6 +210,14 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
         for (i = 0; i < cfg->partners_n; i++)
                 partner_update(w, &cfg->partners[i], signers[i]);
         free(signers);
+        /* A partner no longer configured is not disabled any more (nothing is sent to it):
+         * its alert must not go on firing. */
+        for (p = w->partners; p && w->m_disabled; p = p->next) {
+                char l[NC_METRICS_LABELS_SIZE];
+
+                if (p->removed && nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0)
+                        nc_metrics_set(w->m_disabled, l, 0);
+        }
         return 0;
 }
 
