@@ -8,8 +8,13 @@
 # promtool: Debian package prometheus (deploy/local/install-deps.sh).
 PROMTOOL ?= promtool
 
+# Included before the Makefile's own targets: this file must not become the default goal.
+nc_monitoring_goal := $(.DEFAULT_GOAL)
+
 .PHONY: check-monitoring
 check-monitoring:
 	$(PROMTOOL) check rules deploy/prometheus/noticecast.rules.yml
 	cd deploy/prometheus && $(PROMTOOL) test rules noticecast.rules.test.yml
 	python3 deploy/grafana/check_dashboard.py
+
+.DEFAULT_GOAL := $(nc_monitoring_goal)
