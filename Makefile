@@ -1,6 +1,7 @@
 # noticecast — top-level build.  `make` builds the library and programs, `make test` runs
 # every test tier (see README.md), `make demo` runs the whole flow locally.
 include config.mk
+include deploy/monitoring.mk
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -170,7 +171,7 @@ format-check:
 # Every shell script; -x -P SCRIPTDIR follows the bench scripts' `. "$HERE/lib.sh"`.
 SHELL_FILES = $(wildcard deploy/*/*.sh tests/bench/*.sh) .ci/run
 # mandoc -T lint: every man page, as installed (generated from man/*.in), style notes included.
-lint: $(MAN_OUT) deploy-lint
+lint: $(MAN_OUT) deploy-lint check-monitoring
 	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
 	mandoc -T lint -W style $(MAN_OUT)
 

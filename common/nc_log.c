@@ -162,3 +162,63 @@ void nc_log_kv(enum nc_log_level level, const char *msg, ...)
         fputc('\n', stderr);
         funlockfile(stderr);
 }
+
+/* A key the line may carry: lower-case logfmt, and none of the keys every line has. */
+static int field_key_ok(const char *k)
+{
+        static const char *const reserved[] = {"ts", "level", "prog", "msg", "error"};
+        const char *p;
+        size_t i;
+
+        if (!k || !((*k >= 'a' && *k <= 'z') || *k == '_'))
+                return 0;
+        for (p = k; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                        return 0;
+        for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+                if (!strcmp(k, reserved[i]))
+                        return 0;
+        return 1;
+}
+
+void nc_log_field(nc_log_fields_t *f, const char *key, const char *val)
+{
+        if (!val || f->n >= NC_LOG_FIELDS_MAX || !field_key_ok(key))
+                return;
+        f->key[f->n] = key;
+        f->val[f->n] = val;
+        f->n++;
+}
+
+void nc_log_field_int(nc_log_fields_t *f, const char *key, long long val)
+{
+        if (f->n >= NC_LOG_FIELDS_MAX || !field_key_ok(key))
+                return;
+        snprintf(f->num[f->n], sizeof(f->num[f->n]), "%lld", val);
+        f->key[f->n] = key;
+        f->val[f->n] = f->num[f->n];
+        f->n++;
+}
+
+void nc_log_f(enum nc_log_level level, const nc_log_fields_t *f, const char *fmt, ...)
+{
+        char msg[2048];
+        va_list ap;
+        int i;
+
+        if (level < log_level || level >= NC_LOG_QUIET)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        flockfile(stderr);
+        put_head(stderr, level);
+        fputs(" msg=", stderr);
+        put_value(stderr, msg);
+        for (i = 0; f && i < f->n; i++) {
+                fprintf(stderr, " %s=", f->key[i]);
+                put_value(stderr, f->val[i]);
+        }
+        fputc('\n', stderr);
+        funlockfile(stderr);
+}

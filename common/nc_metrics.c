@@ -1,5 +1,7 @@
 #include "nc_metrics.h"
 
+#include <dirent.h>
+#include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -7,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "nc_log.h"
 #include "nc_util.h"
@@ -45,9 +49,17 @@ struct nc_metric {
         int full_warned;
 };
 
+struct collector {
+        struct collector *next;
+        void (*fn)(nc_metrics_t *r, void *opaque);
+        void *opaque;
+};
+
 struct nc_metrics {
         pthread_mutex_t lock; /* updates come from the main loop, rendering from HTTP */
         nc_metric_t *first, *last;
+        struct collector *collectors; /* set up before the HTTP thread starts */
+        struct process_metrics *process;
 };
 
 static int is_name_start(char c, int colon)
@@ -121,6 +133,13 @@ void nc_metrics_free(nc_metrics_t *r)
 
         if (!r)
                 return;
+        while (r->collectors) {
+                struct collector *c = r->collectors;
+
+                r->collectors = c->next;
+                free(c);
+        }
+        free(r->process);
         for (m = r->first; m; m = mnext) {
                 mnext = m->next;
                 for (s = m->first; s; s = snext) {
@@ -295,6 +314,13 @@ void nc_metrics_observe(nc_metric_t *m, const char *labels, double v)
         pthread_mutex_unlock(&m->reg->lock);
 }
 
+void nc_metrics_touch(nc_metric_t *m, const char *labels)
+{
+        pthread_mutex_lock(&m->reg->lock);
+        series_get(m, labels);
+        pthread_mutex_unlock(&m->reg->lock);
+}
+
 /* Shortest of %.15g / %.17g that reads back as V, so 0.1 prints as 0.1 yet nothing is lost. */
 static void put_double(FILE *f, double v)
 {
@@ -380,9 +406,12 @@ char *nc_metrics_render(nc_metrics_t *r)
         const nc_metric_t *m;
         char *buf = NULL;
         size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
+        FILE *f;
+        const struct collector *c;
 
-        if (!f)
+        for (c = r->collectors; c; c = c->next)
+                c->fn(r, c->opaque);
+        if (!(f = open_memstream(&buf, &len)))
                 return NULL;
         pthread_mutex_lock(&r->lock);
         for (m = r->first; m; m = m->next)
@@ -463,4 +492,161 @@ int nc_metrics_labels(char *out, size_t out_size, ...)
         }
         out[pos] = '\0';
         return 0;
+}
+
+void nc_metrics_on_render(nc_metrics_t *r, void (*fn)(nc_metrics_t *r, void *opaque), void *opaque)
+{
+        struct collector *c = nc_xcalloc(1, sizeof(*c)), **pp;
+
+        c->fn = fn;
+        c->opaque = opaque;
+        for (pp = &r->collectors; *pp; pp = &(*pp)->next)
+                ;
+        *pp = c;
+}
+
+/* ---- what every daemon exports ----------------------------------------------------------- */
+
+struct process_metrics {
+        nc_metric_t *cpu, *rss, *vsize, *fds, *max_fds, *start;
+        double boot_time; /* /proc/stat btime, read once */
+};
+
+/* Sets the value of a series whatever its type: for collectors that read a counter's total
+ * from the system (process_cpu_seconds_total) rather than count it themselves. */
+static void series_put(nc_metric_t *m, const char *labels, double v)
+{
+        struct series *s;
+
+        pthread_mutex_lock(&m->reg->lock);
+        if ((s = series_get(m, labels)) && m->type != M_HISTOGRAM)
+                s->value = v;
+        pthread_mutex_unlock(&m->reg->lock);
+}
+
+static double read_boot_time(void)
+{
+        FILE *f = fopen("/proc/stat", "re");
+        char line[256];
+        double bt = 0;
+
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f))
+                if (!strncmp(line, "btime ", 6)) {
+                        bt = strtod(line + 6, NULL);
+                        break;
+                }
+        fclose(f);
+        return bt;
+}
+
+/* Descriptors open, not counting the one that lists them; -1 when /proc/self/fd is not
+ * readable. */
+static long count_fds(void)
+{
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        long n = 0;
+
+        if (!d)
+                return -1;
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n > 0 ? n - 1 : 0;
+}
+
+static void process_collect(nc_metrics_t *r, void *opaque)
+{
+        struct process_metrics *p = opaque;
+        char buf[1024], *s;
+        unsigned long long utime, stime, start, vsize;
+        long long rss;
+        long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE), fds;
+        struct rlimit rl;
+        size_t n;
+        FILE *f;
+
+        (void)r;
+        if ((f = fopen("/proc/self/stat", "re"))) {
+                n = fread(buf, 1, sizeof(buf) - 1, f);
+                buf[n] = '\0';
+                fclose(f);
+                /* The command name (field 2) may hold blanks and parentheses: fields are
+                 * counted from the last ')'.  After it: state (3) ... utime (14), stime (15),
+                 * starttime (22), vsize (23), rss (24). */
+                if ((s = strrchr(buf, ')')) && ticks > 0 &&
+                    sscanf(s + 1,
+                           " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+                           "%*d %*d %llu %llu %lld",
+                           &utime, &stime, &start, &vsize, &rss) == 5) {
+                        series_put(p->cpu, NULL, (double)(utime + stime) / (double)ticks);
+                        series_put(p->rss, NULL, (double)rss * (double)page);
+                        series_put(p->vsize, NULL, (double)vsize);
+                        if (p->boot_time > 0)
+                                series_put(p->start, NULL,
+                                           p->boot_time + (double)start / (double)ticks);
+                }
+        }
+        if ((fds = count_fds()) >= 0)
+                series_put(p->fds, NULL, (double)fds);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+                series_put(p->max_fds, NULL,
+                           rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur);
+}
+
+void nc_metrics_standard(nc_metrics_t *r, const char *program, const char *version)
+{
+        struct process_metrics *p;
+        char l[NC_METRICS_LABELS_SIZE];
+        nc_metric_t *bi = nc_metrics_gauge(r, "noticecast_build_info",
+                                           "Always 1: the program and version of this process.");
+
+        if (nc_metrics_labels(l, sizeof(l), "program", program, "version", version, NULL) == 0)
+                nc_metrics_set(bi, l, 1);
+        if (r->process)
+                return;
+        p = r->process = nc_xcalloc(1, sizeof(*p));
+        p->cpu = nc_metrics_counter(r, "process_cpu_seconds_total",
+                                    "Total user and system CPU time spent in seconds.");
+        p->rss =
+            nc_metrics_gauge(r, "process_resident_memory_bytes", "Resident memory size in bytes.");
+        p->vsize =
+            nc_metrics_gauge(r, "process_virtual_memory_bytes", "Virtual memory size in bytes.");
+        p->fds = nc_metrics_gauge(r, "process_open_fds", "Number of open file descriptors.");
+        p->max_fds =
+            nc_metrics_gauge(r, "process_max_fds", "Maximum number of open file descriptors.");
+        p->start = nc_metrics_gauge(r, "process_start_time_seconds",
+                                    "Start time of the process since unix epoch in seconds.");
+        p->boot_time = read_boot_time();
+        nc_metrics_on_render(r, process_collect, p);
+}
+
+long long nc_metrics_consumer_lag(struct rd_kafka_s *rk)
+{
+        rd_kafka_topic_partition_list_t *parts;
+        int64_t lo, hi;
+        long long lag = 0;
+        int i;
+
+        if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return -1;
+        if (parts->cnt == 0) {
+                rd_kafka_topic_partition_list_destroy(parts);
+                return -1;
+        }
+        rd_kafka_position(rk, parts);
+        for (i = 0; i < parts->cnt; i++) {
+                rd_kafka_topic_partition_t *p = &parts->elems[i];
+
+                if (p->offset < 0 ||
+                    rd_kafka_get_watermark_offsets(rk, p->topic, p->partition, &lo, &hi) != 0)
+                        continue;
+                if (hi > p->offset)
+                        lag += hi - p->offset;
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+        return lag;
 }

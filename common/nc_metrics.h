@@ -51,6 +51,9 @@ extern const size_t nc_metrics_latency_nbuckets;
 void nc_metrics_inc(nc_metric_t *m, const char *labels, double v);
 void nc_metrics_set(nc_metric_t *m, const char *labels, double v);
 void nc_metrics_observe(nc_metric_t *m, const char *labels, double v);
+/* Creates the series LABELS of M (any type) at 0 if it does not exist yet: a histogram then
+ * shows its empty buckets, _sum and _count 0. */
+void nc_metrics_touch(nc_metric_t *m, const char *labels);
 
 /* The whole registry as exposition text (malloc'd, NUL-terminated; the caller frees it).
  * A metric with no series yet shows only its # HELP and # TYPE lines; call
@@ -61,5 +64,23 @@ char *nc_metrics_render(nc_metrics_t *r);
  * quote and newline in values.  Returns 0, or -1 (OUT set to "") when a key is not a valid
  * label name, there are more than NC_METRICS_MAX_LABELS pairs or OUT_SIZE is too small. */
 int nc_metrics_labels(char *out, size_t out_size, ...) __attribute__((sentinel));
+
+/* FN(R, OPAQUE) runs at the start of every nc_metrics_render(), before the registry is
+ * locked (it may update metrics): for values read when asked for rather than kept up to
+ * date.  It runs in the rendering thread (the HTTP server's). */
+void nc_metrics_on_render(nc_metrics_t *r, void (*fn)(nc_metrics_t *r, void *opaque), void *opaque);
+
+/* What every daemon exports, whatever it does (docs/monitoring.md):
+ *   noticecast_build_info{program,version} 1
+ *   process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
+ *   process_open_fds, process_max_fds, process_start_time_seconds
+ * the process_* ones read from /proc/self at every render (left out if it cannot be read). */
+void nc_metrics_standard(nc_metrics_t *r, const char *program, const char *version);
+
+/* Messages on RK's assigned partitions not read yet: the sum of (high watermark - position)
+ * from librdkafka's cache (no request to the brokers: callable from the main loop).
+ * Partitions with no position or no watermark yet count 0; -1 if RK has no assignment. */
+struct rd_kafka_s;
+long long nc_metrics_consumer_lag(struct rd_kafka_s *rk);
 
 #endif

@@ -171,9 +171,19 @@ typedef struct ml {
 
         nc_metrics_t *metrics;
         nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue, *m_dlq;
+        /* ml_metrics_init (sender.c) */
+        nc_metric_t *m_txn, *m_lag, *m_planned, *m_plan_ts, *m_digest_ts;
+        int64_t lag_ms; /* when m_lag was last set */
         struct nc_httpd *httpd;
         int stopping;
 } ml_t;
+
+/* After the metrics of main.c: build info, process, SMTP transaction latency, consumer
+ * lag, planner progress, and every outcome series at 0 (so that alerts have series to match
+ * from the start). */
+void ml_metrics_init(ml_t *m);
+/* Sets noticecast_mail_consumer_lag{consumer=NAME} for RK, from librdkafka's cache. */
+void ml_metrics_lag(ml_t *m, rd_kafka_t *rk, const char *name);
 
 /* store.c */
 int ml_store_start(ml_t *m, char *errstr, size_t errstr_size);

@@ -268,6 +268,7 @@ static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
         m->m_queue = nc_metrics_gauge(m->metrics, "noticecast_mail_queue",
                                       "Messages waiting for an SMTP session.");
         nc_metrics_inc(m->m_jobs, NULL, 0);
+        ml_metrics_init(m);
         *listen = m->cfg.mailer.listen;
         return m->metrics;
 }

@@ -119,9 +119,20 @@ static int produce_dlq(ml_t *m, const rd_kafka_message_t *r, const char *reason)
                 }
                 nc_dlq_add_headers(h, &src, reference ? (r->len ? r->len : 1) : 0);
                 rd_kafka_header_add(h, "noticecast-dlq-replay-topic", -1, topic, -1);
-                log_warnx("dlq: %s (key %s, %s [%d] at offset %lld%s)", reason, key[0] ? key : "-",
-                          topic, (int)r->partition, (long long)r->offset,
-                          reference ? ", as a reference" : "");
+                {
+                        nc_log_fields_t f = {0};
+
+                        /* Keys are notice ids on the notice topics, subscriber ids on theirs. */
+                        nc_log_field(&f, strcmp(topic, m->topic_subs) ? "notice_id" : "subscriber",
+                                     key[0] ? key : NULL);
+                        nc_log_field(&f, "topic", topic);
+                        nc_log_field_int(&f, "partition", r->partition);
+                        nc_log_field_int(&f, "offset", r->offset);
+                        nc_log_field(&f, "dlq_key", dkey);
+                        nc_log_field(&f, "reason", reason);
+                        nc_log_f(NC_LOG_WARN, &f, "dlq: quarantined%s",
+                                 reference ? " as a reference" : "");
+                }
                 if (!reference) {
                         err = txn_produce_err(m, m->topic_dlq, key[0] ? key : NULL,
                                               r->payload ? r->payload : "", r->len, h);
@@ -242,6 +253,11 @@ int ml_category_mismatch(const ml_t *m, const rd_kafka_message_t *r, const json_
         return 1;
 }
 
+/* Notices planned in the open transaction, and the newest one's timestamp: counted once it
+ * commits (an aborted one is planned again). */
+static size_t planned_n;
+static int64_t planned_ts;
+
 static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
 {
         char event[64], err[512], what[80];
@@ -293,8 +309,17 @@ static void plan_notice(ml_t *m, const rd_kafka_message_t *r)
                 return;
         }
         ml_notice_from_json(m, n, ts, &rec);
+        planned_n++;
+        if (ts > planned_ts)
+                planned_ts = ts;
         if (ts > 0 && nc_time_now_ms() - ts > IMMEDIATE_MAX_AGE_MS) {
-                log_info("notice %s is older than a day: no immediate emails", rec.id);
+                nc_log_fields_t f = {0};
+
+                nc_log_field(&f, "notice_id", rec.id);
+                nc_log_field(&f, "topic", rd_kafka_topic_name(r->rkt));
+                nc_log_field_int(&f, "partition", r->partition);
+                nc_log_field_int(&f, "offset", r->offset);
+                nc_log_f(NC_LOG_INFO, &f, "notice older than a day: no immediate emails");
                 json_decref(n);
                 return;
         }
@@ -478,6 +503,8 @@ static void plan_digests(ml_t *m)
                         log_info("planner: %zu digest%s planned for minute %lld", jobs,
                                  jobs == 1 ? "" : "s", (long long)min);
                 m->planned_minute = min;
+                if (m->m_digest_ts)
+                        nc_metrics_set(m->m_digest_ts, NULL, (double)(min + 1) * 60);
         }
 }
 
@@ -601,9 +628,13 @@ int ml_planner_poll(ml_t *m)
                         dlq_failed = 0;
                         rd_kafka_poll(m->planner_txp, 0);
                         txn_abort(m, "a DLQ record could not be written");
-                } else {
-                        txn_commit(m, 1);
+                } else if (txn_commit(m, 1) == 0 && m->m_planned) {
+                        nc_metrics_inc(m->m_planned, NULL, (double)planned_n);
+                        if (planned_ts > 0)
+                                nc_metrics_set(m->m_plan_ts, NULL, (double)planned_ts / 1000.0);
                 }
+                planned_n = 0;
+                planned_ts = 0;
         }
         if (m->plan_owner)
                 plan_digests(m);

@@ -40,6 +40,16 @@ static const char *job_mid(const ml_job_t *j)
         return json_string_value(json_object_get(j->doc, "message_id"));
 }
 
+/* What a log line about job J is about: subscriber, Message-ID, where the job was read. */
+static void job_log_fields(nc_log_fields_t *f, const ml_job_t *j)
+{
+        nc_log_field(f, "subscriber", json_string_value(json_object_get(j->doc, "subscriber")));
+        nc_log_field(f, "message_id", job_mid(j));
+        nc_log_field(f, "topic", rd_kafka_topic_name(j->rkm->rkt));
+        nc_log_field_int(f, "partition", j->rkm->partition);
+        nc_log_field_int(f, "offset", j->rkm->offset);
+}
+
 static int mid_state(const ml_t *m, const char *mid)
 {
         return mid ? GPOINTER_TO_INT(g_hash_table_lookup(m->mids, mid)) : 0;
@@ -265,9 +275,13 @@ static void dlq_record(ml_t *m, ml_job_t *j, const char *reason)
                 return;
         }
         nc_metrics_inc(m->m_dlq, NULL, 1);
-        log_warnx("dlq: job for %.*s (%s [%d] at offset %lld): %s", (int)r->key_len,
-                  r->key ? (const char *)r->key : "-", m->topic_jobs, (int)r->partition,
-                  (long long)r->offset, reason);
+        {
+                nc_log_fields_t f = {0};
+
+                job_log_fields(&f, j);
+                nc_log_field(&f, "reason", reason);
+                nc_log_f(NC_LOG_WARN, &f, "dlq: job quarantined");
+        }
 }
 
 /* mail.failed, and the job to the DLQ. */
@@ -349,9 +363,14 @@ static void update_bounces(ml_t *m, const ml_sub_t *s, int bounces)
         int suppress = bounces >= m->cfg.mailer.bounce_suppress_after;
         json_t *rec = sub_record(m, s, bounces, suppress);
 
-        if (suppress)
-                log_warnx("subscriber %s suppressed after %d hard bounces in a row", s->id,
-                          bounces);
+        if (suppress) {
+                nc_log_fields_t f = {0};
+
+                nc_log_field(&f, "subscriber", s->id);
+                nc_log_field_int(&f, "bounces", bounces);
+                nc_log_f(NC_LOG_WARN, &f, "subscriber suppressed after %d hard bounces in a row",
+                         bounces);
+        }
         produce_event(m, NULL, m->topic_subs, s->id, rec);
         json_decref(rec);
 }
@@ -419,7 +438,11 @@ static void job_prepare(ml_t *m, ml_job_t *j)
                                 wait_later(m, j, nc_time_now_ms() + WAIT_RECHECK_MS);
                                 return;
                         }
-                        log_warnx("job for %s: notice %s is unknown; left out", sub_id, nid);
+                        nc_log_fields_t f = {0};
+
+                        job_log_fields(&f, j);
+                        nc_log_field(&f, "notice_id", nid);
+                        nc_log_f(NC_LOG_WARN, &f, "job: notice unknown: left out");
                         continue;
                 }
                 /* Withdrawn since planning: left out; corrected: its latest version. */
@@ -663,6 +686,8 @@ static void worker_send(worker_t *w, size_t n, size_t built)
                         continue;
                 u->status = msg->status;
                 u->attempted = msg->attempted;
+                if (msg->seconds >= 0 && w->m->m_txn)
+                        nc_metrics_observe(w->m->m_txn, NULL, msg->seconds);
                 /* Each message carries its own reason, also when it was not sent. */
                 snprintf(u->reply, sizeof(u->reply), "%.200s", msg->reply[0] ? msg->reply : w->err);
                 free(w->bodies[built]);
@@ -699,11 +724,22 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         const ml_retry_schedule_t rs = {m->cfg.mailer.retry_ms, m->cfg.mailer.retry_n};
         int64_t delay;
 
+        ml_verdict_t v = ml_policy_smtp(&r, j->attempt, &rs, m->stopping, &delay);
+        nc_log_fields_t f = {0};
+
         job_hold(j); /* j stays valid until the end of this function */
-        switch (ml_policy_smtp(&r, j->attempt, &rs, m->stopping, &delay)) {
+        job_log_fields(&f, j);
+        nc_log_field_int(&f, "attempt", j->attempt);
+        if (u->status > 0)
+                nc_log_field_int(&f, "code", u->status);
+        nc_log_field(&f, "reply", u->reply);
+        if (v == ML_VERDICT_SENT || v == ML_VERDICT_BOUNCE)
+                nc_log_f(v == ML_VERDICT_SENT ? NC_LOG_DEBUG : NC_LOG_INFO, &f, "smtp: %s",
+                         ml_verdict_name(v));
+        switch (v) {
         case ML_VERDICT_FAILED:
                 if (u->status == ML_STATUS_NOT_BUILT) {
-                        log_warnx("message for %s not built: %s", sub_id, u->reply);
+                        nc_log_f(NC_LOG_WARN, &f, "message not built");
                         job_fail(m, j, 0, u->reply);
                 } else {
                         job_fail(m, j, u->status, u->reply);
@@ -713,8 +749,7 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
                 /* Stopping: not sent, or its session was ended at shutdown_timeout.  Nothing
                  * is recorded and no attempt charged: left uncommitted, it is sent again by
                  * the next owner of its partition. */
-                log_debug("stopping: job for %s left for a restart (%d %s)", sub_id, u->status,
-                          u->reply);
+                nc_log_f(NC_LOG_DEBUG, &f, "stopping: job left for a restart");
                 break;
         case ML_VERDICT_SENT:
                 record(m, j, ML_OUTCOME_SENT, u->status, u->reply);
@@ -729,7 +764,7 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
                 break;
         case ML_VERDICT_RETRY:
                 /* 4xx (throttling, greylisting) or no connection: try again later. */
-                log_info("smtp: %d %s for %s: retry %d in %lld ms", u->status, u->reply, sub_id,
+                nc_log_f(NC_LOG_INFO, &f, "smtp: temporary failure: retry %d in %lld ms",
                          j->attempt, (long long)delay);
                 j->attempt++;
                 wait_later(m, j, nc_time_now_ms() + delay);
@@ -926,11 +961,6 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
         }
         rd_kafka_topic_partition_list_destroy(subs);
 
-        if (m->metrics) {
-                m->m_dlq = nc_metrics_counter(m->metrics, "noticecast_mail_dlq_total",
-                                              "Email jobs put in the dead letter queue.");
-                nc_metrics_inc(m->m_dlq, NULL, 0);
-        }
         if (m->cfg.smtp.allow_plaintext_auth)
                 log_warnx("[smtp] allow_plaintext_auth = true: the SMTP password is sent in "
                           "clear to a relay that does not offer STARTTLS");
@@ -982,6 +1012,11 @@ int ml_sender_poll(ml_t *m)
         size_t queued;
 
         rd_kafka_poll(m->events, 0);
+        if (now - m->lag_ms >= 2000) { /* cheap, but not on every turn of the loop */
+                m->lag_ms = now;
+                ml_metrics_lag(m, m->planner, "planner");
+                ml_metrics_lag(m, m->sender, "sender");
+        }
         scan_poll(m);
         nc_tracks_gc(&m->parts, NULL, NULL); /* revoked partitions whose last job settled */
         record_outcomes(m);                  /* of the workers' finished sessions */
@@ -1039,8 +1074,12 @@ int ml_sender_poll(ml_t *m)
                 if (!json_is_object(job->doc) ||
                     !json_string_value(json_object_get(job->doc, "subscriber"))) {
                         /* Jobs are written by the planner only; a bad one is a bug: skip. */
-                        log_warnx("sender: malformed job at %s [%d] offset %lld skipped",
-                                  job->part->topic, (int)r->partition, (long long)r->offset);
+                        nc_log_fields_t f = {0};
+
+                        nc_log_field(&f, "topic", job->part->topic);
+                        nc_log_field_int(&f, "partition", r->partition);
+                        nc_log_field_int(&f, "offset", r->offset);
+                        nc_log_f(NC_LOG_WARN, &f, "sender: malformed job skipped");
                         if (!job->doc)
                                 job->doc = json_object();
                         job_settle(m, job);
@@ -1189,4 +1228,59 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                 g_queue_free_full(m->mids_done, g_free);
                 m->mids_done = NULL;
         }
+}
+
+/* ---- metrics ----------------------------------------------------------------------------- */
+
+/* SMTP transactions: loopback relays answer within a millisecond, real ones take seconds. */
+static const double txn_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                     0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+void ml_metrics_init(ml_t *m)
+{
+        static const ml_outcome_t outcomes[] = {ML_OUTCOME_SENT, ML_OUTCOME_BOUNCE,
+                                                ML_OUTCOME_FAILED, ML_OUTCOME_SKIPPED};
+        char l[NC_METRICS_LABELS_SIZE];
+        size_t i;
+
+        nc_metrics_standard(m->metrics, "noticecast-mailer", NC_VERSION);
+        for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+                if (nc_metrics_labels(l, sizeof(l), "outcome", ml_outcome_label(outcomes[i]),
+                                      NULL) == 0)
+                        nc_metrics_inc(m->m_sent, l, 0);
+        m->m_dlq = nc_metrics_counter(m->metrics, "noticecast_mail_dlq_total",
+                                      "Email jobs put in the dead letter queue.");
+        nc_metrics_inc(m->m_dlq, NULL, 0);
+        m->m_txn = nc_metrics_histogram(m->metrics, "noticecast_mail_smtp_transaction_seconds",
+                                        "SMTP transactions, from MAIL FROM to the final reply "
+                                        "after the message data.",
+                                        txn_buckets, sizeof(txn_buckets) / sizeof(txn_buckets[0]));
+        nc_metrics_touch(m->m_txn, NULL);
+        m->m_lag = nc_metrics_gauge(m->metrics, "noticecast_mail_consumer_lag",
+                                    "Messages on a consumer's assigned partitions not yet read "
+                                    "(planner: notices and subscribers; sender: jobs).");
+        m->m_planned = nc_metrics_counter(m->metrics, "noticecast_mail_notices_planned_total",
+                                          "Notices the planner has planned (committed "
+                                          "transactions), whether or not they made jobs.");
+        nc_metrics_inc(m->m_planned, NULL, 0);
+        m->m_plan_ts =
+            nc_metrics_gauge(m->metrics, "noticecast_mail_planner_last_notice_timestamp_seconds",
+                             "Publication time (Kafka timestamp) of the last notice "
+                             "planned by this instance.");
+        m->m_digest_ts = nc_metrics_gauge(
+            m->metrics, "noticecast_mail_digests_planned_through_timestamp_seconds",
+            "End of the last minute whose digests are planned (on the instance "
+            "that plans the digests).");
+}
+
+void ml_metrics_lag(ml_t *m, rd_kafka_t *rk, const char *name)
+{
+        char l[NC_METRICS_LABELS_SIZE];
+        long long lag;
+
+        if (!m->m_lag || !rk)
+                return;
+        lag = nc_metrics_consumer_lag(rk);
+        if (nc_metrics_labels(l, sizeof(l), "consumer", name, NULL) == 0)
+                nc_metrics_set(m->m_lag, l, lag < 0 ? 0 : (double)lag);
 }

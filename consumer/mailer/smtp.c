@@ -103,10 +103,19 @@ struct ml_smtp_sess {
         /* credentials held back: AUTH offered on a connection without TLS */
         int auth_withheld;
 
-        int connected; /* SMTP_EV_CONNECT seen */
+        double txn_start; /* monotonic seconds: the current MAIL FROM was written */
+        int connected;    /* SMTP_EV_CONNECT seen */
         int nodelay_on;
         int corked; /* TCP_CORK is on (while a message's data is handed out) */
 };
+
+static double mono_seconds(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static char esmtp_version[32];
@@ -335,6 +344,9 @@ static void monitor_cb(const char *buf, int buflen, int writing, void *arg)
         if (writing == SMTP_CB_WRITING) {
                 size_t n = (size_t)buflen;
 
+                /* A transaction starts (for noticecast_mail_smtp_transaction_seconds). */
+                if (n >= 10 && strncasecmp(buf, "MAIL FROM:", 10) == 0)
+                        s->txn_start = mono_seconds();
                 if (!s->need_auth || s->auth_ok || s->aborted)
                         return;
                 if (n >= 5 && strncasecmp(buf, "AUTH ", 5) == 0 && !auth_allowed_now(s)) {
@@ -563,6 +575,15 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
                 cancel_attach(s->cfg->cancel, fd);
                 break;
         }
+        case SMTP_EV_MESSAGESENT: {
+                /* The final reply after the data: the transaction is over. */
+                struct ml_smtp_item *it =
+                    smtp_message_get_application_data(va_arg(ap, smtp_message_t));
+
+                if (it && s->txn_start > 0)
+                        it->msg->seconds = mono_seconds() - s->txn_start;
+                break;
+        }
         case SMTP_EV_DISCONNECT:
                 cancel_detach(s->cfg->cancel);
                 break;
@@ -765,7 +786,11 @@ static void collect(struct ml_smtp_item *it)
         const smtp_status_t *mail = smtp_reverse_path_status(it->message);
         const smtp_status_t *rcpt = smtp_recipient_status(it->recipient);
         const smtp_status_t *data = smtp_message_transfer_status(it->message);
+        /* Timed at SMTP_EV_MESSAGESENT, which libesmtp also raises for a message refused
+         * before its data: only a transaction that got its final reply keeps its time. */
+        double seconds = it->msg->seconds;
 
+        it->msg->seconds = -1;
         if (mail == NULL || mail->code == 0)
                 return; /* not attempted */
         /* A 421, whatever command it answers, closes the session: it says nothing about this
@@ -792,6 +817,7 @@ static void collect(struct ml_smtp_item *it)
                 return;
         }
         set_result_status(it->msg, data);
+        it->msg->seconds = seconds;
 }
 
 /* Server, callbacks, timeouts, STARTTLS and AUTH of SESSION; *CTX = its SSL_CTX (the caller
@@ -869,6 +895,8 @@ static int session_add_messages(struct ml_smtp_sess *s, smtp_session_t session,
                     (it->recipient = smtp_add_recipient(it->message, msgs[i].rcpt)) == NULL)
                         return nc_err(errstr, errstr_size, "libesmtp: %s",
                                       smtp_strerror(smtp_errno(), why, sizeof why));
+                /* For SMTP_EV_MESSAGESENT; no release: the item is ours. */
+                smtp_message_set_application_data_release(it->message, it, NULL);
                 /* SIZE= lets the relay refuse an oversized message before the data. */
                 smtp_size_set_estimate(it->message, (unsigned long)msgs[i].len);
                 (*queued)++;
@@ -982,6 +1010,7 @@ int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_
                 msgs[i].status = 0;
                 msgs[i].reply[0] = '\0';
                 msgs[i].attempted = 0;
+                msgs[i].seconds = -1;
         }
         if (check_config(cfg, errstr, errstr_size) < 0)
                 return -1;
@@ -1082,6 +1111,7 @@ int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t 
                 msgs[i].status = 0;
                 msgs[i].reply[0] = '\0';
                 msgs[i].attempted = 0;
+                msgs[i].seconds = -1;
         }
         if (n == 0)
                 return 0;
@@ -1116,6 +1146,7 @@ int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t 
                         m->status = sub[j].status;
                         memcpy(m->reply, sub[j].reply, sizeof m->reply);
                         m->attempted = sub[j].attempted;
+                        m->seconds = sub[j].seconds;
                         progress += m->attempted != 0;
                 }
                 left = k - progress;

@@ -100,6 +100,8 @@ typedef struct ml_smtp_msg {
         int status;      /* final SMTP reply for this message (see above); 0 = not attempted */
         char reply[256]; /* its text, enhanced status code first ("5.1.1 <x>: unknown") */
         int attempted;   /* 1 = the relay dealt with it (status is its own), 0 = never reached */
+        double seconds;  /* its transaction, MAIL FROM to the final reply after the data;
+                          * -1 if it did not get that far */
 } ml_smtp_msg_t;
 
 /* Sends MSGS in ONE SMTP session (one connection, many transactions).  Returns 0 if the

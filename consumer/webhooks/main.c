@@ -242,7 +242,7 @@ static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
 
         w->metrics = nc_metrics_new();
         w->m_deliveries = nc_metrics_counter(w->metrics, "noticecast_webhook_deliveries_total",
-                                             "Webhook attempts by partner and outcome.");
+                                             "Webhook deliveries by partner and final outcome.");
         w->m_latency = nc_metrics_histogram(
             w->metrics, "noticecast_webhook_attempt_seconds", "Duration of webhook HTTP attempts.",
             nc_metrics_latency_buckets, nc_metrics_latency_nbuckets);
@@ -261,6 +261,7 @@ static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
                                           "event) was delivered already (read again after an "
                                           "outage, a rebalance or a restart).");
         nc_metrics_inc(w->m_dlq, NULL, 0);
+        wh_metrics_init(w);
         *listen = w->cfg.webhooks.listen;
         return w->metrics;
 }

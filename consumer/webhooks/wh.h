@@ -74,6 +74,7 @@
 #include "nc_config.h"
 #include "nc_dlq.h"
 #include "nc_kafka.h"
+#include "nc_log.h"
 #include "nc_metrics.h"
 #include "nc_sign.h"
 #include "nc_tail.h"
@@ -283,6 +284,7 @@ typedef struct wh {
 
         nc_metrics_t *metrics;
         nc_metric_t *m_deliveries, *m_latency, *m_backlog, *m_lag, *m_dlq, *m_inflight, *m_skipped;
+        nc_metric_t *m_attempts, *m_deferred, *m_disabled; /* wh_metrics_init */
         struct nc_httpd *httpd;
 } wh_t;
 
@@ -319,6 +321,9 @@ wh_produce_t *wh_event_record(wh_t *w, const wh_job_t *j, enum wh_outcome outcom
  * message (a retry record: the partner's delivery ends in the DLQ). */
 void wh_record_as_reference(wh_t *w, wh_produce_t *pr, const char *why);
 void wh_record_free(wh_produce_t *pr);
+/* Fields of a log line about M (and PARTNER, may be NULL): partner, notice_id, topic,
+ * partition, offset (where the notice was first read). */
+void wh_log_fields(nc_log_fields_t *f, const wh_msg_t *m, const char *partner);
 /* "event", "retry", "DLQ" (for logs); fatalx() on an unknown kind. */
 const char *wh_rec_kind_name(enum wh_rec_kind k);
 /* If the delivery event PAYLOAD (LEN bytes) says "delivered": 1 and its webhook-id in BUF. */
@@ -328,6 +333,12 @@ int wh_delivered_has(const wh_t *w, const char *webhook_id);
 void wh_delivered_add(wh_t *w, const char *webhook_id);
 
 /* wh_deliver.c */
+/* After the metrics of main.c: build info, process, the attempt counters, and every
+ * partner's outcome series at 0 (so that alerts have series to match from the start). */
+void wh_metrics_init(wh_t *w);
+/* Counts a delivery to PARTNER that reached its final OUTCOME (delivered, dlq, disabled), or
+ * that was parked without an attempt (deferred); other outcomes are not counted here. */
+void wh_delivery_count(wh_t *w, const char *partner, enum wh_outcome outcome);
 int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errstr_size);
 void wh_dispatch(wh_t *w, wh_msg_t *m);
 void wh_deliver_pump(wh_t *w);

@@ -101,6 +101,59 @@ fail:
         return NULL;
 }
 
+/* ---- metrics ----------------------------------------------------------------------------- */
+
+/* The final outcomes of a (notice, partner) delivery (the deliveries counter); the others
+ * (retry, deferred) are steps on the way. */
+static int outcome_final(enum wh_outcome o)
+{
+        return o == WH_OUTCOME_DELIVERED || o == WH_OUTCOME_DLQ || o == WH_OUTCOME_DISABLED;
+}
+
+/* Every outcome series of partner P at 0 (added to, never reset: a reload keeps the counts),
+ * and its disabled gauge. */
+static void metrics_partner(wh_t *w, const wh_partner_t *p)
+{
+        static const enum wh_outcome all[] = {WH_OUTCOME_DELIVERED, WH_OUTCOME_RETRY,
+                                              WH_OUTCOME_DLQ, WH_OUTCOME_DISABLED};
+        char l[NC_METRICS_LABELS_SIZE];
+        size_t i;
+
+        for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+                if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome",
+                                      wh_outcome_name(all[i]), NULL) != 0)
+                        continue;
+                nc_metrics_inc(w->m_attempts, l, 0);
+                if (outcome_final(all[i]))
+                        nc_metrics_inc(w->m_deliveries, l, 0);
+        }
+        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0) {
+                nc_metrics_inc(w->m_deferred, l, 0);
+                nc_metrics_inc(w->m_skipped, l, 0);
+                nc_metrics_touch(w->m_latency, l);
+                nc_metrics_set(w->m_disabled, l, p->disabled ? 1 : 0);
+        }
+}
+
+void wh_metrics_init(wh_t *w)
+{
+        wh_partner_t *p;
+
+        nc_metrics_standard(w->metrics, "noticecast-webhooks", NC_VERSION);
+        w->m_attempts = nc_metrics_counter(w->metrics, "noticecast_webhook_attempts_total",
+                                           "Webhook HTTP attempts by partner and outcome.");
+        w->m_deferred =
+            nc_metrics_counter(w->metrics, "noticecast_webhook_deferred_total",
+                               "Deliveries parked for later without an attempt (partner backlog "
+                               "full, daemon stopping).");
+        w->m_disabled = nc_metrics_gauge(w->metrics, "noticecast_webhook_partner_disabled",
+                                         "1 while a partner is disabled (it answered 410 Gone) "
+                                         "until the next reload.");
+        for (p = w->partners; p; p = p->next)
+                if (!p->removed)
+                        metrics_partner(w, p);
+}
+
 /* Partner C (of a new configuration) takes SIGNER: a known partner keeps its queues and its
  * bucket, a new one starts empty. */
 static void partner_update(wh_t *w, const nc_partner_t *c, nc_signer_t signer)
@@ -118,8 +171,12 @@ static void partner_update(wh_t *w, const nc_partner_t *c, nc_signer_t signer)
         } else {
                 easy_pool_clear(p); /* their options came from the old settings */
                 nc_config_partner_free(&p->cfg);
-                if (p->disabled)
-                        log_info("partner %s re-enabled by the configuration reload", c->id);
+                if (p->disabled) {
+                        nc_log_fields_t f = {0};
+
+                        nc_log_field(&f, "partner", c->id);
+                        nc_log_f(NC_LOG_INFO, &f, "partner re-enabled by the configuration reload");
+                }
         }
         partner_cfg_copy(&p->cfg, c);
         nc_signer_free(&p->signer);
@@ -127,11 +184,16 @@ static void partner_update(wh_t *w, const nc_partner_t *c, nc_signer_t signer)
         p->removed = 0;
         p->disabled = 0;
         rate_limit_apply(p, fresh, nc_time_now_ms());
-        if (!p->cfg.tls_verify)
-                log_warnx("partner %s: TLS VERIFICATION IS OFF (tls_verify = false); "
-                          "its deliveries can be read and forged by anyone on the "
-                          "path",
-                          p->cfg.id);
+        if (w->metrics)
+                metrics_partner(w, p);
+        if (!p->cfg.tls_verify) {
+                nc_log_fields_t f = {0};
+
+                nc_log_field(&f, "partner", p->cfg.id);
+                nc_log_f(NC_LOG_WARN, &f,
+                         "TLS VERIFICATION IS OFF (tls_verify = false): the partner's "
+                         "deliveries can be read and forged by anyone on the path");
+        }
 }
 
 /* Loads every partner's secrets first, then swaps: a bad file leaves the old set intact. */
@@ -148,6 +210,14 @@ int wh_partners_apply(wh_t *w, const nc_config_t *cfg, char *errstr, size_t errs
         for (i = 0; i < cfg->partners_n; i++)
                 partner_update(w, &cfg->partners[i], signers[i]);
         free(signers);
+        /* A partner no longer configured is not disabled any more (nothing is sent to it):
+         * its alert must not go on firing. */
+        for (p = w->partners; p && w->m_disabled; p = p->next) {
+                char l[NC_METRICS_LABELS_SIZE];
+
+                if (p->removed && nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0)
+                        nc_metrics_set(w->m_disabled, l, 0);
+        }
         return 0;
 }
 
@@ -240,13 +310,40 @@ void wh_job_settle_one(wh_t *w, wh_job_t *j)
         job_free(j);
 }
 
-static void count(wh_t *w, const wh_partner_t *p, enum wh_outcome outcome)
+void wh_delivery_count(wh_t *w, const char *partner, enum wh_outcome outcome)
 {
         char l[NC_METRICS_LABELS_SIZE];
 
-        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, "outcome",
-                              wh_outcome_name(outcome), NULL) == 0)
+        if (outcome == WH_OUTCOME_DEFERRED) {
+                if (nc_metrics_labels(l, sizeof(l), "partner", partner, NULL) == 0)
+                        nc_metrics_inc(w->m_deferred, l, 1);
+        } else if (outcome_final(outcome) &&
+                   nc_metrics_labels(l, sizeof(l), "partner", partner, "outcome",
+                                     wh_outcome_name(outcome), NULL) == 0) {
                 nc_metrics_inc(w->m_deliveries, l, 1);
+        }
+}
+
+/* The outcome of one attempt: counted, and logged (debug: one line per attempt). */
+static void count_attempt(wh_t *w, const wh_job_t *j, enum wh_outcome outcome, long status,
+                          const char *error)
+{
+        char l[NC_METRICS_LABELS_SIZE];
+        nc_log_fields_t f = {0};
+
+        if (nc_metrics_labels(l, sizeof(l), "partner", j->partner->cfg.id, "outcome",
+                              wh_outcome_name(outcome), NULL) == 0)
+                nc_metrics_inc(w->m_attempts, l, 1);
+        if (nc_log_get_level() > NC_LOG_DEBUG)
+                return;
+        wh_log_fields(&f, j->msg, j->partner->cfg.id);
+        nc_log_field(&f, "webhook_id", j->webhook_id);
+        nc_log_field_int(&f, "attempt", j->attempt);
+        nc_log_field(&f, "outcome", wh_outcome_name(outcome));
+        if (status > 0)
+                nc_log_field_int(&f, "status", status);
+        nc_log_field(&f, "reason", outcome == WH_OUTCOME_DELIVERED ? NULL : error);
+        nc_log_f(NC_LOG_DEBUG, &f, "attempt %s", wh_outcome_name(outcome));
 }
 
 /* Records the outcome of one attempt: an event always, plus a retry or DLQ record.  The job
@@ -257,7 +354,7 @@ static void job_finish(wh_t *w, wh_job_t *j, enum wh_outcome outcome, long statu
         double latency = j->start_ms ? (double)(nc_time_now_ms() - j->start_ms) : 0;
         wh_produce_t *ev = wh_event_record(w, j, outcome, status, error, latency);
 
-        count(w, j->partner, outcome);
+        wh_delivery_count(w, j->partner->cfg.id, outcome);
         j->pending_produces = park ? 2 : 1;
         j->outcome_done = 1;
         ev->job = j;
@@ -296,13 +393,18 @@ static void job_dlq(wh_t *w, wh_job_t *j, enum wh_outcome outcome, long status, 
  * to the DLQ (replayable once the agency is back). */
 static void partner_disable(wh_t *w, wh_partner_t *p)
 {
+        char l[NC_METRICS_LABELS_SIZE];
+        nc_log_fields_t f = {0};
         wh_job_t *j;
 
         if (p->disabled)
                 return;
         p->disabled = 1;
-        log_warnx("partner %s answered 410 Gone: disabled until the configuration is reloaded",
-                  p->cfg.id);
+        nc_log_field(&f, "partner", p->cfg.id);
+        nc_log_f(NC_LOG_WARN, &f,
+                 "partner answered 410 Gone: disabled until the configuration is reloaded");
+        if (nc_metrics_labels(l, sizeof(l), "partner", p->cfg.id, NULL) == 0)
+                nc_metrics_set(w->m_disabled, l, 1);
         while ((j = TAILQ_FIRST(&p->queue))) {
                 TAILQ_REMOVE(&p->queue, j, link);
                 p->queued--;
@@ -317,6 +419,7 @@ static void job_apply(wh_t *w, wh_job_t *j, const wh_decision_t *d, long status,
         wh_partner_t *p = j->partner;
         char reason[512];
 
+        count_attempt(w, j, d->outcome, status, error);
         switch (d->outcome) {
         case WH_OUTCOME_DELIVERED:
                 /* Remembered now: its event may not reach the brokers for a while. */
@@ -365,8 +468,13 @@ static int job_skip_delivered(wh_t *w, wh_job_t *j)
 
         if (!wh_delivered_has(w, j->webhook_id))
                 return 0;
-        log_debug("%s to partner %s: delivered already (%s), not sent again", j->msg->id,
-                  j->partner->cfg.id, j->webhook_id);
+        if (nc_log_get_level() <= NC_LOG_DEBUG) {
+                nc_log_fields_t f = {0};
+
+                wh_log_fields(&f, j->msg, j->partner->cfg.id);
+                nc_log_field(&f, "webhook_id", j->webhook_id);
+                nc_log_f(NC_LOG_DEBUG, &f, "delivered already: not sent again");
+        }
         if (nc_metrics_labels(l, sizeof(l), "partner", j->partner->cfg.id, NULL) == 0)
                 nc_metrics_inc(w->m_skipped, l, 1);
         j->outcome_done = 1;
@@ -409,6 +517,7 @@ void wh_dispatch(wh_t *w, wh_msg_t *m)
 
                         snprintf(reason, sizeof(reason), "partner %s is no longer configured",
                                  m->partner);
+                        wh_delivery_count(w, m->partner, WH_OUTCOME_DLQ);
                         wh_msg_quarantine(w, m, m->partner, reason);
                         return;
                 }

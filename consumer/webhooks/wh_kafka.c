@@ -98,6 +98,18 @@ static void prq_add(wh_t *w, wh_produce_t *pr, int64_t delay_ms)
 
 static void produce_try(wh_t *w, wh_produce_t *pr);
 
+/* What PR is about, for its log lines: the message (and partner) it settles, else its key. */
+static void produce_log_fields(nc_log_fields_t *f, const wh_produce_t *pr)
+{
+        const wh_msg_t *m = pr->job ? pr->job->msg : pr->msg;
+        const char *partner = pr->partner ? pr->partner : pr->job ? pr->job->partner->cfg.id : NULL;
+
+        if (m)
+                wh_log_fields(f, m, partner);
+        else
+                nc_log_field(f, "key", pr->key);
+}
+
 /* librdkafka or the brokers would not take PR: a permanent refusal of a retry or DLQ record
  * turns it into a DLQ reference; anything else is produced again after a backoff, from the
  * loop (never by waiting here). */
@@ -107,21 +119,32 @@ static void produce_refused(wh_t *w, wh_produce_t *pr, rd_kafka_resp_err_t err)
 
         if (nc_produce_classify(err) == NC_PRODUCE_REFUSED && pr->kind != WH_REC_EVENT &&
             !pr->reference) {
-                log_warnx("%s record for %s (%zu bytes) refused: %s; quarantining a reference to "
-                          "it instead",
-                          wh_rec_kind_name(pr->kind), pr->key ? pr->key : "-", pr->value_len,
-                          rd_kafka_err2str(err));
+                nc_log_fields_t f = {0};
+
+                produce_log_fields(&f, pr);
+                nc_log_field(&f, "reason", rd_kafka_err2str(err));
+                nc_log_f(NC_LOG_WARN, &f,
+                         "%s record (%zu bytes) refused: quarantining a reference to it instead",
+                         wh_rec_kind_name(pr->kind), pr->value_len);
+                /* A delivery that cannot wait in a retry tier ends in the DLQ. */
+                if (pr->kind == WH_REC_RETRY && pr->job)
+                        wh_delivery_count(w, pr->job->partner->cfg.id, WH_OUTCOME_DLQ);
                 wh_record_as_reference(w, pr, rd_kafka_err2str(err));
                 produce_try(w, pr);
                 return;
         }
         pr->attempts++;
         delay = err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? 20 : nc_produce_backoff_ms(pr->attempts);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL && (pr->attempts == 1 || pr->attempts % 50 == 0))
-                log_warnx("producing a %s record to %s failed: %s; trying again in %lld ms "
-                          "(attempt %d)",
-                          wh_rec_kind_name(pr->kind), pr->topic, rd_kafka_err2str(err),
-                          (long long)delay, pr->attempts);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL && (pr->attempts == 1 || pr->attempts % 50 == 0)) {
+                nc_log_fields_t f = {0};
+
+                produce_log_fields(&f, pr);
+                nc_log_field(&f, "reason", rd_kafka_err2str(err));
+                nc_log_field_int(&f, "attempt", pr->attempts);
+                nc_log_f(NC_LOG_WARN, &f,
+                         "producing a %s record to %s failed: trying again in %lld ms",
+                         wh_rec_kind_name(pr->kind), pr->topic, (long long)delay);
+        }
         prq_add(w, pr, delay);
 }
 
@@ -136,15 +159,19 @@ static void produce_try(wh_t *w, wh_produce_t *pr)
                         return;
                 }
                 pr->checked = 1;
+                nc_log_fields_t f = {0};
+
+                produce_log_fields(&f, pr);
+                nc_log_field(&f, "dlq_key", pr->dlq_key);
                 if (!nc_keyset_add(&w->dlq_seen, nc_key_hash(pr->dlq_key, strlen(pr->dlq_key)))) {
-                        log_info("dlq: %s is quarantined already (key %s): not written again",
-                                 pr->key ? pr->key : "-", pr->dlq_key);
+                        nc_log_f(NC_LOG_INFO, &f, "dlq: quarantined already: not written again");
                         produce_done(w, pr);
                         return;
                 }
                 nc_metrics_inc(w->m_dlq, NULL, 1);
-                log_warnx("dlq: %s (key %s, %s%s)", pr->reason, pr->key ? pr->key : "-",
-                          pr->dlq_key, pr->reference ? ", as a reference" : "");
+                nc_log_field(&f, "reason", pr->reason);
+                nc_log_f(NC_LOG_WARN, &f, "dlq: quarantined%s",
+                         pr->reference ? " as a reference" : "");
         }
         err =
             rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(pr->topic),

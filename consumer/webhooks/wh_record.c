@@ -94,6 +94,15 @@ static void record_source(wh_produce_t *pr, const wh_msg_t *m)
         hdr_add_int(pr->hdrs, "noticecast-event-time", m->event_ms);
 }
 
+void wh_log_fields(nc_log_fields_t *f, const wh_msg_t *m, const char *partner)
+{
+        nc_log_field(f, "partner", partner);
+        nc_log_field(f, "notice_id", m->id[0] ? m->id : NULL);
+        nc_log_field(f, "topic", m->is_retry ? m->src_topic : rd_kafka_topic_name(m->rkm->rkt));
+        nc_log_field_int(f, "partition", m->is_retry ? m->src_partition : m->rkm->partition);
+        nc_log_field_int(f, "offset", m->is_retry ? m->src_offset : m->rkm->offset);
+}
+
 /* The chain a retry record belongs to, so that its DLQ entry has the chain's key. */
 static void record_chain(wh_produce_t *pr, const wh_msg_t *m)
 {

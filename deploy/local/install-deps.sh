@@ -28,6 +28,7 @@ APT_PACKAGES=(
 	libgmime-3.0-dev libmicrohttpd-dev
 	libcmocka-dev
 	kcat clang-format shellcheck mandoc netcat-openbsd tzdata openssl
+	prometheus # promtool: make check-monitoring, the /metrics tests
 )
 PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd)
 BENCH_PACKAGES=(nginx wrk postfix)

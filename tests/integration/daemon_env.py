@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -30,7 +31,7 @@ from confluent_kafka import Producer
 from conftest import (REPO, admin_for, consume_all, create_topics, describe, parse_published,
                       unique_prefix, write_config)
 
-__all__ = ["Daemon", "DaemonEnv", "wait_for", "parse_metrics", "metric_value", "http_get",
+__all__ = ["Daemon", "DaemonEnv", "wait_for", "parse_metrics", "metric_value", "promtool_check_metrics", "http_get",
            "READY_TIMEOUT", "binary", "env_factory"]
 
 # Generous bounds on waiting (not performance assertions): the suite also runs under ASan.
@@ -73,6 +74,16 @@ def metric_value(samples: list, name: str, **labels) -> float | None:
     """Sum of the samples of `name` whose labels include `labels` (None if there is none)."""
     vals = [v for n, l, v in samples if n == name and all(l.get(k) == v2 for k, v2 in labels.items())]
     return sum(vals) if vals else None
+
+
+def promtool_check_metrics(text: str) -> None:
+    """`promtool check metrics` on an exposition: no lint problem, exit 0."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found (Debian package prometheus, deploy/local/install-deps.sh)"
+    cp = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                        timeout=60)
+    assert cp.returncode == 0 and not cp.stdout.strip() and not cp.stderr.strip(), \
+        f"promtool check metrics: exit {cp.returncode}\n{cp.stdout}{cp.stderr}"
 
 
 def http_get(url: str, timeout: float = 10) -> tuple:

@@ -179,6 +179,8 @@ def test_end_to_end_filters_formats_signatures(wh):
     for pid in fmts:
         v = metric_value(samples, "noticecast_webhook_deliveries_total", partner=pid, outcome="delivered")
         assert v == len(expect[pid]), f"deliveries_total{{partner={pid},outcome=delivered}} = {v}"
+        v = metric_value(samples, "noticecast_webhook_attempts_total", partner=pid, outcome="delivered")
+        assert v == len(expect[pid]), f"attempts_total{{partner={pid},outcome=delivered}} = {v}"
     assert d.get("/healthz")[0] == 200
     assert d.get("/readyz")[0] == 200
 

@@ -4,6 +4,7 @@ delays the others.  Every check counts requests; the only clock comparisons are 
 when a retry may come (Retry-After), never upper bounds on speed."""
 
 import math
+import re
 import signal
 import time
 from collections import defaultdict
@@ -123,6 +124,17 @@ def test_retries_same_id_new_signature_and_retry_after(wh):
         assert [e["outcome"] for e in es] == ["retry"] * (k - 1) + ["delivered"], es
         assert [e["status"] for e in es] == [503] * (k - 1) + [204], es
 
+    # attempts_total counts every attempt (as the events do), deliveries_total each notice once
+    samples = d.metrics()
+    retries = sum(1 for e in ev if e["outcome"] == "retry")
+    assert retries > 0
+    assert metric_value(samples, "noticecast_webhook_attempts_total", partner="flaky", outcome="retry") == retries
+    assert metric_value(samples, "noticecast_webhook_attempts_total", partner="flaky",
+                        outcome="delivered") == len(groups)
+    assert metric_value(samples, "noticecast_webhook_deliveries_total", partner="flaky",
+                        outcome="delivered") == len(groups)
+    assert metric_value(samples, "noticecast_webhook_deliveries_total", partner="flaky", outcome="dlq") == 0
+
     assert wh.dlq() == [], [(m.key, m.headers) for m in wh.dlq()]
     assert d.terminate() == 0, d.tail()
 
@@ -187,6 +199,15 @@ def test_410_disables_partner_400_302_go_to_dlq(wh):
     samples = d.metrics()
     assert metric_value(samples, "noticecast_webhook_deliveries_total", partner="ok", outcome="delivered") == 5
     assert metric_value(samples, "noticecast_webhook_deliveries_total", partner="reject", outcome="dlq") == 5
+    assert metric_value(samples, "noticecast_webhook_deliveries_total", partner="redir", outcome="dlq") == 5
+    # gone: one attempt (the 410), then every notice ends disabled without an attempt
+    assert metric_value(samples, "noticecast_webhook_deliveries_total", partner="gone", outcome="disabled") == 5
+    assert metric_value(samples, "noticecast_webhook_attempts_total", partner="gone") == 1
+    assert metric_value(samples, "noticecast_webhook_attempts_total", partner="gone", outcome="disabled") == 1
+    assert metric_value(samples, "noticecast_webhook_attempts_total", partner="reject", outcome="dlq") == 5
+    assert metric_value(samples, "noticecast_webhook_partner_disabled", partner="gone") == 1
+    assert metric_value(samples, "noticecast_webhook_partner_disabled", partner="ok") == 0
+    assert re.search(r'level=warn prog=\S+ msg="partner answered 410 Gone[^"]*" partner=gone\b', d.log()), d.tail()
 
     # the partner fixed its endpoint; a reload (SIGHUP) enables it again.  Whether a notice
     # consumed just around the reload is delivered or parked is not defined, so publish until
@@ -207,6 +228,7 @@ def test_410_disables_partner_400_302_go_to_dlq(wh):
             got = True
             break
     assert got, "partner gone was not enabled again by SIGHUP\n" + rx.summary("/gone") + "\n" + wh.logs()
+    assert metric_value(d.metrics(), "noticecast_webhook_partner_disabled", partner="gone") == 0
     assert d.alive()
     assert d.terminate() == 0, d.tail()
 

@@ -5,9 +5,11 @@ CLI's dlq/deliveries commands on what the daemon left in Kafka."""
 import json
 import re
 import signal
+import time
 
 import pytest
 
+from daemon_env import promtool_check_metrics
 from webhook_receiver import Always
 from webhooks_support import *  # noqa: F401,F403
 
@@ -242,4 +244,42 @@ def test_cli_dlq_list_replay_and_deliveries(wh):
     assert r.verified
     first = [x for x in rx.snapshot("/bad") if x.status == 400][0]
     assert r.webhook_id == first.webhook_id, "a replayed delivery should keep its webhook-id"
+    assert d.terminate() == 0, d.tail()
+
+
+def test_metrics_from_the_start_and_promtool_clean(wh):
+    """Every partner's outcome series exist at 0 before any notice (alerts have something to
+    match), build info and process_* are there, and the exposition passes promtool."""
+    rx = wh.receiver()
+    for pid in ("pe", "ce"):
+        p = wh.partner(pid, rx.url(f"/{pid}"))
+        rx.route(f"/{pid}", Always(204), secrets=p.secrets)
+    d = wh.start()
+    st, text = d.get("/metrics")
+    assert st == 200, text
+    samples = parse_metrics(text)
+    for pid in ("pe", "ce"):
+        for outcome in ("delivered", "retry", "dlq", "disabled"):
+            assert metric_value(samples, "noticecast_webhook_attempts_total", partner=pid,
+                                outcome=outcome) == 0, (pid, outcome)
+        for outcome in ("delivered", "dlq", "disabled"):
+            assert metric_value(samples, "noticecast_webhook_deliveries_total", partner=pid,
+                                outcome=outcome) == 0, (pid, outcome)
+        assert metric_value(samples, "noticecast_webhook_partner_disabled", partner=pid) == 0
+    assert metric_value(samples, "noticecast_webhook_deliveries_total", outcome="retry") is None, \
+        "retry is not a final outcome"
+    assert metric_value(samples, "noticecast_build_info", program="noticecast-webhooks") == 1
+    assert metric_value(samples, "process_resident_memory_bytes") > 0
+    assert metric_value(samples, "process_open_fds") > 0
+    assert metric_value(samples, "process_start_time_seconds") > time.time() - 3600
+    promtool_check_metrics(text)
+
+    n = notice("news", "Counted once")
+    wh.publish([n])
+    rx.wait_for_ids("/pe", {n["id"]}, extra=wh.logs)
+    rx.wait_for_ids("/ce", {n["id"]}, extra=wh.logs)
+    wait_for(lambda: metric_value(d.metrics(), "noticecast_webhook_deliveries_total",
+                                  outcome="delivered") == 2, 30, "two deliveries counted")
+    st, text = d.get("/metrics")
+    promtool_check_metrics(text)
     assert d.terminate() == 0, d.tail()

@@ -69,6 +69,11 @@ def test_outage_then_everything_delivered(ml):
     wait_for(lambda: len(re.findall(r"retry 2 in", d.log_since(since))) >= 8, MAIL_TIMEOUT,
              "each of the 8 jobs to fail twice while the SMTP server is down", 0.2, d.tail)
     assert srv.count() == 0
+    # the retry lines name their job with keys of their own, not inside msg
+    retry_lines = [ln for ln in d.log_since(since).splitlines() if "retry 2 in" in ln]
+    for ln in retry_lines:
+        assert re.search(r'msg="smtp: temporary failure: retry 2 in \d+ ms"', ln), ln
+        assert re.search(r" subscriber=\S+ message_id=\S+ topic=\S+ partition=\d+ offset=\d+ attempt=2 ", ln), ln
     srv.up()
     jobs, events = check_phase("server down, then up", n1)
     retried = [e for e in events if e["type"] == "mail.sent" and e["attempt"] >= 2]

@@ -22,7 +22,9 @@ import email.policy
 import os
 import re
 import signal
+import time
 
+from daemon_env import promtool_check_metrics
 from mailer_support import *  # noqa: F401,F403
 from smtp_server import PASSWORD, USER, SMTPTestServer
 from webhooks_support import config_line
@@ -119,6 +121,16 @@ def test_http_endpoint_metrics_and_sigterm(ml):
     for path in ("/healthz", "/readyz"):
         st, body = http_request(env.base_url + path)
         assert st == 200, f"{path}: {st} {body[:200]}"
+    # before any mail: every outcome at 0 (alerts have series to match), build info, process
+    st, text = d.get("/metrics")
+    assert st == 200, text
+    samples = parse_metrics(text)
+    for outcome in ("sent", "bounce", "failed", "skipped"):
+        assert metric_value(samples, "noticecast_mail_messages_total", outcome=outcome) == 0, outcome
+    assert metric_value(samples, "noticecast_build_info", program="noticecast-mailer") == 1
+    assert metric_value(samples, "process_resident_memory_bytes") > 0
+    assert metric_value(samples, "noticecast_mail_smtp_transaction_seconds_count") == 0
+    promtool_check_metrics(text)
     env.publish([notice("news", "Metrics notice")])
     env.wait_mail(lambda ib: len(ib) >= 1, what="the immediate email")
     env.wait_settled(min_jobs=1)
@@ -131,6 +143,17 @@ def test_http_endpoint_metrics_and_sigterm(ml):
 
     wait_for(sent, 30, "noticecast_mail_messages_total{outcome=\"sent\"} = 1", 0.5, lambda: samples)
     assert metric_value(samples, "noticecast_mail_subscribers") == 2, samples
+    # the one email was one SMTP transaction; the planner planned the notice
+    assert metric_value(samples, "noticecast_mail_smtp_transaction_seconds_count") == 1, samples
+    assert metric_value(samples, "noticecast_mail_notices_planned_total") == 1, samples
+    assert metric_value(samples, "noticecast_mail_planner_last_notice_timestamp_seconds") > time.time() - 600
+    wait_for(lambda: metric_value(d.metrics(), "noticecast_mail_consumer_lag", consumer="planner") == 0
+             and metric_value(d.metrics(), "noticecast_mail_consumer_lag", consumer="sender") == 0,
+             30, "consumer lag series of the planner and the sender at 0")
+    st, text = d.get("/metrics")
+    promtool_check_metrics(text)
+    # a sent message is a debug line; the outcome lines carry their own keys
+    assert not re.search(r'msg="?smtp: sent', d.log()), "sent logged at info"
     d.signal(signal.SIGTERM)
     assert d.wait_exit(60) == 0, d.tail()
 

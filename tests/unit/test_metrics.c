@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nc_log.h"
 #include "nc_metrics.h"
@@ -285,12 +286,95 @@ static void test_threads(void **state)
         nc_metrics_free(r);
 }
 
+static void test_touch(void **state)
+{
+        nc_metrics_t *r = nc_metrics_new();
+        const double b[] = {1, 2};
+        nc_metric_t *h = nc_metrics_histogram(r, "t_seconds", "T.", b, 2);
+        nc_metric_t *c = nc_metrics_counter(r, "t_total", "T.");
+
+        (void)state;
+        nc_metrics_touch(h, NULL);
+        nc_metrics_touch(c, "k=\"v\"");
+        nc_metrics_inc(c, "k=\"v\"", 2);
+        nc_metrics_touch(c, "k=\"v\""); /* an existing series keeps its value */
+        assert_render(r, "# HELP t_seconds T.\n"
+                         "# TYPE t_seconds histogram\n"
+                         "t_seconds_bucket{le=\"1\"} 0\n"
+                         "t_seconds_bucket{le=\"2\"} 0\n"
+                         "t_seconds_bucket{le=\"+Inf\"} 0\n"
+                         "t_seconds_sum 0\n"
+                         "t_seconds_count 0\n"
+                         "# HELP t_total T.\n"
+                         "# TYPE t_total counter\n"
+                         "t_total{k=\"v\"} 2\n");
+        nc_metrics_free(r);
+}
+
+static void count_renders(nc_metrics_t *r, void *opaque)
+{
+        nc_metrics_inc(nc_metrics_counter(r, "renders_total", "Renders."), NULL, 1);
+        (*(int *)opaque)++;
+}
+
+/* The value of sample NAME (a line "NAME VALUE") in TEXT; NAN if absent. */
+static double sample(const char *text, const char *name)
+{
+        const char *p = text;
+        size_t n = strlen(name);
+
+        while ((p = strstr(p, name))) {
+                if ((p == text || p[-1] == '\n') && p[n] == ' ')
+                        return strtod(p + n + 1, NULL);
+                p += n;
+        }
+        return NAN;
+}
+
+static void test_standard(void **state)
+{
+        nc_metrics_t *r = nc_metrics_new();
+        int calls = 0;
+        char *text;
+
+        (void)state;
+        nc_metrics_standard(r, "noticecast-test", "1.2.3");
+        nc_metrics_on_render(r, count_renders, &calls);
+        text = nc_metrics_render(r);
+        assert_non_null(text);
+        assert_int_equal(calls, 1);
+        assert_non_null(strstr(
+            text, "\nnoticecast_build_info{program=\"noticecast-test\",version=\"1.2.3\"} 1\n"));
+        /* The collector ran before the registry was rendered: its update is in this text. */
+        assert_true(sample(text, "renders_total") == 1);
+        assert_true(sample(text, "process_resident_memory_bytes") > 0);
+        assert_true(sample(text, "process_virtual_memory_bytes") >=
+                    sample(text, "process_resident_memory_bytes"));
+        assert_true(sample(text, "process_open_fds") >= 3);
+        assert_true(sample(text, "process_max_fds") >= sample(text, "process_open_fds"));
+        assert_true(sample(text, "process_cpu_seconds_total") >= 0);
+        /* Started in the last hour (and not in the future). */
+        assert_true(sample(text, "process_start_time_seconds") > (double)time(NULL) - 3600);
+        assert_true(sample(text, "process_start_time_seconds") <= (double)time(NULL) + 1);
+        assert_non_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
+        free(text);
+        /* Called again (a reload): nothing registered twice. */
+        nc_metrics_standard(r, "noticecast-test", "1.2.3");
+        text = nc_metrics_render(r);
+        assert_int_equal(calls, 2);
+        assert_non_null(strstr(text, "\nrenders_total 2\n"));
+        assert_null(strstr(strstr(text, "# TYPE process_open_fds") + 1, "# TYPE process_open_fds"));
+        free(text);
+        nc_metrics_free(r);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_counter),    cmocka_unit_test(test_gauge),
             cmocka_unit_test(test_histogram),  cmocka_unit_test(test_labels),
             cmocka_unit_test(test_series_cap), cmocka_unit_test(test_threads),
+            cmocka_unit_test(test_touch),      cmocka_unit_test(test_standard),
         };
 
         /* Dropped updates warn on stderr; keep the test output readable. */

@@ -274,6 +274,8 @@ static void test_basic(void **state)
                 assert_int_equal(b.msgs[i].status, 250);
                 assert_non_null(strstr(b.msgs[i].reply, "queued as"));
                 assert_false(ml_smtp_status_temporary(b.msgs[i].status));
+                /* Its transaction was timed (MAIL FROM to the reply after the data). */
+                assert_true(b.msgs[i].seconds >= 0 && b.msgs[i].seconds < 30);
         }
         assert_int_equal(srv_count(&s), 3);
         /* Byte for byte what we gave: nothing added (Date, From, Message-ID present), the
@@ -366,6 +368,9 @@ static void test_reject_and_tempfail(void **state)
         assert_int_equal(b.msgs[2].status, 250);
         assert_int_equal(b.msgs[3].status, 550);
         assert_non_null(strstr(b.msgs[3].reply, "5.1.1"));
+        /* Refused before its data: no transaction to time. */
+        assert_true(b.msgs[3].seconds < 0);
+        assert_true(b.msgs[2].seconds >= 0);
         assert_false(ml_smtp_status_temporary(550));
         assert_int_equal(b.msgs[4].status, 250);
         assert_int_equal(b.msgs[5].status, 250);
@@ -422,6 +427,7 @@ static void test_midsession_421(void **state)
                 assert_non_null(strstr(b.msgs[i].reply, "shutting down"));
                 /* The 421 to the third MAIL FROM is the session's, not that message's. */
                 assert_false(b.msgs[i].attempted);
+                assert_true(b.msgs[i].seconds < 0);
         }
         assert_int_equal(srv_count(&s), 2);
         batch_free(&b);
@@ -448,11 +454,14 @@ static void test_drop(void **state)
         assert_int_equal(b.msgs[2].status, 0);
         assert_non_null(strstr(b.msgs[2].reply, "after the message data was sent"));
         assert_true(b.msgs[2].attempted); /* the relay may have it: a retry is a retry */
+        assert_true(b.msgs[1].seconds >= 0);
+        assert_true(b.msgs[2].seconds < 0); /* no final reply: not a whole transaction */
         for (size_t i = 3; i < b.n; i++) {
                 assert_int_equal(b.msgs[i].status, 0);
                 assert_non_null(strstr(b.msgs[i].reply, "not sent"));
                 assert_true(ml_smtp_status_temporary(b.msgs[i].status));
                 assert_false(b.msgs[i].attempted);
+                assert_true(b.msgs[i].seconds < 0);
         }
         assert_int_equal(srv_count(&s), 2);
         batch_free(&b);
