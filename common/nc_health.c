@@ -35,7 +35,8 @@ nc_health_verdict_t nc_health_ready(const nc_health_in_t *in, char *reason, size
                 return NC_HEALTH_KAFKA_OUTAGE;
         }
         if (!in->progress) {
-                snprintf(reason, size, "%s", in->progress_reason ? in->progress_reason : "starting");
+                snprintf(reason, size, "%s",
+                         in->progress_reason ? in->progress_reason : "starting");
                 return NC_HEALTH_NO_PROGRESS;
         }
         return NC_HEALTH_READY;

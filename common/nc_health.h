@@ -31,9 +31,9 @@ typedef enum nc_health_kafka {
 
 typedef struct nc_health_in {
         nc_health_kafka_t kafka;
-        int64_t kafka_since_ms; /* when KAFKA took its current value (same clock as NOW_MS) */
-        int64_t grace_ms;       /* an outage this short does not make the daemon unready */
-        int progress;           /* the daemon's own condition is met */
+        int64_t kafka_since_ms;      /* when KAFKA took its current value (same clock as NOW_MS) */
+        int64_t grace_ms;            /* an outage this short does not make the daemon unready */
+        int progress;                /* the daemon's own condition is met */
         const char *progress_reason; /* why not, when !PROGRESS (NULL: "starting") */
         int64_t now_ms;
 } nc_health_in_t;
@@ -41,9 +41,9 @@ typedef struct nc_health_in {
 /* Outcomes, with one name table (nc_health_verdict_name). */
 typedef enum nc_health_verdict {
         NC_HEALTH_READY,
-        NC_HEALTH_KAFKA_NEVER,     /* brokers not reached since the start */
-        NC_HEALTH_KAFKA_OUTAGE,    /* brokers unreachable beyond the grace */
-        NC_HEALTH_NO_PROGRESS,     /* the daemon's own condition is not met */
+        NC_HEALTH_KAFKA_NEVER,  /* brokers not reached since the start */
+        NC_HEALTH_KAFKA_OUTAGE, /* brokers unreachable beyond the grace */
+        NC_HEALTH_NO_PROGRESS,  /* the daemon's own condition is not met */
         NC_HEALTH_VERDICT_N
 } nc_health_verdict_t;
 
