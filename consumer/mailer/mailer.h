@@ -116,9 +116,6 @@ typedef struct ml_job {
 
 typedef struct ml {
         nc_config_t cfg;
-        const char *config_path;
-        nc_strlist_t xprops;
-        const char *brokers;
         int64_t clock_offset_ms; /* test-only: shifts the planner's clock */
         int oneshot;             /* --preview: fail at once instead of waiting for brokers */
 
@@ -165,7 +162,7 @@ typedef struct ml {
         pthread_t *workers;
         struct ml_smtp_cancel *cancels; /* one per worker: ends its sessions at shutdown */
         int nworkers;
-        int wake_pipe[2];
+        int wake_pipe[2]; /* the daemon skeleton's (nc_daemon.h), copied */
 
         unsigned char unsub_key[64];
         size_t unsub_key_len;

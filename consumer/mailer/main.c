@@ -38,12 +38,19 @@ static const char usage[] =
     "Signals: TERM/INT stop gracefully, HUP re-reads the templates.\n"
     "Exit: 0, 64 usage, 69 Kafka, 78 config.\n";
 
-static int load(ml_t *m, char *err, size_t size)
+/* main()'s state: the daemon's, and what only the skeleton's callbacks use. */
+typedef struct ml_main {
+        ml_t m;
+        const char *preview_email; /* --preview */
+        int64_t deadline;          /* end of the graceful stop */
+} ml_main_t;
+
+static int load_secrets(ml_t *m, nc_daemon_t *d, char *err, size_t size)
 {
         char *key;
         size_t len;
 
-        if (nc_daemon_config(&m->cfg, m->config_path, &m->xprops, m->brokers, err, size) != 0)
+        if (nc_daemon_load_config(d, &m->cfg, err, size) != 0)
                 return -1;
         if (!m->cfg.mailer.unsubscribe_secret_file)
                 return nc_err(err, size,
@@ -185,16 +192,6 @@ static int wait_topics(ml_t *m)
         return 0;
 }
 
-static void wait_for_work(ml_t *m, int timeout_ms)
-{
-        struct pollfd pfd = {.fd = m->wake_pipe[0], .events = POLLIN};
-        char buf[256];
-
-        if (poll(&pfd, 1, timeout_ms) > 0)
-                while (read(m->wake_pipe[0], buf, sizeof(buf)) > 0)
-                        ;
-}
-
 static void wake_on(ml_t *m, rd_kafka_t *rk)
 {
         rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
@@ -203,185 +200,191 @@ static void wake_on(ml_t *m, rd_kafka_t *rk)
         rd_kafka_queue_destroy(q);
 }
 
-int main(int argc, char **argv)
+static int option(void *arg, int val, const char *optarg)
 {
-        static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                                 {"version", no_argument, NULL, 'V'},
-                                                 {"preview", required_argument, NULL, 'P'},
-                                                 {"clock-offset", required_argument, NULL, 'O'},
-                                                 {0}};
-        ml_t m = {0};
-        const char *preview_email = NULL;
-        char err[1024];
-        int c, check_only = 0, rc = NC_EX_OK;
-        int64_t deadline = 0;
+        ml_main_t *mm = arg;
 
-        nc_log_init("noticecast-mailer", NC_LOG_INFO);
-        m.wake_pipe[0] = m.wake_pipe[1] = -1;
-        m.planned_minute = -1;
-        while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
-                if (nc_config_cmdline_opt(c, optarg, &m.config_path, &m.xprops, &m.brokers))
-                        continue;
-                switch (c) {
-                case 'n':
-                        check_only = 1;
-                        break;
-                case 'P':
-                        preview_email = optarg;
-                        break;
-                case 'O':
-                        m.clock_offset_ms = (int64_t)(atof(optarg) * 1000);
-                        break;
-                case 'h':
-                        fputs(usage, stdout);
-                        return NC_EX_OK;
-                case 'V':
-                        printf("noticecast-mailer %s\nlibrdkafka %s\njansson %s\n", NC_VERSION,
-                               rd_kafka_version_str(), jansson_version_str());
-                        return NC_EX_OK;
-                default:
-                        fputs(usage, stderr);
-                        return NC_EX_USAGE;
-                }
-        }
-        if (optind != argc) {
-                fputs(usage, stderr);
-                return NC_EX_USAGE;
-        }
-        if (preview_email)
+        if (val == 'P') {
+                mm->preview_email = optarg;
                 nc_log_adjust(+1); /* stdout is the message; keep stderr quiet */
+        } else {
+                mm->m.clock_offset_ms = (int64_t)(atof(optarg) * 1000);
+        }
+        return 0;
+}
+
+static void version(void)
+{
+        printf("noticecast-mailer %s\nlibrdkafka %s\njansson %s\n", NC_VERSION,
+               rd_kafka_version_str(), jansson_version_str());
+}
+
+/* The configuration, its secrets and the templates (a broken set is exit 78). */
+static int load(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
+{
+        ml_t *m = &((ml_main_t *)arg)->m;
+        nc_templates_t *t;
+        char err[1024];
+
         nc_mail_global_init();
-        if (load(&m, err, sizeof(err)) != 0) {
-                fprintf(stderr, "noticecast-mailer: %s\n", err);
-                rc = NC_EX_CONFIG;
-                goto out;
-        }
-        {
-                nc_templates_t *t = nc_templates_load(m.cfg.mailer.templates, &m.cfg.languages,
-                                                      m.cfg.default_language, err, sizeof(err));
+        if (load_secrets(m, d, errstr, errstr_size) != 0)
+                return -1;
+        t = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
+                              err, sizeof(err));
+        if (!t)
+                return nc_err(errstr, errstr_size, "templates: %s", err);
+        nc_templates_free(t);
+        return 0;
+}
 
-                if (!t) {
-                        fprintf(stderr, "noticecast-mailer: templates: %s\n", err);
-                        rc = NC_EX_CONFIG;
-                        goto out;
-                }
-                nc_templates_free(t);
-        }
-        if (check_only) {
-                printf("configuration OK\n");
-                goto out;
-        }
-        if (preview_email) {
-                m.oneshot = 1;
-                rc = preview(&m, preview_email);
-                goto out;
-        }
-        if (pipe2(m.wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
-                fatal("pipe");
-        nc_daemon_signals(m.wake_pipe[1]);
+static int oneshot(void *arg, nc_daemon_t *d)
+{
+        ml_main_t *mm = arg;
 
-        m.metrics = nc_metrics_new();
-        m.m_sent = nc_metrics_counter(m.metrics, "noticecast_mail_messages_total",
-                                      "Emails by outcome (sent, bounce, failed, skipped).");
-        m.m_jobs = nc_metrics_counter(m.metrics, "noticecast_mail_jobs_planned_total",
-                                      "Email jobs planned by this instance.");
-        m.m_subs = nc_metrics_gauge(m.metrics, "noticecast_mail_subscribers",
-                                    "Subscribers in this instance's view.");
-        m.m_notices = nc_metrics_gauge(m.metrics, "noticecast_mail_recent_notices",
-                                       "Notices of the last eight days in the view.");
-        m.m_queue = nc_metrics_gauge(m.metrics, "noticecast_mail_queue",
-                                     "Messages waiting for an SMTP session.");
-        nc_metrics_inc(m.m_jobs, NULL, 0);
-        if (m.cfg.mailer.listen[0]) {
-                if (!(m.httpd = nc_httpd_start(m.cfg.mailer.listen, m.metrics, err, sizeof(err)))) {
-                        log_error("http endpoint: %s", err);
-                        rc = NC_EX_CONFIG;
-                        goto out;
-                }
-                nc_daemon_log_listen(m.cfg.mailer.listen, nc_httpd_port(m.httpd));
-        }
-        /* The HTTP endpoint is up first: /healthz answers (and /readyz says 503) while the
-         * brokers are waited for. */
-        if (ml_unsub_start(&m, err, sizeof(err)) != 0 ||
-            nc_daemon_retry("creating topics", make_topics_step, &m, err, sizeof(err)) != 0 ||
-            ml_store_start(&m, err, sizeof(err)) || wait_topics(&m) != 0 ||
-            ml_planner_start(&m, err, sizeof(err)) != 0 ||
-            ml_sender_start(&m, err, sizeof(err)) != 0) {
-                if (nc_stop_flag) { /* stopped while waiting for the brokers */
-                        log_info("stopped before start-up completed");
-                        rc = NC_EX_OK;
-                        goto out;
-                }
-                log_error("%s", err);
-                rc = NC_EX_UNAVAILABLE;
-                goto out;
-        }
-        wake_on(&m, m.store.rk);
-        wake_on(&m, m.planner);
-        wake_on(&m, m.sender);
-        log_info("started: %d SMTP session%s to %s:%d", m.cfg.smtp.sessions,
-                 m.cfg.smtp.sessions == 1 ? "" : "s", m.cfg.smtp.host, m.cfg.smtp.port);
+        (void)d;
+        if (!mm->preview_email)
+                return -1;
+        mm->m.oneshot = 1;
+        return preview(&mm->m, mm->preview_email);
+}
 
-        while (!nc_stop_flag) {
-                if (nc_reload_flag) {
-                        nc_templates_t *t;
+static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
+{
+        ml_t *m = &((ml_main_t *)arg)->m;
 
-                        nc_reload_flag = 0;
-                        /* Subscribers and notices are followed live; a reload re-reads the
-                         * templates (checked here first: a broken set is not taken). */
-                        t = nc_templates_load(m.cfg.mailer.templates, &m.cfg.languages,
-                                              m.cfg.default_language, err, sizeof(err));
-                        if (!t) {
-                                log_warnx("reload: templates: %s; keeping the current ones", err);
-                        } else {
-                                nc_templates_free(t);
-                                ml_queue_reload_templates(&m.q);
-                                log_info("reload: templates re-read from %s",
-                                         m.cfg.mailer.templates);
-                        }
-                }
-                int more;
+        /* Copies of the skeleton's descriptors (it closes them). */
+        m->wake_pipe[0] = nc_daemon_wake_read_fd(d);
+        m->wake_pipe[1] = nc_daemon_wake_write_fd(d);
+        m->metrics = nc_metrics_new();
+        m->m_sent = nc_metrics_counter(m->metrics, "noticecast_mail_messages_total",
+                                       "Emails by outcome (sent, bounce, failed, skipped).");
+        m->m_jobs = nc_metrics_counter(m->metrics, "noticecast_mail_jobs_planned_total",
+                                       "Email jobs planned by this instance.");
+        m->m_subs = nc_metrics_gauge(m->metrics, "noticecast_mail_subscribers",
+                                     "Subscribers in this instance's view.");
+        m->m_notices = nc_metrics_gauge(m->metrics, "noticecast_mail_recent_notices",
+                                        "Notices of the last eight days in the view.");
+        m->m_queue = nc_metrics_gauge(m->metrics, "noticecast_mail_queue",
+                                      "Messages waiting for an SMTP session.");
+        nc_metrics_inc(m->m_jobs, NULL, 0);
+        *listen = m->cfg.mailer.listen;
+        return m->metrics;
+}
 
-                /* librdkafka wakes us only when a queue goes from empty to not empty: after a
-                 * full batch, poll again at once instead of sleeping. */
-                more = ml_store_poll(&m, 0);
-                more |= ml_planner_poll(&m);
-                more |= ml_sender_poll(&m);
-                if (m.httpd)
-                        nc_httpd_set_ready(m.httpd, m.store.caught_up);
-                if (!more)
-                        wait_for_work(&m, m.waiting ? 20 : 200);
+/* The HTTP endpoint is up first: /healthz answers (and /readyz says 503) while the brokers
+ * are waited for. */
+static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
+{
+        ml_t *m = &((ml_main_t *)arg)->m;
+
+        m->httpd = nc_daemon_httpd(d);
+        if (ml_unsub_start(m, errstr, errstr_size) != 0 ||
+            nc_daemon_retry("creating topics", make_topics_step, m, errstr, errstr_size) != 0 ||
+            ml_store_start(m, errstr, errstr_size) || wait_topics(m) != 0 ||
+            ml_planner_start(m, errstr, errstr_size) != 0 ||
+            ml_sender_start(m, errstr, errstr_size) != 0)
+                return -1;
+        wake_on(m, m->store.rk);
+        wake_on(m, m->planner);
+        wake_on(m, m->sender);
+        log_info("started: %d SMTP session%s to %s:%d", m->cfg.smtp.sessions,
+                 m->cfg.smtp.sessions == 1 ? "" : "s", m->cfg.smtp.host, m->cfg.smtp.port);
+        return 0;
+}
+
+static void loop_turn(void *arg, nc_daemon_t *d)
+{
+        ml_t *m = &((ml_main_t *)arg)->m;
+        int more;
+
+        /* librdkafka wakes us only when a queue goes from empty to not empty: after a full
+         * batch, poll again at once instead of sleeping. */
+        more = ml_store_poll(m, 0);
+        more |= ml_planner_poll(m);
+        more |= ml_sender_poll(m);
+        nc_daemon_set_ready(d, m->store.caught_up, "reading the subscribers and notices");
+        if (!more)
+                nc_daemon_wait(d, m->waiting ? 20 : 200);
+}
+
+/* Subscribers and notices are followed live; a reload re-reads the templates (checked here
+ * first: a broken set is not taken). */
+static void reload(void *arg, nc_daemon_t *d)
+{
+        ml_t *m = &((ml_main_t *)arg)->m;
+        nc_templates_t *t;
+        char err[1024];
+
+        (void)d;
+        t = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
+                              err, sizeof(err));
+        if (!t) {
+                log_warnx("reload: templates: %s; keeping the current ones", err);
+                return;
         }
-        /* Graceful stop: take no new jobs, start no new SMTP session, let the sessions in
-         * progress finish (until shutdown_timeout: then ml_sender_stop ends them) and record
-         * their outcomes, then commit.  Jobs not sent (waiting for a retry, not started, or
-         * in a session that was ended) are not committed: the next owner of their partition
-         * sends them. */
+        nc_templates_free(t);
+        ml_queue_reload_templates(&m->q);
+        log_info("reload: templates re-read from %s", m->cfg.mailer.templates);
+}
+
+/* Graceful stop: take no new jobs, start no new SMTP session, let the sessions in progress
+ * finish (until shutdown_timeout: then ml_sender_stop ends them) and record their outcomes,
+ * then commit.  Jobs not sent (waiting for a retry, not started, or in a session that was
+ * ended) are not committed: the next owner of their partition sends them. */
+static void drain(void *arg, nc_daemon_t *d)
+{
+        ml_main_t *mm = arg;
+
         log_info("stopping");
-        deadline = nc_time_now_ms() + m.cfg.mailer.shutdown_timeout_ms;
-        ml_sender_quiesce(&m);
-        while (ml_sender_busy(&m) && nc_time_now_ms() < deadline) {
-                ml_sender_poll(&m);
-                wait_for_work(&m, 50);
+        mm->deadline = nc_time_now_ms() + mm->m.cfg.mailer.shutdown_timeout_ms;
+        ml_sender_quiesce(&mm->m);
+        while (ml_sender_busy(&mm->m) && nc_time_now_ms() < mm->deadline) {
+                ml_sender_poll(&mm->m);
+                nc_daemon_wait(d, 50);
+                nc_daemon_heartbeat(d);
         }
-out:
+}
+
+static void release(void *arg, nc_daemon_t *d)
+{
+        ml_main_t *mm = arg;
+        ml_t *m = &mm->m;
+
         /* First: the pages of unsubscribes in flight get their answers, then the HTTP thread
          * (which uses the view) stops. */
-        ml_unsub_stop(&m);
-        if (m.httpd)
-                nc_httpd_stop(m.httpd);
-        ml_sender_stop(&m, deadline);
-        ml_planner_stop(&m);
-        ml_store_stop(&m);
-        if (m.metrics)
-                nc_metrics_free(m.metrics);
-        if (m.wake_pipe[0] >= 0) {
-                close(m.wake_pipe[0]);
-                close(m.wake_pipe[1]);
-        }
-        nc_config_free(&m.cfg);
-        nc_strlist_clear(&m.xprops);
-        if (rc == NC_EX_OK && !check_only && !preview_email)
-                log_info("stopped");
-        return rc;
+        ml_unsub_stop(m);
+        nc_daemon_http_stop(d);
+        m->httpd = NULL;
+        ml_sender_stop(m, mm->deadline);
+        ml_planner_stop(m);
+        ml_store_stop(m);
+        if (m->metrics)
+                nc_metrics_free(m->metrics);
+        nc_config_free(&m->cfg);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {{"preview", required_argument, NULL, 'P'},
+                                                 {"clock-offset", required_argument, NULL, 'O'},
+                                                 {0}};
+        static const nc_daemon_ops_t ops = {
+            .name = "noticecast-mailer",
+            .usage = usage,
+            .longopts = longopts,
+            .option = option,
+            .version = version,
+            .load = load,
+            .oneshot = oneshot,
+            .setup = setup,
+            .listen_key = "[mailer] listen",
+            .start = start,
+            .loop_once = loop_turn,
+            .reload = reload,
+            .drain = drain,
+            .free = release,
+        };
+        ml_main_t mm = {.m = {.wake_pipe = {-1, -1}, .planned_minute = -1}};
+
+        return nc_daemon_run(&ops, &mm, argc, argv);
 }

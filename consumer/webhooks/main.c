@@ -38,20 +38,24 @@ static const char usage[] =
     "Signals: TERM/INT stop gracefully, HUP reloads the partners.\n"
     "Exit status: 0 stopped cleanly, 64 usage, 69 Kafka unavailable, 78 bad config.\n";
 
-static int load_config(wh_t *w, nc_config_t *cfg, char *errstr, size_t errstr_size)
-{
-        return nc_daemon_config(cfg, w->config_path, &w->xprops, w->brokers, errstr, errstr_size);
-}
+/* main()'s state: the daemon's, and what only the skeleton's callbacks use. */
+typedef struct wh_main {
+        wh_t w;
+        nc_daemon_t *d;
+        int64_t last_lag; /* last update_lag() */
+        int64_t hard;     /* end of the graceful stop, for leaving the group */
+} wh_main_t;
 
 /* SIGHUP: parse into a fresh struct; take its partners only if every one of them is valid. */
-static void reload(wh_t *w)
+static void reload(void *arg, nc_daemon_t *d)
 {
+        wh_t *w = &((wh_main_t *)arg)->w;
         nc_config_t fresh;
         char err[1024];
         nc_partner_t *tmp;
         size_t n;
 
-        if (load_config(w, &fresh, err, sizeof(err)) != 0) {
+        if (nc_daemon_load_config(d, &fresh, err, sizeof(err)) != 0) {
                 log_warnx("reload: %s; keeping the current configuration", err);
                 return;
         }
@@ -72,14 +76,6 @@ static void reload(wh_t *w)
         w->cfg.webhooks.retry_after_max_ms = fresh.webhooks.retry_after_max_ms;
         nc_config_free(&fresh);
         log_info("reload: %zu partner%s", w->cfg.partners_n, w->cfg.partners_n == 1 ? "" : "s");
-}
-
-static void drain_wake_pipe(wh_t *w)
-{
-        char buf[256];
-
-        while (read(w->wake_pipe[0], buf, sizeof(buf)) > 0)
-                ;
 }
 
 /* Sum of (high watermark - position) over the assigned partitions, from librdkafka's cache:
@@ -143,8 +139,9 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 /* One turn of the loop: Kafka, timers, then whatever sockets are ready.  libcurl only
  * looks at the connections that have something to do (curl_multi_socket_action), so the
  * cost of a turn does not grow with the number of partners and connections. */
-static void loop_once(wh_t *w)
+static void loop_once(wh_main_t *wm)
 {
+        wh_t *w = &wm->w;
         struct epoll_event evs[128];
         int64_t now, timeout;
         int running, n, i;
@@ -185,7 +182,7 @@ static void loop_once(wh_t *w)
                 int fd = evs[i].data.fd, mask = 0;
 
                 if (fd == w->wake_pipe[0]) {
-                        drain_wake_pipe(w);
+                        nc_daemon_wake_drain(wm->d);
                         continue;
                 }
                 if (evs[i].events & EPOLLIN)
@@ -200,201 +197,177 @@ static void loop_once(wh_t *w)
                 wh_deliver_completed(w);
 }
 
-int main(int argc, char **argv)
+static void version(void)
 {
-        static const struct option longopts[] = {
-            {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {0}};
-        wh_t w = {0};
-        char err[1024];
-        int c, check_only = 0, rc = NC_EX_OK;
-        int64_t last_lag = 0, t0, hard = 0, park_at, reserve;
+        printf("noticecast-webhooks %s\nlibrdkafka %s\nlibcurl %s\njansson %s\nopenssl %s\n",
+               NC_VERSION, rd_kafka_version_str(), curl_version_info(CURLVERSION_NOW)->version,
+               jansson_version_str(), OpenSSL_version(OPENSSL_VERSION));
+}
 
-        nc_log_init("noticecast-webhooks", NC_LOG_INFO);
-        w.wake_pipe[0] = w.wake_pipe[1] = -1;
-        w.epfd = -1;
-        while ((c = getopt_long(argc, argv, "C:X:b:vqnhV", longopts, NULL)) != -1) {
-                if (nc_config_cmdline_opt(c, optarg, &w.config_path, &w.xprops, &w.brokers))
-                        continue;
-                switch (c) {
-                case 'n':
-                        check_only = 1;
-                        break;
-                case 'h':
-                        fputs(usage, stdout);
-                        return NC_EX_OK;
-                case 'V':
-                        printf("noticecast-webhooks %s\nlibrdkafka %s\nlibcurl %s\njansson %s\n"
-                               "openssl %s\n",
-                               NC_VERSION, rd_kafka_version_str(),
-                               curl_version_info(CURLVERSION_NOW)->version, jansson_version_str(),
-                               OpenSSL_version(OPENSSL_VERSION));
-                        return NC_EX_OK;
-                default:
-                        fputs(usage, stderr);
-                        return NC_EX_USAGE;
-                }
-        }
-        if (optind != argc) {
-                fputs(usage, stderr);
-                return NC_EX_USAGE;
-        }
-        if (load_config(&w, &w.cfg, err, sizeof(err)) != 0) {
-                fprintf(stderr, "noticecast-webhooks: %s\n", err);
-                nc_strlist_clear(&w.xprops);
-                return NC_EX_CONFIG;
-        }
-        if (wh_partners_apply(&w, &w.cfg, err, sizeof(err)) != 0) {
-                fprintf(stderr, "noticecast-webhooks: %s\n", err);
-                rc = NC_EX_CONFIG;
-                goto out;
-        }
-        if (check_only) {
-                printf("configuration OK\n");
-                goto out;
-        }
-        if (w.cfg.partners_n == 0)
+static int load(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
+{
+        wh_t *w = &((wh_main_t *)arg)->w;
+
+        if (nc_daemon_load_config(d, &w->cfg, errstr, errstr_size) != 0)
+                return -1;
+        return wh_partners_apply(w, &w->cfg, errstr, errstr_size);
+}
+
+static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
+{
+        wh_main_t *wm = arg;
+        wh_t *w = &wm->w;
+        struct epoll_event ev = {.events = EPOLLIN};
+
+        wm->d = d;
+        if (w->cfg.partners_n == 0)
                 log_warnx("no [partner.<id>] section: notices will be read and dropped");
-
-        if (pipe2(w.wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
-                fatal("pipe");
-        nc_daemon_signals(w.wake_pipe[1]);
-
-        w.epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (w.epfd < 0)
+        /* Copies of the skeleton's descriptors (it closes them). */
+        w->wake_pipe[0] = nc_daemon_wake_read_fd(d);
+        w->wake_pipe[1] = nc_daemon_wake_write_fd(d);
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (w->epfd < 0)
                 fatal("epoll_create1");
-        {
-                struct epoll_event ev = {.events = EPOLLIN, .data.fd = w.wake_pipe[0]};
-
-                if (epoll_ctl(w.epfd, EPOLL_CTL_ADD, w.wake_pipe[0], &ev) != 0)
-                        fatal("epoll_ctl");
-        }
+        ev.data.fd = w->wake_pipe[0];
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_pipe[0], &ev) != 0)
+                fatal("epoll_ctl");
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        w.multi = curl_multi_init();
-        w.curl_timer_ms = -1;
-        curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, 4096L);
-        curl_multi_setopt(w.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-        curl_multi_setopt(w.multi, CURLMOPT_SOCKETDATA, &w);
-        curl_multi_setopt(w.multi, CURLMOPT_TIMERFUNCTION, on_timer);
-        curl_multi_setopt(w.multi, CURLMOPT_TIMERDATA, &w);
+        w->multi = curl_multi_init();
+        w->curl_timer_ms = -1;
+        curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 4096L);
+        curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+        curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+        curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
 
-        w.metrics = nc_metrics_new();
-        w.m_deliveries = nc_metrics_counter(w.metrics, "noticecast_webhook_deliveries_total",
-                                            "Webhook attempts by partner and outcome.");
-        w.m_latency = nc_metrics_histogram(w.metrics, "noticecast_webhook_attempt_seconds",
-                                           "Duration of webhook HTTP attempts.",
-                                           nc_metrics_latency_buckets, nc_metrics_latency_nbuckets);
-        w.m_backlog = nc_metrics_gauge(w.metrics, "noticecast_webhook_retry_backlog",
-                                       "Deliveries waiting in the retry tiers: read and not "
-                                       "settled yet (held until due, or being retried), plus "
-                                       "not read yet.");
-        w.m_lag = nc_metrics_gauge(w.metrics, "noticecast_webhook_consumer_lag",
-                                   "Messages on the assigned partitions not yet read.");
-        w.m_dlq = nc_metrics_counter(w.metrics, "noticecast_webhook_dlq_total",
-                                     "Records sent to the dead letter queue.");
-        w.m_inflight = nc_metrics_gauge(w.metrics, "noticecast_webhook_in_flight",
-                                        "Deliveries queued or in progress.");
-        w.m_skipped = nc_metrics_counter(w.metrics, "noticecast_webhook_duplicates_avoided_total",
-                                         "Deliveries not sent because their (notice, partner, "
-                                         "event) was delivered already (read again after an "
-                                         "outage, a rebalance or a restart).");
-        nc_metrics_inc(w.m_dlq, NULL, 0);
-        if (w.cfg.webhooks.listen[0]) {
-                if (!(w.httpd =
-                          nc_httpd_start(w.cfg.webhooks.listen, w.metrics, err, sizeof(err)))) {
-                        const char *port = strrchr(w.cfg.webhooks.listen, ':');
+        w->metrics = nc_metrics_new();
+        w->m_deliveries = nc_metrics_counter(w->metrics, "noticecast_webhook_deliveries_total",
+                                             "Webhook attempts by partner and outcome.");
+        w->m_latency = nc_metrics_histogram(
+            w->metrics, "noticecast_webhook_attempt_seconds", "Duration of webhook HTTP attempts.",
+            nc_metrics_latency_buckets, nc_metrics_latency_nbuckets);
+        w->m_backlog = nc_metrics_gauge(w->metrics, "noticecast_webhook_retry_backlog",
+                                        "Deliveries waiting in the retry tiers: read and not "
+                                        "settled yet (held until due, or being retried), plus "
+                                        "not read yet.");
+        w->m_lag = nc_metrics_gauge(w->metrics, "noticecast_webhook_consumer_lag",
+                                    "Messages on the assigned partitions not yet read.");
+        w->m_dlq = nc_metrics_counter(w->metrics, "noticecast_webhook_dlq_total",
+                                      "Records sent to the dead letter queue.");
+        w->m_inflight = nc_metrics_gauge(w->metrics, "noticecast_webhook_in_flight",
+                                         "Deliveries queued or in progress.");
+        w->m_skipped = nc_metrics_counter(w->metrics, "noticecast_webhook_duplicates_avoided_total",
+                                          "Deliveries not sent because their (notice, partner, "
+                                          "event) was delivered already (read again after an "
+                                          "outage, a rebalance or a restart).");
+        nc_metrics_inc(w->m_dlq, NULL, 0);
+        *listen = w->cfg.webhooks.listen;
+        return w->metrics;
+}
 
-                        /* Name the port the operator configured (the server's own message may
-                         * not: it binds a socket address). */
-                        log_error("http endpoint: cannot listen on port %s ([webhooks] listen = "
-                                  "%s): %s",
-                                  port ? port + 1 : w.cfg.webhooks.listen, w.cfg.webhooks.listen,
-                                  err);
-                        rc = NC_EX_CONFIG;
-                        goto out;
-                }
-                nc_daemon_log_listen(w.cfg.webhooks.listen, nc_httpd_port(w.httpd));
+static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
+{
+        wh_t *w = &((wh_main_t *)arg)->w;
+
+        w->httpd = nc_daemon_httpd(d);
+        if (wh_kafka_start(w, errstr, errstr_size) != 0)
+                return -1;
+        log_info("started with %zu partner%s", w->cfg.partners_n,
+                 w->cfg.partners_n == 1 ? "" : "s");
+        return 0;
+}
+
+static void loop_turn(void *arg, nc_daemon_t *d)
+{
+        wh_main_t *wm = arg;
+        int64_t now;
+
+        loop_once(wm);
+        nc_daemon_set_ready(d, wm->w.ready, "no partitions assigned yet");
+        now = nc_time_now_ms();
+        if (now - wm->last_lag >= 2000) {
+                wm->last_lag = now;
+                update_lag(&wm->w);
+                nc_metrics_set(wm->w.m_backlog, NULL, (double)wh_retry_backlog(&wm->w));
         }
-        if (wh_kafka_start(&w, err, sizeof(err)) != 0) {
-                if (nc_stop_flag) { /* stopped while waiting for the brokers */
-                        log_info("stopped before start-up completed");
-                        rc = NC_EX_OK;
-                        goto out;
-                }
-                log_error("%s", err);
-                rc = NC_EX_UNAVAILABLE;
-                goto out;
-        }
-        log_info("started with %zu partner%s", w.cfg.partners_n, w.cfg.partners_n == 1 ? "" : "s");
+}
 
-        while (!nc_stop_flag) {
-                int64_t now;
+/* Graceful stop: take nothing new and let deliveries go on (their outcome settles their
+ * offsets) until the shutdown timeout minus a reserve; then park whatever is still queued or
+ * running in the first retry tier (same attempt, due at once) and wait for those records, so
+ * that every offset can be committed: after the restart no partner gets again what it already
+ * has.  Then commit and leave the group (wh_kafka_stop, in release). */
+static void drain(void *arg, nc_daemon_t *d)
+{
+        wh_main_t *wm = arg;
+        wh_t *w = &wm->w;
+        int64_t park_at, reserve, timeout = w->cfg.webhooks.shutdown_timeout_ms;
 
-                if (nc_reload_flag) {
-                        nc_reload_flag = 0;
-                        reload(&w);
-                }
-                loop_once(&w);
-                if (w.httpd)
-                        nc_httpd_set_ready(w.httpd, w.ready);
-                now = nc_time_now_ms();
-                if (now - last_lag >= 2000) {
-                        last_lag = now;
-                        update_lag(&w);
-                        nc_metrics_set(w.m_backlog, NULL, (double)wh_retry_backlog(&w));
-                }
-        }
-
-        /* Graceful stop: take nothing new and let deliveries go on (their outcome settles
-         * their offsets) until the shutdown timeout minus a reserve; then park whatever is
-         * still queued or running in the first retry tier (same attempt, due at once) and
-         * wait for those records, so that every offset can be committed: after the restart
-         * no partner gets again what it already has.  Then commit and leave the group. */
-        log_info("stopping: finishing %zu deliveries (at most %lld ms)", wh_in_flight(&w),
-                 (long long)w.cfg.webhooks.shutdown_timeout_ms);
-        if (w.httpd)
-                nc_httpd_set_ready(w.httpd, 0);
-        w.stopping = 1;
-        t0 = nc_time_now_ms();
-        hard = t0 + w.cfg.webhooks.shutdown_timeout_ms;
-        reserve = w.cfg.webhooks.shutdown_timeout_ms / 4;
+        log_info("stopping: finishing %zu deliveries (at most %lld ms)", wh_in_flight(w),
+                 (long long)timeout);
+        w->stopping = 1;
+        wm->hard = nc_time_now_ms() + timeout;
+        reserve = timeout / 4;
         reserve = reserve < 1000 ? 1000 : reserve > 5000 ? 5000 : reserve;
-        if (reserve > w.cfg.webhooks.shutdown_timeout_ms / 2)
-                reserve = w.cfg.webhooks.shutdown_timeout_ms / 2;
-        park_at = hard - reserve;
-        while ((wh_in_flight(&w) > 0 || w.produces > 0) && nc_time_now_ms() < park_at)
-                loop_once(&w);
-        if (wh_in_flight(&w) > 0)
-                log_info("stopping: parked %zu unfinished deliveries in %s",
-                         wh_deliver_park_all(&w), w.retry_topics[0]);
-        while (w.produces > 0 && nc_time_now_ms() < hard)
-                loop_once(&w);
-        if (w.produces > 0)
+        if (reserve > timeout / 2)
+                reserve = timeout / 2;
+        park_at = wm->hard - reserve;
+        while ((wh_in_flight(w) > 0 || w->produces > 0) && nc_time_now_ms() < park_at) {
+                loop_once(wm);
+                nc_daemon_heartbeat(d);
+        }
+        if (wh_in_flight(w) > 0)
+                log_info("stopping: parked %zu unfinished deliveries in %s", wh_deliver_park_all(w),
+                         w->retry_topics[0]);
+        while (w->produces > 0 && nc_time_now_ms() < wm->hard) {
+                loop_once(wm);
+                nc_daemon_heartbeat(d);
+        }
+        if (w->produces > 0)
                 log_warnx("stopping: %zu records not acknowledged in time; what they settle is "
                           "read again after the restart",
-                          w.produces);
-        wh_deliver_abandon(&w);
+                          w->produces);
+        wh_deliver_abandon(w);
         /* The group leave may take a little beyond the timeout (bounded). */
-        hard += 2000;
-out:
-        wh_kafka_stop(&w, hard);
-        wh_partners_free(&w);
-        if (w.multi) {
-                curl_multi_cleanup(w.multi);
+        wm->hard += 2000;
+}
+
+static void release(void *arg, nc_daemon_t *d)
+{
+        wh_main_t *wm = arg;
+        wh_t *w = &wm->w;
+
+        wh_kafka_stop(w, wm->hard);
+        wh_partners_free(w);
+        if (w->multi) {
+                curl_multi_cleanup(w->multi);
                 curl_global_cleanup();
         }
-        if (w.httpd)
-                nc_httpd_stop(w.httpd);
-        if (w.metrics)
-                nc_metrics_free(w.metrics);
-        if (w.epfd >= 0)
-                close(w.epfd); /* after curl_multi_cleanup: it still reports sockets */
-        if (w.wake_pipe[0] >= 0) {
-                close(w.wake_pipe[0]);
-                close(w.wake_pipe[1]);
-        }
-        nc_config_free(&w.cfg);
-        nc_strlist_clear(&w.xprops);
-        if (rc == NC_EX_OK && !check_only)
-                log_info("stopped");
-        return rc;
+        nc_daemon_http_stop(d);
+        w->httpd = NULL;
+        if (w->metrics)
+                nc_metrics_free(w->metrics);
+        if (w->epfd >= 0)
+                close(w->epfd); /* after curl_multi_cleanup: it still reports sockets */
+        nc_config_free(&w->cfg);
+}
+
+int main(int argc, char **argv)
+{
+        static const nc_daemon_ops_t ops = {
+            .name = "noticecast-webhooks",
+            .usage = usage,
+            .version = version,
+            .load = load,
+            .setup = setup,
+            .listen_key = "[webhooks] listen",
+            .start = start,
+            .loop_once = loop_turn,
+            .reload = reload,
+            .drain = drain,
+            .free = release,
+        };
+        wh_main_t wm = {.w = {.wake_pipe = {-1, -1}, .epfd = -1}};
+
+        return nc_daemon_run(&ops, &wm, argc, argv);
 }

@@ -221,9 +221,6 @@ typedef struct wh_idpart {
 
 typedef struct wh {
         nc_config_t cfg;
-        const char *config_path;
-        nc_strlist_t xprops;
-        const char *brokers;
 
         rd_kafka_t *consumer;
         rd_kafka_t *producer;
@@ -232,7 +229,7 @@ typedef struct wh {
         CURLM *multi;
         int epfd;              /* the wake pipe and libcurl's sockets */
         int64_t curl_timer_ms; /* when libcurl wants to be called for its timeouts, -1 = no */
-        int wake_pipe[2];
+        int wake_pipe[2];      /* the daemon skeleton's (nc_daemon.h), copied */
 
         wh_partner_t *partners;
         nc_track_t *tracks; /* wh_track_t */
