@@ -270,7 +270,8 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         wh_t *w = &((wh_main_t *)arg)->w;
 
         w->httpd = nc_daemon_httpd(d);
-        if (wh_kafka_start(w, errstr, errstr_size) != 0)
+        if (nc_kafka_conn_start(&w->cfg, errstr, errstr_size) != 0 ||
+            wh_kafka_start(w, errstr, errstr_size) != 0)
                 return -1;
         log_info("started with %zu partner%s", w->cfg.partners_n,
                  w->cfg.partners_n == 1 ? "" : "s");
@@ -283,7 +284,8 @@ static void loop_turn(void *arg, nc_daemon_t *d)
         int64_t now;
 
         loop_once(wm);
-        nc_daemon_set_ready(d, wm->w.ready, "no partitions assigned yet");
+        nc_daemon_health(d, wm->w.ready, "no partitions assigned yet",
+                         wm->w.cfg.webhooks.kafka_grace_ms);
         now = nc_time_now_ms();
         if (now - wm->last_lag >= 2000) {
                 wm->last_lag = now;
@@ -338,6 +340,7 @@ static void release(void *arg, nc_daemon_t *d)
         wh_t *w = &wm->w;
 
         wh_kafka_stop(w, wm->hard);
+        nc_kafka_conn_stop();
         wh_partners_free(w);
         if (w->multi) {
                 curl_multi_cleanup(w->multi);
