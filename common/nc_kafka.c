@@ -57,9 +57,11 @@ static struct {
        0,
        0};
 
-/* LEVEL for a librdkafka line at LEVEL: while the tracker runs, only the first warning or
- * error of a burst (an outage yields dozens, one per client and reconnect) keeps it. */
-static enum nc_log_level lib_gate(enum nc_log_level level)
+/* LEVEL for a librdkafka line at LEVEL: while the tracker runs, of the lines about broker
+ * connections (CONN), and of every line while the brokers are unreachable, only the first
+ * warning or error of a burst keeps its level (an outage yields dozens, one per client and
+ * reconnect); the others go to debug, counted.  Other warnings (configuration) pass. */
+static enum nc_log_level lib_gate(enum nc_log_level level, int conn)
 {
         int64_t now;
 
@@ -67,7 +69,7 @@ static enum nc_log_level lib_gate(enum nc_log_level level)
                 return level;
         now = nc_time_now_ms();
         pthread_mutex_lock(&T.lock);
-        if (T.started) {
+        if (T.started && (conn || T.state == NC_HEALTH_KAFKA_DOWN)) {
                 T.lib_last_ms = now;
                 if (T.lib_burst) {
                         T.lib_dropped++;
@@ -77,6 +79,18 @@ static enum nc_log_level lib_gate(enum nc_log_level level)
         }
         pthread_mutex_unlock(&T.lock);
         return level;
+}
+
+/* librdkafka's facilities for a connection that failed, closed or timed out. */
+static int conn_facility(const char *fac)
+{
+        static const char *const conn[] = {"FAIL", "REQTMOUT", "TIMEOUT", "ERROR", "BROKERFAIL"};
+        size_t i;
+
+        for (i = 0; i < sizeof(conn) / sizeof(conn[0]); i++)
+                if (!strcmp(fac, conn[i]))
+                        return 1;
+        return 0;
 }
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -90,7 +104,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
          * a broker start, ...) are not worth a warning: the caller reports real failures. */
         if (l == NC_LOG_WARN && strstr(buf, ": retrying"))
                 l = NC_LOG_INFO;
-        l = lib_gate(l);
+        l = lib_gate(l, conn_facility(fac));
         nc_log_kv(l, buf, "component", "librdkafka", "facility", fac, "client", rd_kafka_name(rk),
                   NULL);
 }
@@ -99,6 +113,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
         enum nc_log_level l = NC_LOG_ERROR;
+        int conn;
 
         (void)opaque;
         if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -120,10 +135,11 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         }
         /* Connectivity errors pass by themselves (librdkafka retries): the tracker's lines
          * say what matters. */
-        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
-            err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TIMED_OUT)
+        conn = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+               err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+        if (conn)
                 l = NC_LOG_WARN;
-        l = lib_gate(l);
+        l = lib_gate(l, conn);
         nc_log_kv(l, reason, "component", "librdkafka", "client", rd_kafka_name(rk), "error",
                   rd_kafka_err2name(err), NULL);
 }
@@ -218,12 +234,17 @@ static void *probe_main(void *arg)
 
 int nc_kafka_conn_start(const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
+        /* Its own reconnection backoff is short (librdkafka's grows to 10 s): the outage's end
+         * is seen within about a second of the brokers' return. */
+        static const nc_kafka_setting_t set[] = {
+            {"reconnect.backoff.ms", "100"}, {"reconnect.backoff.max.ms", "1000"}, {NULL, NULL}};
         rd_kafka_t *rk;
 
         if (T.started)
                 return 0;
-        if (!(rk = nc_kafka_producer_new(cfg, &(nc_kafka_opts_t){.name = "connectivity probe"},
-                                         errstr, errstr_size)))
+        if (!(rk = nc_kafka_producer_new(
+                  cfg, &(nc_kafka_opts_t){.name = "connectivity probe", .set = set}, errstr,
+                  errstr_size)))
                 return -1;
         pthread_mutex_lock(&T.lock);
         T.rk = rk;

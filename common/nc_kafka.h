@@ -27,9 +27,12 @@ void nc_kafka_conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const 
  * cluster for its brokers (a metadata request without topics) every second.  Transitions are
  * logged once each: msg="kafka unreachable" error=... when an outage is confirmed (about a
  * second after a client noticed it, two seconds at most otherwise), msg="kafka reconnected"
- * outage=12.3s when a probe succeeds again.  While the tracker runs, only the first
- * librdkafka warning or error of a burst is logged at its level; the rest go to debug, and
- * their count is in the "kafka reconnected" line (librdkafka_lines_not_logged=N).
+ * outage=12.3s when a probe succeeds again.  While the tracker runs, of librdkafka's
+ * warnings and errors about broker connections (and of all of them during an outage) only the
+ * first of a burst is logged at its level; the rest go to debug, and their count is in the
+ * "kafka reconnected" line (librdkafka_lines_not_logged=N), or in a "librdkafka warnings
+ * ended" line when no outage was confirmed.  A burst ends at a successful probe 3 s after its
+ * last line.
  * Fatal librdkafka errors are always logged.  Without the tracker (the CLI), librdkafka's
  * lines pass as they are.  Times are nc_time_now_ms(). */
 

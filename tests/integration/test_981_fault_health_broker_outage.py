@@ -26,6 +26,7 @@ import time
 import pytest
 
 from mailer_support import *  # noqa: F401,F403
+from daemon_env import http_get
 from mailer_support import MailerEnv
 from webhook_receiver import Always
 from webhooks_support import WebhooksEnv, daemon_bin  # noqa: F401 (fixture)
