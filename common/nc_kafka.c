@@ -170,11 +170,14 @@ static void probe_result(int ok, const char *why, int64_t started)
                         T.state = NC_HEALTH_KAFKA_UP;
                         T.since_ms = now;
                 }
-                if (burst_over) {
+                /* The outage's lines are counted in its "reconnected" line; those of a burst
+                 * without an outage once it is over. */
+                if (was == NC_HEALTH_KAFKA_DOWN || burst_over) {
                         n = T.lib_dropped;
-                        T.lib_burst = 0;
                         T.lib_dropped = 0;
                 }
+                if (burst_over)
+                        T.lib_burst = 0;
                 pthread_mutex_unlock(&T.lock);
                 if (was == NC_HEALTH_KAFKA_DOWN) {
                         secs(now - since, outage, sizeof(outage));

@@ -267,6 +267,10 @@ static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
         m->m_queue = nc_metrics_gauge(m->metrics, "noticecast_mail_queue",
                                       "Messages waiting for an SMTP session.");
         nc_metrics_inc(m->m_jobs, NULL, 0);
+        /* The planner's transaction calls run on the loop and, with the brokers away, block
+         * it for as long as their timeouts: commit 60 s then abort 30 s then the committed
+         * offsets 10 s.  A loop stuck longer than that is stuck for another reason. */
+        nc_daemon_set_live_bound(d, 120000);
         *listen = m->cfg.mailer.listen;
         return m->metrics;
 }

@@ -11,7 +11,9 @@ asks both daemons' /readyz and /healthz.  Expected:
   - /readyz 200 before; 503 once the outage is longer than the grace (and not before it:
     a broker restart shorter than the grace is no reason to take a daemon out of service),
     with "kafka unreachable for N s"; 200 again after the restart;
-  - /healthz 200 throughout (the main loops keep turning);
+  - /healthz 200 throughout: the webhooks loop keeps turning; the mailer's may block in the
+    planner's transaction calls (their timeouts: 60 s + 30 s + 10 s), which its liveness
+    bound (120 s) allows; how long each loop was stuck at most is printed;
   - one msg="kafka unreachable" and one msg="kafka reconnected" line per daemon, and few
     librdkafka warnings (the first of the outage, then counted, not logged);
   - nothing lost: every notice delivered to the partner and mailed to every subscriber,
@@ -127,6 +129,14 @@ def run(ml, wh, broker, record_property):
         during = sampler.series(name, "/readyz", t_down + GRACE_S + 6, t_up)
         back = first(sampler.series(name, "/readyz", t_up), lambda st: st == 200)
         reasons = sorted({b for (_, st, b) in ready if st == 503})
+        # The loop rewrites the reason ("... for N s") every second while it turns: the longest
+        # time one reason stayed is how long the loop was stuck at most (/healthz's bound).
+        stuck, last = 0.0, None
+        for (t, st, b) in sampler.series(name, "/readyz", t_down, t_up):
+            if last is None or b != last[1]:
+                last = (t, b)
+            elif "kafka unreachable for" in b:
+                stuck = max(stuck, t - last[0])
         not_live = [(round(t - t_down, 1), st, b) for (t, st, b) in health if st != 200]
         log = d.log_since(log_at[name])
         unreachable = len(re.findall(r'msg="?kafka unreachable"?', log))
@@ -137,7 +147,7 @@ def run(ml, wh, broker, record_property):
             f"{name}: /readyz 503 after {None if t503 is None else round(t503 - t_down, 1)} s "
             f"(grace {GRACE_S} s), 200 again {None if back is None else round(back - t_up, 1)} s after "
             f"the restart (ready {t_ready - t_up:.1f} s after it); 503 bodies {reasons[:3]}; "
-            f"/healthz non-200 samples {len(not_live)} of {len(health)}; "
+            f"/healthz non-200 samples {len(not_live)} of {len(health)}; loop stuck {stuck:.0f} s at most; "
             f"'kafka unreachable' x{unreachable}, 'kafka reconnected' x{len(reconnected)} "
             f"{reconnected[:1]}; librdkafka warn/error lines during the outage: {lib_warn}")
         if not pre or any(st != 200 for st in pre):
