@@ -33,6 +33,7 @@ static struct {
         int started, stop;
         pthread_t thread;
         rd_kafka_t *rk;
+        int gate; /* librdkafka's lines are gated (from before the probe's first line) */
         nc_health_kafka_t state;
         int64_t since_ms;   /* when STATE was entered (first evidence of an outage) */
         int suspect;        /* a client reported all brokers down: probe now, believe one */
@@ -42,20 +43,9 @@ static struct {
         int lib_burst;
         int64_t lib_last_ms;
         unsigned lib_dropped;
-} T = {PTHREAD_MUTEX_INITIALIZER,
-       PTHREAD_COND_INITIALIZER,
-       0,
-       0,
-       0,
-       NULL,
-       NC_HEALTH_KAFKA_UNKNOWN,
-       0,
-       0,
-       0,
-       0,
-       0,
-       0,
-       0};
+} T = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .cond = PTHREAD_COND_INITIALIZER,
+       .state = NC_HEALTH_KAFKA_UNKNOWN};
 
 /* LEVEL for a librdkafka line at LEVEL: while the tracker runs, of the lines about broker
  * connections (CONN), and of every line while the brokers are unreachable, only the first
@@ -69,7 +59,7 @@ static enum nc_log_level lib_gate(enum nc_log_level level, int conn)
                 return level;
         now = nc_time_now_ms();
         pthread_mutex_lock(&T.lock);
-        if (T.started && (conn || T.state == NC_HEALTH_KAFKA_DOWN)) {
+        if (T.gate && (conn || T.state == NC_HEALTH_KAFKA_DOWN)) {
                 T.lib_last_ms = now;
                 if (T.lib_burst) {
                         T.lib_dropped++;
@@ -245,6 +235,9 @@ int nc_kafka_conn_start(const nc_config_t *cfg, char *errstr, size_t errstr_size
 
         if (T.started)
                 return 0;
+        pthread_mutex_lock(&T.lock);
+        T.gate = 1;
+        pthread_mutex_unlock(&T.lock);
         if (!(rk = nc_kafka_producer_new(
                   cfg, &(nc_kafka_opts_t){.name = "connectivity probe", .set = set}, errstr,
                   errstr_size)))
@@ -259,6 +252,7 @@ int nc_kafka_conn_start(const nc_config_t *cfg, char *errstr, size_t errstr_size
         if (pthread_create(&T.thread, NULL, probe_main, NULL) != 0) {
                 pthread_mutex_lock(&T.lock);
                 T.started = 0;
+                T.gate = 0;
                 T.rk = NULL;
                 pthread_mutex_unlock(&T.lock);
                 rd_kafka_destroy(rk);
@@ -283,6 +277,9 @@ void nc_kafka_conn_stop(void)
         pthread_mutex_unlock(&T.lock);
         rd_kafka_destroy(T.rk);
         T.rk = NULL;
+        pthread_mutex_lock(&T.lock);
+        T.gate = 0;
+        pthread_mutex_unlock(&T.lock);
 }
 
 nc_health_kafka_t nc_kafka_conn_state(int64_t *since_ms)
