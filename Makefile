@@ -29,7 +29,7 @@ all: $(PROGRAMS)
 # -MMD: each object also depends on the headers it includes (build/**/*.d).
 $(BUILD)/%.o: %.c config.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -Iconsumer/mailer -MMD -MP -c -o $@ $<
+	$(CC) $(NC_CPPFLAGS) $(NC_CFLAGS) -MMD -MP -c -o $@ $<
 
 -include $(COMMON_OBJ:.o=.d) $(PRODUCER_OBJ:.o=.d) $(WEBHOOKS_OBJ:.o=.d) $(MAILER_OBJ:.o=.d)
 
@@ -62,10 +62,18 @@ $(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/u
 # test_wh_policy includes the webhooks daemon's wh_policy.c.
 $(BUILD)/tests/test_wh_policy: consumer/webhooks/wh_policy.c consumer/webhooks/wh_policy.h
 
+# test_mail and test_digest link the mailer's message builder (and templates) objects.
+ML_MAIL_OBJ := $(BUILD)/consumer/mailer/ml_mail.o
+ML_DIGEST_OBJ := $(BUILD)/consumer/mailer/ml_digest.o $(ML_MAIL_OBJ)
+$(BUILD)/tests/test_mail: TEST_OBJ = $(ML_MAIL_OBJ)
+$(BUILD)/tests/test_mail: $(ML_MAIL_OBJ)
+$(BUILD)/tests/test_digest: TEST_OBJ = $(ML_DIGEST_OBJ)
+$(BUILD)/tests/test_digest: $(ML_DIGEST_OBJ)
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(NC_CPPFLAGS) -Itests/unit $(NC_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) \
-		-o $@ $< $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
+		-o $@ $< $(TEST_OBJ) $(NC_LDFLAGS) $(LIB) $(NC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
 
 # ---- tests ---------------------------------------------------------------------------------
 # `make test` is the one command CI runs (.ci/run): the style and shell checks, unit +

@@ -39,6 +39,7 @@ struct nc_daemon {
 
 volatile sig_atomic_t nc_stop_flag, nc_reload_flag;
 static int wake_fd = -1;
+static nc_daemon_t *current; /* nc_daemon_run's, for nc_daemon_retry's heartbeats */
 
 static void on_signal(int sig)
 {
@@ -110,6 +111,9 @@ int nc_daemon_retry(const char *what, nc_daemon_step_fn step, void *arg, char *e
                 while (!nc_stop_flag && nc_time_now_ms() < until) {
                         struct timespec ts = {0, 50 * 1000 * 1000};
 
+                        /* Waiting on purpose, not stuck: alive for /healthz and systemd. */
+                        if (current)
+                                nc_daemon_heartbeat(current);
                         nanosleep(&ts, NULL);
                 }
                 if (nc_stop_flag)
@@ -426,8 +430,10 @@ int nc_daemon_run(const nc_daemon_ops_t *ops, void *arg, int argc, char **argv)
         nc_log_init(ops->name, NC_LOG_INFO);
         atomic_store(&d.heartbeat_us, mono_us());
         atomic_store(&d.live_bound_ms, NC_HEALTH_LIVE_MS_DEFAULT);
+        current = &d;
         if ((rc = parse_args(&d, arg, argc, argv, &check_only)) >= 0) {
                 nc_strlist_clear(&d.xprops);
+                current = NULL;
                 return rc;
         }
         rc = NC_EX_OK;
@@ -447,6 +453,7 @@ int nc_daemon_run(const nc_daemon_ops_t *ops, void *arg, int argc, char **argv)
                 close(d.wake[1]);
         }
         nc_strlist_clear(&d.xprops);
+        current = NULL;
         if (daemon && rc == NC_EX_OK)
                 log_info("stopped");
         return rc;

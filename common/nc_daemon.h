@@ -126,7 +126,8 @@ typedef int (*nc_daemon_step_fn)(void *arg, char *errstr, size_t errstr_size);
 /* Runs STEP until it succeeds: at start a daemon waits out brokers that are down or not ready
  * yet (no leader right after a topic was created) instead of exiting.  Each failure is logged
  * as "WHAT: error; trying again in N ms" (backoff 0.5 s doubling to 15 s), and /readyz stays
- * 503 meanwhile.  A TERM/INT ends the wait at once.  Returns 0, or -1 if a stop was asked
+ * 503 meanwhile, while the heartbeat goes on (nc_daemon_run's daemon, if any: it is waiting on
+ * purpose).  A TERM/INT ends the wait at once.  Returns 0, or -1 if a stop was asked
  * for (ERRSTR holds the last error).  Start-up only: it sleeps. */
 int nc_daemon_retry(const char *what, nc_daemon_step_fn step, void *arg, char *errstr,
                     size_t errstr_size);

@@ -19,7 +19,12 @@
 /* Longest useful line: prefix + base64 of NC_WHSEC_MAX bytes (88) + blanks and CR LF. */
 #define SECRET_LINE_MAX 256
 
-static int b64_value(unsigned char c)
+/* ---- base64 (RFC 4648 §4, padded) and base64url (§5, unpadded): one strict codec ---------- */
+
+static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64_value(unsigned char c, int url)
 {
         if (c >= 'A' && c <= 'Z')
                 return c - 'A';
@@ -27,87 +32,128 @@ static int b64_value(unsigned char c)
                 return c - 'a' + 26;
         if (c >= '0' && c <= '9')
                 return c - '0' + 52;
-        if (c == '+')
+        if (c == (url ? '-' : '+'))
                 return 62;
-        if (c == '/')
+        if (c == (url ? '_' : '/'))
                 return 63;
         return -1;
 }
 
-int nc_base64_encode(const unsigned char *in, size_t len, char *out, size_t out_size)
+static int b64_encode(const unsigned char *in, size_t len, char *out, size_t out_size, int url)
 {
-        size_t need;
+        const char *a = url ? b64_url : b64_std;
+        size_t i, o = 0, rem = len % 3, need;
 
         if (len > (size_t)INT_MAX / 4 * 3 - 3)
                 return -1;
-        need = (len + 2) / 3 * 4;
+        need = len / 3 * 4 + (rem == 0 ? 0 : url ? rem + 1 : 4);
         if (out_size < need + 1)
                 return -1;
-        return EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+        for (i = 0; i + 2 < len; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+
+                out[o++] = a[v >> 18];
+                out[o++] = a[(v >> 12) & 63];
+                out[o++] = a[(v >> 6) & 63];
+                out[o++] = a[v & 63];
+        }
+        if (rem == 1) {
+                out[o++] = a[in[i] >> 2];
+                out[o++] = a[(in[i] & 3) << 4];
+        } else if (rem == 2) {
+                uint32_t v = (uint32_t)in[i] << 8 | in[i + 1];
+
+                out[o++] = a[v >> 10];
+                out[o++] = a[(v >> 4) & 63];
+                out[o++] = a[(v & 15) << 2];
+        }
+        while (!url && o % 4)
+                out[o++] = '=';
+        out[o] = '\0';
+        return (int)o;
 }
 
-/* Checks IN against the strict grammar and returns the decoded length, or -1.  Done by hand
- * because EVP_DecodeBlock skips leading and trailing blanks, accepts non-zero padding bits and
- * counts padding characters as zero bytes in its result. */
-static long b64_decoded_len(const char *in, size_t in_len)
+/* Checks IN against the strict grammar (padded: length a multiple of 4 and '=' exactly where
+ * the last quantum is short; unpadded: no '=', never 1 character left over; the alphabet
+ * only; the bits that do not reach a whole byte are 0, so that one value has one encoding).
+ * Returns the decoded length, or -1; *DATA_LEN is IN_LEN without the padding. */
+static long b64_decoded_len(const char *in, size_t in_len, int url, size_t *data_len)
 {
-        size_t i, pad = 0;
+        size_t i, n = in_len, rem;
+        int last;
 
-        if (in_len % 4 != 0 || in_len > (size_t)LONG_MAX / 3)
+        if (in_len > (size_t)LONG_MAX / 3)
                 return -1;
-        if (in_len >= 1 && in[in_len - 1] == '=')
-                pad++;
-        if (in_len >= 2 && in[in_len - 2] == '=')
-                pad++;
-        for (i = 0; i < in_len - pad; i++)
-                if (b64_value((unsigned char)in[i]) < 0)
+        if (!url) {
+                if (in_len % 4 != 0)
                         return -1;
-        /* The bits below the last data character that do not reach a whole byte must be 0,
-         * otherwise two different strings would decode to the same key. */
-        if (pad == 1 && (b64_value((unsigned char)in[in_len - 2]) & 0x03) != 0)
+                while (n > 0 && in_len - n < 2 && in[n - 1] == '=')
+                        n--;
+        }
+        rem = n % 4;
+        if (rem == 1 || (!url && in_len - n != (rem ? 4 - rem : 0)))
                 return -1;
-        if (pad == 2 && (b64_value((unsigned char)in[in_len - 3]) & 0x0f) != 0)
+        for (i = 0; i < n; i++)
+                if (b64_value((unsigned char)in[i], url) < 0)
+                        return -1;
+        last = n ? b64_value((unsigned char)in[n - 1], url) : 0;
+        if ((rem == 2 && (last & 0x0f)) || (rem == 3 && (last & 0x03)))
                 return -1;
-        return (long)(in_len / 4 * 3 - pad);
+        *data_len = n;
+        return (long)(n / 4 * 3 + (rem ? rem - 1 : 0));
+}
+
+static int b64_decode(const char *in, size_t in_len, unsigned char *out, size_t out_cap,
+                      size_t *out_len, int url)
+{
+        size_t n, i, o = 0;
+        long total = b64_decoded_len(in, in_len, url, &n);
+        uint32_t acc = 0;
+        int bits = 0;
+
+        if (total < 0 || (size_t)total > out_cap)
+                return -1;
+        for (i = 0; i < n; i++) {
+                acc = acc << 6 | (uint32_t)b64_value((unsigned char)in[i], url);
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[o++] = (unsigned char)(acc >> bits);
+                        acc &= (1u << bits) - 1;
+                }
+        }
+        /* Keys are decoded here: leave none of their bits on the stack. */
+        OPENSSL_cleanse(&acc, sizeof(acc));
+        *out_len = o;
+        return 0;
+}
+
+int nc_base64_encode(const unsigned char *in, size_t len, char *out, size_t out_size)
+{
+        return b64_encode(in, len, out, out_size, 0);
 }
 
 int nc_base64_decode(const char *in, size_t in_len, unsigned char *out, size_t out_cap,
                      size_t *out_len)
 {
-        unsigned char quad[4], tmp[3];
-        long total = b64_decoded_len(in, in_len);
-        size_t i, j, done = 0;
-        int rc = 0;
+        return b64_decode(in, in_len, out, out_cap, out_len, 0);
+}
 
-        if (total < 0 || (size_t)total > out_cap)
-                return -1;
-        /* One quantum at a time so that the zero bytes EVP_DecodeBlock writes for padding never
-         * land past OUT_CAP.  Padding is turned into 'A' (zero bits, already checked) because
-         * DecodeBlock's handling of '=' differs between OpenSSL versions. */
-        for (i = 0; i < in_len && rc == 0; i += 4) {
-                size_t take = (size_t)total - done < 3 ? (size_t)total - done : 3;
+int nc_base64url_encode(const unsigned char *in, size_t len, char *out, size_t out_size)
+{
+        return b64_encode(in, len, out, out_size, 1);
+}
 
-                for (j = 0; j < 4; j++)
-                        quad[j] = in[i + j] == '=' ? 'A' : (unsigned char)in[i + j];
-                if (EVP_DecodeBlock(tmp, quad, 4) != 3) {
-                        rc = -1;
-                        break;
-                }
-                memcpy(out + done, tmp, take);
-                done += take;
-        }
-        OPENSSL_cleanse(quad, sizeof(quad));
-        OPENSSL_cleanse(tmp, sizeof(tmp));
-        if (rc < 0)
-                return -1;
-        *out_len = done;
-        return 0;
+int nc_base64url_decode(const char *in, size_t in_len, unsigned char *out, size_t out_cap,
+                        size_t *out_len)
+{
+        return b64_decode(in, in_len, out, out_cap, out_len, 1);
 }
 
 int nc_whsec_decode(const char *secret, unsigned char *key, size_t key_cap, size_t *key_len,
                     char *errstr, size_t errstr_size)
 {
-        size_t len;
+        size_t len, data_len;
         long n;
 
         if (!strncmp(secret, WHSEC_PREFIX, strlen(WHSEC_PREFIX)))
@@ -115,7 +161,7 @@ int nc_whsec_decode(const char *secret, unsigned char *key, size_t key_cap, size
         len = strlen(secret);
         if (len == 0)
                 return nc_err(errstr, errstr_size, "secret: empty");
-        n = b64_decoded_len(secret, len);
+        n = b64_decoded_len(secret, len, 0, &data_len);
         if (n < 0)
                 return nc_err(errstr, errstr_size,
                               "secret: not valid base64 (%zu characters after the whsec_ prefix)",

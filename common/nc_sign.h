@@ -36,6 +36,11 @@ typedef struct nc_secrets {
 int nc_base64_encode(const unsigned char *in, size_t len, char *out, size_t out_size);
 int nc_base64_decode(const char *in, size_t in_len, unsigned char *out, size_t out_cap,
                      size_t *out_len);
+/* The same for base64url without padding (RFC 4648 §5: '-' and '_', for URLs): decode refuses
+ * '=', a length that leaves one character over and non-zero leftover bits. */
+int nc_base64url_encode(const unsigned char *in, size_t len, char *out, size_t out_size);
+int nc_base64url_decode(const char *in, size_t in_len, unsigned char *out, size_t out_cap,
+                        size_t *out_len);
 
 /* Decodes "whsec_<base64>" (the prefix is optional) into KEY; the key must be NC_WHSEC_MIN to
  * NC_WHSEC_MAX bytes.  Errors read "secret: ...". */

@@ -30,10 +30,11 @@
 #include "nc_config.h"
 #include "nc_kafka.h"
 #include "nc_metrics.h"
+#include "nc_tail.h"
 
 #include "ml_queue.h"
 
-struct nc_templates; /* nc_digest.h */
+struct ml_templates; /* ml_digest.h */
 
 #define ML_FREQ_IMMEDIATE 0
 #define ML_FREQ_DAILY     1
@@ -146,11 +147,8 @@ typedef struct ml {
         size_t dups_skipped; /* such jobs seen this loop turn (logged once per turn) */
         /* At each assignment, the newly assigned jobs partitions are paused while the recent
          * mail.sent events of the deliveries topic are read into mids (sender.c). */
-        rd_kafka_t *scan; /* group-less reader of the deliveries topic */
-        int scan_nparts;  /* its partitions; 0 = no catch-up */
-        int scan_running;
-        unsigned char *scan_eof; /* per deliveries partition: its end was reached */
-        int64_t scan_started_ms;
+        nc_tail_t *scan; /* tail reader of the deliveries topic; NULL = no catch-up */
+        int scan_nparts; /* its partitions */
         size_t scan_learned;
         rd_kafka_topic_partition_list_t *paused; /* jobs partitions waiting for the scan */
         double tokens;
@@ -237,7 +235,7 @@ void ml_sender_quiesce(ml_t *m);
  * committed, and everything released.  Jobs waiting for a retry stay uncommitted. */
 void ml_sender_stop(ml_t *m, int64_t deadline_ms);
 size_t ml_sender_busy(ml_t *m);
-char *ml_render_message(ml_t *m, ml_unit_t *u, const struct nc_templates *templates, size_t *len,
+char *ml_render_message(ml_t *m, ml_unit_t *u, const struct ml_templates *templates, size_t *len,
                         char *errstr, size_t errstr_size);
 
 /* unsub.c */

@@ -10,10 +10,10 @@
 
 #include "mailer.h"
 #include "nc_daemon.h"
-#include "nc_digest.h"
+#include "ml_digest.h"
 #include "nc_httpd.h"
 #include "nc_kafka.h"
-#include "nc_mail.h"
+#include "ml_mail.h"
 #include "nc_time.h"
 #include "nc_util.h"
 
@@ -115,7 +115,7 @@ static int preview(ml_t *m, const char *email)
         int64_t deadline = nc_time_now_ms() + m->cfg.producer_timeout_ms, now = ml_now(m);
         char id[300], err[1024], token[512];
         const ml_sub_t *s;
-        nc_templates_t *tpl;
+        ml_templates_t *tpl;
         ml_unit_t u = {0};
         json_t *ids, *notices;
         size_t i, len;
@@ -155,7 +155,7 @@ static int preview(ml_t *m, const char *email)
                         email);
                 return NC_EX_OK;
         }
-        if (!(tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+        if (!(tpl = ml_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
                                       m->cfg.default_language, err, sizeof(err)))) {
                 json_decref(notices);
                 fprintf(stderr, "noticecast-mailer: %s\n", err);
@@ -164,7 +164,7 @@ static int preview(ml_t *m, const char *email)
         u.subscriber = ml_sub_json(m, s);
         u.notices = notices;
         snprintf(u.period, sizeof(u.period), "%s", s->freq == ML_FREQ_WEEKLY ? "weekly" : "daily");
-        nc_mail_message_id(s->id, "preview", m->cfg.mailer.message_id_domain, u.message_id,
+        ml_mail_message_id(s->id, "preview", m->cfg.mailer.message_id_domain, u.message_id,
                            sizeof(u.message_id));
         ml_unsub_token(m, s->id, token, sizeof(token));
         snprintf(u.unsub_url, sizeof(u.unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
@@ -177,19 +177,19 @@ static int preview(ml_t *m, const char *email)
         free(msg);
         json_decref(u.subscriber);
         json_decref(notices);
-        nc_templates_free(tpl);
+        ml_templates_free(tpl);
         return msg ? NC_EX_OK : NC_EX_SOFTWARE;
 }
 
 /* The jobs and plan topics may have just been created: wait up to 15 s for them to be
- * visible before subscribing; if they are not, warn and go on (never fails: returns 0). */
-static int wait_topics(ml_t *m)
+ * visible before subscribing; if they are not, warn and go on (the group picks them up
+ * later). */
+static void wait_topics(ml_t *m)
 {
         const char *const names[] = {m->topic_jobs, m->topic_plan};
 
         if (nc_kafka_wait_topics(m->store.rk, names, 2, 15000) != 0)
                 log_warnx("the jobs and plan topics are not visible yet");
-        return 0;
 }
 
 static void wake_on(ml_t *m, rd_kafka_t *rk)
@@ -223,17 +223,17 @@ static void version(void)
 static int load(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
 {
         ml_t *m = &((ml_main_t *)arg)->m;
-        nc_templates_t *t;
+        ml_templates_t *t;
         char err[1024];
 
-        nc_mail_global_init();
+        ml_mail_global_init();
         if (load_secrets(m, d, errstr, errstr_size) != 0)
                 return -1;
-        t = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
+        t = ml_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
                               err, sizeof(err));
         if (!t)
                 return nc_err(errstr, errstr_size, "templates: %s", err);
-        nc_templates_free(t);
+        ml_templates_free(t);
         return 0;
 }
 
@@ -303,8 +303,10 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         if (nc_kafka_conn_start(&m->cfg, errstr, errstr_size) != 0 ||
             ml_unsub_start(m, errstr, errstr_size) != 0 ||
             nc_daemon_retry("creating topics", make_topics_step, m, errstr, errstr_size) != 0 ||
-            ml_store_start(m, errstr, errstr_size) || wait_topics(m) != 0 ||
-            ml_planner_start(m, errstr, errstr_size) != 0 ||
+            ml_store_start(m, errstr, errstr_size) != 0)
+                return -1;
+        wait_topics(m);
+        if (ml_planner_start(m, errstr, errstr_size) != 0 ||
             ml_sender_start(m, errstr, errstr_size) != 0)
                 return -1;
         wake_on(m, m->store.rk);
@@ -339,17 +341,17 @@ static void loop_turn(void *arg, nc_daemon_t *d)
 static void reload(void *arg, nc_daemon_t *d)
 {
         ml_t *m = &((ml_main_t *)arg)->m;
-        nc_templates_t *t;
+        ml_templates_t *t;
         char err[1024];
 
         (void)d;
-        t = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
+        t = ml_templates_load(m->cfg.mailer.templates, &m->cfg.languages, m->cfg.default_language,
                               err, sizeof(err));
         if (!t) {
                 log_warnx("reload: templates: %s; keeping the current ones", err);
                 return;
         }
-        nc_templates_free(t);
+        ml_templates_free(t);
         ml_queue_reload_templates(&m->q);
         log_info("reload: templates re-read from %s", m->cfg.mailer.templates);
 }

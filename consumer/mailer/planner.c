@@ -8,7 +8,7 @@
 #include "nc_daemon.h"
 #include "nc_dlq.h"
 #include "nc_kafka.h"
-#include "nc_mail.h"
+#include "ml_mail.h"
 #include "nc_notice.h"
 #include "nc_subscriber.h"
 #include "nc_time.h"
@@ -60,11 +60,11 @@ static rd_kafka_resp_err_t txn_produce_err(ml_t *m, const char *topic, const cha
 static int produce_job(ml_t *m, const char *sub_id, const char *type, const char *period,
                        int urgent, json_t *ids, const char *what, int64_t window_end)
 {
-        char msgid[NC_MAIL_MSGID_SIZE], *value;
+        char msgid[ML_MAIL_MSGID_SIZE], *value;
         json_t *job;
         int rc;
 
-        nc_mail_message_id(sub_id, what, m->cfg.mailer.message_id_domain, msgid, sizeof(msgid));
+        ml_mail_message_id(sub_id, what, m->cfg.mailer.message_id_domain, msgid, sizeof(msgid));
         job = json_pack("{s:s, s:s, s:s, s:b, s:O, s:I, s:s, s:I}", "type", type, "subscriber",
                         sub_id, "period", period, "urgent", urgent, "notices", ids, "window_end",
                         (json_int_t)window_end, "message_id", msgid, "planned_at",

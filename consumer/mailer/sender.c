@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include "mailer.h"
-#include "nc_digest.h"
+#include "ml_digest.h"
 #include "nc_kafka.h"
-#include "nc_mail.h"
+#include "ml_mail.h"
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
@@ -476,17 +476,17 @@ static void queue_flush(ml_t *m)
 
 /* ---- worker threads -------------------------------------------------------------------- */
 
-char *ml_render_message(ml_t *m, ml_unit_t *u, const nc_templates_t *templates, size_t *len,
+char *ml_render_message(ml_t *m, ml_unit_t *u, const ml_templates_t *templates, size_t *len,
                         char *errstr, size_t errstr_size)
 {
-        nc_digest_parts_t parts;
-        nc_mail_t mail = {0};
+        ml_digest_parts_t parts;
+        ml_mail_t mail = {0};
         char mailto[600];
         char *msg;
 
         /* The digest's bodies are rendered and encoded once per notice set and language (the
-         * cache in nc_digest); this subscriber's values are filled in. */
-        if (nc_digest_render_parts(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
+         * cache in ml_digest); this subscriber's values are filled in. */
+        if (ml_digest_render_parts(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
                                    u->period, &parts, errstr, errstr_size) != 0)
                 return NULL;
         mail.from_name = m->cfg.mailer.from_name;
@@ -508,11 +508,11 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, const nc_templates_t *templates, 
                 mail.unsubscribe_mailto = mailto;
         }
         if (parts.text)
-                msg = nc_mail_build_bodies(&mail, parts.text, parts.html, parts.vals,
-                                           NC_DIGEST_NVALUES, len, errstr, errstr_size);
+                msg = ml_mail_build_bodies(&mail, parts.text, parts.html, parts.vals,
+                                           ML_DIGEST_NVALUES, len, errstr, errstr_size);
         else
-                msg = nc_mail_build(&mail, len, errstr, errstr_size);
-        nc_digest_parts_free(&parts);
+                msg = ml_mail_build(&mail, len, errstr, errstr_size);
+        ml_digest_parts_free(&parts);
         return msg;
 }
 
@@ -528,7 +528,7 @@ typedef struct worker {
         int index;
         ml_smtp_config_t sc;
         char *password;
-        nc_templates_t *tpl;
+        ml_templates_t *tpl;
         unsigned gen; /* templates generation loaded (ml_queue.h) */
         ml_unit_t **units;
         ml_smtp_msg_t *msgs;
@@ -565,7 +565,7 @@ static void worker_init(worker_t *w, ml_t *m, int index)
         w->units = nc_xcalloc(batch, sizeof(*w->units));
         w->msgs = nc_xcalloc(batch, sizeof(*w->msgs));
         w->bodies = nc_xcalloc(batch, sizeof(*w->bodies));
-        w->tpl = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+        w->tpl = ml_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
                                    m->cfg.default_language, w->err, sizeof(w->err));
         if (!w->tpl)
                 fatalx("worker %d: templates: %s", index, w->err);
@@ -582,7 +582,7 @@ static void worker_init(worker_t *w, ml_t *m, int index)
 
 static void worker_free(worker_t *w)
 {
-        nc_templates_free(w->tpl);
+        ml_templates_free(w->tpl);
         if (w->password) {
                 memset(w->password, 0, strlen(w->password));
                 free(w->password);
@@ -597,14 +597,14 @@ static void worker_free(worker_t *w)
 static void worker_reload(worker_t *w, unsigned gen)
 {
         const ml_t *m = w->m;
-        nc_templates_t *fresh;
+        ml_templates_t *fresh;
 
         if (gen == w->gen)
                 return;
-        fresh = nc_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
+        fresh = ml_templates_load(m->cfg.mailer.templates, &m->cfg.languages,
                                   m->cfg.default_language, w->err, sizeof(w->err));
         if (fresh) {
-                nc_templates_free(w->tpl);
+                ml_templates_free(w->tpl);
                 w->tpl = fresh;
         } else {
                 log_warnx("worker %d: templates not reloaded: %s", w->index, w->err);
@@ -764,25 +764,6 @@ static void record_outcomes(ml_t *m)
  * deliveries partition was read to its end, or SCAN_MAX_MS passed. */
 #define SCAN_MAX_MS 30000
 
-static void scan_start(ml_t *m)
-{
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(m->scan_nparts);
-        int64_t tail = MIDS_KEEP / m->scan_nparts;
-        rd_kafka_resp_err_t err;
-
-        for (int p = 0; p < m->scan_nparts; p++)
-                rd_kafka_topic_partition_list_add(l, m->topic_events, p)->offset =
-                    RD_KAFKA_OFFSET_TAIL(tail);
-        memset(m->scan_eof, 0, (size_t)m->scan_nparts);
-        if ((err = rd_kafka_assign(m->scan, l)) != RD_KAFKA_RESP_ERR_NO_ERROR)
-                log_warnx("deliveries catch-up: assign: %s", rd_kafka_err2str(err));
-        rd_kafka_topic_partition_list_destroy(l);
-        if (!m->scan_running)
-                m->scan_learned = 0;
-        m->scan_running = 1;
-        m->scan_started_ms = nc_time_now_ms();
-}
-
 static void scan_done(ml_t *m, const char *why)
 {
         int n = m->paused ? m->paused->cnt : 0;
@@ -793,18 +774,36 @@ static void scan_done(ml_t *m, const char *why)
                 rd_kafka_topic_partition_list_destroy(m->paused);
                 m->paused = NULL;
         }
-        rd_kafka_assign(m->scan, NULL);
-        m->scan_running = 0;
+        nc_tail_stop(m->scan);
         log_info("deliveries %s: %zu Message-ID%s of sent mail learned; taking the jobs of %d "
                  "partition%s",
                  why, m->scan_learned, m->scan_learned == 1 ? "" : "s", n, n == 1 ? "" : "s");
 }
 
-static void scan_event(ml_t *m, const rd_kafka_message_t *r)
+/* (Re)reads the last MIDS_KEEP events (spread over the partitions) from the tail. */
+static void scan_start(ml_t *m)
 {
+        char err[512];
+
+        if (!nc_tail_running(m->scan))
+                m->scan_learned = 0;
+        if (nc_tail_start(m->scan, MIDS_KEEP / m->scan_nparts, m->cfg.producer_timeout_ms, err,
+                          sizeof(err)) != 0) {
+                log_warnx("deliveries catch-up: %s", err);
+                scan_done(m, "catch-up failed");
+        }
+}
+
+static void scan_event(const rd_kafka_message_t *r, void *opaque)
+{
+        ml_t *m = opaque;
         json_t *ev;
         const char *mid;
 
+        if (r->err) {
+                log_warnx("deliveries catch-up: %s", rd_kafka_message_errstr(r));
+                return;
+        }
         /* Webhook deliveries share the topic: parse only what may be a mail.sent. */
         if (!r->payload || !memmem(r->payload, r->len, "\"mail.sent\"", 11))
                 return;
@@ -820,77 +819,36 @@ static void scan_event(ml_t *m, const rd_kafka_message_t *r)
 
 static void scan_poll(ml_t *m)
 {
-        rd_kafka_message_t *batch[500];
-        rd_kafka_queue_t *q;
-        ssize_t n;
-        int p, all = 1;
-
-        if (!m->scan_running)
+        if (!nc_tail_running(m->scan))
                 return;
-        q = rd_kafka_queue_get_consumer(m->scan);
-        do {
-                n = rd_kafka_consume_batch_queue(q, 0, batch, sizeof(batch) / sizeof(*batch));
-                for (ssize_t i = 0; i < n; i++) {
-                        rd_kafka_message_t *r = batch[i];
-
-                        if (r->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                                if (r->partition >= 0 && r->partition < m->scan_nparts)
-                                        m->scan_eof[r->partition] = 1;
-                        } else if (!r->err) {
-                                scan_event(m, r);
-                        } else {
-                                log_warnx("deliveries catch-up: %s", rd_kafka_message_errstr(r));
-                        }
-                        rd_kafka_message_destroy(r);
-                }
-        } while (n == (ssize_t)(sizeof(batch) / sizeof(*batch)));
-        rd_kafka_queue_destroy(q);
-        for (p = 0; p < m->scan_nparts; p++)
-                all &= m->scan_eof[p];
-        if (all)
+        nc_tail_poll(m->scan, 0, scan_event, m);
+        if (nc_tail_caught_up(m->scan))
                 scan_done(m, "caught up");
-        else if (nc_time_now_ms() - m->scan_started_ms > SCAN_MAX_MS)
+        else if (nc_time_now_ms() - nc_tail_started_ms(m->scan) > SCAN_MAX_MS)
                 scan_done(m, "catch-up timed out (30 s)");
 }
 
+/* Without the deliveries topic's partitions there is no catch-up (M->scan stays NULL). */
 static int scan_init(ml_t *m, char *errstr, size_t errstr_size)
 {
-        static const nc_kafka_setting_t set[] = {
-            {"enable.auto.offset.store", "false"}, {"fetch.wait.max.ms", "100"}, {NULL, NULL}};
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt;
-        rd_kafka_resp_err_t err;
-        rd_kafka_queue_t *q;
-        char group[300];
+        char group[300], err[512];
 
         /* Never subscribes nor commits: the group id only satisfies the configuration. */
         snprintf(group, sizeof(group), "%s.senders-catchup", m->cfg.mailer.group_id);
-        if (!(m->scan = nc_kafka_reader_new(&m->cfg,
-                                            &(nc_kafka_opts_t){.name = "deliveries reader",
-                                                               .group_id = group,
-                                                               .partition_eof = 1,
-                                                               .set = set},
-                                            errstr, errstr_size)))
+        if (!(m->scan = nc_tail_new(&m->cfg,
+                                    &(nc_tail_opts_t){.name = "deliveries reader",
+                                                      .topic = m->topic_events,
+                                                      .group_id = group},
+                                    errstr, errstr_size)))
                 return -1;
-        q = rd_kafka_queue_get_consumer(m->scan);
-        rd_kafka_queue_io_event_enable(q, m->wake_pipe[1], "s", 1);
-        rd_kafka_queue_destroy(q);
-        rkt = rd_kafka_topic_new(m->scan, m->topic_events, NULL);
-        err = rd_kafka_metadata(m->scan, 0, rkt, &md, 10000);
-        rd_kafka_topic_destroy(rkt);
-        if (!err && md->topic_cnt == 1 && !md->topics[0].err)
-                m->scan_nparts = md->topics[0].partition_cnt;
-        else
-                log_warnx("deliveries topic %s: %s: jobs read again after a rebalance are not "
-                          "checked against it",
-                          m->topic_events,
-                          rd_kafka_err2str(err             ? err
-                                           : md->topic_cnt ? md->topics[0].err
-                                                           : err));
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        if (m->scan_nparts > 0)
-                m->scan_eof = nc_xcalloc((size_t)m->scan_nparts, 1);
+        nc_tail_wake_fd(m->scan, m->wake_pipe[1], "s", 1);
+        m->scan_nparts = nc_tail_partitions(m->scan, 10000, err, sizeof(err));
+        if (m->scan_nparts <= 0) {
+                log_warnx("%s: jobs read again after a rebalance are not checked against it", err);
+                nc_tail_free(m->scan);
+                m->scan = NULL;
+                m->scan_nparts = 0;
+        }
         return 0;
 }
 
@@ -901,7 +859,7 @@ static void jobs_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
 {
         ml_t *m = opaque;
 
-        if (m->scan_nparts <= 0 || parts->cnt <= 0)
+        if (!m->scan || parts->cnt <= 0)
                 return;
         rd_kafka_pause_partitions(rk, parts);
         if (!m->paused)
@@ -1220,13 +1178,8 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms)
                 rd_kafka_topic_partition_list_destroy(m->paused);
                 m->paused = NULL;
         }
-        if (m->scan) {
-                rd_kafka_assign(m->scan, NULL);
-                rd_kafka_destroy(m->scan);
-                m->scan = NULL;
-        }
-        free(m->scan_eof);
-        m->scan_eof = NULL;
+        nc_tail_free(m->scan);
+        m->scan = NULL;
         ml_queue_destroy(&m->q);
         if (m->mids) {
                 g_hash_table_destroy(m->mids);

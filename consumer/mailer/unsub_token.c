@@ -5,15 +5,14 @@
 #include <openssl/hmac.h>
 #include <string.h>
 
+#include "nc_sign.h"
+
 #define VERSION  0x02
 #define TAG_LEN  16
 #define HEAD_LEN 10 /* version, generation, id length */
 #define P_MAX    (((HEAD_LEN + ML_TOKEN_ID_MAX) + 15) / 16 * 16)
 
 const char *const ml_token_status_names[] = {"ok", "malformed", "forged"};
-
-static const char b64url_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 struct keys {
         unsigned char enc[32], mac[32];
@@ -60,77 +59,6 @@ static int ctr(const struct keys *k, const unsigned char iv[TAG_LEN], const unsi
         return ok ? 0 : -1;
 }
 
-static size_t b64url_encode(const unsigned char *in, size_t len, char *out)
-{
-        size_t i, o = 0;
-
-        for (i = 0; i + 2 < len; i += 3) {
-                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-                out[o++] = b64url_chars[v >> 18];
-                out[o++] = b64url_chars[(v >> 12) & 63];
-                out[o++] = b64url_chars[(v >> 6) & 63];
-                out[o++] = b64url_chars[v & 63];
-        }
-        if (len - i == 1) {
-                out[o++] = b64url_chars[in[i] >> 2];
-                out[o++] = b64url_chars[(in[i] & 3) << 4];
-        } else if (len - i == 2) {
-                uint32_t v = (uint32_t)in[i] << 8 | in[i + 1];
-
-                out[o++] = b64url_chars[v >> 10];
-                out[o++] = b64url_chars[(v >> 4) & 63];
-                out[o++] = b64url_chars[(v & 15) << 2];
-        }
-        out[o] = '\0';
-        return o;
-}
-
-static int b64url_val(char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '-')
-                return 62;
-        if (c == '_')
-                return 63;
-        return -1;
-}
-
-/* Strict: only the canonical, unpadded encoding decodes. */
-static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *olen)
-{
-        uint32_t acc = 0;
-        size_t i, o = 0;
-        int bits = 0;
-
-        if (len % 4 == 1 || len / 4 * 3 + 2 > cap + 2)
-                return -1;
-        for (i = 0; i < len; i++) {
-                int v = b64url_val(in[i]);
-
-                if (v < 0)
-                        return -1;
-                acc = acc << 6 | (uint32_t)v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        if (o == cap)
-                                return -1;
-                        out[o++] = (unsigned char)(acc >> bits);
-                        acc &= (1u << bits) - 1;
-                }
-        }
-        if (acc != 0) /* leftover bits must be zero */
-                return -1;
-        *olen = o;
-        return 0;
-}
-
 int ml_token_seal(const unsigned char *secret, size_t secret_len, const char *id,
                   uint64_t generation, char *out, size_t size)
 {
@@ -151,10 +79,9 @@ int ml_token_seal(const unsigned char *secret, size_t secret_len, const char *id
         memcpy(p + HEAD_LEN, id, n);
         derive(secret, secret_len, &k);
         tag_of(&k, p, plen, buf);
-        if (ctr(&k, buf, p, plen, buf + TAG_LEN) == 0) {
-                b64url_encode(buf, TAG_LEN + plen, out);
+        if (ctr(&k, buf, p, plen, buf + TAG_LEN) == 0 &&
+            nc_base64url_encode(buf, TAG_LEN + plen, out, size) >= 0)
                 rc = 0;
-        }
         OPENSSL_cleanse(&k, sizeof(k));
         OPENSSL_cleanse(p, sizeof(p));
         return rc;
@@ -172,7 +99,7 @@ ml_token_status_t ml_token_open(const unsigned char *secret, size_t secret_len, 
         if (id_size)
                 id[0] = '\0';
         if (!token || strlen(token) > ML_TOKEN_SIZE ||
-            b64url_decode(token, strlen(token), buf, sizeof(buf), &len) != 0 ||
+            nc_base64url_decode(token, strlen(token), buf, sizeof(buf), &len) != 0 ||
             len < TAG_LEN + 16 || (len - TAG_LEN) % 16)
                 return ML_TOKEN_MALFORMED;
         plen = len - TAG_LEN;

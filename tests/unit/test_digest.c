@@ -1,6 +1,6 @@
-/* Unit tests for nc_digest with the real templates in config/templates: every language,
+/* Unit tests for ml_digest with the real templates in config/templates: every language,
  * language fallback, HTML escaping, urgent marking, errors; and the rendered parts built
- * into a message by nc_mail. */
+ * into a message by ml_mail. */
 #include "nc_test.h"
 
 #include <pthread.h>
@@ -11,13 +11,13 @@
 #include <gmime/gmime.h>
 #include <jansson.h>
 
-#include "nc_digest.h"
-#include "nc_mail.h"
+#include "../../consumer/mailer/ml_digest.h"
+#include "../../consumer/mailer/ml_mail.h"
 
 #define UNSUB    "https://notices.example.gov/unsubscribe?t=tok123&s=1"
 #define PUA_TEST "\xEE\x80\x80" /* U+E000, the cache's sentinel character */
 
-static nc_templates_t *tpl;
+static ml_templates_t *tpl;
 static json_t *all; /* tests/unit/data/mail/notices.json: [urgent ko/en, MOI en/es/pt, es] */
 enum { ALERT = 0, MOI = 1, TENDER = 2 };
 
@@ -30,7 +30,7 @@ static int setup(void **state)
         (void)state;
         nc_strlist_split(&langs, "en, es, pt, ko");
         nc_test_src_path(path, sizeof(path), "config/templates");
-        tpl = nc_templates_load(path, &langs, "en", err, sizeof(err));
+        tpl = ml_templates_load(path, &langs, "en", err, sizeof(err));
         nc_strlist_clear(&langs);
         if (!tpl) {
                 print_error("templates: %s\n", err);
@@ -48,7 +48,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
         (void)state;
-        nc_templates_free(tpl);
+        ml_templates_free(tpl);
         json_decref(all);
         return 0;
 }
@@ -80,12 +80,12 @@ static json_t *pick(int first, ...)
 }
 
 static void render_ok(const json_t *sub, const json_t *notices, int urgent, const char *period,
-                      nc_digest_out_t *out)
+                      ml_digest_out_t *out)
 {
         char err[512] = "";
 
-        if (nc_digest_render(tpl, sub, notices, urgent, UNSUB, period, out, err, sizeof(err)))
-                fail_msg("nc_digest_render: %s", err);
+        if (ml_digest_render(tpl, sub, notices, urgent, UNSUB, period, out, err, sizeof(err)))
+                fail_msg("ml_digest_render: %s", err);
         assert_non_null(out->subject);
         assert_non_null(out->text);
         assert_non_null(out->html);
@@ -113,53 +113,53 @@ static void test_load(void **state)
 {
         nc_strlist_t langs = {0};
         char path[1200], err[512];
-        nc_templates_t *t;
+        ml_templates_t *t;
 
         (void)state;
-        assert_true(nc_templates_has(tpl, "en"));
-        assert_true(nc_templates_has(tpl, "es"));
-        assert_true(nc_templates_has(tpl, "pt"));
-        assert_true(nc_templates_has(tpl, "ko"));
-        assert_false(nc_templates_has(tpl, "fr"));
+        assert_true(ml_templates_has(tpl, "en"));
+        assert_true(ml_templates_has(tpl, "es"));
+        assert_true(ml_templates_has(tpl, "pt"));
+        assert_true(ml_templates_has(tpl, "ko"));
+        assert_false(ml_templates_has(tpl, "fr"));
 
         /* A configured language without templates: the error names the first missing file. */
         nc_strlist_split(&langs, "en fr");
         nc_test_src_path(path, sizeof(path), "config/templates");
-        t = nc_templates_load(path, &langs, "en", err, sizeof(err));
+        t = ml_templates_load(path, &langs, "en", err, sizeof(err));
         assert_null(t);
         has(err, "config/templates/fr/subject.mustache: ");
         nc_strlist_clear(&langs);
 
         nc_strlist_split(&langs, "en");
         nc_test_src_path(path, sizeof(path), "tests/unit/data/mail/tpl-missing");
-        assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
+        assert_null(ml_templates_load(path, &langs, "en", err, sizeof(err)));
         has(err, "tpl-missing/en/html.mustache: No such file or directory");
 
         nc_test_src_path(path, sizeof(path), "tests/unit/data/mail/tpl-syntax");
-        assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
+        assert_null(ml_templates_load(path, &langs, "en", err, sizeof(err)));
         has(err, "tpl-syntax/en/text.mustache: ");
         has(err, "notices");
 
         /* Partials are compiled at load too. */
         nc_test_src_path(path, sizeof(path), "tests/unit/data/mail/tpl-badpartial");
-        assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
+        assert_null(ml_templates_load(path, &langs, "en", err, sizeof(err)));
         has(err, "tpl-badpartial/en/item.mustache: ");
 
         /* The default language must be one of the languages. */
         nc_test_src_path(path, sizeof(path), "config/templates");
-        assert_null(nc_templates_load(path, &langs, "es", err, sizeof(err)));
+        assert_null(ml_templates_load(path, &langs, "es", err, sizeof(err)));
         has(err, "default language 'es'");
         nc_strlist_clear(&langs);
-        assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
+        assert_null(ml_templates_load(path, &langs, "en", err, sizeof(err)));
 
         /* A language code is a directory name: no path tricks. */
         nc_strlist_add(&langs, "en");
         nc_strlist_add(&langs, "../en");
-        assert_null(nc_templates_load(path, &langs, "en", err, sizeof(err)));
+        assert_null(ml_templates_load(path, &langs, "en", err, sizeof(err)));
         has(err, "../en: not a usable language code");
         nc_strlist_clear(&langs);
 
-        nc_templates_free(NULL);
+        ml_templates_free(NULL);
 }
 
 /* ---- rendering -------------------------------------------------------------------------- */
@@ -187,7 +187,7 @@ static void test_languages(void **state)
         for (size_t i = 0; i < sizeof(langs) / sizeof(langs[0]); i++) {
                 json_t *sub = subscriber(langs[i].lang, "Ana");
                 json_t *one = pick(MOI, -1), *two = pick(MOI, TENDER, -1);
-                nc_digest_out_t o;
+                ml_digest_out_t o;
                 char buf[128];
 
                 /* One notice, sent immediately: the subject is its title. */
@@ -211,14 +211,14 @@ static void test_languages(void **state)
                 snprintf(buf, sizeof(buf), "<div lang=\"%s\">\n<p style=\"margin:0 0 16px 0;\">",
                          strcmp(langs[i].lang, "ko") ? langs[i].lang : "en");
                 has(o.html, buf);
-                nc_digest_out_free(&o);
+                ml_digest_out_free(&o);
 
                 /* A daily digest of two. */
                 render_ok(sub, two, 0, "daily", &o);
                 assert_string_equal(o.subject, langs[i].daily2);
                 has(o.text, "Licitación: servicios de nube para municipalidades");
                 has(o.html, "<h2 lang=\"es\"");
-                nc_digest_out_free(&o);
+                ml_digest_out_free(&o);
 
                 json_decref(sub);
                 json_decref(one);
@@ -232,7 +232,7 @@ static void test_fallback(void **state)
         json_t *fr = subscriber("fr", NULL), *none = subscriber(NULL, NULL);
         json_t *ko = subscriber("ko", "김민준"), *es = subscriber("es", NULL);
         json_t *moi = pick(MOI, -1), *tender = pick(TENDER, -1), *alert = pick(ALERT, -1);
-        nc_digest_out_t o;
+        ml_digest_out_t o;
 
         (void)state;
         /* No French templates: English ones, and the English text of the notice. */
@@ -240,10 +240,10 @@ static void test_fallback(void **state)
         has(o.html, "<html lang=\"en\">");
         assert_string_equal(o.subject, "Korean e-Government delegation visits Peru and Brazil");
         has(o.text, "Hello,\n"); /* no name */
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
         render_ok(none, moi, 0, "immediate", &o);
         has(o.html, "<html lang=\"en\">");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
 
         /* A Korean reader of a Spanish-only notice: Korean templates, Spanish text marked as
          * such, with a note in Korean. */
@@ -256,13 +256,13 @@ static void test_fallback(void **state)
         has(o.text, "한국어로 제공되지 않는 공지이므로 원문 언어로 표시합니다.");
         has(o.text, "김민준님, 안녕하세요.");
         assert_string_equal(o.subject, "Licitación: servicios de nube para municipalidades");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
 
         /* The Korean alert for a Korean reader: no fallback note. */
         render_ok(ko, alert, 1, "immediate", &o);
         has(o.html, "<h2 lang=\"ko\"");
         has_not(o.html, "원문 언어로 표시합니다");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
 
         /* The same alert for a Spanish reader falls back to the notice's own language (ko),
          * not to another translation. */
@@ -270,7 +270,7 @@ static void test_fallback(void **state)
         has(o.html, "<html lang=\"es\">");
         has(o.html, "<h2 lang=\"ko\"");
         has(o.html, "No disponible en español");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
 
         json_decref(fr);
         json_decref(none);
@@ -286,7 +286,7 @@ static void test_escaping(void **state)
 {
         json_t *sub = subscriber("en", "<b>Ana</b> & \"Co\"");
         json_t *alert = pick(ALERT, -1), *tender = pick(TENDER, -1);
-        nc_digest_out_t o;
+        ml_digest_out_t o;
 
         (void)state;
         render_ok(sub, alert, 1, "immediate", &o);
@@ -303,13 +303,13 @@ static void test_escaping(void **state)
         assert_string_equal(o.subject,
                             "URGENT: Heavy rain warning for Seoul <script>alert(1)</script> & "
                             "\"more\"");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
 
         /* A javascript: URL never becomes a link, in either part. */
         render_ok(sub, tender, 0, "immediate", &o);
         has_not(o.html, "javascript");
         has_not(o.text, "javascript");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
 
         json_decref(sub);
         json_decref(alert);
@@ -332,7 +332,7 @@ static void test_urgent(void **state)
         (void)state;
         for (size_t i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
                 json_t *sub = subscriber(u[i].lang, "Ana");
-                nc_digest_out_t o;
+                ml_digest_out_t o;
 
                 render_ok(sub, alert, 1, "immediate", &o);
                 if (strncmp(o.subject, u[i].subject, strlen(u[i].subject)))
@@ -342,7 +342,7 @@ static void test_urgent(void **state)
                 has(o.text, "[" /* per-notice badge */);
                 has(o.html, u[i].banner_html);
                 has(o.html, u[i].badge);
-                nc_digest_out_free(&o);
+                ml_digest_out_free(&o);
 
                 /* A normal notice: no urgent marking anywhere. */
                 render_ok(sub, moi, 0, "immediate", &o);
@@ -351,7 +351,7 @@ static void test_urgent(void **state)
                 has_not(o.text, u[i].banner_text);
                 has_not(o.html, u[i].banner_html);
                 has_not(o.html, "#a4101c");
-                nc_digest_out_free(&o);
+                ml_digest_out_free(&o);
                 json_decref(sub);
         }
         json_decref(alert);
@@ -362,25 +362,25 @@ static void test_periods(void **state)
 {
         json_t *sub = subscriber("en", NULL);
         json_t *three = pick(ALERT, MOI, TENDER, -1), *one = pick(MOI, -1);
-        nc_digest_out_t o;
+        ml_digest_out_t o;
 
         (void)state;
         render_ok(sub, three, 0, "weekly", &o);
         assert_string_equal(o.subject, "Weekly digest: 3 new notices");
         has(o.text, "Your weekly digest: 3 new notices.");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
         render_ok(sub, one, 0, "daily", &o);
         assert_string_equal(o.subject,
                             "Daily digest: Korean e-Government delegation visits Peru and Brazil");
         has(o.text, "Your daily digest: one new notice.");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
         render_ok(sub, three, 0, NULL, &o); /* NULL = immediate */
         assert_string_equal(o.subject, "3 new notices");
         has(o.text, "3 new notices have been published.");
         /* Newest first, as given. */
         assert_true(strstr(o.text, "Heavy rain") < strstr(o.text, "Korean e-Government"));
         assert_true(strstr(o.text, "Korean e-Government") < strstr(o.text, "Licitación"));
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
         json_decref(sub);
         json_decref(three);
         json_decref(one);
@@ -390,39 +390,39 @@ static void test_errors(void **state)
 {
         json_t *sub = subscriber("en", NULL), *empty = json_array(), *one = pick(MOI, -1);
         json_t *bad = json_pack("[{s:s}]", "id", "x");
-        nc_digest_out_t o = {(char *)1, (char *)1, (char *)1};
+        ml_digest_out_t o = {(char *)1, (char *)1, (char *)1};
         char err[512];
 
         (void)state;
         /* The caller never sends an empty digest: rendering one is an error. */
-        assert_int_equal(nc_digest_render(tpl, sub, empty, 0, UNSUB, "daily", &o, err, sizeof(err)),
+        assert_int_equal(ml_digest_render(tpl, sub, empty, 0, UNSUB, "daily", &o, err, sizeof(err)),
                          -1);
         has(err, "notices: is empty");
         assert_null(o.subject);
         assert_null(o.text);
         assert_null(o.html);
-        assert_int_equal(nc_digest_render(tpl, sub, one, 0, UNSUB, "monthly", &o, err, sizeof(err)),
+        assert_int_equal(ml_digest_render(tpl, sub, one, 0, UNSUB, "monthly", &o, err, sizeof(err)),
                          -1);
         has(err, "period: 'monthly'");
-        assert_int_equal(nc_digest_render(tpl, sub, sub, 0, UNSUB, "daily", &o, err, sizeof(err)),
+        assert_int_equal(ml_digest_render(tpl, sub, sub, 0, UNSUB, "daily", &o, err, sizeof(err)),
                          -1);
         has(err, "notices: is not an array");
-        assert_int_equal(nc_digest_render(tpl, one, one, 0, UNSUB, "daily", &o, err, sizeof(err)),
+        assert_int_equal(ml_digest_render(tpl, one, one, 0, UNSUB, "daily", &o, err, sizeof(err)),
                          -1);
         has(err, "subscriber: is not an object");
-        assert_int_equal(nc_digest_render(tpl, sub, bad, 0, UNSUB, "daily", &o, err, sizeof(err)),
+        assert_int_equal(ml_digest_render(tpl, sub, bad, 0, UNSUB, "daily", &o, err, sizeof(err)),
                          -1);
         has(err, "notices[0] (x): has no title");
         assert_null(o.subject);
-        nc_digest_out_free(&o);
-        nc_digest_out_free(NULL);
+        ml_digest_out_free(&o);
+        ml_digest_out_free(NULL);
 
         /* Without an unsubscribe URL (a preview) the link is left out, not rendered empty. */
-        assert_int_equal(nc_digest_render(tpl, sub, one, 0, NULL, "daily", &o, err, sizeof(err)),
+        assert_int_equal(ml_digest_render(tpl, sub, one, 0, NULL, "daily", &o, err, sizeof(err)),
                          0);
         has_not(o.html, "<a href=\"\"");
         has_not(o.text, "unsubscribe here");
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
 
         json_decref(sub);
         json_decref(empty);
@@ -439,7 +439,7 @@ static void test_text_shapes(void **state)
                               "priority", "normal", "published_at", "2017-06-20T09:00:00+09:00",
                               "title", "en", "Line one\r\nBcc: evil@example.org\u2028end", "body",
                               "en", "\n\nA\n\nB\nC\n\n \t \n\nD  \n\n");
-        nc_digest_out_t o;
+        ml_digest_out_t o;
 
         (void)state;
         render_ok(sub, n, 0, "immediate", &o);
@@ -448,7 +448,7 @@ static void test_text_shapes(void **state)
         has(o.html, "<p style=\"margin:0 0 16px 0;\">A</p>\n<p style=\"margin:0 0 16px 0;\">B\nC"
                     "</p>\n<p style=\"margin:0 0 16px 0;\">D</p>\n");
         has_not(o.text, "Read the full notice"); /* no url */
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
         json_decref(n);
 
         /* A very long title: the subject is cut to 2000 bytes on a character boundary. */
@@ -460,21 +460,21 @@ static void test_text_shapes(void **state)
         render_ok(sub, n, 0, "immediate", &o);
         assert_true(strlen(o.subject) <= 2000 && strlen(o.subject) >= 1995);
         assert_int_equal(strlen(o.subject) % 3, 0);
-        nc_digest_out_free(&o);
+        ml_digest_out_free(&o);
         json_decref(n);
         json_decref(sub);
 }
 
-/* Rendered parts go through nc_mail: a valid message in every language. */
+/* Rendered parts go through ml_mail: a valid message in every language. */
 static void test_into_mail(void **state)
 {
         (void)state;
         for (size_t i = 0; i < sizeof(langs) / sizeof(langs[0]); i++) {
                 json_t *sub = subscriber(langs[i].lang, "Ana María");
                 json_t *notices = pick(ALERT, MOI, TENDER, -1);
-                char msgid[NC_MAIL_MSGID_SIZE], err[512];
-                nc_digest_out_t o;
-                nc_mail_t m = {0};
+                char msgid[ML_MAIL_MSGID_SIZE], err[512];
+                ml_digest_out_t o;
+                ml_mail_t m = {0};
                 GMimeStream *stream;
                 GMimeParser *parser;
                 GMimeMessage *msg;
@@ -482,7 +482,7 @@ static void test_into_mail(void **state)
                 char *raw;
 
                 render_ok(sub, notices, 1, "immediate", &o);
-                nc_mail_message_id("ana@example.org", "urgent:0190f3c3", "example.gov", msgid,
+                ml_mail_message_id("ana@example.org", "urgent:0190f3c3", "example.gov", msgid,
                                    sizeof(msgid));
                 m.from_name = "Ministerio del Interior";
                 m.from_addr = "notices@example.gov";
@@ -495,7 +495,7 @@ static void test_into_mail(void **state)
                 m.date_ms = 1498104000000LL;
                 m.list_id = "Notices <notices.example.gov>";
                 m.unsubscribe_https = UNSUB;
-                raw = nc_mail_build(&m, &len, err, sizeof(err));
+                raw = ml_mail_build(&m, &len, err, sizeof(err));
                 if (!raw)
                         fail_msg("%s: %s", langs[i].lang, err);
                 for (size_t j = 0; j < len; j++) {
@@ -514,7 +514,7 @@ static void test_into_mail(void **state)
                 g_object_unref(parser);
                 g_object_unref(stream);
                 free(raw);
-                nc_digest_out_free(&o);
+                ml_digest_out_free(&o);
                 json_decref(sub);
                 json_decref(notices);
         }
@@ -559,8 +559,8 @@ static void lf(char *s)
 }
 
 /* The cache (rendered once with sentinels, values filled in per subscriber) gives exactly what
- * a full render gives, for awkward names too; and the message nc_mail_build_bodies() makes from
- * the pieces decodes to the same bodies as nc_mail_build() of the full texts, on a clean wire. */
+ * a full render gives, for awkward names too; and the message ml_mail_build_bodies() makes from
+ * the pieces decodes to the same bodies as ml_mail_build() of the full texts, on a clean wire. */
 static void test_cache_same_as_full(void **state)
 {
         static const char *const names[] = {"Ana",
@@ -588,25 +588,25 @@ static void test_cache_same_as_full(void **state)
                                 json_t *sub = subscriber(langs[li].lang, names[ni]);
                                 int urgent = si == 3;
                                 const char *period = periods_[(ni + si) % 3];
-                                nc_digest_out_t a, b;
-                                nc_digest_parts_t p;
-                                nc_mail_t m = {0};
+                                ml_digest_out_t a, b;
+                                ml_digest_parts_t p;
+                                ml_mail_t m = {0};
                                 GMimeStream *stream;
                                 GMimeParser *parser;
                                 GMimeMessage *msg;
                                 char *raw, *t, *h;
                                 size_t len;
 
-                                nc_templates_set_cache(tpl, 1);
+                                ml_templates_set_cache(tpl, 1);
                                 render_ok(sub, sets[si], urgent, period, &a);
-                                nc_templates_set_cache(tpl, 0);
+                                ml_templates_set_cache(tpl, 0);
                                 render_ok(sub, sets[si], urgent, period, &b);
-                                nc_templates_set_cache(tpl, 1);
+                                ml_templates_set_cache(tpl, 1);
                                 assert_string_equal(a.subject, b.subject);
                                 assert_string_equal(a.text, b.text);
                                 assert_string_equal(a.html, b.html);
 
-                                if (nc_digest_render_parts(tpl, sub, sets[si], urgent, UNSUB,
+                                if (ml_digest_render_parts(tpl, sub, sets[si], urgent, UNSUB,
                                                            period, &p, err, sizeof(err)))
                                         fail_msg("%s", err);
                                 assert_string_equal(p.subject, a.subject);
@@ -621,10 +621,10 @@ static void test_cache_same_as_full(void **state)
                                 m.date_ms = 1498104000000LL;
                                 m.list_id = "Notices <notices.example.gov>";
                                 m.unsubscribe_https = UNSUB;
-                                raw = p.text ? nc_mail_build_bodies(&m, p.text, p.html, p.vals,
-                                                                    NC_DIGEST_NVALUES, &len, err,
+                                raw = p.text ? ml_mail_build_bodies(&m, p.text, p.html, p.vals,
+                                                                    ML_DIGEST_NVALUES, &len, err,
                                                                     sizeof(err))
-                                             : nc_mail_build(&m, &len, err, sizeof(err));
+                                             : ml_mail_build(&m, &len, err, sizeof(err));
                                 if (!raw)
                                         fail_msg("%s: %s", langs[li].lang, err);
                                 for (size_t j = 0, start = 0; j < len; j++) {
@@ -646,7 +646,7 @@ static void test_cache_same_as_full(void **state)
                                 h = part_text(msg, "html");
                                 lf(t);
                                 lf(h);
-                                /* nc_mail ends a body with a newline. */
+                                /* ml_mail ends a body with a newline. */
                                 assert_int_equal(strncmp(t, a.text, strlen(a.text)), 0);
                                 assert_true(strlen(t) - strlen(a.text) <= 1);
                                 assert_int_equal(strncmp(h, a.html, strlen(a.html)), 0);
@@ -657,9 +657,9 @@ static void test_cache_same_as_full(void **state)
                                 g_object_unref(parser);
                                 g_object_unref(stream);
                                 free(raw);
-                                nc_digest_parts_free(&p);
-                                nc_digest_out_free(&a);
-                                nc_digest_out_free(&b);
+                                ml_digest_parts_free(&p);
+                                ml_digest_out_free(&a);
+                                ml_digest_out_free(&b);
                                 json_decref(sub);
                         }
                 }
@@ -673,7 +673,7 @@ static void test_cache_sentinel_in_notice(void **state)
 {
         json_t *n = json_deep_copy(json_array_get(all, MOI)), *set = json_array();
         json_t *sub = subscriber("en", "Ana");
-        nc_digest_out_t a, b;
+        ml_digest_out_t a, b;
 
         (void)state;
         json_object_set_new(n, "title",
@@ -681,15 +681,15 @@ static void test_cache_sentinel_in_notice(void **state)
                                         "0&\xEE\x80\x81 sentinel \xEE\x80\x80"));
         json_array_append_new(set, n);
         render_ok(sub, set, 0, "daily", &a);
-        nc_templates_set_cache(tpl, 0);
+        ml_templates_set_cache(tpl, 0);
         render_ok(sub, set, 0, "daily", &b);
-        nc_templates_set_cache(tpl, 1);
+        ml_templates_set_cache(tpl, 1);
         assert_string_equal(a.text, b.text);
         assert_string_equal(a.html, b.html);
         assert_non_null(strstr(a.text, "Fake \xEE\x80\x80"
                                        "0&\xEE\x80\x81 sentinel"));
-        nc_digest_out_free(&a);
-        nc_digest_out_free(&b);
+        ml_digest_out_free(&a);
+        ml_digest_out_free(&b);
         json_decref(set);
         json_decref(sub);
 }
@@ -709,13 +709,13 @@ static void *thr_main(void *arg)
 
         t->ok = 1;
         for (int i = 0; i < 50 && t->ok; i++) {
-                nc_digest_out_t o;
+                ml_digest_out_t o;
 
-                if (nc_digest_render(tpl, sub, notices, 0, UNSUB, "daily", &o, err, sizeof(err)))
+                if (ml_digest_render(tpl, sub, notices, 0, UNSUB, "daily", &o, err, sizeof(err)))
                         t->ok = 0;
                 else if (strcmp(o.html, t->expect))
                         t->ok = 0;
-                nc_digest_out_free(&o);
+                ml_digest_out_free(&o);
         }
         json_decref(sub);
         json_decref(notices);
@@ -732,14 +732,14 @@ static void test_threads(void **state)
         for (i = 0; i < 8; i++) {
                 json_t *sub;
                 json_t *notices = pick(ALERT, MOI, TENDER, -1);
-                nc_digest_out_t o;
+                ml_digest_out_t o;
 
                 t[i].lang = langs[i % 4].lang;
                 sub = subscriber(t[i].lang, "Ana");
                 render_ok(sub, notices, 0, "daily", &o);
                 t[i].expect = o.html;
                 o.html = NULL;
-                nc_digest_out_free(&o);
+                ml_digest_out_free(&o);
                 json_decref(sub);
                 json_decref(notices);
         }
@@ -770,8 +770,8 @@ int main(void)
         };
         int rc;
 
-        nc_mail_global_init();
+        ml_mail_global_init();
         rc = cmocka_run_group_tests(tests, setup, teardown);
-        nc_mail_global_shutdown();
+        ml_mail_global_shutdown();
         return rc;
 }

@@ -1,4 +1,4 @@
-/* Unit tests for nc_mail: messages built with GMime are parsed back with GMime's own parser
+/* Unit tests for ml_mail: messages built with GMime are parsed back with GMime's own parser
  * and checked for structure, charsets, RFC 2047 headers, CRLF and line lengths, and for
  * header injection from notice or subscriber text. */
 #include "nc_test.h"
@@ -10,7 +10,7 @@
 
 #include <gmime/gmime.h>
 
-#include "nc_mail.h"
+#include "../../consumer/mailer/ml_mail.h"
 
 static const char KO[] = "대한민국 전자정부";
 static const char ES[] = "Perú: delegación";
@@ -25,9 +25,9 @@ static const char HTML_ES[] = "<!DOCTYPE html>\n<html lang=\"es\"><body><h1>Per�
                               "delegación</h1><p>Segundo párrafo</p></body></html>\n";
 
 /* A valid message; tests change one field at a time. */
-static nc_mail_t base_mail(void)
+static ml_mail_t base_mail(void)
 {
-        nc_mail_t m = {
+        ml_mail_t m = {
             .from_name = "Ministério do Interior",
             .from_addr = "notices@example.gov",
             .to_name = "김민준",
@@ -67,22 +67,22 @@ static void check_wire(const char *buf, size_t len)
         assert_int_equal(start, len); /* the last line ends with CRLF too */
 }
 
-static char *build_ok(const nc_mail_t *m, size_t *len)
+static char *build_ok(const ml_mail_t *m, size_t *len)
 {
         char err[256] = "";
-        char *out = nc_mail_build(m, len, err, sizeof(err));
+        char *out = ml_mail_build(m, len, err, sizeof(err));
 
         if (!out)
-                fail_msg("nc_mail_build: %s", err);
+                fail_msg("ml_mail_build: %s", err);
         check_wire(out, *len);
         return out;
 }
 
-static void build_fails(const nc_mail_t *m, const char *field)
+static void build_fails(const ml_mail_t *m, const char *field)
 {
         char err[256] = "";
         size_t len = 0;
-        char *out = nc_mail_build(m, &len, err, sizeof(err));
+        char *out = ml_mail_build(m, &len, err, sizeof(err));
 
         if (out) {
                 print_error("expected an error naming '%s', got a message:\n%s\n", field, out);
@@ -266,7 +266,7 @@ static char *raw_mailbox_name(GMimeMessage *msg, const char *name)
 
 static void test_structure(void **state)
 {
-        nc_mail_t m = base_mail();
+        ml_mail_t m = base_mail();
         GMimeMessage *msg;
         GMimeMultipart *mp;
         GMimeObject *root;
@@ -332,7 +332,7 @@ static void test_structure(void **state)
         free(out);
 }
 
-/* Each thread reuses one message object (nc_mail.c, skel_get): whatever one message set must
+/* Each thread reuses one message object (ml_mail.c, skel_get): whatever one message set must
  * not leak into the next one (To after an encoded-word name, Subject, Message-ID, Date,
  * List-Unsubscribe with and without mailto, From and List-Id when they change, the bodies). */
 static void test_consecutive(void **state)
@@ -345,7 +345,7 @@ static void test_consecutive(void **state)
 
         (void)state;
         for (int i = 0; i < 7; i++) {
-                nc_mail_t m = base_mail();
+                ml_mail_t m = base_mail();
                 char msgid[64], addr[64], url[128], from[64];
                 GMimeMessage *msg;
                 GMimeMultipart *mp;
@@ -409,7 +409,7 @@ static void test_rfc2047(void **state)
 
         (void)state;
         for (i = 0; i < n; i++) {
-                nc_mail_t m = base_mail();
+                ml_mail_t m = base_mail();
                 GMimeMessage *msg;
                 char *out, *h, *d;
                 size_t len;
@@ -453,7 +453,7 @@ static void test_charsets(void **state)
                                       "둘째 문단입니다.\n";
         static const char ko_html[] = "<p lang=\"ko\">대한민국 전자정부</p>\n";
         static const char ascii[] = "Plain ASCII only.\n";
-        nc_mail_t m = base_mail();
+        ml_mail_t m = base_mail();
         GMimeMessage *msg;
         GMimeMultipart *mp;
         size_t len;
@@ -517,7 +517,7 @@ static void test_injection_text(void **state)
 
         (void)state;
         for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                nc_mail_t m = base_mail();
+                ml_mail_t m = base_mail();
                 GMimeMessage *msg;
                 size_t len;
                 char *out;
@@ -545,7 +545,7 @@ static void test_injection_text(void **state)
         }
 
         /* A name made of specials is quoted, not parsed as more addresses. */
-        nc_mail_t m = base_mail();
+        ml_mail_t m = base_mail();
         GMimeMessage *msg;
         size_t len;
         char *out;
@@ -617,7 +617,7 @@ static void test_injection_rejected(void **state)
             "unsubscribe@example.gov?subject=a b",
         };
         char longurl[1200];
-        nc_mail_t m;
+        ml_mail_t m;
         size_t i;
 
         (void)state;
@@ -689,7 +689,7 @@ static void test_injection_rejected(void **state)
 /* Optional parts: no mailto, no display names, a bare list id, a UTF-8 list-id phrase. */
 static void test_optional(void **state)
 {
-        nc_mail_t m = base_mail();
+        ml_mail_t m = base_mail();
         GMimeMessage *msg;
         size_t len;
         char *out;
@@ -728,7 +728,7 @@ static void test_long_lines(void **state)
         size_t n = 200 * 1024, i, len;
         char *html = malloc(n + 2), *text = malloc(n + 2), *subject = malloc(2001);
         const char *chunk = "<td style=\"font-family:Arial\">Perú é 대한민국 &amp; more</td>";
-        nc_mail_t m = base_mail();
+        ml_mail_t m = base_mail();
         GMimeMessage *msg;
         GMimeMultipart *mp;
         char *out, *decoded;
@@ -769,40 +769,40 @@ static void test_long_lines(void **state)
 
 static void test_message_id(void **state)
 {
-        char a[NC_MAIL_MSGID_SIZE], b[NC_MAIL_MSGID_SIZE], small[64];
+        char a[ML_MAIL_MSGID_SIZE], b[ML_MAIL_MSGID_SIZE], small[64];
 
         (void)state;
         /* sha256("kim@example.org\ndigest:daily:2017-06-20")[:16], from Python's hashlib. */
-        nc_mail_message_id("kim@example.org", "digest:daily:2017-06-20", "example.gov", a,
+        ml_mail_message_id("kim@example.org", "digest:daily:2017-06-20", "example.gov", a,
                            sizeof(a));
         assert_string_equal(a, "d5bca0f6efe7283aad690ecf891b5f58@example.gov");
-        nc_mail_message_id("kim@example.org", "digest:daily:2017-06-20", "example.gov", b,
+        ml_mail_message_id("kim@example.org", "digest:daily:2017-06-20", "example.gov", b,
                            sizeof(b));
         assert_string_equal(a, b);
-        nc_mail_message_id("kim@example.org", "digest:daily:2017-06-21", "example.gov", b,
+        ml_mail_message_id("kim@example.org", "digest:daily:2017-06-21", "example.gov", b,
                            sizeof(b));
         assert_string_not_equal(a, b);
-        nc_mail_message_id("lee@example.org", "digest:daily:2017-06-20", "example.gov", b,
+        ml_mail_message_id("lee@example.org", "digest:daily:2017-06-20", "example.gov", b,
                            sizeof(b));
         assert_string_not_equal(a, b);
-        nc_mail_message_id("", "x", "example.gov", b, sizeof(b));
+        ml_mail_message_id("", "x", "example.gov", b, sizeof(b));
         assert_string_equal(b, "bbe56d7c2d0f1f7271eb6f829800598a@example.gov");
-        /* Exactly enough room, and one byte short: "" (which nc_mail_build refuses). */
-        nc_mail_message_id("kim@example.org", "w", "example.gov", small, 32 + 1 + 11 + 1);
+        /* Exactly enough room, and one byte short: "" (which ml_mail_build refuses). */
+        ml_mail_message_id("kim@example.org", "w", "example.gov", small, 32 + 1 + 11 + 1);
         assert_int_equal(strlen(small), 44);
-        nc_mail_message_id("kim@example.org", "w", "example.gov", small, 32 + 1 + 11);
+        ml_mail_message_id("kim@example.org", "w", "example.gov", small, 32 + 1 + 11);
         assert_string_equal(small, "");
 
-        /* The longest DNS name still fits NC_MAIL_MSGID_SIZE, and nc_mail_build takes it. */
+        /* The longest DNS name still fits ML_MAIL_MSGID_SIZE, and ml_mail_build takes it. */
         char domain[254];
-        nc_mail_t m = base_mail();
+        ml_mail_t m = base_mail();
         size_t len;
         char *out;
 
         for (size_t i = 0; i < 253; i++)
                 domain[i] = (i % 64 == 63) ? '.' : 'a';
         domain[253] = '\0';
-        nc_mail_message_id("kim@example.org", "w", domain, a, sizeof(a));
+        ml_mail_message_id("kim@example.org", "w", domain, a, sizeof(a));
         assert_int_equal(strlen(a), 32 + 1 + 253);
         m.message_id = a;
         out = build_ok(&m, &len);
@@ -820,9 +820,9 @@ int main(void)
         };
         int rc;
 
-        nc_mail_global_init();
-        nc_mail_global_init(); /* idempotent */
+        ml_mail_global_init();
+        ml_mail_global_init(); /* idempotent */
         rc = cmocka_run_group_tests(tests, NULL, NULL);
-        nc_mail_global_shutdown();
+        ml_mail_global_shutdown();
         return rc;
 }

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "nc_log.h"
 #include "nc_sign.h"
 
@@ -234,7 +236,7 @@ static void test_bad_base64(void **state)
 static void test_base64(void **state)
 {
         unsigned char in[70], out[70], *exact;
-        char enc[128];
+        char enc[128], ref[128];
         size_t n, len;
         int k;
 
@@ -245,6 +247,9 @@ static void test_base64(void **state)
                 k = nc_base64_encode(in, n, enc, sizeof(enc));
                 assert_int_equal(k, (int)((n + 2) / 3 * 4));
                 assert_int_equal(strlen(enc), (size_t)k);
+                /* The same as OpenSSL's encoder. */
+                assert_int_equal(EVP_EncodeBlock((unsigned char *)ref, in, (int)n), k);
+                assert_string_equal(enc, ref);
                 /* Output exactly as large as the data: no padding bytes written past it. */
                 exact = malloc(n ? n : 1);
 
@@ -268,6 +273,47 @@ static void test_base64(void **state)
         assert_int_equal(nc_base64_decode("Zh==", 4, out, sizeof(out), &len), -1);
         assert_int_equal(nc_base64_decode("Z===", 4, out, sizeof(out), &len), -1);
         assert_int_equal(nc_base64_decode("====", 4, out, sizeof(out), &len), -1);
+}
+
+/* RFC 4648 §10 vectors, the URL alphabet, no padding, and the strict decoder. */
+static void test_base64url(void **state)
+{
+        static const char *const vec[][2] = {
+            {"", ""},           {"f", "Zg"},          {"fo", "Zm8"},         {"foo", "Zm9v"},
+            {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
+        static const char *const bad[] = {"Zg==", "Zm8=", "Z",   "Zm9vY", "Zh",
+                                          "Zm9",  "+/8",  "Zg=", "Zm 8",  "Zm8\n"};
+        static const unsigned char high[] = {0xfb, 0xff};
+        unsigned char out[16];
+        char enc[32];
+        size_t i, len;
+
+        (void)state;
+        for (i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+                size_t n = strlen(vec[i][0]);
+
+                assert_int_equal(
+                    nc_base64url_encode((const unsigned char *)vec[i][0], n, enc, sizeof(enc)),
+                    (int)strlen(vec[i][1]));
+                assert_string_equal(enc, vec[i][1]);
+                assert_int_equal(nc_base64url_decode(enc, strlen(enc), out, n, &len), 0);
+                assert_int_equal(len, n);
+                assert_memory_equal(out, vec[i][0], n);
+                if (n > 0)
+                        assert_int_equal(nc_base64url_decode(enc, strlen(enc), out, n - 1, &len),
+                                         -1);
+                assert_int_equal(nc_base64url_encode((const unsigned char *)vec[i][0], n, enc,
+                                                     strlen(vec[i][1])),
+                                 -1);
+        }
+        assert_int_equal(nc_base64url_encode(high, 2, enc, sizeof(enc)), 3);
+        assert_string_equal(enc, "-_8");
+        assert_int_equal(nc_base64url_decode("-_8", 3, out, sizeof(out), &len), 0);
+        assert_int_equal(len, 2);
+        assert_memory_equal(out, high, 2);
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                if (nc_base64url_decode(bad[i], strlen(bad[i]), out, sizeof(out), &len) != -1)
+                        fail_msg("base64url accepted \"%s\"", bad[i]);
 }
 
 static char tmp_path[64];
@@ -437,6 +483,7 @@ int main(void)
             cmocka_unit_test(test_secret_length),
             cmocka_unit_test(test_bad_base64),
             cmocka_unit_test(test_base64),
+            cmocka_unit_test(test_base64url),
             cmocka_unit_test(test_file),
             cmocka_unit_test(test_file_errors),
             cmocka_unit_test(test_webhook_id),

@@ -16,6 +16,9 @@
 
 #include "../../consumer/mailer/unsub_token.c"
 
+/* The base64url alphabet (RFC 4648 §5). */
+static const char url_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
 static const unsigned char other_secret[] = "fedcba9876543210fedcba9876543210";
 #define SECRET_LEN (sizeof(secret) - 1)
@@ -68,7 +71,7 @@ static void test_round_trip(void **state)
                 assert_string_equal(id, ids[i]);
                 assert_true(gen == 0x1234abcd5678ef90ULL);
                 /* URL-safe as it is, and stable for one subscription. */
-                assert_int_equal(strspn(tok, b64url_chars), strlen(tok));
+                assert_int_equal(strspn(tok, url_chars), strlen(tok));
                 assert_int_equal(ml_token_seal(secret, SECRET_LEN, ids[i], 0x1234abcd5678ef90ULL,
                                                again, sizeof(again)),
                                  0);

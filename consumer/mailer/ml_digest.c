@@ -1,4 +1,4 @@
-#include "nc_digest.h"
+#include "ml_digest.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,13 +10,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include "nc_mail.h"
+#include "ml_mail.h"
 #include "nc_mustache.h"
 #include "nc_notice.h"
 
 #define SUFFIX        ".mustache"
 #define MAX_PARTIALS  64
-#define SUBJECT_BYTES 2000 /* after collapsing; nc_mail folds and encodes it */
+#define SUBJECT_BYTES 2000 /* after collapsing; ml_mail folds and encodes it */
 
 static const char *const required[] = {"subject", "text", "html"};
 
@@ -30,7 +30,7 @@ struct dpieces {
         size_t nhole;
         char **lit;     /* nhole + 1, NUL-terminated */
         size_t *len;    /* of lit[i] */
-        unsigned *hole; /* value index (NC_DIGEST_V_*) of each hole */
+        unsigned *hole; /* value index (ML_DIGEST_V_*) of each hole */
 };
 
 /* One (language, notice set, urgent, period, which values are present) rendered once. */
@@ -47,7 +47,7 @@ struct dentry {
         /* value */
         int direct; /* sentinels unusable (a template or notice has U+E000): no pieces */
         struct dpieces subject, text, html;
-        nc_mail_body_t *tbody, *hbody;
+        ml_mail_body_t *tbody, *hbody;
 };
 
 /* The templates of one language. */
@@ -65,11 +65,11 @@ struct nc_tlang {
         uint64_t tick;
 };
 
-struct nc_templates {
+struct ml_templates {
         struct nc_tlang *v;
         size_t n;
         size_t def;  /* index of the default language */
-        int nocache; /* nc_templates_set_cache(t, 0) */
+        int nocache; /* ml_templates_set_cache(t, 0) */
 };
 
 static void dentry_free(struct dentry *e);
@@ -222,10 +222,10 @@ static int load_lang(struct nc_tlang *l, const char *dir, const char *lang, char
         return load_partials(l, ldir, errstr, errstr_size);
 }
 
-nc_templates_t *nc_templates_load(const char *dir, const nc_strlist_t *languages,
+ml_templates_t *ml_templates_load(const char *dir, const nc_strlist_t *languages,
                                   const char *default_lang, char *errstr, size_t errstr_size)
 {
-        nc_templates_t *t;
+        ml_templates_t *t;
         size_t i;
 
         if (!languages || languages->n == 0) {
@@ -249,7 +249,7 @@ nc_templates_t *nc_templates_load(const char *dir, const nc_strlist_t *languages
                 if (dup)
                         continue;
                 if (load_lang(&t->v[t->n++], dir, lang, errstr, errstr_size) < 0) {
-                        nc_templates_free(t);
+                        ml_templates_free(t);
                         return NULL;
                 }
                 if (!strcmp(lang, default_lang))
@@ -258,7 +258,7 @@ nc_templates_t *nc_templates_load(const char *dir, const nc_strlist_t *languages
         return t;
 }
 
-void nc_templates_free(nc_templates_t *t)
+void ml_templates_free(ml_templates_t *t)
 {
         if (!t)
                 return;
@@ -268,7 +268,7 @@ void nc_templates_free(nc_templates_t *t)
         free(t);
 }
 
-static struct nc_tlang *find_lang(const nc_templates_t *t, const char *lang)
+static struct nc_tlang *find_lang(const ml_templates_t *t, const char *lang)
 {
         for (size_t i = 0; lang && i < t->n; i++)
                 if (!strcmp(t->v[i].lang, lang))
@@ -276,7 +276,7 @@ static struct nc_tlang *find_lang(const nc_templates_t *t, const char *lang)
         return NULL;
 }
 
-int nc_templates_has(const nc_templates_t *t, const char *lang)
+int ml_templates_has(const ml_templates_t *t, const char *lang)
 {
         return find_lang(t, lang) != NULL;
 }
@@ -472,7 +472,7 @@ static void utf8_cut(char *s, size_t max)
 
 static const char *const periods[] = {"immediate", "daily", "weekly"};
 
-/* The data for the templates (see nc_digest.h) with the given per-subscriber values (NULL:
+/* The data for the templates (see ml_digest.h) with the given per-subscriber values (NULL:
  * absent); NULL with errstr set when a notice is unusable. */
 static json_t *build_data(const struct nc_tlang *l, const char *name, const char *email,
                           const char *unsub, const json_t *notices, int urgent, const char *period,
@@ -566,8 +566,8 @@ static void dentry_free(struct dentry *e)
         dpieces_free(&e->subject);
         dpieces_free(&e->text);
         dpieces_free(&e->html);
-        nc_mail_body_free(e->tbody);
-        nc_mail_body_free(e->hbody);
+        ml_mail_body_free(e->tbody);
+        ml_mail_body_free(e->hbody);
         free(e);
 }
 
@@ -706,9 +706,9 @@ static struct dentry *dentry_make(struct nc_tlang *l, const json_t *notices, int
         json_decref(data);
         if (split(r[0], &e->subject) < 0 || split(r[1], &e->text) < 0 ||
             split(r[2], &e->html) < 0 ||
-            !(e->tbody = nc_mail_body_new((const char *const *)e->text.lit, e->text.len,
+            !(e->tbody = ml_mail_body_new((const char *const *)e->text.lit, e->text.len,
                                           e->text.hole, e->text.nhole, err, sizeof(err))) ||
-            !(e->hbody = nc_mail_body_new((const char *const *)e->html.lit, e->html.len,
+            !(e->hbody = ml_mail_body_new((const char *const *)e->html.lit, e->html.len,
                                           e->html.hole, e->html.nhole, err, sizeof(err))))
                 e->direct = 1;
         for (i = 0; i < 3; i++)
@@ -815,28 +815,28 @@ static char *join(const struct dpieces *p, const char *const *vals)
         return r;
 }
 
-void nc_templates_set_cache(nc_templates_t *t, int on)
+void ml_templates_set_cache(ml_templates_t *t, int on)
 {
         if (t)
                 t->nocache = !on;
 }
 
-void nc_digest_parts_free(nc_digest_parts_t *p)
+void ml_digest_parts_free(ml_digest_parts_t *p)
 {
         if (!p)
                 return;
         free(p->subject);
         free(p->text_str);
         free(p->html_str);
-        for (size_t i = 0; i < NC_DIGEST_NVALUES; i++)
+        for (size_t i = 0; i < ML_DIGEST_NVALUES; i++)
                 free(p->own_[i]);
         dentry_release(p->entry_);
         memset(p, 0, sizeof(*p));
 }
 
-int nc_digest_render_parts(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
                            int urgent, const char *unsubscribe_url, const char *period,
-                           nc_digest_parts_t *out, char *errstr, size_t errstr_size)
+                           ml_digest_parts_t *out, char *errstr, size_t errstr_size)
 {
         struct nc_tlang *l;
         const char *sl, *name, *email, *unsub;
@@ -875,7 +875,7 @@ int nc_digest_render_parts(const nc_templates_t *t, const json_t *subscriber, co
         unsub = http_url(unsubscribe_url) ? unsubscribe_url : NULL;
         flags = (name ? F_NAME : 0) | (email ? F_EMAIL : 0) | (unsub ? F_UNSUB : 0);
 
-        /* A value ending in CR would join the LF after it differently in nc_mail_build. */
+        /* A value ending in CR would join the LF after it differently in ml_mail_build. */
         direct = t->nocache || l->pua || (name && name[strlen(name) - 1] == '\r') ||
                  (email && *email && email[strlen(email) - 1] == '\r');
         if (!direct) {
@@ -921,15 +921,15 @@ int nc_digest_render_parts(const nc_templates_t *t, const json_t *subscriber, co
         return 0;
 }
 
-int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+int ml_digest_render(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
                      int urgent, const char *unsubscribe_url, const char *period,
-                     nc_digest_out_t *out, char *errstr, size_t errstr_size)
+                     ml_digest_out_t *out, char *errstr, size_t errstr_size)
 {
-        nc_digest_parts_t p;
+        ml_digest_parts_t p;
         const struct dentry *e;
 
         memset(out, 0, sizeof(*out));
-        if (nc_digest_render_parts(t, subscriber, notices, urgent, unsubscribe_url, period, &p,
+        if (ml_digest_render_parts(t, subscriber, notices, urgent, unsubscribe_url, period, &p,
                                    errstr, errstr_size) < 0)
                 return -1;
         e = p.entry_;
@@ -943,11 +943,11 @@ int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const js
                 out->html = p.html_str;
                 p.text_str = p.html_str = NULL;
         }
-        nc_digest_parts_free(&p);
+        ml_digest_parts_free(&p);
         return 0;
 }
 
-void nc_digest_out_free(nc_digest_out_t *o)
+void ml_digest_out_free(ml_digest_out_t *o)
 {
         if (!o)
                 return;

@@ -1,5 +1,5 @@
 /* Email content for a subscriber: subject, plain text and HTML rendered from the Mustache
- * templates in config/templates/<lang>/.  nc_mail builds the message from them.
+ * templates in config/templates/<lang>/.  ml_mail builds the message from them.
  *
  * Template set, per language directory:
  *   subject.mustache, text.mustache, html.mustache   required
@@ -32,49 +32,49 @@
  * such values).  The subject has control characters and blank runs collapsed to one space.
  *
  * Threads: a template set is immutable after loading, except for the partial cache inside
- * each compiled template, which a mutex per language guards; nc_digest_render() may be
+ * each compiled template, which a mutex per language guards; ml_digest_render() may be
  * called from several threads on the same set.  Reload (SIGHUP) = load a new set, swap the
  * pointer, free the old one once no render uses it. */
-#ifndef NC_DIGEST_H
-#define NC_DIGEST_H
+#ifndef ML_DIGEST_H
+#define ML_DIGEST_H
 
 #include <stddef.h>
 
 #include <jansson.h>
 
-#include "nc_mail.h"
+#include "ml_mail.h"
 #include "nc_util.h"
 
 /* Largest template file accepted (each of subject/text/html and every partial). */
 #define NC_TEMPLATE_MAX_BYTES ((size_t)1 << 20)
 
-typedef struct nc_templates nc_templates_t; /* all languages, compiled once */
+typedef struct ml_templates ml_templates_t; /* all languages, compiled once */
 
 /* Loads DIR/<lang>/ for every language in LANGUAGES; DEFAULT_LANG must be one of them.
  * Every template and partial is compiled here, so a syntax error is reported at load (and a
  * reload keeps the old set) rather than at the first send.  Errors name the file:
  * "config/templates/ko/html.mustache: No such file or directory",
  * "config/templates/es/text.mustache: line 3: unclosed section 'notices'". */
-nc_templates_t *nc_templates_load(const char *dir, const nc_strlist_t *languages,
+ml_templates_t *ml_templates_load(const char *dir, const nc_strlist_t *languages,
                                   const char *default_lang, char *errstr, size_t errstr_size);
-void nc_templates_free(nc_templates_t *t);
+void ml_templates_free(ml_templates_t *t);
 /* 1 if T has templates for LANG. */
-int nc_templates_has(const nc_templates_t *t, const char *lang);
+int ml_templates_has(const ml_templates_t *t, const char *lang);
 
-typedef struct nc_digest_out {
+typedef struct ml_digest_out {
         char *subject, *text, *html; /* malloc'd, UTF-8 */
-} nc_digest_out_t;
+} ml_digest_out_t;
 
 /* Renders the message for SUBSCRIBER (subscriber JSON) and NOTICES (array of normalised
  * notices, newest first; must not be empty: an empty digest is never sent).  URGENT marks an
  * urgent alert; UNSUBSCRIBE_URL may be NULL (previews); PERIOD is "daily", "weekly" or
  * "immediate" (NULL = "immediate").  The templates are those of the subscriber's language if
  * loaded, else of the default language.  Returns 0 and fills OUT (free with
- * nc_digest_out_free), or -1 with errstr set and OUT all NULL. */
-int nc_digest_render(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+ * ml_digest_out_free), or -1 with errstr set and OUT all NULL. */
+int ml_digest_render(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
                      int urgent, const char *unsubscribe_url, const char *period,
-                     nc_digest_out_t *out, char *errstr, size_t errstr_size);
-void nc_digest_out_free(nc_digest_out_t *o);
+                     ml_digest_out_t *out, char *errstr, size_t errstr_size);
+void ml_digest_out_free(ml_digest_out_t *o);
 
 /* ---- rendering once for many subscribers ----------------------------------------------
  *
@@ -89,29 +89,29 @@ void nc_digest_out_free(nc_digest_out_t *o);
  * and every string is truthy, so a value's content cannot change the render around it.  A
  * template or notice that contains U+E000 itself is rendered in full, per subscriber. */
 
-/* Values of the holes: NC_DIGEST_V_NAME .. SUBJECT times 2, +1 for the HTML-escaped form. */
-#define NC_DIGEST_NVALUES 8
+/* Values of the holes: ML_DIGEST_V_NAME .. SUBJECT times 2, +1 for the HTML-escaped form. */
+#define ML_DIGEST_NVALUES 8
 
-typedef struct nc_digest_parts {
+typedef struct ml_digest_parts {
         char *subject; /* malloc'd, final (collapsed, cut) */
         /* Either prepared bodies with their values ... */
-        const nc_mail_body_t *text, *html; /* owned by the cache entry held below */
-        const char *vals[NC_DIGEST_NVALUES];
+        const ml_mail_body_t *text, *html; /* owned by the cache entry held below */
+        const char *vals[ML_DIGEST_NVALUES];
         /* ... or, when text is NULL, the rendered bodies (malloc'd). */
         char *text_str, *html_str;
         /* private */
         void *entry_;
-        char *own_[NC_DIGEST_NVALUES];
-} nc_digest_parts_t;
+        char *own_[ML_DIGEST_NVALUES];
+} ml_digest_parts_t;
 
-/* As nc_digest_render(), but the bodies as prepared bodies for nc_mail_build_bodies() (with
- * P->vals) when the digest could be cached.  Free with nc_digest_parts_free(). */
-int nc_digest_render_parts(const nc_templates_t *t, const json_t *subscriber, const json_t *notices,
+/* As ml_digest_render(), but the bodies as prepared bodies for ml_mail_build_bodies() (with
+ * P->vals) when the digest could be cached.  Free with ml_digest_parts_free(). */
+int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
                            int urgent, const char *unsubscribe_url, const char *period,
-                           nc_digest_parts_t *p, char *errstr, size_t errstr_size);
-void nc_digest_parts_free(nc_digest_parts_t *p);
+                           ml_digest_parts_t *p, char *errstr, size_t errstr_size);
+void ml_digest_parts_free(ml_digest_parts_t *p);
 
 /* Turns the cache of T off (0) or on (1, the default): for tests and comparisons. */
-void nc_templates_set_cache(nc_templates_t *t, int on);
+void ml_templates_set_cache(ml_templates_t *t, int on);
 
 #endif

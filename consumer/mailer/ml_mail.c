@@ -1,4 +1,4 @@
-#include "nc_mail.h"
+#include "ml_mail.h"
 #include "nc_sign.h"
 
 #include <pthread.h>
@@ -15,7 +15,7 @@
 /* Header values we take verbatim (URLs, ids) stay well inside one line even after
  * "List-Unsubscribe: " and the other URL; GMime folds only at blanks, and these have none. */
 #define URL_MAX   900
-#define ID_MAX    (NC_MAIL_MSGID_SIZE - 1) /* message id (32 hex @ domain) and list id */
+#define ID_MAX    (ML_MAIL_MSGID_SIZE - 1) /* message id (32 hex @ domain) and list id */
 #define NAME_MAX_ 400 /* display names and the List-Id phrase, before RFC 2047 */
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
@@ -25,20 +25,20 @@ static void gmime_init_once(void)
         g_mime_init();
 }
 
-void nc_mail_global_init(void)
+void ml_mail_global_init(void)
 {
         pthread_once(&gmime_once, gmime_init_once);
 }
 
 static void skel_release(void);
 
-void nc_mail_global_shutdown(void)
+void ml_mail_global_shutdown(void)
 {
         skel_release();
         g_mime_shutdown();
 }
 
-void nc_mail_message_id(const char *subscriber_id, const char *what, const char *domain, char *out,
+void ml_mail_message_id(const char *subscriber_id, const char *what, const char *domain, char *out,
                         size_t size)
 {
         static const char hex[] = "0123456789abcdef";
@@ -454,7 +454,7 @@ static char *list_id_value(const char *s, char *errstr, size_t errstr_size)
         return r;
 }
 
-/* What nc_mail_build() and nc_mail_build_bodies() share: the checked, mended header values. */
+/* What ml_mail_build() and ml_mail_build_bodies() share: the checked, mended header values. */
 struct hdrs {
         char *subject, *from_name, *to_name, *list_id;
         const char *mailto; /* into m->unsubscribe_mailto, without "mailto:" */
@@ -469,7 +469,7 @@ static void hdrs_free(struct hdrs *h)
 }
 
 /* Everything is checked before GMime sees any of it. */
-static int hdrs_prepare(const nc_mail_t *m, struct hdrs *h, char *errstr, size_t errstr_size)
+static int hdrs_prepare(const ml_mail_t *m, struct hdrs *h, char *errstr, size_t errstr_size)
 {
         memset(h, 0, sizeof(*h));
         if (check_addr("from_addr", m->from_addr, errstr, errstr_size) < 0 ||
@@ -605,7 +605,7 @@ static GMimePart *skel_part(GMimeMultipart *alt, const char *subtype)
         return GMIME_PART(part);
 }
 
-static struct skel *skel_get(const nc_mail_t *m, const struct hdrs *h)
+static struct skel *skel_get(const ml_mail_t *m, const struct hdrs *h)
 {
         struct skel *k;
 
@@ -690,7 +690,7 @@ static char *splice_bodies(const struct skel *k, const char *buf, size_t len, si
 
 /* The message around the parts of K (their content already set), written out with CRLF and
  * checked.  Returns the malloc'd message or NULL with errstr set. */
-static char *assemble(const nc_mail_t *m, const struct hdrs *h, struct skel *k, size_t *lenp,
+static char *assemble(const ml_mail_t *m, const struct hdrs *h, struct skel *k, size_t *lenp,
                       char *errstr, size_t errstr_size)
 {
         GMimeMessage *msg = k->msg;
@@ -779,7 +779,7 @@ static char *assemble(const nc_mail_t *m, const struct hdrs *h, struct skel *k, 
         return out;
 }
 
-char *nc_mail_build(const nc_mail_t *m, size_t *lenp, char *errstr, size_t errstr_size)
+char *ml_mail_build(const ml_mail_t *m, size_t *lenp, char *errstr, size_t errstr_size)
 {
         struct hdrs h;
         char *text = NULL, *html = NULL, *out = NULL;
@@ -824,7 +824,7 @@ struct piece {
         size_t high; /* 8-bit octets */
 };
 
-struct nc_mail_body {
+struct ml_mail_body {
         size_t nhole;
         struct piece *lit; /* nhole + 1 */
         unsigned *hole;    /* value index of each hole */
@@ -888,10 +888,10 @@ static void piece_free(struct piece *p)
         free(p->qp);
 }
 
-nc_mail_body_t *nc_mail_body_new(const char *const *lit, const size_t *len, const unsigned *hole,
+ml_mail_body_t *ml_mail_body_new(const char *const *lit, const size_t *len, const unsigned *hole,
                                  size_t nhole, char *errstr, size_t errstr_size)
 {
-        nc_mail_body_t *b;
+        ml_mail_body_t *b;
         size_t i;
 
         for (i = 0; i <= nhole; i++) {
@@ -917,7 +917,7 @@ nc_mail_body_t *nc_mail_body_new(const char *const *lit, const size_t *len, cons
         return b;
 }
 
-void nc_mail_body_free(nc_mail_body_t *b)
+void ml_mail_body_free(ml_mail_body_t *b)
 {
         if (!b)
                 return;
@@ -933,7 +933,7 @@ void nc_mail_body_free(nc_mail_body_t *b)
  * pieces, as GMime would for the whole text: 7bit and quoted-printable content is put
  * together from the pieces (each encoded once, by GMime, when B was made) and given to GMime
  * already encoded; base64 (mostly non-Latin text) goes through fill_text(). */
-static int fill_pieces(GMimePart *part, struct skel *sk, int which, const nc_mail_body_t *b,
+static int fill_pieces(GMimePart *part, struct skel *sk, int which, const ml_mail_body_t *b,
                        struct piece *val, size_t valn, char *errstr, size_t errstr_size)
 {
         GByteArray **slot = &sk->body[which];
@@ -1036,11 +1036,11 @@ static int fill_pieces(GMimePart *part, struct skel *sk, int which, const nc_mai
         return 0;
 }
 
-char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
-                           const nc_mail_body_t *html, const char *const *vals, size_t nvals,
+char *ml_mail_build_bodies(const ml_mail_t *m, const ml_mail_body_t *text,
+                           const ml_mail_body_t *html, const char *const *vals, size_t nvals,
                            size_t *lenp, char *errstr, size_t errstr_size)
 {
-        struct piece val[NC_MAIL_MAX_VALUES];
+        struct piece val[ML_MAIL_MAX_VALUES];
         struct skel *k;
         char *out = NULL;
         struct hdrs h;
@@ -1050,8 +1050,8 @@ char *nc_mail_build_bodies(const nc_mail_t *m, const nc_mail_body_t *text,
                 nc_err(errstr, errstr_size, "%s: is missing", !text ? "text" : "html");
                 return NULL;
         }
-        if (nvals > NC_MAIL_MAX_VALUES) {
-                nc_err(errstr, errstr_size, "body: more than %d values", NC_MAIL_MAX_VALUES);
+        if (nvals > ML_MAIL_MAX_VALUES) {
+                nc_err(errstr, errstr_size, "body: more than %d values", ML_MAIL_MAX_VALUES);
                 return NULL;
         }
         if (hdrs_prepare(m, &h, errstr, errstr_size) < 0)
