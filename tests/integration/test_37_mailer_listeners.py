@@ -34,4 +34,6 @@ def test_public_and_admin_listeners(ml):
             assert seen[("admin", method, path)][0] == 200, (method, path, seen[("admin", method, path)])
     assert "noticecast_" not in seen[("public", "GET", "/metrics")][1]
     assert "noticecast_mail_messages_total" in seen[("admin", "GET", "/metrics")][1]
+    # ready means the brokers answer: the gauge says so too
+    assert metric_value(d.metrics(), "noticecast_kafka_broker_up") == 1
     assert d.terminate() == 0, d.tail()

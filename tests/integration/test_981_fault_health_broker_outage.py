@@ -102,7 +102,10 @@ def run(ml, wh, broker, record_property):
     log_at = {"mailer": dm.log_size(), "webhooks": dw.log_size()}
     t_down = time.monotonic()
     broker.down()
-    time.sleep(OUTAGE_S)
+    time.sleep(GRACE_S + 6)
+    # the gauge is the loop's (the mailer's may be blocked in the planner: webhooks only)
+    gauge_down = metric_value(dw.metrics(), "noticecast_kafka_broker_up")
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))
     t_up = time.monotonic()
     broker.up()
     dm.wait_ready(timeout=120)
@@ -117,6 +120,8 @@ def run(ml, wh, broker, record_property):
                  and len({m.to for m in ib if "Outage bulletin" in (m.subject or "")}) >= N_SUBS,
                  timeout=240, what=f"both notices to all {N_SUBS} subscribers", interval=0.5)
     time.sleep(3)
+    gauge_up = {name: metric_value(d.metrics(), "noticecast_kafka_broker_up")
+                for name, d in (("mailer", dm), ("webhooks", dw))}
     sampler.stop.set()
     sampler.join(10)
 
@@ -172,6 +177,9 @@ def run(ml, wh, broker, record_property):
             problems.append(f"{name}: the reconnected line does not say how long: {reconnected}")
         if lib_warn > 5:
             problems.append(f"{name}: {lib_warn} librdkafka warnings/errors logged during the outage")
+    figures.append(f"noticecast_kafka_broker_up: webhooks {gauge_down} during the outage, {gauge_up} after")
+    if gauge_down != 0 or gauge_up != {"mailer": 1, "webhooks": 1}:
+        problems.append(f"noticecast_kafka_broker_up: {gauge_down} during the outage, {gauge_up} after")
     text = "; ".join(figures)
     print("\n" + "\n".join(figures))
     record_property("figures", text)
