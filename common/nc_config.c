@@ -204,6 +204,7 @@ static const struct key keys[] = {
 
     STR("webhooks", "group_id", webhooks.group_id, "noticecast-webhooks", check_nonempty),
     STR("webhooks", "listen", webhooks.listen, "127.0.0.1:9464", NULL),
+    TYPED("webhooks", "kafka_grace", K_DURATION, webhooks.kafka_grace_ms, "5s"),
     /* Standard Webhooks / Svix schedule */
     SCHEDULE("webhooks", webhooks, "5s, 5m, 30m, 2h, 5h, 10h, 10h"),
     TYPED("webhooks", "retry_after_max", K_DURATION, webhooks.retry_after_max_ms, "1h"),
@@ -212,11 +213,13 @@ static const struct key keys[] = {
 
     STR("mailer", "group_id", mailer.group_id, "noticecast-mailer", check_header),
     STR("mailer", "listen", mailer.listen, "127.0.0.1:9465", check_header),
+    STR("mailer", "public_listen", mailer.public_listen, "127.0.0.1:9466", check_header),
+    TYPED("mailer", "kafka_grace", K_DURATION, mailer.kafka_grace_ms, "5s"),
     STR("mailer", "from_name", mailer.from_name, "noticecast", check_header),
     STR("mailer", "from_address", mailer.from_address, "notices@localhost", check_header_email),
     STR("mailer", "envelope_from", mailer.envelope_from, NULL, check_header_email),
     STR("mailer", "list_id", mailer.list_id, "notices.localhost", check_header),
-    STR("mailer", "unsubscribe_url", mailer.unsubscribe_url, "http://127.0.0.1:9465/unsubscribe",
+    STR("mailer", "unsubscribe_url", mailer.unsubscribe_url, "http://127.0.0.1:9466/unsubscribe",
         check_header_url),
     STR("mailer", "unsubscribe_mailto", mailer.unsubscribe_mailto, NULL, check_header_email),
     STR("mailer", "unsubscribe_secret_file", mailer.unsubscribe_secret_file, NULL, check_header),

@@ -46,7 +46,8 @@ typedef struct nc_partner {
 /* [webhooks]: the noticecast-webhooks daemon. */
 typedef struct nc_webhooks_config {
         char *group_id;
-        char *listen; /* metrics/health address, "" = off */
+        char *listen;           /* metrics/health address, "" = off */
+        int64_t kafka_grace_ms; /* a Kafka outage this short leaves /readyz 200 */
         int64_t retry_ms[16];
         size_t retry_n;
         int64_t retry_after_max_ms;
@@ -57,7 +58,9 @@ typedef struct nc_webhooks_config {
 /* [mailer]: the noticecast-mailer daemon. */
 typedef struct nc_mailer_config {
         char *group_id;
-        char *listen; /* metrics/health/unsubscribe address, "" = off */
+        char *listen;           /* admin: metrics/health address, "" = off */
+        char *public_listen;    /* public: /unsubscribe address, "" = off */
+        int64_t kafka_grace_ms; /* a Kafka outage this short leaves /readyz 200 */
         char *from_name;
         char *from_address;
         char *envelope_from; /* default: from_address */

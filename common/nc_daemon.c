@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nc_health.h"
+#include "nc_kafka.h"
 #include "nc_log.h"
 #include "nc_sdnotify.h"
 #include "nc_time.h"
@@ -24,7 +26,10 @@ struct nc_daemon {
         int wake[2];
         nc_httpd_t *httpd;
         _Atomic int64_t heartbeat_us; /* read by the HTTP thread */
-        uint64_t watchdog_us;         /* 0: no watchdog */
+        atomic_int looping;           /* the loop has turned once: liveness counts from then */
+        _Atomic int64_t live_bound_ms;
+        nc_metric_t *m_broker_up;
+        uint64_t watchdog_us; /* 0: no watchdog */
         int64_t watchdog_sent_us;
         int ready;          /* -1 until the first nc_daemon_set_ready */
         int notified_ready; /* READY=1 sent */
@@ -196,6 +201,34 @@ int64_t nc_daemon_heartbeat_age_ms(const nc_daemon_t *d)
         return (mono_us() - atomic_load(&d->heartbeat_us)) / 1000;
 }
 
+void nc_daemon_set_live_bound(nc_daemon_t *d, int64_t bound_ms)
+{
+        atomic_store(&d->live_bound_ms, bound_ms);
+}
+
+/* /healthz, on the HTTP thread: from the heartbeat stamp only, never asking the loop. */
+static int live_cb(void *opaque, char *why, size_t size)
+{
+        const nc_daemon_t *d = opaque;
+        int64_t age = atomic_load(&d->looping) ? nc_daemon_heartbeat_age_ms(d) : -1;
+
+        return nc_health_live(age, atomic_load(&d->live_bound_ms), why, size);
+}
+
+void nc_daemon_health(nc_daemon_t *d, int progress, const char *reason, int64_t grace_ms)
+{
+        nc_health_in_t in = {.grace_ms = grace_ms,
+                             .progress = progress,
+                             .progress_reason = reason,
+                             .now_ms = nc_time_now_ms()};
+        char why[256];
+
+        in.kafka = nc_kafka_conn_state(&in.kafka_since_ms);
+        if (d->m_broker_up)
+                nc_metrics_set(d->m_broker_up, NULL, in.kafka == NC_HEALTH_KAFKA_UP ? 1 : 0);
+        nc_daemon_set_ready(d, nc_health_ready(&in, why, sizeof(why)) == NC_HEALTH_READY, why);
+}
+
 void nc_daemon_set_ready(nc_daemon_t *d, int ready, const char *reason)
 {
         char state[300];
@@ -299,13 +332,33 @@ static int parse_args(nc_daemon_t *d, void *arg, int argc, char **argv, int *che
         return -1;
 }
 
-/* Wake pipe, signals, watchdog, metrics and the HTTP endpoint.  0, or the exit status. */
+/* The HTTP endpoint on LISTEN, its /healthz from the heartbeat.  0, or the exit status. */
+static int admin_listen(nc_daemon_t *d, const char *listen, nc_metrics_t *metrics)
+{
+        const char *port;
+        char err[1024];
+
+        if (!(d->httpd = nc_httpd_start(listen, metrics, err, sizeof(err)))) {
+                /* Name the port the operator configured (the server's own message may not: it
+                 * binds a socket address). */
+                port = strrchr(listen, ':');
+                log_error("http endpoint: cannot listen on port %s (%s = %s): %s",
+                          port ? port + 1 : listen, d->ops->listen_key, listen, err);
+                return NC_EX_CONFIG;
+        }
+        nc_httpd_set_live(d->httpd, live_cb, d);
+        nc_daemon_log_listen(listen, nc_httpd_port(d->httpd));
+        return 0;
+}
+
+/* Wake pipe, signals, watchdog, metrics and the HTTP endpoint(s).  0, or the exit status. */
 static int prepare(nc_daemon_t *d, void *arg)
 {
-        const char *listen = NULL, *port;
+        const char *listen = NULL;
         nc_metrics_t *metrics;
         char err[1024];
         uint64_t us;
+        int rc;
 
         if (pipe2(d->wake, O_NONBLOCK | O_CLOEXEC) != 0)
                 fatal("pipe");
@@ -320,17 +373,18 @@ static int prepare(nc_daemon_t *d, void *arg)
                 log_warnx("systemd watchdog: %s; not sending keep-alives", err);
         }
         metrics = d->ops->setup(arg, d, &listen);
-        if (!listen || !*listen)
-                return 0;
-        if (!(d->httpd = nc_httpd_start(listen, metrics, err, sizeof(err)))) {
-                /* Name the port the operator configured (the server's own message may not: it
-                 * binds a socket address). */
-                port = strrchr(listen, ':');
-                log_error("http endpoint: cannot listen on port %s (%s = %s): %s",
-                          port ? port + 1 : listen, d->ops->listen_key, listen, err);
+        if (metrics) {
+                d->m_broker_up = nc_metrics_gauge(metrics, "noticecast_kafka_broker_up",
+                                                  "1 if the Kafka brokers answer (the "
+                                                  "connectivity probe, every second), else 0.");
+                nc_metrics_set(d->m_broker_up, NULL, 0);
+        }
+        if (listen && *listen && (rc = admin_listen(d, listen, metrics)) != 0)
+                return rc;
+        if (d->ops->listen_more && d->ops->listen_more(arg, d, err, sizeof(err)) != 0) {
+                log_error("%s", err);
                 return NC_EX_CONFIG;
         }
-        nc_daemon_log_listen(listen, nc_httpd_port(d->httpd));
         return 0;
 }
 
@@ -359,6 +413,7 @@ static int serve(nc_daemon_t *d, void *arg)
                 }
                 ops->loop_once(arg, d);
                 nc_daemon_heartbeat(d);
+                atomic_store(&d->looping, 1);
         }
         notify(d, "STOPPING=1");
         nc_daemon_set_ready(d, 0, "stopping");
@@ -374,6 +429,7 @@ int nc_daemon_run(const nc_daemon_ops_t *ops, void *arg, int argc, char **argv)
 
         nc_log_init(ops->name, NC_LOG_INFO);
         atomic_store(&d.heartbeat_us, mono_us());
+        atomic_store(&d.live_bound_ms, NC_HEALTH_LIVE_MS_DEFAULT);
         current = &d;
         if ((rc = parse_args(&d, arg, argc, argv, &check_only)) >= 0) {
                 nc_strlist_clear(&d.xprops);

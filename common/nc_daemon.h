@@ -43,6 +43,9 @@ typedef struct nc_daemon_ops {
          * *LISTEN to the HTTP address ("" or NULL: no endpoint). */
         nc_metrics_t *(*setup)(void *arg, nc_daemon_t *d, const char **listen);
         const char *listen_key; /* "[webhooks] listen": named when the address is refused */
+        /* May be NULL.  More listeners after the HTTP endpoint (the mailer's public one): 0,
+         * or -1 with errstr, logged: exit 78 like a refused HTTP address. */
+        int (*listen_more)(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size);
         /* The HTTP endpoint is up (nc_daemon_httpd): connects to the brokers (waiting them
          * out with nc_daemon_retry).  0, or -1 with errstr: exit 69 (0 if a stop was asked
          * for meanwhile). */
@@ -90,6 +93,18 @@ void nc_daemon_heartbeat(nc_daemon_t *d);
 /* Milliseconds since the last nc_daemon_heartbeat (monotonic clock; from nc_daemon_run's
  * start before the first one); any thread may ask. */
 int64_t nc_daemon_heartbeat_age_ms(const nc_daemon_t *d);
+/* Liveness: /healthz says 503 "main loop stalled for N s" once the heartbeat is older than
+ * BOUND_MS (default NC_HEALTH_LIVE_MS_DEFAULT, 30 s): more than the longest call a turn of
+ * the loop may block in.  Before the loop's first turn (start-up, which logs its own waits)
+ * it is live. */
+void nc_daemon_set_live_bound(nc_daemon_t *d, int64_t bound_ms);
+
+/* Readiness from the brokers and the daemon's own condition (nc_health.h): PROGRESS and its
+ * REASON when not met, GRACE_MS the Kafka outage that does not count; the brokers' state is
+ * the connectivity tracker's (nc_kafka_conn_state).  Calls nc_daemon_set_ready, and sets the
+ * noticecast_kafka_broker_up gauge.  Every turn of the loop. */
+void nc_daemon_health(nc_daemon_t *d, int progress, const char *reason, int64_t grace_ms);
+
 /* Readiness: 1 ready, 0 not ready with REASON (copied). Sets /readyz through
    nc_httpd_set_ready/_reason. The first 1 sends READY=1 to systemd. Later changes send STATUS=. */
 void nc_daemon_set_ready(nc_daemon_t *d, int ready, const char *reason);

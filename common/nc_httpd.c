@@ -74,6 +74,9 @@ struct nc_httpd {
         size_t nroutes;
         int ready;
         char *reason;
+        int builtins; /* serves /metrics, /healthz, /readyz (0: a public listener) */
+        nc_httpd_live_fn *live;
+        void *live_opaque;
         /* While MHD_start_daemon runs, its log lines are kept for errstr instead of logged. */
         int starting;
         char start_err[256];
@@ -294,8 +297,23 @@ static enum MHD_Result serve_builtin(nc_httpd_t *h, struct MHD_Connection *conn,
 {
         char *text;
 
-        if (!strcmp(path, "/healthz"))
-                return reply_text(conn, MHD_HTTP_OK, "ok\n");
+        if (!strcmp(path, "/healthz")) {
+                nc_httpd_live_fn *live;
+                void *opaque;
+                char why[256];
+
+                pthread_mutex_lock(&h->lock);
+                live = h->live;
+                opaque = h->live_opaque;
+                pthread_mutex_unlock(&h->lock);
+                /* Asked on every probe: the answer is the main loop's, not this thread's. */
+                if (!live || live(opaque, why, sizeof(why)))
+                        return reply_text(conn, MHD_HTTP_OK, "ok\n");
+                if (asprintf(&text, "not ok: %s\n", why[0] ? why : "not live") < 0)
+                        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ok\n");
+                return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, CT_TEXT, text, strlen(text), 1,
+                             NULL);
+        }
         if (!strcmp(path, "/readyz")) {
                 int ready;
 
@@ -385,7 +403,7 @@ static enum MHD_Result start_request(nc_httpd_t *h, struct MHD_Connection *conn,
                 return reply_full(conn, MHD_HTTP_BAD_REQUEST, CT_TEXT, (char *)msg, sizeof(msg) - 1,
                                   0, NULL, 1);
         }
-        if (is_builtin(url)) {
+        if (h->builtins && is_builtin(url)) {
                 if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
                         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, CT_TEXT,
                                      "method not allowed\n", 19, 0, "GET, HEAD");
@@ -823,8 +841,8 @@ static void httpd_free(nc_httpd_t *h)
         free(h);
 }
 
-nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errstr,
-                           size_t errstr_size)
+static nc_httpd_t *httpd_start(const char *listen, int builtins, nc_metrics_t *metrics,
+                               char *errstr, size_t errstr_size)
 {
         struct sockaddr_storage ss;
         socklen_t sslen = 0;
@@ -850,6 +868,7 @@ nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errs
                 return NULL;
         h = nc_xcalloc(1, sizeof(*h));
         h->metrics = metrics;
+        h->builtins = builtins;
         pthread_mutex_init(&h->lock, NULL);
         pthread_mutex_init(&h->track_lock, NULL);
         pthread_cond_init(&h->track_cond, NULL);
@@ -889,6 +908,17 @@ nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errs
         else
                 log_warnx("httpd: no watchdog thread: slow requests are only closed when idle");
         return h;
+}
+
+nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errstr,
+                           size_t errstr_size)
+{
+        return httpd_start(listen, 1, metrics, errstr, errstr_size);
+}
+
+nc_httpd_t *nc_httpd_start_public(const char *listen, char *errstr, size_t errstr_size)
+{
+        return httpd_start(listen, 0, NULL, errstr, errstr_size);
 }
 
 void nc_httpd_stop(nc_httpd_t *h)
@@ -943,12 +973,20 @@ void nc_httpd_set_ready_reason(nc_httpd_t *h, const char *reason)
         pthread_mutex_unlock(&h->lock);
 }
 
+void nc_httpd_set_live(nc_httpd_t *h, nc_httpd_live_fn *fn, void *opaque)
+{
+        pthread_mutex_lock(&h->lock);
+        h->live = fn;
+        h->live_opaque = opaque;
+        pthread_mutex_unlock(&h->lock);
+}
+
 int nc_httpd_add_route(nc_httpd_t *h, const char *path, nc_httpd_handler_fn *fn, void *opaque)
 {
         size_t i;
         int rc = 0;
 
-        if (path[0] != '/' || !fn || is_builtin(path))
+        if (path[0] != '/' || !fn || (h->builtins && is_builtin(path)))
                 return -1;
         pthread_mutex_lock(&h->lock);
         for (i = 0; i < h->nroutes; i++)

@@ -1,10 +1,13 @@
 /* The daemons' HTTP endpoint (libmicrohttpd, one internal polling thread):
  *
  *   GET /metrics  Prometheus text format 0.0.4 from an nc_metrics_t
- *   GET /healthz  200 "ok" while the process runs
+ *   GET /healthz  200 "ok" while the liveness callback (nc_httpd_set_live) says so, asked at
+ *                 each request, else 503 "not ok: <reason>"; 200 without a callback
  *   GET /readyz   200 "ready" once nc_httpd_set_ready(h, 1), else 503 "not ready: <reason>"
  *
  * HEAD works wherever GET does; other methods on these paths get 405, unknown paths 404.
+ * A public listener (nc_httpd_start_public: the mailer's Internet-facing port) has none of
+ * these three: they answer 404 there, and only its added routes are served.
  * Programs add their own routes (the mailer's one-click unsubscribe) with nc_httpd_add_route.
  * Handlers run on the HTTP thread, so whatever they touch must be thread-safe, and they must
  * not block: one that waits for something (a Kafka acknowledgement) defers its answer.
@@ -61,6 +64,9 @@ typedef struct nc_httpd_deferred nc_httpd_deferred_t;
  * ("listen \"127.0.0.1:9464\": cannot bind 127.0.0.1 port 9464: Address already in use"). */
 nc_httpd_t *nc_httpd_start(const char *listen, nc_metrics_t *metrics, char *errstr,
                            size_t errstr_size);
+/* A listener without /metrics, /healthz and /readyz (404), for routes that face the
+ * Internet; the same budgets and deadlines. */
+nc_httpd_t *nc_httpd_start_public(const char *listen, char *errstr, size_t errstr_size);
 /* Stops the thread, closes the socket and frees H (NULL is fine).  Requests still deferred
  * get 503 "shutting down"; their later nc_httpd_deferred_reply() only frees. */
 void nc_httpd_stop(nc_httpd_t *h);
@@ -71,9 +77,16 @@ void nc_httpd_set_ready(nc_httpd_t *h, int ready);
 /* Why /readyz says 503 ("kafka: no brokers"); copied; NULL clears it. */
 void nc_httpd_set_ready_reason(nc_httpd_t *h, const char *reason);
 
+/* Liveness for /healthz: FN returns 1 if the process is live, else 0 with a reason in
+ * WHY[0..SIZE) ("main loop stalled for 31 s").  Called on the HTTP thread at each /healthz
+ * request, so it must be thread-safe and must not block: read an atomic heartbeat stamp
+ * that the main loop sets, never ask the loop.  NULL: always live. */
+typedef int nc_httpd_live_fn(void *opaque, char *why, size_t size);
+void nc_httpd_set_live(nc_httpd_t *h, nc_httpd_live_fn *fn, void *opaque);
+
 /* Routes PATH (exact match, without the query string) to FN for every method; FN decides
- * which methods it accepts.  Returns -1 if PATH is taken (built-in or added before), does not
- * start with '/', or the table is full. */
+ * which methods it accepts.  Returns -1 if PATH is taken (built-in, unless public, or added
+ * before), does not start with '/', or the table is full. */
 int nc_httpd_add_route(nc_httpd_t *h, const char *path, nc_httpd_handler_fn *fn, void *opaque);
 
 /* Request accessors, valid during the handler call. */

@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nc_notice.h"
@@ -12,6 +14,74 @@
 #include "nc_uuid.h"
 
 #define NOTICE_RETENTION_MS (30L * 24 * 3600 * 1000) /* digests look back at most a week */
+
+/* ---- broker connectivity ----------------------------------------------------------------
+ * One tracker per process: every client reports to it (its error callback and log lines), a
+ * probe thread decides.  ALL_BROKERS_DOWN from any client makes the probe run at once and a
+ * single failure of it confirm the outage; otherwise two failed probes in a row do.  One
+ * successful probe ends it.  Deciding in one place keeps a late error event of a client that
+ * was polled rarely from reopening an outage that is over. */
+
+#define PROBE_PERIOD_MS  1000
+#define PROBE_TIMEOUT_MS 1000
+/* A burst of librdkafka warnings ends when a probe succeeds and none came for this long. */
+#define LIB_QUIET_MS 3000
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int started, stop;
+        pthread_t thread;
+        rd_kafka_t *rk;
+        int gate; /* librdkafka's lines are gated (from before the probe's first line) */
+        nc_health_kafka_t state;
+        int64_t since_ms;   /* when STATE was entered (first evidence of an outage) */
+        int suspect;        /* a client reported all brokers down: probe now, believe one */
+        int64_t suspect_ms; /* when */
+        int failures;       /* probes failed in a row */
+        /* librdkafka's warnings: the first of a burst is logged, the rest are counted. */
+        int lib_burst;
+        int64_t lib_last_ms;
+        unsigned lib_dropped;
+} T = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .cond = PTHREAD_COND_INITIALIZER,
+       .state = NC_HEALTH_KAFKA_UNKNOWN};
+
+/* LEVEL for a librdkafka line at LEVEL: while the tracker runs, of the lines about broker
+ * connections (CONN), and of every line while the brokers are unreachable, only the first
+ * warning or error of a burst keeps its level (an outage yields dozens, one per client and
+ * reconnect); the others go to debug, counted.  Other warnings (configuration) pass. */
+static enum nc_log_level lib_gate(enum nc_log_level level, int conn)
+{
+        int64_t now;
+
+        if (level < NC_LOG_WARN)
+                return level;
+        now = nc_time_now_ms();
+        pthread_mutex_lock(&T.lock);
+        if (T.gate && (conn || T.state == NC_HEALTH_KAFKA_DOWN)) {
+                T.lib_last_ms = now;
+                if (T.lib_burst) {
+                        T.lib_dropped++;
+                        level = NC_LOG_DEBUG;
+                }
+                T.lib_burst = 1;
+        }
+        pthread_mutex_unlock(&T.lock);
+        return level;
+}
+
+/* librdkafka's facilities for a connection that failed, closed or timed out. */
+static int conn_facility(const char *fac)
+{
+        static const char *const conn[] = {"FAIL", "REQTMOUT", "TIMEOUT", "ERROR", "BROKERFAIL"};
+        size_t i;
+
+        for (i = 0; i < sizeof(conn) / sizeof(conn[0]); i++)
+                if (!strcmp(fac, conn[i]))
+                        return 1;
+        return 0;
+}
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -24,8 +94,209 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
          * a broker start, ...) are not worth a warning: the caller reports real failures. */
         if (l == NC_LOG_WARN && strstr(buf, ": retrying"))
                 l = NC_LOG_INFO;
+        l = lib_gate(l, conn_facility(fac));
         nc_log_kv(l, buf, "component", "librdkafka", "facility", fac, "client", rd_kafka_name(rk),
                   NULL);
+}
+
+/* Generic client errors (without this callback librdkafka logs them itself, as errors). */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+        enum nc_log_level l = NC_LOG_ERROR;
+        int conn;
+
+        (void)opaque;
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char fatal_str[512];
+
+                rd_kafka_fatal_error(rk, fatal_str, sizeof(fatal_str));
+                nc_log_kv(NC_LOG_ERROR, fatal_str, "component", "librdkafka", "client",
+                          rd_kafka_name(rk), "fatal", "true", NULL);
+                return;
+        }
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+                pthread_mutex_lock(&T.lock);
+                if (T.started && !T.suspect && T.state != NC_HEALTH_KAFKA_DOWN) {
+                        T.suspect = 1;
+                        T.suspect_ms = nc_time_now_ms();
+                        pthread_cond_signal(&T.cond);
+                }
+                pthread_mutex_unlock(&T.lock);
+        }
+        /* Connectivity errors pass by themselves (librdkafka retries): the tracker's lines
+         * say what matters. */
+        conn = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+               err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+        if (conn)
+                l = NC_LOG_WARN;
+        l = lib_gate(l, conn);
+        nc_log_kv(l, reason, "component", "librdkafka", "client", rd_kafka_name(rk), "error",
+                  rd_kafka_err2name(err), NULL);
+}
+
+/* "12.3s" */
+static void secs(int64_t ms, char *buf, size_t size)
+{
+        snprintf(buf, size, "%lld.%llds", (long long)(ms / 1000), (long long)(ms % 1000 / 100));
+}
+
+/* One probe's result (STARTED: when it began); logs outside the lock, which log_cb takes. */
+static void probe_result(int ok, const char *why, int64_t started)
+{
+        char outage[32], dropped[16];
+        int64_t now = nc_time_now_ms();
+        unsigned n = 0;
+        int burst_over;
+
+        pthread_mutex_lock(&T.lock);
+        burst_over = ok && T.lib_burst && now - T.lib_last_ms >= LIB_QUIET_MS;
+        if (ok) {
+                nc_health_kafka_t was = T.state;
+                int64_t since = T.since_ms;
+
+                T.failures = 0;
+                T.suspect = 0;
+                if (was != NC_HEALTH_KAFKA_UP) {
+                        T.state = NC_HEALTH_KAFKA_UP;
+                        T.since_ms = now;
+                }
+                /* The outage's lines are counted in its "reconnected" line; those of a burst
+                 * without an outage once it is over. */
+                if (was == NC_HEALTH_KAFKA_DOWN || burst_over) {
+                        n = T.lib_dropped;
+                        T.lib_dropped = 0;
+                }
+                if (burst_over)
+                        T.lib_burst = 0;
+                pthread_mutex_unlock(&T.lock);
+                if (was == NC_HEALTH_KAFKA_DOWN) {
+                        secs(now - since, outage, sizeof(outage));
+                        snprintf(dropped, sizeof(dropped), "%u", n);
+                        nc_log_kv(NC_LOG_INFO, "kafka reconnected", "outage", outage,
+                                  "librdkafka_lines_not_logged", dropped, NULL);
+                } else if (n) {
+                        snprintf(dropped, sizeof(dropped), "%u", n);
+                        nc_log_kv(NC_LOG_INFO, "librdkafka warnings ended",
+                                  "librdkafka_lines_not_logged", dropped, NULL);
+                }
+                return;
+        }
+        T.failures++;
+        if (T.state != NC_HEALTH_KAFKA_DOWN && (T.suspect || T.failures >= 2)) {
+                T.state = NC_HEALTH_KAFKA_DOWN;
+                /* The first evidence: the client's report, or the first failed probe. */
+                T.since_ms = T.suspect ? T.suspect_ms
+                                       : started - (int64_t)(T.failures - 1) * PROBE_PERIOD_MS;
+                T.suspect = 0;
+                pthread_mutex_unlock(&T.lock);
+                nc_log_kv(NC_LOG_WARN, "kafka unreachable", "error", why, NULL);
+                return;
+        }
+        pthread_mutex_unlock(&T.lock);
+}
+
+static void *probe_main(void *arg)
+{
+        (void)arg;
+        pthread_mutex_lock(&T.lock);
+        while (!T.stop) {
+                const struct rd_kafka_metadata *md = NULL;
+                int64_t started = nc_time_now_ms();
+                rd_kafka_resp_err_t err;
+                struct timespec until;
+
+                pthread_mutex_unlock(&T.lock);
+                rd_kafka_poll(T.rk, 0); /* its own errors and logs */
+                /* No topic: the cluster's brokers only, from any broker that answers. */
+                err = rd_kafka_metadata(T.rk, 0, NULL, &md, PROBE_TIMEOUT_MS);
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                probe_result(err == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(err), started);
+                pthread_mutex_lock(&T.lock);
+                if (T.stop || T.suspect)
+                        continue;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += PROBE_PERIOD_MS * 1000000L;
+                until.tv_sec += until.tv_nsec / 1000000000L;
+                until.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&T.cond, &T.lock, &until);
+        }
+        pthread_mutex_unlock(&T.lock);
+        return NULL;
+}
+
+int nc_kafka_conn_start(const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        /* Its own reconnection backoff is short (librdkafka's grows to 10 s): the outage's end
+         * is seen within about a second of the brokers' return. */
+        static const nc_kafka_setting_t set[] = {
+            {"reconnect.backoff.ms", "100"}, {"reconnect.backoff.max.ms", "1000"}, {NULL, NULL}};
+        rd_kafka_t *rk;
+
+        if (T.started)
+                return 0;
+        pthread_mutex_lock(&T.lock);
+        T.gate = 1;
+        pthread_mutex_unlock(&T.lock);
+        if (!(rk = nc_kafka_producer_new(
+                  cfg, &(nc_kafka_opts_t){.name = "connectivity probe", .set = set}, errstr,
+                  errstr_size)))
+                return -1;
+        pthread_mutex_lock(&T.lock);
+        T.rk = rk;
+        T.stop = 0;
+        T.started = 1;
+        T.state = NC_HEALTH_KAFKA_UNKNOWN;
+        T.since_ms = nc_time_now_ms();
+        pthread_mutex_unlock(&T.lock);
+        if (pthread_create(&T.thread, NULL, probe_main, NULL) != 0) {
+                pthread_mutex_lock(&T.lock);
+                T.started = 0;
+                T.gate = 0;
+                T.rk = NULL;
+                pthread_mutex_unlock(&T.lock);
+                rd_kafka_destroy(rk);
+                return nc_err(errstr, errstr_size, "kafka: cannot start the connectivity probe");
+        }
+        return 0;
+}
+
+void nc_kafka_conn_stop(void)
+{
+        pthread_mutex_lock(&T.lock);
+        if (!T.started) {
+                pthread_mutex_unlock(&T.lock);
+                return;
+        }
+        T.stop = 1;
+        pthread_cond_signal(&T.cond);
+        pthread_mutex_unlock(&T.lock);
+        pthread_join(T.thread, NULL);
+        pthread_mutex_lock(&T.lock);
+        T.started = 0;
+        pthread_mutex_unlock(&T.lock);
+        rd_kafka_destroy(T.rk);
+        T.rk = NULL;
+        pthread_mutex_lock(&T.lock);
+        T.gate = 0;
+        pthread_mutex_unlock(&T.lock);
+}
+
+nc_health_kafka_t nc_kafka_conn_state(int64_t *since_ms)
+{
+        nc_health_kafka_t s;
+
+        pthread_mutex_lock(&T.lock);
+        s = T.state;
+        if (since_ms)
+                *since_ms = T.since_ms;
+        pthread_mutex_unlock(&T.lock);
+        return s;
+}
+
+int nc_kafka_broker_up(void)
+{
+        return nc_kafka_conn_state(NULL) == NC_HEALTH_KAFKA_UP;
 }
 
 /* Sets KEY=VALUE in CONF; -1 with errstr naming the property (and who asked for it). */
@@ -46,6 +317,7 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
         size_t i;
 
         rd_kafka_conf_set_log_cb(conf, log_cb);
+        rd_kafka_conf_set_error_cb(conf, error_cb);
         /* librdkafka's own "connection refused" chatter would drown our messages. */
         if ((nc_log_get_level() > NC_LOG_DEBUG &&
              conf_set(conf, "log.connection.close", "false", "noticecast", errstr, errstr_size)) ||

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "nc_config.h"
+#include "nc_health.h"
 #include "nc_track.h"
 
 /* A new librdkafka configuration with every [kafka] property (and -X overrides) applied and
@@ -19,6 +20,31 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
  * the factory below checks it instead. */
 void nc_kafka_conf_default(rd_kafka_conf_t *conf, const nc_config_t *cfg, const char *key,
                            const char *value);
+
+/* ---- broker connectivity ----------------------------------------------------------------
+ * Every client made from nc_kafka_conf_new() (so every client of the factory) reports to one
+ * tracker per process: ALL_BROKERS_DOWN from any of them, and a probe thread that asks the
+ * cluster for its brokers (a metadata request without topics) every second.  Transitions are
+ * logged once each: msg="kafka unreachable" error=... when an outage is confirmed (about a
+ * second after a client noticed it, two seconds at most otherwise), msg="kafka reconnected"
+ * outage=12.3s when a probe succeeds again.  While the tracker runs, of librdkafka's
+ * warnings and errors about broker connections (and of all of them during an outage) only the
+ * first of a burst is logged at its level; the rest go to debug, and their count is in the
+ * "kafka reconnected" line (librdkafka_lines_not_logged=N), or in a "librdkafka warnings
+ * ended" line when no outage was confirmed.  A burst ends at a successful probe 3 s after its
+ * last line.
+ * Fatal librdkafka errors are always logged.  Without the tracker (the CLI), librdkafka's
+ * lines pass as they are.  Times are nc_time_now_ms(). */
+
+/* Starts the tracker (one per process; a second call does nothing).  0, or -1 with errstr. */
+int nc_kafka_conn_start(const nc_config_t *cfg, char *errstr, size_t errstr_size);
+/* Stops it (waits for a probe in progress: PROBE_TIMEOUT_MS, 1 s, at most). */
+void nc_kafka_conn_stop(void);
+/* The brokers as last seen, and since when (*SINCE_MS may be NULL).  UNKNOWN until the first
+ * probe answered or two failed; any thread. */
+nc_health_kafka_t nc_kafka_conn_state(int64_t *since_ms);
+/* 1 if the brokers are reachable now: the noticecast_kafka_broker_up gauge. */
+int nc_kafka_broker_up(void);
 
 /* ---- the client factory: one function per role ------------------------------------------
  * Each builds its configuration from nc_kafka_conf_new() ([kafka] + -X, checked), then the

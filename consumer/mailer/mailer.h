@@ -252,9 +252,14 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, const struct ml_templates *templa
 /* The token for subscriber ID's current subscription (unsub_token.h), at least ML_TOKEN_SIZE
  * bytes; main thread (it reads the view). */
 void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size);
+/* Starts the public listener ([mailer] public_listen; "" = none) that will serve
+ * /unsubscribe; before ml_unsub_start().  -1 with errstr if it cannot listen. */
+int ml_unsub_listen(ml_t *m, char *errstr, size_t errstr_size);
+/* The unsubscribe producer and its thread; routes /unsubscribe on the public listener. */
 int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size);
 /* Before nc_httpd_stop(): refuses new unsubscribes, waits (bounded) for the acknowledgements
- * of those in flight so that every page shown tells the truth, then frees the producer. */
+ * of those in flight so that every page shown tells the truth, then frees the producer and
+ * stops the public listener. */
 void ml_unsub_stop(ml_t *m);
 
 #endif

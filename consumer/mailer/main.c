@@ -269,8 +269,30 @@ static nc_metrics_t *setup(void *arg, nc_daemon_t *d, const char **listen)
                                       "Messages waiting for an SMTP session.");
         nc_metrics_inc(m->m_jobs, NULL, 0);
         ml_metrics_init(m);
+        /* The planner's transaction calls run on the loop and, with the brokers away, block
+         * it for as long as their timeouts: commit 60 s then abort 30 s then the committed
+         * offsets 10 s.  A loop stuck longer than that is stuck for another reason. */
+        nc_daemon_set_live_bound(d, 120000);
         *listen = m->cfg.mailer.listen;
         return m->metrics;
+}
+
+/* The public listener (/unsubscribe), after the admin endpoint: a refused address is a
+ * configuration error (78), named as the admin one's is. */
+static int listen_public(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
+{
+        ml_t *m = &((ml_main_t *)arg)->m;
+        const char *listen = m->cfg.mailer.public_listen, *port;
+        char err[1024];
+
+        (void)d;
+        if (ml_unsub_listen(m, err, sizeof(err)) == 0)
+                return 0;
+        port = strrchr(listen, ':');
+        return nc_err(errstr, errstr_size,
+                      "public http endpoint: cannot listen on port %s ([mailer] public_listen = "
+                      "%s): %s",
+                      port ? port + 1 : listen, listen, err);
 }
 
 /* The HTTP endpoint is up first: /healthz answers (and /readyz says 503) while the brokers
@@ -280,7 +302,8 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         ml_t *m = &((ml_main_t *)arg)->m;
 
         m->httpd = nc_daemon_httpd(d);
-        if (ml_unsub_start(m, errstr, errstr_size) != 0 ||
+        if (nc_kafka_conn_start(&m->cfg, errstr, errstr_size) != 0 ||
+            ml_unsub_start(m, errstr, errstr_size) != 0 ||
             nc_daemon_retry("creating topics", make_topics_step, m, errstr, errstr_size) != 0 ||
             ml_store_start(m, errstr, errstr_size) != 0)
                 return -1;
@@ -306,7 +329,11 @@ static void loop_turn(void *arg, nc_daemon_t *d)
         more = ml_store_poll(m, 0);
         more |= ml_planner_poll(m);
         more |= ml_sender_poll(m);
-        nc_daemon_set_ready(d, m->store.caught_up, "reading the subscribers and notices");
+        nc_daemon_health(d, m->store.caught_up && m->planner && m->sender,
+                         !m->store.caught_up ? "reading the subscribers and notices"
+                         : !m->planner       ? "planner not running"
+                                             : "sender not running",
+                         m->cfg.mailer.kafka_grace_ms);
         if (!more)
                 nc_daemon_wait(d, m->waiting ? 20 : 200);
 }
@@ -362,6 +389,7 @@ static void release(void *arg, nc_daemon_t *d)
         ml_sender_stop(m, mm->deadline);
         ml_planner_stop(m);
         ml_store_stop(m);
+        nc_kafka_conn_stop();
         if (m->metrics)
                 nc_metrics_free(m->metrics);
         nc_config_free(&m->cfg);
@@ -382,6 +410,7 @@ int main(int argc, char **argv)
             .oneshot = oneshot,
             .setup = setup,
             .listen_key = "[mailer] listen",
+            .listen_more = listen_public,
             .start = start,
             .loop_once = loop_turn,
             .reload = reload,

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "mailer.h"
+#include "nc_daemon.h"
 #include "nc_dlq.h"
 #include "nc_kafka.h"
 #include "ml_mail.h"
@@ -538,11 +539,32 @@ static void plan_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
         m->plan_owner = 0;
 }
 
+/* Set by init_txn_step when the error will not pass by waiting. */
+static int txn_fatal;
+
+/* -1 (try again) on a retriable error; 0 with txn_fatal set on another. */
+static int init_txn_step(void *arg, char *errstr, size_t errstr_size)
+{
+        ml_t *m = arg;
+        rd_kafka_error_t *e =
+            rd_kafka_init_transactions(m->planner_txp, m->cfg.producer_timeout_ms);
+        int retry;
+
+        if (!e)
+                return 0;
+        nc_err(errstr, errstr_size, "init transactions: %s", rd_kafka_error_string(e));
+        retry = rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e);
+        rd_kafka_error_destroy(e);
+        if (retry)
+                return -1;
+        txn_fatal = 1;
+        return 0;
+}
+
 int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size)
 {
         static const nc_kafka_setting_t set[] = {{"fetch.wait.max.ms", "100"}, {NULL, NULL}};
         rd_kafka_topic_partition_list_t *subs;
-        rd_kafka_error_t *e;
         char tid[400], group[256], host[64] = "host", uuid[NC_UUID_STRLEN];
 
         snprintf(group, sizeof(group), "%s.planner", m->cfg.mailer.group_id);
@@ -559,11 +581,13 @@ int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size)
                                                                .transaction_timeout_ms = 60000},
                                             errstr, errstr_size)))
                 return -1;
-        if ((e = rd_kafka_init_transactions(m->planner_txp, m->cfg.producer_timeout_ms))) {
-                nc_err(errstr, errstr_size, "init transactions: %s", rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
+        /* The coordinator may not be there yet (brokers starting, or just gone): a timeout
+         * or another retriable error is waited out (logged, /readyz 503); others end it. */
+        if ((m->oneshot ? init_txn_step(m, errstr, errstr_size)
+                        : nc_daemon_retry("planner: init transactions", init_txn_step, m, errstr,
+                                          errstr_size)) != 0 ||
+            txn_fatal)
                 return -1;
-        }
 
         /* Offsets are committed with the planner's transactions (commit_interval_ms 0). */
         m->planner_rb = (nc_kafka_rebalance_t){

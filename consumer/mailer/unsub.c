@@ -21,7 +21,11 @@
  *        right whichever way it went.
  *
  * A re-subscription the view has not seen yet (it follows the topic within moments) lets a
- * token of the previous subscription through until it has. */
+ * token of the previous subscription through until it has.
+ *
+ * /unsubscribe is served on its own listener, [mailer] public_listen (nc_httpd_start_public:
+ * no /metrics, /healthz, /readyz there), never on the admin one ([mailer] listen): the port
+ * that faces the Internet shows nothing but these pages. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +48,8 @@ static struct {
         int stopping, poll_stop;
         pthread_t poller;
         int poller_running;
-} U = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0};
+        nc_httpd_t *public; /* the /unsubscribe listener, or NULL */
+} U = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL};
 
 /* A POST waiting for the delivery report of its tombstone. */
 struct pending {
@@ -246,8 +251,30 @@ int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size)
         if (pthread_create(&U.poller, NULL, poller_main, m) != 0)
                 return nc_err(errstr, errstr_size, "cannot start the unsubscribe thread");
         U.poller_running = 1;
-        if (m->httpd && nc_httpd_add_route(m->httpd, "/unsubscribe", handle, m) != 0)
+        if (U.public && nc_httpd_add_route(U.public, "/unsubscribe", handle, m) != 0)
                 return nc_err(errstr, errstr_size, "cannot add the /unsubscribe route");
+        return 0;
+}
+
+int ml_unsub_listen(ml_t *m, char *errstr, size_t errstr_size)
+{
+        const char *listen = m->cfg.mailer.public_listen;
+        char addr[300], port[16];
+        const char *colon;
+
+        if (!listen || !listen[0]) {
+                log_info("no [mailer] public_listen: /unsubscribe is not served (unsubscribe by "
+                         "mail only)");
+                return 0;
+        }
+        if (!(U.public = nc_httpd_start_public(listen, errstr, errstr_size)))
+                return -1;
+        /* Not "http listening": that line names the admin endpoint. */
+        colon = strrchr(listen, ':');
+        snprintf(port, sizeof(port), "%d", nc_httpd_port(U.public));
+        snprintf(addr, sizeof(addr), "%.*s:%s", colon ? (int)(colon - listen) : 0, listen, port);
+        nc_log_kv(NC_LOG_INFO, "public http listening", "addr", addr, "paths", "/unsubscribe",
+                  NULL);
         return 0;
 }
 
@@ -258,8 +285,11 @@ void ml_unsub_stop(ml_t *m)
         pthread_mutex_lock(&U.lock);
         U.stopping = 1;
         pthread_mutex_unlock(&U.lock);
-        if (!m->unsub_p)
+        if (!m->unsub_p) {
+                nc_httpd_stop(U.public);
+                U.public = NULL;
                 return;
+        }
         /* Every tombstone queued gets its report within the message timeout: the pages
          * waiting for them are answered before the HTTP server stops. */
         rd_kafka_flush(m->unsub_p, UNSUB_TIMEOUT_MS + 2000);
@@ -278,4 +308,8 @@ void ml_unsub_stop(ml_t *m)
         m->unsub_p = NULL;
         pthread_mutex_unlock(&U.lock);
         rd_kafka_destroy(p);
+        /* Every page waiting was answered: the listener (whose handler reads the view) goes
+         * before the view does. */
+        nc_httpd_stop(U.public);
+        U.public = NULL;
 }

@@ -83,24 +83,10 @@ static void reload(void *arg, nc_daemon_t *d)
  * no request to the brokers. */
 static void update_lag(wh_t *w)
 {
-        rd_kafka_topic_partition_list_t *parts;
-        int64_t lo, hi, lag = 0;
-        int i;
+        long long lag = nc_metrics_consumer_lag(w->consumer);
 
-        if (rd_kafka_assignment(w->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
-                return;
-        rd_kafka_position(w->consumer, parts);
-        for (i = 0; i < parts->cnt; i++) {
-                rd_kafka_topic_partition_t *p = &parts->elems[i];
-
-                if (p->offset < 0 || rd_kafka_get_watermark_offsets(w->consumer, p->topic,
-                                                                    p->partition, &lo, &hi) != 0)
-                        continue;
-                if (hi > p->offset)
-                        lag += hi - p->offset;
-        }
-        rd_kafka_topic_partition_list_destroy(parts);
-        nc_metrics_set(w->m_lag, NULL, (double)lag);
+        /* -1: nothing assigned (yet), so nothing to read */
+        nc_metrics_set(w->m_lag, NULL, lag < 0 ? 0.0 : (double)lag);
 }
 
 /* libcurl tells which sockets to watch for what; epoll watches them. */
@@ -271,7 +257,8 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         wh_t *w = &((wh_main_t *)arg)->w;
 
         w->httpd = nc_daemon_httpd(d);
-        if (wh_kafka_start(w, errstr, errstr_size) != 0)
+        if (nc_kafka_conn_start(&w->cfg, errstr, errstr_size) != 0 ||
+            wh_kafka_start(w, errstr, errstr_size) != 0)
                 return -1;
         log_info("started with %zu partner%s", w->cfg.partners_n,
                  w->cfg.partners_n == 1 ? "" : "s");
@@ -284,7 +271,8 @@ static void loop_turn(void *arg, nc_daemon_t *d)
         int64_t now;
 
         loop_once(wm);
-        nc_daemon_set_ready(d, wm->w.ready, "no partitions assigned yet");
+        nc_daemon_health(d, wm->w.ready, "no partitions assigned yet",
+                         wm->w.cfg.webhooks.kafka_grace_ms);
         now = nc_time_now_ms();
         if (now - wm->last_lag >= 2000) {
                 wm->last_lag = now;
@@ -339,6 +327,7 @@ static void release(void *arg, nc_daemon_t *d)
         wh_t *w = &wm->w;
 
         wh_kafka_stop(w, wm->hard);
+        nc_kafka_conn_stop();
         wh_partners_free(w);
         if (w->multi) {
                 curl_multi_cleanup(w->multi);

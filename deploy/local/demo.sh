@@ -36,16 +36,18 @@ sed -e "s/^bootstrap.servers = .*/bootstrap.servers = 127.0.0.1:$KAFKA_PORT/" \
 	-e "s/^timeout_ms = .*/timeout_ms = 15000/" "$REPO/config/noticecast.conf" >"$CONF"
 SMTP_PORT=$(free_port)
 MAILER_PORT=$(free_port)
+UNSUB_PORT=$(free_port)
 [[ -s $DEMO/secrets/unsubscribe ]] || (umask 077 && head -c 48 /dev/urandom | base64 >"$DEMO/secrets/unsubscribe")
 cat >>"$CONF" <<PARTNERS
 
 [mailer]
 group_id = demo-mailer
 listen = 127.0.0.1:$MAILER_PORT
+public_listen = 127.0.0.1:$UNSUB_PORT
 from_name = Ministry of the Interior
 from_address = notices@mois.example.go.kr
 list_id = notices.mois.example.go.kr
-unsubscribe_url = http://127.0.0.1:$MAILER_PORT/unsubscribe
+unsubscribe_url = http://127.0.0.1:$UNSUB_PORT/unsubscribe
 unsubscribe_mailto = unsubscribe@mois.example.go.kr
 unsubscribe_secret_file = $DEMO/secrets/unsubscribe
 templates = $REPO/config/templates

@@ -130,6 +130,7 @@ CONF
 [mailer]
 group_id = ${p}mailer
 listen = $listen
+public_listen =
 from_name = Ministry of the Interior
 from_address = notices@mois.example.go.kr
 list_id = notices.mois.example.go.kr

@@ -44,7 +44,7 @@ def full_config(tmp: Path, name: str = "full.conf", bootstrap: str = "127.0.0.1:
         "webhooks": {"group_id": "cfg-faults", "listen": "127.0.0.1:0"},
         "partner.pe": {"url": partner_url, "secret_file": str(psecret)},
         "mailer": dict(MAILER_DEFAULTS, group_id="cfg-faults-ml", listen="127.0.0.1:0",
-                       unsubscribe_url="http://127.0.0.1:9/unsubscribe",
+                       public_listen="127.0.0.1:0", unsubscribe_url="http://127.0.0.1:9/unsubscribe",
                        unsubscribe_secret_file=str(ukey)),
         "smtp": dict(SMTP_DEFAULTS, port=2525),
     }

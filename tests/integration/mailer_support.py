@@ -11,8 +11,9 @@ Setup per test (fixture `ml`, or `ml_factory()`):
     <prefix>mailer.jobs, <prefix>mailer.plan, <prefix>deliveries);
   * cli.conf: the plain CLI configuration (publish, subscribers);  mailer.conf: the same plus
     [mailer] and [smtp], pointing at a real SMTP server (smtp_server.SMTPTestServer, aiosmtpd,
-    in this process, on a free loopback port) and listening on a fixed free port of its own,
-    so that unsubscribe_url can name it;
+    in this process, on a free loopback port) and listening on two fixed free ports of its
+    own: `port` (listen: /metrics, /healthz, /readyz) and `public_port` (public_listen:
+    /unsubscribe only), so that unsubscribe_url can name the public one;
   * the real daemon binary ($NC_BIN_DIR/noticecast-mailer); every daemon still running at the
     end is stopped (SIGTERM, then SIGKILL) and its log printed (pytest shows it on failure).
 
@@ -409,10 +410,13 @@ class MailerEnv(DaemonEnv):
         self.secret_file.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
         os.chmod(self.secret_file, 0o600)
         self.smtp = smtp or SMTPTestServer().start()
-        self.port = free_port()
+        self.port = free_port()  # admin: /metrics, /healthz, /readyz
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.unsubscribe_url = f"{self.base_url}/unsubscribe"
+        self.public_port = free_port()  # public: /unsubscribe
+        self.public_url = f"http://127.0.0.1:{self.public_port}"
+        self.unsubscribe_url = f"{self.public_url}/unsubscribe"
         self.mailer = dict(MAILER_DEFAULTS, group_id=self.group, listen=f"127.0.0.1:{self.port}",
+                           public_listen=f"127.0.0.1:{self.public_port}",
                            unsubscribe_url=self.unsubscribe_url,
                            unsubscribe_secret_file=str(self.secret_file))
         self.smtp_cfg = dict(SMTP_DEFAULTS, port=self.smtp.port)

@@ -37,7 +37,8 @@ def test_two_instances_share_the_sending(ml):
     time.sleep(2)
     offset = M * 60 - 20 - time.time()  # planner clock at M - 20 s now: M comes in ~20 s
     a = env.start(clock_offset=offset)
-    cfg_b = env.write_config(env.tmp / "mailer-b.conf", mailer={"listen": f"127.0.0.1:{free_port()}"})
+    cfg_b = env.write_config(env.tmp / "mailer-b.conf", mailer={"listen": f"127.0.0.1:{free_port()}",
+                                                                    "public_listen": f"127.0.0.1:{free_port()}"})
     b = env.start(clock_offset=offset, config=cfg_b)
 
     now_notices = [notice("press", f"Immediate notice {i}") for i in range(3)]

@@ -4,7 +4,8 @@ When the HTTP endpoint's port is taken, the daemon must exit with an error that 
 address and the port it was configured with.  Before the fix libmicrohttpd's message said
 "Failed to bind to port 0" (it reported its port argument, 0, not the port in the address).
 Both daemons: a Python socket listens on 127.0.0.1:P, the daemon is started with
-listen = 127.0.0.1:P and must exit (not hang) with P in its error line.
+listen = 127.0.0.1:P (and the mailer, in a second case, with public_listen = 127.0.0.1:P) and
+must exit (not hang) with P in its error line.
 """
 
 import re
@@ -18,7 +19,7 @@ from webhooks_support import wh_factory, daemon_bin  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.faults
 
 
-@pytest.mark.parametrize("kind", ["webhooks", "mailer"])
+@pytest.mark.parametrize("kind", ["webhooks", "mailer", "mailer-public"])
 def test_bind_failure_names_the_port(kind, wh_factory, ml_factory, record_property):  # noqa: F811
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.bind(("127.0.0.1", 0))
@@ -32,7 +33,7 @@ def test_bind_failure_names_the_port(kind, wh_factory, ml_factory, record_proper
             d = env.start(ready=False, write=False)
         else:
             env = ml_factory()
-            env.mailer["listen"] = f"127.0.0.1:{port}"
+            env.mailer["listen" if kind == "mailer" else "public_listen"] = f"127.0.0.1:{port}"
             d = env.start(ready=False)
         rc = d.wait_exit(60)
     finally:

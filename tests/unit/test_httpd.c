@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 
+#include "nc_health.h"
 #include "nc_httpd.h"
 #include "nc_log.h"
 #include "nc_metrics.h"
@@ -701,13 +702,112 @@ static int teardown(void **state)
         return 0;
 }
 
+/* A heartbeat stamp as a daemon's main loop sets it, read by the liveness callback through
+ * nc_health_live(), as the daemons do. */
+struct beat {
+        int64_t stamp_ms; /* -1: no heartbeat yet */
+        int64_t now_ms;
+        int calls;
+};
+
+static int beat_live(void *opaque, char *why, size_t size)
+{
+        struct beat *b = opaque;
+
+        b->calls++;
+        return nc_health_live(b->stamp_ms < 0 ? -1 : b->now_ms - b->stamp_ms, 30000, why, size);
+}
+
+static void test_healthz_heartbeat(void **state)
+{
+        struct beat b = {-1, 1000000, 0};
+        char err[256] = "";
+        nc_httpd_t *h;
+        int port;
+
+        (void)state;
+        h = nc_httpd_start("127.0.0.1:0", NULL, err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        nc_httpd_set_live(h, beat_live, &b);
+        expect(port, "GET", "/healthz", 200, "ok\n"); /* starting: no heartbeat yet */
+        b.stamp_ms = b.now_ms - 1000;
+        expect(port, "GET", "/healthz", 200, "ok\n");
+        /* The loop stopped beating: the HTTP thread, itself fine, says 503 from the stamp. */
+        b.stamp_ms = b.now_ms - 31000;
+        expect(port, "GET", "/healthz", 503, "not ok: main loop stalled for 31 s\n");
+        expect(port, "HEAD", "/healthz", 503, "");
+        /* Readiness is not liveness: /readyz does not ask the callback. */
+        nc_httpd_set_ready(h, 1);
+        expect(port, "GET", "/readyz", 200, "ready\n");
+        b.stamp_ms = b.now_ms; /* beating again */
+        expect(port, "GET", "/healthz", 200, "ok\n");
+        assert_int_equal(b.calls, 5); /* asked at every /healthz, never cached */
+        nc_httpd_set_live(h, NULL, NULL);
+        b.stamp_ms = 0;
+        expect(port, "GET", "/healthz", 200, "ok\n");
+        assert_int_equal(b.calls, 5);
+        nc_httpd_stop(h);
+}
+
+static int hello_handler(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        (void)req;
+        (void)opaque;
+        resp->body = strdup("hello\n");
+        return 200;
+}
+
+/* The public listener: its routes only, never the admin endpoints. */
+static void test_public_listener(void **state)
+{
+        nc_metrics_t *m = nc_metrics_new();
+        char err[256] = "";
+        nc_httpd_t *pub, *admin;
+        int pport, aport;
+
+        (void)state;
+        nc_metrics_inc(nc_metrics_counter(m, "noticecast_secret_total", "Admin only."), NULL, 1);
+        pub = nc_httpd_start_public("127.0.0.1:0", err, sizeof(err));
+        if (!pub)
+                fail_msg("%s", err);
+        admin = nc_httpd_start("127.0.0.1:0", m, err, sizeof(err));
+        if (!admin)
+                fail_msg("%s", err);
+        pport = nc_httpd_port(pub);
+        aport = nc_httpd_port(admin);
+        assert_int_equal(nc_httpd_add_route(pub, "/unsubscribe", hello_handler, NULL), 0);
+        expect(pport, "GET", "/unsubscribe", 200, "hello\n");
+        expect(pport, "GET", "/metrics", 404, "not found\n");
+        expect(pport, "GET", "/healthz", 404, "not found\n");
+        expect(pport, "GET", "/readyz", 404, "not found\n");
+        expect(pport, "HEAD", "/metrics", 404, "");
+        expect(pport, "POST", "/metrics", 404, "not found\n");
+        /* The admin one serves them, and not the public route. */
+        expect(aport, "GET", "/unsubscribe", 404, "not found\n");
+        expect(aport, "GET", "/healthz", 200, "ok\n");
+        {
+                struct fetch f;
+
+                get(&f, aport, "/metrics");
+                assert_int_equal(f.status, 200);
+                assert_non_null(strstr(f.body, "noticecast_secret_total 1"));
+                free(f.body);
+        }
+        nc_httpd_stop(pub);
+        nc_httpd_stop(admin);
+        nc_metrics_free(m);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_builtin),    cmocka_unit_test(test_routes),
-            cmocka_unit_test(test_body_limit), cmocka_unit_test(test_listen),
-            cmocka_unit_test(test_framing),    cmocka_unit_test(test_per_ip_budget),
-            cmocka_unit_test(test_deferred),
+            cmocka_unit_test(test_builtin),         cmocka_unit_test(test_routes),
+            cmocka_unit_test(test_body_limit),      cmocka_unit_test(test_listen),
+            cmocka_unit_test(test_framing),         cmocka_unit_test(test_per_ip_budget),
+            cmocka_unit_test(test_deferred),        cmocka_unit_test(test_healthz_heartbeat),
+            cmocka_unit_test(test_public_listener),
         };
 
         /* The failing binds and the bad handler log warnings; keep the output readable. */
