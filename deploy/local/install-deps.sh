@@ -29,6 +29,7 @@ APT_PACKAGES=(
 	libcmocka-dev
 	kcat clang-format shellcheck mandoc netcat-openbsd tzdata openssl
 	prometheus # promtool: make check-monitoring, the /metrics tests
+	systemd python3-seccomp # make systemd-check (systemd-analyze, offline); test_08's sandbox
 )
 PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd)
 BENCH_PACKAGES=(nginx wrk postfix)
