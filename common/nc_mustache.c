@@ -160,18 +160,8 @@ static size_t nc_mustache_pool_add(struct nc_mustache_tpl *t, const char *s, siz
 {
         size_t off = t->poollen;
 
-        if (t->poolcap - t->poollen < len + 1) {
-                size_t cap = t->poolcap ? t->poolcap : 64;
-                char *pool;
-
-                while (cap - t->poollen < len + 1)
-                        cap *= 2;
-                pool = realloc(t->pool, cap);
-                if (!pool)
-                        return SIZE_MAX;
-                t->pool = pool;
-                t->poolcap = cap;
-        }
+        if (nc_buf_reserve(&t->pool, &t->poolcap, t->poollen, len + 1, 64) != 0)
+                return SIZE_MAX;
         memcpy(t->pool + off, s, len);
         t->pool[off + len] = '\0';
         t->poollen += len + 1;
@@ -613,18 +603,8 @@ static int nc_mustache_put(struct nc_mustache_state *st, const char *s, size_t n
                 return 0;
         if (n > st->max_out - st->len)
                 return nc_err(st->errstr, st->errstr_size, "output exceeds %zu bytes", st->max_out);
-        if (st->cap - st->len < n + 1) {
-                size_t cap = st->cap ? st->cap : 256;
-                char *out;
-
-                while (cap - st->len < n + 1)
-                        cap *= 2;
-                out = realloc(st->out, cap);
-                if (!out)
-                        return nc_err(st->errstr, st->errstr_size, "out of memory");
-                st->out = out;
-                st->cap = cap;
-        }
+        if (nc_buf_reserve(&st->out, &st->cap, st->len, n + 1, 256) != 0)
+                return nc_err(st->errstr, st->errstr_size, "out of memory");
         memcpy(st->out + st->len, s, n);
         st->len += n;
         return 0;

@@ -30,35 +30,34 @@ static const char *describe_cp(long cp, char *buf, size_t size)
         return buf;
 }
 
-int nc_text_check_line(const char *field, const char *s, size_t max, char *errstr,
-                       size_t errstr_size)
+/* One check for both kinds of text: no control character but those in ALLOWED, at most MAX
+ * bytes; HINT ends the control-character message ("" or "; it must be one line"). */
+static int check_text(const char *field, const char *s, const char *allowed, const char *hint,
+                      size_t max, char *errstr, size_t errstr_size)
 {
         char cbuf[48];
         long cp;
 
-        if ((cp = nc_utf8_find_control(s, NULL)) >= 0)
-                return nc_err(errstr, errstr_size, "%s: contains %s; it must be one line", field,
-                              describe_cp(cp, cbuf, sizeof(cbuf)));
+        if ((cp = nc_utf8_find_control(s, allowed)) >= 0)
+                return nc_err(errstr, errstr_size, "%s: contains %s%s", field,
+                              describe_cp(cp, cbuf, sizeof(cbuf)), hint);
         if (strlen(s) > max)
                 return nc_err(errstr, errstr_size, "%s: is %zu bytes long, the limit is %zu", field,
                               strlen(s), max);
         return 0;
 }
 
+int nc_text_check_line(const char *field, const char *s, size_t max, char *errstr,
+                       size_t errstr_size)
+{
+        return check_text(field, s, NULL, "; it must be one line", max, errstr, errstr_size);
+}
+
 /* Multi-line text (body): LF and TAB are allowed; CRLF was already folded to LF. */
 static int check_multiline(const char *field, const char *s, size_t max, char *errstr,
                            size_t errstr_size)
 {
-        char cbuf[48];
-        long cp;
-
-        if ((cp = nc_utf8_find_control(s, "\n\t")) >= 0)
-                return nc_err(errstr, errstr_size, "%s: contains %s", field,
-                              describe_cp(cp, cbuf, sizeof(cbuf)));
-        if (strlen(s) > max)
-                return nc_err(errstr, errstr_size, "%s: is %zu bytes long, the limit is %zu", field,
-                              strlen(s), max);
-        return 0;
+        return check_text(field, s, "\n\t", "", max, errstr, errstr_size);
 }
 
 static char *fold_crlf(const char *s)

@@ -35,6 +35,24 @@ void *nc_xrealloc(void *p, size_t n)
         return q;
 }
 
+int nc_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t initial)
+{
+        size_t c = *cap ? *cap : initial;
+        char *p;
+
+        if (*cap - len >= need)
+                return 0;
+        if (need > SIZE_MAX / 2 - len)
+                return -1;
+        while (c - len < need)
+                c *= 2;
+        if (!(p = realloc(*buf, c)))
+                return -1;
+        *buf = p;
+        *cap = c;
+        return 0;
+}
+
 char *nc_xstrdup(const char *s)
 {
         char *p = strdup(s);

@@ -38,6 +38,10 @@ void *nc_xmalloc(size_t n);
 void *nc_xcalloc(size_t n, size_t m);
 void *nc_xrealloc(void *p, size_t n);
 char *nc_xstrdup(const char *s);
+/* Makes room for NEED more bytes after LEN in *BUF of capacity *CAP (doubling, from INITIAL):
+ * 0, or -1 when out of memory (the buffer is then unchanged).  For buffers whose caller
+ * reports the failure (a renderer's output) rather than aborting as nc_xrealloc does. */
+int nc_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t initial);
 
 /* Reads a whole file ("-" = stdin) into a NUL-terminated malloc'd buffer. */
 char *nc_file_read(const char *path, size_t *lenp, char *errstr, size_t errstr_size);

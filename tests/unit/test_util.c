@@ -181,9 +181,35 @@ static void test_secret_too_large(void **state)
         free(big);
 }
 
+/* nc_buf_reserve: starts at the initial size, doubles until NEED fits after LEN, keeps the
+ * contents, and refuses a size that would overflow without touching the buffer. */
+static void test_buf_reserve(void **state)
+{
+        char *buf = NULL;
+        size_t cap = 0;
+
+        (void)state;
+        assert_int_equal(nc_buf_reserve(&buf, &cap, 0, 10, 16), 0);
+        assert_non_null(buf);
+        assert_int_equal(cap, 16);
+        memcpy(buf, "0123456789", 10);
+        assert_int_equal(nc_buf_reserve(&buf, &cap, 10, 6, 16), 0);
+        assert_int_equal(cap, 16); /* fits: no growth */
+        assert_int_equal(nc_buf_reserve(&buf, &cap, 10, 7, 16), 0);
+        assert_int_equal(cap, 32);
+        assert_int_equal(nc_buf_reserve(&buf, &cap, 10, 100, 16), 0);
+        assert_int_equal(cap, 128);
+        assert_memory_equal(buf, "0123456789", 10);
+        assert_int_equal(nc_buf_reserve(&buf, &cap, 10, SIZE_MAX - 5, 16), -1);
+        assert_int_equal(cap, 128);
+        assert_memory_equal(buf, "0123456789", 10);
+        free(buf);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_buf_reserve),
             cmocka_unit_test(test_tsv_plain),
             cmocka_unit_test(test_tsv_controls),
             cmocka_unit_test(test_tsv_bound),
