@@ -31,6 +31,13 @@ const char *nc_config_path(const char *cli_path, int *explicit_path)
         return NC_SYSCONFDIR "/noticecast/noticecast.conf";
 }
 
+/* Wipes the secret S in place (before it is freed), so no copy is left in freed memory. */
+static void secret_wipe(char *s)
+{
+        if (s)
+                explicit_bzero(s, strlen(s));
+}
+
 static void set_str(char **dst, const char *v)
 {
         free(*dst);
@@ -535,6 +542,8 @@ void nc_config_free(nc_config_t *cfg)
                         key_free(&keys[i], cfg);
         for (i = 0; i < cfg->kafka_n; i++) {
                 free(cfg->kafka[i].key);
+                if (cfg->kafka[i].from_file)
+                        secret_wipe(cfg->kafka[i].value);
                 free(cfg->kafka[i].value);
                 free(cfg->kafka[i].origin);
         }
@@ -572,29 +581,147 @@ static int kafka_check(const char *key, const char *value, char *errstr, size_t 
         return 0;
 }
 
+/* Properties whose value is a secret even when written inline: never shown in a message. */
+static int kafka_secret_key(const char *key)
+{
+        static const char *const secret[] = {"sasl.password", "ssl.key.password",
+                                             "ssl.keystore.password",
+                                             "sasl.oauthbearer.client.secret"};
+
+        for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+                if (!strcmp(key, secret[i]))
+                        return 1;
+        return 0;
+}
+
+const char *nc_config_kafka_shown(const nc_kafka_prop_t *p)
+{
+        return p->from_file || kafka_secret_key(p->key) ? "(redacted)" : p->value;
+}
+
+/* The source of ORIGIN: "file" of "file:line", or ORIGIN itself ("-X", "-b", "default"). */
+static size_t origin_source_len(const char *origin)
+{
+        const char *colon = strrchr(origin, ':');
+
+        return colon ? (size_t)(colon - origin) : strlen(origin);
+}
+
+static int origin_same_source(const char *a, const char *b)
+{
+        size_t n = origin_source_len(a);
+
+        return n == origin_source_len(b) && !strncmp(a, b, n);
+}
+
+/* Reads KEY_file's PATH for kafka_set(): the content less one trailing newline, or NULL with
+ * an error that names KEY and the file but never holds any of the content. */
+static char *kafka_file_value(const char *key, const char *base, const char *path, char *errstr,
+                              size_t errstr_size)
+{
+        rd_kafka_conf_t *probe;
+        rd_kafka_conf_res_t res;
+        char serr[400];
+        size_t len = 0;
+        char *text;
+
+        if (!*path) {
+                nc_err(errstr, errstr_size, "kafka: %s: expected the path of a secret file", key);
+                return NULL;
+        }
+        if (!(text = nc_secret_file_read(path, &len, serr, sizeof(serr)))) {
+                nc_err(errstr, errstr_size, "kafka: %s: %s", key, serr);
+                return NULL;
+        }
+        if (len > 0 && text[len - 1] == '\n')
+                text[--len] = '\0';
+        if (len > 0 && text[len - 1] == '\r')
+                text[--len] = '\0';
+        /* librdkafka's message for a bad value quotes the value: say it without that. */
+        probe = rd_kafka_conf_new();
+        res = rd_kafka_conf_set(probe, base, text, serr, sizeof(serr));
+        rd_kafka_conf_destroy(probe);
+        if (res == RD_KAFKA_CONF_UNKNOWN || strlen(text) != len) {
+                if (res == RD_KAFKA_CONF_UNKNOWN)
+                        nc_err(errstr, errstr_size, "kafka: %s: no librdkafka property %s", key,
+                               base);
+                else
+                        nc_err(errstr, errstr_size, "kafka: %s: %s contains a NUL byte", key, path);
+                secret_wipe(text);
+                free(text);
+                return NULL;
+        }
+        if (res != RD_KAFKA_CONF_OK) {
+                nc_err(errstr, errstr_size, "kafka: %s: the content of %s is not a valid %s", key,
+                       path, base);
+                secret_wipe(text);
+                free(text);
+                return NULL;
+        }
+        return text;
+}
+
+/* nc_config_set_kafka() without the ORIGIN prefix on errors (the file parser adds its own). */
+static int kafka_set(nc_config_t *cfg, const char *key, const char *value, const char *origin,
+                     char *errstr, size_t errstr_size)
+{
+        size_t klen = strlen(key), sfx = sizeof("_file") - 1;
+        int from_file = klen > sfx && !strcmp(key + klen - sfx, "_file");
+        char *base = from_file ? nc_xstrdup(key) : NULL, *secret = NULL;
+        nc_kafka_prop_t *p = NULL;
+        size_t i;
+
+        if (from_file) {
+                base[klen - sfx] = '\0';
+                if (!(secret = kafka_file_value(key, base, value, errstr, errstr_size))) {
+                        free(base);
+                        return -1;
+                }
+                key = base;
+                value = secret;
+        } else if (kafka_check(key, value, errstr, errstr_size) != 0) {
+                return -1;
+        }
+        for (i = 0; i < cfg->kafka_n && !p; i++)
+                if (!strcmp(cfg->kafka[i].key, key))
+                        p = &cfg->kafka[i];
+        if (p && p->from_file != from_file && origin_same_source(p->origin, origin)) {
+                nc_err(errstr, errstr_size, "kafka: %s and %s_file are both set (the other at %s)",
+                       key, key, p->origin);
+                if (secret)
+                        secret_wipe(secret);
+                free(secret);
+                free(base);
+                return -1;
+        }
+        if (!p) {
+                if (cfg->kafka_n == cfg->kafka_cap) {
+                        cfg->kafka_cap = cfg->kafka_cap ? cfg->kafka_cap * 2 : 16;
+                        cfg->kafka = nc_xrealloc(cfg->kafka, cfg->kafka_cap * sizeof(*cfg->kafka));
+                }
+                p = &cfg->kafka[cfg->kafka_n++];
+                memset(p, 0, sizeof(*p));
+                p->key = nc_xstrdup(key);
+        }
+        if (p->value && p->from_file)
+                secret_wipe(p->value);
+        set_str(&p->value, value);
+        set_str(&p->origin, origin);
+        p->from_file = from_file;
+        if (secret)
+                secret_wipe(secret);
+        free(secret);
+        free(base);
+        return 0;
+}
+
 int nc_config_set_kafka(nc_config_t *cfg, const char *key, const char *value, const char *origin,
                         char *errstr, size_t errstr_size)
 {
-        char kerr[300];
-        size_t i;
+        char kerr[600];
 
-        if (kafka_check(key, value, kerr, sizeof(kerr)) != 0)
+        if (kafka_set(cfg, key, value, origin, kerr, sizeof(kerr)) != 0)
                 return nc_err(errstr, errstr_size, "%s: %s", origin, kerr);
-        for (i = 0; i < cfg->kafka_n; i++) {
-                if (!strcmp(cfg->kafka[i].key, key)) {
-                        set_str(&cfg->kafka[i].value, value);
-                        set_str(&cfg->kafka[i].origin, origin);
-                        return 0;
-                }
-        }
-        if (cfg->kafka_n == cfg->kafka_cap) {
-                cfg->kafka_cap = cfg->kafka_cap ? cfg->kafka_cap * 2 : 16;
-                cfg->kafka = nc_xrealloc(cfg->kafka, cfg->kafka_cap * sizeof(*cfg->kafka));
-        }
-        cfg->kafka[cfg->kafka_n].key = nc_xstrdup(key);
-        cfg->kafka[cfg->kafka_n].value = nc_xstrdup(value);
-        cfg->kafka[cfg->kafka_n].origin = nc_xstrdup(origin);
-        cfg->kafka_n++;
         return 0;
 }
 
@@ -776,10 +903,9 @@ static int handler(struct parse_ctx *ctx, const char *section, const char *name,
 
         switch (sec->kind) {
         case SEC_KAFKA:
-                if (kafka_check(name, value, err, sizeof(err)) != 0)
-                        FAIL("%s", err);
                 snprintf(origin, sizeof(origin), "%s:%d", ctx->path, ctx->line);
-                nc_config_set_kafka(ctx->cfg, name, value, origin, NULL, 0);
+                if (kafka_set(ctx->cfg, name, value, origin, err, sizeof(err)) != 0)
+                        FAIL("%s", err);
                 return 1;
         case SEC_PER_ID:
                 base = partner_get(ctx, id);

@@ -5,7 +5,10 @@
  * Errors read "file:line: message"; unknown sections and keys are errors, so a typo never
  * silently falls back to a default, and so are a key set twice in a section, a section given
  * twice, a NUL byte, invalid UTF-8 and a line over 64 KiB.  [kafka] keys go straight to
- * librdkafka and are checked against it at load time (an empty bootstrap.servers is refused). */
+ * librdkafka and are checked against it at load time (an empty bootstrap.servers is refused).
+ * A [kafka] key KEY_file (or -X KEY_file=PATH) sets KEY to the content of the secret file PATH,
+ * less one trailing newline; librdkafka has no property ending in "_file", so this is
+ * unambiguous.  KEY and KEY_file from the same source (the file, or -X) are refused. */
 #ifndef NC_CONFIG_H
 #define NC_CONFIG_H
 
@@ -18,7 +21,8 @@
 typedef struct nc_kafka_prop {
         char *key;
         char *value;
-        char *origin; /* "file:line" or "-X" */
+        char *origin;  /* "file:line" or "-X" */
+        int from_file; /* set by KEY_file: the value is a secret, never shown */
 } nc_kafka_prop_t;
 
 enum nc_webhook_format { NC_FORMAT_STANDARD = 0, NC_FORMAT_CLOUDEVENTS };
@@ -167,6 +171,10 @@ int nc_config_apply_overrides(nc_config_t *cfg, const nc_strlist_t *xprops, cons
  * Returns 1 if C was one of them, 0 if not. */
 int nc_config_cmdline_opt(int c, const char *arg, const char **config_path, nc_strlist_t *xprops,
                           const char **brokers);
+/* What may be shown of P's value in a message: "(redacted)" for a value read from a
+ * KEY_file and for the password-like properties, the value itself otherwise. */
+const char *nc_config_kafka_shown(const nc_kafka_prop_t *p);
+
 /* Value of a [kafka] property or NULL. */
 const char *nc_config_kafka_get(const nc_config_t *cfg, const char *key);
 

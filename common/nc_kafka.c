@@ -329,7 +329,13 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
                 if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, kerr,
                                       sizeof(kerr)) != RD_KAFKA_CONF_OK) {
                         rd_kafka_conf_destroy(conf);
-                        nc_err(errstr, errstr_size, "%s: kafka: %s", cfg->kafka[i].origin, kerr);
+                        /* librdkafka's message may quote the value, which may be a secret. */
+                        if (nc_config_kafka_shown(&cfg->kafka[i]) != cfg->kafka[i].value)
+                                nc_err(errstr, errstr_size, "%s: kafka: %s: value refused",
+                                       cfg->kafka[i].origin, cfg->kafka[i].key);
+                        else
+                                nc_err(errstr, errstr_size, "%s: kafka: %s",
+                                       cfg->kafka[i].origin, kerr);
                         return NULL;
                 }
         }
@@ -396,7 +402,7 @@ static int conf_require(rd_kafka_conf_t *conf, const nc_config_t *cfg, const cha
         if (p &&
             (rd_kafka_conf_get(conf, key, after, &n) != RD_KAFKA_CONF_OK || strcmp(before, after)))
                 return nc_err(errstr, errstr_size, "%s: kafka: %s=%s: the %s needs %s=%s",
-                              p->origin, p->key, p->value, who, key, value);
+                              p->origin, p->key, nc_config_kafka_shown(p), who, key, value);
         return 0;
 }
 
