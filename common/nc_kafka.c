@@ -334,8 +334,8 @@ rd_kafka_conf_t *nc_kafka_conf_new(const nc_config_t *cfg, char *errstr, size_t 
                                 nc_err(errstr, errstr_size, "%s: kafka: %s: value refused",
                                        cfg->kafka[i].origin, cfg->kafka[i].key);
                         else
-                                nc_err(errstr, errstr_size, "%s: kafka: %s",
-                                       cfg->kafka[i].origin, kerr);
+                                nc_err(errstr, errstr_size, "%s: kafka: %s", cfg->kafka[i].origin,
+                                       kerr);
                         return NULL;
                 }
         }
