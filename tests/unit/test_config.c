@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nc_config.h"
@@ -12,12 +14,18 @@
 /* The temporary file of the running test; removed by the teardown even when a test fails. */
 static char tmp_path[64];
 
+/* The [kafka] KEY_file secret of the running test, removed by the same teardown. */
+static char secret_path[64];
+
 static int teardown_tmp(void **state)
 {
         (void)state;
         if (tmp_path[0])
                 unlink(tmp_path);
         tmp_path[0] = '\0';
+        if (secret_path[0])
+                unlink(secret_path);
+        secret_path[0] = '\0';
         return 0;
 }
 
@@ -25,7 +33,8 @@ static const char *write_conf_n(const char *text, size_t len)
 {
         int fd;
 
-        teardown_tmp(NULL);
+        if (tmp_path[0])
+                unlink(tmp_path); /* not teardown_tmp(): the secret file stays */
         snprintf(tmp_path, sizeof(tmp_path), "/tmp/nc-test-config-XXXXXX");
         fd = mkstemp(tmp_path);
         assert_true(fd >= 0);
@@ -802,6 +811,147 @@ static void test_enums(void **state)
                  "smtp.allow_plaintext_auth: 'sure' must be true or false");
 }
 
+#define KAFKA_SECRET "Pangolin-Secret-8812"
+
+/* Writes TEXT to the test's secret file (created on first use) with mode MODE; returns its
+ * path. */
+static const char *write_secret(const char *text, mode_t mode)
+{
+        int fd;
+
+        if (secret_path[0]) {
+                fd = open(secret_path, O_WRONLY | O_TRUNC);
+        } else {
+                snprintf(secret_path, sizeof(secret_path), "/tmp/nc-test-secret-XXXXXX");
+                fd = mkstemp(secret_path);
+        }
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+        assert_int_equal(fchmod(fd, mode), 0);
+        assert_int_equal(close(fd), 0);
+        return secret_path;
+}
+
+/* Loads "[kafka]\n" + BODY (which must fail), checks the error starts with "conf:LINE: " +
+ * MESSAGE, contains NEEDLE when given, and never contains the secret. */
+static void kafka_file_bad(const char *body, int line, const char *message, const char *needle)
+{
+        char text[1024], err[1024] = "", prefix[512];
+        const char *path;
+        nc_config_t cfg;
+
+        snprintf(text, sizeof(text), "[kafka]\n%s", body);
+        path = write_conf(text);
+        if (nc_config_load(&cfg, path, 1, err, sizeof(err)) == 0) {
+                nc_config_free(&cfg);
+                fail_msg("accepted:\n%s", text);
+        }
+        snprintf(prefix, sizeof(prefix), "%s:%d: %s", path, line, message);
+        if (strncmp(err, prefix, strlen(prefix)) != 0)
+                fail_msg("error \"%s\"\n  expected to start with \"%s\"", err, prefix);
+        if (needle && !strstr(err, needle))
+                fail_msg("error \"%s\" does not name %s", err, needle);
+        if (strstr(err, KAFKA_SECRET))
+                fail_msg("error \"%s\" shows the secret", err);
+}
+
+static void test_kafka_file_reads_value(void **state)
+{
+        char text[256], origin[128];
+        const char *pw = write_secret(KAFKA_SECRET "\n", 0600), *path;
+        nc_config_t cfg;
+        size_t i;
+
+        (void)state;
+        snprintf(text, sizeof(text),
+                 "[kafka]\nsecurity.protocol = plaintext\nsasl.password_file = %s\n", pw);
+        path = write_conf(text);
+        load_ok(&cfg, path);
+        /* Stored under the librdkafka name, trailing newline trimmed, never under KEY_file. */
+        assert_string_equal(nc_config_kafka_get(&cfg, "sasl.password"), KAFKA_SECRET);
+        assert_null(nc_config_kafka_get(&cfg, "sasl.password_file"));
+        for (i = 0; i < cfg.kafka_n; i++)
+                if (!strcmp(cfg.kafka[i].key, "sasl.password"))
+                        break;
+        assert_true(i < cfg.kafka_n);
+        assert_true(cfg.kafka[i].from_file);
+        snprintf(origin, sizeof(origin), "%s:3", path);
+        assert_string_equal(cfg.kafka[i].origin, origin);
+        assert_string_equal(nc_config_kafka_shown(&cfg.kafka[i]), "(redacted)");
+        nc_config_free(&cfg);
+
+        /* Without a trailing newline the whole content is the value; only one "\n" (or
+         * "\r\n") is trimmed. */
+        write_secret(KAFKA_SECRET, 0600);
+        load_ok(&cfg, path);
+        assert_string_equal(nc_config_kafka_get(&cfg, "sasl.password"), KAFKA_SECRET);
+        nc_config_free(&cfg);
+        write_secret(KAFKA_SECRET "\r\n", 0600);
+        load_ok(&cfg, path);
+        assert_string_equal(nc_config_kafka_get(&cfg, "sasl.password"), KAFKA_SECRET);
+        nc_config_free(&cfg);
+        write_secret(KAFKA_SECRET "\n\n", 0600);
+        load_ok(&cfg, path);
+        assert_string_equal(nc_config_kafka_get(&cfg, "sasl.password"), KAFKA_SECRET "\n");
+        nc_config_free(&cfg);
+}
+
+static void test_kafka_file_through_X(void **state)
+{
+        char xprop[128], err[1024] = "";
+        const char *pw = write_secret(KAFKA_SECRET "\n", 0600);
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[kafka]\nsasl.password = inline\n"));
+        /* -X overrides the file's sasl.password (another source), as any -X does. */
+        snprintf(xprop, sizeof(xprop), "%s", pw);
+        assert_int_equal(
+            nc_config_set_kafka(&cfg, "sasl.password_file", xprop, "-X", err, sizeof(err)), 0);
+        assert_string_equal(nc_config_kafka_get(&cfg, "sasl.password"), KAFKA_SECRET);
+        /* ...but -X sasl.password and -X sasl.password_file together are refused. */
+        assert_int_equal(nc_config_set_kafka(&cfg, "sasl.password", "x", "-X", err, sizeof(err)),
+                         -1);
+        assert_non_null(strstr(err, "sasl.password_file"));
+        assert_null(strstr(err, KAFKA_SECRET));
+        assert_string_equal(nc_config_kafka_get(&cfg, "sasl.password"), KAFKA_SECRET);
+        /* Inline password-like values are not shown either. */
+        for (size_t i = 0; i < cfg.kafka_n; i++)
+                if (!strcmp(cfg.kafka[i].key, "sasl.password"))
+                        assert_string_equal(nc_config_kafka_shown(&cfg.kafka[i]), "(redacted)");
+        nc_config_free(&cfg);
+}
+
+static void test_kafka_file_refused(void **state)
+{
+        char body[512], both[512];
+        const char *pw;
+
+        (void)state;
+        /* Group-readable: refused, naming the key and the file. */
+        pw = write_secret(KAFKA_SECRET "\n", 0640);
+        snprintf(body, sizeof(body), "client.id = x\nsasl.password_file = %s\n", pw);
+        kafka_file_bad(body, 3, "kafka: sasl.password_file: ", pw);
+        /* Missing. */
+        snprintf(body, sizeof(body), "sasl.password_file = %s.missing\n", pw);
+        kafka_file_bad(body, 2, "kafka: sasl.password_file: ", ".missing");
+        /* Empty path. */
+        kafka_file_bad("sasl.password_file =\n", 2, "kafka: sasl.password_file: ", NULL);
+        pw = write_secret(KAFKA_SECRET "\n", 0600);
+        /* X and X_file, in either order: the second line is refused, naming the first. */
+        snprintf(both, sizeof(both), "sasl.password = inline\nsasl.password_file = %s\n", pw);
+        kafka_file_bad(both, 3, "kafka: sasl.password and sasl.password_file are both set", ":2)");
+        snprintf(both, sizeof(both), "sasl.password_file = %s\nsasl.password = inline\n", pw);
+        kafka_file_bad(both, 3, "kafka: sasl.password and sasl.password_file are both set", ":2)");
+        /* No librdkafka property foo. */
+        snprintf(body, sizeof(body), "foo_file = %s\n", pw);
+        kafka_file_bad(body, 2, "kafka: foo_file: no librdkafka property foo", NULL);
+        /* A content librdkafka refuses is reported without the content (its own message
+         * quotes the value). */
+        snprintf(body, sizeof(body), "security.protocol_file = %s\n", pw);
+        kafka_file_bad(body, 2, "kafka: security.protocol_file: the content of ", pw);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -817,6 +967,9 @@ int main(void)
             cmocka_unit_test_teardown(test_unknown_kafka_property, teardown_tmp),
             cmocka_unit_test_teardown(test_kafka_passthrough, teardown_tmp),
             cmocka_unit_test_teardown(test_kafka_override, teardown_tmp),
+            cmocka_unit_test_teardown(test_kafka_file_reads_value, teardown_tmp),
+            cmocka_unit_test_teardown(test_kafka_file_through_X, teardown_tmp),
+            cmocka_unit_test_teardown(test_kafka_file_refused, teardown_tmp),
             cmocka_unit_test_teardown(test_missing_explicit_file, teardown_tmp),
             cmocka_unit_test_teardown(test_missing_default_file_uses_defaults, teardown_tmp),
             cmocka_unit_test_teardown(test_default_language_not_in_languages, teardown_tmp),
