@@ -5,11 +5,16 @@ the secret never shown: not in any program's `-n -v` output, not in librdkafka's
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 
 from conftest import EX_CONFIG, EX_OK, describe
 from config_faults import PROGRAMS, full_config, secret_file
 from daemon_env import binary
+from webhook_receiver import Always
+from webhooks_support import *  # noqa: F401,F403
 
 PASSWORD = "Quokka-Kafka-Secret-5093-zz"
 
@@ -69,3 +74,35 @@ def test_group_readable_file_is_exit_78_naming_it(tmp_path):
         assert cp.returncode == EX_CONFIG, f"{prog}: {describe(cp)}"
         assert str(pw) in cp.stderr and "sasl.password_file" in cp.stderr, f"{prog}: {describe(cp)}"
         assert PASSWORD not in cp.stdout + cp.stderr, f"{prog} printed the password"
+
+
+def test_webhooks_reload_rereads_the_file_and_never_logs_it(wh, tmp_path):
+    """-X sasl.password_file is applied again on SIGHUP: a file turned 0644 is refused, naming
+    it, and the running daemon keeps delivering; no log line and no metric holds the secret."""
+    pw = secret_file(tmp_path / "kafka-password", PASSWORD + "\n")
+    rx = wh.receiver()
+    pe = wh.partner("pe", rx.url("/pe"))
+    rx.route("/pe", Always(204), secrets=pe.secrets)
+    d = wh.start("-v", "-X", "security.protocol=PLAINTEXT", "-X", f"sasl.password_file={pw}")
+    n1 = notice("news", "Before the reload")
+    wh.publish([n1])
+    rx.wait_for_ids("/pe", {n1["id"]}, extra=wh.logs)
+
+    os.chmod(pw, 0o644)
+    offset = d.log_size()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload: .*sasl\.password_file: " + re.escape(str(pw)), since=offset, timeout=60,
+               what="the reload refusing the 0644 file")
+    assert d.alive(), d.tail()
+    n2 = notice("news", "After the refused reload")
+    wh.publish([n2])
+    rx.wait_for_ids("/pe", {n2["id"]}, extra=wh.logs)
+
+    os.chmod(pw, 0o600)
+    offset = d.log_size()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload: \d+ partner", since=offset, timeout=60, what="a good reload")
+    st, text = d.get("/metrics")
+    assert st == 200
+    assert PASSWORD not in text, "a metric holds the password"
+    assert PASSWORD not in d.log(), "a log line holds the password"
