@@ -63,15 +63,20 @@ def free_port_pair() -> tuple[int, int]:
 
 
 class Broker:
-    """A broker run by deploy/local/kafka.sh, on its own ports and data dir."""
+    """A broker run by deploy/local/kafka.sh, on its own ports and data dir.
 
-    def __init__(self, var_dir: Path, port: int | None = None, controller_port: int | None = None):
+    env: more kafka.sh settings (KAFKA_EXTRA_PROPS, KAFKA_FORMAT_ARGS, KAFKA_NODE_ID, ...) for a
+    secured broker or one node of a cluster."""
+
+    def __init__(self, var_dir: Path, port: int | None = None, controller_port: int | None = None,
+                 env: dict | None = None):
         if port is None:
             port, controller_port = free_port_pair()
         self.port = port
         self.controller_port = controller_port or free_port()
         self.var_dir = Path(var_dir)
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.extra_env = dict(env or {})
 
     @property
     def data_dir(self) -> Path:
@@ -82,6 +87,7 @@ class Broker:
         env["KAFKA_PORT"] = str(self.port)
         env["KAFKA_CONTROLLER_PORT"] = str(self.controller_port)
         env["NC_VAR_DIR"] = str(self.var_dir)
+        env.update(self.extra_env)
         return env
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -106,6 +112,13 @@ class Broker:
 
     def running(self) -> bool:
         return self._run("status").returncode == 0
+
+    def pid(self) -> int | None:
+        """The broker JVM's pid while it runs (for kill -9), else None."""
+        try:
+            return int((self.data_dir / "kafka.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def log_tail(self, n: int = 40) -> str:
         try:
