@@ -97,6 +97,27 @@ void ml_queue_counts(ml_queue_t *q, size_t *queued, size_t *busy, int *done)
         pthread_mutex_unlock(&q->lock);
 }
 
+ml_unit_t *ml_queue_remove_if(ml_queue_t *q, int (*keep)(const ml_unit_t *, void *), void *arg)
+{
+        ml_unit_t *out = NULL, **pp, *u;
+
+        pthread_mutex_lock(&q->lock);
+        q->todo_tail = NULL;
+        for (pp = &q->todo_head; (u = *pp);) {
+                if (keep(u, arg)) {
+                        q->todo_tail = u;
+                        pp = &u->next;
+                        continue;
+                }
+                *pp = u->next;
+                u->next = out;
+                out = u;
+                q->todo_n--;
+        }
+        pthread_mutex_unlock(&q->lock);
+        return out;
+}
+
 ml_unit_t *ml_queue_stop(ml_queue_t *q)
 {
         ml_unit_t *todo;

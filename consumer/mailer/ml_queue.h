@@ -42,6 +42,10 @@ struct ml_unit *ml_queue_take_done(ml_queue_t *q);
 /* Units waiting for a worker (*QUEUED), in sessions now (*BUSY), and whether finished ones
  * wait to be taken (*DONE); any may be NULL. */
 void ml_queue_counts(ml_queue_t *q, size_t *queued, size_t *busy, int *done);
+/* Main thread: takes the units not started yet for which KEEP(u, ARG) is 0 out of the queue
+ * and returns them (a list linked by next, now owned by the caller), or NULL. */
+struct ml_unit *ml_queue_remove_if(ml_queue_t *q, int (*keep)(const struct ml_unit *, void *),
+                                   void *arg);
 /* Stops the workers once idle (ml_queue_take returns 0) and returns the units not started
  * yet (a list, now owned by the caller). */
 struct ml_unit *ml_queue_stop(ml_queue_t *q);

@@ -1,4 +1,5 @@
 /* noticecast-mailer: sending — jobs consumer group, SMTP worker threads, outcomes. */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -777,6 +778,13 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
 }
 
 /* Takes what the workers finished (under the lock) and records each outcome (without it). */
+static void unit_free(ml_unit_t *u)
+{
+        json_decref(u->subscriber);
+        json_decref(u->notices);
+        free(u);
+}
+
 static void record_outcomes(ml_t *m)
 {
         ml_unit_t *done = ml_queue_take_done(&m->q), *u;
@@ -905,6 +913,64 @@ static void jobs_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
         scan_start(m);
 }
 
+static int unit_still_ours(const ml_unit_t *u, void *opaque)
+{
+        (void)opaque;
+        return !u->job->part->revoked;
+}
+
+/* The next owner of a revoked partition reads it again from the committed offset, and its
+ * catch-up learns from the deliveries topic what was sent.  So the jobs not begun are let go
+ * (it sends them), and the SMTP sessions under way are waited for, for a bounded while, and
+ * their mail.sent events flushed before the rebalance goes on: else both would send them.
+ * The wait is bounded by [mailer] shutdown_timeout, as at a stop. */
+
+static void jobs_let_go(ml_t *m)
+{
+        ml_unit_t *u, *gone;
+        size_t n = 0;
+
+        queue_flush(m); /* prepared in this poll, not pushed yet */
+        for (gone = ml_queue_remove_if(&m->q, unit_still_ours, NULL); (u = gone); n++) {
+                gone = u->next;
+                mid_forget(m, u->job);
+                job_settle(m, u->job); /* revoked: no offset is stored for it */
+                unit_free(u);
+        }
+        if (n)
+                log_info("rebalance: %zu job%s not begun left to the partitions' next owner", n,
+                         n == 1 ? "" : "s");
+}
+
+static void sessions_finish(ml_t *m)
+{
+        int64_t start = nc_time_now_ms(), deadline = start + m->cfg.mailer.shutdown_timeout_ms;
+        size_t busy;
+        int done;
+
+        for (;;) {
+                record_outcomes(m);
+                ml_queue_counts(&m->q, NULL, &busy, &done);
+                if (!busy && !done)
+                        break;
+                if (nc_time_now_ms() >= deadline) {
+                        log_warnx("rebalance: %zu message%s still in SMTP sessions after "
+                                  "shutdown_timeout: the partitions' next owner may send them "
+                                  "again",
+                                  busy, busy == 1 ? "" : "s");
+                        break;
+                }
+                poll(NULL, 0, 20);
+        }
+        if (rd_kafka_flush(m->events,
+                           (int)(deadline > nc_time_now_ms() ? deadline - nc_time_now_ms()
+                                                             : 1000)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                log_warnx("rebalance: outcome events not all written yet: the partitions' next "
+                          "owner may send some messages again");
+        log_debug("rebalance: sessions finished and events flushed in %lld ms",
+                  (long long)(nc_time_now_ms() - start));
+}
+
 static void jobs_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
         ml_t *m = opaque;
@@ -914,6 +980,10 @@ static void jobs_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
                 for (int i = 0; i < parts->cnt; i++)
                         rd_kafka_topic_partition_list_del(m->paused, parts->elems[i].topic,
                                                           parts->elems[i].partition);
+        if (m->workers && !m->stopping) {
+                jobs_let_go(m);
+                sessions_finish(m);
+        }
 }
 
 int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
@@ -1109,13 +1179,6 @@ size_t ml_sender_busy(ml_t *m)
 
         ml_queue_counts(&m->q, &queued, &busy, &done);
         return queued + busy + (size_t)done;
-}
-
-static void unit_free(ml_unit_t *u)
-{
-        json_decref(u->subscriber);
-        json_decref(u->notices);
-        free(u);
 }
 
 void ml_sender_quiesce(ml_t *m)

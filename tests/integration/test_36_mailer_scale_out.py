@@ -12,6 +12,7 @@ so there is nothing to repeat); both processes sent some of the messages (their 
 `noticecast_mail_messages_total{outcome="sent"}` are both > 0 and add up to the total).
 """
 
+import re
 import time
 
 from conftest import free_port
@@ -78,5 +79,49 @@ def test_two_instances_share_the_sending(ml):
     sa, sb = sent_by(a), sent_by(b)
     print(f"\ninstance a sent {sa:.0f}, instance b sent {sb:.0f} of {total}")
     assert sa > 0 and sb > 0 and sa + sb == total, f"a sent {sa}, b sent {sb}, of {total}\n{env.logs(20)}"
+    assert a.terminate() == 0, a.tail()
+    assert b.terminate() == 0, b.tail()
+
+
+N_BUSY = 150
+
+
+def test_a_rebalance_while_sending_sends_nothing_twice(ml):
+    """A second instance joins while the first is in the middle of sending (a slow relay keeps
+    its SMTP sessions busy and its queue full).  The first lets go of the jobs of the revoked
+    partitions it had not begun, finishes its sessions and writes their mail.sent events before
+    the rebalance goes on, so the second, reading those partitions again from the committed
+    offset, learns what was sent: every subscriber gets the notice exactly once.  (Without
+    this, 59 of 150 subscribers got it twice.)"""
+    env = ml
+    subs = [f"busy{i:03d}@example.org" for i in range(N_BUSY)]
+    env.import_subscribers([{"email": a, "frequency": "immediate"} for a in subs])
+    env.smtp.slow(0.1)
+    # sessions of 20 messages (2 s each): what is in them is finished within shutdown_timeout,
+    # the rest waits in the queue
+    env.smtp_cfg["batch"] = 20
+    a = env.start()
+    env.publish([notice("press", "Sent while the group rebalances")])
+    env.wait_mail(lambda ib: len(ib) >= 10, what="the first instance to be sending")
+    cfg_b = env.write_config(env.tmp / "mailer-b.conf", mailer={"listen": f"127.0.0.1:{free_port()}",
+                                                                    "public_listen": f"127.0.0.1:{free_port()}"})
+    b = env.start(config=cfg_b)
+    env.wait_mail(lambda ib: len({r for m in ib for r in m.rcpt}) >= N_BUSY, timeout=MAIL_TIMEOUT + 60,
+                  what=f"a message to each of the {N_BUSY} subscribers", interval=0.5)
+    env.smtp.slow(0)
+    env.wait_settled(min_jobs=N_BUSY)
+    time.sleep(2)  # a duplicate would be sent by now: its job was taken by the other instance
+    inbox = env.inbox()
+    per_rcpt = {}
+    for m in inbox:
+        for r in m.rcpt:
+            per_rcpt[r] = per_rcpt.get(r, 0) + 1
+    twice = {k: v for k, v in per_rcpt.items() if v > 1}
+    let_go = re.findall(r"rebalance: (\d+) jobs? not begun left", a.log())
+    print(f"\n{len(inbox)} messages to {len(per_rcpt)} subscribers; the first instance let go of "
+          f"{sum(map(int, let_go))} queued jobs at the rebalance; sent by a: {sent_by(a):.0f}, "
+          f"by b: {sent_by(b):.0f}")
+    assert not twice, f"{len(twice)} subscriber(s) got the notice more than once: {list(twice.items())[:5]}"
+    assert sorted(per_rcpt) == sorted(subs), f"{len(per_rcpt)} of {N_BUSY} subscribers got it"
     assert a.terminate() == 0, a.tail()
     assert b.terminate() == 0, b.tail()
