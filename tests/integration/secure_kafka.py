@@ -72,7 +72,7 @@ from confluent_kafka.admin import AdminClient
 
 from conftest import Broker, free_port_pair
 
-__all__ = ["Pki", "Cert", "SecureKafka", "start", "running", "MODES", "ADMIN", "BROKER_CN"]
+__all__ = ["Pki", "Cert", "SecureKafka", "start", "running", "key_lines", "MODES", "ADMIN", "BROKER_CN"]
 
 MODES = ("sasl_ssl", "ssl")
 ADMIN = "admin"
@@ -288,11 +288,11 @@ class SecureKafka:
         keys = [self.broker_cert.key, self.pki.ca_key]
         keys += [c.key for c in self.users.values() if isinstance(c, Cert)]
         for k in keys:
-            out += _key_lines(k)
+            out += key_lines(k)
         return out
 
 
-def _key_lines(key: Path) -> list:
+def key_lines(key: Path) -> list:
     """The base64 lines of a PEM private key: any of them in a log means the key leaked."""
     return [ln for ln in key.read_text().splitlines() if ln and not ln.startswith("-----")
             and re.fullmatch(r"[A-Za-z0-9+/=]{40,}", ln)]
