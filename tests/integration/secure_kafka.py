@@ -167,7 +167,9 @@ class SecureKafka:
         port, cport = free_port_pair()
         props = self.dir / "secure.properties"
         props.write_text(self._props(port))
-        benv = {"KAFKA_EXTRA_PROPS": str(props), "KAFKA_READY": "log"}
+        # a TLS broker starts slower, and the suite may run beside an ASan build: wait longer
+        # than kafka.sh's default, within conftest.Broker's bound on kafka.sh itself
+        benv = {"KAFKA_EXTRA_PROPS": str(props), "KAFKA_READY": "log", "KAFKA_START_TIMEOUT": "110"}
         if mode == "sasl_ssl":
             benv["KAFKA_FORMAT_ARGS"] = " ".join(
                 f"--add-scram {MECHANISM}=[name={u},password={pw}]" for u, pw in self.users.items())
@@ -216,11 +218,12 @@ class SecureKafka:
         # the controller port is known only now: fill it into the listeners line
         props = Path(self.broker.extra_env["KAFKA_EXTRA_PROPS"])
         props.write_text(props.read_text().replace("{cport}", str(self.broker.controller_port)))
-        self.broker.up()
         try:
+            self.broker.up()
             self._wait_serving()
         except BaseException:
-            self.broker.down(purge=True)
+            with contextlib.suppress(Exception):  # keep the first error
+                self.broker.down(purge=True)
             raise
         return self
 

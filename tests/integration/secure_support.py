@@ -23,6 +23,7 @@ finds the others there.  Every wait is bounded and fails saying what it saw.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -174,15 +175,10 @@ class SecureWorld:
         return len(texts)
 
     def close(self) -> None:
-        for d in self.daemons:
-            try:
-                d.cleanup()
-            except Exception:  # noqa: BLE001 (keep tearing down)
-                pass
-        self.rx.stop()
-        self.smtp.close()
-        for d in self.daemons:  # shown by pytest only when the test failed
-            print(d.tail(80))
+        for stop in [d.cleanup for d in self.daemons] + [self.rx.stop, self.smtp.close]:
+            with contextlib.suppress(Exception):  # keep tearing down
+                stop()
+        print(self.logs())  # shown by pytest only when the test failed
 
 
 @pytest.fixture
@@ -233,6 +229,9 @@ def check_all_three_work(w: SecureWorld) -> None:
 
     cp = w.cli_ok("dlq", "list")
     assert not cp.stdout.strip(), describe(cp)
+    # librdkafka's own debug output: its configuration dump and the SASL/TLS exchange
+    cp = w.cli_ok("-v", "-X", "debug=conf,security,broker,protocol", "subscribers", "list")
+    assert "sasl.mechanisms" in cp.stderr or "ssl.ca.location" in cp.stderr, describe(cp)
     for d in (wh, ml):
         assert "noticecast_" in w.metrics_text(d)
         assert w.readyz(d)[0] == 200
