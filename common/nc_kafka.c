@@ -56,6 +56,14 @@ static const char *security_failure(int err, const char *text)
         return NULL;
 }
 
+/* librdkafka before 2.6.1 computes a SCRAM proof that Kafka 4 rejects as invalid credentials
+ * (its nonce check became strict; librdkafka issue 4895). */
+static int scram_too_old(const char *text)
+{
+        return rd_kafka_version() < 0x020601ff && strstr(text, "invalid credentials") &&
+               strstr(text, "SCRAM");
+}
+
 /* Keeps TEXT if it reports such a failure, less librdkafka's thread prefix and its
  * "(after N ms in state ...)" suffix.  The broker's reasons never hold the password. */
 static void security_note(int err, const char *text)
@@ -70,7 +78,10 @@ static void security_note(int err, const char *text)
         end = strstr(p, " (after ");
         n = end ? (int)(end - p) : (int)strlen(p);
         pthread_mutex_lock(&S.lock);
-        snprintf(S.why, sizeof(S.why), "%s: %.*s", cause, n, p);
+        snprintf(S.why, sizeof(S.why), "%s: %.*s%s", cause, n, p,
+                 scram_too_old(text) ? " (if the broker runs Kafka 4: librdkafka before 2.6.1 "
+                                       "cannot authenticate with SCRAM there)"
+                                     : "");
         pthread_mutex_unlock(&S.lock);
 }
 

@@ -23,7 +23,8 @@ API (kept stable: other test modules build on it):
               yield b
 
   SecureKafka attributes and methods:
-    .mode, .bootstrap ("127.0.0.1:PORT"), .broker (conftest.Broker), .pki (Pki), .dir
+    .mode, .bootstrap ("127.0.0.1:PORT"), .broker (conftest.Broker), .pki (Pki), .dir,
+    .kafka_version              the broker's Kafka version ("3.9.2", "4.4.0", ...)
     .admin                      the super user's name ("admin"); in ssl mode the CN of the
                                 admin client certificate; the broker itself is "broker"
     .users                      {name: password} of the SCRAM users (sasl_ssl; admin included)
@@ -40,6 +41,12 @@ API (kept stable: other test modules build on it):
                                 conftest's admin_for / watermarks / consume_all (conf=...)
     .secrets()                  every secret string a log must never show (passwords, the
                                 base64 body of every private key)
+  key_lines(path)               the base64 lines of a PEM private key (for a key made by a test)
+
+  Kafka 4 (KAFKA_VERSION=4.x) rejects the SCRAM proof of librdkafka before 2.6.1 -- the C
+  programs' librdkafka here is 2.0.2 -- as invalid credentials (librdkafka issue 4895);
+  confluent_kafka's own librdkafka is newer and works.  ssl mode is not affected.  See
+  secure_support.scram_broken() and docs/kafka-security.md.
 
 Broker layout (deploy/local/kafka.sh with KAFKA_EXTRA_PROPS, KAFKA_FORMAT_ARGS, KAFKA_READY=log):
   * sasl_ssl: the client listener SASL_SSL://127.0.0.1:PORT offers only SASL_SSL with
@@ -175,6 +182,7 @@ class SecureKafka:
                 f"--add-scram {MECHANISM}=[name={u},password={pw}]" for u, pw in self.users.items())
         benv.update(env or {})
         self.broker = Broker(self.dir / "var", port, cport, env=benv)
+        self.kafka_version = benv.get("KAFKA_VERSION") or os.environ.get("KAFKA_VERSION") or "3.9.2"
         self.bootstrap = self.broker.bootstrap
 
     # --- broker side ---------------------------------------------------------------------------

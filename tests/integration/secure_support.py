@@ -42,12 +42,25 @@ from webhook_receiver import Always, WebhookReceiver
 from webhooks_support import PARTNER_DEFAULTS, WEBHOOKS_DEFAULTS, make_secret, notice
 
 __all__ = ["SecureWorld", "worlds", "secret_file", "notice", "wait_for", "describe",
-           "check_all_three_work", "check_cli_refused", "check_daemons_refused",
+           "check_all_three_work", "check_cli_refused", "check_daemons_refused", "scram_broken",
            "EX_OK", "EX_UNAVAILABLE", "DAEMONS", "SUBSCRIBER"]
 
 EX_OK, EX_UNAVAILABLE = 0, 69
 DAEMONS = ("noticecast-webhooks", "noticecast-mailer")
 SUBSCRIBER = "ana.quispe@example.org"
+
+
+def linked_librdkafka() -> tuple:
+    """The librdkafka version the programs run with, from `noticecast -V`."""
+    cp = subprocess.run([binary("noticecast"), "-V"], capture_output=True, text=True, timeout=30)
+    m = re.search(r"^librdkafka (\d+)\.(\d+)\.(\d+)", cp.stdout, re.M)
+    assert m, describe(cp)
+    return tuple(int(x) for x in m.groups())
+
+
+def scram_broken(sk) -> bool:
+    """librdkafka before 2.6.1 sends a SCRAM proof that Kafka 4 rejects (librdkafka#4895)."""
+    return int(sk.kafka_version.split(".")[0]) >= 4 and linked_librdkafka() < (2, 6, 1)
 
 
 def secret_file(path: Path, text: str) -> Path:
