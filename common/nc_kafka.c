@@ -13,6 +13,104 @@
 #include "nc_util.h"
 #include "nc_uuid.h"
 
+/* ---- TLS and SASL failures ---------------------------------------------------------------
+ * A wrong password, an untrusted CA or a refused client certificate look like an unreachable
+ * broker to our callers: librdkafka retries and the request times out.  The last such
+ * failure is kept so that the timed-out operation and the "kafka unreachable" line name it.
+ * It is taken from librdkafka's log lines too: they come at once from its threads, while an
+ * error event waits for a poll that a program waiting on an admin result never makes. */
+
+static struct {
+        pthread_mutex_t lock;
+        char why[512];
+} S = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* What a failure means, by the words of librdkafka's report, first match wins ("SSL alert
+ * number": the broker refused our certificate after the handshake, as with TLS 1.3). */
+static const struct {
+        const char *mark, *cause;
+} security_causes[] = {
+    {"SASL authentication", "SASL authentication failed (sasl.username, sasl.password[_file])"},
+    {"SASL handshake", "SASL handshake failed (sasl.mechanisms)"},
+    {"certificate verify failed", "the broker's certificate is not trusted (ssl.ca.location)"},
+    {"SSL alert number", "the broker refused the client certificate (ssl.certificate.location, "
+                         "ssl.key.location)"},
+    {"SSL handshake failed", "TLS handshake failed"},
+};
+
+/* The cause of a failed TLS handshake or SASL authentication that ERR or TEXT reports, or
+ * NULL if it is none. */
+static const char *security_failure(int err, const char *text)
+{
+        size_t i;
+
+        for (i = 0; i < sizeof(security_causes) / sizeof(security_causes[0]); i++)
+                if (strstr(text, security_causes[i].mark))
+                        return security_causes[i].cause;
+        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+                return "authentication failed";
+        if (err == RD_KAFKA_RESP_ERR__SSL)
+                return "TLS failed";
+        return NULL;
+}
+
+/* librdkafka before 2.6.1 computes a SCRAM proof that Kafka 4 rejects as invalid credentials
+ * (its nonce check became strict; librdkafka issue 4895). */
+static int scram_too_old(const char *text)
+{
+        return rd_kafka_version() < 0x020601ff && strstr(text, "invalid credentials") &&
+               strstr(text, "SCRAM");
+}
+
+/* Keeps TEXT if it reports such a failure, less librdkafka's thread prefix and its
+ * "(after N ms in state ...)" suffix.  The broker's reasons never hold the password. */
+static void security_note(int err, const char *text)
+{
+        const char *p = text, *end, *cause = security_failure(err, text);
+        int n;
+
+        if (!cause)
+                return;
+        if (!strncmp(p, "[thrd:", 6) && (end = strstr(p, "]: ")))
+                p = end + 3;
+        end = strstr(p, " (after ");
+        n = end ? (int)(end - p) : (int)strlen(p);
+        pthread_mutex_lock(&S.lock);
+        snprintf(S.why, sizeof(S.why), "%s: %.*s%s", cause, n, p,
+                 scram_too_old(text) ? " (if the broker runs Kafka 4: librdkafka before 2.6.1 "
+                                       "cannot authenticate with SCRAM there)"
+                                     : "");
+        pthread_mutex_unlock(&S.lock);
+}
+
+/* Copies the kept failure into BUF; returns 0 if there is none. */
+static int security_why(char *buf, size_t size, int clear)
+{
+        int have;
+
+        pthread_mutex_lock(&S.lock);
+        have = S.why[0] != '\0';
+        snprintf(buf, size, "%s", S.why);
+        if (clear)
+                S.why[0] = '\0';
+        pthread_mutex_unlock(&S.lock);
+        return have;
+}
+
+/* Appends the kept failure to ERRSTR, the error of an operation that failed; returns -1. */
+static int security_explain(char *errstr, size_t errstr_size)
+{
+        char why[sizeof(S.why)];
+        size_t len;
+
+        if (!errstr || !errstr_size || !security_why(why, sizeof(why), 0))
+                return -1;
+        len = strlen(errstr);
+        if (len + 1 < errstr_size)
+                snprintf(errstr + len, errstr_size - len, "; %s", why);
+        return -1;
+}
+
 /* ---- broker connectivity ----------------------------------------------------------------
  * One tracker per process: every client reports to it (its error callback and log lines), a
  * probe thread decides.  ALL_BROKERS_DOWN from any client makes the probe run at once and a
@@ -92,6 +190,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
          * a broker start, ...) are not worth a warning: the caller reports real failures. */
         if (l == NC_LOG_WARN && strstr(buf, ": retrying"))
                 l = NC_LOG_INFO;
+        if (!strcmp(fac, "FAIL"))
+                security_note(0, buf);
         l = lib_gate(l, conn_facility(fac));
         nc_log_kv(l, buf, "component", "librdkafka", "facility", fac, "client", rd_kafka_name(rk),
                   NULL);
@@ -121,6 +221,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 }
                 pthread_mutex_unlock(&T.lock);
         }
+        security_note(err, reason);
         /* Connectivity errors pass by themselves (librdkafka retries): the tracker's lines
          * say what matters. */
         conn = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
@@ -141,10 +242,14 @@ static void secs(int64_t ms, char *buf, size_t size)
 /* One probe's result (STARTED: when it began); logs outside the lock, which log_cb takes. */
 static void probe_result(int ok, const char *why, int64_t started)
 {
-        char outage[32], dropped[16];
+        char outage[32], dropped[16], sec[sizeof(S.why)];
         int64_t now = nc_time_now_ms();
         unsigned n = 0;
         int burst_over;
+
+        /* A TLS or SASL failure says more than the probe's own "timed out". */
+        if (security_why(sec, sizeof(sec), ok))
+                why = sec;
 
         pthread_mutex_lock(&T.lock);
         burst_over = ok && T.lib_burst && now - T.lib_last_ms >= LIB_QUIET_MS;
@@ -764,6 +869,7 @@ static void *txn_prepare_main(void *arg)
                 nc_err(t->err, sizeof(t->err), "cannot start a transaction (broker %s): %s",
                        nc_config_kafka_get(t->cfg, "bootstrap.servers"),
                        err ? rd_kafka_error_string(err) : "abandoned");
+                security_explain(t->err, sizeof(t->err));
                 if (err)
                         rd_kafka_error_destroy(err);
                 t->rc = -1;
@@ -964,10 +1070,12 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics
         if (!ev) {
                 nc_err(errstr, errstr_size, "create topics: no answer from the broker in %d ms",
                        timeout_ms);
+                security_explain(errstr, errstr_size);
                 goto out;
         }
         if (rd_kafka_event_error(ev)) {
                 nc_err(errstr, errstr_size, "create topics: %s", rd_kafka_event_error_string(ev));
+                security_explain(errstr, errstr_size);
                 goto out;
         }
         res = rd_kafka_event_CreateTopics_result(ev);
@@ -1076,6 +1184,7 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
         rd_kafka_topic_destroy(rkt);
         if (err) {
                 nc_err(errstr, errstr_size, "metadata for %s: %s", topic, rd_kafka_err2str(err));
+                security_explain(errstr, errstr_size);
                 goto out;
         }
         if (md->topic_cnt != 1 || md->topics[0].err) {
@@ -1101,6 +1210,7 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
                 if (nc_time_now_ms() >= deadline) {
                         nc_err(errstr, errstr_size, "reading %s: timed out after %d ms", topic,
                                timeout_ms);
+                        security_explain(errstr, errstr_size);
                         goto out_unassign;
                 }
                 if (!(m = rd_kafka_consumer_poll(rk, 100)))
