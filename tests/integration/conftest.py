@@ -324,7 +324,17 @@ def create_topics(bootstrap: str, cfg: Config, timeout: float = 30) -> None:
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-    # wait until metadata shows all partitions with leaders
+    wait_topics(bootstrap, cfg, timeout)
+
+
+def wait_topics(bootstrap: str, cfg: Config, timeout: float = 30) -> None:
+    """Waits until every server of `bootstrap` lists all of cfg's topics, each partition with a
+    leader (a just-created topic reaches the brokers' metadata one at a time)."""
+    for server in bootstrap.split(","):
+        _wait_topics(admin_for(server), cfg, timeout)
+
+
+def _wait_topics(admin: AdminClient, cfg: Config, timeout: float) -> None:
     deadline = time.time() + timeout
     while True:
         md = admin.list_topics(timeout=10)

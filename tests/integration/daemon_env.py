@@ -29,7 +29,7 @@ import pytest
 from confluent_kafka import Producer
 
 from conftest import (REPO, admin_for, consume_all, create_topics, describe, parse_published,
-                      unique_prefix, write_config)
+                      unique_prefix, wait_topics, write_config)
 
 __all__ = ["Daemon", "DaemonEnv", "wait_for", "parse_metrics", "metric_value", "promtool_check_metrics", "http_get",
            "READY_TIMEOUT", "binary", "env_factory"]
@@ -215,16 +215,24 @@ class DaemonEnv:
 
     group_prefix = "nc"
 
-    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3):
+    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3,
+                 replication_factor: int = 1):
         self.tmp = Path(tmp_path)
         self.bootstrap = bootstrap
         self.nc_bin = nc_bin
         self.daemon_bin = daemon_bin
         self.prefix = unique_prefix()
         self.group = f"{self.group_prefix}-{uuid.uuid4().hex[:12]}"
+        # [topics] of every configuration the test writes (the daemons create topics too)
+        self.topics_cfg = {"partitions": partitions, "replication_factor": replication_factor}
         self.cli_cfg = write_config(self.tmp / "cli.conf", bootstrap, prefix=self.prefix,
-                                    topics={"partitions": partitions})
-        create_topics(bootstrap, self.cli_cfg)
+                                    topics=self.topics_cfg)
+        if replication_factor == 1:
+            create_topics(bootstrap, self.cli_cfg)
+        else:  # a cluster: as an operator would, which also sets min.insync.replicas
+            cp = self.cli("topics", "create")
+            assert cp.returncode == 0, "topics create failed" + describe(cp)
+            wait_topics(bootstrap, self.cli_cfg)
         self.daemons: list = []
         self._producer = None
         self._published = 0

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from broker_faults import broker_outage
 from mailer_support import *  # noqa: F401,F403
 from mailer_support import MailerEnv
 from webhook_receiver import Always
@@ -46,22 +47,24 @@ def run(ml, wh, broker, record_property):
     p = wh.partner("peru", rx.url("/hook"))
     rx.route("/hook", Always(204), secrets=p.secrets)
 
-    broker.down()
-    dm = ml.start(ready=False)
-    dw = wh.start(ready=False)
-    t0 = time.monotonic()
-    time.sleep(DOWN_S)
-    state = {}
-    for name, d in (("mailer", dm), ("webhooks", dw)):
-        alive = d.alive()
-        health = d.get("/healthz")[0] if alive else None
-        ready = d.get("/readyz")[0] if alive else None
-        said = "trying again" in d.log()
-        state[name] = (alive, health, ready, said)
-    broker.up()
-    dm.wait_ready(timeout=120)
-    dw.wait_ready(timeout=120)
-    waited = time.monotonic() - t0
+    started, state = {}, {}
+
+    def start_and_wait():
+        started.update(mailer=ml.start(ready=False), webhooks=wh.start(ready=False),
+                       t0=time.monotonic())
+        time.sleep(DOWN_S)
+        for name in ("mailer", "webhooks"):
+            d = started[name]
+            alive = d.alive()
+            health = d.get("/healthz")[0] if alive else None
+            ready = d.get("/readyz")[0] if alive else None
+            said = "trying again" in d.log()
+            state[name] = (alive, health, ready, said)
+
+    out = broker_outage(broker, 0, during=start_and_wait,
+                        daemons=lambda: (started["mailer"], started["webhooks"]))
+    dm, dw = started["mailer"], started["webhooks"]
+    waited = out.t_ready - started["t0"]
     n = notice("alerts", "After the brokers came back", priority="urgent")
     ml.publish([n])
     wh.publish([n])

@@ -27,6 +27,7 @@ import time
 
 import pytest
 
+from broker_faults import broker_outage
 from mailer_support import *  # noqa: F401,F403
 from daemon_env import http_get
 from mailer_support import MailerEnv
@@ -100,17 +101,16 @@ def run(ml, wh, broker, record_property):
     wait_for(lambda: ml.smtp.count() >= 5 and len(rx.delivered_ids("/hook")) >= 5, 120,
              "work under way before the outage", 0.05, lambda: f"{ml.smtp.count()} mails\n{wh.logs()}")
     log_at = {"mailer": dm.log_size(), "webhooks": dw.log_size()}
-    t_down = time.monotonic()
-    broker.down()
-    time.sleep(GRACE_S + 6)
-    # the gauge is the loop's (the mailer's may be blocked in the planner: webhooks only)
-    gauge_down = metric_value(dw.metrics(), "noticecast_kafka_broker_up")
-    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))
-    t_up = time.monotonic()
-    broker.up()
-    dm.wait_ready(timeout=120)
-    dw.wait_ready(timeout=120)
-    t_ready = time.monotonic()
+    gauge = {}
+
+    def read_gauge():
+        time.sleep(GRACE_S + 6)
+        # the gauge is the loop's (the mailer's may be blocked in the planner: webhooks only)
+        gauge["down"] = metric_value(dw.metrics(), "noticecast_kafka_broker_up")
+
+    out = broker_outage(broker, OUTAGE_S, daemons=(dm, dw), during=read_gauge)
+    t_down, t_up, t_ready = out.t_down, out.t_up, out.t_ready
+    gauge_down = gauge["down"]
 
     after = [notice("alerts", f"After the outage {i}") for i in range(5)]
     wh.publish(after)

@@ -136,8 +136,9 @@ class WebhooksEnv(DaemonEnv):
 
     group_prefix = "wh"
 
-    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3):
-        super().__init__(tmp_path, bootstrap, nc_bin, daemon_bin, partitions)
+    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3,
+                 replication_factor: int = 1):
+        super().__init__(tmp_path, bootstrap, nc_bin, daemon_bin, partitions, replication_factor)
         self.config_path = self.tmp / "webhooks.conf"
         self.webhooks = dict(WEBHOOKS_DEFAULTS, group_id=self.group)
         self.partners: dict = {}
@@ -171,7 +172,7 @@ class WebhooksEnv(DaemonEnv):
         for pid, p in self.partners.items():
             sections[f"partner.{pid}"] = p.section()
         write_config(path, self.bootstrap, prefix=self.prefix, extra=extra,
-                     topics={"partitions": self.cli_cfg.partitions}, **sections)
+                     topics=self.topics_cfg, **sections)
         return path
 
     # -- daemon --
