@@ -13,14 +13,38 @@ Nothing here asserts on time: figures are returned for the tests to print.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-__all__ = ["Outage", "broker_outage", "kill9_broker", "Progress", "webhook_tally", "mail_tally"]
+__all__ = ["Outage", "broker_outage", "kill9_broker", "Progress", "webhook_tally", "mail_tally",
+           "daemon_envs"]
+
+
+@contextlib.contextmanager
+def daemon_envs(tmp_path, bootstrap: str, nc_bin: str, daemon_bin: str, mailer_bin: str, **kw):
+    """(WebhooksEnv, MailerEnv) of one test, in tmp_path/wh and tmp_path/ml, on `bootstrap`
+    (kw: replication_factor, ...); both torn down afterwards."""
+    from mailer_support import MailerEnv
+    from webhooks_support import WebhooksEnv
+    (tmp_path / "wh").mkdir()
+    (tmp_path / "ml").mkdir()
+    wh = WebhooksEnv(tmp_path / "wh", bootstrap, nc_bin, daemon_bin, **kw)
+    try:
+        ml = MailerEnv(tmp_path / "ml", bootstrap, nc_bin, mailer_bin, **kw)
+    except BaseException:
+        wh.close()
+        raise
+    try:
+        yield wh, ml
+    finally:
+        wh.close()
+        ml.close()
 
 
 @dataclass
@@ -83,20 +107,21 @@ def broker_outage(broker, seconds: float, daemons=(), during=None, kill: bool = 
 
 
 class Progress(threading.Thread):
-    """Samples count() every `interval` s: [(t, count)].  stall_after(t) is the recovery time
-    of a fault at t: from t until deliveries flow again after the longest pause that began
-    within `window` s of it (0 when they never paused longer than `pause` s)."""
+    """Samples count() and target() (what there is to deliver so far) every `interval` s.
+    stall_after(t) is the recovery time of a fault at t: from t until deliveries flow again
+    after the longest pause, while work was waiting, that began within `window` s of it (0 when
+    they never paused longer than `pause` s).  Time with nothing to deliver is no pause."""
 
-    def __init__(self, count, interval: float = 0.1):
+    def __init__(self, count, target, interval: float = 0.1):
         super().__init__(daemon=True)
-        self.count, self.interval = count, interval
-        self.samples: list = []
+        self.count, self.target, self.interval = count, target, interval
+        self.samples: list = []  # (t, count, target)
         self.stop_ev = threading.Event()
 
     def run(self):
         while not self.stop_ev.is_set():
             try:
-                self.samples.append((time.monotonic(), self.count()))
+                self.samples.append((time.monotonic(), self.count(), self.target()))
             except Exception:  # noqa: BLE001 (a sample missed; the next one counts)
                 pass
             self.stop_ev.wait(self.interval)
@@ -108,27 +133,26 @@ class Progress(threading.Thread):
     def at(self, t: float) -> int:
         """The count at time t (the last sample taken by then)."""
         c = 0
-        for ts, n in self.samples:
+        for ts, n, _ in self.samples:
             if ts > t:
                 break
             c = n
         return c
 
     def stall_after(self, t: float, window: float = 60, pause: float = 2.0) -> float:
-        changes = []  # times at which the count had moved since the sample before
-        prev = None
-        for ts, n in self.samples:
-            if prev is not None and n != prev:
-                changes.append(ts)
-            prev = n
         longest, end = 0.0, None
-        last = t
-        for ts in (c for c in changes if c > t):
-            if last > t + window:
-                break
-            if ts - last > longest:
-                longest, end = ts - last, ts
-            last = ts
+        since, prev = t, None  # since: the last delivery, or the last moment with nothing to do
+        for ts, n, target in self.samples:
+            moved = prev is not None and n != prev
+            prev = n
+            if ts <= t:
+                continue
+            if moved:
+                if ts - since > longest and since <= t + window:
+                    longest, end = ts - since, ts
+                since = ts
+            elif n >= target:
+                since = ts
         if end is None or longest <= pause:
             return 0.0
         return round(end - t, 1)
@@ -200,7 +224,9 @@ class Streams:
         self.bulletins: list = []
         self.notice_ids: set = set()
         self.faults: list = []  # (what, time.monotonic())
-        self.prog = {"webhooks": Progress(self.delivered), "mailer": Progress(ml.smtp.count)}
+        self.published = 0  # notices published so far (the test counts them)
+        self.prog = {"webhooks": Progress(self.delivered, lambda: self.published * len(self.rxs)),
+                     "mailer": Progress(ml.smtp.count, lambda: len(self.bulletins) * len(self.subs))}
 
     def delivered(self) -> int:
         return sum(rx.count("/hook", ok=True) for rx in self.rxs.values())
@@ -216,6 +242,10 @@ class Streams:
         from webhooks_support import notice
         self.ml.publish([notice("alerts", title, priority="urgent")])
         self.bulletins.append(title)
+
+    def publish(self, notices: list) -> None:
+        self.wh.publish(notices)
+        self.published += len(notices)
 
     def wait_under_way(self, webhooks: int, mail: int, timeout: float = 180) -> None:
         from daemon_env import wait_for
@@ -263,6 +293,10 @@ class Streams:
             lines.append(f"  mailer {t!r}: {len(self.subs) - len(r['missing'])} of {len(self.subs)} "
                          f"mailed, missing {len(r['missing'])}, duplicates {r['duplicates']} (other "
                          f"Message-ID: {len(r['changed_id'])}) {r['dup_subscribers'][:5]}")
+        for name, d in (("webhooks", self.dw), ("mailer", self.dm)):
+            log = d.log()
+            lines.append(f"  {name} log: partitions revoked {log.count('revoked')} time(s); "
+                         f"{', '.join(re.findall(r'kafka reconnected.? (outage=[0-9.]+s)', log)) or 'no outage'}")
         for name, tally in (("webhooks", wt), ("mailer", mt)):
             for k, r in tally.items():
                 if r["missing"]:

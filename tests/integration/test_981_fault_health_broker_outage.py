@@ -27,12 +27,11 @@ import time
 
 import pytest
 
-from broker_faults import broker_outage
+from broker_faults import broker_outage, daemon_envs
 from mailer_support import *  # noqa: F401,F403
 from daemon_env import http_get
-from mailer_support import MailerEnv
 from webhook_receiver import Always
-from webhooks_support import WebhooksEnv, daemon_bin  # noqa: F401 (fixture)
+from webhooks_support import daemon_bin  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults
 
@@ -64,15 +63,9 @@ class Sampler(threading.Thread):
 
 def test_readiness_follows_the_broker(own_kafka, tmp_path, nc_bin, mailer_bin, daemon_bin,
                                       record_property):
-    (tmp_path / "ml").mkdir()
-    (tmp_path / "wh").mkdir()
-    ml = MailerEnv(tmp_path / "ml", own_kafka.bootstrap, nc_bin, mailer_bin)
-    wh = WebhooksEnv(tmp_path / "wh", own_kafka.bootstrap, nc_bin, daemon_bin, partitions=3)
-    try:
+    with daemon_envs(tmp_path, own_kafka.bootstrap, nc_bin, mailer_bin=mailer_bin,
+                     daemon_bin=daemon_bin) as (wh, ml):
         run(ml, wh, own_kafka, record_property)
-    finally:
-        wh.close()
-        ml.close()
 
 
 def first(series, pred):

@@ -34,6 +34,14 @@ def batch(tmp_path, tag, n=9):
     return f, ids
 
 
+def publish_batch(run_cli, cfg, tmp_path, tag, n=9):
+    """`noticecast publish` of a fresh batch: (CompletedProcess, ids, seconds it took)."""
+    f, ids = batch(tmp_path, tag, n)
+    t0 = time.monotonic()
+    cp = run_cli("publish", f, config=cfg, timeout=TIMEOUT_MS / 1000 + SLACK_S + 30)
+    return cp, ids, time.monotonic() - t0
+
+
 def keys(bootstrap, topic):
     return [m.key for m in consume_all(bootstrap, topic, "read_committed", timeout=60)]
 
@@ -51,10 +59,7 @@ def test_publish_with_nodes_down(kafka_cluster, tmp_path, run_cli, record_proper
     # -- one node down: commits --
     victim, led = c.busiest_leader([topic])
     c.kill9(victim)
-    f, ids = batch(tmp_path, "one-down")
-    t0 = time.monotonic()
-    cp = run_cli("publish", f, config=cfg, timeout=TIMEOUT_MS / 1000 + SLACK_S + 30)
-    one_s = time.monotonic() - t0
+    cp, ids, one_s = publish_batch(run_cli, cfg, tmp_path, "one-down")
     expect_rc(cp, EX_OK)
     rows = parse_published(cp.stdout)
     assert sorted(r["id"] for r in rows) == sorted(ids), describe(cp)
@@ -68,10 +73,7 @@ def test_publish_with_nodes_down(kafka_cluster, tmp_path, run_cli, record_proper
     down = [n for n in (1, 2, 3) if n != victim][:2]
     for n in down:
         c.kill9(n)
-    f2, ids2 = batch(tmp_path, "two-down")
-    t0 = time.monotonic()
-    cp = run_cli("publish", f2, config=cfg, timeout=TIMEOUT_MS / 1000 + SLACK_S + 30)
-    two_s = time.monotonic() - t0
+    cp, ids2, two_s = publish_batch(run_cli, cfg, tmp_path, "two-down")
     expect_rc(cp, EX_UNAVAILABLE)
     assert two_s < TIMEOUT_MS / 1000 + SLACK_S, f"publish took {two_s:.1f}s with timeout_ms={TIMEOUT_MS}"
     assert parse_published(cp.stdout) == [] and cp.stderr.strip(), describe(cp)
@@ -82,8 +84,8 @@ def test_publish_with_nodes_down(kafka_cluster, tmp_path, run_cli, record_proper
 
     # a publish made now becomes visible once the failed one's transaction (if the broker
     # kept any of it) is aborted: then the read of the failed ids below is meaningful
-    f3, ids3 = batch(tmp_path, "after", n=1)
-    expect_rc(run_cli("publish", f3, config=cfg), EX_OK)
+    cp3, ids3, _ = publish_batch(run_cli, cfg, tmp_path, "after", n=1)
+    expect_rc(cp3, EX_OK)
     seen = []
 
     def after_visible():

@@ -11,9 +11,9 @@ in flight at each stop; both daemons keep running.  Each daemon's recovery time 
 
 import pytest
 
-from broker_faults import Streams, broker_outage
-from mailer_support import MailerEnv, mailer_bin  # noqa: F401 (fixture)
-from webhooks_support import WebhooksEnv, daemon_bin, notice  # noqa: F401 (fixture)
+from broker_faults import Streams, broker_outage, daemon_envs
+from mailer_support import mailer_bin  # noqa: F401 (fixture)
+from webhooks_support import daemon_bin, notice  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults
 
@@ -23,15 +23,8 @@ DOWN_S = 20
 
 def test_single_broker_restarts_mid_stream(own_kafka, tmp_path, nc_bin, daemon_bin, mailer_bin,
                                            record_property):
-    (tmp_path / "wh").mkdir()
-    (tmp_path / "ml").mkdir()
-    wh = WebhooksEnv(tmp_path / "wh", own_kafka.bootstrap, nc_bin, daemon_bin)
-    ml = MailerEnv(tmp_path / "ml", own_kafka.bootstrap, nc_bin, mailer_bin)
-    try:
+    with daemon_envs(tmp_path, own_kafka.bootstrap, nc_bin, daemon_bin, mailer_bin) as (wh, ml):
         run(own_kafka, wh, ml, record_property)
-    finally:
-        wh.close()
-        ml.close()
 
 
 def run(broker, wh, ml, record_property):
@@ -42,7 +35,7 @@ def run(broker, wh, ml, record_property):
     st.notice_ids = {n["id"] for n in notices}
     half = N_NOTICES // 2
     for i in range(0, half, 100):
-        wh.publish(notices[i:i + 100])
+        st.publish(notices[i:i + 100])
     st.bulletin("Single bulletin one")
     st.wait_under_way(webhooks=300, mail=200)
 
@@ -50,7 +43,7 @@ def run(broker, wh, ml, record_property):
     st.fault("SIGTERM, down 20 s")
     outages.append(broker_outage(broker, DOWN_S, daemons=(st.dw, st.dm)))
     for i in range(half, N_NOTICES, 100):
-        wh.publish(notices[i:i + 100])
+        st.publish(notices[i:i + 100])
     st.bulletin("Single bulletin two")
     st.wait_under_way(webhooks=st.delivered() + 300, mail=st.ml.smtp.count() + 200)
     st.fault("kill -9, down 20 s")
