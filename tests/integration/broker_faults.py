@@ -279,10 +279,12 @@ class Streams:
         mt = {t: mail_tally(inbox, self.subs, t) for t in self.bulletins}
         lines, problems = [], []
         t0 = self.faults[0][1] if self.faults else 0
-        for what, t in self.faults:
-            lines.append(f"  +{t - t0:5.1f} s {what}: recovery webhooks "
-                         f"{self.prog['webhooks'].stall_after(t)} s, mailer "
-                         f"{self.prog['mailer'].stall_after(t)} s (delivered by then: "
+        for i, (what, t) in enumerate(self.faults):
+            # a pause is the fault's that it followed
+            window = self.faults[i + 1][1] - t if i + 1 < len(self.faults) else 120
+            rec = {k: p.stall_after(t, window) for k, p in self.prog.items()}
+            lines.append(f"  +{t - t0:5.1f} s {what}: recovery webhooks {rec['webhooks']} s, mailer "
+                         f"{rec['mailer']} s (delivered by then: "
                          f"{self.prog['webhooks'].at(t)} webhooks, {self.prog['mailer'].at(t)} mails)")
         n = len(self.notice_ids)
         for pid, r in wt.items():
@@ -295,8 +297,13 @@ class Streams:
                          f"Message-ID: {len(r['changed_id'])}) {r['dup_subscribers'][:5]}")
         for name, d in (("webhooks", self.dw), ("mailer", self.dm)):
             log = d.log()
+            commitfail = len(re.findall(r"level=(?:warn|error)[^\n]*facility=COMMITFAIL", log))
             lines.append(f"  {name} log: partitions revoked {log.count('revoked')} time(s); "
-                         f"{', '.join(re.findall(r'kafka reconnected.? (outage=[0-9.]+s)', log)) or 'no outage'}")
+                         f"{', '.join(re.findall(r'kafka reconnected.? (outage=[0-9.]+s)', log)) or 'no outage'}; "
+                         f"failed offset commits logged {commitfail} time(s)")
+            # the first of a burst is logged, the others counted (they came by the hundred)
+            if commitfail > 3 * len(self.faults):
+                problems.append(f"{name}: {commitfail} failed offset commit lines logged")
         for name, tally in (("webhooks", wt), ("mailer", mt)):
             for k, r in tally.items():
                 if r["missing"]:
