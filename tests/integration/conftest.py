@@ -353,8 +353,21 @@ def create_topics(bootstrap: str, cfg, timeout: float = 30, nc_bin: str | None =
                 if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
         want = {t: cfg.partitions for t in cfg.all_topics}
-    # wait until metadata shows all partitions with leaders
-    admin = admin_for(bootstrap, conf)
+    wait_topics(bootstrap, want, timeout, conf)
+    return want
+
+
+def wait_topics(bootstrap: str, want, timeout: float = 30, conf: dict | None = None) -> None:
+    """Waits until every server of `bootstrap` lists every topic of `want` ({topic: partitions},
+    or a Config for its CLI topics), each partition with a leader: a just-created topic reaches
+    the brokers' metadata one at a time."""
+    if isinstance(want, Config):
+        want = {t: want.partitions for t in want.all_topics}
+    for server in bootstrap.split(","):
+        _wait_topics(admin_for(server, conf), want, timeout)
+
+
+def _wait_topics(admin: AdminClient, want: dict, timeout: float) -> None:
     deadline = time.time() + timeout
     while True:
         md = admin.list_topics(timeout=10)
@@ -365,7 +378,7 @@ def create_topics(bootstrap: str, cfg, timeout: float = 30, nc_bin: str | None =
             for t, n in want.items()
         )
         if ok:
-            return want
+            return
         if time.time() > deadline:
             raise AssertionError(f"topics not ready after {timeout}s: {sorted(want)}")
         time.sleep(0.2)

@@ -218,16 +218,19 @@ class DaemonEnv:
     cli_sections: dict = {}
 
     def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3,
-                 topics: bool = True):
-        """topics=False: no topic is created (a test of a daemon started before them)."""
+                 topics: bool = True, replication_factor: int = 1):
+        """topics=False: no topic is created (a test of a daemon started before them);
+        replication_factor > 1: a cluster (`topics create` then sets min.insync.replicas)."""
         self.tmp = Path(tmp_path)
         self.bootstrap = bootstrap
         self.nc_bin = nc_bin
         self.daemon_bin = daemon_bin
         self.prefix = unique_prefix()
         self.group = f"{self.group_prefix}-{uuid.uuid4().hex[:12]}"
+        # [topics] of every configuration the test writes
+        self.topics_cfg = {"partitions": partitions, "replication_factor": replication_factor}
         self.cli_cfg = write_config(self.tmp / "cli.conf", bootstrap, prefix=self.prefix,
-                                    topics={"partitions": partitions}, **self.cli_sections)
+                                    topics=self.topics_cfg, **self.cli_sections)
         self.topics_made: dict = {}  # {topic: partitions} created so far
         if topics:
             self.create_topics(self.cli_cfg.path)

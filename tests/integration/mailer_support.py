@@ -406,8 +406,10 @@ class MailerEnv(DaemonEnv):
     cli_sections = {"webhooks": {"retry_schedule": "1s"}}
 
     def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, mailer_bin: str,
-                 partitions: int = 3, smtp: SMTPTestServer | None = None, topics: bool = True):
-        super().__init__(tmp_path, bootstrap, nc_bin, mailer_bin, partitions, topics)
+                 partitions: int = 3, smtp: SMTPTestServer | None = None, topics: bool = True,
+                 replication_factor: int = 1):
+        super().__init__(tmp_path, bootstrap, nc_bin, mailer_bin, partitions, topics,
+                         replication_factor)
         self.mailer_bin = mailer_bin
         self.secret_file = self.tmp / "unsubscribe.secret"
         self.secret_file.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
@@ -435,7 +437,7 @@ class MailerEnv(DaemonEnv):
         self.smtp_cfg; `mailer`/`smtp` override keys for this file only (None drops a key)."""
         path = Path(path or self.config_path)
         write_config(path, self.bootstrap, prefix=self.prefix, extra=extra,
-                     topics={"partitions": self.cli_cfg.partitions}, **self.cli_sections,
+                     topics=self.topics_cfg, **self.cli_sections,
                      mailer=dict(self.mailer, **(mailer or {})),
                      smtp=dict(self.smtp_cfg, **(smtp or {})))
         return path

@@ -17,10 +17,10 @@ import time
 
 import pytest
 
+from broker_faults import broker_outage, daemon_envs
 from mailer_support import *  # noqa: F401,F403
-from mailer_support import MailerEnv
 from webhook_receiver import Always
-from webhooks_support import WebhooksEnv, daemon_bin  # noqa: F401 (fixture)
+from webhooks_support import daemon_bin  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults
 
@@ -29,15 +29,9 @@ DOWN_S = 40
 
 def test_daemons_wait_for_brokers_at_start(own_kafka, tmp_path, nc_bin, mailer_bin, daemon_bin,
                                            record_property):
-    (tmp_path / "ml").mkdir()
-    (tmp_path / "wh").mkdir()
-    ml = MailerEnv(tmp_path / "ml", own_kafka.bootstrap, nc_bin, mailer_bin)
-    wh = WebhooksEnv(tmp_path / "wh", own_kafka.bootstrap, nc_bin, daemon_bin, partitions=3)
-    try:
+    with daemon_envs(tmp_path, own_kafka.bootstrap, nc_bin, mailer_bin=mailer_bin,
+                     daemon_bin=daemon_bin) as (wh, ml):
         run(ml, wh, own_kafka, record_property)
-    finally:
-        wh.close()
-        ml.close()
 
 
 def run(ml, wh, broker, record_property):
@@ -46,22 +40,24 @@ def run(ml, wh, broker, record_property):
     p = wh.partner("peru", rx.url("/hook"))
     rx.route("/hook", Always(204), secrets=p.secrets)
 
-    broker.down()
-    dm = ml.start(ready=False)
-    dw = wh.start(ready=False)
-    t0 = time.monotonic()
-    time.sleep(DOWN_S)
-    state = {}
-    for name, d in (("mailer", dm), ("webhooks", dw)):
-        alive = d.alive()
-        health = d.get("/healthz")[0] if alive else None
-        ready = d.get("/readyz")[0] if alive else None
-        said = "trying again" in d.log()
-        state[name] = (alive, health, ready, said)
-    broker.up()
-    dm.wait_ready(timeout=120)
-    dw.wait_ready(timeout=120)
-    waited = time.monotonic() - t0
+    started, state = {}, {}
+
+    def start_and_wait():
+        started.update(mailer=ml.start(ready=False), webhooks=wh.start(ready=False),
+                       t0=time.monotonic())
+        time.sleep(DOWN_S)
+        for name in ("mailer", "webhooks"):
+            d = started[name]
+            alive = d.alive()
+            health = d.get("/healthz")[0] if alive else None
+            ready = d.get("/readyz")[0] if alive else None
+            said = "trying again" in d.log()
+            state[name] = (alive, health, ready, said)
+
+    out = broker_outage(broker, 0, during=start_and_wait,
+                        daemons=lambda: (started["mailer"], started["webhooks"]))
+    dm, dw = started["mailer"], started["webhooks"]
+    waited = out.t_ready - started["t0"]
     n = notice("alerts", "After the brokers came back", priority="urgent")
     ml.publish([n])
     wh.publish([n])

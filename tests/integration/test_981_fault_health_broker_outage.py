@@ -27,11 +27,11 @@ import time
 
 import pytest
 
+from broker_faults import broker_outage, daemon_envs
 from mailer_support import *  # noqa: F401,F403
 from daemon_env import http_get
-from mailer_support import MailerEnv
 from webhook_receiver import Always
-from webhooks_support import WebhooksEnv, daemon_bin  # noqa: F401 (fixture)
+from webhooks_support import daemon_bin  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.faults
 
@@ -63,15 +63,9 @@ class Sampler(threading.Thread):
 
 def test_readiness_follows_the_broker(own_kafka, tmp_path, nc_bin, mailer_bin, daemon_bin,
                                       record_property):
-    (tmp_path / "ml").mkdir()
-    (tmp_path / "wh").mkdir()
-    ml = MailerEnv(tmp_path / "ml", own_kafka.bootstrap, nc_bin, mailer_bin)
-    wh = WebhooksEnv(tmp_path / "wh", own_kafka.bootstrap, nc_bin, daemon_bin, partitions=3)
-    try:
+    with daemon_envs(tmp_path, own_kafka.bootstrap, nc_bin, mailer_bin=mailer_bin,
+                     daemon_bin=daemon_bin) as (wh, ml):
         run(ml, wh, own_kafka, record_property)
-    finally:
-        wh.close()
-        ml.close()
 
 
 def first(series, pred):
@@ -100,17 +94,16 @@ def run(ml, wh, broker, record_property):
     wait_for(lambda: ml.smtp.count() >= 5 and len(rx.delivered_ids("/hook")) >= 5, 120,
              "work under way before the outage", 0.05, lambda: f"{ml.smtp.count()} mails\n{wh.logs()}")
     log_at = {"mailer": dm.log_size(), "webhooks": dw.log_size()}
-    t_down = time.monotonic()
-    broker.down()
-    time.sleep(GRACE_S + 6)
-    # the gauge is the loop's (the mailer's may be blocked in the planner: webhooks only)
-    gauge_down = metric_value(dw.metrics(), "noticecast_kafka_broker_up")
-    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))
-    t_up = time.monotonic()
-    broker.up()
-    dm.wait_ready(timeout=120)
-    dw.wait_ready(timeout=120)
-    t_ready = time.monotonic()
+    gauge = {}
+
+    def read_gauge():
+        time.sleep(GRACE_S + 6)
+        # the gauge is the loop's (the mailer's may be blocked in the planner: webhooks only)
+        gauge["down"] = metric_value(dw.metrics(), "noticecast_kafka_broker_up")
+
+    out = broker_outage(broker, OUTAGE_S, daemons=(dm, dw), during=read_gauge)
+    t_down, t_up, t_ready = out.t_down, out.t_up, out.t_ready
+    gauge_down = gauge["down"]
 
     after = [notice("alerts", f"After the outage {i}") for i in range(5)]
     wh.publish(after)

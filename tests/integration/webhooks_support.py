@@ -140,8 +140,10 @@ class WebhooksEnv(DaemonEnv):
     cli_sections = {"webhooks": {"retry_schedule": WEBHOOKS_DEFAULTS["retry_schedule"]}}
 
     def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3,
-                 topics: bool = True):
-        super().__init__(tmp_path, bootstrap, nc_bin, daemon_bin, partitions, topics)
+                 topics: bool = True,
+                 replication_factor: int = 1):
+        super().__init__(tmp_path, bootstrap, nc_bin, daemon_bin, partitions, topics,
+                         replication_factor)
         self.config_path = self.tmp / "webhooks.conf"
         self.webhooks = dict(WEBHOOKS_DEFAULTS, group_id=self.group)
         self.partners: dict = {}
@@ -175,7 +177,7 @@ class WebhooksEnv(DaemonEnv):
         for pid, p in self.partners.items():
             sections[f"partner.{pid}"] = p.section()
         write_config(path, self.bootstrap, prefix=self.prefix, extra=extra,
-                     topics={"partitions": self.cli_cfg.partitions}, **sections)
+                     topics=self.topics_cfg, **sections)
         return path
 
     # -- daemon --
