@@ -1158,3 +1158,133 @@ int nc_kafka_consumer_close_bounded(rd_kafka_t *rk, int timeout_ms)
         rd_kafka_queue_destroy(q);
         return closed ? 0 : -1;
 }
+
+/* ---- authorization --------------------------------------------------------------------- */
+
+static nc_acl_role_t acl_role = NC_ACL_ROLE_CLI;
+
+void nc_kafka_acl_role(nc_acl_role_t role)
+{
+        acl_role = role;
+}
+
+int nc_kafka_denied(const nc_config_t *cfg, rd_kafka_resp_err_t err, const char *op,
+                    const char *name, char *buf, size_t size)
+{
+        const char *user = nc_config_kafka_get(cfg, "sasl.username");
+        char principal[300];
+
+        snprintf(principal, sizeof(principal), "User:%s", user ? user : "NAME");
+        return nc_acl_denied_message(err, op, name, acl_role, principal, buf, size);
+}
+
+int nc_kafka_denied_msg(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        char *buf, size_t size)
+{
+        char group[256] = "";
+        size_t n = sizeof(group);
+
+        if (m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+                if (rd_kafka_conf_get(rd_kafka_conf(rk), "group.id", group, &n) != RD_KAFKA_CONF_OK)
+                        group[0] = '\0';
+                return nc_kafka_denied(cfg, m->err, "read", group, buf, size);
+        }
+        return nc_kafka_denied(cfg, m->err, "read", m->rkt ? rd_kafka_topic_name(m->rkt) : NULL,
+                               buf, size);
+}
+
+/* The bindings librdkafka can express, in BIND; IX[j] is the index in ACLS of BIND[j]. */
+static size_t acl_bindings(const nc_kafka_acl_t *acls, size_t n, nc_kafka_acl_result_t *res,
+                           rd_kafka_AclBinding_t **bind, size_t *ix)
+{
+        char kerr[256];
+        size_t i, nb = 0;
+
+        for (i = 0; i < n; i++) {
+                memset(&res[i], 0, sizeof(res[i]));
+                bind[nb] =
+                    rd_kafka_AclBinding_new(acls[i].resource, acls[i].name, acls[i].pattern,
+                                            acls[i].principal, acls[i].host, acls[i].op,
+                                            RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, kerr, sizeof(kerr));
+                if (!bind[nb]) {
+                        snprintf(res[i].error, sizeof(res[i].error), "librdkafka %s: %s",
+                                 rd_kafka_version_str(), kerr);
+                        res[i].unsupported = 1;
+                        continue;
+                }
+                ix[nb++] = i;
+        }
+        return nb;
+}
+
+static void acl_results(rd_kafka_event_t *ev, const size_t *ix, size_t nb,
+                        nc_kafka_acl_result_t *res)
+{
+        const rd_kafka_acl_result_t **r;
+        size_t cnt, j;
+
+        r = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
+        for (j = 0; j < cnt && j < nb; j++) {
+                const rd_kafka_error_t *e = rd_kafka_acl_result_error(r[j]);
+                nc_kafka_acl_result_t *o = &res[ix[j]];
+
+                if (!e)
+                        continue;
+                o->denied = nc_acl_denied_resource(rd_kafka_error_code(e)) >= 0;
+                snprintf(o->error, sizeof(o->error), "%s%s",
+                         o->denied ? "not authorized to create ACLs (needs ALTER on the cluster): "
+                                   : "",
+                         rd_kafka_error_string(e));
+        }
+}
+
+int nc_kafka_create_acls(const nc_config_t *cfg, const nc_kafka_acl_t *acls, size_t n,
+                         nc_kafka_acl_result_t *res, int timeout_ms, char *errstr,
+                         size_t errstr_size)
+{
+        rd_kafka_AclBinding_t **bind = nc_xcalloc(n ? n : 1, sizeof(*bind));
+        size_t *ix = nc_xcalloc(n ? n : 1, sizeof(*ix)), nb, j;
+        rd_kafka_AdminOptions_t *opts;
+        rd_kafka_event_t *ev = NULL;
+        rd_kafka_queue_t *q;
+        rd_kafka_t *rk = NULL;
+        char kerr[256];
+        int rc = -1;
+
+        nb = acl_bindings(acls, n, res, bind, ix);
+        if (!nb) {
+                rc = 0;
+                goto out;
+        }
+        if (!(rk = nc_kafka_producer_new(cfg, &(nc_kafka_opts_t){.name = "admin client"}, errstr,
+                                         errstr_size)))
+                goto out;
+        q = rd_kafka_queue_new(rk);
+        opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATEACLS);
+        rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, kerr, sizeof(kerr));
+        rd_kafka_CreateAcls(rk, bind, nb, opts, q);
+        rd_kafka_AdminOptions_destroy(opts);
+        ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+        rd_kafka_queue_destroy(q);
+        if (!ev) {
+                nc_err(errstr, errstr_size, "create ACLs: no answer from the broker in %d ms",
+                       timeout_ms);
+        } else if (rd_kafka_event_error(ev)) {
+                nc_err(errstr, errstr_size, "create ACLs: %s", rd_kafka_event_error_string(ev));
+                if (nc_acl_denied_resource(rd_kafka_event_error(ev)) >= 0)
+                        rc = NC_KAFKA_DENIED;
+        } else {
+                acl_results(ev, ix, nb, res);
+                rc = 0;
+        }
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        for (j = 0; j < nb; j++)
+                rd_kafka_AclBinding_destroy(bind[j]);
+        free(bind);
+        free(ix);
+        if (rk)
+                rd_kafka_destroy(rk);
+        return rc;
+}

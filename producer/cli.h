@@ -86,5 +86,6 @@ int cmd_topics(nc_cli_t *cli, int argc, char **argv);
 int cmd_dlq(nc_cli_t *cli, int argc, char **argv);
 int cmd_deliveries(nc_cli_t *cli, int argc, char **argv);
 int cmd_render(nc_cli_t *cli, int argc, char **argv);
+int cmd_acls(nc_cli_t *cli, int argc, char **argv);
 
 #endif
