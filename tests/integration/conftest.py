@@ -307,13 +307,22 @@ def check_rc():
 # --- Kafka side: admin + reading back with confluent_kafka -------------------------------------
 
 
-def admin_for(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+def client_conf(bootstrap: str, conf: dict | None = None, **kv) -> dict:
+    """A confluent_kafka configuration: `conf` (security settings of a secured broker, e.g.
+    secure_kafka.SecureKafka.client_conf()) with bootstrap.servers and kv over it."""
+    out = dict(conf or {})
+    out["bootstrap.servers"] = bootstrap
+    out.update(kv)
+    return out
 
 
-def create_topics(bootstrap: str, cfg: Config, timeout: float = 30) -> None:
+def admin_for(bootstrap: str, conf: dict | None = None) -> AdminClient:
+    return AdminClient(client_conf(bootstrap, conf))
+
+
+def create_topics(bootstrap: str, cfg: Config, timeout: float = 30, conf: dict | None = None) -> None:
     """Create the config's topics directly (not through the CLI), as `topics create` would."""
-    admin = admin_for(bootstrap)
+    admin = admin_for(bootstrap, conf)
     new = [NewTopic(t, num_partitions=cfg.partitions, replication_factor=1) for t in cfg.notice_topics]
     new.append(NewTopic(cfg.subscribers_topic, num_partitions=cfg.partitions, replication_factor=1,
                         config={"cleanup.policy": "compact"}))
@@ -385,10 +394,11 @@ _TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILAB
               KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
 
 
-def watermarks(bootstrap: str, topic: str, isolation: str = "read_uncommitted", timeout: float = 10) -> dict:
+def watermarks(bootstrap: str, topic: str, isolation: str = "read_uncommitted", timeout: float = 10,
+               conf: dict | None = None) -> dict:
     """{partition: (low, high)}; with read_committed, high is the last stable offset."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wm-{uuid.uuid4().hex}",
-                  "isolation.level": isolation, "enable.auto.commit": False})
+    c = Consumer(client_conf(bootstrap, conf, **{"group.id": f"wm-{uuid.uuid4().hex}",
+                                                 "isolation.level": isolation, "enable.auto.commit": False}))
     try:
         md = c.list_topics(topic, timeout=timeout)
         tmd = md.topics.get(topic)
@@ -413,36 +423,38 @@ def watermarks(bootstrap: str, topic: str, isolation: str = "read_uncommitted", 
         c.close()
 
 
-def _settled_watermarks(bootstrap: str, topic: str, wm: dict, timeout: float, settle: float = 5) -> dict:
+def _settled_watermarks(bootstrap: str, topic: str, wm: dict, timeout: float, settle: float = 5,
+                        conf: dict | None = None) -> dict:
     """A producer's commit_transaction() returns before the coordinator has written the commit
     markers to the data partitions, so right after a CLI exits the last stable offset may still
     stand before its transaction. Wait (a bounded while) for the LSO to reach the high watermark;
     a transaction that is really left open (a test that kills a producer) stays invisible."""
     deadline = time.time() + min(settle, timeout)
     while True:
-        hi = watermarks(bootstrap, topic, "read_uncommitted", timeout)
+        hi = watermarks(bootstrap, topic, "read_uncommitted", timeout, conf)
         if all(wm.get(p, (0, 0))[1] >= h for p, (_, h) in hi.items()) or time.time() > deadline:
             return wm
         time.sleep(0.2)
-        wm = watermarks(bootstrap, topic, "read_committed", timeout)
+        wm = watermarks(bootstrap, topic, "read_committed", timeout, conf)
 
 
-def consume_all(bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 20) -> list:
-    """Every message of `topic` from the beginning to the current end (read via watermarks)."""
-    wm = watermarks(bootstrap, topic, isolation, timeout)
+def consume_all(bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 20,
+                conf: dict | None = None) -> list:
+    """Every message of `topic` from the beginning to the current end (read via watermarks);
+    conf: the client's security settings for a secured broker (see client_conf)."""
+    wm = watermarks(bootstrap, topic, isolation, timeout, conf)
     if isolation == "read_committed":
-        wm = _settled_watermarks(bootstrap, topic, wm, timeout)
+        wm = _settled_watermarks(bootstrap, topic, wm, timeout, conf=conf)
     pending = {p for p, (lo, hi) in wm.items() if hi > lo}
     if not pending:
         return []
-    c = Consumer({
-        "bootstrap.servers": bootstrap,
+    c = Consumer(client_conf(bootstrap, conf, **{
         "group.id": f"check-{uuid.uuid4().hex}",
         "isolation.level": isolation,
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
-    })
+    }))
     out = []
     try:
         c.assign([TopicPartition(topic, p, lo) for p, (lo, hi) in wm.items() if p in pending])
@@ -473,10 +485,10 @@ def consume_all(bootstrap: str, topic: str, isolation: str = "read_committed", t
 
 @pytest.fixture
 def consume(bootstrap):
-    """consume(topic, isolation='read_committed', timeout=20, bootstrap_servers=None) -> [Msg]"""
+    """consume(topic, isolation='read_committed', timeout=20, bootstrap_servers=None, conf=None) -> [Msg]"""
 
-    def f(topic, isolation="read_committed", timeout=20, bootstrap_servers=None):
-        return consume_all(bootstrap_servers or bootstrap, topic, isolation, timeout)
+    def f(topic, isolation="read_committed", timeout=20, bootstrap_servers=None, conf=None):
+        return consume_all(bootstrap_servers or bootstrap, topic, isolation, timeout, conf)
 
     return f
 
@@ -485,13 +497,13 @@ def consume(bootstrap):
 def consume_prefix(bootstrap):
     """consume_prefix(cfg, isolation='read_committed') -> [Msg] over every topic of cfg's prefix."""
 
-    def f(cfg: Config, isolation="read_committed", timeout=20, bootstrap_servers=None):
+    def f(cfg: Config, isolation="read_committed", timeout=20, bootstrap_servers=None, conf=None):
         bs = bootstrap_servers or bootstrap
-        md = admin_for(bs).list_topics(timeout=10)
+        md = admin_for(bs, conf).list_topics(timeout=10)
         out = []
         for t in sorted(md.topics):
             if t.startswith(cfg.prefix):
-                out += consume_all(bs, t, isolation, timeout)
+                out += consume_all(bs, t, isolation, timeout, conf)
         return out
 
     return f
@@ -499,10 +511,12 @@ def consume_prefix(bootstrap):
 
 @pytest.fixture
 def high_watermarks(bootstrap):
-    """high_watermarks(topic) -> {partition: high} (read_uncommitted: includes aborted records)."""
+    """high_watermarks(topic, bootstrap_servers=None, conf=None) -> {partition: high}
+    (read_uncommitted: includes aborted records)."""
 
-    def f(topic, bootstrap_servers=None):
-        return {p: hi for p, (lo, hi) in watermarks(bootstrap_servers or bootstrap, topic).items()}
+    def f(topic, bootstrap_servers=None, conf=None):
+        wm = watermarks(bootstrap_servers or bootstrap, topic, conf=conf)
+        return {p: hi for p, (lo, hi) in wm.items()}
 
     return f
 
