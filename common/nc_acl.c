@@ -29,17 +29,18 @@ struct rule {
 };
 
 /* Read implies Describe and Write implies Describe (Kafka's own rule): neither is listed.
- * Group-less readers still look their group's coordinator up, which needs it. */
+ * A group-less reader (assign only) still looks its group's coordinator up: that needs
+ * Describe on the group, not Read. */
 static const struct rule cli_rules[] = {
-    {N_NOTICES, NULL, NC_ACL_WRITE},                    /* publish, withdraw, dlq replay */
-    {N_TOPIC, "subscribers", NC_ACL_WRITE},             /* subscribers add/remove/import */
-    {N_TOPIC, "subscribers", NC_ACL_READ},              /* subscribers list, import's diff */
-    {N_TOPIC, "dlq", NC_ACL_READ},                      /* dlq list/replay */
-    {N_TOPIC, "deliveries", NC_ACL_READ},               /* deliveries */
-    {N_TOPIC, "mailer.jobs", NC_ACL_WRITE},             /* dlq replay of a mail job */
-    {N_RETRY_FIRST, NULL, NC_ACL_WRITE},                /* dlq replay of a failed delivery */
-    {N_READER_GROUP, "noticecast-reader", NC_ACL_READ}, /* nc_kafka_read_topic */
-    {N_CLI_TXN, NULL, NC_ACL_WRITE},                    /* every write is one transaction */
+    {N_NOTICES, NULL, NC_ACL_WRITE},                        /* publish, withdraw, dlq replay */
+    {N_TOPIC, "subscribers", NC_ACL_WRITE},                 /* subscribers add/remove/import */
+    {N_TOPIC, "subscribers", NC_ACL_READ},                  /* subscribers list, import's diff */
+    {N_TOPIC, "dlq", NC_ACL_READ},                          /* dlq list/replay */
+    {N_TOPIC, "deliveries", NC_ACL_READ},                   /* deliveries */
+    {N_TOPIC, "mailer.jobs", NC_ACL_WRITE},                 /* dlq replay of a mail job */
+    {N_RETRY_FIRST, NULL, NC_ACL_WRITE},                    /* dlq replay of a failed delivery */
+    {N_READER_GROUP, "noticecast-reader", NC_ACL_DESCRIBE}, /* nc_kafka_read_topic */
+    {N_CLI_TXN, NULL, NC_ACL_WRITE},                        /* every write is one transaction */
 };
 
 static const struct rule webhooks_rules[] = {
@@ -52,7 +53,7 @@ static const struct rule webhooks_rules[] = {
     {N_TOPIC, "deliveries", NC_ACL_WRITE},
     {N_WH_GROUP, "", NC_ACL_READ},  /* the consumer */
     {N_WH_GROUP, ".", NC_ACL_READ}, /* .reader (the tails), .ids.<host>-<pid>-<random> */
-    {N_OP_GROUP, NULL, NC_ACL_READ},
+    {N_OP_GROUP, NULL, NC_ACL_DESCRIBE},
     {N_CLUSTER, NULL, NC_ACL_IDEMPOTENT_WRITE}, /* brokers before 2.8; later ones need Write */
 };
 
@@ -68,9 +69,9 @@ static const struct rule mailer_rules[] = {
     {N_TOPIC, "deliveries", NC_ACL_WRITE},
     {N_TOPIC, "dlq", NC_ACL_WRITE},
     {N_ML_GROUP, ".", NC_ACL_READ}, /* .planner, .senders, .senders-catchup */
-    {N_READER_GROUP, "noticecast-mailer-view", NC_ACL_READ},
-    {N_READER_GROUP, "noticecast-reader", NC_ACL_READ}, /* the planner's marker */
-    {N_OP_GROUP, NULL, NC_ACL_READ},
+    {N_READER_GROUP, "noticecast-mailer-view", NC_ACL_DESCRIBE},
+    {N_READER_GROUP, "noticecast-reader", NC_ACL_DESCRIBE}, /* the planner's marker */
+    {N_OP_GROUP, NULL, NC_ACL_DESCRIBE},
     {N_ML_TXN, NULL, NC_ACL_WRITE},
     {N_CLUSTER, NULL, NC_ACL_IDEMPOTENT_WRITE},
 };

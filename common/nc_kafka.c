@@ -13,6 +13,9 @@
 #include "nc_util.h"
 #include "nc_uuid.h"
 
+/* The role of this process, for the hint of an authorization error (nc_kafka_acl_role). */
+static nc_acl_role_t acl_role = NC_ACL_ROLE_CLI;
+
 #define NOTICE_RETENTION_MS (30L * 24 * 3600 * 1000) /* digests look back at most a week */
 
 /* ---- broker connectivity ----------------------------------------------------------------
@@ -642,6 +645,7 @@ const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, cha
 struct dr_state {
         size_t failed;
         char first_error[256];
+        char denied_topic[256]; /* the first topic refused for want of an ACL */
 };
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -654,6 +658,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                 if (!st->failed++)
                         snprintf(st->first_error, sizeof(st->first_error), "%s: %s",
                                  rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+                if (nc_acl_denied_resource(m->err) == NC_ACL_TOPIC && !st->denied_topic[0])
+                        snprintf(st->denied_topic, sizeof(st->denied_topic), "%s",
+                                 rd_kafka_topic_name(m->rkt));
                 return;
         }
         msg->partition = m->partition;
@@ -667,10 +674,31 @@ static int remaining(int64_t deadline)
         return left > 0 ? (int)left : 1;
 }
 
+/* TOPIC: the topic a denial is about, if known.  NC_KAFKA_DENIED with errstr naming what is
+ * missing, or -1 with the error as it is. */
+static int txn_error(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_error_t *err,
+                     const char *what, const char *topic, char *errstr, size_t errstr_size)
+{
+        rd_kafka_resp_err_t code = rd_kafka_error_code(err);
+        char tid[256] = "";
+        size_t n = sizeof(tid);
+        int res = nc_acl_denied_resource(code);
+
+        if (res == NC_ACL_TXN_ID &&
+            rd_kafka_conf_get(rd_kafka_conf(rk), "transactional.id", tid, &n) != RD_KAFKA_CONF_OK)
+                tid[0] = '\0';
+        if (res >= 0 && nc_kafka_denied(cfg, code, "write", res == NC_ACL_TXN_ID ? tid : topic,
+                                        errstr, errstr_size))
+                return NC_KAFKA_DENIED;
+        return nc_err(errstr, errstr_size, "%s: %s", what, rd_kafka_error_string(err));
+}
+
 /* Commits, retrying retriable errors; aborts when the error says so.  Returns 0 on commit. */
-static int txn_finish(rd_kafka_t *rk, int64_t deadline, char *errstr, size_t errstr_size)
+static int txn_finish(const nc_config_t *cfg, rd_kafka_t *rk, const struct dr_state *st,
+                      int64_t deadline, char *errstr, size_t errstr_size)
 {
         rd_kafka_error_t *err;
+        int rc;
 
         for (;;) {
                 err = rd_kafka_commit_transaction(rk, remaining(deadline));
@@ -680,7 +708,8 @@ static int txn_finish(rd_kafka_t *rk, int64_t deadline, char *errstr, size_t err
                         rd_kafka_error_destroy(err);
                         continue;
                 }
-                nc_err(errstr, errstr_size, "commit failed: %s", rd_kafka_error_string(err));
+                rc = txn_error(cfg, rk, err, "commit failed",
+                               st->denied_topic[0] ? st->denied_topic : NULL, errstr, errstr_size);
                 if (rd_kafka_error_txn_requires_abort(err)) {
                         rd_kafka_error_t *aerr = rd_kafka_abort_transaction(rk, 5000);
 
@@ -694,7 +723,7 @@ static int txn_finish(rd_kafka_t *rk, int64_t deadline, char *errstr, size_t err
                  * when transaction.timeout.ms (= our timeout) expires; read_committed readers
                  * never see its messages. */
                 rd_kafka_error_destroy(err);
-                return -1;
+                return rc;
         }
 }
 
@@ -763,12 +792,16 @@ static void *txn_prepare_main(void *arg)
                         break;
         }
         if (err || t->abandon) {
-                nc_err(t->err, sizeof(t->err), "cannot start a transaction (broker %s): %s",
-                       nc_config_kafka_get(t->cfg, "bootstrap.servers"),
-                       err ? rd_kafka_error_string(err) : "abandoned");
-                if (err)
+                char what[300];
+
+                snprintf(what, sizeof(what), "cannot start a transaction (broker %s)",
+                         nc_config_kafka_get(t->cfg, "bootstrap.servers"));
+                if (err) {
+                        t->rc = txn_error(t->cfg, t->rk, err, what, NULL, t->err, sizeof(t->err));
                         rd_kafka_error_destroy(err);
-                t->rc = -1;
+                } else {
+                        t->rc = nc_err(t->err, sizeof(t->err), "%s: abandoned", what);
+                }
                 return NULL;
         }
         log_debug("transactions initialised");
@@ -780,8 +813,19 @@ static void *txn_prepare_main(void *arg)
                 rd_kafka_topic_t *rkt = rd_kafka_topic_new(t->rk, t->topics[i], NULL);
 
                 if (rd_kafka_metadata(t->rk, 0, rkt, &md, remaining(t->deadline)) ==
-                    RD_KAFKA_RESP_ERR_NO_ERROR)
+                    RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        /* Not even Describe: fail now rather than when the commit times out. */
+                        int denied = md->topic_cnt == 1 &&
+                                     nc_kafka_denied(t->cfg, md->topics[0].err, "write",
+                                                     t->topics[i], t->err, sizeof(t->err));
+
                         rd_kafka_metadata_destroy(md);
+                        if (denied) {
+                                rd_kafka_topic_destroy(rkt);
+                                t->rc = NC_KAFKA_DENIED;
+                                return NULL;
+                        }
+                }
                 rd_kafka_topic_destroy(rkt);
         }
         t->rc = 0;
@@ -842,13 +886,16 @@ int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *er
         rd_kafka_t *rk = t->rk;
         rd_kafka_error_t *err;
         size_t i;
+        int rc;
 
         if (t->started) {
                 pthread_join(t->thread, NULL);
                 t->started = 0;
         }
-        if (t->rc != 0)
-                return nc_err(errstr, errstr_size, "%s", t->err);
+        if (t->rc != 0) {
+                nc_err(errstr, errstr_size, "%s", t->err);
+                return t->rc;
+        }
         if ((err = rd_kafka_begin_transaction(rk))) {
                 nc_err(errstr, errstr_size, "begin transaction: %s", rd_kafka_error_string(err));
                 rd_kafka_error_destroy(err);
@@ -884,8 +931,8 @@ int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *er
                 }
         }
         log_debug("produced %zu messages, committing", n);
-        if (txn_finish(rk, deadline, errstr, errstr_size) != 0)
-                return -1;
+        if ((rc = txn_finish(t->cfg, rk, &t->st, deadline, errstr, errstr_size)) != 0)
+                return rc;
         log_debug("transaction committed");
         rd_kafka_poll(rk, 0); /* serve the last delivery reports */
         if (t->st.failed)
@@ -1011,6 +1058,15 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *
                         if (report)
                                 report(rd_kafka_topic_result_name(tres[i]),
                                        e == RD_KAFKA_RESP_ERR_NO_ERROR, opaque);
+                } else if (rc == 0 && nc_acl_denied_resource(e) >= 0) {
+                        /* topics create is the admin role's (nc_acl.h) */
+                        nc_acl_role_t self = acl_role;
+
+                        acl_role = NC_ACL_ROLE_ADMIN;
+                        nc_kafka_denied(cfg, e, "create", rd_kafka_topic_result_name(tres[i]),
+                                        errstr, errstr_size);
+                        acl_role = self;
+                        rc = NC_KAFKA_DENIED;
                 } else if (rc == 0) {
                         nc_err(errstr, errstr_size, "topic %s: %s",
                                rd_kafka_topic_result_name(tres[i]),
@@ -1054,6 +1110,11 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
                 nc_err(errstr, errstr_size, "metadata for %s: %s", topic, rd_kafka_err2str(err));
                 goto out;
         }
+        if (md->topic_cnt == 1 &&
+            nc_kafka_denied(cfg, md->topics[0].err, "read", topic, errstr, errstr_size)) {
+                rc = NC_KAFKA_DENIED;
+                goto out;
+        }
         if (md->topic_cnt != 1 || md->topics[0].err) {
                 nc_err(errstr, errstr_size, "topic %s: %s (run `noticecast topics create`)", topic,
                        rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
@@ -1084,8 +1145,11 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                         eof++;
                 } else if (m->err) {
-                        nc_err(errstr, errstr_size, "reading %s: %s", topic,
-                               rd_kafka_message_errstr(m));
+                        if (nc_kafka_denied_msg(cfg, rk, m, errstr, errstr_size))
+                                rc = NC_KAFKA_DENIED;
+                        else
+                                nc_err(errstr, errstr_size, "reading %s: %s", topic,
+                                       rd_kafka_message_errstr(m));
                         rd_kafka_message_destroy(m);
                         goto out_unassign;
                 } else if (fn(m, opaque) != 0) {
@@ -1160,8 +1224,6 @@ int nc_kafka_consumer_close_bounded(rd_kafka_t *rk, int timeout_ms)
 }
 
 /* ---- authorization --------------------------------------------------------------------- */
-
-static nc_acl_role_t acl_role = NC_ACL_ROLE_CLI;
 
 void nc_kafka_acl_role(nc_acl_role_t role)
 {

@@ -42,9 +42,9 @@ static void print_acl(const struct acls_args *a, const nc_acl_t *acl)
 static void unsupported_hint(nc_cli_t *cli, const struct acls_args *a, const nc_acl_t *acl)
 {
         fprintf(stderr,
-                "noticecast: acls: create it with: kafka-acls.sh --bootstrap-server %s --add "
-                "--allow-principal %s --allow-host %s --operation %s --transactional-id %s "
-                "--resource-pattern-type %s\n",
+                "noticecast: acls: create it with: kafka-acls.sh --bootstrap-server %s "
+                "--command-config ADMIN.properties --add --allow-principal '%s' --allow-host "
+                "'%s' --operation %s --transactional-id '%s' --resource-pattern-type %s\n",
                 nc_config_kafka_get(&cli->cfg, "bootstrap.servers"), a->principal, a->host,
                 nc_acl_op_name(acl->op), acl->name,
                 acl->pattern == NC_ACL_PREFIXED ? "prefixed" : "literal");

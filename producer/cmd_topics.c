@@ -50,8 +50,8 @@ int cmd_topics(nc_cli_t *cli, int argc, char **argv)
                                specs[i].compact ? "compact" : "delete");
                 return NC_EX_OK;
         }
-        if (nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms, report, NULL,
-                                   err, sizeof(err)) != 0)
-                return nc_cli_fail(NC_EX_UNAVAILABLE, "topics create", "%s", err);
+        if ((rc = nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms, report,
+                                         NULL, err, sizeof(err))) != 0)
+                return nc_cli_fail(nc_cli_kafka_code(rc), "topics create", "%s", err);
         return NC_EX_OK;
 }
