@@ -49,18 +49,19 @@ static void set_str(char **dst, const char *v)
 /* How a value is read.  Every type is parsed by key_set() alone, for the file and for the
  * defaults alike. */
 enum key_type {
-        K_STR,      /* char *; CHECK may refuse the value */
-        K_FILE,     /* char * path; the line it was set on goes to the int at AUX */
-        K_IDENTS,   /* nc_strlist_t of lower-case identifiers, not empty */
-        K_LIST,     /* nc_strlist_t, checked after parsing (partner categories) */
-        K_REGIONS,  /* nc_strlist_t of ISO 3166-1 codes, normalised by nc_region_list_add */
-        K_INT,      /* int in [MIN, MAX] */
-        K_SIZE,     /* size_t in [MIN, MAX] */
-        K_RATE,     /* double per second, >= 0 (0 = no limit) */
-        K_BOOL,     /* int 0/1 */
-        K_DURATION, /* int64_t milliseconds */
-        K_SCHEDULE, /* int64_t[NC_RETRY_MAX] of >= 100 ms; the count goes to the size_t at AUX */
-        K_ENUM,     /* int, by the name table NAMES */
+        K_STR,       /* char *; CHECK may refuse the value */
+        K_FILE,      /* char * path; the line it was set on goes to the int at AUX */
+        K_IDENTS,    /* nc_strlist_t of lower-case identifiers, not empty */
+        K_LIST,      /* nc_strlist_t, checked after parsing (partner categories) */
+        K_REGIONS,   /* nc_strlist_t of ISO 3166-1 codes, normalised by nc_region_list_add */
+        K_INT,       /* int in [MIN, MAX] */
+        K_SIZE,      /* size_t in [MIN, MAX] */
+        K_RATE,      /* double per second, >= 0 (0 = no limit) */
+        K_BOOL,      /* int 0/1 */
+        K_DURATION,  /* int64_t milliseconds */
+        K_SCHEDULE,  /* int64_t[NC_RETRY_MAX] of >= 100 ms; the count goes to the size_t at AUX */
+        K_ENUM,      /* int, by the name table NAMES */
+        K_RETENTION, /* int64_t ms, -1 = "forever"; the line it was set on goes to the int at AUX */
 };
 
 #define NC_RETRY_MAX    16
@@ -185,6 +186,17 @@ struct key {
                 s, "retry_schedule", K_SCHEDULE, C(f.retry_ms), 0, 0, def, NULL, NULL,             \
                     C(f.retry_n)                                                                   \
         }
+/* [topics] <kind>_partitions (default: [topics] partitions) and <kind>_retention. */
+#define TOPIC_PARTITIONS(k, kind)                                                                  \
+        {                                                                                          \
+                "topics", k "_partitions", K_INT, C(topic[kind].partitions), 1, 10000, NULL, NULL, \
+                    NULL, 0                                                                        \
+        }
+#define TOPIC_RETENTION(k, kind, def)                                                              \
+        {                                                                                          \
+                "topics", k "_retention", K_RETENTION, C(topic[kind].retention_ms), 0, 0, def,     \
+                    NULL, NULL, C(topic[kind].retention_line)                                      \
+        }
 #define PSTR(k, f, check)                                                                          \
         {                                                                                          \
                 "partner", k, K_STR, P(f), 0, 0, NULL, check, NULL, 0                              \
@@ -203,6 +215,20 @@ static const struct key keys[] = {
     STR("noticecast", "default_timezone", default_timezone, "UTC", check_tz),
     INT("topics", "partitions", K_INT, partitions, 1, 10000, "3"),
     INT("topics", "replication_factor", K_INT, replication_factor, 1, 32, "1"),
+    /* Digests look back a week: notices are kept longer than that. */
+    TOPIC_PARTITIONS("notices", NC_TOPIC_NOTICES),
+    TOPIC_RETENTION("notices", NC_TOPIC_NOTICES, "30d"),
+    TOPIC_PARTITIONS("subscribers", NC_TOPIC_SUBSCRIBERS), /* compacted: no retention */
+    TOPIC_PARTITIONS("dlq", NC_TOPIC_DLQ),
+    TOPIC_RETENTION("dlq", NC_TOPIC_DLQ, "forever"), /* kept until replayed */
+    TOPIC_PARTITIONS("deliveries", NC_TOPIC_DELIVERIES),
+    TOPIC_RETENTION("deliveries", NC_TOPIC_DELIVERIES, "90d"), /* the agencies' audit trail */
+    /* Longer than the whole retry schedule, so that a parked retry outlives any outage. */
+    TOPIC_PARTITIONS("webhooks_retry", NC_TOPIC_WEBHOOKS_RETRY),
+    TOPIC_RETENTION("webhooks_retry", NC_TOPIC_WEBHOOKS_RETRY, "7d"),
+    /* mailer.plan: one partition, compacted, no key (nc_topics.c says why). */
+    TOPIC_PARTITIONS("mailer_jobs", NC_TOPIC_MAILER_JOBS),
+    TOPIC_RETENTION("mailer_jobs", NC_TOPIC_MAILER_JOBS, "7d"),
     INT("producer", "timeout_ms", K_INT, producer_timeout_ms, 100, 3600000, "30000"),
     INT("limits", "title_max_bytes", K_SIZE, title_max, 16, 900 * 1024, "300"),
     INT("limits", "summary_max_bytes", K_SIZE, summary_max, 16, 900 * 1024, "2000"),
@@ -432,6 +458,15 @@ static int key_set(const struct key *k, void *base, const char *v, int line, cha
                                       err_size);
         case K_ENUM:
                 return parse_enum(k->names, v, (int *)field, err, err_size);
+        case K_RETENTION:
+                if (nc_retention_parse(v, &ms) != 0)
+                        return nc_err(err, err_size,
+                                      "'%s' is not a retention like 36h, 30d or forever (at least "
+                                      "1m)",
+                                      v);
+                *(int64_t *)field = ms;
+                *(int *)((char *)base + k->aux) = line;
+                return 0;
         }
         fatalx("config: key type %d", (int)k->type);
 }
@@ -459,6 +494,7 @@ static void key_free(const struct key *k, void *base)
         case K_DURATION:
         case K_SCHEDULE:
         case K_ENUM:
+        case K_RETENTION:
                 return;
         }
 }
@@ -805,7 +841,8 @@ void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *
         snprintf(buf, size, "%snotices.%s", cfg->topic_prefix, category);
 }
 
-int nc_duration_parse(const char *s, int64_t *ms)
+/* "<number> <unit>" up to MAX_MS; days ("d") only if DAYS. */
+static int span_parse(const char *s, int days, double max_ms, int64_t *ms)
 {
         char *end;
         double v;
@@ -823,12 +860,41 @@ int nc_duration_parse(const char *s, int64_t *ms)
                 v *= 60 * 1000;
         else if (!strcmp(end, "h"))
                 v *= 3600 * 1000;
+        else if (days && !strcmp(end, "d"))
+                v *= 24 * 3600 * 1000;
         else
                 return -1;
-        if (v > 30.0 * 24 * 3600 * 1000)
+        if (v > max_ms)
                 return -1;
         *ms = (int64_t)v;
         return 0;
+}
+
+int nc_duration_parse(const char *s, int64_t *ms)
+{
+        return span_parse(s, 0, 30.0 * 24 * 3600 * 1000, ms);
+}
+
+/* Up to 100 years; less than a minute is a typo (Kafka would delete nearly at once). */
+int nc_retention_parse(const char *s, int64_t *ms)
+{
+        if (!strcmp(s, "forever")) {
+                *ms = -1;
+                return 0;
+        }
+        if (span_parse(s, 1, 100.0 * 365 * 24 * 3600 * 1000, ms) != 0 || *ms < 60000)
+                return -1;
+        return 0;
+}
+
+void nc_retention_format(int64_t ms, char *buf, size_t size)
+{
+        if (ms < 0)
+                snprintf(buf, size, "forever");
+        else if (ms > 0 && ms % (24 * 3600 * 1000) == 0)
+                snprintf(buf, size, "%lldd", (long long)(ms / (24 * 3600 * 1000)));
+        else
+                nc_duration_format(ms, buf, size);
 }
 
 void nc_duration_format(int64_t ms, char *buf, size_t size)
@@ -1101,12 +1167,53 @@ static void ini_parse(struct parse_ctx *ctx, char *text, size_t len)
         seen_clear(&ini.keys);
 }
 
+/* Retention KIND must be forever or at least MIN_MS (WHAT, WHY). */
+static int retention_check(const nc_config_t *cfg, nc_topic_kind_t kind, const char *key,
+                           int64_t min_ms, const char *what, const char *why, char *errstr,
+                           size_t errstr_size)
+{
+        const nc_topic_settings_t *t = &cfg->topic[kind];
+        char at[PATH_MAX + 32], have[32], need[32];
+
+        if (t->retention_ms < 0 || t->retention_ms >= min_ms)
+                return 0;
+        if (t->retention_line)
+                snprintf(at, sizeof(at), "%s:%d", cfg->path, t->retention_line);
+        else
+                snprintf(at, sizeof(at), "%s", cfg->path ? cfg->path : "built-in defaults");
+        nc_retention_format(t->retention_ms, have, sizeof(have));
+        nc_retention_format(min_ms, need, sizeof(need));
+        return nc_err(errstr, errstr_size,
+                      "%s: topics.%s_retention: %s%s is shorter than %s (%s): %s", at, key, have,
+                      t->retention_line ? "" : " (the default)", what, need, why);
+}
+
+static int topics_check(const nc_config_t *cfg, char *errstr, size_t errstr_size)
+{
+        int64_t longest = 0;
+        size_t i;
+
+        for (i = 0; i < cfg->webhooks.retry_n; i++)
+                if (cfg->webhooks.retry_ms[i] > longest)
+                        longest = cfg->webhooks.retry_ms[i];
+        /* Longer than the step: a retry is read when it is due, not as it expires. */
+        if (retention_check(cfg, NC_TOPIC_WEBHOOKS_RETRY, "webhooks_retry", 2 * longest,
+                            "twice the longest [webhooks] retry_schedule step",
+                            "a parked retry would be deleted before it is due", errstr,
+                            errstr_size) != 0)
+                return -1;
+        return retention_check(cfg, NC_TOPIC_NOTICES, "notices", 7LL * 24 * 3600 * 1000, "a week",
+                               "weekly digests would miss notices", errstr, errstr_size);
+}
+
 static int config_check(const nc_config_t *cfg, char *errstr, size_t errstr_size)
 {
         const char *where = cfg->path ? cfg->path : "built-in defaults";
 
         size_t i, j;
 
+        if (topics_check(cfg, errstr, errstr_size) != 0)
+                return -1;
         if (!nc_strlist_has(&cfg->languages, cfg->default_language))
                 return nc_err(errstr, errstr_size,
                               "%s: noticecast.default_language '%s' is not in languages", where,

@@ -98,6 +98,25 @@ typedef struct nc_smtp_settings {
         int allow_plaintext_auth; /* AUTH without TLS (password in clear); default off */
 } nc_smtp_settings_t;
 
+/* The kinds of topic the programs use (nc_topics.h builds their names and settings). */
+typedef enum nc_topic_kind {
+        NC_TOPIC_NOTICES,        /* <prefix>notices.<category>, one per category */
+        NC_TOPIC_SUBSCRIBERS,    /* compacted */
+        NC_TOPIC_DLQ,            /* quarantined input, kept until replayed */
+        NC_TOPIC_DELIVERIES,     /* delivery events: the agencies' audit trail */
+        NC_TOPIC_WEBHOOKS_RETRY, /* <prefix>webhooks.retry.<step>, one per distinct step */
+        NC_TOPIC_MAILER_PLAN,    /* compacted, one partition: elects the digest planner */
+        NC_TOPIC_MAILER_JOBS,
+        NC_TOPIC_KINDS
+} nc_topic_kind_t;
+
+/* [topics] <kind>_partitions and <kind>_retention. */
+typedef struct nc_topic_settings {
+        int partitions;       /* 0: [topics] partitions */
+        int64_t retention_ms; /* -1 forever; 0 for the compacted kinds (no retention) */
+        int retention_line;   /* where retention was set, 0 for the default */
+} nc_topic_settings_t;
+
 typedef struct nc_config {
         char *path; /* file it was read from, or NULL for built-in defaults */
 
@@ -115,6 +134,7 @@ typedef struct nc_config {
         /* [topics] */
         int partitions;
         int replication_factor;
+        nc_topic_settings_t topic[NC_TOPIC_KINDS];
 
         /* [producer] */
         int producer_timeout_ms;
@@ -134,6 +154,10 @@ typedef struct nc_config {
 
 /* Parses "500ms", "5s", "5m", "2h" (a unit is required).  Returns 0 or -1. */
 int nc_duration_parse(const char *s, int64_t *ms);
+/* Parses a retention: a duration as above, or in days ("30d"), or "forever" (-1).  0 or -1. */
+int nc_retention_parse(const char *s, int64_t *ms);
+/* Formats a retention: "forever", "30d", or as nc_duration_format. */
+void nc_retention_format(int64_t ms, char *buf, size_t size);
 /* Formats MS as the shortest of "Nh", "Nm", "Ns", "Nms". */
 void nc_duration_format(int64_t ms, char *buf, size_t size);
 const nc_partner_t *nc_config_partner(const nc_config_t *cfg, const char *id);

@@ -94,29 +94,64 @@ void nc_daemon_log_listen(const char *listen, int port)
         nc_log_kv(NC_LOG_INFO, "http listening", "addr", addr, NULL);
 }
 
+/* Sleeps MS, feeding the heartbeat (waiting on purpose, not stuck: alive for /healthz and
+ * systemd).  -1 if a stop was asked for. */
+static int retry_pause(int ms)
+{
+        int64_t until = nc_time_now_ms() + ms;
+
+        while (!nc_stop_flag && nc_time_now_ms() < until) {
+                struct timespec ts = {0, 50 * 1000 * 1000};
+
+                if (current)
+                        nc_daemon_heartbeat(current);
+                nanosleep(&ts, NULL);
+        }
+        return nc_stop_flag ? -1 : 0;
+}
+
+/* A step waiting for someone else: /readyz says why; logged when that changes, and again
+ * once every NC_DAEMON_AWAIT_LOG_MS while it lasts. */
+static void retry_await(const char *what, const char *why, char *said, size_t said_size,
+                        int64_t *said_ms)
+{
+        int64_t now = nc_time_now_ms();
+
+        if (current)
+                nc_daemon_set_ready(current, 0, why);
+        if (!strcmp(said, why) && now - *said_ms < NC_DAEMON_AWAIT_LOG_MS)
+                return;
+        log_warnx("%s: %s; checking again every %d s", what, why, NC_DAEMON_AWAIT_MS / 1000);
+        snprintf(said, said_size, "%s", why);
+        *said_ms = now;
+}
+
 int nc_daemon_retry(const char *what, nc_daemon_step_fn step, void *arg, char *errstr,
                     size_t errstr_size)
 {
-        int wait_ms = 500;
+        char said[1024] = "";
+        int64_t said_ms = 0;
+        int wait_ms = 500, rc;
 
         for (;;) {
-                int64_t until;
-
-                if (step(arg, errstr, errstr_size) == 0)
+                if ((rc = step(arg, errstr, errstr_size)) == 0) {
+                        if (said[0]) {
+                                log_info("%s: done", what);
+                                if (current)
+                                        nc_daemon_set_ready(current, 0, "starting");
+                        }
                         return 0;
-                if (nc_stop_flag)
-                        return -1;
-                log_warnx("%s: %s; trying again in %d ms", what, errstr, wait_ms);
-                until = nc_time_now_ms() + wait_ms;
-                while (!nc_stop_flag && nc_time_now_ms() < until) {
-                        struct timespec ts = {0, 50 * 1000 * 1000};
-
-                        /* Waiting on purpose, not stuck: alive for /healthz and systemd. */
-                        if (current)
-                                nc_daemon_heartbeat(current);
-                        nanosleep(&ts, NULL);
                 }
                 if (nc_stop_flag)
+                        return -1;
+                if (rc > 0) {
+                        retry_await(what, errstr, said, sizeof(said), &said_ms);
+                        if (retry_pause(NC_DAEMON_AWAIT_MS) != 0)
+                                return -1;
+                        continue;
+                }
+                log_warnx("%s: %s; trying again in %d ms", what, errstr, wait_ms);
+                if (retry_pause(wait_ms) != 0)
                         return -1;
                 wait_ms = wait_ms < 7500 ? wait_ms * 2 : 15000;
         }

@@ -120,15 +120,24 @@ void nc_daemon_signals(int wake_fd);
 int nc_daemon_config(nc_config_t *cfg, const char *cli_path, const nc_strlist_t *xprops,
                      const char *brokers, char *errstr, size_t errstr_size);
 
-/* One start-up step that needs the brokers (creating topics, reading metadata). */
+/* One start-up step that needs the brokers (checking topics, reading metadata): 0 done, -1
+ * failed (ERRSTR says why), 1 waiting for something outside the daemon (ERRSTR says what:
+ * topics `noticecast topics create` has not made yet). */
 typedef int (*nc_daemon_step_fn)(void *arg, char *errstr, size_t errstr_size);
+
+/* How often a waiting step (1) is tried again, and how often the same wait is logged again. */
+#define NC_DAEMON_AWAIT_MS     5000
+#define NC_DAEMON_AWAIT_LOG_MS 60000
 
 /* Runs STEP until it succeeds: at start a daemon waits out brokers that are down or not ready
  * yet (no leader right after a topic was created) instead of exiting.  Each failure is logged
  * as "WHAT: error; trying again in N ms" (backoff 0.5 s doubling to 15 s), and /readyz stays
  * 503 meanwhile, while the heartbeat goes on (nc_daemon_run's daemon, if any: it is waiting on
- * purpose).  A TERM/INT ends the wait at once.  Returns 0, or -1 if a stop was asked
- * for (ERRSTR holds the last error).  Start-up only: it sleeps. */
+ * purpose).  A waiting step is tried again every NC_DAEMON_AWAIT_MS; what it waits for is
+ * /readyz's reason, and is logged once ("WHAT: why; checking again every 5 s"), again only
+ * when it changes or after NC_DAEMON_AWAIT_LOG_MS.  A TERM/INT ends the wait at once.
+ * Returns 0, or -1 if a stop was asked for (ERRSTR holds the last error).  Start-up only: it
+ * sleeps. */
 int nc_daemon_retry(const char *what, nc_daemon_step_fn step, void *arg, char *errstr,
                     size_t errstr_size);
 

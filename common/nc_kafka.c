@@ -16,8 +16,6 @@
 /* The role of this process, for the hint of an authorization error (nc_kafka_acl_role). */
 static nc_acl_role_t acl_role = NC_ACL_ROLE_CLI;
 
-#define NOTICE_RETENTION_MS (30L * 24 * 3600 * 1000) /* digests look back at most a week */
-
 /* ---- broker connectivity ----------------------------------------------------------------
  * One tracker per process: every client reports to it (its error callback and log lines), a
  * probe thread decides.  ALL_BROKERS_DOWN from any client makes the probe run at once and a
@@ -966,35 +964,7 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
 
 /* ---- topics ---------------------------------------------------------------------------- */
 
-size_t nc_kafka_topic_specs(const nc_config_t *cfg, nc_kafka_topic_spec_t *specs, size_t max)
-{
-        size_t n = 0, i;
-
-        for (i = 0; i < cfg->categories.n && n < max; i++, n++) {
-                memset(&specs[n], 0, sizeof(specs[n]));
-                nc_config_notice_topic(cfg, cfg->categories.v[i], specs[n].name,
-                                       sizeof(specs[n].name));
-                specs[n].partitions = cfg->partitions;
-                specs[n].retention_ms = NOTICE_RETENTION_MS;
-        }
-        if (n < max) {
-                memset(&specs[n], 0, sizeof(specs[n]));
-                nc_config_topic(cfg, "subscribers", specs[n].name, sizeof(specs[n].name));
-                specs[n].partitions = cfg->partitions;
-                specs[n].compact = 1;
-                n++;
-        }
-        if (n < max) {
-                memset(&specs[n], 0, sizeof(specs[n]));
-                nc_config_topic(cfg, "dlq", specs[n].name, sizeof(specs[n].name));
-                specs[n].partitions = cfg->partitions;
-                specs[n].retention_ms = -1; /* quarantined input is kept until replayed */
-                n++;
-        }
-        return n;
-}
-
-int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *topics, size_t n,
+int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics, size_t n,
                            int timeout_ms, nc_kafka_topic_report_fn *report, void *opaque,
                            char *errstr, size_t errstr_size)
 {
@@ -1024,7 +994,7 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *
                 if (topics[i].compact)
                         rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
                 if (topics[i].retention_ms) {
-                        snprintf(num, sizeof(num), "%ld", topics[i].retention_ms);
+                        snprintf(num, sizeof(num), "%lld", (long long)topics[i].retention_ms);
                         rd_kafka_NewTopic_set_config(nt[i], "retention.ms", num);
                 }
                 if (cfg->replication_factor >= 3)
@@ -1084,6 +1054,60 @@ out:
                         rd_kafka_NewTopic_destroy(nt[i]);
         free(nt);
         rd_kafka_destroy(rk);
+        return rc;
+}
+
+/* 1 if MD lists topic NAME (a topic just created may have no leader yet: it exists). */
+static int md_has(const struct rd_kafka_metadata *md, const char *name)
+{
+        for (int i = 0; i < md->topic_cnt; i++)
+                if (!strcmp(md->topics[i].topic, name) &&
+                    md->topics[i].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                        return 1;
+        return 0;
+}
+
+int nc_kafka_topics_require(const nc_config_t *cfg, unsigned kinds, int timeout_ms, char *errstr,
+                            size_t errstr_size)
+{
+        size_t n = nc_topics_specs(cfg, kinds, NULL, 0), i, missing = 0, len = 0;
+        nc_topic_spec_t *specs = nc_xcalloc(n ? n : 1, sizeof(*specs));
+        const struct rd_kafka_metadata *md = NULL;
+        char list[4096] = "";
+        rd_kafka_resp_err_t err;
+        rd_kafka_t *rk;
+        int rc = -1;
+
+        n = nc_topics_specs(cfg, kinds, specs, n);
+        if (!(rk = nc_kafka_producer_new(cfg, &(nc_kafka_opts_t){.name = "topics check"}, errstr,
+                                         errstr_size))) {
+                free(specs);
+                return -1;
+        }
+        /* All topics: naming one may make a broker with auto.create.topics.enable create it. */
+        if ((err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms))) {
+                nc_err(errstr, errstr_size, "topic metadata: %s", rd_kafka_err2str(err));
+                goto out;
+        }
+        for (i = 0; i < n; i++) {
+                if (md_has(md, specs[i].name))
+                        continue;
+                if (len < sizeof(list))
+                        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+                                                missing ? ", " : "", specs[i].name);
+                missing++;
+        }
+        rc = missing ? 1 : 0;
+        if (missing)
+                snprintf(errstr, errstr_size,
+                         "%zu topic%s missing (run `noticecast topics create` with this "
+                         "configuration): %s",
+                         missing, missing == 1 ? "" : "s", list);
+out:
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_destroy(rk);
+        free(specs);
         return rc;
 }
 

@@ -9,6 +9,7 @@
 #include "nc_acl.h"
 #include "nc_config.h"
 #include "nc_health.h"
+#include "nc_topics.h"
 #include "nc_track.h"
 
 /* A new librdkafka configuration with every [kafka] property (and -X overrides) applied and
@@ -168,23 +169,23 @@ int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *er
                      size_t errstr_size);
 void nc_kafka_txn_free(nc_kafka_txn_t *t);
 
-/* Topic to create. */
-typedef struct nc_kafka_topic_spec {
-        char name[256];
-        int partitions;
-        int compact;       /* cleanup.policy=compact */
-        long retention_ms; /* 0 = broker default; -1 = forever */
-} nc_kafka_topic_spec_t;
+/* ---- topics (nc_topics.h says which) ----------------------------------------------------- */
 
-/* Fills SPECS (capacity MAX) with every topic the configuration implies; returns the count. */
-size_t nc_kafka_topic_specs(const nc_config_t *cfg, nc_kafka_topic_spec_t *specs, size_t max);
-
-/* Creates TOPICS; an existing topic is not an error.  Per-topic results are reported through
- * REPORT (may be NULL): created = 1 new, 0 already there. */
+/* Creates TOPICS (with [topics] replication_factor, and min.insync.replicas=2 from 3 replicas
+ * on); an existing topic is left as it is and is not an error.  Per-topic results are
+ * reported through REPORT (may be NULL): created = 1 new, 0 already there. */
 typedef void(nc_kafka_topic_report_fn)(const char *topic, int created, void *opaque);
-int nc_kafka_create_topics(const nc_config_t *cfg, const nc_kafka_topic_spec_t *topics, size_t n,
+int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics, size_t n,
                            int timeout_ms, nc_kafka_topic_report_fn *report, void *opaque,
                            char *errstr, size_t errstr_size);
+
+/* Checks that every topic of KINDS (NC_TOPICS_WEBHOOKS, ...) exists, from the metadata of all
+ * topics (asking for a topic by name may create it on a broker with auto.create.topics.enable).
+ * Returns 0 if they all do; 1 if some do not, with ERRSTR naming them all and saying to run
+ * `noticecast topics create` (the daemons' start step, for nc_daemon_retry); -1 with errstr
+ * if the brokers did not answer within TIMEOUT_MS. */
+int nc_kafka_topics_require(const nc_config_t *cfg, unsigned kinds, int timeout_ms, char *errstr,
+                            size_t errstr_size);
 
 /* Reads TOPIC from the beginning to its current end (high watermarks at start, committed
  * data only) without a consumer group, calling FN for each message.  FN returns 0 to go

@@ -1,20 +1,28 @@
-/* noticecast topics create: every topic the configuration implies; safe to run twice. */
+/* noticecast topics create: every topic the programs use; safe to run twice. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "nc_kafka.h"
-
-#define MAX_TOPICS 256
+#include "nc_topics.h"
 
 static const char topics_usage[] =
     "noticecast topics create [options]\n"
     "noticecast topics list [options]\n"
     "\n"
-    "create makes one topic per configured category (<prefix>notices.<category>), the\n"
-    "compacted <prefix>subscribers topic and the <prefix>dlq topic, with the configured\n"
-    "partitions and replication factor.  Existing topics are left as they are.\n"
-    "list prints the topics the configuration implies.\n";
+    "create makes every topic the programs use, with the configured replication factor:\n"
+    "  <prefix>notices.<category>   one per category      [topics] notices_partitions, _retention\n"
+    "  <prefix>subscribers          compacted             subscribers_partitions\n"
+    "  <prefix>dlq                  kept forever          dlq_partitions, dlq_retention\n"
+    "  <prefix>deliveries           delivery events       deliveries_partitions, _retention\n"
+    "  <prefix>webhooks.retry.<d>   one per distinct step of [webhooks] retry_schedule\n"
+    "                                                     webhooks_retry_partitions, _retention\n"
+    "  <prefix>mailer.plan          compacted, 1 partition (it elects the digest planner)\n"
+    "  <prefix>mailer.jobs                                mailer_jobs_partitions, _retention\n"
+    "A <kind>_partitions left out is [topics] partitions.  Existing topics are left as they\n"
+    "are (reported \"exists\"); the daemons only check at start that their topics exist.\n"
+    "list prints them all: name, partitions, cleanup policy, retention.\n";
 
 static void report(const char *topic, int created, void *opaque)
 {
@@ -22,13 +30,24 @@ static void report(const char *topic, int created, void *opaque)
         printf("%s\t%s\n", created ? "created" : "exists", topic);
 }
 
+static void list(const nc_topic_spec_t *specs, size_t n)
+{
+        char ret[32];
+
+        for (size_t i = 0; i < n; i++) {
+                nc_topics_retention_format(specs[i].retention_ms, ret, sizeof(ret));
+                printf("%s\t%d\t%s\t%s\n", specs[i].name, specs[i].partitions,
+                       nc_topics_policy(&specs[i]), ret);
+        }
+}
+
 int cmd_topics(nc_cli_t *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {NC_CLI_COMMON_LONG, {0}};
-        nc_kafka_topic_spec_t specs[MAX_TOPICS];
+        nc_topic_spec_t *specs;
         char err[1024];
-        size_t n, i;
-        int c, rc;
+        size_t n;
+        int c, rc = NC_EX_OK;
 
         while ((c = getopt_long(argc, argv, NC_CLI_COMMON_SHORT, longopts, NULL)) != -1) {
                 if (nc_cli_common_opt(cli, c, optarg))
@@ -43,15 +62,14 @@ int cmd_topics(nc_cli_t *cli, int argc, char **argv)
                 return nc_cli_usage_error("topics", "noticecast topics create|list");
         if ((rc = nc_cli_load_config(cli)) != 0)
                 return rc;
-        n = nc_kafka_topic_specs(&cli->cfg, specs, MAX_TOPICS);
-        if (!strcmp(argv[optind], "list")) {
-                for (i = 0; i < n; i++)
-                        printf("%s\t%d\t%s\n", specs[i].name, specs[i].partitions,
-                               specs[i].compact ? "compact" : "delete");
-                return NC_EX_OK;
-        }
-        if ((rc = nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms, report,
-                                         NULL, err, sizeof(err))) != 0)
-                return nc_cli_fail(nc_cli_kafka_code(rc), "topics create", "%s", err);
-        return NC_EX_OK;
+        n = nc_topics_specs(&cli->cfg, NC_TOPICS_ALL, NULL, 0);
+        specs = nc_xcalloc(n ? n : 1, sizeof(*specs));
+        n = nc_topics_specs(&cli->cfg, NC_TOPICS_ALL, specs, n);
+        if (!strcmp(argv[optind], "list"))
+                list(specs, n);
+        else if ((rc = nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms,
+                                              report, NULL, err, sizeof(err))) != 0)
+                rc = nc_cli_fail(nc_cli_kafka_code(rc), "topics create", "%s", err);
+        free(specs);
+        return rc;
 }

@@ -15,6 +15,7 @@
 #include "nc_kafka.h"
 #include "ml_mail.h"
 #include "nc_time.h"
+#include "nc_topics.h"
 #include "nc_util.h"
 
 static const char usage[] =
@@ -75,39 +76,22 @@ static int load_secrets(ml_t *m, nc_daemon_t *d, char *err, size_t size)
         if (m->cfg.smtp.password_file &&
             nc_secret_file_check(m->cfg.smtp.password_file, err, size) != 0)
                 return -1;
-        nc_config_topic(&m->cfg, "mailer.jobs", m->topic_jobs, sizeof(m->topic_jobs));
-        nc_config_topic(&m->cfg, "mailer.plan", m->topic_plan, sizeof(m->topic_plan));
-        nc_config_topic(&m->cfg, "deliveries", m->topic_events, sizeof(m->topic_events));
-        nc_config_topic(&m->cfg, "dlq", m->topic_dlq, sizeof(m->topic_dlq));
-        nc_config_topic(&m->cfg, "subscribers", m->topic_subs, sizeof(m->topic_subs));
+        nc_topics_name(&m->cfg, NC_TOPIC_MAILER_JOBS, m->topic_jobs, sizeof(m->topic_jobs));
+        nc_topics_name(&m->cfg, NC_TOPIC_MAILER_PLAN, m->topic_plan, sizeof(m->topic_plan));
+        nc_topics_name(&m->cfg, NC_TOPIC_DELIVERIES, m->topic_events, sizeof(m->topic_events));
+        nc_topics_name(&m->cfg, NC_TOPIC_DLQ, m->topic_dlq, sizeof(m->topic_dlq));
+        nc_topics_name(&m->cfg, NC_TOPIC_SUBSCRIBERS, m->topic_subs, sizeof(m->topic_subs));
         snprintf(m->store.subs_topic, sizeof(m->store.subs_topic), "%s", m->topic_subs);
         return 0;
 }
 
-static int make_topics(ml_t *m, char *err, size_t size)
+/* `noticecast topics create` makes them: we only check (no CreateTopics right needed). */
+static int topics_step(void *arg, char *err, size_t size)
 {
-        nc_kafka_topic_spec_t specs[4];
+        ml_t *m = arg;
 
-        memset(specs, 0, sizeof(specs));
-        snprintf(specs[0].name, sizeof(specs[0].name), "%s", m->topic_jobs);
-        specs[0].partitions = m->cfg.partitions;
-        specs[0].retention_ms = 7L * 24 * 3600 * 1000;
-        snprintf(specs[1].name, sizeof(specs[1].name), "%s", m->topic_plan);
-        specs[1].partitions = 1; /* its single partition elects the digest planner */
-        specs[1].compact = 1;
-        snprintf(specs[2].name, sizeof(specs[2].name), "%s", m->topic_events);
-        specs[2].partitions = m->cfg.partitions;
-        specs[2].retention_ms = 90L * 24 * 3600 * 1000;
-        snprintf(specs[3].name, sizeof(specs[3].name), "%s", m->topic_dlq);
-        specs[3].partitions = m->cfg.partitions;
-        specs[3].retention_ms = -1;
-        return nc_kafka_create_topics(&m->cfg, specs, 4, m->cfg.producer_timeout_ms, NULL, NULL,
-                                      err, size);
-}
-
-static int make_topics_step(void *m, char *err, size_t size)
-{
-        return make_topics(m, err, size);
+        return nc_kafka_topics_require(&m->cfg, NC_TOPICS_MAILER, m->cfg.producer_timeout_ms, err,
+                                       size);
 }
 
 /* --preview: the digest this subscriber would get now, as an .eml on stdout. */
@@ -182,9 +166,9 @@ static int preview(ml_t *m, const char *email)
         return msg ? NC_EX_OK : NC_EX_SOFTWARE;
 }
 
-/* The jobs and plan topics may have just been created: wait up to 15 s for them to be
- * visible before subscribing; if they are not, warn and go on (the group picks them up
- * later). */
+/* The jobs and plan topics may have just been created (`noticecast topics create`): wait up to 15 s
+ * for them to be visible before subscribing; if they are not, warn and go on (the group picks them
+ * up later). */
 static void wait_topics(ml_t *m)
 {
         const char *const names[] = {m->topic_jobs, m->topic_plan};
@@ -304,7 +288,7 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         m->httpd = nc_daemon_httpd(d);
         if (nc_kafka_conn_start(&m->cfg, errstr, errstr_size) != 0 ||
             ml_unsub_start(m, errstr, errstr_size) != 0 ||
-            nc_daemon_retry("creating topics", make_topics_step, m, errstr, errstr_size) != 0 ||
+            nc_daemon_retry("checking topics", topics_step, m, errstr, errstr_size) != 0 ||
             ml_store_start(m, errstr, errstr_size) != 0)
                 return -1;
         wait_topics(m);

@@ -12,6 +12,7 @@
 #include "nc_kafka.h"
 #include "nc_notice.h"
 #include "nc_time.h"
+#include "nc_topics.h"
 #include "nc_util.h"
 #include "wh.h"
 
@@ -699,45 +700,23 @@ static void consumer_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *p
 
 /* ---- start / poll / stop --------------------------------------------------------------- */
 
-static int make_topics(wh_t *w, char *errstr, size_t errstr_size)
+/* The names of the topics we use (nc_topics.h names them all). */
+static void topic_names(wh_t *w)
 {
-        nc_kafka_topic_spec_t specs[20];
-        size_t n = 0, i, j;
-        char label[32];
-
-        for (i = 0; i < w->cfg.webhooks.retry_n; i++) {
-                nc_duration_format(w->cfg.webhooks.retry_ms[i], label, sizeof(label));
-                snprintf(w->retry_topics[i], sizeof(w->retry_topics[i]), "%swebhooks.retry.%s",
-                         w->cfg.topic_prefix, label);
-                for (j = 0; j < n; j++)
-                        if (!strcmp(specs[j].name, w->retry_topics[i]))
-                                break;
-                if (j < n)
-                        continue;
-                memset(&specs[n], 0, sizeof(specs[n]));
-                snprintf(specs[n].name, sizeof(specs[n].name), "%s", w->retry_topics[i]);
-                specs[n].partitions = w->cfg.partitions;
-                /* Longer than the whole schedule, so a parked retry outlives any outage. */
-                specs[n].retention_ms = 7L * 24 * 3600 * 1000;
-                n++;
-        }
-        nc_config_topic(&w->cfg, "dlq", w->dlq_topic, sizeof(w->dlq_topic));
-        nc_config_topic(&w->cfg, "deliveries", w->events_topic, sizeof(w->events_topic));
-        memset(&specs[n], 0, sizeof(specs[n]));
-        snprintf(specs[n].name, sizeof(specs[n].name), "%s", w->dlq_topic);
-        specs[n].partitions = w->cfg.partitions;
-        specs[n++].retention_ms = -1;
-        memset(&specs[n], 0, sizeof(specs[n]));
-        snprintf(specs[n].name, sizeof(specs[n].name), "%s", w->events_topic);
-        specs[n].partitions = w->cfg.partitions;
-        specs[n++].retention_ms = 90L * 24 * 3600 * 1000; /* the agencies' audit trail */
-        return nc_kafka_create_topics(&w->cfg, specs, n, w->cfg.producer_timeout_ms, NULL, NULL,
-                                      errstr, errstr_size);
+        for (size_t i = 0; i < w->cfg.webhooks.retry_n; i++)
+                nc_topics_retry_name(&w->cfg, w->cfg.webhooks.retry_ms[i], w->retry_topics[i],
+                                     sizeof(w->retry_topics[i]));
+        nc_topics_name(&w->cfg, NC_TOPIC_DLQ, w->dlq_topic, sizeof(w->dlq_topic));
+        nc_topics_name(&w->cfg, NC_TOPIC_DELIVERIES, w->events_topic, sizeof(w->events_topic));
 }
 
-static int make_topics_step(void *w, char *errstr, size_t errstr_size)
+/* `noticecast topics create` makes them: we only check (no CreateTopics right needed). */
+static int topics_step(void *arg, char *errstr, size_t errstr_size)
 {
-        return make_topics(w, errstr, errstr_size);
+        wh_t *w = arg;
+
+        return nc_kafka_topics_require(&w->cfg, NC_TOPICS_WEBHOOKS, w->cfg.producer_timeout_ms,
+                                       errstr, errstr_size);
 }
 
 static void wait_for_topics(wh_t *w)
@@ -975,7 +954,8 @@ int wh_kafka_start(wh_t *w, char *errstr, size_t errstr_size)
         pthread_cond_init(&w->stats_cond, NULL);
         w->retry_lag = -1;
         /* Brokers down or not ready at start: wait (logged, /readyz 503), do not exit. */
-        if (nc_daemon_retry("creating topics", make_topics_step, w, errstr, errstr_size) != 0)
+        topic_names(w);
+        if (nc_daemon_retry("checking topics", topics_step, w, errstr, errstr_size) != 0)
                 return -1;
         if (nc_kafka_notice_regex(&w->cfg, w->notice_regex, sizeof(w->notice_regex)) != 0)
                 return nc_err(errstr, errstr_size,

@@ -320,39 +320,60 @@ def admin_for(bootstrap: str, conf: dict | None = None) -> AdminClient:
     return AdminClient(client_conf(bootstrap, conf))
 
 
-def create_topics(bootstrap: str, cfg: Config, timeout: float = 30, conf: dict | None = None) -> None:
-    """Create the config's topics directly (not through the CLI), as `topics create` would."""
-    admin = admin_for(bootstrap, conf)
-    new = [NewTopic(t, num_partitions=cfg.partitions, replication_factor=1) for t in cfg.notice_topics]
-    new.append(NewTopic(cfg.subscribers_topic, num_partitions=cfg.partitions, replication_factor=1,
-                        config={"cleanup.policy": "compact"}))
-    new.append(NewTopic(cfg.dlq_topic, num_partitions=cfg.partitions, replication_factor=1))
-    for t, fut in admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout).items():
-        try:
-            fut.result()
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+def create_topics(bootstrap: str, cfg, timeout: float = 30, nc_bin: str | None = None,
+                  conf: dict | None = None) -> dict:
+    """Creates the topics of cfg (a Config, or the path of a configuration file) on bootstrap
+    and waits until every partition has a leader; returns {topic: partitions}.
+
+    With nc_bin (what the daemons' tests do): by running the real `noticecast -C cfg -b
+    bootstrap topics create`, which makes every topic the programs use, as in production.
+    Without: only the CLI's own topics (notices, subscribers, DLQ), with AdminClient as `topics
+    create` makes them, which is all the CLI's tests need (the daemons' topics, one set per
+    test, would only crowd the session broker).  conf: the AdminClient's security settings
+    (a secured broker: secure_kafka.SecureKafka.client_conf())."""
+    if nc_bin:
+        argv = [nc_bin, "-C", str(cfg), "-b", bootstrap, "topics"]
+        cp = subprocess.run(argv + ["create"], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=timeout + 60)
+        assert cp.returncode == 0, "noticecast topics create failed" + describe(cp)
+        cp = subprocess.run(argv + ["list"], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=60)
+        assert cp.returncode == 0, "noticecast topics list failed" + describe(cp)
+        want = {f[0]: int(f[1]) for f in (line.split("\t") for line in cp.stdout.splitlines())}
+    else:
+        admin = admin_for(bootstrap, conf)
+        new = [NewTopic(t, num_partitions=cfg.partitions, replication_factor=1) for t in cfg.notice_topics]
+        new.append(NewTopic(cfg.subscribers_topic, num_partitions=cfg.partitions, replication_factor=1,
+                            config={"cleanup.policy": "compact"}))
+        new.append(NewTopic(cfg.dlq_topic, num_partitions=cfg.partitions, replication_factor=1))
+        for t, fut in admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout).items():
+            try:
+                fut.result()
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+        want = {t: cfg.partitions for t in cfg.all_topics}
     # wait until metadata shows all partitions with leaders
+    admin = admin_for(bootstrap, conf)
     deadline = time.time() + timeout
     while True:
         md = admin.list_topics(timeout=10)
         ok = all(
             t in md.topics and md.topics[t].error is None
-            and len(md.topics[t].partitions) == cfg.partitions
+            and len(md.topics[t].partitions) == n
             and all(p.leader >= 0 for p in md.topics[t].partitions.values())
-            for t in cfg.all_topics
+            for t, n in want.items()
         )
         if ok:
-            return
+            return want
         if time.time() > deadline:
-            raise AssertionError(f"topics not ready after {timeout}s")
+            raise AssertionError(f"topics not ready after {timeout}s: {sorted(want)}")
         time.sleep(0.2)
 
 
 @pytest.fixture
 def topics(bootstrap):
-    """topics(cfg): create cfg's topics on the session broker with AdminClient."""
+    """topics(cfg): create cfg's CLI topics on the session broker with AdminClient."""
 
     def make(cfg: Config, bootstrap_servers: str | None = None) -> Config:
         create_topics(bootstrap_servers or bootstrap, cfg)

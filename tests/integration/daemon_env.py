@@ -3,9 +3,9 @@
   * Daemon: one run of a daemon binary in the foreground, stderr (logfmt) to a file; its log,
     /readyz, /metrics, signals, kill -9, bounded waits;
   * DaemonEnv: one test's world as both daemons need it: a unique topic prefix and consumer
-    group, the CLI configuration and topics (created with AdminClient as `noticecast topics
-    create` would), publishing with the CLI, raw records, reading topics, and the teardown of
-    every daemon started;
+    group, the CLI configuration and every topic (created by the real `noticecast topics
+    create`, as in production: the daemons only check that theirs exist), publishing with the
+    CLI, raw records, reading topics, and the teardown of every daemon started;
   * wait_for, parse_metrics, metric_value, http_get.
 
 Every wait is a bounded poll with a generous deadline that fails saying what it saw.
@@ -214,8 +214,12 @@ class DaemonEnv:
     configuration and servers (receivers, SMTP) and close them in close_servers()."""
 
     group_prefix = "nc"
+    # Sections of cli.conf beyond the defaults (the webhooks' retry schedule: its retry topics)
+    cli_sections: dict = {}
 
-    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3):
+    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3,
+                 topics: bool = True):
+        """topics=False: no topic is created (a test of a daemon started before them)."""
         self.tmp = Path(tmp_path)
         self.bootstrap = bootstrap
         self.nc_bin = nc_bin
@@ -223,16 +227,38 @@ class DaemonEnv:
         self.prefix = unique_prefix()
         self.group = f"{self.group_prefix}-{uuid.uuid4().hex[:12]}"
         self.cli_cfg = write_config(self.tmp / "cli.conf", bootstrap, prefix=self.prefix,
-                                    topics={"partitions": partitions})
-        create_topics(bootstrap, self.cli_cfg)
+                                    topics={"partitions": partitions}, **self.cli_sections)
+        self.topics_made: dict = {}  # {topic: partitions} created so far
+        if topics:
+            self.create_topics(self.cli_cfg.path)
         self.daemons: list = []
         self._producer = None
         self._published = 0
 
+    # -- topics --
+
+    def topic_list(self, config: Path | None = None) -> dict:
+        """`noticecast topics list` of CONFIG (default: the CLI's), without a broker:
+        {topic: (partitions, policy, retention)}."""
+        cp = self.cli("topics", "list", config=config)
+        assert cp.returncode == 0, "topics list failed" + describe(cp)
+        return {f[0]: (int(f[1]), f[2], f[3]) for f in (line.split("\t") for line in cp.stdout.splitlines())}
+
+    def create_topics(self, config: Path) -> None:
+        """`noticecast topics create -C CONFIG`, as an operator does before starting a daemon;
+        skipped when CONFIG implies no topic not created yet (so that a daemon restarted while
+        the broker is down needs no broker here)."""
+        if set(self.topic_list(config)) - set(self.topics_made):
+            self.topics_made.update(create_topics(self.bootstrap, config, nc_bin=self.nc_bin))
+
     # -- daemons --
 
-    def spawn(self, config: Path, args=(), ready: bool = True, log_name: str = "daemon") -> Daemon:
-        """Starts the daemon binary with CONFIG and ARGS; waits for /readyz unless ready=False."""
+    def spawn(self, config: Path, args=(), ready: bool = True, log_name: str = "daemon",
+              topics: bool = True) -> Daemon:
+        """Starts the daemon binary with CONFIG and ARGS, after `topics create -C CONFIG`
+        (unless topics=False); waits for /readyz unless ready=False."""
+        if topics:
+            self.create_topics(config)
         n = len(self.daemons) + 1
         d = Daemon(self.daemon_bin, config, self.tmp / f"{log_name}-{n}.log", args)
         self.daemons.append(d)
@@ -270,7 +296,6 @@ class DaemonEnv:
 
     # -- Kafka --
 
-    # the CLI configuration names the topics it creates; the daemons create the others
     def topic(self, category: str) -> str:
         return self.cli_cfg.topic(category)
 

@@ -6,9 +6,10 @@ create_topics, consume_all) and on daemon_env.py (Daemon: stderr to a log file, 
 kill -9, /readyz; DaemonEnv: topics, CLI, Kafka helpers, teardown), as the webhook tests do.
 
 Setup per test (fixture `ml`, or `ml_factory()`):
-  * a unique topic prefix and consumer group; the notice, subscribers and DLQ topics created
-    with AdminClient as `noticecast topics create` would (the daemon creates its own:
-    <prefix>mailer.jobs, <prefix>mailer.plan, <prefix>deliveries);
+  * a unique topic prefix and consumer group; every topic created by the real `noticecast
+    topics create` (the daemon only checks that its topics exist), with cli.conf at first and
+    with the daemon's configuration before each start (ml_factory(topics=False),
+    start(topics=False): none);
   * cli.conf: the plain CLI configuration (publish, subscribers);  mailer.conf: the same plus
     [mailer] and [smtp], pointing at a real SMTP server (smtp_server.SMTPTestServer, aiosmtpd,
     in this process, on a free loopback port) and listening on two fixed free ports of its
@@ -401,10 +402,12 @@ class MailerEnv(DaemonEnv):
     """Topics, configuration, SMTP server and daemons of one test."""
 
     group_prefix = "ml"
+    # One retry topic rather than the default schedule's six: the mailer uses none.
+    cli_sections = {"webhooks": {"retry_schedule": "1s"}}
 
     def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, mailer_bin: str,
-                 partitions: int = 3, smtp: SMTPTestServer | None = None):
-        super().__init__(tmp_path, bootstrap, nc_bin, mailer_bin, partitions)
+                 partitions: int = 3, smtp: SMTPTestServer | None = None, topics: bool = True):
+        super().__init__(tmp_path, bootstrap, nc_bin, mailer_bin, partitions, topics)
         self.mailer_bin = mailer_bin
         self.secret_file = self.tmp / "unsubscribe.secret"
         self.secret_file.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
@@ -432,19 +435,19 @@ class MailerEnv(DaemonEnv):
         self.smtp_cfg; `mailer`/`smtp` override keys for this file only (None drops a key)."""
         path = Path(path or self.config_path)
         write_config(path, self.bootstrap, prefix=self.prefix, extra=extra,
-                     topics={"partitions": self.cli_cfg.partitions},
+                     topics={"partitions": self.cli_cfg.partitions}, **self.cli_sections,
                      mailer=dict(self.mailer, **(mailer or {})),
                      smtp=dict(self.smtp_cfg, **(smtp or {})))
         return path
 
     def start(self, *args, ready: bool = True, clock_offset: float | None = None,
-              config: Path | None = None, write: bool = True) -> Daemon:
+              config: Path | None = None, write: bool = True, topics: bool = True) -> Daemon:
         if write and config is None:
             self.write_config()
         argv = list(args)
         if clock_offset is not None:
             argv += ["--clock-offset", f"{clock_offset:.3f}"]
-        return self.spawn(config or self.config_path, argv, ready, "mailer")
+        return self.spawn(config or self.config_path, argv, ready, "mailer", topics)
 
     def run_daemon(self, *args, config: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs the daemon binary to completion (-n, -h, -V, --preview); binary stdout."""
@@ -582,12 +585,13 @@ class MailerEnv(DaemonEnv):
 
 @pytest.fixture
 def ml_factory(tmp_path, bootstrap, nc_bin, mailer_bin):
-    """ml_factory(partitions=3, smtp=None) -> MailerEnv (smtp: an SMTPTestServer not started
-    yet is started here; default: a plain one)."""
-    def new_env(sub, partitions: int = 3, smtp: SMTPTestServer | None = None) -> MailerEnv:
+    """ml_factory(partitions=3, smtp=None, topics=True) -> MailerEnv (smtp: an SMTPTestServer
+    not started yet is started here; default: a plain one)."""
+    def new_env(sub, partitions: int = 3, smtp: SMTPTestServer | None = None, topics: bool = True) -> MailerEnv:
         if smtp is not None and smtp._controller is None:
             smtp.start()
-        return MailerEnv(sub, bootstrap, nc_bin, mailer_bin, partitions=partitions, smtp=smtp)
+        return MailerEnv(sub, bootstrap, nc_bin, mailer_bin, partitions=partitions, smtp=smtp,
+                         topics=topics)
 
     yield from env_factory(new_env, tmp_path, "ml")
 

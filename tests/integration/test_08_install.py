@@ -243,6 +243,7 @@ def test_installed_daemons_run_against_the_broker(installed, tmp_path, bootstrap
     smtp = SMTPTestServer().start()
     try:
         cfg = example_config(dest, tmp_path, env, smtp.port)
+        env.create_topics(cfg)  # `noticecast topics create` first, as docs/install.md says
         cp = subprocess.run([nc, "-C", str(cfg), "topics", "list"], capture_output=True, text=True,
                             timeout=60)
         assert cp.returncode == EX_OK, "the CLI refuses the example" + describe(cp)
@@ -470,6 +471,7 @@ def test_installed_daemons_under_the_unit_sandbox(installed, tmp_path, bootstrap
     rx = WebhookReceiver().start()
     try:
         cfg = example_config(dest, tmp_path, env, smtp.port)
+        env.create_topics(cfg)  # `noticecast topics create` first, as docs/install.md says
         text = cfg.read_text()
         # the partner: the local receiver, every category and region
         text = re.sub(r"^url = https://webhooks\.pcm\..*$", f"url = {rx.url('/pe')}", text, flags=re.M)
@@ -578,6 +580,7 @@ def test_installed_daemons_notify_like_type_notify(installed, tmp_path, bootstra
     sockets = []
     try:
         cfg = example_config(dest, tmp_path, env, smtp.port)
+        env.create_topics(cfg)  # `noticecast topics create` first, as docs/install.md says
         for prog in ("noticecast-webhooks", "noticecast-mailer"):
             ns = NotifySocket(tmp_path / f"{prog}.notify")
             sockets.append(ns)

@@ -5,9 +5,11 @@ in the module's namespace.  They build on conftest.py: the session broker, write
 create_topics, consume_all.
 
 Setup per test (fixture `wh`, or `wh_factory(partitions=N)`):
-  * a unique topic prefix; the notice and DLQ topics created with AdminClient, as
-    `noticecast topics create` would (the broker does not auto-create topics, so the daemon
-    has to create its own internal topics: retry topics and <prefix>deliveries);
+  * a unique topic prefix; every topic created by the real `noticecast topics create` (the
+    broker does not auto-create topics, and the daemon only checks that its topics exist): with
+    cli.conf at first (which has the default [webhooks] retry_schedule of these tests), then
+    with the daemon's configuration before each start, for the retry topics of a schedule a
+    test changed (wh_factory(topics=False), start(topics=False): none);
   * cli.conf: the plain CLI configuration, used to publish;  webhooks.conf: the same sections
     plus [webhooks] and [partner.<id>], used by the daemon (same prefix, same broker);
   * real WebhookReceivers (webhook_receiver.py), one secret file per partner;
@@ -135,9 +137,11 @@ class WebhooksEnv(DaemonEnv):
     """Topics, configuration, receivers and daemons of one test."""
 
     group_prefix = "wh"
+    cli_sections = {"webhooks": {"retry_schedule": WEBHOOKS_DEFAULTS["retry_schedule"]}}
 
-    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3):
-        super().__init__(tmp_path, bootstrap, nc_bin, daemon_bin, partitions)
+    def __init__(self, tmp_path: Path, bootstrap: str, nc_bin: str, daemon_bin: str, partitions: int = 3,
+                 topics: bool = True):
+        super().__init__(tmp_path, bootstrap, nc_bin, daemon_bin, partitions, topics)
         self.config_path = self.tmp / "webhooks.conf"
         self.webhooks = dict(WEBHOOKS_DEFAULTS, group_id=self.group)
         self.partners: dict = {}
@@ -176,10 +180,11 @@ class WebhooksEnv(DaemonEnv):
 
     # -- daemon --
 
-    def start(self, *args, ready: bool = True, config: Path | None = None, write: bool = True) -> Daemon:
+    def start(self, *args, ready: bool = True, config: Path | None = None, write: bool = True,
+              topics: bool = True) -> Daemon:
         if write and config is None:
             self.write_config()
-        return self.spawn(config or self.config_path, args, ready, "webhooks")
+        return self.spawn(config or self.config_path, args, ready, "webhooks", topics)
 
     def run_daemon(self, *args, timeout: float = 60) -> subprocess.CompletedProcess:
         """Runs the daemon binary to completion (-n, -h, -V)."""
@@ -253,10 +258,9 @@ class WebhooksEnv(DaemonEnv):
 
 @pytest.fixture
 def wh_factory(tmp_path, bootstrap, nc_bin, daemon_bin):
-    """wh_factory(partitions=3) -> WebhooksEnv (several per test are fine)."""
-    yield from env_factory(lambda sub, partitions=3: WebhooksEnv(sub, bootstrap, nc_bin, daemon_bin,
-                                                                 partitions=partitions),
-                           tmp_path, "wh")
+    """wh_factory(partitions=3, topics=True) -> WebhooksEnv (several per test are fine)."""
+    yield from env_factory(lambda sub, partitions=3, topics=True: WebhooksEnv(
+        sub, bootstrap, nc_bin, daemon_bin, partitions=partitions, topics=topics), tmp_path, "wh")
 
 
 @pytest.fixture
@@ -352,7 +356,7 @@ def produce_large(bootstrap: str, topic: str, key: str, value: bytes, headers=No
 
 
 def retry_topics(bootstrap: str, prefix: str) -> list:
-    """The retry tier topics the daemon created for prefix."""
+    """The retry tier topics there are for prefix (`noticecast topics create` made them)."""
     from confluent_kafka.admin import AdminClient
     md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
     return sorted(t for t in md.topics if t.startswith(f"{prefix}webhooks.retry."))

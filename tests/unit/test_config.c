@@ -952,6 +952,96 @@ static void test_kafka_file_refused(void **state)
         kafka_file_bad(body, 2, "kafka: security.protocol_file: the content of ", pw);
 }
 
+/* [topics] <kind>_partitions (default [topics] partitions: 0 here) and <kind>_retention. */
+static void test_topic_kind_keys(void **state)
+{
+        const int64_t day = 24LL * 3600 * 1000;
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[topics]\npartitions = 4\n"));
+        assert_int_equal(cfg.topic[NC_TOPIC_NOTICES].partitions, 0);
+        assert_int_equal(cfg.topic[NC_TOPIC_NOTICES].retention_ms, 30 * day);
+        assert_int_equal(cfg.topic[NC_TOPIC_DLQ].retention_ms, -1);
+        assert_int_equal(cfg.topic[NC_TOPIC_DELIVERIES].retention_ms, 90 * day);
+        assert_int_equal(cfg.topic[NC_TOPIC_WEBHOOKS_RETRY].retention_ms, 7 * day);
+        assert_int_equal(cfg.topic[NC_TOPIC_MAILER_JOBS].retention_ms, 7 * day);
+        assert_int_equal(cfg.topic[NC_TOPIC_SUBSCRIBERS].retention_ms, 0);
+        assert_int_equal(cfg.topic[NC_TOPIC_NOTICES].retention_line, 0);
+        nc_config_free(&cfg);
+
+        load_ok(&cfg, write_conf("[topics]\nnotices_partitions = 12\nnotices_retention = forever\n"
+                                 "dlq_retention = 400d\ndeliveries_retention = 36h\n"
+                                 "webhooks_retry_partitions = 1\nmailer_jobs_retention = 2.5d\n"
+                                 "subscribers_partitions = 2\n"));
+        assert_int_equal(cfg.topic[NC_TOPIC_NOTICES].partitions, 12);
+        assert_int_equal(cfg.topic[NC_TOPIC_NOTICES].retention_ms, -1);
+        assert_int_equal(cfg.topic[NC_TOPIC_NOTICES].retention_line, 3);
+        assert_int_equal(cfg.topic[NC_TOPIC_DLQ].retention_ms, 400 * day);
+        assert_int_equal(cfg.topic[NC_TOPIC_DELIVERIES].retention_ms, 36 * 3600 * 1000LL);
+        assert_int_equal(cfg.topic[NC_TOPIC_WEBHOOKS_RETRY].partitions, 1);
+        assert_int_equal(cfg.topic[NC_TOPIC_MAILER_JOBS].retention_ms, 5 * day / 2);
+        assert_int_equal(cfg.topic[NC_TOPIC_SUBSCRIBERS].partitions, 2);
+        nc_config_free(&cfg);
+}
+
+static void test_topic_kind_keys_bad(void **state)
+{
+        (void)state;
+        load_bad("[topics]\n\ndlq_retention = soon\n", 3,
+                 "topics.dlq_retention: 'soon' is not a retention like 36h, 30d or forever");
+        load_bad("[topics]\ndeliveries_retention = 30s\n", 2, "topics.deliveries_retention: '30s'");
+        load_bad("[topics]\ndeliveries_retention = -1\n", 2, "topics.deliveries_retention: '-1'");
+        load_bad("[topics]\nnotices_partitions = 0\n", 2,
+                 "topics.notices_partitions: '0' is not an integer between 1 and 10000");
+        /* mailer.plan elects the planner: one partition, no key; compacted kinds: no retention */
+        load_bad("[topics]\nmailer_plan_partitions = 2\n", 2,
+                 "unknown key 'mailer_plan_partitions'");
+        load_bad("[topics]\nsubscribers_retention = 7d\n", 2,
+                 "unknown key 'subscribers_retention'");
+        /* checked against the rest of the file, naming where the retention was set */
+        load_bad("[webhooks]\nretry_schedule = 5s, 13h\n[topics]\nwebhooks_retry_retention = 1d\n",
+                 4, "topics.webhooks_retry_retention: 1d is shorter than twice the longest");
+        load_bad("[topics]\nnotices_retention = 6d\n", 2,
+                 "topics.notices_retention: 6d is shorter than a week (7d)");
+}
+
+static void test_topic_kind_default_too_short(void **state)
+{
+        char err[1024] = "";
+        const char *path = write_conf("[webhooks]\nretry_schedule = 5s, 100h\n");
+        nc_config_t cfg;
+
+        (void)state;
+        assert_int_equal(nc_config_load(&cfg, path, 1, err, sizeof(err)), -1);
+        assert_non_null(
+            strstr(err, "topics.webhooks_retry_retention: 7d (the default) is shorter"));
+        assert_non_null(strstr(err, path));
+}
+
+static void test_retention_parse_format(void **state)
+{
+        char buf[32];
+        int64_t ms;
+
+        (void)state;
+        assert_int_equal(nc_retention_parse("forever", &ms), 0);
+        assert_int_equal(ms, -1);
+        assert_int_equal(nc_retention_parse("1m", &ms), 0);
+        assert_int_equal(ms, 60000);
+        assert_int_equal(nc_retention_parse("59s", &ms), -1);
+        assert_int_equal(nc_retention_parse("7", &ms), -1);
+        assert_int_equal(nc_retention_parse("200y", &ms), -1);
+        assert_int_equal(nc_retention_parse("40000d", &ms), -1);
+        assert_int_equal(nc_duration_parse("1d", &ms), -1); /* days: retention only */
+        nc_retention_format(-1, buf, sizeof(buf));
+        assert_string_equal(buf, "forever");
+        nc_retention_format(90LL * 24 * 3600 * 1000, buf, sizeof(buf));
+        assert_string_equal(buf, "90d");
+        nc_retention_format(36LL * 3600 * 1000, buf, sizeof(buf));
+        assert_string_equal(buf, "36h");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -995,6 +1085,10 @@ int main(void)
             cmocka_unit_test_teardown(test_partner_regions, teardown_tmp),
             cmocka_unit_test_teardown(test_retry_schedule, teardown_tmp),
             cmocka_unit_test_teardown(test_enums, teardown_tmp),
+            cmocka_unit_test_teardown(test_topic_kind_keys, teardown_tmp),
+            cmocka_unit_test_teardown(test_topic_kind_keys_bad, teardown_tmp),
+            cmocka_unit_test_teardown(test_topic_kind_default_too_short, teardown_tmp),
+            cmocka_unit_test(test_retention_parse_format),
         };
 
         return cmocka_run_group_tests_name("nc_config", tests, NULL, NULL);
