@@ -4,12 +4,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nc_topics.h"
 #include "nc_util.h"
 
 /* How a rule's name is made from the configuration. */
 enum name_kind {
         N_NOTICES,      /* every notice topic: literal per category, else prefixed */
-        N_TOPIC,        /* <topic_prefix><arg>, literal */
+        N_TOPIC,        /* the one topic of kind KIND, literal */
         N_TOPIC_PREFIX, /* <topic_prefix>, prefixed (cluster when the prefix is empty) */
         N_RETRY_ALL,    /* every webhooks retry tier, literal */
         N_RETRY_FIRST,  /* the first tier: where `dlq replay` sends a failed delivery */
@@ -25,59 +26,63 @@ enum name_kind {
 struct rule {
         enum name_kind kind;
         const char *arg;
+        nc_topic_kind_t topic; /* N_TOPIC's */
         nc_acl_op_t op;
 };
+
+#define T(k) NULL, NC_TOPIC_##k /* an N_TOPIC rule's topic */
+#define NT   0                  /* no topic */
 
 /* Read implies Describe and Write implies Describe (Kafka's own rule): neither is listed.
  * A group-less reader (assign only) still looks its group's coordinator up: that needs
  * Describe on the group, not Read. */
 static const struct rule cli_rules[] = {
-    {N_NOTICES, NULL, NC_ACL_WRITE},                        /* publish, withdraw, dlq replay */
-    {N_TOPIC, "subscribers", NC_ACL_WRITE},                 /* subscribers add/remove/import */
-    {N_TOPIC, "subscribers", NC_ACL_READ},                  /* subscribers list, import's diff */
-    {N_TOPIC, "dlq", NC_ACL_READ},                          /* dlq list/replay */
-    {N_TOPIC, "deliveries", NC_ACL_READ},                   /* deliveries */
-    {N_TOPIC, "mailer.jobs", NC_ACL_WRITE},                 /* dlq replay of a mail job */
-    {N_RETRY_FIRST, NULL, NC_ACL_WRITE},                    /* dlq replay of a failed delivery */
-    {N_READER_GROUP, "noticecast-reader", NC_ACL_DESCRIBE}, /* nc_kafka_read_topic */
-    {N_CLI_TXN, NULL, NC_ACL_WRITE},                        /* every write is one transaction */
+    {N_NOTICES, NULL, NT, NC_ACL_WRITE},     /* publish, withdraw, dlq replay */
+    {N_TOPIC, T(SUBSCRIBERS), NC_ACL_WRITE}, /* subscribers add/remove/import */
+    {N_TOPIC, T(SUBSCRIBERS), NC_ACL_READ},  /* subscribers list, import's diff */
+    {N_TOPIC, T(DLQ), NC_ACL_READ},          /* dlq list/replay */
+    {N_TOPIC, T(DELIVERIES), NC_ACL_READ},   /* deliveries */
+    {N_TOPIC, T(MAILER_JOBS), NC_ACL_WRITE}, /* dlq replay of a mail job */
+    {N_RETRY_FIRST, NULL, NT, NC_ACL_WRITE}, /* dlq replay of a failed delivery */
+    {N_READER_GROUP, "noticecast-reader", NT, NC_ACL_DESCRIBE}, /* nc_kafka_read_topic */
+    {N_CLI_TXN, NULL, NT, NC_ACL_WRITE},                        /* every write is one transaction */
 };
 
 static const struct rule webhooks_rules[] = {
-    {N_NOTICES, NULL, NC_ACL_READ},
-    {N_RETRY_ALL, NULL, NC_ACL_READ},
-    {N_RETRY_ALL, NULL, NC_ACL_WRITE},
-    {N_TOPIC, "dlq", NC_ACL_READ}, /* the recent entries: not quarantined twice */
-    {N_TOPIC, "dlq", NC_ACL_WRITE},
-    {N_TOPIC, "deliveries", NC_ACL_READ}, /* what was delivered already */
-    {N_TOPIC, "deliveries", NC_ACL_WRITE},
-    {N_WH_GROUP, "", NC_ACL_READ},  /* the consumer */
-    {N_WH_GROUP, ".", NC_ACL_READ}, /* .reader (the tails), .ids.<host>-<pid>-<random> */
-    {N_OP_GROUP, NULL, NC_ACL_DESCRIBE},
-    {N_CLUSTER, NULL, NC_ACL_IDEMPOTENT_WRITE}, /* brokers before 2.8; later ones need Write */
+    {N_NOTICES, NULL, NT, NC_ACL_READ},
+    {N_RETRY_ALL, NULL, NT, NC_ACL_READ},
+    {N_RETRY_ALL, NULL, NT, NC_ACL_WRITE},
+    {N_TOPIC, T(DLQ), NC_ACL_READ}, /* the recent entries: not quarantined twice */
+    {N_TOPIC, T(DLQ), NC_ACL_WRITE},
+    {N_TOPIC, T(DELIVERIES), NC_ACL_READ}, /* what was delivered already */
+    {N_TOPIC, T(DELIVERIES), NC_ACL_WRITE},
+    {N_WH_GROUP, "", NT, NC_ACL_READ},  /* the consumer */
+    {N_WH_GROUP, ".", NT, NC_ACL_READ}, /* .reader (the tails), .ids.<host>-<pid>-<random> */
+    {N_OP_GROUP, NULL, NT, NC_ACL_DESCRIBE},
+    {N_CLUSTER, NULL, NT, NC_ACL_IDEMPOTENT_WRITE}, /* brokers before 2.8; later ones need Write */
 };
 
 static const struct rule mailer_rules[] = {
-    {N_NOTICES, NULL, NC_ACL_READ},
-    {N_TOPIC, "subscribers", NC_ACL_READ},
-    {N_TOPIC, "subscribers", NC_ACL_WRITE}, /* /unsubscribe tombstones */
-    {N_TOPIC, "mailer.jobs", NC_ACL_READ},
-    {N_TOPIC, "mailer.jobs", NC_ACL_WRITE},
-    {N_TOPIC, "mailer.plan", NC_ACL_READ},
-    {N_TOPIC, "mailer.plan", NC_ACL_WRITE},
-    {N_TOPIC, "deliveries", NC_ACL_READ}, /* the senders' catch-up */
-    {N_TOPIC, "deliveries", NC_ACL_WRITE},
-    {N_TOPIC, "dlq", NC_ACL_WRITE},
-    {N_ML_GROUP, ".", NC_ACL_READ}, /* .planner, .senders, .senders-catchup */
-    {N_READER_GROUP, "noticecast-mailer-view", NC_ACL_DESCRIBE},
-    {N_READER_GROUP, "noticecast-reader", NC_ACL_DESCRIBE}, /* the planner's marker */
-    {N_OP_GROUP, NULL, NC_ACL_DESCRIBE},
-    {N_ML_TXN, NULL, NC_ACL_WRITE},
-    {N_CLUSTER, NULL, NC_ACL_IDEMPOTENT_WRITE},
+    {N_NOTICES, NULL, NT, NC_ACL_READ},
+    {N_TOPIC, T(SUBSCRIBERS), NC_ACL_READ},
+    {N_TOPIC, T(SUBSCRIBERS), NC_ACL_WRITE}, /* /unsubscribe tombstones */
+    {N_TOPIC, T(MAILER_JOBS), NC_ACL_READ},
+    {N_TOPIC, T(MAILER_JOBS), NC_ACL_WRITE},
+    {N_TOPIC, T(MAILER_PLAN), NC_ACL_READ},
+    {N_TOPIC, T(MAILER_PLAN), NC_ACL_WRITE},
+    {N_TOPIC, T(DELIVERIES), NC_ACL_READ}, /* the senders' catch-up */
+    {N_TOPIC, T(DELIVERIES), NC_ACL_WRITE},
+    {N_TOPIC, T(DLQ), NC_ACL_WRITE},
+    {N_ML_GROUP, ".", NT, NC_ACL_READ}, /* .planner, .senders, .senders-catchup */
+    {N_READER_GROUP, "noticecast-mailer-view", NT, NC_ACL_DESCRIBE},
+    {N_READER_GROUP, "noticecast-reader", NT, NC_ACL_DESCRIBE}, /* the planner's marker */
+    {N_OP_GROUP, NULL, NT, NC_ACL_DESCRIBE},
+    {N_ML_TXN, NULL, NT, NC_ACL_WRITE},
+    {N_CLUSTER, NULL, NT, NC_ACL_IDEMPOTENT_WRITE},
 };
 
 static const struct rule admin_rules[] = {
-    {N_TOPIC_PREFIX, NULL, NC_ACL_CREATE},
+    {N_TOPIC_PREFIX, NULL, NT, NC_ACL_CREATE},
 };
 
 static const struct {
@@ -217,10 +222,10 @@ static void add(struct out *o, nc_acl_resource_t res, nc_acl_pattern_t pat, nc_a
 
 static void add_retry(struct out *o, const nc_config_t *cfg, size_t i, nc_acl_op_t op)
 {
-        char label[32];
+        char name[256];
 
-        nc_duration_format(cfg->webhooks.retry_ms[i], label, sizeof(label));
-        add(o, NC_ACL_TOPIC, NC_ACL_LITERAL, op, "%swebhooks.retry.%s", cfg->topic_prefix, label);
+        nc_topics_retry_name(cfg, cfg->webhooks.retry_ms[i], name, sizeof(name));
+        add(o, NC_ACL_TOPIC, NC_ACL_LITERAL, op, "%s%s", name, NULL);
 }
 
 static void add_notices(struct out *o, const nc_config_t *cfg, nc_acl_op_t op)
@@ -238,14 +243,15 @@ static void add_rule(struct out *o, const nc_config_t *cfg, const struct rule *r
 {
         const char *op_group = nc_config_kafka_get(cfg, "group.id");
         const char *tid = nc_config_kafka_get(cfg, "transactional.id");
+        char name[256];
         size_t i;
 
         switch (r->kind) {
         case N_NOTICES:
                 return add_notices(o, cfg, r->op);
         case N_TOPIC:
-                return add(o, NC_ACL_TOPIC, NC_ACL_LITERAL, r->op, "%s%s", cfg->topic_prefix,
-                           r->arg);
+                nc_topics_name(cfg, r->topic, name, sizeof(name));
+                return add(o, NC_ACL_TOPIC, NC_ACL_LITERAL, r->op, "%s%s", name, NULL);
         case N_TOPIC_PREFIX:
                 if (!cfg->topic_prefix[0]) /* a prefixed pattern cannot be empty */
                         return add(o, NC_ACL_CLUSTER, NC_ACL_LITERAL, r->op, "kafka-cluster%s%s",
