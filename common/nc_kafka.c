@@ -1279,6 +1279,25 @@ int nc_kafka_denied_msg(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_m
                                buf, size);
 }
 
+int nc_kafka_consumer_denied(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                             const char *who, char *denied, size_t size)
+{
+        char msg[512];
+
+        if (!nc_kafka_denied_msg(cfg, rk, m, msg, sizeof(msg)))
+                return 0;
+        if (strcmp(msg, denied)) {
+                log_error("%s: %s", who, msg);
+                snprintf(denied, size, "%s", msg);
+        }
+        return 1;
+}
+
+void nc_kafka_denied_clear(char *denied)
+{
+        denied[0] = '\0';
+}
+
 /* The bindings librdkafka can express, in BIND; IX[j] is the index in ACLS of BIND[j]. */
 static size_t acl_bindings(const nc_kafka_acl_t *acls, size_t n, nc_kafka_acl_result_t *res,
                            rd_kafka_AclBinding_t **bind, size_t *ix)

@@ -228,6 +228,16 @@ int nc_kafka_denied(const nc_config_t *cfg, rd_kafka_resp_err_t err, const char 
 int nc_kafka_denied_msg(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
                         char *buf, size_t size);
 
+/* A daemon's consumer error M of client RK: if it is an authorization error, logs it once at
+ * error level ("WHO: not authorized to read group G (grant it: ...)"; again only when the
+ * message changes or after nc_kafka_denied_clear), keeps it in DENIED (SIZE bytes: the
+ * daemon's /readyz reason) and returns 1; otherwise 0 (the caller deals with it).  librdkafka
+ * keeps retrying: once the ACL is granted the consumer goes on by itself. */
+int nc_kafka_consumer_denied(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                             const char *who, char *denied, size_t size);
+/* The consumer made progress (an assignment): forget what DENIED held. */
+void nc_kafka_denied_clear(char *denied);
+
 /* One ALLOW binding to create, and what became of it. */
 typedef struct nc_kafka_acl {
         rd_kafka_ResourceType_t resource;

@@ -518,6 +518,7 @@ static void plan_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
         int i, owner = 0;
 
         (void)rk;
+        nc_kafka_denied_clear(m->planner_denied);
         for (i = 0; i < parts->cnt; i++)
                 if (!strcmp(parts->elems[i].topic, m->topic_plan) && parts->elems[i].partition == 0)
                         owner = 1;
@@ -633,7 +634,9 @@ int ml_planner_poll(ml_t *m)
                 const char *topic = r->rkt ? rd_kafka_topic_name(r->rkt) : "";
 
                 if (r->err) {
-                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                            !nc_kafka_consumer_denied(&m->cfg, m->planner, r, "planner",
+                                                      m->planner_denied, sizeof(m->planner_denied)))
                                 log_warnx("planner: %s", rd_kafka_message_errstr(r));
                 } else if (strcmp(topic, m->topic_plan)) {
                         if (!in_txn && txn_begin(m) == 0)
