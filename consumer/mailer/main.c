@@ -323,14 +323,15 @@ static void loop_turn(void *arg, nc_daemon_t *d)
 {
         ml_t *m = &((ml_main_t *)arg)->m;
         const char *reason;
-        int more;
+        int more, ready;
 
         /* librdkafka wakes us only when a queue goes from empty to not empty: after a full
          * batch, poll again at once instead of sleeping. */
         more = ml_store_poll(m, 0);
         more |= ml_planner_poll(m);
         more |= ml_sender_poll(m);
-        nc_daemon_health(d, ml_ready(m, &reason), reason, m->cfg.mailer.kafka_grace_ms);
+        ready = ml_ready(m, &reason);
+        nc_daemon_health(d, ready, reason, m->cfg.mailer.kafka_grace_ms);
         if (!more)
                 nc_daemon_wait(d, m->waiting ? 20 : 200);
 }
