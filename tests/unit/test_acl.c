@@ -64,18 +64,21 @@ static void check_role(const char *conf, nc_acl_role_t role, const char *want)
         nc_config_free(&cfg);
 }
 
+/* The CLI's topics other than the notice topics (under base's prefix and retry schedule). */
+#define CLI_TOPICS                                                                                 \
+        "WRITE TOPIC LITERAL p.subscribers\n"                                                      \
+        "READ TOPIC LITERAL p.subscribers\n"                                                       \
+        "READ TOPIC LITERAL p.dlq\n"                                                               \
+        "READ TOPIC LITERAL p.deliveries\n"                                                        \
+        "WRITE TOPIC LITERAL p.mailer.jobs\n"                                                      \
+        "WRITE TOPIC LITERAL p.webhooks.retry.5s\n"
+
 static void test_cli(void **state)
 {
         (void)state;
         check_role(base, NC_ACL_ROLE_CLI,
                    "WRITE TOPIC LITERAL p.notices.news\n"
-                   "WRITE TOPIC LITERAL p.notices.alerts\n"
-                   "WRITE TOPIC LITERAL p.subscribers\n"
-                   "READ TOPIC LITERAL p.subscribers\n"
-                   "READ TOPIC LITERAL p.dlq\n"
-                   "READ TOPIC LITERAL p.deliveries\n"
-                   "WRITE TOPIC LITERAL p.mailer.jobs\n"
-                   "WRITE TOPIC LITERAL p.webhooks.retry.5s\n"
+                   "WRITE TOPIC LITERAL p.notices.alerts\n" CLI_TOPICS
                    "DESCRIBE GROUP LITERAL noticecast-reader\n"
                    "WRITE TRANSACTIONAL_ID PREFIXED noticecast-cli-\n");
 }
@@ -160,14 +163,7 @@ static void test_kafka_overrides(void **state)
         check_role("[noticecast]\ntopic_prefix = p.\ncategories = news\n[kafka]\n"
                    "bootstrap.servers = x:9\ngroup.id = ops\ntransactional.id = cli-1\n",
                    NC_ACL_ROLE_CLI,
-                   "WRITE TOPIC LITERAL p.notices.news\n"
-                   "WRITE TOPIC LITERAL p.subscribers\n"
-                   "READ TOPIC LITERAL p.subscribers\n"
-                   "READ TOPIC LITERAL p.dlq\n"
-                   "READ TOPIC LITERAL p.deliveries\n"
-                   "WRITE TOPIC LITERAL p.mailer.jobs\n"
-                   "WRITE TOPIC LITERAL p.webhooks.retry.5s\n"
-                   "DESCRIBE GROUP LITERAL ops\n"
+                   "WRITE TOPIC LITERAL p.notices.news\n" CLI_TOPICS "DESCRIBE GROUP LITERAL ops\n"
                    "WRITE TRANSACTIONAL_ID LITERAL cli-1\n");
 }
 
