@@ -300,3 +300,29 @@ def test_mailer_without_its_transactional_id_acl_names_it_and_heals(world):
         world.create_acls([row])
     d.wait_ready(WAIT)  # a new producer once the ACL is there
     assert d.terminate() == 0, d.tail()
+
+
+def test_apply_needs_alter_on_the_cluster(world):
+    """A role's own principal cannot grant itself anything: exit 77, naming why."""
+    cp = world.cli("cli", "acls", "--role", "cli", "--principal", "User:cli", "--apply")
+    assert cp.returncode == EX_NOPERM, describe(cp)
+    assert "not authorized to create ACLs (needs ALTER on the cluster)" in cp.stderr, describe(cp)
+    assert "created\t" not in cp.stdout, describe(cp)
+
+
+@pytest.mark.parametrize("args, field", [
+    ((), "--role"),
+    (("--role", "root", "--principal", "User:x"), "--role"),
+    (("--role", "cli"), "--principal"),
+    (("--role", "cli", "--principal", "cli"), "--principal"),
+    (("--role", "cli", "--principal", "User:x", "--host", ""), "--host"),
+])
+def test_usage_errors_name_the_field(tmp_path, args, field):
+    cfg = write_config(tmp_path / "n.conf", "127.0.0.1:9")
+    cp = subprocess.run([binary("noticecast"), "-C", str(cfg.path), "acls", *args],
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 64, describe(cp)
+    assert f"acls: {field}:" in cp.stderr, describe(cp)
+    cp = subprocess.run([binary("noticecast"), "acls", "-h"], stdin=subprocess.DEVNULL,
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == EX_OK and "--role" in cp.stdout and not cp.stderr, describe(cp)
