@@ -111,6 +111,9 @@ static int security_explain(char *errstr, size_t errstr_size)
         return -1;
 }
 
+/* The role of this process, for the hint of an authorization error (nc_kafka_acl_role). */
+static nc_acl_role_t acl_role = NC_ACL_ROLE_CLI;
+
 /* ---- broker connectivity ----------------------------------------------------------------
  * One tracker per process: every client reports to it (its error callback and log lines), a
  * probe thread decides.  ALL_BROKERS_DOWN from any client makes the probe run at once and a
@@ -748,6 +751,7 @@ const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, cha
 struct dr_state {
         size_t failed;
         char first_error[256];
+        char denied_topic[256]; /* the first topic refused for want of an ACL */
 };
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -760,6 +764,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                 if (!st->failed++)
                         snprintf(st->first_error, sizeof(st->first_error), "%s: %s",
                                  rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+                if (nc_acl_denied_resource(m->err) == NC_ACL_TOPIC && !st->denied_topic[0])
+                        snprintf(st->denied_topic, sizeof(st->denied_topic), "%s",
+                                 rd_kafka_topic_name(m->rkt));
                 return;
         }
         msg->partition = m->partition;
@@ -773,10 +780,32 @@ static int remaining(int64_t deadline)
         return left > 0 ? (int)left : 1;
 }
 
+/* TOPIC: the topic a denial is about, if known.  NC_KAFKA_DENIED with errstr naming what is
+ * missing, or -1 with the error as it is. */
+static int txn_error(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_error_t *err,
+                     const char *what, const char *topic, char *errstr, size_t errstr_size)
+{
+        rd_kafka_resp_err_t code = rd_kafka_error_code(err);
+        char tid[256] = "";
+        size_t n = sizeof(tid);
+        int res = nc_acl_denied_resource(code);
+
+        if (res == NC_ACL_TXN_ID &&
+            rd_kafka_conf_get(rd_kafka_conf(rk), "transactional.id", tid, &n) != RD_KAFKA_CONF_OK)
+                tid[0] = '\0';
+        if (res >= 0 && nc_kafka_denied(cfg, code, "write", res == NC_ACL_TXN_ID ? tid : topic,
+                                        errstr, errstr_size))
+                return NC_KAFKA_DENIED;
+        nc_err(errstr, errstr_size, "%s: %s", what, rd_kafka_error_string(err));
+        return security_explain(errstr, errstr_size); /* a TLS/SASL failure behind it */
+}
+
 /* Commits, retrying retriable errors; aborts when the error says so.  Returns 0 on commit. */
-static int txn_finish(rd_kafka_t *rk, int64_t deadline, char *errstr, size_t errstr_size)
+static int txn_finish(const nc_config_t *cfg, rd_kafka_t *rk, const struct dr_state *st,
+                      int64_t deadline, char *errstr, size_t errstr_size)
 {
         rd_kafka_error_t *err;
+        int rc;
 
         for (;;) {
                 err = rd_kafka_commit_transaction(rk, remaining(deadline));
@@ -786,7 +815,8 @@ static int txn_finish(rd_kafka_t *rk, int64_t deadline, char *errstr, size_t err
                         rd_kafka_error_destroy(err);
                         continue;
                 }
-                nc_err(errstr, errstr_size, "commit failed: %s", rd_kafka_error_string(err));
+                rc = txn_error(cfg, rk, err, "commit failed",
+                               st->denied_topic[0] ? st->denied_topic : NULL, errstr, errstr_size);
                 if (rd_kafka_error_txn_requires_abort(err)) {
                         rd_kafka_error_t *aerr = rd_kafka_abort_transaction(rk, 5000);
 
@@ -800,7 +830,7 @@ static int txn_finish(rd_kafka_t *rk, int64_t deadline, char *errstr, size_t err
                  * when transaction.timeout.ms (= our timeout) expires; read_committed readers
                  * never see its messages. */
                 rd_kafka_error_destroy(err);
-                return -1;
+                return rc;
         }
 }
 
@@ -869,13 +899,16 @@ static void *txn_prepare_main(void *arg)
                         break;
         }
         if (err || t->abandon) {
-                nc_err(t->err, sizeof(t->err), "cannot start a transaction (broker %s): %s",
-                       nc_config_kafka_get(t->cfg, "bootstrap.servers"),
-                       err ? rd_kafka_error_string(err) : "abandoned");
-                security_explain(t->err, sizeof(t->err));
-                if (err)
+                char what[300];
+
+                snprintf(what, sizeof(what), "cannot start a transaction (broker %s)",
+                         nc_config_kafka_get(t->cfg, "bootstrap.servers"));
+                if (err) {
+                        t->rc = txn_error(t->cfg, t->rk, err, what, NULL, t->err, sizeof(t->err));
                         rd_kafka_error_destroy(err);
-                t->rc = -1;
+                } else {
+                        t->rc = nc_err(t->err, sizeof(t->err), "%s: abandoned", what);
+                }
                 return NULL;
         }
         log_debug("transactions initialised");
@@ -887,8 +920,19 @@ static void *txn_prepare_main(void *arg)
                 rd_kafka_topic_t *rkt = rd_kafka_topic_new(t->rk, t->topics[i], NULL);
 
                 if (rd_kafka_metadata(t->rk, 0, rkt, &md, remaining(t->deadline)) ==
-                    RD_KAFKA_RESP_ERR_NO_ERROR)
+                    RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        /* Not even Describe: fail now rather than when the commit times out. */
+                        int denied = md->topic_cnt == 1 &&
+                                     nc_kafka_denied(t->cfg, md->topics[0].err, "write",
+                                                     t->topics[i], t->err, sizeof(t->err));
+
                         rd_kafka_metadata_destroy(md);
+                        if (denied) {
+                                rd_kafka_topic_destroy(rkt);
+                                t->rc = NC_KAFKA_DENIED;
+                                return NULL;
+                        }
+                }
                 rd_kafka_topic_destroy(rkt);
         }
         t->rc = 0;
@@ -949,13 +993,16 @@ int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *er
         rd_kafka_t *rk = t->rk;
         rd_kafka_error_t *err;
         size_t i;
+        int rc;
 
         if (t->started) {
                 pthread_join(t->thread, NULL);
                 t->started = 0;
         }
-        if (t->rc != 0)
-                return nc_err(errstr, errstr_size, "%s", t->err);
+        if (t->rc != 0) {
+                nc_err(errstr, errstr_size, "%s", t->err);
+                return t->rc;
+        }
         if ((err = rd_kafka_begin_transaction(rk))) {
                 nc_err(errstr, errstr_size, "begin transaction: %s", rd_kafka_error_string(err));
                 rd_kafka_error_destroy(err);
@@ -991,8 +1038,8 @@ int nc_kafka_txn_run(nc_kafka_txn_t *t, nc_kafka_msg_t *msgs, size_t n, char *er
                 }
         }
         log_debug("produced %zu messages, committing", n);
-        if (txn_finish(rk, deadline, errstr, errstr_size) != 0)
-                return -1;
+        if ((rc = txn_finish(t->cfg, rk, &t->st, deadline, errstr, errstr_size)) != 0)
+                return rc;
         log_debug("transaction committed");
         rd_kafka_poll(rk, 0); /* serve the last delivery reports */
         if (t->st.failed)
@@ -1092,6 +1139,15 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics
                         if (report)
                                 report(rd_kafka_topic_result_name(tres[i]),
                                        e == RD_KAFKA_RESP_ERR_NO_ERROR, opaque);
+                } else if (rc == 0 && nc_acl_denied_resource(e) >= 0) {
+                        /* topics create is the admin role's (nc_acl.h) */
+                        nc_acl_role_t self = acl_role;
+
+                        acl_role = NC_ACL_ROLE_ADMIN;
+                        nc_kafka_denied(cfg, e, "create", rd_kafka_topic_result_name(tres[i]),
+                                        errstr, errstr_size);
+                        acl_role = self;
+                        rc = NC_KAFKA_DENIED;
                 } else if (rc == 0) {
                         nc_err(errstr, errstr_size, "topic %s: %s",
                                rd_kafka_topic_result_name(tres[i]),
@@ -1190,6 +1246,11 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
                 security_explain(errstr, errstr_size);
                 goto out;
         }
+        if (md->topic_cnt == 1 &&
+            nc_kafka_denied(cfg, md->topics[0].err, "read", topic, errstr, errstr_size)) {
+                rc = NC_KAFKA_DENIED;
+                goto out;
+        }
         if (md->topic_cnt != 1 || md->topics[0].err) {
                 nc_err(errstr, errstr_size, "topic %s: %s (run `noticecast topics create`)", topic,
                        rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
@@ -1221,8 +1282,11 @@ int nc_kafka_read_topic(const nc_config_t *cfg, const char *topic, int timeout_m
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                         eof++;
                 } else if (m->err) {
-                        nc_err(errstr, errstr_size, "reading %s: %s", topic,
-                               rd_kafka_message_errstr(m));
+                        if (nc_kafka_denied_msg(cfg, rk, m, errstr, errstr_size))
+                                rc = NC_KAFKA_DENIED;
+                        else
+                                nc_err(errstr, errstr_size, "reading %s: %s", topic,
+                                       rd_kafka_message_errstr(m));
                         rd_kafka_message_destroy(m);
                         goto out_unassign;
                 } else if (fn(m, opaque) != 0) {
@@ -1294,4 +1358,151 @@ int nc_kafka_consumer_close_bounded(rd_kafka_t *rk, int timeout_ms)
         closed = rd_kafka_consumer_closed(rk);
         rd_kafka_queue_destroy(q);
         return closed ? 0 : -1;
+}
+
+/* ---- authorization --------------------------------------------------------------------- */
+
+void nc_kafka_acl_role(nc_acl_role_t role)
+{
+        acl_role = role;
+}
+
+int nc_kafka_denied(const nc_config_t *cfg, rd_kafka_resp_err_t err, const char *op,
+                    const char *name, char *buf, size_t size)
+{
+        const char *user = nc_config_kafka_get(cfg, "sasl.username");
+        char principal[300];
+
+        snprintf(principal, sizeof(principal), "User:%s", user ? user : "NAME");
+        return nc_acl_denied_message(err, op, name, acl_role, principal, buf, size);
+}
+
+int nc_kafka_denied_msg(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        char *buf, size_t size)
+{
+        char group[256] = "";
+        size_t n = sizeof(group);
+
+        if (m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+                if (rd_kafka_conf_get(rd_kafka_conf(rk), "group.id", group, &n) != RD_KAFKA_CONF_OK)
+                        group[0] = '\0';
+                return nc_kafka_denied(cfg, m->err, "read", group, buf, size);
+        }
+        return nc_kafka_denied(cfg, m->err, "read", m->rkt ? rd_kafka_topic_name(m->rkt) : NULL,
+                               buf, size);
+}
+
+int nc_kafka_consumer_denied(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                             const char *who, char *denied, size_t size)
+{
+        char msg[512];
+
+        if (!nc_kafka_denied_msg(cfg, rk, m, msg, sizeof(msg)))
+                return 0;
+        if (strcmp(msg, denied)) {
+                log_error("%s: %s", who, msg);
+                snprintf(denied, size, "%s", msg);
+        }
+        return 1;
+}
+
+void nc_kafka_denied_clear(char *denied)
+{
+        denied[0] = '\0';
+}
+
+/* The bindings librdkafka can express, in BIND; IX[j] is the index in ACLS of BIND[j]. */
+static size_t acl_bindings(const nc_kafka_acl_t *acls, size_t n, nc_kafka_acl_result_t *res,
+                           rd_kafka_AclBinding_t **bind, size_t *ix)
+{
+        char kerr[256];
+        size_t i, nb = 0;
+
+        for (i = 0; i < n; i++) {
+                memset(&res[i], 0, sizeof(res[i]));
+                bind[nb] =
+                    rd_kafka_AclBinding_new(acls[i].resource, acls[i].name, acls[i].pattern,
+                                            acls[i].principal, acls[i].host, acls[i].op,
+                                            RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, kerr, sizeof(kerr));
+                if (!bind[nb]) {
+                        snprintf(res[i].error, sizeof(res[i].error), "librdkafka %s: %s",
+                                 rd_kafka_version_str(), kerr);
+                        res[i].unsupported = 1;
+                        continue;
+                }
+                ix[nb++] = i;
+        }
+        return nb;
+}
+
+static void acl_results(rd_kafka_event_t *ev, const size_t *ix, size_t nb,
+                        nc_kafka_acl_result_t *res)
+{
+        const rd_kafka_acl_result_t **r;
+        size_t cnt, j;
+
+        r = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
+        for (j = 0; j < cnt && j < nb; j++) {
+                const rd_kafka_error_t *e = rd_kafka_acl_result_error(r[j]);
+                nc_kafka_acl_result_t *o = &res[ix[j]];
+
+                if (!e)
+                        continue;
+                o->denied = nc_acl_denied_resource(rd_kafka_error_code(e)) >= 0;
+                snprintf(o->error, sizeof(o->error), "%s%s",
+                         o->denied ? "not authorized to create ACLs (needs ALTER on the cluster): "
+                                   : "",
+                         rd_kafka_error_string(e));
+        }
+}
+
+int nc_kafka_create_acls(const nc_config_t *cfg, const nc_kafka_acl_t *acls, size_t n,
+                         nc_kafka_acl_result_t *res, int timeout_ms, char *errstr,
+                         size_t errstr_size)
+{
+        rd_kafka_AclBinding_t **bind = nc_xcalloc(n ? n : 1, sizeof(*bind));
+        size_t *ix = nc_xcalloc(n ? n : 1, sizeof(*ix)), nb, j;
+        rd_kafka_AdminOptions_t *opts;
+        rd_kafka_event_t *ev = NULL;
+        rd_kafka_queue_t *q;
+        rd_kafka_t *rk = NULL;
+        char kerr[256];
+        int rc = -1;
+
+        nb = acl_bindings(acls, n, res, bind, ix);
+        if (!nb) {
+                rc = 0;
+                goto out;
+        }
+        if (!(rk = nc_kafka_producer_new(cfg, &(nc_kafka_opts_t){.name = "admin client"}, errstr,
+                                         errstr_size)))
+                goto out;
+        q = rd_kafka_queue_new(rk);
+        opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATEACLS);
+        rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, kerr, sizeof(kerr));
+        rd_kafka_CreateAcls(rk, bind, nb, opts, q);
+        rd_kafka_AdminOptions_destroy(opts);
+        ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+        rd_kafka_queue_destroy(q);
+        if (!ev) {
+                nc_err(errstr, errstr_size, "create ACLs: no answer from the broker in %d ms",
+                       timeout_ms);
+        } else if (rd_kafka_event_error(ev)) {
+                nc_err(errstr, errstr_size, "create ACLs: %s", rd_kafka_event_error_string(ev));
+                if (nc_acl_denied_resource(rd_kafka_event_error(ev)) >= 0)
+                        rc = NC_KAFKA_DENIED;
+        } else {
+                acl_results(ev, ix, nb, res);
+                rc = 0;
+        }
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        for (j = 0; j < nb; j++)
+                rd_kafka_AclBinding_destroy(bind[j]);
+        free(bind);
+        free(ix);
+        if (rk)
+                rd_kafka_destroy(rk);
+        return rc;
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nc_acl.h"
 #include "nc_config.h"
 #include "nc_health.h"
 #include "nc_topics.h"
@@ -209,5 +210,51 @@ int nc_kafka_consumer_close_bounded(rd_kafka_t *rk, int timeout_ms);
 /* Value of header NAME as a NUL-terminated copy in BUF, or NULL. */
 const char *nc_kafka_header(const rd_kafka_message_t *msg, const char *name, char *buf,
                             size_t size);
+
+/* ---- authorization ---------------------------------------------------------------------
+ * A function that fails because the principal lacks an ACL returns NC_KAFKA_DENIED (instead
+ * of -1), its errstr naming the operation and the resource (nc_acl_denied_message): the CLI
+ * exits 77, not 69. */
+#define NC_KAFKA_DENIED (-2)
+
+/* The role this process plays, for the "grant it: noticecast acls --role ROLE" hint (default
+ * cli).  Call once at start. */
+void nc_kafka_acl_role(nc_acl_role_t role);
+/* nc_acl_denied_message() for this process: its role and its principal (User:<[kafka]
+ * sasl.username>).  1 if ERR is an authorization error (BUF filled), else 0. */
+int nc_kafka_denied(const nc_config_t *cfg, rd_kafka_resp_err_t err, const char *op,
+                    const char *name, char *buf, size_t size);
+/* The same for a consumer's error message M (topic, or RK's group.id for a group error). */
+int nc_kafka_denied_msg(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        char *buf, size_t size);
+
+/* A daemon's consumer error M of client RK: if it is an authorization error, logs it once at
+ * error level ("WHO: not authorized to read group G (grant it: ...)"; again only when the
+ * message changes or after nc_kafka_denied_clear), keeps it in DENIED (SIZE bytes: the
+ * daemon's /readyz reason) and returns 1; otherwise 0 (the caller deals with it).  librdkafka
+ * keeps retrying: once the ACL is granted the consumer goes on by itself. */
+int nc_kafka_consumer_denied(const nc_config_t *cfg, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                             const char *who, char *denied, size_t size);
+/* The consumer made progress (an assignment): forget what DENIED held. */
+void nc_kafka_denied_clear(char *denied);
+
+/* One ALLOW binding to create, and what became of it. */
+typedef struct nc_kafka_acl {
+        rd_kafka_ResourceType_t resource;
+        rd_kafka_ResourcePatternType_t pattern;
+        const char *name, *principal, *host;
+        rd_kafka_AclOperation_t op;
+} nc_kafka_acl_t;
+typedef struct nc_kafka_acl_result {
+        char error[512]; /* "" = created (or there already) */
+        int denied;      /* the broker refused: no ALTER on the cluster */
+        int unsupported; /* this librdkafka cannot express it (TRANSACTIONAL_ID before 2.x) */
+} nc_kafka_acl_result_t;
+
+/* Creates ACLS (CreateAcls), filling RES[i] for each.  0 once the broker answered (see RES),
+ * -1 (unreachable, timed out) or NC_KAFKA_DENIED with errstr. */
+int nc_kafka_create_acls(const nc_config_t *cfg, const nc_kafka_acl_t *acls, size_t n,
+                         nc_kafka_acl_result_t *res, int timeout_ms, char *errstr,
+                         size_t errstr_size);
 
 #endif

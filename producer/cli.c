@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nc_daemon.h"
+#include "nc_kafka.h"
 
 int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg)
 {
@@ -36,6 +37,11 @@ int nc_cli_fail(int code, const char *cmd, const char *fmt, ...)
         va_end(ap);
         fputc('\n', stderr);
         return code;
+}
+
+int nc_cli_kafka_code(int rc)
+{
+        return rc == NC_KAFKA_DENIED ? NC_EX_NOPERM : NC_EX_UNAVAILABLE;
 }
 
 int nc_cli_usage_error(const char *cmd, const char *usage_hint)

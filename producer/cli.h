@@ -33,6 +33,9 @@ int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg);
 int nc_cli_load_config(nc_cli_t *cli);
 /* Prints "noticecast: CMD: message" to stderr and returns CODE. */
 int nc_cli_fail(int code, const char *cmd, const char *fmt, ...) NC_PRINTF(3, 4);
+/* The exit code of a failed Kafka operation that returned RC: 77 for NC_KAFKA_DENIED (an ACL
+ * is missing), else 69. */
+int nc_cli_kafka_code(int rc);
 /* Reports a bad option and returns NC_EX_USAGE. */
 int nc_cli_usage_error(const char *cmd, const char *usage_hint);
 /* Prints S[0..LEN) as one field of a tab-separated listing (escaped and cut at
@@ -86,5 +89,6 @@ int cmd_topics(nc_cli_t *cli, int argc, char **argv);
 int cmd_dlq(nc_cli_t *cli, int argc, char **argv);
 int cmd_deliveries(nc_cli_t *cli, int argc, char **argv);
 int cmd_render(nc_cli_t *cli, int argc, char **argv);
+int cmd_acls(nc_cli_t *cli, int argc, char **argv);
 
 #endif

@@ -105,11 +105,12 @@ static const char *eh(const struct dlq_entry *e, const char *name, char *buf, si
 static int read_dlq(nc_cli_t *cli, struct dlq_set *s, const char *cmd)
 {
         char topic[256], err[1024];
+        int rc;
 
         nc_config_topic(&cli->cfg, "dlq", topic, sizeof(topic));
-        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, dlq_collect, s, err,
-                                sizeof(err)) != 0)
-                return nc_cli_fail(NC_EX_UNAVAILABLE, cmd, "%s", err);
+        if ((rc = nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, dlq_collect,
+                                      s, err, sizeof(err))) != 0)
+                return nc_cli_fail(nc_cli_kafka_code(rc), cmd, "%s", err);
         return 0;
 }
 
@@ -236,7 +237,7 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
         nc_kafka_msg_t *msgs;
         char(*topics)[256], err[1024], buf[256];
         size_t i, n = 0;
-        int rc;
+        int rc, prc;
 
         if ((rc = read_dlq(cli, &s, "dlq replay")) != 0)
                 return rc;
@@ -282,9 +283,9 @@ static int dlq_replay(nc_cli_t *cli, const char *id, const char *partner, int dr
         if (n == 0) {
                 fprintf(stderr, "noticecast: dlq replay: no matching entry\n");
         } else if (!dry_run) {
-                if (nc_kafka_produce_txn(&cli->cfg, msgs, n, cli->cfg.producer_timeout_ms, err,
-                                         sizeof(err)) != 0)
-                        rc = nc_cli_fail(NC_EX_UNAVAILABLE, "dlq replay",
+                if ((prc = nc_kafka_produce_txn(&cli->cfg, msgs, n, cli->cfg.producer_timeout_ms,
+                                                err, sizeof(err))) != 0)
+                        rc = nc_cli_fail(nc_cli_kafka_code(prc), "dlq replay",
                                          "%s; nothing was replayed", err);
                 else
                         printf("replayed %zu entr%s\n", n, n == 1 ? "y" : "ies");
@@ -394,10 +395,10 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv)
         d.id = argv[optind];
         d.events = json_array();
         nc_config_topic(&cli->cfg, "deliveries", topic, sizeof(topic));
-        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, deliveries_collect,
-                                &d, err, sizeof(err)) != 0) {
+        if ((rc = nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms,
+                                      deliveries_collect, &d, err, sizeof(err))) != 0) {
                 json_decref(d.events);
-                return nc_cli_fail(NC_EX_UNAVAILABLE, "deliveries", "%s", err);
+                return nc_cli_fail(nc_cli_kafka_code(rc), "deliveries", "%s", err);
         }
         if (json_out) {
                 json_array_foreach(d.events, i, ev) {

@@ -262,7 +262,7 @@ static int produce_items(nc_cli_t *cli, nc_kafka_txn_t *txn, nc_input_t *in, int
                  : nc_kafka_produce_txn(&cli->cfg, msgs, in->n, cli->cfg.producer_timeout_ms, err,
                                         sizeof(err));
         if (rc != 0) {
-                rc = nc_cli_fail(NC_EX_UNAVAILABLE, cmd, "%s; nothing was published", err);
+                rc = nc_cli_fail(nc_cli_kafka_code(rc), cmd, "%s; nothing was published", err);
         } else {
                 for (i = 0; i < in->n; i++) {
                         if (json_out) {

@@ -70,7 +70,7 @@ static int write_records(nc_cli_t *cli, json_t **records, const char **keys, siz
         rc = nc_kafka_produce_txn(&cli->cfg, msgs, n, cli->cfg.producer_timeout_ms, err,
                                   sizeof(err));
         if (rc != 0)
-                rc = nc_cli_fail(NC_EX_UNAVAILABLE, cmd, "%s; nothing was written", err);
+                rc = nc_cli_fail(nc_cli_kafka_code(rc), cmd, "%s; nothing was written", err);
         for (i = 0; i < n; i++)
                 free(values[i]);
         free(values);
@@ -90,12 +90,13 @@ static int keep_generations(nc_cli_t *cli, json_t **recs, size_t n, const char *
         json_t *all = json_object();
         char topic[256], err[1024];
         size_t i;
+        int rc;
 
         nc_config_topic(&cli->cfg, "subscribers", topic, sizeof(topic));
-        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect, all,
-                                err, sizeof(err)) != 0) {
+        if ((rc = nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect,
+                                      all, err, sizeof(err))) != 0) {
                 json_decref(all);
-                return nc_cli_fail(NC_EX_UNAVAILABLE, cmd,
+                return nc_cli_fail(nc_cli_kafka_code(rc), cmd,
                                    "reading the current subscribers: %s; nothing was written", err);
         }
         for (i = 0; i < n; i++) {
@@ -349,10 +350,10 @@ static int sub_list(nc_cli_t *cli, int json_out)
                 return rc;
         }
         nc_config_topic(&cli->cfg, "subscribers", topic, sizeof(topic));
-        if (nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect, all,
-                                err, sizeof(err)) != 0) {
+        if ((rc = nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect,
+                                      all, err, sizeof(err))) != 0) {
                 json_decref(all);
-                return nc_cli_fail(NC_EX_UNAVAILABLE, "subscribers list", "%s", err);
+                return nc_cli_fail(nc_cli_kafka_code(rc), "subscribers list", "%s", err);
         }
         keys = nc_xcalloc(json_object_size(all), sizeof(*keys));
         json_object_foreach(all, k, rec)

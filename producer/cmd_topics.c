@@ -70,9 +70,9 @@ int cmd_topics(nc_cli_t *cli, int argc, char **argv)
         n = nc_topics_specs(&cli->cfg, NC_TOPICS_ALL, specs, n);
         if (!strcmp(argv[optind], "list"))
                 list(specs, n);
-        else if (nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms, report,
-                                        NULL, err, sizeof(err)) != 0)
-                rc = nc_cli_fail(NC_EX_UNAVAILABLE, "topics create", "%s", err);
+        else if ((rc = nc_kafka_create_topics(&cli->cfg, specs, n, cli->cfg.producer_timeout_ms,
+                                              report, NULL, err, sizeof(err))) != 0)
+                rc = nc_cli_fail(nc_cli_kafka_code(rc), "topics create", "%s", err);
         free(specs);
         return rc;
 }

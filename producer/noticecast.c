@@ -23,6 +23,8 @@ static const char usage[] =
     "  dlq list|replay         show or republish quarantined messages\n"
     "  deliveries NOTICE_ID    per partner, whether and when a notice was delivered\n"
     "  render TEMPLATE [DATA]  render a Mustache template (e.g. an email template)\n"
+    "  acls --role R --principal User:NAME [--apply]\n"
+    "                          the Kafka ACLs a program needs (cli, webhooks, mailer, admin)\n"
     "\n"
     "Options (also accepted after the command):\n"
     "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
@@ -34,7 +36,8 @@ static const char usage[] =
     "  -V             versions of noticecast and its libraries\n"
     "\n"
     "Exit status: 0 ok, 64 usage, 65 invalid input (nothing published), 66 cannot read\n"
-    "input, 69 broker unreachable or delivery failed (nothing published), 78 bad config.\n";
+    "input, 69 broker unreachable or delivery failed (nothing published), 77 not authorized\n"
+    "(an ACL is missing: the message names it), 78 bad config.\n";
 
 static void print_versions(void)
 {
@@ -51,7 +54,7 @@ static const struct {
 } commands[] = {
     {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
     {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
-    {"deliveries", cmd_deliveries},   {"render", cmd_render},
+    {"deliveries", cmd_deliveries},   {"render", cmd_render},     {"acls", cmd_acls},
 };
 
 int main(int argc, char **argv)

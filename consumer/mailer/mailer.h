@@ -126,6 +126,8 @@ typedef struct ml {
         rd_kafka_t *planner_txp;         /* transactional producer */
         nc_kafka_rebalance_t planner_rb; /* planner's rebalance hooks (planner.c) */
         int plan_owner;
+        /* A consumer's missing ACL (nc_kafka_consumer_denied), for /readyz; "" = none. */
+        char view_denied[512], planner_denied[512], sender_denied[512];
         int64_t planned_minute; /* last digest minute planned, -1 = unknown */
         int planner_dirty;      /* notices consumed since the last transaction */
 

@@ -286,6 +286,7 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         ml_t *m = &((ml_main_t *)arg)->m;
 
         m->httpd = nc_daemon_httpd(d);
+        nc_kafka_acl_role(NC_ACL_ROLE_MAILER);
         if (nc_kafka_conn_start(&m->cfg, errstr, errstr_size) != 0 ||
             ml_unsub_start(m, errstr, errstr_size) != 0 ||
             nc_daemon_retry("checking topics", topics_step, m, errstr, errstr_size) != 0 ||
@@ -303,21 +304,34 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* Ready: the view is complete, planner and sender run, and no consumer lacks an ACL (a
+ * denial is named until that consumer gets an assignment again). */
+static int ml_ready(const ml_t *m, const char **reason)
+{
+        const char *denied = m->view_denied[0]      ? m->view_denied
+                             : m->planner_denied[0] ? m->planner_denied
+                                                    : m->sender_denied;
+
+        *reason = denied[0]             ? denied
+                  : !m->store.caught_up ? "reading the subscribers and notices"
+                  : !m->planner         ? "planner not running"
+                                        : "sender not running";
+        return m->store.caught_up && m->planner && m->sender && !denied[0];
+}
+
 static void loop_turn(void *arg, nc_daemon_t *d)
 {
         ml_t *m = &((ml_main_t *)arg)->m;
-        int more;
+        const char *reason;
+        int more, ready;
 
         /* librdkafka wakes us only when a queue goes from empty to not empty: after a full
          * batch, poll again at once instead of sleeping. */
         more = ml_store_poll(m, 0);
         more |= ml_planner_poll(m);
         more |= ml_sender_poll(m);
-        nc_daemon_health(d, m->store.caught_up && m->planner && m->sender,
-                         !m->store.caught_up ? "reading the subscribers and notices"
-                         : !m->planner       ? "planner not running"
-                                             : "sender not running",
-                         m->cfg.mailer.kafka_grace_ms);
+        ready = ml_ready(m, &reason);
+        nc_daemon_health(d, ready, reason, m->cfg.mailer.kafka_grace_ms);
         if (!more)
                 nc_daemon_wait(d, m->waiting ? 20 : 200);
 }

@@ -518,6 +518,7 @@ static void plan_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
         int i, owner = 0;
 
         (void)rk;
+        nc_kafka_denied_clear(m->planner_denied);
         for (i = 0; i < parts->cnt; i++)
                 if (!strcmp(parts->elems[i].topic, m->topic_plan) && parts->elems[i].partition == 0)
                         owner = 1;
@@ -542,16 +543,60 @@ static void plan_revoking(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
 /* Set by init_txn_step when the error will not pass by waiting. */
 static int txn_fatal;
 
-/* -1 (try again) on a retriable error; 0 with txn_fatal set on another. */
+/* The planner's transactional producer, with an id unique per process; fencing of zombies
+ * comes from the group generation (KIP-447). */
+static int txn_producer_new(ml_t *m, char *errstr, size_t errstr_size)
+{
+        char tid[400], host[64] = "host", uuid[NC_UUID_STRLEN];
+
+        if (gethostname(host, sizeof(host) - 1) != 0)
+                snprintf(host, sizeof(host), "host");
+        if (nc_uuid_v7(nc_time_now_ms(), uuid) != 0)
+                return nc_err(errstr, errstr_size, "planner: cannot generate transactional.id");
+        snprintf(tid, sizeof(tid), "%s.planner-%s-%s", m->cfg.mailer.group_id, host, uuid);
+        m->planner_txp =
+            nc_kafka_txn_producer_new(&m->cfg,
+                                      &(nc_kafka_opts_t){.name = "planner producer",
+                                                         .transactional_id = tid,
+                                                         .transaction_timeout_ms = 60000},
+                                      errstr, errstr_size);
+        return m->planner_txp ? 0 : -1;
+}
+
+/* A missing ACL on the transactional id is fatal to the producer but not to us: it is named,
+ * the producer is dropped, and the next try (a new one) succeeds once the ACL is granted. */
+static int init_txn_denied(ml_t *m, rd_kafka_error_t *e, char *errstr, size_t errstr_size)
+{
+        char tid[400] = "";
+        size_t n = sizeof(tid);
+
+        if (rd_kafka_conf_get(rd_kafka_conf(m->planner_txp), "transactional.id", tid, &n) !=
+            RD_KAFKA_CONF_OK)
+                tid[0] = '\0';
+        if (!nc_kafka_denied(&m->cfg, rd_kafka_error_code(e), "write", tid, errstr, errstr_size))
+                return 0;
+        rd_kafka_destroy(m->planner_txp);
+        m->planner_txp = NULL;
+        return 1;
+}
+
+/* -1 (try again) on a retriable error or a missing ACL; 0 with txn_fatal set on another. */
 static int init_txn_step(void *arg, char *errstr, size_t errstr_size)
 {
         ml_t *m = arg;
-        rd_kafka_error_t *e =
-            rd_kafka_init_transactions(m->planner_txp, m->cfg.producer_timeout_ms);
+        rd_kafka_error_t *e;
         int retry;
 
-        if (!e)
+        if (!m->planner_txp && txn_producer_new(m, errstr, errstr_size) != 0) {
+                txn_fatal = 1;
                 return 0;
+        }
+        if (!(e = rd_kafka_init_transactions(m->planner_txp, m->cfg.producer_timeout_ms)))
+                return 0;
+        if (init_txn_denied(m, e, errstr, errstr_size)) {
+                rd_kafka_error_destroy(e);
+                return -1;
+        }
         nc_err(errstr, errstr_size, "init transactions: %s", rd_kafka_error_string(e));
         retry = rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e);
         rd_kafka_error_destroy(e);
@@ -565,22 +610,9 @@ int ml_planner_start(ml_t *m, char *errstr, size_t errstr_size)
 {
         static const nc_kafka_setting_t set[] = {{"fetch.wait.max.ms", "100"}, {NULL, NULL}};
         rd_kafka_topic_partition_list_t *subs;
-        char tid[400], group[256], host[64] = "host", uuid[NC_UUID_STRLEN];
+        char group[256];
 
         snprintf(group, sizeof(group), "%s.planner", m->cfg.mailer.group_id);
-        if (gethostname(host, sizeof(host) - 1) != 0)
-                snprintf(host, sizeof(host), "host");
-        if (nc_uuid_v7(nc_time_now_ms(), uuid) != 0)
-                return nc_err(errstr, errstr_size, "planner: cannot generate transactional.id");
-        /* Unique per process; fencing of zombies comes from the group generation (KIP-447). */
-        snprintf(tid, sizeof(tid), "%s-%s-%s", group, host, uuid);
-        if (!(m->planner_txp =
-                  nc_kafka_txn_producer_new(&m->cfg,
-                                            &(nc_kafka_opts_t){.name = "planner producer",
-                                                               .transactional_id = tid,
-                                                               .transaction_timeout_ms = 60000},
-                                            errstr, errstr_size)))
-                return -1;
         /* The coordinator may not be there yet (brokers starting, or just gone): a timeout
          * or another retriable error is waited out (logged, /readyz 503); others end it. */
         if ((m->oneshot ? init_txn_step(m, errstr, errstr_size)
@@ -633,7 +665,9 @@ int ml_planner_poll(ml_t *m)
                 const char *topic = r->rkt ? rd_kafka_topic_name(r->rkt) : "";
 
                 if (r->err) {
-                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                            !nc_kafka_consumer_denied(&m->cfg, m->planner, r, "planner",
+                                                      m->planner_denied, sizeof(m->planner_denied)))
                                 log_warnx("planner: %s", rd_kafka_message_errstr(r));
                 } else if (strcmp(topic, m->topic_plan)) {
                         if (!in_txn && txn_begin(m) == 0)

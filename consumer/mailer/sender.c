@@ -902,6 +902,7 @@ static void jobs_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts
 {
         ml_t *m = opaque;
 
+        nc_kafka_denied_clear(m->sender_denied);
         if (!m->scan || parts->cnt <= 0)
                 return;
         rd_kafka_pause_partitions(rk, parts);
@@ -1127,7 +1128,9 @@ int ml_sender_poll(ml_t *m)
                 ml_job_t *job;
 
                 if (r->err) {
-                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        if (r->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                            !nc_kafka_consumer_denied(&m->cfg, m->sender, r, "sender",
+                                                      m->sender_denied, sizeof(m->sender_denied)))
                                 log_warnx("sender: %s", rd_kafka_message_errstr(r));
                         rd_kafka_message_destroy(r);
                         continue;

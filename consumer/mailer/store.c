@@ -455,10 +455,14 @@ int ml_store_poll(ml_t *m, int timeout_ms)
                                          g_hash_table_size(m->store.notices));
                         }
                 } else if (r->err) {
-                        log_warnx("view: %s", rd_kafka_message_errstr(r));
+                        if (!nc_kafka_consumer_denied(&m->cfg, m->store.rk, r, "view",
+                                                      m->view_denied, sizeof(m->view_denied)))
+                                log_warnx("view: %s", rd_kafka_message_errstr(r));
                 } else if (!strcmp(rd_kafka_topic_name(r->rkt), m->topic_subs)) {
+                        nc_kafka_denied_clear(m->view_denied);
                         apply_subscriber(m, r);
                 } else {
+                        nc_kafka_denied_clear(m->view_denied);
                         apply_notice(m, r);
                 }
                 rd_kafka_message_destroy(r);

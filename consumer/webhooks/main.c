@@ -257,6 +257,7 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
         wh_t *w = &((wh_main_t *)arg)->w;
 
         w->httpd = nc_daemon_httpd(d);
+        nc_kafka_acl_role(NC_ACL_ROLE_WEBHOOKS);
         if (nc_kafka_conn_start(&w->cfg, errstr, errstr_size) != 0 ||
             wh_kafka_start(w, errstr, errstr_size) != 0)
                 return -1;
@@ -271,7 +272,9 @@ static void loop_turn(void *arg, nc_daemon_t *d)
         int64_t now;
 
         loop_once(wm);
-        nc_daemon_health(d, wm->w.ready, "no partitions assigned yet",
+        /* A missing ACL is named until the consumer gets an assignment again. */
+        nc_daemon_health(d, wm->w.ready && !wm->w.denied[0],
+                         wm->w.denied[0] ? wm->w.denied : "no partitions assigned yet",
                          wm->w.cfg.webhooks.kafka_grace_ms);
         now = nc_time_now_ms();
         if (now - wm->last_lag >= 2000) {

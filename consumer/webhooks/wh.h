@@ -238,6 +238,7 @@ typedef struct wh {
         int consuming_paused;
         int64_t next_timer_ms;
         int ready;
+        char denied[512]; /* the consumer's missing ACL, for /readyz ("" = none seen) */
         int stopping;
 
         /* Records to produce again (refused, queue full, waiting for the DLQ reader). */

@@ -685,6 +685,7 @@ static void consumer_assigned(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *p
 
         (void)rk;
         log_info("assigned %d partition%s", parts->cnt, parts->cnt == 1 ? "" : "s");
+        nc_kafka_denied_clear(w->denied);
         w->ready = 1;
 }
 
@@ -1025,7 +1026,9 @@ void wh_kafka_poll(wh_t *w)
         n = rd_kafka_consume_batch_queue(w->cq, 0, batch, sizeof(batch) / sizeof(batch[0]));
         for (i = 0; i < n; i++) {
                 if (batch[i]->err) {
-                        if (batch[i]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        if (batch[i]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                            !nc_kafka_consumer_denied(&w->cfg, w->consumer, batch[i], "consumer",
+                                                      w->denied, sizeof(w->denied)))
                                 log_warnx("consumer: %s", rd_kafka_message_errstr(batch[i]));
                         rd_kafka_message_destroy(batch[i]);
                         continue;
