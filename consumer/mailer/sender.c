@@ -777,7 +777,6 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
         job_unhold(m, j);
 }
 
-/* Takes what the workers finished (under the lock) and records each outcome (without it). */
 static void unit_free(ml_unit_t *u)
 {
         json_decref(u->subscriber);
@@ -785,6 +784,7 @@ static void unit_free(ml_unit_t *u)
         free(u);
 }
 
+/* Takes what the workers finished (under the lock) and records each outcome (without it). */
 static void record_outcomes(ml_t *m)
 {
         ml_unit_t *done = ml_queue_take_done(&m->q), *u;
