@@ -491,6 +491,19 @@ class MailerEnv(DaemonEnv):
                             for c in cols])
         cp = self.cli("subscribers", "import", f, timeout=180)
         assert cp.returncode == 0, "subscribers import failed" + describe(cp)
+        # The import's transaction is committed when the CLI returns, but Kafka writes its
+        # commit markers to the partitions afterwards: a read_committed reader started at
+        # once (a mailer's view) may still stop short of them on some partitions and plan a
+        # notice for fewer subscribers (test_900 once saw 66 of 200).  Wait until a reader
+        # sees every address.
+        want = {r["email"].strip().lower() for r in rows if r.get("email")}
+        deadline = time.monotonic() + 60
+        while True:
+            missing = want - set(self.subscribers())
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert not missing, f"{len(missing)} imported subscriber(s) never became visible"
 
     def subscribers(self) -> dict:
         """`noticecast subscribers list --json` -> {id: record}."""
