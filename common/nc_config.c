@@ -263,6 +263,14 @@ static const struct key keys[] = {
     INT("mailer", "bounce_suppress_after", K_INT, mailer.bounce_suppress_after, 1, 1000, "3"),
     SCHEDULE("mailer", mailer, "1m, 5m, 15m, 1h, 4h"),
     TYPED("mailer", "shutdown_timeout", K_DURATION, mailer.shutdown_timeout_ms, "30s"),
+    /* Sign-up pages; public_url unset: derived from unsubscribe_url (its path dropped). */
+    STR("mailer", "public_url", mailer.public_url, NULL, check_header_url),
+    TYPED("mailer", "signup_secret_file", K_LIST, mailer.signup_secret_file, NULL),
+    TYPED("mailer", "confirm_expiry", K_DURATION, mailer.confirm_expiry_ms, "48h"),
+    TYPED("mailer", "manage_expiry", K_DURATION, mailer.manage_expiry_ms, "30d"),
+    STR("mailer", "signup_rate_ip", mailer.signup_rate_ip, "10/1h", check_header),
+    STR("mailer", "signup_rate_address", mailer.signup_rate_address, "3/24h", check_header),
+    TYPED("mailer", "signup_regions", K_LIST, mailer.signup_regions, NULL),
 
     STR("smtp", "host", smtp.host, "localhost", NULL),
     INT("smtp", "port", K_INT, smtp.port, 1, 65535, "25"),

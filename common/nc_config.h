@@ -80,6 +80,14 @@ typedef struct nc_mailer_config {
         int64_t retry_ms[16]; /* 4xx backoff */
         size_t retry_n;
         int64_t shutdown_timeout_ms;
+        /* Sign-up pages (consumer/mailer/web.c); off while signup_secret_file is empty. */
+        char *public_url;                /* base URL of the public listener, for links */
+        nc_strlist_t signup_secret_file; /* first seals, all open (rotation) */
+        int64_t confirm_expiry_ms;
+        int64_t manage_expiry_ms;
+        char *signup_rate_ip;        /* "max/window", ml_ratelimit_parse() */
+        char *signup_rate_address;   /* same */
+        nc_strlist_t signup_regions; /* region codes offered, empty = all */
 } nc_mailer_config_t;
 
 /* [smtp]: the relay the mailer hands messages to. */

@@ -35,6 +35,7 @@
 #include "nc_kafka.h"
 #include "nc_util.h"
 #include "unsub_token.h"
+#include "web.h"
 
 /* How long a tombstone may wait for the brokers before it is given up (and the page says
  * "not saved"): the client's page waits this long at most, plus the timeout scan. */
@@ -253,7 +254,8 @@ int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size)
         U.poller_running = 1;
         if (U.public && nc_httpd_add_route(U.public, "/unsubscribe", handle, m) != 0)
                 return nc_err(errstr, errstr_size, "cannot add the /unsubscribe route");
-        return 0;
+        /* The sign-up pages share the listener (and, later, this producer). */
+        return ml_web_start(m, U.public, errstr, errstr_size);
 }
 
 int ml_unsub_listen(ml_t *m, char *errstr, size_t errstr_size)
@@ -312,4 +314,5 @@ void ml_unsub_stop(ml_t *m)
          * before the view does. */
         nc_httpd_stop(U.public);
         U.public = NULL;
+        ml_web_stop();
 }
