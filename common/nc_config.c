@@ -267,7 +267,7 @@ static const struct key keys[] = {
     STR("mailer", "public_url", mailer.public_url, NULL, check_header_url),
     TYPED("mailer", "signup_secret_file", K_LIST, mailer.signup_secret_file, NULL),
     TYPED("mailer", "confirm_expiry", K_DURATION, mailer.confirm_expiry_ms, "48h"),
-    TYPED("mailer", "manage_expiry", K_DURATION, mailer.manage_expiry_ms, "30d"),
+    TYPED("mailer", "manage_expiry", K_DURATION, mailer.manage_expiry_ms, "720h"),
     STR("mailer", "signup_rate_ip", mailer.signup_rate_ip, "10/1h", check_header),
     STR("mailer", "signup_rate_address", mailer.signup_rate_address, "3/24h", check_header),
     TYPED("mailer", "signup_regions", K_LIST, mailer.signup_regions, NULL),
