@@ -72,8 +72,11 @@ $(BUILD)/tests/test_smtp: consumer/mailer/smtp.c consumer/mailer/nodelay.c consu
 $(BUILD)/tests/test_ml_policy: consumer/mailer/ml_policy.c consumer/mailer/ml_policy.h \
 	consumer/mailer/smtp.h
 
-# test_unsub_token includes the mailer's unsub_token.c.
-$(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/unsub_token.h
+# test_unsub_token and test_webtoken include the mailer's token modules and ml_siv.c.
+$(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/unsub_token.h \
+	consumer/mailer/ml_siv.c consumer/mailer/ml_siv.h
+$(BUILD)/tests/test_webtoken: consumer/mailer/ml_webtoken.c consumer/mailer/ml_webtoken.h \
+	consumer/mailer/ml_siv.c consumer/mailer/ml_siv.h
 
 # test_wh_policy includes the webhooks daemon's wh_policy.c.
 $(BUILD)/tests/test_wh_policy: consumer/webhooks/wh_policy.c consumer/webhooks/wh_policy.h

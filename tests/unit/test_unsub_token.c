@@ -14,6 +14,7 @@
 #include "nc_subscriber.h"
 #include "nc_util.h"
 
+#include "../../consumer/mailer/ml_siv.c"
 #include "../../consumer/mailer/unsub_token.c"
 
 /* The base64url alphabet (RFC 4648 §5). */
