@@ -584,7 +584,7 @@ void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t
 
 static enum MHD_Result run_handler(struct nc_httpd_req *req)
 {
-        nc_httpd_resp_t resp = {NULL, NULL, 0};
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
         int status;
 
         if (!req->body)

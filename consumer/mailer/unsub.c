@@ -112,7 +112,7 @@ static int page(nc_httpd_resp_t *resp, int status, const char *body)
 static void tombstone_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
 {
         struct pending *p = r->_private;
-        nc_httpd_resp_t resp = {NULL, NULL, 0};
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
         int status;
 
         (void)rk;
@@ -219,7 +219,7 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
         snprintf(p->id, sizeof(p->id), "%s", id);
         p->d = nc_httpd_req_defer(req);
         if (tombstone_send(m, p, why, sizeof(why)) != 0) {
-                nc_httpd_resp_t r = {NULL, NULL, 0};
+                nc_httpd_resp_t r = {NULL, NULL, 0, NULL, NULL};
                 int status = page(&r, 503, page_not_saved);
 
                 log_warnx("unsubscribe of %s not saved: %s; the page said so", id, why);

@@ -584,7 +584,7 @@ struct later {
 static void *reply_later(void *arg)
 {
         struct later *l = arg;
-        nc_httpd_resp_t r = {"text/plain", NULL, 0};
+        nc_httpd_resp_t r = {"text/plain", NULL, 0, NULL, NULL};
 
         usleep((useconds_t)l->delay_ms * 1000);
         r.body = strdup("answered later\n");
@@ -683,7 +683,7 @@ static void test_deferred(void **state)
         assert_true(bg.f.status == 503 || bg.f.status == 0);
         free(bg.f.body);
         {
-                nc_httpd_resp_t r = {NULL, strdup("too late\n"), 0};
+                nc_httpd_resp_t r = {NULL, strdup("too late\n"), 0, NULL, NULL};
 
                 nc_httpd_deferred_reply(kept, 200, &r);
         }
