@@ -28,6 +28,7 @@
 
 #include "nc_track.h"
 #include "nc_config.h"
+#include "nc_httpd.h"
 #include "nc_kafka.h"
 #include "nc_metrics.h"
 #include "nc_tail.h"
@@ -251,6 +252,23 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, const struct ml_templates *templa
                         char *errstr, size_t errstr_size);
 
 /* unsub.c */
+/* How a record written for a public page ended (ml_public_write). */
+typedef enum ml_public_outcome {
+        ML_PUBLIC_WRITTEN,     /* acknowledged by all in-sync replicas */
+        ML_PUBLIC_NOT_SAVED,   /* never written, and never will be */
+        ML_PUBLIC_UNCONFIRMED, /* the broker's answer never came: maybe written */
+} ml_public_outcome_t;
+/* Called once, on the poller thread, with the page's deferred request D (to answer) and ARG;
+ * WHY is librdkafka's reason when not written. */
+typedef void ml_public_done_fn(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o,
+                               const char *why);
+/* Writes VALUE (a subscriber record; NULL = a tombstone) for ID on the subscribers topic with
+ * the "noticecast-event" header EVENT, from the HTTP thread; DONE gets the outcome.  Returns
+ * 0, or -1 with WHY if it was not queued (then DONE is not called: the caller answers D and
+ * keeps ARG). */
+int ml_public_write(ml_t *m, const char *id, const char *value, const char *event,
+                    nc_httpd_deferred_t *d, ml_public_done_fn *done, void *arg, char *why,
+                    size_t why_size);
 /* The token for subscriber ID's current subscription (unsub_token.h), at least ML_TOKEN_SIZE
  * bytes; main thread (it reads the view). */
 void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size);

@@ -52,10 +52,11 @@ static struct {
         nc_httpd_t *public; /* the /unsubscribe listener, or NULL */
 } U = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL};
 
-/* A POST waiting for the delivery report of its tombstone. */
+/* A page waiting for the delivery report of the record it wrote (ml_public_write). */
 struct pending {
         nc_httpd_deferred_t *d;
-        char id[ML_TOKEN_ID_MAX + 1];
+        ml_public_done_fn *done;
+        void *arg;
 };
 
 void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size)
@@ -109,30 +110,50 @@ static int page(nc_httpd_resp_t *resp, int status, const char *body)
 /* ---- the tombstone --------------------------------------------------------------------- */
 
 /* On the poller thread (or the main thread's final flush). */
-static void tombstone_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
+static void public_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
 {
         struct pending *p = r->_private;
-        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
-        int status;
+        ml_public_outcome_t o = ML_PUBLIC_WRITTEN;
 
         (void)rk;
         (void)opaque;
         if (!p)
                 return;
-        if (!r->err) {
-                log_info("unsubscribed %s (one-click)", p->id);
-                status = page(&resp, 200, page_done);
-        } else if (rd_kafka_message_status(r) == RD_KAFKA_MSG_STATUS_NOT_PERSISTED) {
-                log_warnx("unsubscribe of %s not saved: %s; the page said so", p->id,
-                          rd_kafka_err2str(r->err));
-                status = page(&resp, 503, page_not_saved);
-        } else {
-                log_warnx("unsubscribe of %s may or may not be saved: %s; the page said so", p->id,
-                          rd_kafka_err2str(r->err));
-                status = page(&resp, 503, page_unconfirmed);
-        }
-        nc_httpd_deferred_reply(p->d, status, &resp);
+        if (r->err)
+                o = rd_kafka_message_status(r) == RD_KAFKA_MSG_STATUS_NOT_PERSISTED
+                        ? ML_PUBLIC_NOT_SAVED
+                        : ML_PUBLIC_UNCONFIRMED;
+        p->done(p->arg, p->d, o, r->err ? rd_kafka_err2str(r->err) : "");
         free(p);
+}
+
+/* The unsubscribe page's answer to its tombstone's outcome. */
+static void tombstone_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o,
+                           const char *why)
+{
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
+        char *id = arg;
+        int status;
+
+        switch (o) {
+        case ML_PUBLIC_WRITTEN:
+                log_info("unsubscribed %s (one-click)", id);
+                status = page(&resp, 200, page_done);
+                break;
+        case ML_PUBLIC_NOT_SAVED:
+                log_warnx("unsubscribe of %s not saved: %s; the page said so", id, why);
+                status = page(&resp, 503, page_not_saved);
+                break;
+        case ML_PUBLIC_UNCONFIRMED:
+                log_warnx("unsubscribe of %s may or may not be saved: %s; the page said so", id,
+                          why);
+                status = page(&resp, 503, page_unconfirmed);
+                break;
+        default:
+                fatalx("tombstone_done: outcome %d", (int)o);
+        }
+        nc_httpd_deferred_reply(d, status, &resp);
+        free(id);
 }
 
 static void *poller_main(void *arg)
@@ -152,24 +173,31 @@ static void *poller_main(void *arg)
         return NULL;
 }
 
-/* Queues the tombstone of P->id; the answer comes with its delivery report.  Returns 0, or
- * -1 if it was not queued (nothing will be written). */
-static int tombstone_send(ml_t *m, struct pending *p, char *why, size_t why_size)
+int ml_public_write(ml_t *m, const char *id, const char *value, const char *event,
+                    nc_httpd_deferred_t *d, ml_public_done_fn *done, void *arg, char *why,
+                    size_t why_size)
 {
+        struct pending *p = nc_xcalloc(1, sizeof(*p));
         rd_kafka_resp_err_t err;
 
+        p->d = d;
+        p->done = done;
+        p->arg = arg;
         pthread_mutex_lock(&U.lock);
         if (U.stopping || !m->unsub_p) {
                 pthread_mutex_unlock(&U.lock);
+                free(p);
                 snprintf(why, why_size, "shutting down");
                 return -1;
         }
-        err = rd_kafka_producev(m->unsub_p, RD_KAFKA_V_TOPIC(m->topic_subs),
-                                RD_KAFKA_V_KEY(p->id, strlen(p->id)), RD_KAFKA_V_VALUE(NULL, 0),
-                                RD_KAFKA_V_HEADER("noticecast-event", "subscriber.removed", -1),
-                                RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+        err = rd_kafka_producev(
+            m->unsub_p, RD_KAFKA_V_TOPIC(m->topic_subs), RD_KAFKA_V_KEY(id, strlen(id)),
+            RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("noticecast-event", event, -1), RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
         pthread_mutex_unlock(&U.lock);
         if (err) {
+                free(p);
                 snprintf(why, why_size, "%s", rd_kafka_err2str(err));
                 return -1;
         }
@@ -186,7 +214,8 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
         char id[ML_TOKEN_ID_MAX + 1], body[2048], why[256];
         uint64_t gen = 0, current = 0;
         ml_token_status_t st;
-        struct pending *p;
+        nc_httpd_deferred_t *d;
+        char *arg;
         int known;
 
         st = ml_token_open(m->unsub_key, m->unsub_key_len, token, id, sizeof(id), &gen);
@@ -215,17 +244,11 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
                          token);
                 return page(resp, 200, body);
         }
-        p = nc_xcalloc(1, sizeof(*p));
-        snprintf(p->id, sizeof(p->id), "%s", id);
-        p->d = nc_httpd_req_defer(req);
-        if (tombstone_send(m, p, why, sizeof(why)) != 0) {
-                nc_httpd_resp_t r = {NULL, NULL, 0, NULL, NULL};
-                int status = page(&r, 503, page_not_saved);
-
-                log_warnx("unsubscribe of %s not saved: %s; the page said so", id, why);
-                nc_httpd_deferred_reply(p->d, status, &r);
-                free(p);
-        }
+        d = nc_httpd_req_defer(req);
+        arg = nc_xstrdup(id);
+        if (ml_public_write(m, id, NULL, "subscriber.removed", d, tombstone_done, arg, why,
+                            sizeof(why)) != 0)
+                tombstone_done(arg, d, ML_PUBLIC_NOT_SAVED, why); /* now owned by it */
         return NC_HTTPD_DEFERRED;
 }
 
@@ -246,7 +269,7 @@ int ml_unsub_start(ml_t *m, char *errstr, size_t errstr_size)
         if (!(m->unsub_p = nc_kafka_producer_new(&m->cfg,
                                                  &(nc_kafka_opts_t){.name = "unsubscribe producer",
                                                                     .set = set,
-                                                                    .dr_msg_cb = tombstone_dr},
+                                                                    .dr_msg_cb = public_dr},
                                                  errstr, errstr_size)))
                 return -1;
         if (pthread_create(&U.poller, NULL, poller_main, m) != 0)
