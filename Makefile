@@ -190,6 +190,8 @@ UNIT_OUT := $(UNIT_IN:deploy/systemd/%.in=$(BUILD)/systemd/%)
 TMPFILES_OUT := $(BUILD)/systemd/noticecast.tmpfiles
 TEMPLATE_FILES := $(sort $(wildcard config/templates/*/*.mustache))
 TEMPLATE_LANGS := $(sort $(notdir $(patsubst %/,%,$(dir $(TEMPLATE_FILES)))))
+# The public pages' templates (consumer/mailer/web.c) and their stylesheet.
+PAGE_FILES := $(sort $(wildcard config/templates/*/pages/*.mustache))
 
 $(BUILD)/man/%: man/%.in config.mk $(FLAGS_STAMP)
 	@mkdir -p $(@D)
@@ -205,7 +207,8 @@ install: all dist-files
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/noticecast $(DESTDIR)$(DOCDIR) \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
-		$(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS))
+		$(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS)) \
+		$(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(addsuffix /pages,$(TEMPLATE_LANGS)))
 	$(INSTALL) -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 	$(INSTALL) -m 0644 $(filter %.1,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 0644 $(filter %.5,$(MAN_OUT)) $(DESTDIR)$(MANDIR)/man5/
@@ -215,6 +218,12 @@ install: all dist-files
 		echo "$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/"; \
 		$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/; \
 	done
+	@set -e; for f in $(PAGE_FILES); do \
+		l=$$(basename $$(dirname $$(dirname $$f))); \
+		echo "$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/pages/"; \
+		$(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/noticecast/templates/$$l/pages/; \
+	done
+	$(INSTALL) -m 0644 config/templates/site.css $(DESTDIR)$(DATADIR)/noticecast/templates/
 	$(INSTALL) -m 0644 config/noticecast.conf.example $(DESTDIR)$(SYSCONFDIR)/noticecast/
 	$(INSTALL) -m 0644 $(UNIT_OUT) $(DESTDIR)$(SYSTEMDUNITDIR)/
 	$(INSTALL) -m 0644 deploy/systemd/noticecast.sysusers $(DESTDIR)$(SYSUSERSDIR)/noticecast.conf
@@ -230,11 +239,14 @@ uninstall:
 		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_OUT)))) \
 		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(filter %.8,$(MAN_OUT)))) \
 		$(TEMPLATE_FILES:config/templates/%=$(DESTDIR)$(DATADIR)/noticecast/templates/%) \
+		$(PAGE_FILES:config/templates/%=$(DESTDIR)$(DATADIR)/noticecast/templates/%) \
+		$(DESTDIR)$(DATADIR)/noticecast/templates/site.css \
 		$(DESTDIR)$(SYSCONFDIR)/noticecast/noticecast.conf.example \
 		$(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNIT_OUT))) \
 		$(DESTDIR)$(SYSUSERSDIR)/noticecast.conf $(DESTDIR)$(TMPFILESDIR)/noticecast.conf \
 		$(addprefix $(DESTDIR)$(DOCDIR)/,LICENSE CHANGELOG.md README.md templates.md)
-	-rmdir $(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS)) \
+	-rmdir $(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(addsuffix /pages,$(TEMPLATE_LANGS))) \
+		$(addprefix $(DESTDIR)$(DATADIR)/noticecast/templates/,$(TEMPLATE_LANGS)) \
 		$(DESTDIR)$(DATADIR)/noticecast/templates $(DESTDIR)$(DATADIR)/noticecast \
 		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/noticecast 2>/dev/null
 

@@ -29,6 +29,9 @@
 
 #define CT_TEXT    "text/plain; charset=utf-8"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define CSP                                                                                    \
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "          \
+        "frame-ancestors 'none'; base-uri 'none'"
 
 struct route {
         char *path;
@@ -253,7 +256,7 @@ static void on_log(void *cls, const char *fmt, va_list ap)
 /* Queues BODY (taken over when MUST_FREE) with STATUS. */
 static enum MHD_Result reply_full(struct MHD_Connection *conn, unsigned status, const char *ctype,
                                   char *body, size_t len, int must_free, const char *allow,
-                                  int close_after)
+                                  int close_after, const char *cookie)
 {
         struct MHD_Response *r;
         enum MHD_Result ret;
@@ -273,6 +276,14 @@ static enum MHD_Result reply_full(struct MHD_Connection *conn, unsigned status, 
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
         /* Probes and scrapes must see the live state, never a cached copy. */
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        /* Every answer, on either listener: the public pages are HTML with a stylesheet and
+         * forms that post to themselves, nothing else; the admin answers are text. */
+        MHD_add_response_header(r, "Content-Security-Policy", CSP);
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(r, "X-Frame-Options", "DENY");
+        if (cookie)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
         if (allow)
                 MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
         if (close_after)
@@ -285,7 +296,7 @@ static enum MHD_Result reply_full(struct MHD_Connection *conn, unsigned status, 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
                              char *body, size_t len, int must_free, const char *allow)
 {
-        return reply_full(conn, status, ctype, body, len, must_free, allow, 0);
+        return reply_full(conn, status, ctype, body, len, must_free, allow, 0, NULL);
 }
 
 static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
@@ -401,7 +412,7 @@ static enum MHD_Result start_request(nc_httpd_t *h, struct MHD_Connection *conn,
                                           "Transfer-Encoding headers\n";
 
                 return reply_full(conn, MHD_HTTP_BAD_REQUEST, CT_TEXT, (char *)msg, sizeof(msg) - 1,
-                                  0, NULL, 1);
+                                  0, NULL, 1, NULL);
         }
         if (h->builtins && is_builtin(url)) {
                 if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
@@ -550,6 +561,11 @@ void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t
         size_t len = resp ? resp->body_len : 0;
         int last;
 
+        if (resp) {
+                /* Not sent on a deferred answer (nc_httpd.h). */
+                free(resp->set_cookie);
+                resp->set_cookie = NULL;
+        }
         if (!d) {
                 free(body);
                 return;
@@ -584,7 +600,8 @@ void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t
 
 static enum MHD_Result run_handler(struct nc_httpd_req *req)
 {
-        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL};
+        enum MHD_Result ret;
         int status;
 
         if (!req->body)
@@ -592,17 +609,22 @@ static enum MHD_Result run_handler(struct nc_httpd_req *req)
         status = req->fn(req, &resp, req->opaque);
         if (req->deferred) {
                 free(resp.body); /* a deferring handler answers through the handle */
+                free(resp.set_cookie);
                 return deferred_wait(req);
         }
         if (status < 100 || status > 599) {
                 log_warnx("httpd: %s: handler returned status %d", req->path, status);
                 free(resp.body);
+                free(resp.set_cookie);
                 return reply_text(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
         }
         if (resp.body && resp.body_len == 0)
                 resp.body_len = strlen(resp.body);
-        return reply(req->conn, (unsigned)status, resp.content_type ? resp.content_type : CT_TEXT,
-                     resp.body, resp.body_len, 1, NULL);
+        ret = reply_full(req->conn, (unsigned)status,
+                         resp.content_type ? resp.content_type : CT_TEXT, resp.body,
+                         resp.body_len, 1, NULL, 0, resp.set_cookie);
+        free(resp.set_cookie);
+        return ret;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -1067,6 +1089,34 @@ static char *form_decode(const char *s, size_t n)
         }
         *o = '\0';
         return out;
+}
+
+const char *nc_httpd_req_cookie(const nc_httpd_req_t *req, const char *name)
+{
+        return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
+}
+
+int nc_httpd_req_client_ip(const nc_httpd_req_t *req, char *buf, size_t size)
+{
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+        if (size)
+                buf[0] = '\0';
+        if (!sa)
+                return -1;
+        if (sa->sa_family == AF_INET)
+                return inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+                                 (socklen_t)size)
+                           ? 0
+                           : -1;
+        if (sa->sa_family == AF_INET6)
+                return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+                                 (socklen_t)size)
+                           ? 0
+                           : -1;
+        return -1;
 }
 
 char *nc_httpd_req_form(const nc_httpd_req_t *req, const char *key)

@@ -71,6 +71,7 @@ typedef struct ml_notice {
 
 typedef struct ml_store {
         GHashTable *subs;    /* id -> ml_sub_t */
+        GHashTable *removed; /* id -> generation (uint64_t) of a subscription since removed */
         GHashTable *notices; /* id -> ml_notice_t */
         GPtrArray *zones;    /* zone names; index = ml_sub_t.tz */
         GHashTable *zone_ix; /* name -> index + 1 */
@@ -197,6 +198,10 @@ const ml_sub_t *ml_store_sub(const ml_t *m, const char *id);
 /* For the HTTP thread (the rest of the store is the main thread's): the generation of
  * subscriber ID.  Returns 1 (found), 0 (not subscribed) or -1 (the view is still loading). */
 int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen);
+/* The same, for the sign-up pages: also whether it is suppressed (bounces), and the
+ * generation of its subscription removed last (0: none seen since the view started). */
+int ml_store_sub_state(const ml_t *m, const char *id, uint64_t *gen, int *suppressed,
+                       uint64_t *removed_gen);
 /* S's generation as its record spells it, in BUF; NULL if it has none (kept as such). */
 const char *ml_sub_generation(const ml_sub_t *s, char *buf, size_t size);
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id);
@@ -250,6 +255,12 @@ void ml_sender_stop(ml_t *m, int64_t deadline_ms);
 size_t ml_sender_busy(ml_t *m);
 char *ml_render_message(ml_t *m, ml_unit_t *u, const struct ml_templates *templates, size_t *len,
                         char *errstr, size_t errstr_size);
+
+/* sender.c: the session settings from [smtp]; PASSWORD read by the caller, CANCEL (may be
+ * NULL) ends its sessions from another thread. */
+struct ml_smtp_config;
+void ml_sender_smtp_config(const ml_t *m, const char *password, struct ml_smtp_cancel *cancel,
+                           struct ml_smtp_config *sc);
 
 /* unsub.c */
 /* How a record written for a public page ended (ml_public_write). */

@@ -560,8 +560,7 @@ typedef struct worker {
         char err[1024];
 } worker_t;
 
-/* The session settings from [smtp]; PASSWORD read by the caller, CANCEL the worker's. */
-static void worker_smtp_config(const ml_t *m, const char *password, ml_smtp_cancel_t *cancel,
+void ml_sender_smtp_config(const ml_t *m, const char *password, ml_smtp_cancel_t *cancel,
                                ml_smtp_config_t *sc)
 {
         memset(sc, 0, sizeof(*sc));
@@ -601,7 +600,7 @@ static void worker_init(worker_t *w, ml_t *m, int index)
                         fatalx("smtp password: %s", w->err);
                 nc_str_trim(w->password);
         }
-        worker_smtp_config(m, w->password, &m->cancels[index], &w->sc);
+        ml_sender_smtp_config(m, w->password, &m->cancels[index], &w->sc);
 }
 
 static void worker_free(worker_t *w)

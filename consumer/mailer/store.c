@@ -177,6 +177,31 @@ const char *ml_sub_generation(const ml_sub_t *s, char *buf, size_t size)
         return buf;
 }
 
+int ml_store_sub_state(const ml_t *m, const char *id, uint64_t *gen, int *suppressed,
+                       uint64_t *removed_gen)
+{
+        const ml_sub_t *s;
+        const uint64_t *r;
+        int rc = -1;
+
+        *gen = 0;
+        *suppressed = 0;
+        *removed_gen = 0;
+        pthread_rwlock_rdlock(&subs_lock);
+        if (m->store.caught_up && m->store.subs) {
+                s = g_hash_table_lookup(m->store.subs, id);
+                rc = s != NULL;
+                if (s) {
+                        *gen = s->gen;
+                        *suppressed = s->suppressed;
+                }
+                if ((r = g_hash_table_lookup(m->store.removed, id)))
+                        *removed_gen = *r;
+        }
+        pthread_rwlock_unlock(&subs_lock);
+        return rc;
+}
+
 int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen)
 {
         const ml_sub_t *s;
@@ -253,7 +278,14 @@ static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
         memcpy(id, r->key, r->key_len);
         id[r->key_len] = '\0';
         if (!r->payload) {
+                const ml_sub_t *gone;
+
                 pthread_rwlock_wrlock(&subs_lock);
+                /* Remembered, so that a confirmation link of that subscription cannot bring
+                 * it back (web.c): as long as the tombstone is on the topic. */
+                if ((gone = g_hash_table_lookup(m->store.subs, id)) && gone->gen)
+                        g_hash_table_replace(m->store.removed, g_strdup(id),
+                                             g_memdup2(&gone->gen, sizeof(gone->gen)));
                 g_hash_table_remove(m->store.subs, id);
                 pthread_rwlock_unlock(&subs_lock);
                 return;
@@ -406,6 +438,7 @@ int ml_store_start(ml_t *m, char *errstr, size_t errstr_size)
         static const nc_kafka_setting_t set[] = {{"fetch.wait.max.ms", "100"}, {NULL, NULL}};
 
         m->store.subs = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, sub_free);
+        m->store.removed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         m->store.notices = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, notice_free);
         m->store.zones = g_ptr_array_new_with_free_func(g_free);
         m->store.zone_ix = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -485,7 +518,9 @@ void ml_store_stop(ml_t *m)
         if (m->store.subs) {
                 pthread_rwlock_wrlock(&subs_lock);
                 g_hash_table_destroy(m->store.subs);
+                g_hash_table_destroy(m->store.removed);
                 m->store.subs = NULL;
+                m->store.removed = NULL;
                 pthread_rwlock_unlock(&subs_lock);
                 g_hash_table_destroy(m->store.notices);
                 g_hash_table_destroy(m->store.zone_tz);

@@ -12,10 +12,18 @@
  * <templates>/site.css.  Handlers run on the HTTP thread: they read only what is loaded here
  * and the configuration, both read-only after start.  Rendering a compiled template is not
  * thread-safe (nc_mustache.h), but there is one HTTP thread. */
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
+
+#include "ml_mail.h"
+#include "ml_outbox.h"
+#include "ml_ratelimit.h"
+#include "ml_webtoken.h"
+#include "unsub_token.h"
+#include "nc_sign.h"
 
 #include "nc_log.h"
 #include "nc_mustache.h"
@@ -26,9 +34,26 @@
 
 #define WEB_LANGS_MAX 16
 
-/* The pages, in the order of page_names[]. */
-enum { PAGE_SUBSCRIBE, PAGE_INBOX, PAGES_N };
-static const char *const page_names[PAGES_N] = {"subscribe", "inbox"};
+/* The pages and the sign-up email's parts, in the order of page_names[].  The email parts
+ * are plain text but the HTML one. */
+enum {
+        PAGE_SUBSCRIBE,
+        PAGE_INBOX,
+        PAGE_CONFIRM,
+        PAGE_MESSAGE,
+        PAGE_EMAIL_SUBJECT,
+        PAGE_EMAIL_TEXT,
+        PAGE_EMAIL_HTML,
+        PAGES_N
+};
+static const char *const page_names[PAGES_N] = {"subscribe",     "inbox",      "confirm",
+                                                "message",       "email.subject", "email.text",
+                                                "email.html"};
+
+/* How long a form's CSRF field stays good: a citizen may take a while to fill it in. */
+#define CSRF_TTL_S    (2 * 3600)
+#define CSRF_COOKIE   "nc_csrf"
+#define RL_CAPACITY   100000
 
 /* What the form offers as time zones: the capitals and large cities of the languages'
  * countries plus one per UTC offset region, not the whole tz database (a select of 600
@@ -78,12 +103,17 @@ static const struct {
 };
 
 static struct {
-        const ml_t *m;
+        ml_t *m;
         size_t n;
         char *lang[WEB_LANGS_MAX];
         nc_mustache_t *page[WEB_LANGS_MAX][PAGES_N];
         char *css;
         size_t css_len;
+        ml_wt_keys_t keys;
+        char base[1024];          /* public_url, without a trailing '/' */
+        int secure_cookie;        /* the base is https: the cookie is Secure */
+        ml_ratelimit_t *rl_ip;    /* POST /subscribe per client address */
+        ml_ratelimit_t *rl_addr;  /* confirmation emails per address */
 } W;
 
 static const char *lang_label(const char *code)
@@ -133,15 +163,25 @@ static int page_lang(const nc_httpd_req_t *req, const char *form_lang)
         return i < 0 ? 0 : i;
 }
 
+/* PAGE of LANG with DATA: HTML-escaped unless a plain-text email part.  NULL (logged) on a
+ * rendering error. */
+static char *render_str(int lang, int page, const json_t *data)
+{
+        nc_mustache_opts_t opts = {NULL, NULL, page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT,
+                                   0};
+        char err[512], *out;
+
+        out = nc_mustache_render_compiled(W.page[lang][page], data, &opts, err, sizeof(err));
+        if (!out)
+                log_warnx("page %s/pages/%s.mustache: %s", W.lang[lang], page_names[page], err);
+        return out;
+}
+
 static int render(nc_httpd_resp_t *resp, int status, int lang, int page, const json_t *data)
 {
-        nc_mustache_opts_t opts = {NULL, NULL, 1, 0};
-        char err[512];
-
         resp->content_type = "text/html; charset=utf-8";
-        resp->body = nc_mustache_render_compiled(W.page[lang][page], data, &opts, err, sizeof(err));
+        resp->body = render_str(lang, page, data);
         if (!resp->body) {
-                log_warnx("page %s/pages/%s.mustache: %s", W.lang[lang], page_names[page], err);
                 resp->content_type = NULL;
                 resp->body = nc_xstrdup("internal error\n");
                 return 500;
@@ -154,7 +194,7 @@ static int render(nc_httpd_resp_t *resp, int status, int lang, int page, const j
 
 /* What the form shows: VALUES holds what was posted (NULL: the defaults), ERRORS the field
  * errors ("err_<field>"). */
-static json_t *form_data(int lang, const json_t *values, const json_t *errors)
+static json_t *form_data(int lang, const json_t *values, const json_t *errors, const char *csrf)
 {
         const nc_config_t *cfg = &W.m->cfg;
         const json_t *cats = json_object_get(values, "categories");
@@ -174,7 +214,7 @@ static json_t *form_data(int lang, const json_t *values, const json_t *errors)
         if (!freq)
                 freq = "daily";
         json_object_set_new(d, "lang", json_string(W.lang[lang]));
-        json_object_set_new(d, "csrf", json_string(""));
+        json_object_set_new(d, "csrf", json_string(csrf));
         json_object_set_new(
             d, "email",
             json_string(values ? json_string_value(json_object_get(values, "email")) ?: "" : ""));
@@ -285,12 +325,168 @@ static json_t *form_input(const nc_httpd_req_t *req)
         return in;
 }
 
+/* ---- CSRF: a nonce in a cookie, its sealed copy in the form ------------------------------ */
+
+/* The nonce of the request's cookie if it looks like one of ours, else a new one; *FRESH says
+ * which (a fresh one is set in the answer). */
+static int csrf_nonce(const nc_httpd_req_t *req, char *nonce, size_t size, int *fresh)
+{
+        const char *c = nc_httpd_req_cookie(req, CSRF_COOKIE);
+
+        *fresh = 0;
+        if (c && strlen(c) == 24 && strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                              "0123456789-_") == 24) {
+                snprintf(nonce, size, "%s", c);
+                return 0;
+        }
+        *fresh = 1;
+        return ml_wt_nonce(nonce, size);
+}
+
+/* The hidden field for a form of this answer (and the cookie it needs, set on RESP). */
+static int csrf_field(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, char *field, size_t size)
+{
+        char nonce[32], cookie[128];
+        int fresh;
+
+        if (csrf_nonce(req, nonce, sizeof(nonce), &fresh) != 0 ||
+            ml_wt_csrf(&W.keys, nonce, nc_time_now_ms() / 1000 + CSRF_TTL_S, field, size) != 0)
+                return -1;
+        if (fresh) {
+                snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; HttpOnly; SameSite=Strict%s",
+                         CSRF_COOKIE, nonce, W.secure_cookie ? "; Secure" : "");
+                resp->set_cookie = nc_xstrdup(cookie);
+        }
+        return 0;
+}
+
+/* 1 if the POST carries a good CSRF field for its cookie. */
+static int csrf_ok(const nc_httpd_req_t *req)
+{
+        char *field = nc_httpd_req_form(req, "csrf");
+        ml_wt_status_t st =
+            ml_wt_csrf_check(&W.keys, nc_httpd_req_cookie(req, CSRF_COOKIE), field,
+                             nc_time_now_ms() / 1000);
+
+        free(field);
+        if (st != ML_WT_OK)
+                log_info("form refused: CSRF field %s", ml_wt_status_name(st));
+        return st == ML_WT_OK;
+}
+
+/* The message page: KIND is the section of message.mustache to show. */
+static int message(nc_httpd_resp_t *resp, int status, int lang, const char *kind)
+{
+        json_t *d = json_pack("{s:s, s:b}", "lang", W.lang[lang], kind, 1);
+        int rc = render(resp, status, lang, PAGE_MESSAGE, d);
+
+        json_decref(d);
+        return rc;
+}
+
+static int internal_error(nc_httpd_resp_t *resp, int lang)
+{
+        return message(resp, 500, lang, "error");
+}
+
+/* ---- the sign-up email ------------------------------------------------------------------- */
+
+/* Builds and queues the email of a sign-up to REC's address: a confirmation link, or (KNOWN:
+ * the address is subscribed already) a note saying so with its unsubscribe link. */
+static void signup_email(int lang, const json_t *rec, int known)
+{
+        const char *email = json_string_value(json_object_get(rec, "email"));
+        const char *name = json_string_value(json_object_get(rec, "name"));
+        char tok[ML_WT_TOKEN_SIZE], url[ML_WT_TOKEN_SIZE + 1100], unsub[ML_TOKEN_SIZE + 1100];
+        char msgid[ML_MAIL_MSGID_SIZE], what[64], err[512], *payload, *parts[3] = {0};
+        int64_t now = nc_time_now_ms();
+        json_t *d, *req;
+        ml_mail_t mail;
+        size_t len;
+        char *data;
+
+        d = json_pack("{s:s, s:b, s:b, s:I}", "lang", W.lang[lang], "confirm", !known, "known",
+                      known, "expiry_hours", (json_int_t)(W.m->cfg.mailer.confirm_expiry_ms / 3600000));
+        if (name && *name)
+                json_object_set_new(d, "name", json_string(name));
+        if (known) {
+                char t[ML_TOKEN_SIZE];
+
+                ml_unsub_token(W.m, json_string_value(json_object_get(rec, "id")), t, sizeof(t));
+                snprintf(unsub, sizeof(unsub), "%s?token=%s", W.m->cfg.mailer.unsubscribe_url, t);
+                json_object_set_new(d, "unsubscribe_url", json_string(unsub));
+        } else {
+                /* The token carries the request itself: nothing is stored before it comes
+                 * back. */
+                req = json_deep_copy(rec);
+                json_object_del(req, "id");
+                json_object_del(req, "updated_at");
+                json_object_del(req, "generation");
+                payload = json_dumps(req, JSON_COMPACT);
+                json_decref(req);
+                if (!payload ||
+                    ml_wt_seal(&W.keys, ML_WT_CONFIRM,
+                               now / 1000 + W.m->cfg.mailer.confirm_expiry_ms / 1000, payload,
+                               strlen(payload), tok, sizeof(tok)) != 0) {
+                        log_warnx("sign-up email not sent: the request does not fit in a token");
+                        free(payload);
+                        json_decref(d);
+                        return;
+                }
+                free(payload);
+                snprintf(url, sizeof(url), "%s/confirm?token=%s", W.base, tok);
+                json_object_set_new(d, "confirm_url", json_string(url));
+        }
+        for (int i = 0; i < 3; i++)
+                if (!(parts[i] = render_str(lang, PAGE_EMAIL_SUBJECT + i, d)))
+                        goto out;
+        /* A subject is one line. */
+        for (char *c = parts[0]; *c; c++)
+                if (*c == '\r' || *c == '\n')
+                        *c = ' ';
+        snprintf(what, sizeof(what), "signup-%lld", (long long)now);
+        ml_mail_message_id(email, what, W.m->cfg.mailer.message_id_domain, msgid, sizeof(msgid));
+        memset(&mail, 0, sizeof(mail));
+        mail.from_name = W.m->cfg.mailer.from_name;
+        mail.from_addr = W.m->cfg.mailer.from_address;
+        mail.to_name = name && *name ? name : NULL;
+        mail.to_addr = email;
+        mail.subject = parts[0];
+        mail.text = parts[1];
+        mail.html = parts[2];
+        mail.message_id = msgid;
+        mail.date_ms = now;
+        if ((data = ml_mail_build(&mail, &len, err, sizeof(err))))
+                ml_outbox_send(email, data, len); /* now owned by the outbox */
+        else
+                log_warnx("sign-up email not built: %s", err);
+out:
+        for (int i = 0; i < 3; i++)
+                free(parts[i]);
+        json_decref(d);
+}
+
+/* ---- /subscribe -------------------------------------------------------------------------- */
+
 static int get_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
 {
         int lang = page_lang(req, NULL), status;
-        json_t *d = form_data(lang, NULL, NULL);
+        char csrf[ML_WT_TOKEN_SIZE];
+        json_t *d;
 
+        if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0)
+                return internal_error(resp, lang);
+        d = form_data(lang, NULL, NULL, csrf);
         status = render(resp, 200, lang, PAGE_SUBSCRIBE, d);
+        json_decref(d);
+        return status;
+}
+
+static int inbox(nc_httpd_resp_t *resp, int lang)
+{
+        json_t *d = json_pack("{s:s}", "lang", W.lang[lang]);
+        int status = render(resp, 200, lang, PAGE_INBOX, d);
+
         json_decref(d);
         return status;
 }
@@ -298,19 +494,22 @@ static int get_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
 static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
 {
         json_t *in = form_input(req), *rec, *d;
-        char err[512], *hp = nc_httpd_req_form(req, "website");
-        const char *chosen = json_string_value(json_object_get(in, "lang"));
-        int lang = page_lang(req, chosen), status;
+        char err[512], ip[64], csrf[ML_WT_TOKEN_SIZE], *hp = nc_httpd_req_form(req, "website");
+        const char *chosen = json_string_value(json_object_get(in, "lang")), *id;
+        int lang = page_lang(req, chosen), status, known, suppressed;
+        uint64_t gen, removed;
 
+        if (!csrf_ok(req)) {
+                free(hp);
+                json_decref(in);
+                return message(resp, 403, lang, "csrf");
+        }
         if (hp && hp[0]) {
                 /* A bot: the same page as everyone, and nothing else. */
                 log_info("sign-up with the honeypot field filled in ignored");
                 free(hp);
                 json_decref(in);
-                d = json_pack("{s:s}", "lang", W.lang[lang]);
-                status = render(resp, 200, lang, PAGE_INBOX, d);
-                json_decref(d);
-                return status;
+                return inbox(resp, lang);
         }
         free(hp);
         rec = nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err));
@@ -327,19 +526,170 @@ static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
                 } else {
                         json_object_set_new(errors, "err_email", json_string(err));
                 }
-                d = form_data(lang, in, errors);
+                if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0)
+                        csrf[0] = '\0';
+                d = form_data(lang, in, errors, csrf);
                 status = render(resp, 400, lang, PAGE_SUBSCRIBE, d);
                 json_decref(errors);
                 json_decref(d);
                 json_decref(in);
                 return status;
         }
-        json_decref(rec);
         json_decref(in);
-        d = json_pack("{s:s}", "lang", W.lang[lang]);
-        status = render(resp, 200, lang, PAGE_INBOX, d);
-        json_decref(d);
-        return status;
+        lang = page_lang(req, json_string_value(json_object_get(rec, "lang")));
+        id = json_string_value(json_object_get(rec, "id"));
+        /* Limits: whoever asks, the page is the same; only the email is held back. */
+        if (nc_httpd_req_client_ip(req, ip, sizeof(ip)) != 0)
+                snprintf(ip, sizeof(ip), "?");
+        if (!ml_ratelimit_take(W.rl_ip, ip, nc_time_now_ms())) {
+                log_info("sign-up from %s over [mailer] signup_rate_ip: no email", ip);
+        } else if (!ml_ratelimit_take(W.rl_addr, id, nc_time_now_ms())) {
+                log_info("sign-up over [mailer] signup_rate_address: no email");
+        } else {
+                known = ml_store_sub_state(W.m, id, &gen, &suppressed, &removed);
+                if (known < 0) {
+                        json_decref(rec);
+                        return message(resp, 503, lang, "loading");
+                }
+                /* A suppressed address confirms again like a new one. */
+                signup_email(lang, rec, known == 1 && !suppressed);
+        }
+        json_decref(rec);
+        return inbox(resp, lang);
+}
+
+/* ---- /confirm ---------------------------------------------------------------------------- */
+
+/* The subscription a confirmation link makes always has the same generation, derived from
+ * the link: confirming twice writes nothing new, and the view can tell a link whose
+ * subscription was since removed. */
+static uint64_t confirm_generation(const char *token)
+{
+        unsigned char h[SHA256_DIGEST_LENGTH];
+        uint64_t g = 0;
+
+        SHA256((const unsigned char *)token, strlen(token), h);
+        for (int i = 0; i < 8; i++)
+                g = g << 8 | h[i];
+        return g ? g : 1;
+}
+
+struct confirm_wait {
+        int lang;
+        char id[300];
+};
+
+static void confirm_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o,
+                         const char *why)
+{
+        struct confirm_wait *w = arg;
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL};
+        int status;
+
+        switch (o) {
+        case ML_PUBLIC_WRITTEN:
+                log_info("subscribed %s (confirmed sign-up)", w->id);
+                status = message(&resp, 200, w->lang, "confirmed");
+                break;
+        case ML_PUBLIC_NOT_SAVED:
+                log_warnx("sign-up of %s not saved: %s; the page said so", w->id, why);
+                status = message(&resp, 503, w->lang, "not_saved");
+                break;
+        case ML_PUBLIC_UNCONFIRMED:
+                log_warnx("sign-up of %s may or may not be saved: %s; the page said so", w->id,
+                          why);
+                status = message(&resp, 503, w->lang, "unconfirmed");
+                break;
+        default:
+                fatalx("confirm_done: outcome %d", (int)o);
+        }
+        nc_httpd_deferred_reply(d, status, &resp);
+        free(w);
+}
+
+static int handle_confirm(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        const char *method = nc_httpd_req_method(req), *token = nc_httpd_req_query(req, "token");
+        char payload[ML_WT_PAYLOAD_MAX + 1], err[512], why[256], hex[32], csrf[ML_WT_TOKEN_SIZE];
+        int lang = page_lang(req, NULL), known, suppressed, status;
+        uint64_t gen, removed, want;
+        json_t *in, *rec, *d;
+        ml_wt_status_t st;
+        struct confirm_wait *w;
+        char *value;
+        size_t len;
+
+        (void)opaque;
+        if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))
+                return message(resp, 405, lang, "invalid");
+        st = ml_wt_open(&W.keys, ML_WT_CONFIRM, nc_time_now_ms() / 1000, token, payload,
+                        sizeof(payload), &len, NULL);
+        if (st == ML_WT_EXPIRED)
+                return message(resp, 410, lang, "expired");
+        if (st != ML_WT_OK) {
+                log_info("confirmation link refused: %s", ml_wt_status_name(st));
+                return message(resp, 403, lang, "invalid");
+        }
+        in = json_loadb(payload, len, 0, NULL);
+        rec = in ? nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err))
+                 : NULL;
+        json_decref(in);
+        if (!rec) {
+                /* Ours, but no longer valid here (a category removed since, say). */
+                log_warnx("confirmation link of a request no longer valid: %s", in ? err : "");
+                return message(resp, 400, lang, "invalid");
+        }
+        lang = page_lang(req, json_string_value(json_object_get(rec, "lang")));
+        known = ml_store_sub_state(W.m, json_string_value(json_object_get(rec, "id")), &gen,
+                                   &suppressed, &removed);
+        want = confirm_generation(token);
+        if (known < 0) {
+                json_decref(rec);
+                return message(resp, 503, lang, "loading");
+        }
+        if (known == 1 && gen == want) {
+                json_decref(rec);
+                return message(resp, 200, lang, "already");
+        }
+        if (removed == want) {
+                /* This link's subscription was made and then ended: it cannot make it
+                 * again. */
+                json_decref(rec);
+                log_info("confirmation link of a subscription since removed refused");
+                return message(resp, 410, lang, "used");
+        }
+        if (strcmp(method, "POST")) {
+                if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0) {
+                        json_decref(rec);
+                        return internal_error(resp, lang);
+                }
+                d = json_pack("{s:s, s:s, s:s, s:O}", "lang", W.lang[lang], "token", token,
+                              "csrf", csrf, "email", json_object_get(rec, "email"));
+                status = render(resp, 200, lang, PAGE_CONFIRM, d);
+                json_decref(d);
+                json_decref(rec);
+                return status;
+        }
+        if (!csrf_ok(req)) {
+                json_decref(rec);
+                return message(resp, 403, lang, "csrf");
+        }
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)want);
+        json_object_set_new(rec, "generation", json_string(hex));
+        value = json_dumps(rec, JSON_COMPACT);
+        w = nc_xcalloc(1, sizeof(*w));
+        w->lang = lang;
+        snprintf(w->id, sizeof(w->id), "%s", json_string_value(json_object_get(rec, "id")));
+        json_decref(rec);
+        {
+                nc_httpd_deferred_t *dr = nc_httpd_req_defer(req);
+
+                if (ml_public_write(W.m, w->id, value, "subscriber.updated", dr,
+                                    confirm_done, w, why, sizeof(why)) != 0)
+                        confirm_done(w, dr, ML_PUBLIC_NOT_SAVED, why); /* now owned by it */
+        }
+        free(value);
+        return NC_HTTPD_DEFERRED;
 }
 
 static int handle_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
@@ -403,6 +753,42 @@ static int load(const ml_t *m, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* Keys, the links' base, the limits: what the flow needs besides the templates. */
+static int setup(ml_t *m, char *errstr, size_t errstr_size)
+{
+        const nc_mailer_config_t *mc = &m->cfg.mailer;
+        const char *base = mc->public_url;
+        int64_t window;
+        char err[512];
+        size_t n;
+        int max;
+
+        if (ml_wt_keys_load(&W.keys, (const char *const *)mc->signup_secret_file.v,
+                            (int)mc->signup_secret_file.n, err, sizeof(err)) != 0)
+                return nc_err(errstr, errstr_size, "[mailer] signup_secret_file: %s", err);
+        if (base && *base) {
+                snprintf(W.base, sizeof(W.base), "%s", base);
+        } else {
+                /* The unsubscribe URL's scheme and authority: where /unsubscribe is, the
+                 * other pages are. */
+                const char *u = mc->unsubscribe_url, *p = strstr(u, "://");
+
+                n = p ? (size_t)(strcspn(p + 3, "/?#") + (size_t)(p + 3 - u)) : strlen(u);
+                snprintf(W.base, sizeof(W.base), "%.*s", (int)n, u);
+        }
+        n = strlen(W.base);
+        while (n && W.base[n - 1] == '/')
+                W.base[--n] = '\0';
+        W.secure_cookie = !strncmp(W.base, "https://", 8);
+        if (ml_ratelimit_parse(mc->signup_rate_ip, &max, &window, err, sizeof(err)) != 0)
+                return nc_err(errstr, errstr_size, "[mailer] signup_rate_ip: %s", err);
+        W.rl_ip = ml_ratelimit_new(max, window, RL_CAPACITY);
+        if (ml_ratelimit_parse(mc->signup_rate_address, &max, &window, err, sizeof(err)) != 0)
+                return nc_err(errstr, errstr_size, "[mailer] signup_rate_address: %s", err);
+        W.rl_addr = ml_ratelimit_new(max, window, RL_CAPACITY);
+        return ml_outbox_start(m, errstr, errstr_size);
+}
+
 int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size)
 {
         if (!public)
@@ -412,26 +798,32 @@ int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size)
                 return 0;
         }
         W.m = m;
-        if (load(m, errstr, errstr_size) != 0) {
+        if (load(m, errstr, errstr_size) != 0 || setup(m, errstr, errstr_size) != 0) {
                 ml_web_stop();
                 return -1;
         }
         if (nc_httpd_add_route(public, "/subscribe", handle_subscribe, m) != 0 ||
+            nc_httpd_add_route(public, "/confirm", handle_confirm, m) != 0 ||
             nc_httpd_add_route(public, "/assets/site.css", handle_css, m) != 0) {
                 ml_web_stop();
                 return nc_err(errstr, errstr_size, "cannot add the sign-up routes");
         }
-        log_info("sign-up pages on the public listener: /subscribe");
+        nc_log_kv(NC_LOG_INFO, "sign-up pages", "paths", "/subscribe /confirm", "links", W.base,
+                  NULL);
         return 0;
 }
 
 void ml_web_stop(void)
 {
+        ml_outbox_stop();
         for (size_t i = 0; i < W.n; i++) {
                 for (int p = 0; p < PAGES_N; p++)
                         nc_mustache_destroy(W.page[i][p]);
                 free(W.lang[i]);
         }
         free(W.css);
+        ml_ratelimit_free(W.rl_ip);
+        ml_ratelimit_free(W.rl_addr);
+        ml_wt_keys_clear(&W.keys);
         memset(&W, 0, sizeof(W));
 }
