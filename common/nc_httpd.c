@@ -29,8 +29,8 @@
 
 #define CT_TEXT    "text/plain; charset=utf-8"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CSP                                                                                    \
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "          \
+#define CSP                                                                                        \
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "               \
         "frame-ancestors 'none'; base-uri 'none'"
 
 struct route {
@@ -620,9 +620,9 @@ static enum MHD_Result run_handler(struct nc_httpd_req *req)
         }
         if (resp.body && resp.body_len == 0)
                 resp.body_len = strlen(resp.body);
-        ret = reply_full(req->conn, (unsigned)status,
-                         resp.content_type ? resp.content_type : CT_TEXT, resp.body,
-                         resp.body_len, 1, NULL, 0, resp.set_cookie);
+        ret =
+            reply_full(req->conn, (unsigned)status, resp.content_type ? resp.content_type : CT_TEXT,
+                       resp.body, resp.body_len, 1, NULL, 0, resp.set_cookie);
         free(resp.set_cookie);
         return ret;
 }

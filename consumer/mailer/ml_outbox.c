@@ -32,8 +32,8 @@ static struct {
         pthread_t thread;
         ml_t *m;
         char *password;
-} O = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL,
-       NULL};
+} O = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL};
 
 static void item_free(struct item *it)
 {
@@ -150,8 +150,8 @@ int ml_outbox_start(ml_t *m, char *errstr, size_t errstr_size)
         if (m->cfg.smtp.password_file) {
                 size_t plen;
 
-                if (!(O.password = nc_secret_file_read(m->cfg.smtp.password_file, &plen, err,
-                                                       sizeof(err))))
+                if (!(O.password =
+                          nc_secret_file_read(m->cfg.smtp.password_file, &plen, err, sizeof(err))))
                         return nc_err(errstr, errstr_size, "%s", err);
         }
         if (pthread_create(&O.thread, NULL, outbox_main, NULL) != 0)
@@ -169,8 +169,7 @@ int ml_outbox_send(const char *rcpt, char *data, size_t len)
                 O.dropped++;
                 pthread_mutex_unlock(&O.lock);
                 log_warnx("sign-up email dropped: %s (%zu so far)",
-                          O.running && !O.stopping ? "the queue is full" : "stopping",
-                          O.dropped);
+                          O.running && !O.stopping ? "the queue is full" : "stopping", O.dropped);
                 free(data);
                 return -1;
         }

@@ -561,7 +561,7 @@ typedef struct worker {
 } worker_t;
 
 void ml_sender_smtp_config(const ml_t *m, const char *password, ml_smtp_cancel_t *cancel,
-                               ml_smtp_config_t *sc)
+                           ml_smtp_config_t *sc)
 {
         memset(sc, 0, sizeof(*sc));
         sc->host = m->cfg.smtp.host;

@@ -46,14 +46,13 @@ enum {
         PAGE_EMAIL_HTML,
         PAGES_N
 };
-static const char *const page_names[PAGES_N] = {"subscribe",     "inbox",      "confirm",
-                                                "message",       "email.subject", "email.text",
-                                                "email.html"};
+static const char *const page_names[PAGES_N] = {
+    "subscribe", "inbox", "confirm", "message", "email.subject", "email.text", "email.html"};
 
 /* How long a form's CSRF field stays good: a citizen may take a while to fill it in. */
-#define CSRF_TTL_S    (2 * 3600)
-#define CSRF_COOKIE   "nc_csrf"
-#define RL_CAPACITY   100000
+#define CSRF_TTL_S  (2 * 3600)
+#define CSRF_COOKIE "nc_csrf"
+#define RL_CAPACITY 100000
 
 /* What the form offers as time zones: the capitals and large cities of the languages'
  * countries plus one per UTC offset region, not the whole tz database (a select of 600
@@ -110,10 +109,10 @@ static struct {
         char *css;
         size_t css_len;
         ml_wt_keys_t keys;
-        char base[1024];          /* public_url, without a trailing '/' */
-        int secure_cookie;        /* the base is https: the cookie is Secure */
-        ml_ratelimit_t *rl_ip;    /* POST /subscribe per client address */
-        ml_ratelimit_t *rl_addr;  /* confirmation emails per address */
+        char base[1024];         /* public_url, without a trailing '/' */
+        int secure_cookie;       /* the base is https: the cookie is Secure */
+        ml_ratelimit_t *rl_ip;   /* POST /subscribe per client address */
+        ml_ratelimit_t *rl_addr; /* confirmation emails per address */
 } W;
 
 static const char *lang_label(const char *code)
@@ -167,8 +166,8 @@ static int page_lang(const nc_httpd_req_t *req, const char *form_lang)
  * rendering error. */
 static char *render_str(int lang, int page, const json_t *data)
 {
-        nc_mustache_opts_t opts = {NULL, NULL, page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT,
-                                   0};
+        nc_mustache_opts_t opts = {NULL, NULL,
+                                   page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT, 0};
         char err[512], *out;
 
         out = nc_mustache_render_compiled(W.page[lang][page], data, &opts, err, sizeof(err));
@@ -334,8 +333,9 @@ static int csrf_nonce(const nc_httpd_req_t *req, char *nonce, size_t size, int *
         const char *c = nc_httpd_req_cookie(req, CSRF_COOKIE);
 
         *fresh = 0;
-        if (c && strlen(c) == 24 && strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                              "0123456789-_") == 24) {
+        if (c && strlen(c) == 24 &&
+            strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789-_") == 24) {
                 snprintf(nonce, size, "%s", c);
                 return 0;
         }
@@ -364,9 +364,8 @@ static int csrf_field(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, char *fi
 static int csrf_ok(const nc_httpd_req_t *req)
 {
         char *field = nc_httpd_req_form(req, "csrf");
-        ml_wt_status_t st =
-            ml_wt_csrf_check(&W.keys, nc_httpd_req_cookie(req, CSRF_COOKIE), field,
-                             nc_time_now_ms() / 1000);
+        ml_wt_status_t st = ml_wt_csrf_check(&W.keys, nc_httpd_req_cookie(req, CSRF_COOKIE), field,
+                                             nc_time_now_ms() / 1000);
 
         free(field);
         if (st != ML_WT_OK)
@@ -406,14 +405,19 @@ static void signup_email(int lang, const json_t *rec, int known)
         char *data;
 
         d = json_pack("{s:s, s:b, s:b, s:I}", "lang", W.lang[lang], "confirm", !known, "known",
-                      known, "expiry_hours", (json_int_t)(W.m->cfg.mailer.confirm_expiry_ms / 3600000));
+                      known, "expiry_hours",
+                      (json_int_t)(W.m->cfg.mailer.confirm_expiry_ms / 3600000));
         if (name && *name)
                 json_object_set_new(d, "name", json_string(name));
-        if (known) {
+        /* Every message carries List-Unsubscribe (ml_mail.h); before confirmation its page
+         * says "you are not subscribed", which is true. */
+        {
                 char t[ML_TOKEN_SIZE];
 
                 ml_unsub_token(W.m, json_string_value(json_object_get(rec, "id")), t, sizeof(t));
                 snprintf(unsub, sizeof(unsub), "%s?token=%s", W.m->cfg.mailer.unsubscribe_url, t);
+        }
+        if (known) {
                 json_object_set_new(d, "unsubscribe_url", json_string(unsub));
         } else {
                 /* The token carries the request itself: nothing is stored before it comes
@@ -424,10 +428,9 @@ static void signup_email(int lang, const json_t *rec, int known)
                 json_object_del(req, "generation");
                 payload = json_dumps(req, JSON_COMPACT);
                 json_decref(req);
-                if (!payload ||
-                    ml_wt_seal(&W.keys, ML_WT_CONFIRM,
-                               now / 1000 + W.m->cfg.mailer.confirm_expiry_ms / 1000, payload,
-                               strlen(payload), tok, sizeof(tok)) != 0) {
+                if (!payload || ml_wt_seal(&W.keys, ML_WT_CONFIRM,
+                                           now / 1000 + W.m->cfg.mailer.confirm_expiry_ms / 1000,
+                                           payload, strlen(payload), tok, sizeof(tok)) != 0) {
                         log_warnx("sign-up email not sent: the request does not fit in a token");
                         free(payload);
                         json_decref(d);
@@ -456,6 +459,9 @@ static void signup_email(int lang, const json_t *rec, int known)
         mail.html = parts[2];
         mail.message_id = msgid;
         mail.date_ms = now;
+        mail.list_id = W.m->cfg.mailer.list_id;
+        mail.unsubscribe_https = unsub;
+        mail.unsubscribe_mailto = W.m->cfg.mailer.unsubscribe_mailto;
         if ((data = ml_mail_build(&mail, &len, err, sizeof(err))))
                 ml_outbox_send(email, data, len); /* now owned by the outbox */
         else
@@ -579,8 +585,7 @@ struct confirm_wait {
         char id[300];
 };
 
-static void confirm_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o,
-                         const char *why)
+static void confirm_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o, const char *why)
 {
         struct confirm_wait *w = arg;
         nc_httpd_resp_t resp = {NULL, NULL, 0, NULL};
@@ -631,8 +636,8 @@ static int handle_confirm(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void
                 return message(resp, 403, lang, "invalid");
         }
         in = json_loadb(payload, len, 0, NULL);
-        rec = in ? nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err))
-                 : NULL;
+        rec =
+            in ? nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err)) : NULL;
         json_decref(in);
         if (!rec) {
                 /* Ours, but no longer valid here (a category removed since, say). */
@@ -663,8 +668,8 @@ static int handle_confirm(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void
                         json_decref(rec);
                         return internal_error(resp, lang);
                 }
-                d = json_pack("{s:s, s:s, s:s, s:O}", "lang", W.lang[lang], "token", token,
-                              "csrf", csrf, "email", json_object_get(rec, "email"));
+                d = json_pack("{s:s, s:s, s:s, s:O}", "lang", W.lang[lang], "token", token, "csrf",
+                              csrf, "email", json_object_get(rec, "email"));
                 status = render(resp, 200, lang, PAGE_CONFIRM, d);
                 json_decref(d);
                 json_decref(rec);
@@ -684,8 +689,8 @@ static int handle_confirm(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void
         {
                 nc_httpd_deferred_t *dr = nc_httpd_req_defer(req);
 
-                if (ml_public_write(W.m, w->id, value, "subscriber.updated", dr,
-                                    confirm_done, w, why, sizeof(why)) != 0)
+                if (ml_public_write(W.m, w->id, value, "subscriber.updated", dr, confirm_done, w,
+                                    why, sizeof(why)) != 0)
                         confirm_done(w, dr, ML_PUBLIC_NOT_SAVED, why); /* now owned by it */
         }
         free(value);
