@@ -75,6 +75,7 @@ $(BUILD)/tests/test_ml_policy: consumer/mailer/ml_policy.c consumer/mailer/ml_po
 # test_unsub_token and test_webtoken include the mailer's token modules and ml_siv.c.
 $(BUILD)/tests/test_unsub_token: consumer/mailer/unsub_token.c consumer/mailer/unsub_token.h \
 	consumer/mailer/ml_siv.c consumer/mailer/ml_siv.h
+$(BUILD)/tests/test_ratelimit: consumer/mailer/ml_ratelimit.c consumer/mailer/ml_ratelimit.h
 $(BUILD)/tests/test_webtoken: consumer/mailer/ml_webtoken.c consumer/mailer/ml_webtoken.h \
 	consumer/mailer/ml_siv.c consumer/mailer/ml_siv.h
 

@@ -25,8 +25,12 @@ struct fetch {
         size_t len;
         char ctype[128];
         char allow[64];
+        char set_cookie[128], csp[256], nosniff[32];
         CURLcode rc;
 };
+
+/* Sent as the Cookie header by fetch() when set. */
+static const char *fetch_cookie;
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -47,6 +51,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 
         if (len > 7 && !strncasecmp(p, "Allow: ", 7))
                 snprintf(f->allow, sizeof(f->allow), "%.*s", (int)(len - 9), p + 7);
+        if (len > 12 && !strncasecmp(p, "Set-Cookie: ", 12))
+                snprintf(f->set_cookie, sizeof(f->set_cookie), "%.*s", (int)(len - 14), p + 12);
+        if (len > 25 && !strncasecmp(p, "Content-Security-Policy: ", 25))
+                snprintf(f->csp, sizeof(f->csp), "%.*s", (int)(len - 27), p + 25);
+        if (len > 24 && !strncasecmp(p, "X-Content-Type-Options: ", 24))
+                snprintf(f->nosniff, sizeof(f->nosniff), "%.*s", (int)(len - 26), p + 24);
         return len;
 }
 
@@ -70,6 +80,8 @@ static void fetch(struct fetch *f, int port, const char *method, const char *pat
         curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, f);
+        if (fetch_cookie)
+                curl_easy_setopt(c, CURLOPT_COOKIE, fetch_cookie);
         if (!strcmp(method, "HEAD"))
                 curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
         else if (strcmp(method, "GET"))
@@ -180,6 +192,57 @@ static void test_builtin(void **state)
 
         nc_httpd_stop(h);
         nc_metrics_free(m);
+}
+
+/* Answers with the request's cookies "a" and "nc_csrf" and its client address, and sets a
+ * cookie. */
+static int cookie_handler(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        char ip[64] = "", out[256];
+        const char *a = nc_httpd_req_cookie(req, "a"), *n = nc_httpd_req_cookie(req, "nc_csrf");
+
+        (void)opaque;
+        if (nc_httpd_req_client_ip(req, ip, sizeof(ip)) != 0)
+                snprintf(ip, sizeof(ip), "none");
+        snprintf(out, sizeof(out), "a=%s nc_csrf=%s ip=%s", a ? a : "(null)", n ? n : "(null)", ip);
+        resp->body = strdup(out);
+        resp->set_cookie = strdup("k=v; Path=/; HttpOnly; SameSite=Strict");
+        return 200;
+}
+
+static void test_cookies_and_headers(void **state)
+{
+        char err[256] = "";
+        nc_httpd_t *h;
+        struct fetch f;
+        int port;
+
+        (void)state;
+        h = nc_httpd_start_public("127.0.0.1:0", err, sizeof(err));
+        if (!h)
+                fail_msg("%s", err);
+        port = nc_httpd_port(h);
+        assert_int_equal(nc_httpd_add_route(h, "/c", cookie_handler, NULL), 0);
+        fetch_cookie = "a=1; nc_csrf=abc-_9; b=2";
+        get(&f, port, "/c");
+        fetch_cookie = NULL;
+        assert_int_equal(f.status, 200);
+        assert_string_equal(f.body, "a=1 nc_csrf=abc-_9 ip=127.0.0.1");
+        assert_string_equal(f.set_cookie, "k=v; Path=/; HttpOnly; SameSite=Strict");
+        assert_non_null(strstr(f.csp, "default-src 'none'"));
+        assert_string_equal(f.nosniff, "nosniff");
+        free(f.body);
+        get(&f, port, "/c");
+        assert_string_equal(f.body, "a=(null) nc_csrf=(null) ip=127.0.0.1");
+        free(f.body);
+        /* Every answer carries the headers, a 404 too. */
+        get(&f, port, "/nothing");
+        assert_int_equal(f.status, 404);
+        assert_non_null(strstr(f.csp, "frame-ancestors 'none'"));
+        assert_string_equal(f.nosniff, "nosniff");
+        assert_string_equal(f.set_cookie, "");
+        free(f.body);
+        nc_httpd_stop(h);
 }
 
 /* Echoes what it got: method, the "token" query argument, the form fields "a" and "b" and the
@@ -584,7 +647,7 @@ struct later {
 static void *reply_later(void *arg)
 {
         struct later *l = arg;
-        nc_httpd_resp_t r = {"text/plain", NULL, 0, NULL, NULL};
+        nc_httpd_resp_t r = {"text/plain", NULL, 0, NULL};
 
         usleep((useconds_t)l->delay_ms * 1000);
         r.body = strdup("answered later\n");
@@ -683,7 +746,7 @@ static void test_deferred(void **state)
         assert_true(bg.f.status == 503 || bg.f.status == 0);
         free(bg.f.body);
         {
-                nc_httpd_resp_t r = {NULL, strdup("too late\n"), 0, NULL, NULL};
+                nc_httpd_resp_t r = {NULL, strdup("too late\n"), 0, NULL};
 
                 nc_httpd_deferred_reply(kept, 200, &r);
         }
@@ -803,10 +866,15 @@ static void test_public_listener(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_builtin),         cmocka_unit_test(test_routes),
-            cmocka_unit_test(test_body_limit),      cmocka_unit_test(test_listen),
-            cmocka_unit_test(test_framing),         cmocka_unit_test(test_per_ip_budget),
-            cmocka_unit_test(test_deferred),        cmocka_unit_test(test_healthz_heartbeat),
+            cmocka_unit_test(test_builtin),
+            cmocka_unit_test(test_routes),
+            cmocka_unit_test(test_cookies_and_headers),
+            cmocka_unit_test(test_body_limit),
+            cmocka_unit_test(test_listen),
+            cmocka_unit_test(test_framing),
+            cmocka_unit_test(test_per_ip_budget),
+            cmocka_unit_test(test_deferred),
+            cmocka_unit_test(test_healthz_heartbeat),
             cmocka_unit_test(test_public_listener),
         };
 
