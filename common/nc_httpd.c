@@ -29,9 +29,6 @@
 
 #define CT_TEXT    "text/plain; charset=utf-8"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CSP                                                                                        \
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "               \
-        "frame-ancestors 'none'; base-uri 'none'"
 
 struct route {
         char *path;
@@ -65,6 +62,7 @@ struct nc_httpd_deferred {
         char *body;
         size_t body_len;
         const char *ctype;
+        char *set_cookie, *location; /* ours: LOCATION is copied, the reply comes later */
 };
 
 struct nc_httpd {
@@ -105,6 +103,10 @@ struct nc_httpd_req {
         char *body;
         size_t len, cap;
         struct nc_httpd_deferred *deferred;
+        /* The Cookie headers split once, on first use: "name\0value\0" pairs. */
+        char *cookies;
+        size_t cookies_len;
+        int cookies_parsed;
 };
 
 static const char *const builtin_paths[] = {"/metrics", "/healthz", "/readyz"};
@@ -253,13 +255,20 @@ static void on_log(void *cls, const char *fmt, va_list ap)
         log_warnx("httpd: %s", buf);
 }
 
-/* Queues BODY (taken over when MUST_FREE) with STATUS. */
-static enum MHD_Result reply_full(struct MHD_Connection *conn, unsigned status, const char *ctype,
-                                  char *body, size_t len, int must_free, const char *allow,
-                                  int close_after, const char *cookie)
+/* Sent with every answer of a public listener: its pages are plain HTML forms, so nothing
+ * else may load, frame them or leak their URLs (which carry tokens) to other sites. */
+static const char *const public_headers[][2] = {
+    {"Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"},
+    {"X-Content-Type-Options", "nosniff"},
+    {"Referrer-Policy", "no-referrer"},
+    {"X-Frame-Options", "DENY"},
+};
+
+/* A response with BODY (taken over when MUST_FREE), or NULL (BODY freed). */
+static struct MHD_Response *response_new(const char *ctype, char *body, size_t len, int must_free)
 {
         struct MHD_Response *r;
-        enum MHD_Result ret;
 
         if (!body) {
                 body = "";
@@ -271,37 +280,84 @@ static enum MHD_Result reply_full(struct MHD_Connection *conn, unsigned status, 
         if (!r) {
                 if (must_free)
                         free(body);
-                return MHD_NO;
+                return NULL;
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-        /* Probes and scrapes must see the live state, never a cached copy. */
+        /* Probes and scrapes must see the live state, never a cached copy; pages carry
+         * tokens. */
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-        /* Every answer, on either listener: the public pages are HTML with a stylesheet and
-         * forms that post to themselves, nothing else; the admin answers are text. */
-        MHD_add_response_header(r, "Content-Security-Policy", CSP);
-        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-        MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
-        MHD_add_response_header(r, "X-Frame-Options", "DENY");
-        if (cookie)
-                MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
-        if (allow)
-                MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-        if (close_after)
-                MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        return r;
+}
+
+/* Adds the listener's security headers to R, queues it with STATUS and releases it. */
+static enum MHD_Result response_queue(nc_httpd_t *h, struct MHD_Connection *conn, unsigned status,
+                                      struct MHD_Response *r)
+{
+        enum MHD_Result ret;
+        size_t i;
+
+        if (!r)
+                return MHD_NO;
+        if (h->builtins) {
+                MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        } else {
+                for (i = 0; i < sizeof(public_headers) / sizeof(public_headers[0]); i++)
+                        MHD_add_response_header(r, public_headers[i][0], public_headers[i][1]);
+        }
         ret = MHD_queue_response(conn, status, r);
         MHD_destroy_response(r);
         return ret;
 }
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
-                             char *body, size_t len, int must_free, const char *allow)
+/* Queues BODY (taken over when MUST_FREE) with STATUS. */
+static enum MHD_Result reply_full(nc_httpd_t *h, struct MHD_Connection *conn, unsigned status,
+                                  const char *ctype, char *body, size_t len, int must_free,
+                                  const char *allow, int close_after)
 {
-        return reply_full(conn, status, ctype, body, len, must_free, allow, 0, NULL);
+        struct MHD_Response *r = response_new(ctype, body, len, must_free);
+
+        if (r && allow)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+        if (r && close_after)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        return response_queue(h, conn, status, r);
 }
 
-static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
+static enum MHD_Result reply(nc_httpd_t *h, struct MHD_Connection *conn, unsigned status,
+                             const char *ctype, char *body, size_t len, int must_free,
+                             const char *allow)
 {
-        return reply(conn, status, CT_TEXT, (char *)text, strlen(text), 0, NULL);
+        return reply_full(h, conn, status, ctype, body, len, must_free, allow, 0);
+}
+
+static enum MHD_Result reply_text(nc_httpd_t *h, struct MHD_Connection *conn, unsigned status,
+                                  const char *text)
+{
+        return reply(h, conn, status, CT_TEXT, (char *)text, strlen(text), 0, NULL);
+}
+
+/* A handler's answer: BODY and SET_COOKIE taken over.  A header value with CR or LF (which
+ * would split the header) is a handler's bug: 500 rather than a half-sent cookie. */
+static enum MHD_Result reply_resp(nc_httpd_t *h, struct MHD_Connection *conn, unsigned status,
+                                  const char *ctype, char *body, size_t len, char *set_cookie,
+                                  const char *location)
+{
+        struct MHD_Response *r;
+
+        if ((set_cookie && strpbrk(set_cookie, "\r\n")) ||
+            (location && strpbrk(location, "\r\n"))) {
+                log_warnx("httpd: a handler's Set-Cookie or Location has a line break");
+                free(body);
+                free(set_cookie);
+                return reply_text(h, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
+        }
+        r = response_new(ctype ? ctype : CT_TEXT, body, len, 1);
+        if (r && set_cookie)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, set_cookie);
+        if (r && location)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
+        free(set_cookie);
+        return response_queue(h, conn, status, r);
 }
 
 static enum MHD_Result serve_builtin(nc_httpd_t *h, struct MHD_Connection *conn, const char *path)
@@ -319,10 +375,10 @@ static enum MHD_Result serve_builtin(nc_httpd_t *h, struct MHD_Connection *conn,
                 pthread_mutex_unlock(&h->lock);
                 /* Asked on every probe: the answer is the main loop's, not this thread's. */
                 if (!live || live(opaque, why, sizeof(why)))
-                        return reply_text(conn, MHD_HTTP_OK, "ok\n");
+                        return reply_text(h, conn, MHD_HTTP_OK, "ok\n");
                 if (asprintf(&text, "not ok: %s\n", why[0] ? why : "not live") < 0)
-                        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ok\n");
-                return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, CT_TEXT, text, strlen(text), 1,
+                        return reply_text(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ok\n");
+                return reply(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE, CT_TEXT, text, strlen(text), 1,
                              NULL);
         }
         if (!strcmp(path, "/readyz")) {
@@ -337,17 +393,18 @@ static enum MHD_Result serve_builtin(nc_httpd_t *h, struct MHD_Connection *conn,
                 }
                 pthread_mutex_unlock(&h->lock);
                 if (ready)
-                        return reply_text(conn, MHD_HTTP_OK, "ready\n");
+                        return reply_text(h, conn, MHD_HTTP_OK, "ready\n");
                 if (!text)
-                        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
-                return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, CT_TEXT, text, strlen(text), 1,
+                        return reply_text(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+                return reply(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE, CT_TEXT, text, strlen(text), 1,
                              NULL);
         }
         /* /metrics */
         text = h->metrics ? nc_metrics_render(h->metrics) : strdup("");
         if (!text)
-                return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render metrics\n");
-        return reply(conn, MHD_HTTP_OK, CT_METRICS, text, strlen(text), 1, NULL);
+                return reply_text(h, conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                  "cannot render metrics\n");
+        return reply(h, conn, MHD_HTTP_OK, CT_METRICS, text, strlen(text), 1, NULL);
 }
 
 struct framing {
@@ -411,12 +468,12 @@ static enum MHD_Result start_request(nc_httpd_t *h, struct MHD_Connection *conn,
                 static const char msg[] = "bad request: conflicting Content-Length / "
                                           "Transfer-Encoding headers\n";
 
-                return reply_full(conn, MHD_HTTP_BAD_REQUEST, CT_TEXT, (char *)msg, sizeof(msg) - 1,
-                                  0, NULL, 1, NULL);
+                return reply_full(h, conn, MHD_HTTP_BAD_REQUEST, CT_TEXT, (char *)msg,
+                                  sizeof(msg) - 1, 0, NULL, 1);
         }
         if (h->builtins && is_builtin(url)) {
                 if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-                        return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, CT_TEXT,
+                        return reply(h, conn, MHD_HTTP_METHOD_NOT_ALLOWED, CT_TEXT,
                                      "method not allowed\n", 19, 0, "GET, HEAD");
                 return serve_builtin(h, conn, url);
         }
@@ -432,13 +489,13 @@ static enum MHD_Result start_request(nc_httpd_t *h, struct MHD_Connection *conn,
         pthread_mutex_unlock(&h->lock);
         if (!req->fn) {
                 free(req);
-                return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
+                return reply_text(h, conn, MHD_HTTP_NOT_FOUND, "not found\n");
         }
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > NC_HTTPD_BODY_MAX) {
                 free(req);
                 /* 413 is spelt differently across MHD releases. */
-                return reply_text(conn, 413, "request body too large\n");
+                return reply_text(h, conn, 413, "request body too large\n");
         }
         req->h = h;
         req->conn = conn;
@@ -458,6 +515,8 @@ static int deferred_unref(struct nc_httpd_deferred *d)
         if (--d->refs > 0)
                 return 0;
         free(d->body);
+        free(d->set_cookie);
+        free(d->location);
         free(d);
         return --hub->refs == 0;
 }
@@ -486,7 +545,8 @@ static enum MHD_Result deferred_answer(struct nc_httpd_req *req)
         unsigned status;
         const char *ctype;
         size_t len;
-        char *body;
+        char *body, *set_cookie, *location;
+        enum MHD_Result ret;
 
         pthread_mutex_lock(&hub->lock);
         if (!d->replied) {
@@ -501,10 +561,14 @@ static enum MHD_Result deferred_answer(struct nc_httpd_req *req)
         body = d->body;
         len = d->body_len;
         ctype = d->ctype;
-        d->body = NULL;
+        set_cookie = d->set_cookie;
+        location = d->location;
+        d->body = d->set_cookie = d->location = NULL;
         pthread_mutex_unlock(&hub->lock);
         track_set(req->h, req->conn, 1);
-        return reply(req->conn, status, ctype ? ctype : CT_TEXT, body, len, 1, NULL);
+        ret = reply_resp(req->h, req->conn, status, ctype, body, len, set_cookie, location);
+        free(location);
+        return ret;
 }
 
 /* The handler deferred its answer: the connection waits (suspended, off the HTTP thread and
@@ -558,16 +622,13 @@ void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t
 {
         struct hub *hub;
         char *body = resp ? resp->body : NULL;
+        char *set_cookie = resp ? resp->set_cookie : NULL;
         size_t len = resp ? resp->body_len : 0;
         int last;
 
-        if (resp) {
-                /* Not sent on a deferred answer (nc_httpd.h). */
-                free(resp->set_cookie);
-                resp->set_cookie = NULL;
-        }
         if (!d) {
                 free(body);
+                free(set_cookie);
                 return;
         }
         if (body && len == 0)
@@ -575,6 +636,8 @@ void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t
         if (status < 100 || status > 599) {
                 log_warnx("httpd: deferred answer with status %d", status);
                 free(body);
+                free(set_cookie);
+                set_cookie = NULL;
                 status = MHD_HTTP_INTERNAL_SERVER_ERROR;
                 body = nc_xstrdup("internal error\n");
                 len = strlen(body);
@@ -585,8 +648,11 @@ void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t
         if (d->replied) {
                 /* nc_httpd_stop() answered it already. */
                 free(body);
+                free(set_cookie);
         } else {
                 deferred_set(d, status, body, len, resp ? resp->content_type : NULL);
+                d->set_cookie = set_cookie;
+                d->location = resp && resp->location ? nc_xstrdup(resp->location) : NULL;
                 if (d->conn && d->suspended && !d->resumed) {
                         d->resumed = 1;
                         MHD_resume_connection(d->conn);
@@ -600,15 +666,15 @@ void nc_httpd_deferred_reply(nc_httpd_deferred_t *d, int status, nc_httpd_resp_t
 
 static enum MHD_Result run_handler(struct nc_httpd_req *req)
 {
-        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL};
-        enum MHD_Result ret;
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
         int status;
 
         if (!req->body)
                 req->body = nc_xcalloc(1, 1);
         status = req->fn(req, &resp, req->opaque);
         if (req->deferred) {
-                free(resp.body); /* a deferring handler answers through the handle */
+                /* A deferring handler answers through the handle. */
+                free(resp.body);
                 free(resp.set_cookie);
                 return deferred_wait(req);
         }
@@ -616,15 +682,13 @@ static enum MHD_Result run_handler(struct nc_httpd_req *req)
                 log_warnx("httpd: %s: handler returned status %d", req->path, status);
                 free(resp.body);
                 free(resp.set_cookie);
-                return reply_text(req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n");
+                return reply_text(req->h, req->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                  "internal error\n");
         }
         if (resp.body && resp.body_len == 0)
                 resp.body_len = strlen(resp.body);
-        ret =
-            reply_full(req->conn, (unsigned)status, resp.content_type ? resp.content_type : CT_TEXT,
-                       resp.body, resp.body_len, 1, NULL, 0, resp.set_cookie);
-        free(resp.set_cookie);
-        return ret;
+        return reply_resp(req->h, req->conn, (unsigned)status, resp.content_type, resp.body,
+                          resp.body_len, resp.set_cookie, resp.location);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -686,6 +750,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         hub_free(hub);
         }
         free(req->body);
+        free(req->cookies);
         free(req);
         *con_cls = NULL;
 }
@@ -1091,35 +1156,10 @@ static char *form_decode(const char *s, size_t n)
         return out;
 }
 
-const char *nc_httpd_req_cookie(const nc_httpd_req_t *req, const char *name)
-{
-        return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
-}
-
-int nc_httpd_req_client_ip(const nc_httpd_req_t *req, char *buf, size_t size)
-{
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-
-        if (size)
-                buf[0] = '\0';
-        if (!sa)
-                return -1;
-        if (sa->sa_family == AF_INET)
-                return inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
-                                 (socklen_t)size)
-                           ? 0
-                           : -1;
-        if (sa->sa_family == AF_INET6)
-                return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
-                                 (socklen_t)size)
-                           ? 0
-                           : -1;
-        return -1;
-}
-
-char *nc_httpd_req_form(const nc_httpd_req_t *req, const char *key)
+/* Calls FN with the decoded value (NULL if it does not decode) of each KEY field of REQ's
+ * urlencoded body, in order, until FN returns nonzero.  -1 if the body is not a form. */
+static int form_each(const nc_httpd_req_t *req, const char *key, int (*fn)(char *value, void *arg),
+                     void *arg)
 {
         static const char form_ct[] = "application/x-www-form-urlencoded";
         const char *ct = nc_httpd_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -1129,7 +1169,7 @@ char *nc_httpd_req_form(const nc_httpd_req_t *req, const char *key)
         if (ct && (strncasecmp(ct, form_ct, sizeof(form_ct) - 1) ||
                    (ct[sizeof(form_ct) - 1] != '\0' && ct[sizeof(form_ct) - 1] != ';' &&
                     ct[sizeof(form_ct) - 1] != ' ')))
-                return NULL;
+                return -1;
         p = nc_httpd_req_body(req, &len);
         end = p + len;
         for (; p < end; p = amp + 1) {
@@ -1145,9 +1185,173 @@ char *nc_httpd_req_form(const nc_httpd_req_t *req, const char *key)
                 name = form_decode(p, (size_t)(eq - p));
                 match = name && !strcmp(name, key);
                 free(name);
-                if (match)
-                        return eq < amp ? form_decode(eq + 1, (size_t)(amp - eq - 1))
-                                        : nc_xstrdup("");
+                if (match &&
+                    fn(eq < amp ? form_decode(eq + 1, (size_t)(amp - eq - 1)) : nc_xstrdup(""),
+                       arg))
+                        break;
+        }
+        return 0;
+}
+
+static int form_first(char *value, void *arg)
+{
+        *(char **)arg = value;
+        return 1;
+}
+
+char *nc_httpd_req_form(const nc_httpd_req_t *req, const char *key)
+{
+        char *value = NULL;
+
+        form_each(req, key, form_first, &value);
+        return value;
+}
+
+struct form_list {
+        char **v;
+        size_t n, cap;
+        int bad;
+};
+
+static int form_append(char *value, void *arg)
+{
+        struct form_list *l = arg;
+
+        if (!value) {
+                l->bad = 1;
+                return 1;
+        }
+        if (l->n + 2 > l->cap) {
+                l->cap = l->cap ? 2 * l->cap : 4;
+                l->v = nc_xrealloc(l->v, l->cap * sizeof(*l->v));
+        }
+        l->v[l->n++] = value;
+        l->v[l->n] = NULL;
+        return 0;
+}
+
+char **nc_httpd_req_form_list(const nc_httpd_req_t *req, const char *key, size_t *n)
+{
+        struct form_list l = {NULL, 0, 0, 0};
+
+        if (n)
+                *n = 0;
+        if (form_each(req, key, form_append, &l) < 0 || l.bad) {
+                if (l.v)
+                        l.v[l.n] = NULL;
+                nc_httpd_form_list_free(l.v);
+                return NULL;
+        }
+        if (!l.v)
+                l.v = nc_xcalloc(1, sizeof(*l.v));
+        if (n)
+                *n = l.n;
+        return l.v;
+}
+
+void nc_httpd_form_list_free(char **list)
+{
+        char **p;
+
+        if (!list)
+                return;
+        for (p = list; *p; p++)
+                free(*p);
+        free(list);
+}
+
+/* Appends the cookies of one Cookie header value ("a=1; b=2") to the request's pairs. */
+static enum MHD_Result cookie_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+        struct nc_httpd_req *req = cls;
+        const char *p = value ? value : "";
+
+        (void)kind;
+        if (strcasecmp(key, MHD_HTTP_HEADER_COOKIE))
+                return MHD_YES;
+        while (*p) {
+                const char *semi = strchr(p, ';'), *eq, *name, *val, *name_end, *val_end;
+
+                if (!semi)
+                        semi = p + strlen(p);
+                eq = memchr(p, '=', (size_t)(semi - p));
+                if (eq) {
+                        for (name = p; name < eq && (*name == ' ' || *name == '\t'); name++)
+                                ;
+                        for (name_end = eq;
+                             name_end > name && (name_end[-1] == ' ' || name_end[-1] == '\t');
+                             name_end--)
+                                ;
+                        for (val = eq + 1; val < semi && (*val == ' ' || *val == '\t'); val++)
+                                ;
+                        for (val_end = semi;
+                             val_end > val && (val_end[-1] == ' ' || val_end[-1] == '\t');
+                             val_end--)
+                                ;
+                        /* RFC 6265 allows a value in double quotes. */
+                        if (val_end - val >= 2 && *val == '"' && val_end[-1] == '"') {
+                                val++;
+                                val_end--;
+                        }
+                        if (name_end > name) {
+                                size_t nl = (size_t)(name_end - name), vl = (size_t)(val_end - val);
+
+                                req->cookies =
+                                    nc_xrealloc(req->cookies, req->cookies_len + nl + vl + 2);
+                                memcpy(req->cookies + req->cookies_len, name, nl);
+                                req->cookies[req->cookies_len + nl] = '\0';
+                                memcpy(req->cookies + req->cookies_len + nl + 1, val, vl);
+                                req->cookies[req->cookies_len + nl + 1 + vl] = '\0';
+                                req->cookies_len += nl + vl + 2;
+                        }
+                }
+                p = *semi ? semi + 1 : semi;
+        }
+        return MHD_YES;
+}
+
+const char *nc_httpd_req_cookie(const nc_httpd_req_t *creq, const char *name)
+{
+        struct nc_httpd_req *req = (struct nc_httpd_req *)creq;
+        size_t off = 0;
+
+        if (!req->cookies_parsed) {
+                req->cookies_parsed = 1;
+                MHD_get_connection_values(req->conn, MHD_HEADER_KIND, cookie_header, req);
+        }
+        /* Exact, case-sensitive names (MHD's own lookup ignores case); the first one wins. */
+        while (off < req->cookies_len) {
+                const char *n = req->cookies + off, *v = n + strlen(n) + 1;
+
+                if (!strcmp(n, name))
+                        return v;
+                off = (size_t)(v + strlen(v) + 1 - req->cookies);
         }
         return NULL;
+}
+
+int nc_httpd_req_client_ip(const nc_httpd_req_t *req, char *buf, size_t size)
+{
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+        if (!sa || size == 0)
+                return -1;
+        if (sa->sa_family == AF_INET)
+                return inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+                                 (socklen_t)size)
+                           ? 0
+                           : -1;
+        if (sa->sa_family == AF_INET6) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+                /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: one client, one
+                 * key, whichever socket it came through. */
+                if (IN6_IS_ADDR_V4MAPPED(a))
+                        return inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size) ? 0 : -1;
+                return inet_ntop(AF_INET6, a, buf, (socklen_t)size) ? 0 : -1;
+        }
+        return -1;
 }

@@ -8,6 +8,9 @@
  * HEAD works wherever GET does; other methods on these paths get 405, unknown paths 404.
  * A public listener (nc_httpd_start_public: the mailer's Internet-facing port) has none of
  * these three: they answer 404 there, and only its added routes are served.
+ * Every answer of a public listener carries a strict Content-Security-Policy, nosniff,
+ * Referrer-Policy: no-referrer, X-Frame-Options: DENY and Cache-Control: no-store; the admin
+ * listener's carry nosniff and no-store.
  * Programs add their own routes (the mailer's one-click unsubscribe) with nc_httpd_add_route.
  * Handlers run on the HTTP thread, so whatever they touch must be thread-safe, and they must
  * not block: one that waits for something (a Kafka acknowledgement) defers its answer.
@@ -48,9 +51,12 @@ typedef struct nc_httpd_resp {
         const char *content_type;
         char *body;
         size_t body_len;
-        /* SET_COOKIE: malloc'd or NULL, the value of one Set-Cookie header; the server frees
-         * it.  Sent on a direct answer only (a deferred one frees it unsent). */
+        /* Added at the end (positional initialisers exist).  SET_COOKIE: malloc'd or NULL, the
+         * value of one Set-Cookie header; the server frees it.  LOCATION: NULL or the target of
+         * a redirect (send it with status 303); NOT freed: it must outlive the request (a
+         * literal or a string owned by the handler's opaque). */
         char *set_cookie;
+        const char *location;
 } nc_httpd_resp_t;
 
 /* Returns the HTTP status (100-599; anything else becomes 500), or NC_HTTPD_DEFERRED after
@@ -104,6 +110,11 @@ const char *nc_httpd_req_body(const nc_httpd_req_t *req, size_t *len);
 /* The first KEY field of an application/x-www-form-urlencoded body, decoded ('+' and %XX),
  * malloc'd; NULL if absent, the body is not a form or the value is not valid (%00, bad %). */
 char *nc_httpd_req_form(const nc_httpd_req_t *req, const char *key);
+/* Every KEY field of a urlencoded body (checkbox groups), decoded, in body order: a malloc'd
+ * NULL-terminated array of malloc'd strings, *N its count (an empty list is {NULL}, *N = 0);
+ * NULL only when the body is not a valid form.  Free with nc_httpd_form_list_free(). */
+char **nc_httpd_req_form_list(const nc_httpd_req_t *req, const char *key, size_t *n);
+void nc_httpd_form_list_free(char **list);
 /* Value of cookie NAME from the Cookie header (owned by the request), or NULL if absent. */
 const char *nc_httpd_req_cookie(const nc_httpd_req_t *req, const char *name);
 /* The peer's address as text (IPv4 dotted or IPv6) into BUF; 0 or -1.  X-Forwarded-For is never

@@ -131,7 +131,7 @@ static void public_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
 static void tombstone_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o,
                            const char *why)
 {
-        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL};
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
         char *id = arg;
         int status;
 

@@ -588,7 +588,7 @@ struct confirm_wait {
 static void confirm_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o, const char *why)
 {
         struct confirm_wait *w = arg;
-        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL};
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
         int status;
 
         switch (o) {
