@@ -274,8 +274,10 @@ def test_webhooks_without_its_group_acl_names_it_and_heals(world):
     world.delete_acl(row)
     d = world.daemon("webhooks")
     try:
-        m = d.wait_log(rf'level=error [^\n]*not authorized to read group {re.escape(world.wh_group)} ',
-                       timeout=WAIT, what="an error line naming the group")
+        # The whole line (to its newline): a line is written in pieces, and a read may fall
+        # between them (CI once saw it cut after "User:").
+        m = d.wait_log(rf'level=error [^\n]*not authorized to read group {re.escape(world.wh_group)} '
+                       r'[^\n]*\n', timeout=WAIT, what="an error line naming the group")
         assert "noticecast acls --role webhooks --principal User:webhooks" in d.log(), d.tail()
         assert m
         _not_ready_naming(d, f"group {world.wh_group}")
