@@ -98,6 +98,10 @@ def expected_files(prefix: str) -> set:
     want |= {f"{p}/share/man/{sec}/{m}" for sec, pages in MAN_PAGES.items() for m in pages}
     want |= {f"{p}/share/noticecast/templates/{t.parent.name}/{t.name}"
              for t in (REPO / "config" / "templates").glob("*/*.mustache")}
+    # The public pages' templates and their stylesheet.
+    want |= {f"{p}/share/noticecast/templates/{t.parent.parent.name}/pages/{t.name}"
+             for t in (REPO / "config" / "templates").glob("*/pages/*.mustache")}
+    want.add(f"{p}/share/noticecast/templates/site.css")
     want |= {f"{p}/lib/systemd/system/{u}" for u in UNITS}
     want |= {f"{p}/lib/sysusers.d/noticecast.conf", f"{p}/lib/tmpfiles.d/noticecast.conf"}
     want |= {f"{p}/share/doc/noticecast/{d}" for d in ("LICENSE", "CHANGELOG.md", "README.md",
