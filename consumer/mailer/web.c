@@ -191,6 +191,21 @@ static int render(nc_httpd_resp_t *resp, int status, int lang, int page, const j
 
 /* ---- the form ---------------------------------------------------------------------------- */
 
+/* A checkbox of a group is on when nothing was posted yet (all by default) or when the
+ * posted LIST has VALUE. */
+static int checked(const json_t *list, const char *value)
+{
+        size_t j;
+        json_t *c;
+
+        if (!list)
+                return 1;
+        json_array_foreach(list, j, c)
+                if (json_is_string(c) && !strcmp(json_string_value(c), value))
+                        return 1;
+        return 0;
+}
+
 /* What the form shows: VALUES holds what was posted (NULL: the defaults), ERRORS the field
  * errors ("err_<field>"). */
 static json_t *form_data(int lang, const json_t *values, const json_t *errors, const char *csrf)
@@ -227,37 +242,15 @@ static json_t *form_data(int lang, const json_t *values, const json_t *errors, c
                                                    !strcmp(W.lang[i], chosen)));
         json_object_set_new(d, "languages", a);
         a = json_array();
-        for (size_t i = 0; i < cfg->categories.n; i++) {
-                int on = 1;
-
-                if (cats) {
-                        size_t j;
-                        json_t *c;
-
-                        on = 0;
-                        json_array_foreach(cats, j, c)
-                                if (json_is_string(c) &&
-                                    !strcmp(json_string_value(c), cfg->categories.v[i]))
-                                        on = 1;
-                }
-                json_array_append_new(
-                    a, json_pack("{s:s, s:b}", "name", cfg->categories.v[i], "checked", on));
-        }
+        for (size_t i = 0; i < cfg->categories.n; i++)
+                json_array_append_new(a, json_pack("{s:s, s:b}", "name", cfg->categories.v[i],
+                                                   "checked", checked(cats, cfg->categories.v[i])));
         json_object_set_new(d, "categories", a);
         a = json_array();
         for (size_t i = 0; i < cfg->mailer.signup_regions.n; i++) {
                 const char *code = cfg->mailer.signup_regions.v[i];
-                int on = 1;
+                int on = checked(regs, code);
 
-                if (regs) {
-                        size_t j;
-                        json_t *c;
-
-                        on = 0;
-                        json_array_foreach(regs, j, c)
-                                if (json_is_string(c) && !strcmp(json_string_value(c), code))
-                                        on = 1;
-                }
                 json_array_append_new(a, json_pack("{s:s, s:b}", "code", code, "checked", on));
         }
         json_object_set_new(d, "has_regions", json_boolean(cfg->mailer.signup_regions.n > 0));

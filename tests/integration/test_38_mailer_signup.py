@@ -84,6 +84,13 @@ def _path(url):
     return u.path + ("?" + u.query if u.query else "")
 
 
+def _signup_secret(env, ch):
+    secret = env.tmp / "signup.secret"
+    secret.write_text(ch * 40 + "\n")
+    secret.chmod(0o600)
+    env.mailer["signup_secret_file"] = str(secret)
+
+
 def _html_lang(page):
     m = re.search(r'<html lang="([^"]+)"', page)
     return m.group(1) if m else None
@@ -91,10 +98,7 @@ def _html_lang(page):
 
 def test_signup_pages(ml):
     env = ml
-    secret = env.tmp / "signup.secret"
-    secret.write_text("s" * 40 + "\n")
-    secret.chmod(0o600)
-    env.mailer["signup_secret_file"] = str(secret)
+    _signup_secret(env, "s")
     env.mailer["signup_regions"] = "PE, BR"
     env.start()
     before = env.subscribers()
@@ -159,10 +163,7 @@ def test_signup_pages(ml):
 
 def test_double_opt_in(ml):
     env = ml
-    secret = env.tmp / "signup.secret"
-    secret.write_text("t" * 40 + "\n")
-    secret.chmod(0o600)
-    env.mailer["signup_secret_file"] = str(secret)
+    _signup_secret(env, "t")
     env.mailer["signup_rate_ip"] = "0"  # this test counts the address limit only
     env.mailer["signup_rate_address"] = "3/24h"
     d = env.start()
@@ -263,10 +264,7 @@ def test_double_opt_in(ml):
 
 def test_expired_confirmation(ml):
     env = ml
-    secret = env.tmp / "signup.secret"
-    secret.write_text("e" * 40 + "\n")
-    secret.chmod(0o600)
-    env.mailer["signup_secret_file"] = str(secret)
+    _signup_secret(env, "e")
     env.mailer["confirm_expiry"] = "1s"
     env.start()
     addr = "late@example.org"
