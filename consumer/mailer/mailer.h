@@ -92,6 +92,7 @@ typedef struct ml_unit {
         char period[16];
         char message_id[128];
         char unsub_url[1024];
+        char manage_url[1024]; /* "" when the sign-up pages are off */
         /* result, filled by the worker */
         int status;    /* SMTP code, 0 = not attempted, or an ml_status_sentinel (ml_policy.h) */
         int attempted; /* the relay dealt with it itself (smtp.h) */
@@ -202,6 +203,11 @@ int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen);
  * generation of its subscription removed last (0: none seen since the view started). */
 int ml_store_sub_state(const ml_t *m, const char *id, uint64_t *gen, int *suppressed,
                        uint64_t *removed_gen);
+/* For the HTTP thread: a copy of subscriber ID's full record (ml_sub_record), or NULL; *RC
+ * as ml_store_sub_generation returns. */
+json_t *ml_store_sub_copy(const ml_t *m, const char *id, int *rc);
+/* The full record of S (as the CLI writes it) with these bounce counters, updated now. */
+json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppressed);
 /* S's generation as its record spells it, in BUF; NULL if it has none (kept as such). */
 const char *ml_sub_generation(const ml_sub_t *s, char *buf, size_t size);
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id);

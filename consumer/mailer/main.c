@@ -17,6 +17,7 @@
 #include "nc_time.h"
 #include "nc_topics.h"
 #include "nc_util.h"
+#include "web.h"
 
 static const char usage[] =
     "usage: noticecast-mailer [-C FILE] [-X key=value]... [-b BROKERS] [-v|-q] [-n]\n"
@@ -154,6 +155,15 @@ static int preview(ml_t *m, const char *email)
         ml_unsub_token(m, s->id, token, sizeof(token));
         snprintf(u.unsub_url, sizeof(u.unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
                  token);
+        if (ml_web_links_init(m, err, sizeof(err)) != 0) {
+                fprintf(stderr, "noticecast-mailer: %s\n", err);
+                json_decref(u.subscriber);
+                json_decref(notices);
+                ml_templates_free(tpl);
+                return NC_EX_CONFIG;
+        }
+        ml_web_manage_url(s->id, s->gen, u.manage_url, sizeof(u.manage_url));
+        ml_web_stop();
         msg = ml_render_message(m, &u, tpl, &len, err, sizeof(err));
         if (msg)
                 fwrite(msg, 1, len, stdout);

@@ -475,8 +475,8 @@ static const char *const periods[] = {"immediate", "daily", "weekly"};
 /* The data for the templates (see ml_digest.h) with the given per-subscriber values (NULL:
  * absent); NULL with errstr set when a notice is unusable. */
 static json_t *build_data(const struct nc_tlang *l, const char *name, const char *email,
-                          const char *unsub, const json_t *notices, int urgent, const char *period,
-                          char *errstr, size_t errstr_size)
+                          const char *unsub, const char *manage, const json_t *notices, int urgent,
+                          const char *period, char *errstr, size_t errstr_size)
 {
         size_t i, count = json_array_size(notices);
         json_t *data = json_object(), *list;
@@ -496,6 +496,8 @@ static json_t *build_data(const struct nc_tlang *l, const char *name, const char
         json_object_set_new(data, "digest", json_boolean(strcmp(period, "immediate") != 0));
         if (unsub)
                 json_object_set_new(data, "unsubscribe_url", json_string(unsub));
+        if (manage)
+                json_object_set_new(data, "manage_url", json_string(manage));
         list = json_array();
         json_object_set_new(data, "notices", list);
         for (i = 0; i < count; i++) {
@@ -596,7 +598,7 @@ static int split(const char *s, struct dpieces *p)
                         const char *a = q + ol + 1;
                         int esc = -1;
 
-                        if (q[ol] >= '0' && q[ol] <= '3') {
+                        if (q[ol] >= '0' && q[ol] <= '4') {
                                 if (!strncmp(a, "&" PUA_CLOSE, 1 + cl))
                                         esc = 0;
                                 else if (!strncmp(a, "&amp;" PUA_CLOSE, 5 + cl))
@@ -630,9 +632,10 @@ static int split(const char *s, struct dpieces *p)
 
 /* Key flags: which per-subscriber values are present (their presence can change the render;
  * their content cannot: no lambdas, and every string is truthy). */
-#define F_NAME  1u
-#define F_EMAIL 2u
-#define F_UNSUB 4u
+#define F_NAME   1u
+#define F_EMAIL  2u
+#define F_UNSUB  4u
+#define F_MANAGE 8u
 
 /* 1 if any string in V contains U+E000. */
 static int has_pua(const json_t *v)
@@ -677,8 +680,10 @@ static struct dentry *dentry_make(struct nc_tlang *l, const json_t *notices, int
                                   unsigned flags, const char *period, char *errstr,
                                   size_t errstr_size)
 {
-        static const char *const sentinel[4] = {PUA_OPEN "0&" PUA_CLOSE, PUA_OPEN "1&" PUA_CLOSE,
-                                                PUA_OPEN "2&" PUA_CLOSE, PUA_OPEN "3&" PUA_CLOSE};
+        /* name, email, unsubscribe URL, manage URL, subject: ML_DIGEST_NVALUES / 2 */
+        static const char *const sentinel[5] = {PUA_OPEN "0&" PUA_CLOSE, PUA_OPEN "1&" PUA_CLOSE,
+                                                PUA_OPEN "2&" PUA_CLOSE, PUA_OPEN "3&" PUA_CLOSE,
+                                                PUA_OPEN "4&" PUA_CLOSE};
         struct dentry *e = nc_xcalloc(1, sizeof(*e));
         char *r[3] = {NULL, NULL, NULL}, err[256];
         json_t *data;
@@ -695,10 +700,11 @@ static struct dentry *dentry_make(struct nc_tlang *l, const json_t *notices, int
         }
         if (e->direct)
                 return e;
-        data = build_data(
-            l, flags & F_NAME ? sentinel[0] : NULL, flags & F_EMAIL ? sentinel[1] : NULL,
-            flags & F_UNSUB ? sentinel[2] : NULL, notices, urgent, period, errstr, errstr_size);
-        if (!data || render3(l, data, sentinel[3], r, errstr, errstr_size) < 0) {
+        data =
+            build_data(l, flags & F_NAME ? sentinel[0] : NULL, flags & F_EMAIL ? sentinel[1] : NULL,
+                       flags & F_UNSUB ? sentinel[2] : NULL, flags & F_MANAGE ? sentinel[3] : NULL,
+                       notices, urgent, period, errstr, errstr_size);
+        if (!data || render3(l, data, sentinel[4], r, errstr, errstr_size) < 0) {
                 json_decref(data);
                 dentry_free(e);
                 return NULL;
@@ -835,11 +841,12 @@ void ml_digest_parts_free(ml_digest_parts_t *p)
 }
 
 int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
-                           int urgent, const char *unsubscribe_url, const char *period,
-                           ml_digest_parts_t *out, char *errstr, size_t errstr_size)
+                           int urgent, const char *unsubscribe_url, const char *manage_url,
+                           const char *period, ml_digest_parts_t *out, char *errstr,
+                           size_t errstr_size)
 {
         struct nc_tlang *l;
-        const char *sl, *name, *email, *unsub;
+        const char *sl, *name, *email, *unsub, *manage;
         struct dentry *e = NULL;
         unsigned flags;
         json_t *data;
@@ -873,7 +880,9 @@ int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, co
                 name = NULL;
         email = json_string_value(json_object_get(subscriber, "email"));
         unsub = http_url(unsubscribe_url) ? unsubscribe_url : NULL;
-        flags = (name ? F_NAME : 0) | (email ? F_EMAIL : 0) | (unsub ? F_UNSUB : 0);
+        manage = http_url(manage_url) ? manage_url : NULL;
+        flags = (name ? F_NAME : 0) | (email ? F_EMAIL : 0) | (unsub ? F_UNSUB : 0) |
+                (manage ? F_MANAGE : 0);
 
         /* A value ending in CR would join the LF after it differently in ml_mail_build. */
         direct = t->nocache || l->pua || (name && name[strlen(name) - 1] == '\r') ||
@@ -884,17 +893,19 @@ int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, co
                 direct = e->direct;
         }
         if (!direct) {
-                const char *raw[4] = {name ? name : "", email ? email : "", unsub ? unsub : "", ""};
+                const char *raw[ML_DIGEST_NVALUES / 2] = {name ? name : "", email ? email : "",
+                                                          unsub ? unsub : "", manage ? manage : "",
+                                                          ""};
 
                 out->entry_ = e;
                 /* The subject template is rendered without escaping: only raw holes. */
-                out->subject =
-                    join(&e->subject, (const char *const[]){raw[0], raw[0], raw[1], raw[1], raw[2],
-                                                            raw[2], raw[3], raw[3]});
+                out->subject = join(&e->subject,
+                                    (const char *const[]){raw[0], raw[0], raw[1], raw[1], raw[2],
+                                                          raw[2], raw[3], raw[3], raw[4], raw[4]});
                 collapse_line(out->subject);
                 utf8_cut(out->subject, SUBJECT_BYTES);
-                raw[3] = out->subject;
-                for (i = 0; i < 4; i++) {
+                raw[4] = out->subject;
+                for (i = 0; i < ML_DIGEST_NVALUES / 2; i++) {
                         out->vals[2 * i] = raw[i];
                         out->own_[2 * i + 1] = html_escape(raw[i]);
                         out->vals[2 * i + 1] = out->own_[2 * i + 1];
@@ -906,7 +917,8 @@ int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, co
         dentry_release(e);
 
         /* In full, for this subscriber alone. */
-        data = build_data(l, name, email, unsub, notices, urgent, period, errstr, errstr_size);
+        data =
+            build_data(l, name, email, unsub, manage, notices, urgent, period, errstr, errstr_size);
         if (!data)
                 return -1;
         pthread_mutex_lock(&l->lock);
@@ -922,15 +934,15 @@ int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, co
 }
 
 int ml_digest_render(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
-                     int urgent, const char *unsubscribe_url, const char *period,
-                     ml_digest_out_t *out, char *errstr, size_t errstr_size)
+                     int urgent, const char *unsubscribe_url, const char *manage_url,
+                     const char *period, ml_digest_out_t *out, char *errstr, size_t errstr_size)
 {
         ml_digest_parts_t p;
         const struct dentry *e;
 
         memset(out, 0, sizeof(*out));
-        if (ml_digest_render_parts(t, subscriber, notices, urgent, unsubscribe_url, period, &p,
-                                   errstr, errstr_size) < 0)
+        if (ml_digest_render_parts(t, subscriber, notices, urgent, unsubscribe_url, manage_url,
+                                   period, &p, errstr, errstr_size) < 0)
                 return -1;
         e = p.entry_;
         out->subject = p.subject;

@@ -67,30 +67,32 @@ typedef struct ml_digest_out {
 
 /* Renders the message for SUBSCRIBER (subscriber JSON) and NOTICES (array of normalised
  * notices, newest first; must not be empty: an empty digest is never sent).  URGENT marks an
- * urgent alert; UNSUBSCRIBE_URL may be NULL (previews); PERIOD is "daily", "weekly" or
+ * urgent alert; UNSUBSCRIBE_URL and MANAGE_URL (the preference centre's link) may be NULL
+ * (previews, sign-up pages off); PERIOD is "daily", "weekly" or
  * "immediate" (NULL = "immediate").  The templates are those of the subscriber's language if
  * loaded, else of the default language.  Returns 0 and fills OUT (free with
  * ml_digest_out_free), or -1 with errstr set and OUT all NULL. */
 int ml_digest_render(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
-                     int urgent, const char *unsubscribe_url, const char *period,
-                     ml_digest_out_t *out, char *errstr, size_t errstr_size);
+                     int urgent, const char *unsubscribe_url, const char *manage_url,
+                     const char *period, ml_digest_out_t *out, char *errstr, size_t errstr_size);
 void ml_digest_out_free(ml_digest_out_t *o);
 
 /* ---- rendering once for many subscribers ----------------------------------------------
  *
- * Most subscribers of a digest share its language and notices; only their name, email and
- * unsubscribe URL (and a subject that uses them) differ.  Each language keeps a small cache
- * (16 digests, least recently used out) keyed by the notice objects themselves (pointer
- * identity: the cache holds references), urgent, period, and which of name/email/unsubscribe
- * URL are present.  An entry is rendered once with sentinels (U+E000 <digit> '&' U+E001) in
+ * Most subscribers of a digest share its language and notices; only their name, email,
+ * unsubscribe and manage URLs (and a subject that uses them) differ.  Each language keeps a small
+ * cache (16 digests, least recently used out) keyed by the notice objects themselves (pointer
+ * identity: the cache holds references), urgent, period, and which of those values are
+ * present.  An entry is rendered once with sentinels (U+E000 <digit> '&' U+E001) in
  * place of those values; where a sentinel lands (HTML-escaped or not) becomes a hole.  A
  * subscriber's message is then the entry's pieces with the subscriber's values (escaped where
  * the template escaped them), and equals what a full render gives: templates have no lambdas
  * and every string is truthy, so a value's content cannot change the render around it.  A
  * template or notice that contains U+E000 itself is rendered in full, per subscriber. */
 
-/* Values of the holes: ML_DIGEST_V_NAME .. SUBJECT times 2, +1 for the HTML-escaped form. */
-#define ML_DIGEST_NVALUES 8
+/* Values of the holes: name, email, unsubscribe URL, manage URL, subject, each twice (raw, then
+ * HTML-escaped). */
+#define ML_DIGEST_NVALUES 10
 
 typedef struct ml_digest_parts {
         char *subject; /* malloc'd, final (collapsed, cut) */
@@ -107,8 +109,9 @@ typedef struct ml_digest_parts {
 /* As ml_digest_render(), but the bodies as prepared bodies for ml_mail_build_bodies() (with
  * P->vals) when the digest could be cached.  Free with ml_digest_parts_free(). */
 int ml_digest_render_parts(const ml_templates_t *t, const json_t *subscriber, const json_t *notices,
-                           int urgent, const char *unsubscribe_url, const char *period,
-                           ml_digest_parts_t *p, char *errstr, size_t errstr_size);
+                           int urgent, const char *unsubscribe_url, const char *manage_url,
+                           const char *period, ml_digest_parts_t *p, char *errstr,
+                           size_t errstr_size);
 void ml_digest_parts_free(ml_digest_parts_t *p);
 
 /* Turns the cache of T off (0) or on (1, the default): for tests and comparisons. */

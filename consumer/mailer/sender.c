@@ -13,6 +13,7 @@
 #include "nc_util.h"
 #include "ml_policy.h"
 #include "smtp.h"
+#include "web.h"
 
 #define MAX_OUTSTANDING 20000
 #define NOTICE_WAIT_MS  (120 * 1000) /* a job may arrive before the view has its notice */
@@ -302,32 +303,6 @@ static void job_fail(ml_t *m, ml_job_t *j, int code, const char *text)
         job_unhold(m, j);
 }
 
-/* Full subscriber record (as the CLI writes it) from the compact form, for bounce counters. */
-static json_t *sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppressed)
-{
-        static const char *const freqs[] = {"immediate", "daily", "weekly"};
-        json_t *cats = json_array(), *regs = json_array();
-        char send_at[8], ts[40], gen[24];
-        int i;
-
-        for (i = 0; i < 32 && (size_t)i < m->cfg.categories.n; i++)
-                if (s->cats & (1u << i))
-                        json_array_append_new(cats, json_string(m->cfg.categories.v[i]));
-        for (i = 0; i < s->nregions; i++) {
-                char r[3] = {(char)(s->regions[i] >> 8), (char)(s->regions[i] & 0xff), 0};
-
-                json_array_append_new(regs, json_string(r));
-        }
-        snprintf(send_at, sizeof(send_at), "%02d:%02d", s->send_min / 60, s->send_min % 60);
-        return json_pack(
-            "{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id", s->id,
-            "email", s->email, "name", s->name, "lang", m->cfg.languages.v[s->lang], "categories",
-            cats, "regions", regs, "frequency", freqs[s->freq], "tz", ml_store_zone_name(m, s->tz),
-            "send_at", send_at, "updated_at",
-            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces", bounces,
-            "suppressed", suppressed, "generation", ml_sub_generation(s, gen, sizeof(gen)));
-}
-
 static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *text)
 {
         const char *type = ml_outcome_event(o);
@@ -362,7 +337,7 @@ static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *t
 static void update_bounces(ml_t *m, const ml_sub_t *s, int bounces)
 {
         int suppress = bounces >= m->cfg.mailer.bounce_suppress_after;
-        json_t *rec = sub_record(m, s, bounces, suppress);
+        json_t *rec = ml_sub_record(m, s, bounces, suppress);
 
         if (suppress) {
                 nc_log_fields_t f = {0};
@@ -477,6 +452,7 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         ml_unsub_token(m, s->id, token, sizeof(token));
         snprintf(u->unsub_url, sizeof(u->unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
                  token);
+        ml_web_manage_url(s->id, s->gen, u->manage_url, sizeof(u->manage_url)); /* "" if off */
         /* Handed to the workers by queue_flush() at the end of this poll, all at once. */
         if (m->pend_tail)
                 m->pend_tail->next = u;
@@ -511,7 +487,7 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, const ml_templates_t *templates, 
         /* The digest's bodies are rendered and encoded once per notice set and language (the
          * cache in ml_digest); this subscriber's values are filled in. */
         if (ml_digest_render_parts(templates, u->subscriber, u->notices, u->urgent, u->unsub_url,
-                                   u->period, &parts, errstr, errstr_size) != 0)
+                                   u->manage_url, u->period, &parts, errstr, errstr_size) != 0)
                 return NULL;
         mail.from_name = m->cfg.mailer.from_name;
         mail.from_addr = m->cfg.mailer.from_address;

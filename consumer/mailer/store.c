@@ -11,6 +11,7 @@
 #include "nc_notice.h"
 #include "nc_subscriber.h"
 #include "nc_time.h"
+#include "nc_time.h"
 #include "nc_util.h"
 
 #define NOTICE_HISTORY_MS (8LL * 24 * 3600 * 1000) /* a weekly digest plus a day of slack */
@@ -202,6 +203,48 @@ int ml_store_sub_state(const ml_t *m, const char *id, uint64_t *gen, int *suppre
         return rc;
 }
 
+json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppressed)
+{
+        static const char *const freqs[] = {"immediate", "daily", "weekly"};
+        json_t *cats = json_array(), *regs = json_array();
+        char send_at[8], ts[40], gen[24];
+        int i;
+
+        for (i = 0; i < 32 && (size_t)i < m->cfg.categories.n; i++)
+                if (s->cats & (1u << i))
+                        json_array_append_new(cats, json_string(m->cfg.categories.v[i]));
+        for (i = 0; i < s->nregions; i++) {
+                char r[3] = {(char)(s->regions[i] >> 8), (char)(s->regions[i] & 0xff), 0};
+
+                json_array_append_new(regs, json_string(r));
+        }
+        snprintf(send_at, sizeof(send_at), "%02d:%02d", s->send_min / 60, s->send_min % 60);
+        return json_pack(
+            "{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id", s->id,
+            "email", s->email, "name", s->name, "lang", m->cfg.languages.v[s->lang], "categories",
+            cats, "regions", regs, "frequency", freqs[s->freq], "tz", ml_store_zone_name(m, s->tz),
+            "send_at", send_at, "updated_at",
+            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces", bounces,
+            "suppressed", suppressed, "generation", ml_sub_generation(s, gen, sizeof(gen)));
+}
+
+json_t *ml_store_sub_copy(const ml_t *m, const char *id, int *rc)
+{
+        const ml_sub_t *s;
+        json_t *rec = NULL;
+
+        *rc = -1;
+        pthread_rwlock_rdlock(&subs_lock);
+        if (m->store.caught_up && m->store.subs) {
+                s = g_hash_table_lookup(m->store.subs, id);
+                *rc = s != NULL;
+                if (s)
+                        rec = ml_sub_record(m, s, s->bounces, s->suppressed);
+        }
+        pthread_rwlock_unlock(&subs_lock);
+        return rec;
+}
+
 int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen)
 {
         const ml_sub_t *s;
@@ -302,13 +345,15 @@ static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
                 json_decref(rec);
                 return;
         }
+        /* sub_from_json may add a zone: the HTTP thread reads zone names too
+         * (ml_store_sub_copy). */
+        pthread_rwlock_wrlock(&subs_lock);
         {
                 ml_sub_t *s = sub_from_json(m, rec);
 
-                pthread_rwlock_wrlock(&subs_lock);
                 g_hash_table_replace(m->store.subs, s->id, s);
-                pthread_rwlock_unlock(&subs_lock);
         }
+        pthread_rwlock_unlock(&subs_lock);
         json_decref(rec);
 }
 

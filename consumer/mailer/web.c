@@ -5,14 +5,23 @@
  *                          Accept-Language, else [noticecast] default_language
  *   POST /subscribe        validated with the CLI's nc_subscriber_normalise(): errors go back
  *                          next to their field; else the "check your inbox" page
+ *   GET  /confirm?token=   a button; POST (CSRF) writes the subscription and answers once
+ *                          Kafka acknowledged it
+ *   GET  /manage?token=    the preference centre of one subscription (the link in every
+ *                          email): the same form, filled in; POST (CSRF) action=save writes
+ *                          the changed record (same generation), action=unsubscribe a
+ *                          tombstone, answered once Kafka acknowledged it
  *   GET  /assets/site.css  the stylesheet (the public CSP forbids inline styles)
  *
  * Texts are templates, <templates>/<lang>/pages/<page>.mustache, loaded once at start so that
  * a missing or broken file stops the mailer with its name; the stylesheet is
  * <templates>/site.css.  Handlers run on the HTTP thread: they read only what is loaded here
  * and the configuration, both read-only after start.  Rendering a compiled template is not
- * thread-safe (nc_mustache.h), but there is one HTTP thread. */
+ * thread-safe (nc_mustache.h): the HTTP thread renders, and so does the producer's poller
+ * thread for the deferred answers, under render_lock. */
+#include <inttypes.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,10 +53,12 @@ enum {
         PAGE_EMAIL_SUBJECT,
         PAGE_EMAIL_TEXT,
         PAGE_EMAIL_HTML,
+        PAGE_MANAGE,
         PAGES_N
 };
-static const char *const page_names[PAGES_N] = {
-    "subscribe", "inbox", "confirm", "message", "email.subject", "email.text", "email.html"};
+static const char *const page_names[PAGES_N] = {"subscribe",  "inbox",         "confirm",
+                                                "message",    "email.subject", "email.text",
+                                                "email.html", "manage"};
 
 /* How long a form's CSRF field stays good: a citizen may take a while to fill it in. */
 #define CSRF_TTL_S  (2 * 3600)
@@ -106,6 +117,8 @@ static struct {
         size_t n;
         char *lang[WEB_LANGS_MAX];
         nc_mustache_t *page[WEB_LANGS_MAX][PAGES_N];
+        char *fields[WEB_LANGS_MAX]; /* pages/fields.mustache: the partial "fields", the form's
+                                      * choices shared by /subscribe and /manage */
         char *css;
         size_t css_len;
         ml_wt_keys_t keys;
@@ -113,7 +126,10 @@ static struct {
         int secure_cookie;       /* the base is https: the cookie is Secure */
         ml_ratelimit_t *rl_ip;   /* POST /subscribe per client address */
         ml_ratelimit_t *rl_addr; /* confirmation emails per address */
+        int links;               /* keys and base loaded: manage links can be made */
 } W;
+
+static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *lang_label(const char *code)
 {
@@ -162,15 +178,22 @@ static int page_lang(const nc_httpd_req_t *req, const char *form_lang)
         return i < 0 ? 0 : i;
 }
 
+static const char *partial(void *opaque, const char *name)
+{
+        return !strcmp(name, "fields") ? opaque : NULL;
+}
+
 /* PAGE of LANG with DATA: HTML-escaped unless a plain-text email part.  NULL (logged) on a
  * rendering error. */
 static char *render_str(int lang, int page, const json_t *data)
 {
-        nc_mustache_opts_t opts = {NULL, NULL,
+        nc_mustache_opts_t opts = {partial, W.fields[lang],
                                    page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT, 0};
         char err[512], *out;
 
+        pthread_mutex_lock(&render_lock);
         out = nc_mustache_render_compiled(W.page[lang][page], data, &opts, err, sizeof(err));
+        pthread_mutex_unlock(&render_lock);
         if (!out)
                 log_warnx("page %s/pages/%s.mustache: %s", W.lang[lang], page_names[page], err);
         return out;
@@ -191,14 +214,14 @@ static int render(nc_httpd_resp_t *resp, int status, int lang, int page, const j
 
 /* ---- the form ---------------------------------------------------------------------------- */
 
-/* A checkbox of a group is on when nothing was posted yet (all by default) or when the
- * posted LIST has VALUE. */
+/* A checkbox of a group is on when nothing was posted yet (all by default), when LIST is
+ * empty (a record's "none" means all) or when LIST has VALUE. */
 static int checked(const json_t *list, const char *value)
 {
         size_t j;
         json_t *c;
 
-        if (!list)
+        if (!json_array_size(list))
                 return 1;
         json_array_foreach(list, j, c)
                 if (json_is_string(c) && !strcmp(json_string_value(c), value))
@@ -253,7 +276,24 @@ static json_t *form_data(int lang, const json_t *values, const json_t *errors, c
 
                 json_array_append_new(a, json_pack("{s:s, s:b}", "code", code, "checked", on));
         }
-        json_object_set_new(d, "has_regions", json_boolean(cfg->mailer.signup_regions.n > 0));
+        /* A record's own regions (set by an admin) stay on offer, so that saving the
+         * preference centre keeps them. */
+        {
+                size_t j;
+                json_t *r;
+
+                json_array_foreach(regs, j, r) {
+                        int offered = 0;
+
+                        for (size_t i = 0; i < cfg->mailer.signup_regions.n; i++)
+                                offered |= !strcmp(cfg->mailer.signup_regions.v[i],
+                                                   json_string_value(r) ?: "");
+                        if (!offered && json_is_string(r))
+                                json_array_append_new(
+                                    a, json_pack("{s:O, s:b}", "code", r, "checked", 1));
+                }
+        }
+        json_object_set_new(d, "has_regions", json_boolean(json_array_size(a) > 0));
         json_object_set_new(d, "regions", a);
         json_object_set_new(d, "freq_immediate", json_boolean(!strcmp(freq, "immediate")));
         json_object_set_new(d, "freq_daily", json_boolean(!strcmp(freq, "daily")));
@@ -366,14 +406,24 @@ static int csrf_ok(const nc_httpd_req_t *req)
         return st == ML_WT_OK;
 }
 
-/* The message page: KIND is the section of message.mustache to show. */
-static int message(nc_httpd_resp_t *resp, int status, int lang, const char *kind)
+/* The message page: KIND is the section of message.mustache to show; MANAGE_URL (may be
+ * NULL) a link to the preference centre. */
+static int message_link(nc_httpd_resp_t *resp, int status, int lang, const char *kind,
+                        const char *manage_url)
 {
         json_t *d = json_pack("{s:s, s:b}", "lang", W.lang[lang], kind, 1);
-        int rc = render(resp, status, lang, PAGE_MESSAGE, d);
+        int rc;
 
+        if (manage_url && *manage_url)
+                json_object_set_new(d, "manage_url", json_string(manage_url));
+        rc = render(resp, status, lang, PAGE_MESSAGE, d);
         json_decref(d);
         return rc;
+}
+
+static int message(nc_httpd_resp_t *resp, int status, int lang, const char *kind)
+{
+        return message_link(resp, status, lang, kind, NULL);
 }
 
 static int internal_error(nc_httpd_resp_t *resp, int lang)
@@ -381,15 +431,81 @@ static int internal_error(nc_httpd_resp_t *resp, int lang)
         return message(resp, 500, lang, "error");
 }
 
+/* nc_subscriber_normalise's "field: message" as the form's errors: it goes next to the field
+ * ("err_<field>"); the template names the field in the page's language. */
+static json_t *field_error(const char *err)
+{
+        const char *colon = strchr(err, ':');
+        json_t *errors = json_object();
+        char key[64];
+
+        if (colon && (size_t)(colon - err) < 40) {
+                snprintf(key, sizeof(key), "err_%.*s", (int)(colon - err), err);
+                json_object_set_new(errors, key, json_string(colon + 1 + (colon[1] == ' ')));
+        } else {
+                json_object_set_new(errors, "err_email", json_string(err));
+        }
+        return errors;
+}
+
+/* ---- links ------------------------------------------------------------------------------- */
+
+/* The subscription a confirmation link makes always has the same generation, derived from
+ * the link: confirming twice writes nothing new, and the view can tell a link whose
+ * subscription was since removed. */
+static uint64_t confirm_generation(const char *token)
+{
+        unsigned char h[SHA256_DIGEST_LENGTH];
+        uint64_t g = 0;
+
+        SHA256((const unsigned char *)token, strlen(token), h);
+        for (int i = 0; i < 8; i++)
+                g = g << 8 | h[i];
+        return g ? g : 1;
+}
+
+/* A manage token's payload: the generation (16 hex digits), then the subscriber's id.  The
+ * generation binds the link to one subscription: once the address unsubscribed and signed up
+ * again, the links of before open nothing. */
+#define MANAGE_GEN_LEN 16
+
+int ml_web_manage_url(const char *id, uint64_t gen, char *out, size_t size)
+{
+        char payload[ML_WT_PAYLOAD_MAX + 1], tok[ML_WT_TOKEN_SIZE];
+        int n;
+
+        if (size)
+                out[0] = '\0';
+        if (!W.links)
+                return -1;
+        n = snprintf(payload, sizeof(payload), "%016" PRIx64 "%s", gen, id);
+        if (n < 0 || (size_t)n >= sizeof(payload) ||
+            ml_wt_seal(&W.keys, ML_WT_MANAGE,
+                       nc_time_now_ms() / 1000 + W.m->cfg.mailer.manage_expiry_ms / 1000, payload,
+                       (size_t)n, tok, sizeof(tok)) != 0)
+                return -1;
+        n = snprintf(out, size, "%s/manage?token=%s", W.base, tok);
+        if (n < 0 || (size_t)n >= size) {
+                if (size)
+                        out[0] = '\0';
+                return -1;
+        }
+        return 0;
+}
+
 /* ---- the sign-up email ------------------------------------------------------------------- */
 
 /* Builds and queues the email of a sign-up to REC's address: a confirmation link, or (KNOWN:
- * the address is subscribed already) a note saying so with its unsubscribe link. */
-static void signup_email(int lang, const json_t *rec, int known)
+ * the address is subscribed already, generation GEN) a note saying so with the link of its
+ * preference centre.  Both carry a manage link: the confirmation's opens the preference
+ * centre of the subscription it will make, once confirmed. */
+static void signup_email(int lang, const json_t *rec, int known, uint64_t gen)
 {
         const char *email = json_string_value(json_object_get(rec, "email"));
         const char *name = json_string_value(json_object_get(rec, "name"));
+        const char *id = json_string_value(json_object_get(rec, "id"));
         char tok[ML_WT_TOKEN_SIZE], url[ML_WT_TOKEN_SIZE + 1100], unsub[ML_TOKEN_SIZE + 1100];
+        char manage[ML_WT_TOKEN_SIZE + 1100];
         char msgid[ML_MAIL_MSGID_SIZE], what[64], err[512], *payload, *parts[3] = {0};
         int64_t now = nc_time_now_ms();
         json_t *d, *req;
@@ -407,11 +523,13 @@ static void signup_email(int lang, const json_t *rec, int known)
         {
                 char t[ML_TOKEN_SIZE];
 
-                ml_unsub_token(W.m, json_string_value(json_object_get(rec, "id")), t, sizeof(t));
+                ml_unsub_token(W.m, id, t, sizeof(t));
                 snprintf(unsub, sizeof(unsub), "%s?token=%s", W.m->cfg.mailer.unsubscribe_url, t);
         }
         if (known) {
                 json_object_set_new(d, "unsubscribe_url", json_string(unsub));
+                if (ml_web_manage_url(id, gen, manage, sizeof(manage)) == 0)
+                        json_object_set_new(d, "manage_url", json_string(manage));
         } else {
                 /* The token carries the request itself: nothing is stored before it comes
                  * back. */
@@ -432,6 +550,8 @@ static void signup_email(int lang, const json_t *rec, int known)
                 free(payload);
                 snprintf(url, sizeof(url), "%s/confirm?token=%s", W.base, tok);
                 json_object_set_new(d, "confirm_url", json_string(url));
+                if (ml_web_manage_url(id, confirm_generation(tok), manage, sizeof(manage)) == 0)
+                        json_object_set_new(d, "manage_url", json_string(manage));
         }
         for (int i = 0; i < 3; i++)
                 if (!(parts[i] = render_str(lang, PAGE_EMAIL_SUBJECT + i, d)))
@@ -513,18 +633,8 @@ static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
         free(hp);
         rec = nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err));
         if (!rec) {
-                /* "field: message" goes next to the field; the template names the field in
-                 * the page's language. */
-                char key[64], *colon = strchr(err, ':');
-                json_t *errors = json_object();
+                json_t *errors = field_error(err);
 
-                if (colon && (size_t)(colon - err) < 40) {
-                        snprintf(key, sizeof(key), "err_%.*s", (int)(colon - err), err);
-                        json_object_set_new(errors, key,
-                                            json_string(colon + 1 + (colon[1] == ' ')));
-                } else {
-                        json_object_set_new(errors, "err_email", json_string(err));
-                }
                 if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0)
                         csrf[0] = '\0';
                 d = form_data(lang, in, errors, csrf);
@@ -551,7 +661,7 @@ static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
                         return message(resp, 503, lang, "loading");
                 }
                 /* A suppressed address confirms again like a new one. */
-                signup_email(lang, rec, known == 1 && !suppressed);
+                signup_email(lang, rec, known == 1 && !suppressed, gen);
         }
         json_decref(rec);
         return inbox(resp, lang);
@@ -559,23 +669,10 @@ static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
 
 /* ---- /confirm ---------------------------------------------------------------------------- */
 
-/* The subscription a confirmation link makes always has the same generation, derived from
- * the link: confirming twice writes nothing new, and the view can tell a link whose
- * subscription was since removed. */
-static uint64_t confirm_generation(const char *token)
-{
-        unsigned char h[SHA256_DIGEST_LENGTH];
-        uint64_t g = 0;
-
-        SHA256((const unsigned char *)token, strlen(token), h);
-        for (int i = 0; i < 8; i++)
-                g = g << 8 | h[i];
-        return g ? g : 1;
-}
-
 struct confirm_wait {
         int lang;
         char id[300];
+        char manage_url[ML_WT_TOKEN_SIZE + 1100];
 };
 
 static void confirm_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o, const char *why)
@@ -587,7 +684,7 @@ static void confirm_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t 
         switch (o) {
         case ML_PUBLIC_WRITTEN:
                 log_info("subscribed %s (confirmed sign-up)", w->id);
-                status = message(&resp, 200, w->lang, "confirmed");
+                status = message_link(&resp, 200, w->lang, "confirmed", w->manage_url);
                 break;
         case ML_PUBLIC_NOT_SAVED:
                 log_warnx("sign-up of %s not saved: %s; the page said so", w->id, why);
@@ -678,6 +775,7 @@ static int handle_confirm(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void
         w = nc_xcalloc(1, sizeof(*w));
         w->lang = lang;
         snprintf(w->id, sizeof(w->id), "%s", json_string_value(json_object_get(rec, "id")));
+        ml_web_manage_url(w->id, want, w->manage_url, sizeof(w->manage_url));
         json_decref(rec);
         {
                 nc_httpd_deferred_t *dr = nc_httpd_req_defer(req);
@@ -686,6 +784,203 @@ static int handle_confirm(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void
                                     why, sizeof(why)) != 0)
                         confirm_done(w, dr, ML_PUBLIC_NOT_SAVED, why); /* now owned by it */
         }
+        free(value);
+        return NC_HTTPD_DEFERRED;
+}
+
+/* ---- /manage ----------------------------------------------------------------------------- */
+
+/* The subscription a manage link names, as its current record; NULL when the answer is made
+ * already (in RESP, its status in *STATUS).  *LANG becomes the subscriber's language. */
+static json_t *manage_open(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, int *lang, int *status)
+{
+        char payload[ML_WT_PAYLOAD_MAX + 1], hex[MANAGE_GEN_LEN + 1], *end;
+        ml_wt_status_t st;
+        uint64_t gen;
+        json_t *rec;
+        size_t len;
+        int rc;
+
+        st = ml_wt_open(&W.keys, ML_WT_MANAGE, nc_time_now_ms() / 1000,
+                        nc_httpd_req_query(req, "token"), payload, sizeof(payload), &len, NULL);
+        if (st == ML_WT_EXPIRED) {
+                *status = message(resp, 410, *lang, "manage_expired");
+                return NULL;
+        }
+        if (st != ML_WT_OK || len <= MANAGE_GEN_LEN) {
+                log_info("manage link refused: %s", ml_wt_status_name(st));
+                *status = message(resp, 403, *lang, "invalid");
+                return NULL;
+        }
+        memcpy(hex, payload, MANAGE_GEN_LEN);
+        hex[MANAGE_GEN_LEN] = '\0';
+        gen = strtoull(hex, &end, 16);
+        rec = ml_store_sub_copy(W.m, payload + MANAGE_GEN_LEN, &rc);
+        if (rc < 0) {
+                *status = message(resp, 503, *lang, "loading");
+                return NULL;
+        }
+        if (!rec || *end || nc_subscriber_generation(rec) != gen) {
+                /* Unsubscribed since, or subscribed again (links of before open nothing). */
+                json_decref(rec);
+                *status = message(resp, 410, *lang, "not_subscribed");
+                return NULL;
+        }
+        *lang = page_lang(req, json_string_value(json_object_get(rec, "lang")));
+        return rec;
+}
+
+/* The preference centre: the form filled in with VALUES (a record, or what was posted), the
+ * field ERRORS (may be NULL), CSRF the form's field; SAVED shows "your choices are saved". */
+static int manage_page(nc_httpd_resp_t *resp, int status, int lang, const char *token,
+                       const json_t *values, const json_t *errors, const char *csrf, int saved,
+                       int suppressed)
+{
+        json_t *d = form_data(lang, values, errors, csrf);
+        int rc;
+
+        json_object_set_new(d, "token", json_string(token));
+        json_object_set_new(d, "saved", json_boolean(saved));
+        json_object_set_new(d, "suppressed", json_boolean(suppressed));
+        rc = render(resp, status, lang, PAGE_MANAGE, d);
+        json_decref(d);
+        return rc;
+}
+
+struct manage_wait {
+        int lang;
+        char id[300];
+        char token[ML_WT_TOKEN_SIZE];
+        char nonce[32]; /* the visitor's CSRF cookie, for the form of the answer */
+        json_t *rec;    /* the record written; NULL: a tombstone (unsubscribe) */
+};
+
+static void manage_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o, const char *why)
+{
+        struct manage_wait *w = arg;
+        nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
+        char csrf[ML_WT_TOKEN_SIZE];
+        int status;
+
+        switch (o) {
+        case ML_PUBLIC_WRITTEN:
+                log_info("%s %s (preference centre)", w->rec ? "preferences of" : "unsubscribed",
+                         w->id);
+                if (!w->rec) {
+                        status = message(&resp, 200, w->lang, "unsubscribed");
+                } else if (ml_wt_csrf(&W.keys, w->nonce, nc_time_now_ms() / 1000 + CSRF_TTL_S, csrf,
+                                      sizeof(csrf)) != 0) {
+                        status = internal_error(&resp, w->lang);
+                } else {
+                        status = manage_page(&resp, 200, w->lang, w->token, w->rec, NULL, csrf, 1,
+                                             json_is_true(json_object_get(w->rec, "suppressed")));
+                }
+                break;
+        case ML_PUBLIC_NOT_SAVED:
+                log_warnx("change of %s not saved: %s; the page said so", w->id, why);
+                status = message(&resp, 503, w->lang, "not_saved");
+                break;
+        case ML_PUBLIC_UNCONFIRMED:
+                log_warnx("change of %s may or may not be saved: %s; the page said so", w->id, why);
+                status = message(&resp, 503, w->lang, "unconfirmed");
+                break;
+        default:
+                fatalx("manage_done: outcome %d", (int)o);
+        }
+        nc_httpd_deferred_reply(d, status, &resp);
+        json_decref(w->rec);
+        free(w);
+}
+
+/* The record a POST of the preference centre makes of REC (NULL: errors, in *ERRORS, with
+ * the posted values in *POSTED).  The address, the generation and the bounce counters are
+ * the subscription's, whatever was posted: suppression ends only by signing up again. */
+static json_t *manage_record(const nc_httpd_req_t *req, const json_t *rec, json_t **posted,
+                             json_t **errors)
+{
+        static const char *const kept[] = {"generation", "bounces", "suppressed"};
+        json_t *in = form_input(req), *out;
+        char err[512];
+
+        json_object_set(in, "email", json_object_get(rec, "email"));
+        out = nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err));
+        if (!out) {
+                *errors = field_error(err);
+                *posted = in;
+                return NULL;
+        }
+        json_decref(in);
+        for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+                json_t *v = json_object_get(rec, kept[i]);
+
+                if (v)
+                        json_object_set(out, kept[i], v);
+                else
+                        json_object_del(out, kept[i]);
+        }
+        return out;
+}
+
+static int handle_manage(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque)
+{
+        const char *method = nc_httpd_req_method(req);
+        char csrf[ML_WT_TOKEN_SIZE], why[256], *action, *value;
+        int lang = page_lang(req, NULL), status, suppressed;
+        json_t *rec, *next, *posted = NULL, *errors = NULL;
+        struct manage_wait *w;
+        nc_httpd_deferred_t *dr;
+
+        (void)opaque;
+        if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))
+                return message(resp, 405, lang, "invalid");
+        if (!(rec = manage_open(req, resp, &lang, &status)))
+                return status;
+        suppressed = json_is_true(json_object_get(rec, "suppressed"));
+        if (strcmp(method, "POST")) {
+                if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0)
+                        status = internal_error(resp, lang);
+                else
+                        status = manage_page(resp, 200, lang, nc_httpd_req_query(req, "token"), rec,
+                                             NULL, csrf, 0, suppressed);
+                json_decref(rec);
+                return status;
+        }
+        if (!csrf_ok(req)) {
+                json_decref(rec);
+                return message(resp, 403, lang, "csrf");
+        }
+        action = nc_httpd_req_form(req, "action");
+        next = NULL;
+        if (!action || (strcmp(action, "save") && strcmp(action, "unsubscribe"))) {
+                free(action);
+                json_decref(rec);
+                return message(resp, 400, lang, "invalid");
+        }
+        if (!strcmp(action, "save") && !(next = manage_record(req, rec, &posted, &errors))) {
+                if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0)
+                        csrf[0] = '\0';
+                json_object_set(posted, "email", json_object_get(rec, "email"));
+                status = manage_page(resp, 400, lang, nc_httpd_req_query(req, "token"), posted,
+                                     errors, csrf, 0, suppressed);
+                json_decref(posted);
+                json_decref(errors);
+                json_decref(rec);
+                free(action);
+                return status;
+        }
+        free(action);
+        w = nc_xcalloc(1, sizeof(*w));
+        w->rec = next; /* now owned by w */
+        w->lang = next ? page_lang(req, json_string_value(json_object_get(next, "lang"))) : lang;
+        snprintf(w->id, sizeof(w->id), "%s", json_string_value(json_object_get(rec, "id")));
+        snprintf(w->token, sizeof(w->token), "%s", nc_httpd_req_query(req, "token"));
+        snprintf(w->nonce, sizeof(w->nonce), "%s", nc_httpd_req_cookie(req, CSRF_COOKIE));
+        json_decref(rec);
+        value = next ? json_dumps(next, JSON_COMPACT) : NULL;
+        dr = nc_httpd_req_defer(req);
+        if (ml_public_write(W.m, w->id, value, next ? "subscriber.updated" : "subscriber.removed",
+                            dr, manage_done, w, why, sizeof(why)) != 0)
+                manage_done(w, dr, ML_PUBLIC_NOT_SAVED, why); /* now owned by it */
         free(value);
         return NC_HTTPD_DEFERRED;
 }
@@ -744,6 +1039,9 @@ static int load(const ml_t *m, char *errstr, size_t errstr_size)
                         if (!W.page[i][p])
                                 return nc_err(errstr, errstr_size, "%s: %s", path, err);
                 }
+                snprintf(path, sizeof(path), "%s/%s/pages/fields.mustache", dir, W.lang[i]);
+                if (!(W.fields[i] = nc_file_read(path, NULL, err, sizeof(err))))
+                        return nc_err(errstr, errstr_size, "%s", err);
         }
         snprintf(path, sizeof(path), "%s/site.css", dir);
         if (!(W.css = nc_file_read(path, &W.css_len, err, sizeof(err))))
@@ -751,16 +1049,16 @@ static int load(const ml_t *m, char *errstr, size_t errstr_size)
         return 0;
 }
 
-/* Keys, the links' base, the limits: what the flow needs besides the templates. */
-static int setup(ml_t *m, char *errstr, size_t errstr_size)
+int ml_web_links_init(ml_t *m, char *errstr, size_t errstr_size)
 {
         const nc_mailer_config_t *mc = &m->cfg.mailer;
         const char *base = mc->public_url;
-        int64_t window;
         char err[512];
         size_t n;
-        int max;
 
+        if (!mc->signup_secret_file.n)
+                return 0;
+        W.m = m;
         if (ml_wt_keys_load(&W.keys, (const char *const *)mc->signup_secret_file.v,
                             (int)mc->signup_secret_file.n, err, sizeof(err)) != 0)
                 return nc_err(errstr, errstr_size, "[mailer] signup_secret_file: %s", err);
@@ -778,6 +1076,20 @@ static int setup(ml_t *m, char *errstr, size_t errstr_size)
         while (n && W.base[n - 1] == '/')
                 W.base[--n] = '\0';
         W.secure_cookie = !strncmp(W.base, "https://", 8);
+        W.links = 1;
+        return 0;
+}
+
+/* The limits and the outbox: what the flow needs besides the templates and the links. */
+static int setup(ml_t *m, char *errstr, size_t errstr_size)
+{
+        const nc_mailer_config_t *mc = &m->cfg.mailer;
+        int64_t window;
+        char err[512];
+        int max;
+
+        if (ml_web_links_init(m, errstr, errstr_size) != 0)
+                return -1;
         if (ml_ratelimit_parse(mc->signup_rate_ip, &max, &window, err, sizeof(err)) != 0)
                 return nc_err(errstr, errstr_size, "[mailer] signup_rate_ip: %s", err);
         W.rl_ip = ml_ratelimit_new(max, window, RL_CAPACITY);
@@ -802,12 +1114,13 @@ int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size)
         }
         if (nc_httpd_add_route(public, "/subscribe", handle_subscribe, m) != 0 ||
             nc_httpd_add_route(public, "/confirm", handle_confirm, m) != 0 ||
+            nc_httpd_add_route(public, "/manage", handle_manage, m) != 0 ||
             nc_httpd_add_route(public, "/assets/site.css", handle_css, m) != 0) {
                 ml_web_stop();
                 return nc_err(errstr, errstr_size, "cannot add the sign-up routes");
         }
-        nc_log_kv(NC_LOG_INFO, "sign-up pages", "paths", "/subscribe /confirm", "links", W.base,
-                  NULL);
+        nc_log_kv(NC_LOG_INFO, "sign-up pages", "paths", "/subscribe /confirm /manage", "links",
+                  W.base, NULL);
         return 0;
 }
 
@@ -817,6 +1130,7 @@ void ml_web_stop(void)
         for (size_t i = 0; i < W.n; i++) {
                 for (int p = 0; p < PAGES_N; p++)
                         nc_mustache_destroy(W.page[i][p]);
+                free(W.fields[i]);
                 free(W.lang[i]);
         }
         free(W.css);

@@ -3,16 +3,24 @@
 #define ML_WEB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mailer.h"
 #include "nc_httpd.h"
 
 /* Loads the page templates of every configured language and the stylesheet from [mailer]
- * templates, and routes GET /subscribe and GET /assets/site.css on PUBLIC.  With no [mailer]
- * signup_secret_file (or no public listener) it logs that the pages are off and returns 0.
+ * templates, and routes /subscribe, /confirm, /manage and /assets/site.css on PUBLIC.  With no
+ * [mailer] signup_secret_file (or no public listener) it logs that the pages are off and returns 0.
  * -1 with errstr naming the file that failed. */
 int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size);
 /* Frees the templates; after the listener stopped. */
 void ml_web_stop(void);
+/* Loads only what the links need (the token keys and the public base URL), for --preview;
+ * ml_web_start does it too.  0 also when the pages are off; -1 with errstr. */
+int ml_web_links_init(ml_t *m, char *errstr, size_t errstr_size);
+/* The link of the preference centre of subscription (ID, GEN), valid for [mailer]
+ * manage_expiry, in OUT.  Returns 0, or -1 with OUT "" when the pages are off (or SIZE is too
+ * small).  Any thread once the links are loaded. */
+int ml_web_manage_url(const char *id, uint64_t gen, char *out, size_t size);
 
 #endif

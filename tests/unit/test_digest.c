@@ -15,9 +15,12 @@
 #include "../../consumer/mailer/ml_mail.h"
 
 #define UNSUB    "https://notices.example.gov/unsubscribe?t=tok123&s=1"
+#define MANAGE   "https://notices.example.gov/manage?token=m4n&x=<1>"
 #define PUA_TEST "\xEE\x80\x80" /* U+E000, the cache's sentinel character */
 
 static ml_templates_t *tpl;
+/* The manage URL render_ok() passes: MANAGE or NULL (the sign-up pages are off). */
+static const char *manage_url = MANAGE;
 static json_t *all; /* tests/unit/data/mail/notices.json: [urgent ko/en, MOI en/es/pt, es] */
 enum { ALERT = 0, MOI = 1, TENDER = 2 };
 
@@ -84,7 +87,8 @@ static void render_ok(const json_t *sub, const json_t *notices, int urgent, cons
 {
         char err[512] = "";
 
-        if (ml_digest_render(tpl, sub, notices, urgent, UNSUB, period, out, err, sizeof(err)))
+        if (ml_digest_render(tpl, sub, notices, urgent, UNSUB, manage_url, period, out, err,
+                             sizeof(err)))
                 fail_msg("ml_digest_render: %s", err);
         assert_non_null(out->subject);
         assert_non_null(out->text);
@@ -197,6 +201,9 @@ static void test_languages(void **state)
                 has(o.text, langs[i].intro1);
                 has(o.text, langs[i].title);
                 has(o.text, UNSUB);
+                has(o.text, MANAGE); /* the preference centre, raw in the text part */
+                has(o.html,
+                    "href=\"https://notices.example.gov/manage?token=m4n&amp;x=&lt;1&gt;\"");
                 has(o.text, "ana@example.org");
                 has(o.text, "\n-- \n"); /* signature separator */
                 has(o.html, langs[i].html_lang);
@@ -395,31 +402,31 @@ static void test_errors(void **state)
 
         (void)state;
         /* The caller never sends an empty digest: rendering one is an error. */
-        assert_int_equal(ml_digest_render(tpl, sub, empty, 0, UNSUB, "daily", &o, err, sizeof(err)),
-                         -1);
+        assert_int_equal(
+            ml_digest_render(tpl, sub, empty, 0, UNSUB, NULL, "daily", &o, err, sizeof(err)), -1);
         has(err, "notices: is empty");
         assert_null(o.subject);
         assert_null(o.text);
         assert_null(o.html);
-        assert_int_equal(ml_digest_render(tpl, sub, one, 0, UNSUB, "monthly", &o, err, sizeof(err)),
-                         -1);
+        assert_int_equal(
+            ml_digest_render(tpl, sub, one, 0, UNSUB, NULL, "monthly", &o, err, sizeof(err)), -1);
         has(err, "period: 'monthly'");
-        assert_int_equal(ml_digest_render(tpl, sub, sub, 0, UNSUB, "daily", &o, err, sizeof(err)),
-                         -1);
+        assert_int_equal(
+            ml_digest_render(tpl, sub, sub, 0, UNSUB, NULL, "daily", &o, err, sizeof(err)), -1);
         has(err, "notices: is not an array");
-        assert_int_equal(ml_digest_render(tpl, one, one, 0, UNSUB, "daily", &o, err, sizeof(err)),
-                         -1);
+        assert_int_equal(
+            ml_digest_render(tpl, one, one, 0, UNSUB, NULL, "daily", &o, err, sizeof(err)), -1);
         has(err, "subscriber: is not an object");
-        assert_int_equal(ml_digest_render(tpl, sub, bad, 0, UNSUB, "daily", &o, err, sizeof(err)),
-                         -1);
+        assert_int_equal(
+            ml_digest_render(tpl, sub, bad, 0, UNSUB, NULL, "daily", &o, err, sizeof(err)), -1);
         has(err, "notices[0] (x): has no title");
         assert_null(o.subject);
         ml_digest_out_free(&o);
         ml_digest_out_free(NULL);
 
         /* Without an unsubscribe URL (a preview) the link is left out, not rendered empty. */
-        assert_int_equal(ml_digest_render(tpl, sub, one, 0, NULL, "daily", &o, err, sizeof(err)),
-                         0);
+        assert_int_equal(
+            ml_digest_render(tpl, sub, one, 0, NULL, NULL, "daily", &o, err, sizeof(err)), 0);
         has_not(o.html, "<a href=\"\"");
         has_not(o.text, "unsubscribe here");
         ml_digest_out_free(&o);
@@ -597,6 +604,8 @@ static void test_cache_same_as_full(void **state)
                                 char *raw, *t, *h;
                                 size_t len;
 
+                                /* with and without a manage URL: a key flag and a hole */
+                                manage_url = ni % 2 ? MANAGE : NULL;
                                 ml_templates_set_cache(tpl, 1);
                                 render_ok(sub, sets[si], urgent, period, &a);
                                 ml_templates_set_cache(tpl, 0);
@@ -606,8 +615,12 @@ static void test_cache_same_as_full(void **state)
                                 assert_string_equal(a.text, b.text);
                                 assert_string_equal(a.html, b.html);
 
+                                if ((strstr(a.text, "/manage?") == NULL) == (manage_url != NULL))
+                                        fail_msg("manage link %s",
+                                                 manage_url ? "missing" : "unasked");
                                 if (ml_digest_render_parts(tpl, sub, sets[si], urgent, UNSUB,
-                                                           period, &p, err, sizeof(err)))
+                                                           manage_url, period, &p, err,
+                                                           sizeof(err)))
                                         fail_msg("%s", err);
                                 assert_string_equal(p.subject, a.subject);
                                 m.from_name = "Ministerio del Interior";
@@ -664,6 +677,7 @@ static void test_cache_same_as_full(void **state)
                         }
                 }
         }
+        manage_url = MANAGE;
         for (size_t si = 0; si < 4; si++)
                 json_decref(sets[si]);
 }
@@ -711,7 +725,8 @@ static void *thr_main(void *arg)
         for (int i = 0; i < 50 && t->ok; i++) {
                 ml_digest_out_t o;
 
-                if (ml_digest_render(tpl, sub, notices, 0, UNSUB, "daily", &o, err, sizeof(err)))
+                if (ml_digest_render(tpl, sub, notices, 0, UNSUB, MANAGE, "daily", &o, err,
+                                     sizeof(err)))
                         t->ok = 0;
                 else if (strcmp(o.html, t->expect))
                         t->ok = 0;
