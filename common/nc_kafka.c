@@ -1106,6 +1106,11 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics
                         snprintf(num, sizeof(num), "%lld", (long long)topics[i].retention_ms);
                         rd_kafka_NewTopic_set_config(nt[i], "retention.ms", num);
                 }
+                if (topics[i].delete_retention_ms) {
+                        snprintf(num, sizeof(num), "%lld",
+                                 (long long)topics[i].delete_retention_ms);
+                        rd_kafka_NewTopic_set_config(nt[i], "delete.retention.ms", num);
+                }
                 if (cfg->replication_factor >= 3)
                         rd_kafka_NewTopic_set_config(nt[i], "min.insync.replicas", "2");
         }

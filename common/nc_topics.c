@@ -49,6 +49,11 @@ static void spec_init(const nc_config_t *cfg, nc_topic_kind_t kind, nc_topic_spe
                 t->compact = 1;
                 t->retention_ms = 0;
         }
+        /* A mailer started later than this after an unsubscribe no longer sees its tombstone,
+         * so it cannot tell a replayed confirmation link of the ended subscription
+         * (consumer/mailer/web.c): longer than any confirm_expiry in use (48 h by default). */
+        if (kind == NC_TOPIC_SUBSCRIBERS)
+                t->delete_retention_ms = NC_TOPICS_SUBSCRIBERS_TOMBSTONE_MS;
         if (kind == NC_TOPIC_MAILER_PLAN)
                 t->partitions = 1;
 }

@@ -17,6 +17,8 @@ typedef struct nc_topic_spec {
         int partitions;
         int compact;          /* cleanup.policy=compact (else delete) */
         int64_t retention_ms; /* retention.ms: -1 forever; 0 = none set (the compacted kinds) */
+        int64_t delete_retention_ms; /* delete.retention.ms (how long a tombstone stays
+                                      * readable); 0 = the broker's default (24 h) */
 } nc_topic_spec_t;
 
 /* A set of kinds: bit (1u << kind). */
@@ -43,6 +45,10 @@ void nc_topics_retry_name(const nc_config_t *cfg, int64_t step_ms, char *buf, si
  * of nc_topic_kind_t; returns how many there are.  More than MAX: SPECS (which may then be
  * NULL) was too small, and the count is an upper bound to allocate by. */
 size_t nc_topics_specs(const nc_config_t *cfg, unsigned kinds, nc_topic_spec_t *specs, size_t max);
+
+/* delete.retention.ms of the subscribers topic: 7 days.  [mailer] confirm_expiry must not be
+ * longer (the mailer refuses to start with the sign-up pages then). */
+#define NC_TOPICS_SUBSCRIBERS_TOMBSTONE_MS (7LL * 86400000)
 
 /* "delete" or "compact". */
 const char *nc_topics_policy(const nc_topic_spec_t *t);

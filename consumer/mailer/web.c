@@ -38,6 +38,7 @@
 #include "nc_mustache.h"
 #include "nc_subscriber.h"
 #include "nc_time.h"
+#include "nc_topics.h"
 #include "nc_util.h"
 #include "web.h"
 
@@ -1090,6 +1091,11 @@ static int setup(ml_t *m, char *errstr, size_t errstr_size)
 
         if (ml_web_links_init(m, errstr, errstr_size) != 0)
                 return -1;
+        if (mc->confirm_expiry_ms > NC_TOPICS_SUBSCRIBERS_TOMBSTONE_MS)
+                return nc_err(errstr, errstr_size,
+                              "[mailer] confirm_expiry: at most 168h (the subscribers topic keeps "
+                              "an unsubscribe's tombstone for 7 days: a replayed link of an ended "
+                              "subscription must still be told apart)");
         if (ml_ratelimit_parse(mc->signup_rate_ip, &max, &window, err, sizeof(err)) != 0)
                 return nc_err(errstr, errstr_size, "[mailer] signup_rate_ip: %s", err);
         W.rl_ip = ml_ratelimit_new(max, window, RL_CAPACITY);

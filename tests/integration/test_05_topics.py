@@ -58,6 +58,9 @@ def test_topics_create_every_kind_twice(tmp_path, make_config, run_cli, bootstra
         assert confs[t]["cleanup.policy"] == policy, f"{t}: {confs[t]['cleanup.policy']}"
         if retention is not None:
             assert int(confs[t]["retention.ms"]) == retention, f"{t}: retention.ms {confs[t]['retention.ms']}"
+    # Tombstones of unsubscribes stay readable 7 days (longer than any confirmation link).
+    assert int(confs[f"{p}subscribers"]["delete.retention.ms"]) == 7 * 86400 * 1000, \
+        confs[f"{p}subscribers"]["delete.retention.ms"]
 
     # Twice: every topic exists, nothing is changed (even with other settings in the file).
     cfg2 = make_config(tmp_path, prefix=p, topics={"partitions": 6, "deliveries_retention": "1d"},
