@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "nc_log.h"
 #include "nc_notice.h"
 #include "nc_region.h"
 #include "nc_time.h"
@@ -47,7 +48,7 @@ static int valid_hhmm(const char *s)
 }
 
 static json_t *string_set(const json_t *v, const char *field, const nc_config_t *cfg, int regions,
-                          char *errstr, size_t errstr_size)
+                          nc_subscriber_err_t *why, char *errstr, size_t errstr_size)
 {
         nc_strlist_t set = {0};
         json_t *out = NULL, *e;
@@ -66,10 +67,12 @@ static json_t *string_set(const json_t *v, const char *field, const nc_config_t 
                 strcpy(item, json_string_value(e));
                 if (regions) {
                         if (nc_region_list_add(&set, item, err, sizeof(err)) != 0) {
+                                *why = NC_SUB_REGION_INVALID;
                                 nc_err(errstr, errstr_size, "%s: %s", field, err);
                                 goto done;
                         }
                 } else if (!nc_config_has_category(cfg, item)) {
+                        *why = NC_SUB_CATEGORY_UNKNOWN;
                         nc_err(errstr, errstr_size, "%s: '%s' is not a configured category", field,
                                item);
                         goto done;
@@ -85,14 +88,52 @@ done:
         return out;
 }
 
+const char *nc_subscriber_err_name(nc_subscriber_err_t e)
+{
+        switch (e) {
+        case NC_SUB_OK:
+                return "ok";
+        case NC_SUB_MALFORMED:
+                return "malformed";
+        case NC_SUB_EMAIL_MISSING:
+                return "email_missing";
+        case NC_SUB_EMAIL_INVALID:
+                return "email_invalid";
+        case NC_SUB_NAME_INVALID:
+                return "name_invalid";
+        case NC_SUB_LANG_UNKNOWN:
+                return "lang_unknown";
+        case NC_SUB_FREQUENCY_INVALID:
+                return "frequency_invalid";
+        case NC_SUB_TZ_UNKNOWN:
+                return "tz_unknown";
+        case NC_SUB_SEND_AT_INVALID:
+                return "send_at_invalid";
+        case NC_SUB_CATEGORY_UNKNOWN:
+                return "category_unknown";
+        case NC_SUB_REGION_INVALID:
+                return "region_invalid";
+        }
+        fatalx("nc_subscriber_err_name: %d", (int)e);
+}
+
 json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_t now_ms,
                                 char *errstr, size_t errstr_size)
+{
+        nc_subscriber_err_t why;
+
+        return nc_subscriber_check(in, cfg, now_ms, &why, errstr, errstr_size);
+}
+
+json_t *nc_subscriber_check(const json_t *in, const nc_config_t *cfg, int64_t now_ms,
+                            nc_subscriber_err_t *why, char *errstr, size_t errstr_size)
 {
         const char *email, *name, *lang, *freq, *tz, *send_at, *key;
         char id[256], ts[40], err[256];
         json_t *out = NULL, *v, *set, *empty;
         int i;
 
+        *why = NC_SUB_MALFORMED; /* until it is known to be another */
         if (!json_is_object(in)) {
                 nc_err(errstr, errstr_size, "subscriber: must be a JSON object");
                 return NULL;
@@ -114,30 +155,38 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
             opt_string(in, "send_at", &send_at, errstr, errstr_size))
                 return NULL;
         if (!email) {
+                *why = NC_SUB_EMAIL_MISSING;
                 nc_err(errstr, errstr_size, "email: is required");
                 return NULL;
         }
         if (nc_email_valid(email, err, sizeof(err)) != 0) {
+                *why = NC_SUB_EMAIL_INVALID;
                 nc_err(errstr, errstr_size, "email: %s", err);
                 return NULL;
         }
         /* Display names end up in a To: header: one line, bounded. */
-        if (name && nc_text_check_line("name", name, NAME_MAX_BYTES, errstr, errstr_size) != 0)
+        if (name && nc_text_check_line("name", name, NAME_MAX_BYTES, errstr, errstr_size) != 0) {
+                *why = NC_SUB_NAME_INVALID;
                 return NULL;
+        }
         if (lang && !nc_config_has_language(cfg, lang)) {
+                *why = NC_SUB_LANG_UNKNOWN;
                 nc_err(errstr, errstr_size, "lang: '%.16s' is not a configured language", lang);
                 return NULL;
         }
         if (freq && strcmp(freq, "immediate") && strcmp(freq, "daily") && strcmp(freq, "weekly")) {
+                *why = NC_SUB_FREQUENCY_INVALID;
                 nc_err(errstr, errstr_size, "frequency: '%.32s' must be immediate, daily or weekly",
                        freq);
                 return NULL;
         }
         if (tz && !nc_tz_valid(tz)) {
+                *why = NC_SUB_TZ_UNKNOWN;
                 nc_err(errstr, errstr_size, "tz: '%.64s' is not a known IANA time zone", tz);
                 return NULL;
         }
         if (send_at && !valid_hhmm(send_at)) {
+                *why = NC_SUB_SEND_AT_INVALID;
                 nc_err(errstr, errstr_size, "send_at: '%.16s' must be HH:MM (00:00-23:59)",
                        send_at);
                 return NULL;
@@ -152,11 +201,11 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
         json_object_set_new(out, "name", json_string(name ? name : ""));
         json_object_set_new(out, "lang", json_string(lang ? lang : cfg->default_language));
         v = json_object_get(in, "categories");
-        if (!(set = string_set(v ? v : empty, "categories", cfg, 0, errstr, errstr_size)))
+        if (!(set = string_set(v ? v : empty, "categories", cfg, 0, why, errstr, errstr_size)))
                 goto fail;
         json_object_set_new(out, "categories", set);
         v = json_object_get(in, "regions");
-        if (!(set = string_set(v ? v : empty, "regions", cfg, 1, errstr, errstr_size)))
+        if (!(set = string_set(v ? v : empty, "regions", cfg, 1, why, errstr, errstr_size)))
                 goto fail;
         json_object_set_new(out, "regions", set);
         json_object_set_new(out, "frequency", json_string(freq ? freq : "daily"));
@@ -194,6 +243,7 @@ json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_
                 json_object_set(out, "generation", v);
         }
         json_decref(empty);
+        *why = NC_SUB_OK;
         return out;
 fail:
         json_decref(empty);

@@ -15,6 +15,31 @@
 json_t *nc_subscriber_normalise(const json_t *in, const nc_config_t *cfg, int64_t now_ms,
                                 char *errstr, size_t errstr_size);
 
+/* What was wrong with a record, for the pages that show it in their own language (the CLI
+ * prints the errstr).  Adding one: a name in nc_subscriber_err_name(), a message in each
+ * language's pages/errors.mustache. */
+typedef enum nc_subscriber_err {
+        NC_SUB_OK = 0,
+        NC_SUB_MALFORMED, /* not an object, unknown field, wrong type: not from our forms */
+        NC_SUB_EMAIL_MISSING,
+        NC_SUB_EMAIL_INVALID,
+        NC_SUB_NAME_INVALID, /* not one line, or longer than 200 bytes */
+        NC_SUB_LANG_UNKNOWN,
+        NC_SUB_FREQUENCY_INVALID,
+        NC_SUB_TZ_UNKNOWN,
+        NC_SUB_SEND_AT_INVALID,
+        NC_SUB_CATEGORY_UNKNOWN,
+        NC_SUB_REGION_INVALID,
+} nc_subscriber_err_t;
+
+/* "email_missing", ...: the section names of pages/errors.mustache.  Aborts on an unknown
+ * value. */
+const char *nc_subscriber_err_name(nc_subscriber_err_t e);
+
+/* nc_subscriber_normalise(), also saying what was wrong in *WHY (NC_SUB_OK on success). */
+json_t *nc_subscriber_check(const json_t *in, const nc_config_t *cfg, int64_t now_ms,
+                            nc_subscriber_err_t *why, char *errstr, size_t errstr_size);
+
 /* "generation": 16 lower-case hex digits, random, set by `subscribers add` / `import` each
  * time they write the record (a new subscription) and kept by the mailer's own rewrites.
  * Unsubscribe tokens carry it, so a token of an earlier subscription of the same address is

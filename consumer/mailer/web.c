@@ -55,11 +55,12 @@ enum {
         PAGE_EMAIL_TEXT,
         PAGE_EMAIL_HTML,
         PAGE_MANAGE,
+        PAGE_ERRORS,
         PAGES_N
 };
 static const char *const page_names[PAGES_N] = {"subscribe",  "inbox",         "confirm",
                                                 "message",    "email.subject", "email.text",
-                                                "email.html", "manage"};
+                                                "email.html", "manage",        "errors"};
 
 /* How long a form's CSRF field stays good: a citizen may take a while to fill it in. */
 #define CSRF_TTL_S  (2 * 3600)
@@ -188,8 +189,9 @@ static const char *partial(void *opaque, const char *name)
  * rendering error. */
 static char *render_str(int lang, int page, const json_t *data)
 {
-        nc_mustache_opts_t opts = {partial, W.fields[lang],
-                                   page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT, 0};
+        nc_mustache_opts_t opts = {
+            partial, W.fields[lang],
+            page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT && page != PAGE_ERRORS, 0};
         char err[512], *out;
 
         pthread_mutex_lock(&render_lock);
@@ -432,20 +434,57 @@ static int internal_error(nc_httpd_resp_t *resp, int lang)
         return message(resp, 500, lang, "error");
 }
 
-/* nc_subscriber_normalise's "field: message" as the form's errors: it goes next to the field
- * ("err_<field>"); the template names the field in the page's language. */
-static json_t *field_error(const char *err)
+/* What nc_subscriber_check() found wrong, as the form's errors: "err_<field>" goes next to
+ * its field, with the message of pages/errors.mustache in the page's language (the template
+ * names the field).  ERR is the CLI's English text, logged only. */
+static json_t *field_error(int lang, nc_subscriber_err_t why, const char *err)
 {
-        const char *colon = strchr(err, ':');
-        json_t *errors = json_object();
-        char key[64];
+        const char *field;
+        json_t *errors = json_object(), *d;
+        char key[64], *msg;
+        size_t n;
 
-        if (colon && (size_t)(colon - err) < 40) {
-                snprintf(key, sizeof(key), "err_%.*s", (int)(colon - err), err);
-                json_object_set_new(errors, key, json_string(colon + 1 + (colon[1] == ' ')));
-        } else {
-                json_object_set_new(errors, "err_email", json_string(err));
+        switch (why) {
+        case NC_SUB_EMAIL_MISSING:
+        case NC_SUB_EMAIL_INVALID:
+        case NC_SUB_MALFORMED: /* not from our form: shown at the top field */
+                field = "email";
+                break;
+        case NC_SUB_NAME_INVALID:
+                field = "name";
+                break;
+        case NC_SUB_LANG_UNKNOWN:
+                field = "lang";
+                break;
+        case NC_SUB_FREQUENCY_INVALID:
+                field = "frequency";
+                break;
+        case NC_SUB_TZ_UNKNOWN:
+                field = "tz";
+                break;
+        case NC_SUB_SEND_AT_INVALID:
+                field = "send_at";
+                break;
+        case NC_SUB_CATEGORY_UNKNOWN:
+                field = "categories";
+                break;
+        case NC_SUB_REGION_INVALID:
+                field = "regions";
+                break;
+        case NC_SUB_OK:
+        default:
+                fatalx("field_error: %s", nc_subscriber_err_name(why));
         }
+        log_debug("form refused: %s", err);
+        d = json_pack("{s:s, s:b}", "lang", W.lang[lang], nc_subscriber_err_name(why), 1);
+        msg = render_str(lang, PAGE_ERRORS, d);
+        json_decref(d);
+        n = msg ? strlen(msg) : 0;
+        while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+                msg[--n] = '\0';
+        snprintf(key, sizeof(key), "err_%s", field);
+        json_object_set_new(errors, key, json_string(n ? msg : err));
+        free(msg);
         return errors;
 }
 
@@ -617,6 +656,7 @@ static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
         char err[512], ip[64], csrf[ML_WT_TOKEN_SIZE], *hp = nc_httpd_req_form(req, "website");
         const char *chosen = json_string_value(json_object_get(in, "lang")), *id;
         int lang = page_lang(req, chosen), status, known, suppressed;
+        nc_subscriber_err_t why;
         uint64_t gen, removed;
 
         if (!csrf_ok(req)) {
@@ -632,9 +672,9 @@ static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
                 return inbox(resp, lang);
         }
         free(hp);
-        rec = nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err));
+        rec = nc_subscriber_check(in, &W.m->cfg, nc_time_now_ms(), &why, err, sizeof(err));
         if (!rec) {
-                json_t *errors = field_error(err);
+                json_t *errors = field_error(lang, why, err);
 
                 if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0)
                         csrf[0] = '\0';
@@ -896,17 +936,18 @@ static void manage_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o
 /* The record a POST of the preference centre makes of REC (NULL: errors, in *ERRORS, with
  * the posted values in *POSTED).  The address, the generation and the bounce counters are
  * the subscription's, whatever was posted: suppression ends only by signing up again. */
-static json_t *manage_record(const nc_httpd_req_t *req, const json_t *rec, json_t **posted,
-                             json_t **errors)
+static json_t *manage_record(const nc_httpd_req_t *req, int lang, const json_t *rec,
+                             json_t **posted, json_t **errors)
 {
         static const char *const kept[] = {"generation", "bounces", "suppressed"};
         json_t *in = form_input(req), *out;
+        nc_subscriber_err_t why;
         char err[512];
 
         json_object_set(in, "email", json_object_get(rec, "email"));
-        out = nc_subscriber_normalise(in, &W.m->cfg, nc_time_now_ms(), err, sizeof(err));
+        out = nc_subscriber_check(in, &W.m->cfg, nc_time_now_ms(), &why, err, sizeof(err));
         if (!out) {
-                *errors = field_error(err);
+                *errors = field_error(lang, why, err);
                 *posted = in;
                 return NULL;
         }
@@ -957,7 +998,7 @@ static int handle_manage(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void 
                 json_decref(rec);
                 return message(resp, 400, lang, "invalid");
         }
-        if (!strcmp(action, "save") && !(next = manage_record(req, rec, &posted, &errors))) {
+        if (!strcmp(action, "save") && !(next = manage_record(req, lang, rec, &posted, &errors))) {
                 if (csrf_field(req, resp, csrf, sizeof(csrf)) != 0)
                         csrf[0] = '\0';
                 json_object_set(posted, "email", json_object_get(rec, "email"));

@@ -138,6 +138,8 @@ def test_signup_pages(ml):
     assert 'aria-invalid="true" aria-describedby="email-error"' in page, page
     m = re.search(r'<p class="error" id="email-error">([^<]*)</p>', page)
     assert m and m.group(1).startswith("Correo electrónico:"), page
+    # The message itself in the page's language (pages/errors.mustache), not the CLI's English.
+    assert "Escriba una dirección de correo válida" in m.group(1), m.group(1)
     assert 'value="not-an-address"' in page, "the posted value is not kept"
     st, page = _post(env, {"email": "ok@example.org", "tz": "Mars/Olympus", "lang": "pt"})
     assert st == 400 and 'id="tz-error"' in page and _html_lang(page) == "pt", (st, page[:400])

@@ -411,10 +411,66 @@ static void test_normalise_json_errors(void **state)
         }
 }
 
+/* What the pages show in their own language: every error has its kind, and its name. */
+static void test_check_kinds(void **state)
+{
+        static const struct {
+                const char *json;
+                nc_subscriber_err_t why;
+                const char *name;
+        } cases[] = {
+            {"[]", NC_SUB_MALFORMED, "malformed"},
+            {"{\"email\": \"a@example.org\", \"phone\": \"1\"}", NC_SUB_MALFORMED, "malformed"},
+            {"{\"name\": \"Ana\"}", NC_SUB_EMAIL_MISSING, "email_missing"},
+            {"{\"email\": \"not-an-address\"}", NC_SUB_EMAIL_INVALID, "email_invalid"},
+            {"{\"email\": \"a@example.org\", \"name\": \"A\\nB\"}", NC_SUB_NAME_INVALID,
+             "name_invalid"},
+            {"{\"email\": \"a@example.org\", \"lang\": \"fr\"}", NC_SUB_LANG_UNKNOWN,
+             "lang_unknown"},
+            {"{\"email\": \"a@example.org\", \"frequency\": \"hourly\"}", NC_SUB_FREQUENCY_INVALID,
+             "frequency_invalid"},
+            {"{\"email\": \"a@example.org\", \"tz\": \"Mars/Olympus\"}", NC_SUB_TZ_UNKNOWN,
+             "tz_unknown"},
+            {"{\"email\": \"a@example.org\", \"send_at\": \"25:00\"}", NC_SUB_SEND_AT_INVALID,
+             "send_at_invalid"},
+            {"{\"email\": \"a@example.org\", \"categories\": [\"sports\"]}",
+             NC_SUB_CATEGORY_UNKNOWN, "category_unknown"},
+            {"{\"email\": \"a@example.org\", \"regions\": [\"XX\"]}", NC_SUB_REGION_INVALID,
+             "region_invalid"},
+            {"{\"email\": \"a@example.org\", \"generation\": \"xyz\"}", NC_SUB_MALFORMED,
+             "malformed"},
+        };
+        nc_subscriber_err_t why;
+        char err[512];
+        json_t *in, *out;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                in = json_loads(cases[i].json, 0, NULL);
+                assert_non_null(in);
+                why = NC_SUB_OK;
+                out = nc_subscriber_check(in, &cfg, NOW, &why, err, sizeof(err));
+                json_decref(in);
+                if (out)
+                        fail_msg("accepted: %s", cases[i].json);
+                if (why != cases[i].why)
+                        fail_msg("%s: %s, expected %s (%s)", cases[i].json,
+                                 nc_subscriber_err_name(why), cases[i].name, err);
+                assert_string_equal(nc_subscriber_err_name(why), cases[i].name);
+        }
+        in = json_loads("{\"email\": \"a@example.org\"}", 0, NULL);
+        out = nc_subscriber_check(in, &cfg, NOW, &why, err, sizeof(err));
+        assert_non_null(out);
+        assert_int_equal(why, NC_SUB_OK);
+        json_decref(out);
+        json_decref(in);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_columns),
+            cmocka_unit_test(test_check_kinds),
             cmocka_unit_test(test_good_rows),
             cmocka_unit_test(test_defaults_follow_config),
             cmocka_unit_test(test_cells_trimmed_and_split),

@@ -1,0 +1,191 @@
+"""A citizen's whole life as a subscriber, in a real browser (issue 12): Debian's Chromium
+through Selenium, a real Kafka broker, the real SMTP server of the mailer tests, the real
+mailer; every page and every HTML email through axe-core (WCAG 2.1 A and AA): 0 violations.
+
+test_korean_citizen, the issue's flow, run as a citizen would:
+  sign up in Korean (typed, clicked) -> the confirmation email arrives at the SMTP server
+  (parsed with Python's email) -> its link, the button pressed -> the subscriber is in
+  `noticecast subscribers list` -> an immediate notice reaches them -> from the manage link in
+  that email they switch to a weekly digest (a notice published then reaches a probe
+  subscriber but not them) -> they unsubscribe from the page -> no more mail (the next notice
+  again reaches the probe only).
+
+test_manage_pages, in each of en, es, pt, ko: the immediate notice email and an urgent alert
+email (HTML parts, as a mail client shows them), the preference centre, its "saved" answer,
+the "unsubscribed" page and the 410 of the link afterwards: axe 0, and at phone width nothing
+scrolls sideways.  NC_SCREENSHOTS=1 writes docs/img/manage-es.png and
+docs/img/manage-es-phone.png.
+"""
+
+import datetime
+import os
+import zoneinfo
+
+import pytest
+
+from browser import browser, desktop, phone, screenshot, serve_html, page_status  # noqa: F401
+from conftest import REPO
+from mailer_support import *  # noqa: F401,F403
+from test_39_mailer_browser import (_all, _by, _clean, _confirm_url, _lang, _navigates,
+                                    _no_sideways_scroll, _open, _signup_secret)
+from test_40_mailer_manage import _manage_url
+
+LANGS = ("en", "es", "pt", "ko")
+SCREENSHOTS = os.environ.get("NC_SCREENSHOTS") == "1"
+IMG = REPO / "docs" / "img"
+TITLES = {"en": "Water supply cut on Friday", "es": "Corte de agua el viernes",
+          "pt": "Corte de água na sexta-feira", "ko": "금요일 단수 안내"}
+
+
+def _select(driver, css, value):
+    from selenium.webdriver.support.ui import Select
+    Select(_by(driver, css)).select_by_value(value)
+
+
+def _far_send_at(tz):
+    """A send time twelve hours away in TZ: no digest falls due while the test runs."""
+    t = datetime.datetime.now(zoneinfo.ZoneInfo(tz)) + datetime.timedelta(hours=12)
+    return t.strftime("%H:%M")
+
+
+def _mails_with(env, addr, title):
+    return [m for m in env.mail_for(addr) if title in m.text]
+
+
+def test_korean_citizen(ml, browser):  # noqa: F811 (the fixture)
+    env = ml
+    _signup_secret(env, "k")
+    env.start()
+    probe = env.add_subscriber("probe@example.org", lang="en", frequency="immediate", tz="UTC")
+    d = browser("ko-KR")
+    addr = "jiwoo.kim@example.org"
+
+    # --- sign up in Korean: the page's language from Accept-Language ---
+    assert _open(d, f"{env.public_url}/subscribe") == 200 and _lang(d) == "ko"
+    _by(d, "#email").send_keys(addr)
+    _by(d, "#name").send_keys("김지우")
+    _select(d, "#frequency", "immediate")
+    assert _by(d, "#tz").get_attribute("value") == "Asia/Seoul", "the Korean default zone"
+    _navigates(d, _by(d, "button[type=submit]").click)
+    assert page_status(d) == 200 and not _all(d, "form"), "the inbox page"
+    assert addr not in env.subscribers(), "subscribed before confirming"
+
+    # --- the confirmation email (parsed by the harness with Python's email package) ---
+    conf = env.wait_mail(lambda box: [m for m in box if m.to == addr], what="confirmation")[0]
+    assert "구독" in conf.subject and 'lang="ko"' in conf.html, conf.subject
+    with serve_html(conf.html) as mail_url:
+        assert _open(d, mail_url) == 200
+        _clean(d, "the Korean confirmation email")
+        link = [a for a in _all(d, "a[href]") if "/confirm?token=" in a.get_attribute("href")]
+        assert len(link) == 1 and link[0].get_attribute("href") == _confirm_url(conf)
+        _navigates(d, link[0].click)
+    assert page_status(d) == 200 and _lang(d) == "ko" and addr in _by(d, "main").text
+    assert addr not in env.subscribers(), "the link alone subscribed"
+    _navigates(d, _by(d, "form[method=post] button[type=submit]").click)
+    assert page_status(d) == 200 and _lang(d) == "ko", "the confirmed page"
+    _clean(d, "the Korean confirmed page")
+    rec = env.subscribers()[addr]
+    assert (rec["lang"], rec["name"], rec["frequency"], rec["tz"]) == \
+        ("ko", "김지우", "immediate", "Asia/Seoul"), rec
+
+    # --- an immediate notice reaches them ---
+    n1 = notice("news", {"en": "Road works", "ko": TITLES["ko"]})
+    env.publish([n1])
+    mail = env.wait_mail(lambda box: _mails_with(env, addr, TITLES["ko"]), what="the notice")[0]
+    assert 'lang="ko"' in mail.html
+    url = _manage_url(mail.text)
+
+    # --- from that email's manage link: a weekly digest instead ---
+    with serve_html(mail.html) as mail_url:
+        assert _open(d, mail_url) == 200
+        _clean(d, "the Korean notice email")
+        link = [a for a in _all(d, "a[href]") if "/manage?token=" in a.get_attribute("href")]
+        assert len(link) == 1 and link[0].get_attribute("href") == url
+        _navigates(d, link[0].click)
+    assert page_status(d) == 200 and _lang(d) == "ko" and addr in _by(d, "main").text
+    _clean(d, "the Korean preference centre")
+    _select(d, "#frequency", "weekly")
+    d.execute_script("arguments[0].value = arguments[1]", _by(d, "#send_at"),
+                     _far_send_at("Asia/Seoul"))
+    _navigates(d, _by(d, "button[name=action][value=save]").click)
+    assert page_status(d) == 200 and _all(d, "[role=status]"), "the saved page"
+    _clean(d, "the Korean saved page")
+    assert _by(d, "#frequency").get_attribute("value") == "weekly"
+    assert env.subscribers()[addr]["frequency"] == "weekly"
+
+    n2 = notice("news", {"en": "Second notice", "ko": "두 번째 공지"})
+    env.publish([n2])
+    env.wait_mail(lambda box: _mails_with(env, probe, "Second notice"), what="the probe's notice")
+    assert not _mails_with(env, addr, "두 번째 공지"), "a weekly subscriber got an immediate email"
+
+    # --- unsubscribe from the page: no more mail ---
+    assert _open(d, url) == 200
+    _navigates(d, _by(d, "button[name=action][value=unsubscribe]").click)
+    assert page_status(d) == 200 and _lang(d) == "ko" and not _all(d, "form")
+    _clean(d, "the Korean unsubscribed page")
+    assert addr not in env.subscribers()
+    before = len(env.mail_for(addr))
+    n3 = notice("news", {"en": "Third notice", "ko": "세 번째 공지"})
+    env.publish([n3])
+    env.wait_mail(lambda box: _mails_with(env, probe, "Third notice"), what="the probe's notice")
+    assert len(env.mail_for(addr)) == before, "mail after unsubscribing"
+    assert _open(d, url) == 410, "the manage link after unsubscribing"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_manage_pages(ml, browser, lang):  # noqa: F811 (the fixture)
+    env = ml
+    _signup_secret(env, "p")
+    env.mailer["signup_regions"] = "PE, BR"
+    env.start()
+    addr = env.add_subscriber(f"manage-{lang}@example.org", name="Ana Souza", lang=lang,
+                              frequency="immediate", tz="UTC", send_at=_far_send_at("UTC"))
+    d = browser(lang)
+
+    # --- the emails as a mail client shows them: a notice and an urgent alert ---
+    env.publish([notice("news", {"en": "Road works", lang: TITLES[lang]})])
+    mail = env.wait_mail(lambda box: _mails_with(env, addr, TITLES[lang]), what="the notice")[0]
+    env.publish([notice("alerts", {"en": "Storm warning", lang: "⚠ " + TITLES[lang]},
+                        priority="urgent")])
+    alert = env.wait_mail(lambda box: _mails_with(env, addr, "⚠ " + TITLES[lang]),
+                          what="the urgent alert")[0]
+    for what, m in (("notice", mail), ("urgent alert", alert)):
+        with serve_html(m.html) as mail_url:
+            assert _open(d, mail_url) == 200 and _lang(d) == lang
+            _clean(d, f"the {lang} {what} email")
+            phone(d)
+            _no_sideways_scroll(d, f"the {lang} {what} email")
+            desktop(d)
+    url = _manage_url(mail.text)
+
+    # --- the preference centre ---
+    assert _open(d, url) == 200 and _lang(d) == lang
+    _clean(d, f"the {lang} preference centre")
+    if SCREENSHOTS and lang == "es":
+        screenshot(d, IMG / "manage-es.png")
+    phone(d)
+    d.refresh()
+    _no_sideways_scroll(d, f"the {lang} preference centre")
+    _clean(d, f"the {lang} preference centre at phone width")
+    if SCREENSHOTS and lang == "es":
+        screenshot(d, IMG / "manage-es-phone.png")
+    desktop(d)
+    d.refresh()
+    page_status(d)
+
+    # --- saved ---
+    _by(d, "#region-BR").click()
+    _navigates(d, _by(d, "button[name=action][value=save]").click)
+    assert page_status(d) == 200 and _all(d, "[role=status]"), "the saved page"
+    _clean(d, f"the {lang} saved page")
+    assert env.subscribers()[addr]["regions"] == ["PE"], "BR unticked of the two"
+
+    # --- unsubscribed, and the link afterwards ---
+    _navigates(d, _by(d, "button[name=action][value=unsubscribe]").click)
+    assert page_status(d) == 200 and _lang(d) == lang and not _all(d, "form")
+    _clean(d, f"the {lang} unsubscribed page")
+    assert _all(d, f'a[href="/subscribe?lang={lang}"]'), "no way back to the form"
+    assert _open(d, url) == 410 and _lang(d) == lang
+    _clean(d, f"the {lang} not-subscribed page")
+    phone(d)
+    _no_sideways_scroll(d, f"the {lang} not-subscribed page")
