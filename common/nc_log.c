@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *log_prog = "noticecast";
 static enum nc_log_level log_level = NC_LOG_INFO;
@@ -84,23 +85,70 @@ static void put_head(FILE *f, enum nc_log_level level)
         put_value(f, log_prog);
 }
 
+/* A line is composed in memory and written with one write(2): a reader of the log (a test,
+ * a log shipper following the file) never sees half a line, and lines of several threads or
+ * processes sharing the descriptor never interleave (a pipe keeps writes of up to PIPE_BUF
+ * bytes whole). */
+struct line {
+        FILE *f;
+        char *buf;
+        size_t len;
+};
+
+static FILE *line_begin(struct line *l, enum nc_log_level level)
+{
+        l->buf = NULL;
+        l->len = 0;
+        l->f = open_memstream(&l->buf, &l->len);
+        if (!l->f) {
+                l->f = stderr; /* out of memory: write it piecewise rather than not at all */
+                flockfile(stderr);
+        }
+        put_head(l->f, level);
+        fputs(" msg=", l->f);
+        return l->f;
+}
+
+static void line_end(struct line *l)
+{
+        const char *p;
+        size_t left;
+
+        fputc('\n', l->f);
+        if (l->f == stderr) {
+                funlockfile(stderr);
+                return;
+        }
+        fclose(l->f);
+        for (p = l->buf, left = l->len; left > 0;) {
+                ssize_t n = write(STDERR_FILENO, p, left);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break; /* nowhere to report it */
+                p += n;
+                left -= (size_t)n;
+        }
+        free(l->buf);
+}
+
 static void vlog(enum nc_log_level level, int errnum, const char *fmt, va_list ap)
 {
         char msg[2048];
+        struct line l;
+        FILE *f;
 
         if (level < log_level)
                 return;
         vsnprintf(msg, sizeof(msg), fmt, ap);
-        flockfile(stderr);
-        put_head(stderr, level);
-        fputs(" msg=", stderr);
-        put_value(stderr, msg);
+        f = line_begin(&l, level);
+        put_value(f, msg);
         if (errnum) {
-                fputs(" error=", stderr);
-                put_value(stderr, strerror(errnum));
+                fputs(" error=", f);
+                put_value(f, strerror(errnum));
         }
-        fputc('\n', stderr);
-        funlockfile(stderr);
+        line_end(&l);
 }
 
 #define NC_LOG_FN(name, level, with_errno)                                                         \
@@ -144,23 +192,22 @@ void fatalx(const char *fmt, ...)
 void nc_log_kv(enum nc_log_level level, const char *msg, ...)
 {
         const char *k, *v;
+        struct line l;
         va_list ap;
+        FILE *f;
 
         if (level < log_level)
                 return;
-        flockfile(stderr);
-        put_head(stderr, level);
-        fputs(" msg=", stderr);
-        put_value(stderr, msg);
+        f = line_begin(&l, level);
+        put_value(f, msg);
         va_start(ap, msg);
         while ((k = va_arg(ap, const char *)) != NULL) {
                 v = va_arg(ap, const char *);
-                fprintf(stderr, " %s=", k);
-                put_value(stderr, v ? v : "");
+                fprintf(f, " %s=", k);
+                put_value(f, v ? v : "");
         }
         va_end(ap);
-        fputc('\n', stderr);
-        funlockfile(stderr);
+        line_end(&l);
 }
 
 /* A key the line may carry: lower-case logfmt, and none of the keys every line has. */
@@ -203,7 +250,9 @@ void nc_log_field_int(nc_log_fields_t *f, const char *key, long long val)
 void nc_log_f(enum nc_log_level level, const nc_log_fields_t *f, const char *fmt, ...)
 {
         char msg[2048];
+        struct line l;
         va_list ap;
+        FILE *o;
         int i;
 
         if (level < log_level || level >= NC_LOG_QUIET)
@@ -211,14 +260,11 @@ void nc_log_f(enum nc_log_level level, const nc_log_fields_t *f, const char *fmt
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        flockfile(stderr);
-        put_head(stderr, level);
-        fputs(" msg=", stderr);
-        put_value(stderr, msg);
+        o = line_begin(&l, level);
+        put_value(o, msg);
         for (i = 0; f && i < f->n; i++) {
-                fprintf(stderr, " %s=", f->key[i]);
-                put_value(stderr, f->val[i]);
+                fprintf(o, " %s=", f->key[i]);
+                put_value(o, f->val[i]);
         }
-        fputc('\n', stderr);
-        funlockfile(stderr);
+        line_end(&l);
 }
