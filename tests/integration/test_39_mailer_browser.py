@@ -1,0 +1,246 @@
+"""The sign-up pages in a real browser (issue 12): Debian's Chromium, headless, through
+ChromeDriver with Selenium; a real Kafka broker, the real SMTP server of the mailer tests and
+the real mailer.  Every page (and the confirmation email) goes through axe-core's WCAG 2.1 A
+and AA rules: 0 violations, in every language (en, es, pt, ko).
+
+In each language, with a browser whose Accept-Language is that language:
+  - /subscribe?lang=X: axe 0;
+  - an invalid address typed and the button clicked: the 400 page, axe 0, the error right
+    after its field and named by the field's aria-describedby, the value kept;
+  - the CSRF page (the form sent without its cookie): 403, axe 0;
+  - a valid sign-up sent with Enter from the keyboard: the "check your inbox" page, axe 0;
+  - the confirmation email's HTML part, served from a loopback http.server: lang=X, axe 0;
+    its link clicked: the confirm page with a button, axe 0; the button pressed: the
+    "you are subscribed" page, axe 0, and the subscriber is on the subscribers topic in X;
+  - the link again: the "already subscribed" page, axe 0; a forged token: 403, axe 0;
+  - at phone width (390 CSS px, mobile viewport) /subscribe and its error page do not
+    scroll sideways.
+And an expired link (confirm_expiry 1s) in every language: 410, axe 0.
+
+NC_SCREENSHOTS=1 also writes docs/img/signup-ko.png (1100 px wide, the whole form) and
+docs/img/signup-ko-phone.png (390 px wide).
+
+Without Chromium, ChromeDriver, Selenium or axe-core these tests fail (browser.py): run
+deploy/local/install-deps.sh.
+"""
+
+import os
+import re
+import time
+
+import pytest
+
+from browser import (axe_violations, browser, desktop, horizontal_overflow,  # noqa: F401
+                     page_status, phone, screenshot, serve_html)
+from conftest import REPO
+from mailer_support import *  # noqa: F401,F403
+
+LANGS = ("en", "es", "pt", "ko")
+SCREENSHOTS = os.environ.get("NC_SCREENSHOTS") == "1"
+IMG = REPO / "docs" / "img"
+NAMES = {"en": "Alex Morgan", "es": "José Núñez", "pt": "João Conceição", "ko": "김지우"}
+
+
+def _signup_secret(env, ch):
+    secret = env.tmp / "signup.secret"
+    secret.write_text(ch * 40 + "\n")
+    secret.chmod(0o600)
+    env.mailer["signup_secret_file"] = str(secret)
+
+
+def _confirm_url(mail):
+    m = re.search(r"(https?://\S+/confirm\?token=[A-Za-z0-9_-]+)", mail.text)
+    assert m, f"no confirmation link in:\n{mail.text}"
+    return m.group(1)
+
+
+def _by(driver, css):
+    from selenium.webdriver.common.by import By
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def _all(driver, css):
+    from selenium.webdriver.common.by import By
+    return driver.find_elements(By.CSS_SELECTOR, css)
+
+
+def _navigates(driver, action, timeout=60):
+    """Runs action() (a click, a key) and waits until the browser has left the page and
+    loaded the next one."""
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = _by(driver, "html")
+    action()
+    WebDriverWait(driver, timeout).until(EC.staleness_of(old))
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _open(driver, url):
+    driver.get(url)
+    return page_status(driver)
+
+
+def _lang(driver):
+    return driver.execute_script("return document.documentElement.lang")
+
+
+def _h1(driver):
+    h = _all(driver, "h1")
+    return h[0].text if h else None
+
+
+def _clean(driver, what):
+    """axe on the page the browser shows: no violation, else the list (rule, impact,
+    targets, help) and where."""
+    v = axe_violations(driver)
+    assert v == [], f"{what} ({driver.current_url}): {len(v)} axe violation(s):\n  " + "\n  ".join(v)
+
+
+def _no_sideways_scroll(driver, what):
+    sw, iw = horizontal_overflow(driver)
+    assert sw <= iw, f"{what} at {iw} px: the page is {sw} px wide (scrolls sideways)"
+
+
+def _check_field_error(driver, field, what):
+    """The field is marked invalid and names its error, which follows it at once."""
+    inp = _by(driver, f"#{field}")
+    assert inp.get_attribute("aria-invalid") == "true", f"{what}: #{field} not aria-invalid"
+    described = (inp.get_attribute("aria-describedby") or "").split()
+    assert f"{field}-error" in described, f"{what}: #{field} aria-describedby={described}"
+    err = _by(driver, f"#{field}-error")
+    assert err.is_displayed() and err.text.strip(), f"{what}: #{field}-error not shown"
+    nxt = driver.execute_script("return arguments[0].nextElementSibling", inp)
+    assert nxt is not None and nxt.get_attribute("id") == f"{field}-error", \
+        f"{what}: the error is not next to #{field}"
+    gap = err.rect["y"] - (inp.rect["y"] + inp.rect["height"])
+    assert 0 <= gap < 40, f"{what}: the error is {gap:.0f} px below #{field}"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
+    env = ml
+    _signup_secret(env, "b")
+    env.mailer["signup_regions"] = "PE, BR"  # the form has its regions fieldset too
+    env.start()
+    d = browser(lang)
+    addr = f"browser-{lang}@example.org"
+    before = env.subscribers()
+
+    # --- the form ---
+    assert _open(d, f"{env.public_url}/subscribe?lang={lang}") == 200
+    assert _lang(d) == lang and _all(d, "form")
+    _clean(d, f"/subscribe?lang={lang}")
+    if SCREENSHOTS and lang == "ko":
+        screenshot(d, IMG / "signup-ko.png")
+
+    # --- at phone width: nothing wider than the screen ---
+    phone(d)
+    d.refresh()
+    _no_sideways_scroll(d, f"/subscribe?lang={lang}")
+    _clean(d, f"/subscribe?lang={lang} at phone width")
+    if SCREENSHOTS and lang == "ko":
+        screenshot(d, IMG / "signup-ko-phone.png")
+    desktop(d)
+    d.refresh()
+    page_status(d)
+
+    # --- an invalid address, typed, the button clicked: the error next to its field ---
+    email = _by(d, "#email")
+    email.clear()
+    email.send_keys("not-an-address")
+    _navigates(d, _by(d, "button[type=submit]").click)
+    assert page_status(d) == 400, "the invalid form"
+    assert _lang(d) == lang
+    _check_field_error(d, "email", f"{lang} error page")
+    assert _by(d, "#email").get_attribute("value") == "not-an-address", "the value is not kept"
+    _clean(d, f"{lang} error page")
+    phone(d)
+    _no_sideways_scroll(d, f"{lang} error page")
+    desktop(d)
+
+    # --- the form sent without its cookie: the CSRF page ---
+    d.delete_all_cookies()
+    _navigates(d, _by(d, "button[type=submit]").click)
+    assert page_status(d) == 403 and _lang(d) == lang and not _all(d, "form"), "the CSRF page"
+    _clean(d, f"{lang} CSRF page")
+
+    # --- a valid sign-up, sent with Enter: the inbox page ---
+    assert _open(d, f"{env.public_url}/subscribe?lang={lang}") == 200
+    email = _by(d, "#email")
+    email.clear()
+    email.send_keys(addr)
+    _by(d, "#name").send_keys(NAMES[lang])
+    assert _by(d, "#lang").get_attribute("value") == lang, "the language select"
+    from selenium.webdriver.common.keys import Keys
+    _navigates(d, lambda: _by(d, "#name").send_keys(Keys.ENTER))
+    assert page_status(d) == 200 and _lang(d) == lang, "the inbox page"
+    assert not _all(d, "form") and not _all(d, "p.error"), \
+        [e.text for e in _all(d, "p.error")]
+    _clean(d, f"{lang} inbox page")
+    assert env.subscribers() == before, "written before the link was confirmed"
+
+    # --- the confirmation email, as a mail client shows its HTML part ---
+    mail = env.wait_mail(lambda box: [m for m in box if addr in m.rcpt], what="confirmation")[0]
+    url = _confirm_url(mail)
+    with serve_html(mail.html) as mail_url:
+        assert _open(d, mail_url) == 200
+        assert _lang(d) == lang, f"the email's <html lang> is {_lang(d)!r}"
+        _clean(d, f"{lang} confirmation email")
+        phone(d)
+        _no_sideways_scroll(d, f"{lang} confirmation email")
+        desktop(d)
+        link = [a for a in _all(d, "a[href]") if "/confirm?token=" in a.get_attribute("href")]
+        assert len(link) == 1 and link[0].get_attribute("href") == url, \
+            [a.get_attribute("href") for a in _all(d, "a[href]")]
+        _navigates(d, link[0].click)
+
+    # --- the confirm page: a button, nothing written until it is pressed ---
+    assert page_status(d) == 200 and _lang(d) == lang, "the confirm page"
+    assert addr in _by(d, "main").text
+    _clean(d, f"{lang} confirm page")
+    assert env.subscribers() == before, "GET /confirm subscribed"
+    _navigates(d, _by(d, "form[method=post] button[type=submit]").click)
+    assert page_status(d) == 200 and _lang(d) == lang, "the confirmed page"
+    assert not _all(d, "form")
+    _clean(d, f"{lang} confirmed page")
+    subs = env.subscribers()
+    assert addr in subs, sorted(subs)
+    assert (subs[addr]["lang"], subs[addr]["name"]) == (lang, NAMES[lang]), subs[addr]
+
+    # --- the link again: already subscribed; a forged token: 403 ---
+    confirmed_h1 = _h1(d)
+    assert _open(d, url) == 200 and _lang(d) == lang and not _all(d, "form")
+    assert _h1(d) != confirmed_h1, "the 'already' page says what the 'confirmed' one did"
+    _clean(d, f"{lang} already-subscribed page")
+    tok = url.split("token=", 1)[1]
+    forged = url.replace(tok, tok[:-2] + ("AA" if tok[-2:] != "AA" else "BB"))
+    assert _open(d, forged) == 403 and _lang(d) == lang, "the forged link"
+    assert _all(d, f'a[href="/subscribe?lang={lang}"]'), "no way back to the form"
+    _clean(d, f"{lang} forged-link page")
+
+
+def test_expired_link_in_browser(ml, browser):  # noqa: F811 (the fixture)
+    env = ml
+    _signup_secret(env, "x")
+    env.mailer["confirm_expiry"] = "1s"
+    env.start()
+    urls = {}
+    for lang in LANGS:
+        d = browser(lang)
+        addr = f"late-{lang}@example.org"
+        assert _open(d, f"{env.public_url}/subscribe?lang={lang}") == 200
+        _by(d, "#email").send_keys(addr)
+        _navigates(d, _by(d, "button[type=submit]").click)
+        assert page_status(d) == 200
+        mail = env.wait_mail(lambda box, a=addr: [m for m in box if a in m.rcpt],
+                             what=f"confirmation ({lang})")[0]
+        urls[lang] = (d, _confirm_url(mail))
+    time.sleep(2.5)  # past the 1 s expiry (the token's time is in whole seconds)
+    for lang, (d, url) in urls.items():
+        assert _open(d, url) == 410, f"{lang}: the expired link"
+        assert _lang(d) == lang and not _all(d, "form")
+        assert _all(d, f'a[href="/subscribe?lang={lang}"]'), "no way back to the form"
+        _clean(d, f"{lang} expired-link page")
+    assert not {f"late-{lang}@example.org" for lang in LANGS} & set(env.subscribers())
