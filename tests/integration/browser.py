@@ -5,13 +5,17 @@ through Debian's ChromeDriver with Selenium, and axe-core run inside the page.
                      (selenium WebDriver), quit at the end of the test
   desktop(driver)    the viewport DESKTOP (1100 x 900, as a laptop's window)
   phone(driver)      the viewport PHONE (390 x 844 CSS pixels, mobile: the page's
-                     <meta name=viewport> applies, as on a phone)
+                     <meta name=viewport> applies, as on a phone); phone(d, REFLOW): 320 px
   axe_violations(d)  injects the cached axe.min.js and runs it on the page (WCAG 2.0/2.1 A
                      and AA rules); returns one readable line per violation: [] is a pass
   page_status(d)     the HTTP status of the last page the browser loaded (from the driver's
                      performance log: what the browser itself received)
   screenshot(d, p)   a PNG of the whole page (beyond the viewport) at p
   serve_html(html)   a context manager: the HTML on a tiny loopback http.server, its URL
+  tab_through(d, n)  presses Tab (real key events) from the top of the page until focus
+                     leaves the page or n presses; what had the focus each time, with its
+                     focus indicator (outline) and the colour behind it
+  contrast(a, b)     WCAG contrast ratio of two CSS colours "rgb(r, g, b)"
 
 Nothing is skipped: when Chromium, ChromeDriver, Selenium or axe-core is missing, the test
 fails and says to run deploy/local/install-deps.sh (which installs all four), so that a CI
@@ -40,6 +44,8 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL_DEPS = REPO / "deploy" / "local" / "install-deps.sh"
 DESKTOP = (1100, 900)
 PHONE = (390, 844)
+# WCAG 2.1 1.4.10 (reflow): no scrolling in two directions at 320 CSS px.
+REFLOW = (320, 640)
 # The rule sets of WCAG 2.1 level AA (axe's tags: 2.0 A and AA, and what 2.1 added).
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
@@ -130,8 +136,8 @@ def desktop(driver) -> None:
     _viewport(driver, DESKTOP, False)
 
 
-def phone(driver) -> None:
-    _viewport(driver, PHONE, True)
+def phone(driver, size=PHONE) -> None:
+    _viewport(driver, size, True)
 
 
 def horizontal_overflow(driver) -> tuple:
@@ -192,6 +198,60 @@ def screenshot(driver, path) -> Path:
         "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}})
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
+
+
+_FOCUSED = """
+const e = document.activeElement;
+if (!e || e === document.body || e === document.documentElement) return null;
+const s = getComputedStyle(e);
+let bg = null;
+// The outline is drawn outside the element (outline-offset >= 0): what is behind it is the
+// background of the nearest ancestor that paints one.
+for (let p = e.parentElement; p && !bg; p = p.parentElement) {
+  const b = getComputedStyle(p).backgroundColor;
+  if (b && b !== 'rgba(0, 0, 0, 0)' && b !== 'transparent') bg = b;
+}
+return {id: e.id, tag: e.tagName.toLowerCase(), type: e.getAttribute('type') || '',
+        outline_style: s.outlineStyle, outline_width: parseFloat(s.outlineWidth) || 0,
+        outline_color: s.outlineColor, outline_offset: parseFloat(s.outlineOffset) || 0,
+        behind: bg || 'rgb(255, 255, 255)'};
+"""
+
+
+def tab_through(driver, max_presses: int = 60) -> list:
+    """Tab from the top of the page: [{id, tag, type, outline_*, behind}] of each element
+    that got the focus, in order, each once (a time input keeps it for its parts)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver.execute_script("document.activeElement && document.activeElement.blur();"
+                          " window.scrollTo(0, 0);")
+    seen = []
+    for _ in range(max_presses):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        f = driver.execute_script(_FOCUSED)
+        if f is None:
+            break
+        if not seen or (f["id"], f["tag"]) != (seen[-1]["id"], seen[-1]["tag"]):
+            if any((f["id"], f["tag"]) == (x["id"], x["tag"]) for x in seen):
+                break  # round again
+            seen.append(f)
+    return seen
+
+
+def _rgb(css: str) -> tuple:
+    m = re.match(r"rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)", css)
+    assert m, f"not an rgb() colour: {css!r}"
+    return tuple(float(x) / 255 for x in m.groups())
+
+
+def contrast(a: str, b: str) -> float:
+    """The WCAG 2.1 contrast ratio of two sRGB colours (1.0 ... 21.0)."""
+    def lum(c):
+        r, g, b_ = (x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b_
+    la, lb = sorted((lum(_rgb(a)), lum(_rgb(b))), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
 
 
 @contextlib.contextmanager

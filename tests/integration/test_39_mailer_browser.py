@@ -4,7 +4,8 @@ the real mailer.  Every page (and the confirmation email) goes through axe-core'
 and AA rules: 0 violations, in every language (en, es, pt, ko).
 
 In each language, with a browser whose Accept-Language is that language:
-  - /subscribe?lang=X: axe 0;
+  - /subscribe?lang=X: axe 0; Tab reaches every control in order, each with a visible
+    focus outline (3:1 against the page: axe does not check focus);
   - an invalid address typed and the button clicked: the 400 page, axe 0, the error right
     after its field and named by the field's aria-describedby, the value kept;
   - the CSRF page (the form sent without its cookie): 403, axe 0;
@@ -13,8 +14,9 @@ In each language, with a browser whose Accept-Language is that language:
     its link clicked: the confirm page with a button, axe 0; the button pressed: the
     "you are subscribed" page, axe 0, and the subscriber is on the subscribers topic in X;
   - the link again: the "already subscribed" page, axe 0; a forged token: 403, axe 0;
-  - at phone width (390 CSS px, mobile viewport) /subscribe and its error page do not
-    scroll sideways.
+  - a second sign-up of the address: the "already subscribed" email, lang=X, axe 0;
+  - at phone width (390 CSS px, mobile viewport) /subscribe does not scroll sideways, nor
+    at 320 px (WCAG 2.1 1.4.10, reflow) /subscribe, its error page and the emails.
 And an expired link (confirm_expiry 1s) in every language: 410, axe 0.
 
 NC_SCREENSHOTS=1 also writes docs/img/signup-ko.png (1100 px wide, the whole form) and
@@ -30,8 +32,9 @@ import time
 
 import pytest
 
-from browser import (axe_violations, browser, desktop, horizontal_overflow,  # noqa: F401
-                     page_status, phone, screenshot, serve_html)
+from browser import (REFLOW, axe_violations, browser, contrast, desktop,  # noqa: F401
+                     horizontal_overflow, page_status, phone, screenshot, serve_html,
+                     tab_through)
 from conftest import REPO
 from mailer_support import *  # noqa: F401,F403
 
@@ -103,6 +106,23 @@ def _no_sideways_scroll(driver, what):
     assert sw <= iw, f"{what} at {iw} px: the page is {sw} px wide (scrolls sideways)"
 
 
+def _check_keyboard(driver, what):
+    """Tab reaches every control of the form in order (not the honeypot) and the button, and
+    each shows a focus outline of at least 2 px with 3:1 contrast against what is behind it
+    (WCAG 2.1 2.4.7 and 1.4.11; axe does not check focus)."""
+    want = driver.execute_script("""
+        return Array.from(document.querySelectorAll('form input, form select, form button'))
+          .filter(e => e.type !== 'hidden' && e.tabIndex >= 0).map(e => e.id || e.tagName.toLowerCase());
+    """)
+    got = tab_through(driver)
+    assert [f["id"] or f["tag"] for f in got] == want, f"{what}: the Tab order"
+    bad = [f"{f['id'] or f['tag']}: {f['outline_style']} {f['outline_width']}px {f['outline_color']}"
+           f" on {f['behind']} ({contrast(f['outline_color'], f['behind']):.1f}:1)"
+           for f in got if f["outline_style"] in ("none", "hidden") or f["outline_width"] < 2
+           or contrast(f["outline_color"], f["behind"]) < 3]
+    assert not bad, f"{what}: focus not visible enough:\n  " + "\n  ".join(bad)
+
+
 def _check_field_error(driver, field, what):
     """The field is marked invalid and names its error, which follows it at once."""
     inp = _by(driver, f"#{field}")
@@ -132,10 +152,14 @@ def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
     assert _open(d, f"{env.public_url}/subscribe?lang={lang}") == 200
     assert _lang(d) == lang and _all(d, "form")
     _clean(d, f"/subscribe?lang={lang}")
+    _check_keyboard(d, f"/subscribe?lang={lang}")
     if SCREENSHOTS and lang == "ko":
         screenshot(d, IMG / "signup-ko.png")
 
-    # --- at phone width: nothing wider than the screen ---
+    # --- at phone width: nothing wider than the screen (nor at 320 px, WCAG 1.4.10) ---
+    phone(d, REFLOW)
+    d.refresh()
+    _no_sideways_scroll(d, f"/subscribe?lang={lang}")
     phone(d)
     d.refresh()
     _no_sideways_scroll(d, f"/subscribe?lang={lang}")
@@ -156,7 +180,7 @@ def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
     _check_field_error(d, "email", f"{lang} error page")
     assert _by(d, "#email").get_attribute("value") == "not-an-address", "the value is not kept"
     _clean(d, f"{lang} error page")
-    phone(d)
+    phone(d, REFLOW)
     _no_sideways_scroll(d, f"{lang} error page")
     desktop(d)
 
@@ -188,7 +212,7 @@ def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
         assert _open(d, mail_url) == 200
         assert _lang(d) == lang, f"the email's <html lang> is {_lang(d)!r}"
         _clean(d, f"{lang} confirmation email")
-        phone(d)
+        phone(d, REFLOW)
         _no_sideways_scroll(d, f"{lang} confirmation email")
         desktop(d)
         link = [a for a in _all(d, "a[href]") if "/confirm?token=" in a.get_attribute("href")]
@@ -200,6 +224,7 @@ def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
     assert page_status(d) == 200 and _lang(d) == lang, "the confirm page"
     assert addr in _by(d, "main").text
     _clean(d, f"{lang} confirm page")
+    _check_keyboard(d, f"{lang} confirm page")
     assert env.subscribers() == before, "GET /confirm subscribed"
     _navigates(d, _by(d, "form[method=post] button[type=submit]").click)
     assert page_status(d) == 200 and _lang(d) == lang, "the confirmed page"
@@ -219,6 +244,21 @@ def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
     assert _open(d, forged) == 403 and _lang(d) == lang, "the forged link"
     assert _all(d, f'a[href="/subscribe?lang={lang}"]'), "no way back to the form"
     _clean(d, f"{lang} forged-link page")
+
+    # --- signing up again: the "already subscribed" email (the other HTML email) ---
+    n0 = len(env.mail_for(addr))
+    assert _open(d, f"{env.public_url}/subscribe?lang={lang}") == 200
+    _by(d, "#email").send_keys(addr)
+    _navigates(d, _by(d, "button[type=submit]").click)
+    assert page_status(d) == 200 and not _all(d, "form"), "the inbox page, again"
+    note = env.wait_mail(lambda box: [m for m in box if addr in m.rcpt][n0:], what="known note")[0]
+    assert "/confirm?token=" not in note.text, note.text
+    with serve_html(note.html) as note_url:
+        assert _open(d, note_url) == 200
+        assert _lang(d) == lang, f"the note's <html lang> is {_lang(d)!r}"
+        _clean(d, f"{lang} already-subscribed email")
+        phone(d, REFLOW)
+        _no_sideways_scroll(d, f"{lang} already-subscribed email")
 
 
 def test_expired_link_in_browser(ml, browser):  # noqa: F811 (the fixture)
