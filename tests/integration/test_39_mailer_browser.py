@@ -211,6 +211,8 @@ def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
     with serve_html(mail.html) as mail_url:
         assert _open(d, mail_url) == 200
         assert _lang(d) == lang, f"the email's <html lang> is {_lang(d)!r}"
+        # A webmail shows the body without its <html>: the language is on the content too.
+        assert d.execute_script("return document.body.firstElementChild.lang") == lang
         _clean(d, f"{lang} confirmation email")
         phone(d, REFLOW)
         _no_sideways_scroll(d, f"{lang} confirmation email")
