@@ -16,6 +16,8 @@ through Debian's ChromeDriver with Selenium, and axe-core run inside the page.
                      leaves the page or n presses; what had the focus each time, with its
                      focus indicator (outline) and the colour behind it
   contrast(a, b)     WCAG contrast ratio of two CSS colours "rgb(r, g, b)"
+  text_spacing(d)    the text spacing of WCAG 2.1 1.4.12 on the current page (as a user's
+                     style sheet would set it)
 
 Nothing is skipped: when Chromium, ChromeDriver, Selenium or axe-core is missing, the test
 fails and says to run deploy/local/install-deps.sh (which installs all four), so that a CI
@@ -83,9 +85,9 @@ def _axe_source() -> str:
     return axe_path().read_text(encoding="utf-8")
 
 
-def new_driver(accept_language: str = "en"):
+def new_driver(accept_language: str = "en", log_path=None):
     """A headless Chromium at the DESKTOP size whose requests say Accept-Language
-    accept_language (a browser set to that language)."""
+    accept_language (a browser set to that language); ChromeDriver's log at log_path."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -100,7 +102,7 @@ def new_driver(accept_language: str = "en"):
     opts.add_experimental_option("prefs", {"intl.accept_languages": accept_language})
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     # The driver's path is given: Selenium Manager (which would download one) is not run.
-    service = Service(executable_path=CHROMEDRIVER, log_output=os.devnull)
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(log_path or os.devnull))
     driver = webdriver.Chrome(options=opts, service=service)
     driver.set_page_load_timeout(60)
     driver.set_script_timeout(60)
@@ -109,22 +111,33 @@ def new_driver(accept_language: str = "en"):
 
 
 @pytest.fixture
-def browser():
-    """browser(accept_language="en") -> WebDriver; every one made is quit after the test."""
+def browser(tmp_path):
+    """browser(accept_language="en") -> WebDriver; every one made is quit after the test.
+    At the end each one's last page is kept as browser-N.png and browser-N.html beside its
+    ChromeDriver log (browser-N.log) in the test's tmp_path, and the log's tail printed
+    (pytest shows it when the test failed)."""
     missing = _missing()
     if missing:
         pytest.fail("the browser tests need " + "; ".join(missing) + f": {HOW}", pytrace=False)
     made = []
 
     def make(accept_language: str = "en"):
-        d = new_driver(accept_language)
+        d = new_driver(accept_language, tmp_path / f"browser-{len(made) + 1}.log")
         made.append(d)
         return d
 
     yield make
-    for d in made:
+    for i, d in enumerate(made, 1):
+        base = tmp_path / f"browser-{i}"
+        with contextlib.suppress(Exception):
+            d.save_screenshot(str(base.with_suffix(".png")))
+            base.with_suffix(".html").write_text(d.page_source, encoding="utf-8")
+            print(f"--- browser {i}: last page {d.current_url} ({base}.png, .html)")
         with contextlib.suppress(Exception):
             d.quit()
+        with contextlib.suppress(OSError):
+            tail = base.with_suffix(".log").read_text(errors="replace").splitlines()[-20:]
+            print(f"--- {base}.log, last {len(tail)} lines:\n" + "\n".join(tail))
 
 
 def _viewport(driver, size, mobile: bool) -> None:
@@ -198,6 +211,23 @@ def screenshot(driver, path) -> Path:
         "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}})
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
+
+
+_TEXT_SPACING = """
+// Appended to the page's own (same-origin) style sheet through the CSSOM, which the CSP
+// allows: a <style> element or a style attribute it would not.
+const sheet = document.styleSheets[0];
+for (const r of ['* { line-height: 1.5 !important; letter-spacing: .12em !important;'
+                 + ' word-spacing: .16em !important; }',
+                 'p { margin-bottom: 2em !important; }'])
+  sheet.insertRule(r, sheet.cssRules.length);
+"""
+
+
+def text_spacing(driver) -> None:
+    """WCAG 2.1 1.4.12: line height 1.5, paragraphs 2 em apart, letters .12 em, words .16 em
+    (until the page is loaded again)."""
+    driver.execute_script(_TEXT_SPACING)
 
 
 _FOCUSED = """
