@@ -38,24 +38,12 @@ from browser import (REFLOW, axe_violations, browser, contrast, desktop,  # noqa
                      tab_through, text_spacing)
 from conftest import REPO
 from mailer_support import *  # noqa: F401,F403
+from test_38_mailer_signup import _confirm_url, _signup_secret
 
 LANGS = ("en", "es", "pt", "ko")
 SCREENSHOTS = os.environ.get("NC_SCREENSHOTS") == "1"
 IMG = REPO / "docs" / "img"
 NAMES = {"en": "Alex Morgan", "es": "José Núñez", "pt": "João Conceição", "ko": "김지우"}
-
-
-def _signup_secret(env, ch):
-    secret = env.tmp / "signup.secret"
-    secret.write_text(ch * 40 + "\n")
-    secret.chmod(0o600)
-    env.mailer["signup_secret_file"] = str(secret)
-
-
-def _confirm_url(mail):
-    m = re.search(r"(https?://\S+/confirm\?token=[A-Za-z0-9_-]+)", mail.text)
-    assert m, f"no confirmation link in:\n{mail.text}"
-    return m.group(1)
 
 
 def _by(driver, css):
