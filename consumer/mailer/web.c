@@ -56,11 +56,12 @@ enum {
         PAGE_EMAIL_HTML,
         PAGE_MANAGE,
         PAGE_ERRORS,
+        PAGE_LABELS,
         PAGES_N
 };
-static const char *const page_names[PAGES_N] = {"subscribe",  "inbox",         "confirm",
-                                                "message",    "email.subject", "email.text",
-                                                "email.html", "manage",        "errors"};
+static const char *const page_names[PAGES_N] = {
+    "subscribe",  "inbox",      "confirm", "message", "email.subject",
+    "email.text", "email.html", "manage",  "errors",  "labels"};
 
 /* How long a form's CSRF field stays good: a citizen may take a while to fill it in. */
 #define CSRF_TTL_S  (2 * 3600)
@@ -189,9 +190,10 @@ static const char *partial(void *opaque, const char *name)
  * rendering error. */
 static char *render_str(int lang, int page, const json_t *data)
 {
-        nc_mustache_opts_t opts = {
-            partial, W.fields[lang],
-            page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT && page != PAGE_ERRORS, 0};
+        nc_mustache_opts_t opts = {partial, W.fields[lang],
+                                   page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT &&
+                                       page != PAGE_ERRORS && page != PAGE_LABELS,
+                                   0};
         char err[512], *out;
 
         pthread_mutex_lock(&render_lock);
@@ -216,6 +218,22 @@ static int render(nc_httpd_resp_t *resp, int status, int lang, int page, const j
 }
 
 /* ---- the form ---------------------------------------------------------------------------- */
+
+/* What the page calls category or region KEY in LANG (pages/labels.mustache, a section per
+ * key), else KEY itself: a ministry adds its own categories and regions there. */
+static json_t *label(int lang, const char *key)
+{
+        json_t *d = json_pack("{s:b}", key, 1), *out;
+        char *s = render_str(lang, PAGE_LABELS, d);
+        size_t n = s ? strlen(s) : 0;
+
+        json_decref(d);
+        while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+                s[--n] = '\0';
+        out = json_string(n ? s : key);
+        free(s);
+        return out;
+}
 
 /* A checkbox of a group is on when nothing was posted yet (all by default), when LIST is
  * empty (a record's "none" means all) or when LIST has VALUE. */
@@ -269,7 +287,8 @@ static json_t *form_data(int lang, const json_t *values, const json_t *errors, c
         json_object_set_new(d, "languages", a);
         a = json_array();
         for (size_t i = 0; i < cfg->categories.n; i++)
-                json_array_append_new(a, json_pack("{s:s, s:b}", "name", cfg->categories.v[i],
+                json_array_append_new(a, json_pack("{s:s, s:o, s:b}", "name", cfg->categories.v[i],
+                                                   "label", label(lang, cfg->categories.v[i]),
                                                    "checked", checked(cats, cfg->categories.v[i])));
         json_object_set_new(d, "categories", a);
         a = json_array();
@@ -277,7 +296,8 @@ static json_t *form_data(int lang, const json_t *values, const json_t *errors, c
                 const char *code = cfg->mailer.signup_regions.v[i];
                 int on = checked(regs, code);
 
-                json_array_append_new(a, json_pack("{s:s, s:b}", "code", code, "checked", on));
+                json_array_append_new(a, json_pack("{s:s, s:o, s:b}", "code", code, "label",
+                                                   label(lang, code), "checked", on));
         }
         /* A record's own regions (set by an admin) stay on offer, so that saving the
          * preference centre keeps them. */
@@ -293,7 +313,8 @@ static json_t *form_data(int lang, const json_t *values, const json_t *errors, c
                                                    json_string_value(r) ?: "");
                         if (!offered && json_is_string(r))
                                 json_array_append_new(
-                                    a, json_pack("{s:O, s:b}", "code", r, "checked", 1));
+                                    a, json_pack("{s:O, s:o, s:b}", "code", r, "label",
+                                                 label(lang, json_string_value(r)), "checked", 1));
                 }
         }
         json_object_set_new(d, "has_regions", json_boolean(json_array_size(a) > 0));
