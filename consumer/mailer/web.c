@@ -731,6 +731,18 @@ static int post_subscribe(const nc_httpd_req_t *req, nc_httpd_resp_t *resp)
 
 /* ---- /confirm ---------------------------------------------------------------------------- */
 
+/* A record of a page not written for sure (O is NOT_SAVED or UNCONFIRMED): logged, and the
+ * page says so. */
+static int not_written(nc_httpd_resp_t *resp, int lang, ml_public_outcome_t o, const char *what,
+                       const char *id, const char *why)
+{
+        int saved_maybe = o == ML_PUBLIC_UNCONFIRMED;
+
+        log_warnx("%s of %s %s: %s; the page said so", what, id,
+                  saved_maybe ? "may or may not be saved" : "not saved", why);
+        return message(resp, 503, lang, saved_maybe ? "unconfirmed" : "not_saved");
+}
+
 struct confirm_wait {
         int lang;
         char id[300];
@@ -749,13 +761,8 @@ static void confirm_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t 
                 status = message_link(&resp, 200, w->lang, "confirmed", w->manage_url);
                 break;
         case ML_PUBLIC_NOT_SAVED:
-                log_warnx("sign-up of %s not saved: %s; the page said so", w->id, why);
-                status = message(&resp, 503, w->lang, "not_saved");
-                break;
         case ML_PUBLIC_UNCONFIRMED:
-                log_warnx("sign-up of %s may or may not be saved: %s; the page said so", w->id,
-                          why);
-                status = message(&resp, 503, w->lang, "unconfirmed");
+                status = not_written(&resp, w->lang, o, "sign-up", w->id, why);
                 break;
         default:
                 fatalx("confirm_done: outcome %d", (int)o);
@@ -939,12 +946,8 @@ static void manage_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o
                 }
                 break;
         case ML_PUBLIC_NOT_SAVED:
-                log_warnx("change of %s not saved: %s; the page said so", w->id, why);
-                status = message(&resp, 503, w->lang, "not_saved");
-                break;
         case ML_PUBLIC_UNCONFIRMED:
-                log_warnx("change of %s may or may not be saved: %s; the page said so", w->id, why);
-                status = message(&resp, 503, w->lang, "unconfirmed");
+                status = not_written(&resp, w->lang, o, "change", w->id, why);
                 break;
         default:
                 fatalx("manage_done: outcome %d", (int)o);
