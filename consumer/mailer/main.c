@@ -346,8 +346,9 @@ static void loop_turn(void *arg, nc_daemon_t *d)
                 nc_daemon_wait(d, m->waiting ? 20 : 200);
 }
 
-/* Subscribers and notices are followed live; a reload re-reads the templates (checked here
- * first: a broken set is not taken). */
+/* Subscribers and notices are followed live; a reload re-reads the templates of the emails
+ * (checked here first: a broken set is not taken) and of the pages (ml_web_reload: the
+ * same). */
 static void reload(void *arg, nc_daemon_t *d)
 {
         ml_t *m = &((ml_main_t *)arg)->m;
@@ -364,6 +365,7 @@ static void reload(void *arg, nc_daemon_t *d)
         ml_templates_free(t);
         ml_queue_reload_templates(&m->q);
         log_info("reload: templates re-read from %s", m->cfg.mailer.templates);
+        ml_web_reload();
 }
 
 /* Graceful stop: take no new jobs, start no new SMTP session, let the sessions in progress

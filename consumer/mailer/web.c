@@ -115,15 +115,20 @@ static const struct {
     {"ko", "한국어", "Asia/Seoul"},
 };
 
-static struct {
-        ml_t *m;
-        size_t n;
-        char *lang[WEB_LANGS_MAX];
+/* The templates of every language and the stylesheet: loaded whole, then taken at once. */
+struct web_pages {
         nc_mustache_t *page[WEB_LANGS_MAX][PAGES_N];
         char *fields[WEB_LANGS_MAX]; /* pages/fields.mustache: the partial "fields", the form's
                                       * choices shared by /subscribe and /manage */
         char *css;
         size_t css_len;
+};
+
+static struct {
+        ml_t *m;
+        size_t n;
+        char *lang[WEB_LANGS_MAX];
+        struct web_pages *pages; /* swapped by ml_web_reload, under render_lock */
         ml_wt_keys_t keys;
         char base[1024];         /* public_url, without a trailing '/' */
         int secure_cookie;       /* the base is https: the cookie is Secure */
@@ -190,14 +195,15 @@ static const char *partial(void *opaque, const char *name)
  * rendering error. */
 static char *render_str(int lang, int page, const json_t *data)
 {
-        nc_mustache_opts_t opts = {partial, W.fields[lang],
+        nc_mustache_opts_t opts = {partial, NULL,
                                    page != PAGE_EMAIL_SUBJECT && page != PAGE_EMAIL_TEXT &&
                                        page != PAGE_ERRORS && page != PAGE_LABELS,
                                    0};
         char err[512], *out;
 
         pthread_mutex_lock(&render_lock);
-        out = nc_mustache_render_compiled(W.page[lang][page], data, &opts, err, sizeof(err));
+        opts.opaque = W.pages->fields[lang];
+        out = nc_mustache_render_compiled(W.pages->page[lang][page], data, &opts, err, sizeof(err));
         pthread_mutex_unlock(&render_lock);
         if (!out)
                 log_warnx("page %s/pages/%s.mustache: %s", W.lang[lang], page_names[page], err);
@@ -1074,45 +1080,100 @@ static int handle_css(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *op
                 return 405;
         }
         resp->content_type = "text/css; charset=utf-8";
-        resp->body = nc_xmalloc(W.css_len + 1);
-        memcpy(resp->body, W.css, W.css_len + 1);
-        resp->body_len = W.css_len;
+        pthread_mutex_lock(&render_lock);
+        resp->body = nc_xmalloc(W.pages->css_len + 1);
+        memcpy(resp->body, W.pages->css, W.pages->css_len + 1);
+        resp->body_len = W.pages->css_len;
+        pthread_mutex_unlock(&render_lock);
         return 200;
 }
 
 /* ---- start and stop ---------------------------------------------------------------------- */
 
-static int load(const ml_t *m, char *errstr, size_t errstr_size)
+static void pages_free(struct web_pages *w)
 {
+        if (!w)
+                return;
+        for (size_t i = 0; i < WEB_LANGS_MAX; i++) {
+                for (int p = 0; p < PAGES_N; p++)
+                        nc_mustache_destroy(w->page[i][p]);
+                free(w->fields[i]);
+        }
+        free(w->css);
+        free(w);
+}
+
+/* Every page of every language in W.lang, and the stylesheet; NULL with errstr naming the file
+ * that is missing or broken. */
+static struct web_pages *pages_load(const ml_t *m, char *errstr, size_t errstr_size)
+{
+        struct web_pages *w = nc_xcalloc(1, sizeof(*w));
         const char *dir = m->cfg.mailer.templates;
         char path[4096], err[512];
 
-        if (m->cfg.languages.n > WEB_LANGS_MAX)
-                return nc_err(errstr, errstr_size, "sign-up pages: more than %d languages",
-                              WEB_LANGS_MAX);
-        for (size_t i = 0; i < m->cfg.languages.n; i++) {
-                W.lang[i] = nc_xstrdup(m->cfg.languages.v[i]);
-                W.n = i + 1;
+        for (size_t i = 0; i < W.n; i++) {
                 for (int p = 0; p < PAGES_N; p++) {
                         char *text;
 
                         snprintf(path, sizeof(path), "%s/%s/pages/%s.mustache", dir, W.lang[i],
                                  page_names[p]);
-                        if (!(text = nc_file_read(path, NULL, err, sizeof(err))))
-                                return nc_err(errstr, errstr_size, "%s", err);
-                        W.page[i][p] = nc_mustache_compile(text, err, sizeof(err));
+                        if (!(text = nc_file_read(path, NULL, err, sizeof(err)))) {
+                                nc_err(errstr, errstr_size, "%s", err);
+                                goto fail;
+                        }
+                        w->page[i][p] = nc_mustache_compile(text, err, sizeof(err));
                         free(text);
-                        if (!W.page[i][p])
-                                return nc_err(errstr, errstr_size, "%s: %s", path, err);
+                        if (!w->page[i][p]) {
+                                nc_err(errstr, errstr_size, "%s: %s", path, err);
+                                goto fail;
+                        }
                 }
                 snprintf(path, sizeof(path), "%s/%s/pages/fields.mustache", dir, W.lang[i]);
-                if (!(W.fields[i] = nc_file_read(path, NULL, err, sizeof(err))))
-                        return nc_err(errstr, errstr_size, "%s", err);
+                if (!(w->fields[i] = nc_file_read(path, NULL, err, sizeof(err)))) {
+                        nc_err(errstr, errstr_size, "%s", err);
+                        goto fail;
+                }
         }
         snprintf(path, sizeof(path), "%s/site.css", dir);
-        if (!(W.css = nc_file_read(path, &W.css_len, err, sizeof(err))))
-                return nc_err(errstr, errstr_size, "%s", err);
-        return 0;
+        if (!(w->css = nc_file_read(path, &w->css_len, err, sizeof(err)))) {
+                nc_err(errstr, errstr_size, "%s", err);
+                goto fail;
+        }
+        return w;
+fail:
+        pages_free(w);
+        return NULL;
+}
+
+static int load(const ml_t *m, char *errstr, size_t errstr_size)
+{
+        if (m->cfg.languages.n > WEB_LANGS_MAX)
+                return nc_err(errstr, errstr_size, "sign-up pages: more than %d languages",
+                              WEB_LANGS_MAX);
+        for (size_t i = 0; i < m->cfg.languages.n; i++)
+                W.lang[i] = nc_xstrdup(m->cfg.languages.v[i]);
+        W.n = m->cfg.languages.n;
+        W.pages = pages_load(m, errstr, errstr_size);
+        return W.pages ? 0 : -1;
+}
+
+void ml_web_reload(void)
+{
+        struct web_pages *w, *old;
+        char err[1024];
+
+        if (!W.pages)
+                return; /* the pages are off */
+        if (!(w = pages_load(W.m, err, sizeof(err)))) {
+                log_warnx("reload: sign-up pages: %s; keeping the current ones", err);
+                return;
+        }
+        pthread_mutex_lock(&render_lock);
+        old = W.pages;
+        W.pages = w;
+        pthread_mutex_unlock(&render_lock);
+        pages_free(old);
+        log_info("reload: sign-up pages re-read from %s", W.m->cfg.mailer.templates);
 }
 
 int ml_web_links_init(ml_t *m, char *errstr, size_t errstr_size)
@@ -1198,13 +1259,9 @@ int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size)
 void ml_web_stop(void)
 {
         ml_outbox_stop();
-        for (size_t i = 0; i < W.n; i++) {
-                for (int p = 0; p < PAGES_N; p++)
-                        nc_mustache_destroy(W.page[i][p]);
-                free(W.fields[i]);
+        for (size_t i = 0; i < W.n; i++)
                 free(W.lang[i]);
-        }
-        free(W.css);
+        pages_free(W.pages);
         ml_ratelimit_free(W.rl_ip);
         ml_ratelimit_free(W.rl_addr);
         ml_wt_keys_clear(&W.keys);

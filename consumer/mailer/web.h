@@ -13,6 +13,9 @@
  * [mailer] signup_secret_file (or no public listener) it logs that the pages are off and returns 0.
  * -1 with errstr naming the file that failed. */
 int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size);
+/* SIGHUP: re-reads the page templates and the stylesheet; a missing or broken file is logged
+ * and the current set kept (main thread, while the listener serves). */
+void ml_web_reload(void);
 /* Frees the templates; after the listener stopped. */
 void ml_web_stop(void);
 /* Loads only what the links need (the token keys and the public base URL), for --preview;

@@ -15,6 +15,7 @@ Real Kafka, the real SMTP server of the mailer tests, plain HTTP with a cookie j
 import json
 import re
 
+from conftest import REPO
 from mailer_support import *  # noqa: F401,F403
 from test_38_mailer_signup import Session, _confirm_url, _html_lang, _path, _signup_secret
 
@@ -175,3 +176,35 @@ def test_manage_keeps_suppression(ml):
     st, page = v.request(_path(curl), "POST", {"csrf": v.csrf(page)})
     assert st == 200
     wait_for(lambda: not env.subscribers()[addr].get("suppressed"), 30, "the suppression to end")
+
+
+def test_pages_reworded_on_sighup(ml):
+    """A ministry rewords a page: SIGHUP takes the new text; a broken file is refused and the
+    pages in use stay."""
+    import shutil
+    import signal
+
+    env = ml
+    _signup_secret(env, "r")
+    tpl = env.tmp / "templates"
+    shutil.copytree(REPO / "config" / "templates", tpl)
+    env.mailer["templates"] = str(tpl)
+    d = env.start()
+    st, page = http_request(f"{env.public_url}/subscribe?lang=es")
+    assert st == 200 and "Suscríbase a los avisos" in page
+
+    f = tpl / "es" / "pages" / "subscribe.mustache"
+    f.write_text(f.read_text().replace("<h1>Suscríbase a los avisos</h1>", "<h1>Reciba los avisos</h1>"))
+    off = d.log_size()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload: sign-up pages re-read", since=off, timeout=30, what="the pages' reload")
+    st, page = http_request(f"{env.public_url}/subscribe?lang=es")
+    assert st == 200 and "<h1>Reciba los avisos</h1>" in page, page[:500]
+
+    (tpl / "ko" / "pages" / "manage.mustache").write_text("{{#unclosed}}\n")
+    off = d.log_size()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload: sign-up pages: .*manage.mustache.*keeping the current ones", since=off,
+               timeout=30, what="the broken page refused")
+    st, page = http_request(f"{env.public_url}/subscribe?lang=es")
+    assert st == 200 and "<h1>Reciba los avisos</h1>" in page and d.alive()
