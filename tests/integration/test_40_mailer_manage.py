@@ -208,3 +208,20 @@ def test_pages_reworded_on_sighup(ml):
                timeout=30, what="the broken page refused")
     st, page = http_request(f"{env.public_url}/subscribe?lang=es")
     assert st == 200 and "<h1>Reciba los avisos</h1>" in page and d.alive()
+
+
+def test_expired_manage_link(ml):
+    import time
+
+    env = ml
+    _signup_secret(env, "x")
+    env.mailer["manage_expiry"] = "1s"
+    env.start()
+    addr = env.add_subscriber("late@example.org", lang="pt", frequency="immediate", tz="UTC")
+    env.publish([notice("news", {"en": "Bridge closed", "pt": "Ponte fechada"})])
+    mail = env.wait_mail(lambda box: [m for m in box if m.to == addr], what="the notice")[0]
+    url = _manage_url(mail.text)
+    time.sleep(2.5)  # past the 1 s expiry (whole seconds)
+    st, page = Session(env.public_url).request(_path(url))
+    assert st == 410 and "<form" not in page, (st, page[:300])
+    assert env.subscribers()[addr]["frequency"] == "immediate"
