@@ -69,42 +69,20 @@ void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size)
 
 /* ---- pages ------------------------------------------------------------------------------- */
 
-static const char page_head[] =
-    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    "<title>Unsubscribe</title></head>"
-    "<body style=\"font-family: sans-serif; max-width: 36em; margin: 2em auto; "
-    "line-height: 1.5\">";
+/* The pages are the templates of web.c (pages/unsubscribe.mustache and the sections of
+ * pages/message.mustache), in the subscriber's language when the token named one, else in the
+ * browser's. */
 
-static const char page_invalid[] = "<h1>This link is not valid</h1><p>Nothing was changed. Use "
-                                   "the unsubscribe link of a recent email.</p>";
-static const char page_stale[] =
-    "<h1>This link is out of date</h1><p>It belongs to an earlier subscription of this "
-    "address, which has subscribed again since. Nothing was changed. To unsubscribe, use the "
-    "link of an email you received after subscribing again.</p>";
-static const char page_not_subscribed[] =
-    "<h1>You are not subscribed</h1><p>This address does not receive notices. Nothing was "
-    "changed.</p>";
-static const char page_loading[] = "<h1>Please try again in a minute</h1><p>The service is "
-                                   "starting. Nothing was changed.</p>";
-static const char page_done[] = "<h1>You are unsubscribed</h1><p>You will not receive notices "
-                                "at this address any more.</p>";
-static const char page_not_saved[] =
-    "<h1>Please try again in a minute</h1><p>Your request could not be saved: nothing was "
-    "changed and you are still subscribed.</p>";
-static const char page_unconfirmed[] =
-    "<h1>Please try again in a minute</h1><p>Your request was sent but we could not confirm "
-    "that it was saved. Use the link again in a minute to be sure; it does no harm if you "
-    "are already unsubscribed.</p>";
-
-static int page(nc_httpd_resp_t *resp, int status, const char *body)
+/* The language of subscriber ID ("": unknown) into LANG. */
+static void sub_lang(const ml_t *m, const char *id, char *lang, size_t size)
 {
-        size_t n = strlen(page_head) + strlen(body) + 32;
+        json_t *rec;
+        int rc;
 
-        resp->content_type = "text/html; charset=utf-8";
-        resp->body = nc_xmalloc(n);
-        resp->body_len = (size_t)snprintf(resp->body, n, "%s%s</body></html>\n", page_head, body);
-        return status;
+        lang[0] = '\0';
+        if ((rec = ml_store_sub_copy(m, id, &rc)))
+                snprintf(lang, size, "%s", json_string_value(json_object_get(rec, "lang")));
+        json_decref(rec);
 }
 
 /* ---- the tombstone --------------------------------------------------------------------- */
@@ -127,33 +105,38 @@ static void public_dr(rd_kafka_t *rk, const rd_kafka_message_t *r, void *opaque)
         free(p);
 }
 
+struct unsub_wait {
+        char id[ML_TOKEN_ID_MAX + 1];
+        char lang[16];
+};
+
 /* The unsubscribe page's answer to its tombstone's outcome. */
 static void tombstone_done(void *arg, nc_httpd_deferred_t *d, ml_public_outcome_t o,
                            const char *why)
 {
         nc_httpd_resp_t resp = {NULL, NULL, 0, NULL, NULL};
-        char *id = arg;
+        struct unsub_wait *w = arg;
         int status;
 
         switch (o) {
         case ML_PUBLIC_WRITTEN:
-                log_info("unsubscribed %s (one-click)", id);
-                status = page(&resp, 200, page_done);
+                log_info("unsubscribed %s (one-click)", w->id);
+                status = ml_web_page(NULL, &resp, 200, w->lang, "unsubscribed", NULL);
                 break;
         case ML_PUBLIC_NOT_SAVED:
-                log_warnx("unsubscribe of %s not saved: %s; the page said so", id, why);
-                status = page(&resp, 503, page_not_saved);
+                log_warnx("unsubscribe of %s not saved: %s; the page said so", w->id, why);
+                status = ml_web_page(NULL, &resp, 503, w->lang, "not_saved", NULL);
                 break;
         case ML_PUBLIC_UNCONFIRMED:
-                log_warnx("unsubscribe of %s may or may not be saved: %s; the page said so", id,
+                log_warnx("unsubscribe of %s may or may not be saved: %s; the page said so", w->id,
                           why);
-                status = page(&resp, 503, page_unconfirmed);
+                status = ml_web_page(NULL, &resp, 503, w->lang, "unconfirmed", NULL);
                 break;
         default:
                 fatalx("tombstone_done: outcome %d", (int)o);
         }
         nc_httpd_deferred_reply(d, status, &resp);
-        free(id);
+        free(w);
 }
 
 static void *poller_main(void *arg)
@@ -211,44 +194,37 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
         ml_t *m = opaque;
         const char *method = nc_httpd_req_method(req);
         const char *token = nc_httpd_req_query(req, "token");
-        char id[ML_TOKEN_ID_MAX + 1], body[2048], why[256];
+        char id[ML_TOKEN_ID_MAX + 1], why[256], lang[16];
         uint64_t gen = 0, current = 0;
         ml_token_status_t st;
         nc_httpd_deferred_t *d;
-        char *arg;
+        struct unsub_wait *w;
         int known;
 
         st = ml_token_open(m->unsub_key, m->unsub_key_len, token, id, sizeof(id), &gen);
         if (st != ML_TOKEN_OK)
-                return page(resp, 403, page_invalid);
+                return ml_web_page(req, resp, 403, NULL, "invalid", NULL);
         if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))
-                return page(resp, 405, "<h1>Method not allowed</h1>");
+                return ml_web_page(req, resp, 405, NULL, "invalid", NULL);
         known = ml_store_sub_generation(m, id, &current);
         if (known < 0)
-                return page(resp, 503, page_loading);
+                return ml_web_page(req, resp, 503, NULL, "loading", NULL);
         if (known == 0)
-                return page(resp, 200, page_not_subscribed);
+                return ml_web_page(req, resp, 200, NULL, "not_subscribed", NULL);
+        sub_lang(m, id, lang, sizeof(lang));
         if (current != gen) {
                 log_info("unsubscribe link of an earlier subscription of %s refused", id);
-                return page(resp, 410, page_stale);
+                return ml_web_page(req, resp, 410, lang, "stale", NULL);
         }
-        if (strcmp(method, "POST")) {
-                /* The token stays in the URL (base64url: nothing to escape); the form posts
-                 * back to the same address. */
-                snprintf(body, sizeof(body),
-                         "<h1>Unsubscribe</h1><p>Stop sending notices to this address?</p>"
-                         "<form method=\"post\" action=\"?token=%s\">"
-                         "<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">"
-                         "<button type=\"submit\" style=\"font-size: 1.1em; padding: .5em 1em\">"
-                         "Unsubscribe</button></form>",
-                         token);
-                return page(resp, 200, body);
-        }
+        if (strcmp(method, "POST")) /* the token is base64url: nothing to escape */
+                return ml_web_page(req, resp, 200, lang, "unsubscribe", token);
         d = nc_httpd_req_defer(req);
-        arg = nc_xstrdup(id);
-        if (ml_public_write(m, id, NULL, "subscriber.removed", d, tombstone_done, arg, why,
+        w = nc_xcalloc(1, sizeof(*w));
+        snprintf(w->id, sizeof(w->id), "%s", id);
+        snprintf(w->lang, sizeof(w->lang), "%s", lang);
+        if (ml_public_write(m, id, NULL, "subscriber.removed", d, tombstone_done, w, why,
                             sizeof(why)) != 0)
-                tombstone_done(arg, d, ML_PUBLIC_NOT_SAVED, why); /* now owned by it */
+                tombstone_done(w, d, ML_PUBLIC_NOT_SAVED, why); /* now owned by it */
         return NC_HTTPD_DEFERRED;
 }
 

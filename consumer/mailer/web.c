@@ -57,11 +57,12 @@ enum {
         PAGE_MANAGE,
         PAGE_ERRORS,
         PAGE_LABELS,
+        PAGE_UNSUBSCRIBE,
         PAGES_N
 };
 static const char *const page_names[PAGES_N] = {
-    "subscribe",  "inbox",      "confirm", "message", "email.subject",
-    "email.text", "email.html", "manage",  "errors",  "labels"};
+    "subscribe",  "inbox",  "confirm", "message", "email.subject", "email.text",
+    "email.html", "manage", "errors",  "labels",  "unsubscribe"};
 
 /* How long a form's CSRF field stays good: a citizen may take a while to fill it in. */
 #define CSRF_TTL_S  (2 * 3600)
@@ -163,6 +164,13 @@ static int lang_index(const char *code, size_t len)
         return -1;
 }
 
+static int page_lang_default(void)
+{
+        int i = lang_index(W.m->cfg.default_language, strlen(W.m->cfg.default_language));
+
+        return i < 0 ? 0 : i;
+}
+
 /* ?lang=, else the first Accept-Language range whose primary tag we have (q-values are
  * ignored: browsers list ranges best first), else the default language. */
 static int page_lang(const nc_httpd_req_t *req, const char *form_lang)
@@ -182,8 +190,7 @@ static int page_lang(const nc_httpd_req_t *req, const char *form_lang)
                         return i;
                 al += strcspn(al, ",");
         }
-        i = lang_index(W.m->cfg.default_language, strlen(W.m->cfg.default_language));
-        return i < 0 ? 0 : i;
+        return page_lang_default();
 }
 
 static const char *partial(void *opaque, const char *name)
@@ -441,7 +448,7 @@ static int csrf_ok(const nc_httpd_req_t *req)
 static int message_link(nc_httpd_resp_t *resp, int status, int lang, const char *kind,
                         const char *manage_url)
 {
-        json_t *d = json_pack("{s:s, s:b}", "lang", W.lang[lang], kind, 1);
+        json_t *d = json_pack("{s:s, s:b, s:b}", "lang", W.lang[lang], kind, 1, "signup", W.links);
         int rc;
 
         if (manage_url && *manage_url)
@@ -1231,23 +1238,46 @@ static int setup(ml_t *m, char *errstr, size_t errstr_size)
         return ml_outbox_start(m, errstr, errstr_size);
 }
 
+int ml_web_page(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, int status, const char *lang_code,
+                const char *kind, const char *token)
+{
+        int lang;
+        json_t *d;
+
+        if (req)
+                lang = page_lang(req, lang_code);
+        else if (!lang_code || (lang = lang_index(lang_code, strlen(lang_code))) < 0)
+                lang = page_lang_default();
+        if (strcmp(kind, "unsubscribe"))
+                return message(resp, status, lang, kind);
+        d = json_pack("{s:s, s:s}", "lang", W.lang[lang], "token", token ? token : "");
+        status = render(resp, status, lang, PAGE_UNSUBSCRIBE, d);
+        json_decref(d);
+        return status;
+}
+
 int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size)
 {
         if (!public)
                 return 0;
+        W.m = m;
+        /* The unsubscribe pages are templates too: loaded with or without the sign-up. */
+        if (load(m, errstr, errstr_size) != 0) {
+                ml_web_stop();
+                return -1;
+        }
+        nc_httpd_add_route(public, "/assets/site.css", handle_css, m);
         if (!m->cfg.mailer.signup_secret_file.n) {
                 log_info("no [mailer] signup_secret_file: the sign-up pages are off");
                 return 0;
         }
-        W.m = m;
-        if (load(m, errstr, errstr_size) != 0 || setup(m, errstr, errstr_size) != 0) {
+        if (setup(m, errstr, errstr_size) != 0) {
                 ml_web_stop();
                 return -1;
         }
         if (nc_httpd_add_route(public, "/subscribe", handle_subscribe, m) != 0 ||
             nc_httpd_add_route(public, "/confirm", handle_confirm, m) != 0 ||
-            nc_httpd_add_route(public, "/manage", handle_manage, m) != 0 ||
-            nc_httpd_add_route(public, "/assets/site.css", handle_css, m) != 0) {
+            nc_httpd_add_route(public, "/manage", handle_manage, m) != 0) {
                 ml_web_stop();
                 return nc_err(errstr, errstr_size, "cannot add the sign-up routes");
         }

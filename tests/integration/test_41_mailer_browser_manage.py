@@ -12,7 +12,7 @@ test_citizen, the issue's flow, run as a citizen would, in each of en, es, pt, k
 
 test_manage_pages, in each of en, es, pt, ko: the immediate notice email, an urgent alert
 email and the daily digest (`--preview`) (HTML parts, as a mail client shows them), the
-preference centre, its "saved" answer,
+one-click unsubscribe page of the email and its 403 for a forged link, the preference centre, its "saved" answer,
 the "unsubscribed" page and the 410 of the link afterwards: axe 0, and at phone width nothing
 scrolls sideways.  NC_SCREENSHOTS=1 writes docs/img/manage-es.png and
 docs/img/manage-es-phone.png.
@@ -176,6 +176,14 @@ def test_manage_pages(ml, browser, lang):  # noqa: F811 (the fixture)
             _no_sideways_scroll(d, f"the {lang} {what} email")
             desktop(d)
     url = _manage_url(mail.text)
+
+    # --- the email's one-click unsubscribe page (GET: a button), in the subscriber's language ---
+    unsub = mail.unsubscribe_url()
+    assert _open(d, unsub) == 200 and _lang(d) == lang and _all(d, "form[method=post]")
+    _clean(d, f"the {lang} unsubscribe page")
+    assert _open(d, unsub[:-3] + ("AAA" if unsub[-3:] != "AAA" else "BBB")) == 403
+    _clean(d, f"the {lang} page of a forged unsubscribe link")
+    assert addr in env.subscribers(), "GET /unsubscribe unsubscribed"
 
     # --- the preference centre ---
     assert _open(d, url) == 200 and _lang(d) == lang
