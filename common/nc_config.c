@@ -59,6 +59,7 @@ enum key_type {
         K_RATE,      /* double per second, >= 0 (0 = no limit) */
         K_BOOL,      /* int 0/1 */
         K_DURATION,  /* int64_t milliseconds */
+        K_LIFETIME,  /* int64_t milliseconds, 1h to 10 years; days allowed ("365d") */
         K_SCHEDULE,  /* int64_t[NC_RETRY_MAX] of >= 100 ms; the count goes to the size_t at AUX */
         K_ENUM,      /* int, by the name table NAMES */
         K_RETENTION, /* int64_t ms, -1 = "forever"; the line it was set on goes to the int at AUX */
@@ -256,6 +257,7 @@ static const struct key keys[] = {
         check_header_url),
     STR("mailer", "unsubscribe_mailto", mailer.unsubscribe_mailto, NULL, check_header_email),
     STR("mailer", "unsubscribe_secret_file", mailer.unsubscribe_secret_file, NULL, check_header),
+    TYPED("mailer", "unsubscribe_expiry", K_LIFETIME, mailer.unsubscribe_expiry_ms, "365d"),
     STR("mailer", "templates", mailer.templates, NC_DATADIR "/noticecast/templates", check_header),
     STR("mailer", "message_id_domain", mailer.message_id_domain, "localhost", check_header),
     ENUM("mailer", "weekly_day", mailer.weekly_day, weekday_names, "monday"),
@@ -466,6 +468,13 @@ static int key_set(const struct key *k, void *base, const char *v, int line, cha
                                       err_size);
         case K_ENUM:
                 return parse_enum(k->names, v, (int *)field, err, err_size);
+        case K_LIFETIME:
+                if (nc_lifetime_parse(v, &ms) != 0)
+                        return nc_err(err, err_size,
+                                      "'%s' is not a lifetime like 720h or 365d (1h to 10 years)",
+                                      v);
+                *(int64_t *)field = ms;
+                return 0;
         case K_RETENTION:
                 if (nc_retention_parse(v, &ms) != 0)
                         return nc_err(err, err_size,
@@ -500,6 +509,7 @@ static void key_free(const struct key *k, void *base)
         case K_RATE:
         case K_BOOL:
         case K_DURATION:
+        case K_LIFETIME:
         case K_SCHEDULE:
         case K_ENUM:
         case K_RETENTION:
@@ -881,6 +891,14 @@ static int span_parse(const char *s, int days, double max_ms, int64_t *ms)
 int nc_duration_parse(const char *s, int64_t *ms)
 {
         return span_parse(s, 0, 30.0 * 24 * 3600 * 1000, ms);
+}
+
+/* 1 h to 10 years, in h (or s, m) or d: how long a link stays good. */
+int nc_lifetime_parse(const char *s, int64_t *ms)
+{
+        if (span_parse(s, 1, 10.0 * 365 * 24 * 3600 * 1000, ms) != 0 || *ms < 3600000)
+                return -1;
+        return 0;
 }
 
 /* Up to 100 years; less than a minute is a typo (Kafka would delete nearly at once). */

@@ -72,6 +72,7 @@ typedef struct nc_mailer_config {
         char *unsubscribe_url;    /* public base URL of /unsubscribe */
         char *unsubscribe_mailto; /* address, or NULL */
         char *unsubscribe_secret_file;
+        int64_t unsubscribe_expiry_ms; /* lifetime of an email's unsubscribe link */
         char *templates;
         char *message_id_domain;
         int weekly_day; /* 0 = Sunday .. 6 = Saturday */
@@ -164,6 +165,9 @@ typedef struct nc_config {
 int nc_duration_parse(const char *s, int64_t *ms);
 /* Parses a retention: a duration as above, or in days ("30d"), or "forever" (-1).  0 or -1. */
 int nc_retention_parse(const char *s, int64_t *ms);
+/* "720h", "365d": 1 h to 10 years (a link's lifetime).  0, or -1 when out of range or unparsable.
+ */
+int nc_lifetime_parse(const char *s, int64_t *ms);
 /* Formats a retention: "forever", "30d", or as nc_duration_format. */
 void nc_retention_format(int64_t ms, char *buf, size_t size);
 /* Formats MS as the shortest of "Nh", "Nm", "Ns", "Nms". */

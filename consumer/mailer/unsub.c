@@ -33,6 +33,7 @@
 #include "mailer.h"
 #include "nc_httpd.h"
 #include "nc_kafka.h"
+#include "nc_time.h"
 #include "nc_util.h"
 #include "unsub_token.h"
 #include "web.h"
@@ -62,8 +63,12 @@ struct pending {
 void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size)
 {
         const ml_sub_t *s = ml_store_sub(m, id);
+        /* From the end of today: every email of a subscription on one day has the same link. */
+        int64_t expires =
+            (nc_time_now_ms() / 86400000 + 1) * 86400 + m->cfg.mailer.unsubscribe_expiry_ms / 1000;
 
-        if (ml_token_seal(m->unsub_key, m->unsub_key_len, id, s ? s->gen : 0, out, size) != 0)
+        if (ml_token_seal(m->unsub_key, m->unsub_key_len, id, s ? s->gen : 0, expires, out, size) !=
+            0)
                 log_warnx("no unsubscribe token for %s: id too long", id);
 }
 
@@ -201,7 +206,10 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
         struct unsub_wait *w;
         int known;
 
-        st = ml_token_open(m->unsub_key, m->unsub_key_len, token, id, sizeof(id), &gen);
+        st = ml_token_open(m->unsub_key, m->unsub_key_len, token, nc_time_now_ms() / 1000, id,
+                           sizeof(id), &gen);
+        if (st == ML_TOKEN_EXPIRED)
+                return ml_web_page(req, resp, 410, NULL, "link_expired", NULL);
         if (st != ML_TOKEN_OK)
                 return ml_web_page(req, resp, 403, NULL, "invalid", NULL);
         if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))

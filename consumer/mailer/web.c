@@ -886,7 +886,7 @@ static json_t *manage_open(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, int
         st = ml_wt_open(&W.keys, ML_WT_MANAGE, nc_time_now_ms() / 1000,
                         nc_httpd_req_query(req, "token"), payload, sizeof(payload), &len, NULL);
         if (st == ML_WT_EXPIRED) {
-                *status = message(resp, 410, *lang, "manage_expired");
+                *status = message(resp, 410, *lang, "link_expired");
                 return NULL;
         }
         if (st != ML_WT_OK || len <= MANAGE_GEN_LEN) {

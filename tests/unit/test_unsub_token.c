@@ -23,6 +23,13 @@ static const char url_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
 static const unsigned char other_secret[] = "fedcba9876543210fedcba9876543210";
 #define SECRET_LEN (sizeof(secret) - 1)
+#define NOW        1800000000LL  /* the clock of these tests */
+#define EXP        (NOW + 86400) /* the expiry they seal with */
+
+/* A token of the previous format (0x02, no expiry) of "ana@example.org", generation
+ * 0x1234abcd5678ef90, under SECRET, as that release's ml_token_seal made it: links in emails
+ * sent before v3 must keep working. */
+#define V2_TOKEN "SID6DhE_-2Z6242wpEwHI7BMvU_6iT9yxt6pQi5m875BeINd5Cg9fi9ONfXzpcza"
 
 static void lower(char *s)
 {
@@ -65,25 +72,68 @@ static void test_round_trip(void **state)
         (void)state;
         for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
                 assert_int_equal(ml_token_seal(secret, SECRET_LEN, ids[i], 0x1234abcd5678ef90ULL,
-                                               tok, sizeof(tok)),
+                                               EXP, tok, sizeof(tok)),
                                  0);
-                assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, id, sizeof(id), &gen),
+                assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, NOW, id, sizeof(id), &gen),
                                  ML_TOKEN_OK);
                 assert_string_equal(id, ids[i]);
                 assert_true(gen == 0x1234abcd5678ef90ULL);
                 /* URL-safe as it is, and stable for one subscription. */
                 assert_int_equal(strspn(tok, url_chars), strlen(tok));
                 assert_int_equal(ml_token_seal(secret, SECRET_LEN, ids[i], 0x1234abcd5678ef90ULL,
-                                               again, sizeof(again)),
+                                               EXP, again, sizeof(again)),
                                  0);
                 assert_string_equal(tok, again);
                 assert_hidden(tok, ids[i]);
         }
         /* Generation 0 (a record from before generations) works like any other. */
-        assert_int_equal(ml_token_seal(secret, SECRET_LEN, "ana@example.org", 0, tok, sizeof(tok)),
-                         0);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, id, sizeof(id), &gen), ML_TOKEN_OK);
+        assert_int_equal(
+            ml_token_seal(secret, SECRET_LEN, "ana@example.org", 0, EXP, tok, sizeof(tok)), 0);
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, NOW, id, sizeof(id), &gen),
+                         ML_TOKEN_OK);
         assert_true(gen == 0);
+}
+
+/* The expiry is inside the MAC: good up to the second it names, then expired; and expired is
+ * told only of an authentic token. */
+static void test_expiry(void **state)
+{
+        char tok[ML_TOKEN_SIZE], bad[ML_TOKEN_SIZE], id[ML_TOKEN_ID_MAX + 1];
+        uint64_t gen;
+
+        (void)state;
+        assert_int_equal(
+            ml_token_seal(secret, SECRET_LEN, "ana@example.org", 9, NOW + 10, tok, sizeof(tok)), 0);
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, NOW + 10, id, sizeof(id), &gen),
+                         ML_TOKEN_OK);
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, NOW + 11, id, sizeof(id), &gen),
+                         ML_TOKEN_EXPIRED);
+        assert_string_equal(id, "");
+        assert_int_equal(
+            ml_token_open(other_secret, SECRET_LEN, tok, NOW + 11, id, sizeof(id), &gen),
+            ML_TOKEN_FORGED);
+        snprintf(bad, sizeof(bad), "%s", tok);
+        bad[5] = bad[5] == 'A' ? 'B' : 'A';
+        assert_int_not_equal(ml_token_open(secret, SECRET_LEN, bad, NOW + 11, id, sizeof(id), &gen),
+                             ML_TOKEN_EXPIRED);
+        assert_string_equal(ml_token_status_names[ML_TOKEN_EXPIRED], "expired");
+}
+
+/* A token of the previous format still opens, with no expiry. */
+static void test_v2_still_opens(void **state)
+{
+        char id[ML_TOKEN_ID_MAX + 1];
+        uint64_t gen = 0;
+
+        (void)state;
+        assert_int_equal(
+            ml_token_open(secret, SECRET_LEN, V2_TOKEN, INT64_MAX, id, sizeof(id), &gen),
+            ML_TOKEN_OK);
+        assert_string_equal(id, "ana@example.org");
+        assert_true(gen == 0x1234abcd5678ef90ULL);
+        assert_int_equal(
+            ml_token_open(other_secret, SECRET_LEN, V2_TOKEN, NOW, id, sizeof(id), &gen),
+            ML_TOKEN_FORGED);
 }
 
 static void test_generation_bound(void **state)
@@ -92,12 +142,16 @@ static void test_generation_bound(void **state)
         uint64_t gen;
 
         (void)state;
-        assert_int_equal(ml_token_seal(secret, SECRET_LEN, "ana@example.org", 1, a, sizeof(a)), 0);
-        assert_int_equal(ml_token_seal(secret, SECRET_LEN, "ana@example.org", 2, b, sizeof(b)), 0);
+        assert_int_equal(ml_token_seal(secret, SECRET_LEN, "ana@example.org", 1, EXP, a, sizeof(a)),
+                         0);
+        assert_int_equal(ml_token_seal(secret, SECRET_LEN, "ana@example.org", 2, EXP, b, sizeof(b)),
+                         0);
         assert_string_not_equal(a, b);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, a, id, sizeof(id), &gen), ML_TOKEN_OK);
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, a, NOW, id, sizeof(id), &gen),
+                         ML_TOKEN_OK);
         assert_true(gen == 1);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, b, id, sizeof(id), &gen), ML_TOKEN_OK);
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, b, NOW, id, sizeof(id), &gen),
+                         ML_TOKEN_OK);
         assert_true(gen == 2);
 }
 
@@ -111,11 +165,11 @@ static void test_forged(void **state)
         size_t i, n;
 
         (void)state;
-        assert_int_equal(ml_token_seal(secret, SECRET_LEN, "ana@example.org", 7, tok, sizeof(tok)),
-                         0);
+        assert_int_equal(
+            ml_token_seal(secret, SECRET_LEN, "ana@example.org", 7, EXP, tok, sizeof(tok)), 0);
         n = strlen(tok);
         /* Another secret. */
-        assert_int_equal(ml_token_open(other_secret, SECRET_LEN, tok, id, sizeof(id), &gen),
+        assert_int_equal(ml_token_open(other_secret, SECRET_LEN, tok, NOW, id, sizeof(id), &gen),
                          ML_TOKEN_FORGED);
         assert_string_equal(id, "");
         /* Any one character changed (the last one carries only 2..6 significant bits: a change
@@ -125,27 +179,27 @@ static void test_forged(void **state)
 
                 snprintf(bad, sizeof(bad), "%s", tok);
                 bad[i] = bad[i] == 'A' ? 'B' : 'A';
-                st = ml_token_open(secret, SECRET_LEN, bad, id, sizeof(id), &gen);
+                st = ml_token_open(secret, SECRET_LEN, bad, NOW, id, sizeof(id), &gen);
                 if (st == ML_TOKEN_OK)
                         fail_msg("token with character %zu changed was accepted", i);
         }
         /* Truncated, extended, padded, not base64url, empty, NULL. */
         snprintf(bad, sizeof(bad), "%.*s", (int)(n - 4), tok);
-        assert_int_not_equal(ml_token_open(secret, SECRET_LEN, bad, id, sizeof(id), &gen),
+        assert_int_not_equal(ml_token_open(secret, SECRET_LEN, bad, NOW, id, sizeof(id), &gen),
                              ML_TOKEN_OK);
         snprintf(bad, sizeof(bad), "%sAAAA", tok);
-        assert_int_not_equal(ml_token_open(secret, SECRET_LEN, bad, id, sizeof(id), &gen),
+        assert_int_not_equal(ml_token_open(secret, SECRET_LEN, bad, NOW, id, sizeof(id), &gen),
                              ML_TOKEN_OK);
         snprintf(bad, sizeof(bad), "%s==", tok);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, bad, id, sizeof(id), &gen),
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, bad, NOW, id, sizeof(id), &gen),
                          ML_TOKEN_MALFORMED);
         snprintf(bad, sizeof(bad), "%s", tok);
         bad[3] = '+';
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, bad, id, sizeof(id), &gen),
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, bad, NOW, id, sizeof(id), &gen),
                          ML_TOKEN_MALFORMED);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, "", id, sizeof(id), &gen),
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, "", NOW, id, sizeof(id), &gen),
                          ML_TOKEN_MALFORMED);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, NULL, id, sizeof(id), &gen),
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, NULL, NOW, id, sizeof(id), &gen),
                          ML_TOKEN_MALFORMED);
         /* A token of the first format, valid under the same secret: not accepted. */
         HMAC(EVP_sha256(), secret, (int)SECRET_LEN,
@@ -155,7 +209,7 @@ static void test_forged(void **state)
         assert_true(nc_base64_encode(mac, sizeof(mac), b, sizeof(b)) > 0);
         a[strcspn(a, "=")] = b[strcspn(b, "=")] = '\0';
         snprintf(old, sizeof(old), "%s.%s", a, b);
-        assert_int_not_equal(ml_token_open(secret, SECRET_LEN, old, id, sizeof(id), &gen),
+        assert_int_not_equal(ml_token_open(secret, SECRET_LEN, old, NOW, id, sizeof(id), &gen),
                              ML_TOKEN_OK);
         assert_string_equal(ml_token_status_names[ML_TOKEN_FORGED], "forged");
 }
@@ -168,23 +222,24 @@ static void test_limits(void **state)
         (void)state;
         memset(id, 'a', ML_TOKEN_ID_MAX);
         id[ML_TOKEN_ID_MAX] = '\0';
-        assert_int_equal(ml_token_seal(secret, SECRET_LEN, id, ~0ULL, tok, sizeof(tok)), 0);
+        assert_int_equal(ml_token_seal(secret, SECRET_LEN, id, ~0ULL, EXP, tok, sizeof(tok)), 0);
         assert_true(strlen(tok) < ML_TOKEN_SIZE);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, out, sizeof(out), &gen),
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, NOW, out, sizeof(out), &gen),
                          ML_TOKEN_OK);
         assert_string_equal(out, id);
         assert_true(gen == ~0ULL);
         /* An id too long, an output too small. */
         id[ML_TOKEN_ID_MAX] = 'a';
         id[ML_TOKEN_ID_MAX + 1] = '\0';
-        assert_int_equal(ml_token_seal(secret, SECRET_LEN, id, 1, tok, sizeof(tok)), -1);
+        assert_int_equal(ml_token_seal(secret, SECRET_LEN, id, 1, EXP, tok, sizeof(tok)), -1);
         assert_string_equal(tok, "");
         assert_int_equal(
-            ml_token_seal(secret, SECRET_LEN, "ana@example.org", 1, small, sizeof(small)), -1);
+            ml_token_seal(secret, SECRET_LEN, "ana@example.org", 1, EXP, small, sizeof(small)), -1);
         /* An id buffer too small for what the token holds. */
-        assert_int_equal(ml_token_seal(secret, SECRET_LEN, "ana@example.org", 1, tok, sizeof(tok)),
-                         0);
-        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, out, 8, &gen), ML_TOKEN_MALFORMED);
+        assert_int_equal(
+            ml_token_seal(secret, SECRET_LEN, "ana@example.org", 1, EXP, tok, sizeof(tok)), 0);
+        assert_int_equal(ml_token_open(secret, SECRET_LEN, tok, NOW, out, 8, &gen),
+                         ML_TOKEN_MALFORMED);
 }
 
 /* Timing: the tag is compared with CRYPTO_memcmp; a token differing in its first byte and one
@@ -240,7 +295,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_generation_bound),
             cmocka_unit_test(test_forged),           cmocka_unit_test(test_limits),
-            cmocka_unit_test(test_generation_field),
+            cmocka_unit_test(test_generation_field), cmocka_unit_test(test_expiry),
+            cmocka_unit_test(test_v2_still_opens),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
