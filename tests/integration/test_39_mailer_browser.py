@@ -115,6 +115,20 @@ def _check_keyboard(driver, what):
     assert not bad, f"{what}: focus not visible enough:\n  " + "\n  ".join(bad)
 
 
+def _at_phone_width(driver, what, shot=None):
+    """The page again at phone width: no sideways scrolling, axe 0 (and a screenshot at SHOT);
+    then back at desktop width, the page reloaded."""
+    phone(driver)
+    driver.refresh()
+    _no_sideways_scroll(driver, what)
+    _clean(driver, f"{what} at phone width")
+    if shot:
+        screenshot(driver, shot)
+    desktop(driver)
+    driver.refresh()
+    page_status(driver)
+
+
 def _check_field_error(driver, field, what):
     """The field is marked invalid and names its error, which follows it at once."""
     inp = _by(driver, f"#{field}")
@@ -154,15 +168,8 @@ def test_signup_in_browser(ml, browser, lang):  # noqa: F811 (the fixture)
     _no_sideways_scroll(d, f"/subscribe?lang={lang}")
     text_spacing(d)
     _no_sideways_scroll(d, f"/subscribe?lang={lang} with WCAG 1.4.12 text spacing")
-    phone(d)
-    d.refresh()
-    _no_sideways_scroll(d, f"/subscribe?lang={lang}")
-    _clean(d, f"/subscribe?lang={lang} at phone width")
-    if SCREENSHOTS and lang == "ko":
-        screenshot(d, IMG / "signup-ko-phone.png")
-    desktop(d)
-    d.refresh()
-    page_status(d)
+    _at_phone_width(d, f"/subscribe?lang={lang}",
+                    IMG / "signup-ko-phone.png" if SCREENSHOTS and lang == "ko" else None)
 
     # --- an invalid address, typed, the button clicked: the error next to its field ---
     email = _by(d, "#email")

@@ -29,8 +29,8 @@ import pytest
 from browser import browser, desktop, phone, screenshot, serve_html, page_status  # noqa: F401
 from conftest import REPO
 from mailer_support import *  # noqa: F401,F403
-from test_39_mailer_browser import (_all, _by, _clean, _confirm_url, _lang, _navigates,
-                                    _no_sideways_scroll, _open, _signup_secret)
+from test_39_mailer_browser import (_all, _at_phone_width, _by, _clean, _confirm_url, _lang,
+                                    _navigates, _no_sideways_scroll, _open, _signup_secret)
 from test_40_mailer_manage import _manage_url
 
 LANGS = ("en", "es", "pt", "ko")
@@ -190,15 +190,8 @@ def test_manage_pages(ml, browser, lang):  # noqa: F811 (the fixture)
     _clean(d, f"the {lang} preference centre")
     if SCREENSHOTS and lang == "es":
         screenshot(d, IMG / "manage-es.png")
-    phone(d)
-    d.refresh()
-    _no_sideways_scroll(d, f"the {lang} preference centre")
-    _clean(d, f"the {lang} preference centre at phone width")
-    if SCREENSHOTS and lang == "es":
-        screenshot(d, IMG / "manage-es-phone.png")
-    desktop(d)
-    d.refresh()
-    page_status(d)
+    _at_phone_width(d, f"the {lang} preference centre",
+                    IMG / "manage-es-phone.png" if SCREENSHOTS and lang == "es" else None)
 
     # --- saved ---
     _by(d, "#region-BR").click()
