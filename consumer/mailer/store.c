@@ -11,7 +11,6 @@
 #include "nc_notice.h"
 #include "nc_subscriber.h"
 #include "nc_time.h"
-#include "nc_time.h"
 #include "nc_util.h"
 
 #define NOTICE_HISTORY_MS (8LL * 24 * 3600 * 1000) /* a weekly digest plus a day of slack */
