@@ -1073,10 +1073,39 @@ int nc_kafka_produce_txn(const nc_config_t *cfg, nc_kafka_msg_t *msgs, size_t n,
 
 /* ---- topics ---------------------------------------------------------------------------- */
 
+/* CreateTopics answers once the controller made the topic; each partition's leader learns of
+ * it a moment later, and a client that reads the partition at once gets "Unknown topic or
+ * partition" (seen on a three-broker cluster: `subscribers import` right after `topics
+ * create`, exit 69).  So a created topic is ready when each of its partitions answers a
+ * ListOffsets at its leader; waited for until DEADLINE_MS.  A topic the principal may not
+ * Describe is not waited for (the programs that use it will say what is missing). */
+static int topic_ready(rd_kafka_t *rk, const nc_topic_spec_t *t, int64_t deadline_ms, char *errstr,
+                       size_t errstr_size)
+{
+        for (int p = 0; p < t->partitions; p++) {
+                rd_kafka_resp_err_t e;
+                int64_t lo, hi;
+
+                while ((e = rd_kafka_query_watermark_offsets(rk, t->name, p, &lo, &hi, 2000)) !=
+                       RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+                                return 0;
+                        if (nc_time_now_ms() >= deadline_ms)
+                                return nc_err(errstr, errstr_size,
+                                              "topic %s [%d] created, but its leader does not "
+                                              "serve it yet: %s",
+                                              t->name, p, rd_kafka_err2str(e));
+                        usleep(200 * 1000);
+                }
+        }
+        return 0;
+}
+
 int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics, size_t n,
                            int timeout_ms, nc_kafka_topic_report_fn *report, void *opaque,
                            char *errstr, size_t errstr_size)
 {
+        int64_t deadline = nc_time_now_ms() + timeout_ms;
         rd_kafka_NewTopic_t **nt = nc_xcalloc(n, sizeof(*nt));
         const rd_kafka_CreateTopics_result_t *res;
         const rd_kafka_topic_result_t **tres;
@@ -1139,6 +1168,14 @@ int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics
         for (i = 0; i < cnt; i++) {
                 rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tres[i]);
 
+                if (e == RD_KAFKA_RESP_ERR_NO_ERROR && rc == 0) {
+                        const char *name = rd_kafka_topic_result_name(tres[i]);
+
+                        for (size_t j = 0; j < n; j++)
+                                if (!strcmp(topics[j].name, name) &&
+                                    topic_ready(rk, &topics[j], deadline, errstr, errstr_size))
+                                        rc = -1;
+                }
                 if (e == RD_KAFKA_RESP_ERR_NO_ERROR ||
                     e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
                         if (report)

@@ -173,7 +173,9 @@ void nc_kafka_txn_free(nc_kafka_txn_t *t);
 
 /* Creates TOPICS (with [topics] replication_factor, and min.insync.replicas=2 from 3 replicas
  * on); an existing topic is left as it is and is not an error.  Per-topic results are
- * reported through REPORT (may be NULL): created = 1 new, 0 already there. */
+ * reported through REPORT (may be NULL): created = 1 new, 0 already there.  Returns once the
+ * leader of every partition of the topics it created serves it (a client may use them at
+ * once), within TIMEOUT_MS in all. */
 typedef void(nc_kafka_topic_report_fn)(const char *topic, int created, void *opaque);
 int nc_kafka_create_topics(const nc_config_t *cfg, const nc_topic_spec_t *topics, size_t n,
                            int timeout_ms, nc_kafka_topic_report_fn *report, void *opaque,
