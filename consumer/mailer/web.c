@@ -1266,7 +1266,10 @@ int ml_web_start(ml_t *m, nc_httpd_t *public, char *errstr, size_t errstr_size)
                 ml_web_stop();
                 return -1;
         }
-        nc_httpd_add_route(public, "/assets/site.css", handle_css, m);
+        if (nc_httpd_add_route(public, "/assets/site.css", handle_css, m) != 0) {
+                ml_web_stop();
+                return nc_err(errstr, errstr_size, "cannot add the stylesheet's route");
+        }
         if (!m->cfg.mailer.signup_secret_file.n) {
                 log_info("no [mailer] signup_secret_file: the sign-up pages are off");
                 return 0;
