@@ -196,15 +196,14 @@ int ml_store_start(ml_t *m, char *errstr, size_t errstr_size);
 int ml_store_poll(ml_t *m, int timeout_ms);
 void ml_store_stop(ml_t *m);
 const ml_sub_t *ml_store_sub(const ml_t *m, const char *id);
-/* For the HTTP thread (the rest of the store is the main thread's): the generation of
- * subscriber ID.  Returns 1 (found), 0 (not subscribed) or -1 (the view is still loading). */
-int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen);
-/* The same, for the sign-up pages: also whether it is suppressed (bounces), and the
- * generation of its subscription removed last (0: none seen since the view started). */
+/* For the HTTP thread (the rest of the store is the main thread's), the sign-up pages: the
+ * generation of subscriber ID, whether it is suppressed (bounces), and the generation of its
+ * subscription removed last (0: none seen since the view started).  Returns 1 (found), 0
+ * (not subscribed) or -1 (the view is still loading). */
 int ml_store_sub_state(const ml_t *m, const char *id, uint64_t *gen, int *suppressed,
                        uint64_t *removed_gen);
 /* For the HTTP thread: a copy of subscriber ID's full record (ml_sub_record), or NULL; *RC
- * as ml_store_sub_generation returns. */
+ * as ml_store_sub_state returns. */
 json_t *ml_store_sub_copy(const ml_t *m, const char *id, int *rc);
 /* The full record of S (as the CLI writes it) with these bounce counters, updated now. */
 json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppressed);

@@ -15,8 +15,9 @@
 
 #define NOTICE_HISTORY_MS (8LL * 24 * 3600 * 1000) /* a weekly digest plus a day of slack */
 
-/* The HTTP thread looks subscribers up (ml_store_sub_generation); only the main thread
- * changes the table, under the write lock, and it reads without one.  One view per process. */
+/* The HTTP thread looks subscribers up (ml_store_sub_state, ml_store_sub_copy); only the main
+ * thread changes the table, under the write lock, and it reads without one.  One view per process.
+ */
 static pthread_rwlock_t subs_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static void sub_free(gpointer p)
@@ -242,21 +243,6 @@ json_t *ml_store_sub_copy(const ml_t *m, const char *id, int *rc)
         }
         pthread_rwlock_unlock(&subs_lock);
         return rec;
-}
-
-int ml_store_sub_generation(const ml_t *m, const char *id, uint64_t *gen)
-{
-        const ml_sub_t *s;
-        int rc = -1;
-
-        pthread_rwlock_rdlock(&subs_lock);
-        if (m->store.caught_up && m->store.subs) {
-                s = g_hash_table_lookup(m->store.subs, id);
-                rc = s != NULL;
-                *gen = s ? s->gen : 0;
-        }
-        pthread_rwlock_unlock(&subs_lock);
-        return rc;
 }
 
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id)

@@ -33,6 +33,7 @@
 #include "mailer.h"
 #include "nc_httpd.h"
 #include "nc_kafka.h"
+#include "nc_subscriber.h"
 #include "nc_time.h"
 #include "nc_util.h"
 #include "unsub_token.h"
@@ -77,18 +78,6 @@ void ml_unsub_token(const ml_t *m, const char *id, char *out, size_t size)
 /* The pages are the templates of web.c (pages/unsubscribe.mustache and the sections of
  * pages/message.mustache), in the subscriber's language when the token named one, else in the
  * browser's. */
-
-/* The language of subscriber ID ("": unknown) into LANG. */
-static void sub_lang(const ml_t *m, const char *id, char *lang, size_t size)
-{
-        json_t *rec;
-        int rc;
-
-        lang[0] = '\0';
-        if ((rec = ml_store_sub_copy(m, id, &rc)))
-                snprintf(lang, size, "%s", json_string_value(json_object_get(rec, "lang")));
-        json_decref(rec);
-}
 
 /* ---- the tombstone --------------------------------------------------------------------- */
 
@@ -200,7 +189,8 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
         const char *method = nc_httpd_req_method(req);
         const char *token = nc_httpd_req_query(req, "token");
         char id[ML_TOKEN_ID_MAX + 1], why[256], lang[16];
-        uint64_t gen = 0, current = 0;
+        uint64_t gen = 0, current;
+        json_t *rec;
         ml_token_status_t st;
         nc_httpd_deferred_t *d;
         struct unsub_wait *w;
@@ -214,12 +204,15 @@ static int handle(const nc_httpd_req_t *req, nc_httpd_resp_t *resp, void *opaque
                 return ml_web_page(req, resp, 403, NULL, "invalid", NULL);
         if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST"))
                 return ml_web_page(req, resp, 405, NULL, "invalid", NULL);
-        known = ml_store_sub_generation(m, id, &current);
+        rec = ml_store_sub_copy(m, id, &known);
         if (known < 0)
                 return ml_web_page(req, resp, 503, NULL, "loading", NULL);
         if (known == 0)
                 return ml_web_page(req, resp, 200, NULL, "not_subscribed", NULL);
-        sub_lang(m, id, lang, sizeof(lang));
+        /* The subscriber's language for the pages, and the subscription the token must name. */
+        snprintf(lang, sizeof(lang), "%s", json_string_value(json_object_get(rec, "lang")));
+        current = nc_subscriber_generation(rec);
+        json_decref(rec);
         if (current != gen) {
                 log_info("unsubscribe link of an earlier subscription of %s refused", id);
                 return ml_web_page(req, resp, 410, lang, "stale", NULL);
