@@ -232,20 +232,27 @@ static int render(nc_httpd_resp_t *resp, int status, int lang, int page, const j
 
 /* ---- the form ---------------------------------------------------------------------------- */
 
-/* What the page calls category or region KEY in LANG (pages/labels.mustache, a section per
- * key), else KEY itself: a ministry adds its own categories and regions there. */
-static json_t *label(int lang, const char *key)
+/* The text of SECTION of the plain-text template PAGE (one section per key: labels, errors)
+ * in LANG, without its trailing newline; FALLBACK when the template has no such section. */
+static json_t *section_text(int lang, int page, const char *section, const char *fallback)
 {
-        json_t *d = json_pack("{s:b}", key, 1), *out;
-        char *s = render_str(lang, PAGE_LABELS, d);
+        json_t *d = json_pack("{s:b}", section, 1), *out;
+        char *s = render_str(lang, page, d);
         size_t n = s ? strlen(s) : 0;
 
         json_decref(d);
         while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
                 s[--n] = '\0';
-        out = json_string(n ? s : key);
+        out = json_string(n ? s : fallback);
         free(s);
         return out;
+}
+
+/* What the page calls category or region KEY in LANG (pages/labels.mustache), else KEY
+ * itself: a ministry adds its own categories and regions there. */
+static json_t *label(int lang, const char *key)
+{
+        return section_text(lang, PAGE_LABELS, key, key);
 }
 
 /* A checkbox of a group is on when nothing was posted yet (all by default), when LIST is
@@ -474,9 +481,8 @@ static int internal_error(nc_httpd_resp_t *resp, int lang)
 static json_t *field_error(int lang, nc_subscriber_err_t why, const char *err)
 {
         const char *field;
-        json_t *errors = json_object(), *d;
-        char key[64], *msg;
-        size_t n;
+        json_t *errors = json_object();
+        char key[64];
 
         switch (why) {
         case NC_SUB_EMAIL_MISSING:
@@ -510,15 +516,9 @@ static json_t *field_error(int lang, nc_subscriber_err_t why, const char *err)
                 fatalx("field_error: %s", nc_subscriber_err_name(why));
         }
         log_debug("form refused: %s", err);
-        d = json_pack("{s:s, s:b}", "lang", W.lang[lang], nc_subscriber_err_name(why), 1);
-        msg = render_str(lang, PAGE_ERRORS, d);
-        json_decref(d);
-        n = msg ? strlen(msg) : 0;
-        while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-                msg[--n] = '\0';
         snprintf(key, sizeof(key), "err_%s", field);
-        json_object_set_new(errors, key, json_string(n ? msg : err));
-        free(msg);
+        json_object_set_new(errors, key,
+                            section_text(lang, PAGE_ERRORS, nc_subscriber_err_name(why), err));
         return errors;
 }
 

@@ -121,6 +121,9 @@ def test_signup_pages(ml):
         assert page.count('name="categories"') == 4 and page.count(" checked") == 6, \
             f"{lang}: the four categories and two regions are not all checked by default"
     assert seen == {lang: lang for lang in LANGS}, seen
+    # Category and region names in the page's language (pages/labels.mustache).
+    st, page = http_request(f"{env.public_url}/subscribe?lang=ko")
+    assert '<label for="cat-news">소식</label>' in page and '<label for="region-PE">페루</label>' in page
     st, page = http_request(f"{env.public_url}/subscribe",
                             headers={"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"})
     assert st == 200 and _html_lang(page) == "ko", (st, _html_lang(page))
