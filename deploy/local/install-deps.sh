@@ -8,8 +8,8 @@
 #   install-deps.sh           install whatever is missing
 #   install-deps.sh --check   install nothing; exit 0 if everything is present, else list what
 #                             is missing and exit 1
-#   install-deps.sh --bench   also what `make bench` needs: nginx (the HTTP sink), wrk, and
-#                             postfix for smtp-sink / smtp-source (with --check: check those too)
+#   install-deps.sh --bench   also what `make bench` needs: nginx (the HTTP sink) and wrk
+#                             (with --check: check those too)
 #
 # Java (JRE 17+) and Maven are needed by deploy/local/kafka.sh to fetch and run the test broker;
 # they are installed from apt too if `java` / `mvn` are not on PATH, and so is npm (to fetch
@@ -21,8 +21,12 @@
 # axe.min.js kept, in ${NC_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/noticecast}/axe-core-VERSION/
 # (the cache root of deploy/local/kafka.sh).
 #
-# Installing Debian's nginx or postfix normally starts the packaged service.  The benchmarks
-# never use those (they run their own sinks on free loopback ports), so while installing, a
+# Postfix is for the tests of the inbound mail loop, which run private instances of it with
+# their own configuration directories on free loopback ports (tests/integration/postfix.py),
+# and for the benchmarks' smtp-sink / smtp-source.
+#
+# Installing Debian's nginx or postfix normally starts the packaged service.  The tests and
+# benchmarks never use those (they run their own instances and sinks on free loopback ports), so while installing, a
 # temporary /usr/sbin/policy-rc.d (exit 101: "do not start services") is put in place if the
 # machine has none, and removed afterwards.
 set -euo pipefail
@@ -40,6 +44,7 @@ APT_PACKAGES=(
 	prometheus # promtool: make check-monitoring, the /metrics tests
 	systemd python3-seccomp # make systemd-check (systemd-analyze, offline); test_08's sandbox
 	chromium chromium-driver fonts-nanum # the browser tests (test_39): Chromium, its driver, Korean
+	postfix # test_42/test_43: a private Postfix on loopback (the inbound mail loop); smtp-sink
 )
 PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd selenium)
 # axe-core: tests/integration/browser.py reads AXE_VERSION from this line.
@@ -47,7 +52,7 @@ AXE_VERSION=4.14.1
 AXE_INTEGRITY=sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
 CACHE_ROOT=${NC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/noticecast}
 AXE_JS=$CACHE_ROOT/axe-core-$AXE_VERSION/axe.min.js
-BENCH_PACKAGES=(nginx wrk postfix)
+BENCH_PACKAGES=(nginx wrk)
 
 check=0 bench=0
 for arg in "$@"; do
