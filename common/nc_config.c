@@ -143,6 +143,14 @@ static int check_header_email(const char *v, char *err, size_t err_size)
         return nc_email_valid(v, err, err_size);
 }
 
+/* One of the characters Postfix, Exim and qmail use as recipient delimiter. */
+static int check_verp_delimiter(const char *v, char *err, size_t err_size)
+{
+        if (strlen(v) != 1 || !strchr("+-=", v[0]))
+                return nc_err(err, err_size, "'%s' must be one of + - =", v);
+        return 0;
+}
+
 static int check_header_url(const char *v, char *err, size_t err_size)
 {
         if (check_header(v, err, err_size) != 0)
@@ -252,6 +260,7 @@ static const struct key keys[] = {
     STR("mailer", "from_name", mailer.from_name, "noticecast", check_header),
     STR("mailer", "from_address", mailer.from_address, "notices@localhost", check_header_email),
     STR("mailer", "envelope_from", mailer.envelope_from, NULL, check_header_email),
+    STR("mailer", "verp_delimiter", mailer.verp_delimiter, "+", check_verp_delimiter),
     STR("mailer", "list_id", mailer.list_id, "notices.localhost", check_header),
     STR("mailer", "unsubscribe_url", mailer.unsubscribe_url, "http://127.0.0.1:9466/unsubscribe",
         check_header_url),

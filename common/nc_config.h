@@ -68,6 +68,9 @@ typedef struct nc_mailer_config {
         char *from_name;
         char *from_address;
         char *envelope_from; /* default: from_address */
+        /* Between envelope_from's local part and a VERP token (nc_verp.h): one of "+-=",
+         * default "+" (the relay's recipient_delimiter, so bounces reach the base mailbox). */
+        char *verp_delimiter;
         char *list_id;
         char *unsubscribe_url;    /* public base URL of /unsubscribe */
         char *unsubscribe_mailto; /* address, or NULL */

@@ -16,6 +16,7 @@ enum {
         NC_EX_UNAVAILABLE = 69,
         NC_EX_SOFTWARE = 70,
         NC_EX_IOERR = 74,
+        NC_EX_TEMPFAIL = 75, /* an MTA keeps the message and tries again */
         NC_EX_NOPERM = 77,
         NC_EX_CONFIG = 78,
 };

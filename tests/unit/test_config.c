@@ -690,6 +690,21 @@ static void test_check_mailer_from_address(void **state)
         nc_config_free(&cfg);
 }
 
+/* The VERP delimiter is one character the relays split local parts at. */
+static void test_verp_delimiter(void **state)
+{
+        nc_config_t cfg;
+
+        (void)state;
+        load_ok(&cfg, write_conf("[mailer]\nverp_delimiter = -\n"));
+        assert_string_equal(cfg.mailer.verp_delimiter, "-");
+        nc_config_free(&cfg);
+        load_bad("[mailer]\nverp_delimiter = ++\n", 2,
+                 "mailer.verp_delimiter: '++' must be one of + - =");
+        load_bad("[mailer]\nverp_delimiter = #\n", 2,
+                 "mailer.verp_delimiter: '#' must be one of + - =");
+}
+
 /* The templates default is where `make install` puts them, under NC_DATADIR. */
 static void test_templates_default_datadir(void **state)
 {
@@ -723,6 +738,7 @@ static void test_defaults(void **state)
         assert_int_equal(cfg.webhooks.shutdown_timeout_ms, 30000);
         assert_string_equal(cfg.mailer.from_address, "notices@localhost");
         assert_null(cfg.mailer.envelope_from);
+        assert_string_equal(cfg.mailer.verp_delimiter, "+");
         assert_int_equal(cfg.mailer.weekly_day, 1);
         assert_int_equal(cfg.mailer.retry_n, 5);
         assert_int_equal(cfg.mailer.retry_ms[4], 4 * 3600 * 1000);
@@ -1082,6 +1098,7 @@ int main(void)
             cmocka_unit_test_teardown(test_check_webhooks_needs_a_partner, teardown_tmp),
             cmocka_unit_test_teardown(test_check_mailer_from_address, teardown_tmp),
             cmocka_unit_test_teardown(test_templates_default_datadir, teardown_tmp),
+            cmocka_unit_test_teardown(test_verp_delimiter, teardown_tmp),
             cmocka_unit_test_teardown(test_partner_regions, teardown_tmp),
             cmocka_unit_test_teardown(test_retry_schedule, teardown_tmp),
             cmocka_unit_test_teardown(test_enums, teardown_tmp),
