@@ -53,8 +53,10 @@ $(LIB): $(COMMON_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/noticecast: $(PRODUCER_OBJ) $(LIB) $(FLAGS_STAMP)
-	$(CC) $(NC_LDFLAGS) -o $@ $(PRODUCER_OBJ) $(LIB) $(NC_LIBS)
+# `noticecast inbound` opens unsubscribe tokens with the mailer's own code.
+CLI_MAILER_OBJ := $(BUILD)/consumer/mailer/unsub_token.o $(BUILD)/consumer/mailer/ml_siv.o
+$(BUILD)/noticecast: $(PRODUCER_OBJ) $(CLI_MAILER_OBJ) $(LIB) $(FLAGS_STAMP)
+	$(CC) $(NC_LDFLAGS) -o $@ $(PRODUCER_OBJ) $(CLI_MAILER_OBJ) $(LIB) $(NC_LIBS)
 
 $(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -o $@ $(WEBHOOKS_OBJ) $(LIB) $(NC_LIBS)
@@ -89,6 +91,11 @@ $(BUILD)/tests/test_mail: TEST_OBJ = $(ML_MAIL_OBJ)
 $(BUILD)/tests/test_mail: $(ML_MAIL_OBJ)
 $(BUILD)/tests/test_digest: TEST_OBJ = $(ML_DIGEST_OBJ)
 $(BUILD)/tests/test_digest: $(ML_DIGEST_OBJ)
+
+# test_inbound links the CLI's classifier and the token objects it uses.
+INBOUND_OBJ := $(BUILD)/producer/inbound.o $(CLI_MAILER_OBJ)
+$(BUILD)/tests/test_inbound: TEST_OBJ = $(INBOUND_OBJ)
+$(BUILD)/tests/test_inbound: $(INBOUND_OBJ)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/nc_test.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
