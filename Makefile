@@ -55,8 +55,11 @@ $(LIB): $(COMMON_OBJ)
 
 # `noticecast inbound` opens unsubscribe tokens with the mailer's own code.
 CLI_MAILER_OBJ := $(BUILD)/consumer/mailer/unsub_token.o $(BUILD)/consumer/mailer/ml_siv.o
+# --as-needed: only the libraries it calls are loaded at each start (no libcurl, libesmtp,
+# libmicrohttpd: see producer/noticecast.c and cli.c), since it runs once per inbound mail.
 $(BUILD)/noticecast: $(PRODUCER_OBJ) $(CLI_MAILER_OBJ) $(LIB) $(FLAGS_STAMP)
-	$(CC) $(NC_LDFLAGS) -o $@ $(PRODUCER_OBJ) $(CLI_MAILER_OBJ) $(LIB) $(NC_LIBS)
+	$(CC) $(NC_LDFLAGS) -Wl,--as-needed -o $@ $(PRODUCER_OBJ) $(CLI_MAILER_OBJ) $(LIB) \
+		$(NC_LIBS)
 
 $(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -o $@ $(WEBHOOKS_OBJ) $(LIB) $(NC_LIBS)

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nc_daemon.h"
 #include "nc_kafka.h"
 
 int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg)
@@ -15,11 +14,21 @@ int nc_cli_common_opt(nc_cli_t *cli, int c, const char *arg)
 int nc_cli_load_config(nc_cli_t *cli)
 {
         char errstr[1024];
+        int explicit_path;
+        const char *path = nc_config_path(cli->config_path, &explicit_path);
 
         if (cli->cfg_loaded)
                 return 0;
-        if (nc_daemon_config(&cli->cfg, cli->config_path, &cli->xprops, cli->brokers, errstr,
-                             sizeof(errstr)) != 0) {
+        /* What nc_daemon_config() does, without linking nc_daemon.o: it would bring the HTTP
+         * server and its TLS library, whose loading every command (an inbound mail each)
+         * would pay. */
+        if (nc_config_load(&cli->cfg, path, explicit_path, errstr, sizeof(errstr)) != 0) {
+                fprintf(stderr, "noticecast: %s\n", errstr);
+                return NC_EX_CONFIG;
+        }
+        if (nc_config_apply_overrides(&cli->cfg, &cli->xprops, cli->brokers, errstr,
+                                      sizeof(errstr)) != 0) {
+                nc_config_free(&cli->cfg);
                 fprintf(stderr, "noticecast: %s\n", errstr);
                 return NC_EX_CONFIG;
         }

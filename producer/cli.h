@@ -90,5 +90,6 @@ int cmd_dlq(nc_cli_t *cli, int argc, char **argv);
 int cmd_deliveries(nc_cli_t *cli, int argc, char **argv);
 int cmd_render(nc_cli_t *cli, int argc, char **argv);
 int cmd_acls(nc_cli_t *cli, int argc, char **argv);
+int cmd_inbound(nc_cli_t *cli, int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /* noticecast — the admin CLI: publish notices to Kafka and manage subscribers and topics. */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <openssl/crypto.h>
@@ -25,6 +26,8 @@ static const char usage[] =
     "  render TEMPLATE [DATA]  render a Mustache template (e.g. an email template)\n"
     "  acls --role R --principal User:NAME [--apply]\n"
     "                          the Kafka ACLs a program needs (cli, webhooks, mailer, admin)\n"
+    "  inbound [--recipient ADDR] [-n]\n"
+    "                          one mail on stdin (bounce, complaint, unsubscribe) to an event\n"
     "\n"
     "Options (also accepted after the command):\n"
     "  -C FILE        configuration file (default: $NOTICECAST_CONFIG, else\n"
@@ -37,15 +40,25 @@ static const char usage[] =
     "\n"
     "Exit status: 0 ok, 64 usage, 65 invalid input (nothing published), 66 cannot read\n"
     "input, 69 broker unreachable or delivery failed (nothing published), 77 not authorized\n"
-    "(an ACL is missing: the message names it), 78 bad config.\n";
+    "(an ACL is missing: the message names it), 78 bad config.  inbound: 0 or 75 (try\n"
+    "again later), as MTAs expect.\n";
 
+/* libcurl is loaded for this line only: linked, its dependencies would be loaded by every
+ * command, and `noticecast inbound` runs once per inbound mail. */
 static void print_versions(void)
 {
+        curl_version_info_data *(*curl_info)(CURLversion) = NULL;
+        void *curl = dlopen("libcurl.so.4", RTLD_LAZY | RTLD_LOCAL);
+
+        if (curl)
+                *(void **)&curl_info = dlsym(curl, "curl_version_info");
         printf("noticecast %s\n", NC_VERSION);
         printf("librdkafka %s\n", rd_kafka_version_str());
         printf("jansson %s\n", jansson_version_str());
-        printf("libcurl %s\n", curl_version_info(CURLVERSION_NOW)->version);
+        printf("libcurl %s\n", curl_info ? curl_info(CURLVERSION_NOW)->version : "(not found)");
         printf("openssl %s\n", OpenSSL_version(OPENSSL_VERSION));
+        if (curl)
+                dlclose(curl);
 }
 
 static const struct {
@@ -55,6 +68,7 @@ static const struct {
     {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
     {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
     {"deliveries", cmd_deliveries},   {"render", cmd_render},     {"acls", cmd_acls},
+    {"inbound", cmd_inbound},
 };
 
 int main(int argc, char **argv)
