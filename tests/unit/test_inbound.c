@@ -194,39 +194,36 @@ static void test_gmail_dsn(void **state)
         free(s);
 }
 
-static void test_exchange_ndr(void **state)
+/* The other DSN samples: their outcome, status, action and unfolded Diagnostic-Code. */
+static void test_dsn_samples(void **state)
 {
-        char *s = sample("exchange-ndr-5.1.10.eml");
-        inbound_t r;
+        static const struct {
+                const char *name;
+                inbound_type_t type;
+                const char *status, *action, *diagnostic;
+        } cases[] = {
+            {"exchange-ndr-5.1.10.eml", INBOUND_BOUNCE, "5.1.10", "failed",
+             "smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address "
+             "lookup"},
+            {"delayed-4.4.7.eml", INBOUND_DELAYED, "4.4.7", "delayed",
+             "X-Postfix; connect to mx.slow.example[192.0.2.25]:25: Connection timed out"},
+        };
 
         (void)state;
-        classify_str(verp, s, &r);
-        assert_int_equal(r.type, INBOUND_BOUNCE);
-        assert_int_equal(r.kind, INBOUND_DSN);
-        assert_string_equal(r.status, "5.1.10");
-        assert_string_equal(r.action, "failed");
-        assert_string_equal(r.diagnostic, "smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; "
-                                          "Recipient not found by SMTP address lookup");
-        assert_string_equal(r.recipient, RCPT);
-        assert_refs(&r);
-        free(s);
-}
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *s = sample(cases[i].name);
+                inbound_t r;
 
-static void test_delayed(void **state)
-{
-        char *s = sample("delayed-4.4.7.eml");
-        inbound_t r;
-
-        (void)state;
-        classify_str(verp, s, &r);
-        assert_int_equal(r.type, INBOUND_DELAYED);
-        assert_int_equal(r.kind, INBOUND_DSN);
-        assert_string_equal(r.status, "4.4.7");
-        assert_string_equal(r.action, "delayed");
-        assert_string_equal(r.diagnostic, "X-Postfix; connect to mx.slow.example[192.0.2.25]:25: "
-                                          "Connection timed out");
-        assert_refs(&r);
-        free(s);
+                classify_str(verp, s, &r);
+                assert_int_equal(r.type, cases[i].type);
+                assert_int_equal(r.kind, INBOUND_DSN);
+                assert_string_equal(r.status, cases[i].status);
+                assert_string_equal(r.action, cases[i].action);
+                assert_string_equal(r.diagnostic, cases[i].diagnostic);
+                assert_string_equal(r.recipient, RCPT);
+                assert_refs(&r);
+                free(s);
+        }
 }
 
 static void test_yahoo_arf(void **state)
@@ -477,50 +474,47 @@ static void test_mangled_dsn(void **state)
         assert_string_equal(r.status, "4.2.2");
 }
 
-static void test_dsn_actions(void **state)
+/* The sample NAME with FROM replaced by TO, classified into R (envelope: the VERP). */
+static void classify_variant(const char *name, const char *from, const char *to, inbound_t *r)
 {
-        char *s = sample("gmail-dsn-5.1.1.eml"), *t;
-        inbound_t r;
+        char *s = sample(name), *t = replace(s, from, to);
 
-        (void)state;
-        t = replace(s, "Action: failed", "Action: delivered");
-        classify_str(verp, t, &r);
-        assert_int_equal(r.type, INBOUND_IGNORED);
-        assert_string_equal(r.reason, "delivery notification (Action: delivered)");
-        free(t);
-        /* failed with a 4.x.x status (expired in a queue): transient, as the status says. */
-        t = replace(s, "Status: 5.1.1", "Status: 4.4.7");
-        classify_str(verp, t, &r);
-        assert_int_equal(r.type, INBOUND_DELAYED);
-        free(t);
-        /* No Status field: the code in Diagnostic-Code. */
-        t = replace(s, "Status: 5.1.1", "X-Status: gone");
-        classify_str(verp, t, &r);
-        assert_int_equal(r.type, INBOUND_BOUNCE);
-        assert_string_equal(r.status, "5.1.1");
-        assert_string_equal(r.status_source, "diagnostic-code");
+        classify_str(verp, t, r);
         free(t);
         free(s);
 }
 
-static void test_arf_other_types(void **state)
+static void test_dsn_actions(void **state)
 {
-        char *s = sample("yahoo-arf-abuse.eml"), *t;
         inbound_t r;
 
         (void)state;
-        t = replace(s, "Feedback-Type: abuse", "Feedback-Type: not-spam");
-        classify_str(verp, t, &r);
+        classify_variant("gmail-dsn-5.1.1.eml", "Action: failed", "Action: delivered", &r);
+        assert_int_equal(r.type, INBOUND_IGNORED);
+        assert_string_equal(r.reason, "delivery notification (Action: delivered)");
+        /* failed with a 4.x.x status (expired in a queue): transient, as the status says. */
+        classify_variant("gmail-dsn-5.1.1.eml", "Status: 5.1.1", "Status: 4.4.7", &r);
+        assert_int_equal(r.type, INBOUND_DELAYED);
+        /* No Status field: the code in Diagnostic-Code. */
+        classify_variant("gmail-dsn-5.1.1.eml", "Status: 5.1.1", "X-Status: gone", &r);
+        assert_int_equal(r.type, INBOUND_BOUNCE);
+        assert_string_equal(r.status, "5.1.1");
+        assert_string_equal(r.status_source, "diagnostic-code");
+}
+
+static void test_arf_other_types(void **state)
+{
+        inbound_t r;
+
+        (void)state;
+        classify_variant("yahoo-arf-abuse.eml", "Feedback-Type: abuse", "Feedback-Type: not-spam",
+                         &r);
         assert_int_equal(r.type, INBOUND_IGNORED);
         assert_int_equal(r.kind, INBOUND_ARF);
         assert_string_equal(r.reason, "feedback type not-spam");
         assert_string_equal(r.subscriber, RCPT); /* still recorded */
-        free(t);
-        t = replace(s, "Feedback-Type: abuse", "Feedback-Type: fraud");
-        classify_str(verp, t, &r);
+        classify_variant("yahoo-arf-abuse.eml", "Feedback-Type: abuse", "Feedback-Type: fraud", &r);
         assert_int_equal(r.type, INBOUND_COMPLAINT);
-        free(t);
-        free(s);
 }
 
 static void test_mbox_from_line(void **state)
@@ -663,15 +657,23 @@ static void test_truncated_and_mutated(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_names),           cmocka_unit_test(test_gmail_dsn),
-            cmocka_unit_test(test_exchange_ndr),    cmocka_unit_test(test_delayed),
-            cmocka_unit_test(test_yahoo_arf),       cmocka_unit_test(test_microsoft_arf),
-            cmocka_unit_test(test_mailto),          cmocka_unit_test(test_mailto_tokens),
-            cmocka_unit_test(test_out_of_office),   cmocka_unit_test(test_forged_verp),
-            cmocka_unit_test(test_mangled_dsn),     cmocka_unit_test(test_dsn_actions),
-            cmocka_unit_test(test_arf_other_types), cmocka_unit_test(test_mbox_from_line),
-            cmocka_unit_test(test_garbage),         cmocka_unit_test(test_huge),
-            cmocka_unit_test(test_nested),          cmocka_unit_test(test_truncated_and_mutated),
+            cmocka_unit_test(test_names),
+            cmocka_unit_test(test_gmail_dsn),
+            cmocka_unit_test(test_dsn_samples),
+            cmocka_unit_test(test_yahoo_arf),
+            cmocka_unit_test(test_microsoft_arf),
+            cmocka_unit_test(test_mailto),
+            cmocka_unit_test(test_mailto_tokens),
+            cmocka_unit_test(test_out_of_office),
+            cmocka_unit_test(test_forged_verp),
+            cmocka_unit_test(test_mangled_dsn),
+            cmocka_unit_test(test_dsn_actions),
+            cmocka_unit_test(test_arf_other_types),
+            cmocka_unit_test(test_mbox_from_line),
+            cmocka_unit_test(test_garbage),
+            cmocka_unit_test(test_huge),
+            cmocka_unit_test(test_nested),
+            cmocka_unit_test(test_truncated_and_mutated),
         };
         int rc = cmocka_run_group_tests(tests, setup, NULL);
 
