@@ -263,6 +263,8 @@ static const struct key keys[] = {
     ENUM("mailer", "weekly_day", mailer.weekly_day, weekday_names, "monday"),
     INT("mailer", "max_notices", K_INT, mailer.max_notices, 1, 1000, "50"),
     INT("mailer", "bounce_suppress_after", K_INT, mailer.bounce_suppress_after, 1, 1000, "3"),
+    TYPED("mailer", "bounce_window", K_LIFETIME, mailer.bounce_window_ms, "30d"),
+    TYPED("mailer", "verp", K_BOOL, mailer.verp, "true"),
     SCHEDULE("mailer", mailer, "1m, 5m, 15m, 1h, 4h"),
     TYPED("mailer", "shutdown_timeout", K_DURATION, mailer.shutdown_timeout_ms, "30s"),
     /* Sign-up pages; public_url unset: derived from unsubscribe_url (its path dropped). */

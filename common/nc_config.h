@@ -77,8 +77,10 @@ typedef struct nc_mailer_config {
         char *message_id_domain;
         int weekly_day; /* 0 = Sunday .. 6 = Saturday */
         int max_notices;
-        int bounce_suppress_after;
-        int64_t retry_ms[16]; /* 4xx backoff */
+        int bounce_suppress_after; /* hard bounces within bounce_window suppress */
+        int64_t bounce_window_ms;  /* a bounce later than this after the last restarts the count */
+        int verp;                  /* a VERP envelope sender per message (nc_verp.h) */
+        int64_t retry_ms[16];      /* 4xx backoff */
         size_t retry_n;
         int64_t shutdown_timeout_ms;
         /* Sign-up pages (consumer/mailer/web.c); off while signup_secret_file is empty. */

@@ -71,6 +71,9 @@ static int load_secrets(ml_t *m, nc_daemon_t *d, char *err, size_t size)
         }
         m->unsub_key_len = len < sizeof(m->unsub_key) ? len : sizeof(m->unsub_key);
         memcpy(m->unsub_key, key, m->unsub_key_len);
+        /* The same secret, keys of their own purpose: `noticecast inbound` derives them alike
+         * to check the bounces that come back. */
+        nc_verp_derive(m->unsub_key, m->unsub_key_len, &m->verp_keys);
         memset(key, 0, len);
         free(key);
         /* The workers read the SMTP password; check it here so a bad file is exit 78. */
@@ -304,11 +307,13 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
                 return -1;
         wait_topics(m);
         if (ml_planner_start(m, errstr, errstr_size) != 0 ||
-            ml_sender_start(m, errstr, errstr_size) != 0)
+            ml_sender_start(m, errstr, errstr_size) != 0 ||
+            ml_inbound_start(m, errstr, errstr_size) != 0)
                 return -1;
         wake_on(m, m->store.rk);
         wake_on(m, m->planner);
         wake_on(m, m->sender);
+        wake_on(m, ml_inbound_consumer(m));
         log_info("started: %d SMTP session%s to %s:%d", m->cfg.smtp.sessions,
                  m->cfg.smtp.sessions == 1 ? "" : "s", m->cfg.smtp.host, m->cfg.smtp.port);
         return 0;
@@ -320,7 +325,8 @@ static int ml_ready(const ml_t *m, const char **reason)
 {
         const char *denied = m->view_denied[0]      ? m->view_denied
                              : m->planner_denied[0] ? m->planner_denied
-                                                    : m->sender_denied;
+                             : m->sender_denied[0]  ? m->sender_denied
+                                                    : ml_inbound_denied(m);
 
         *reason = denied[0]             ? denied
                   : !m->store.caught_up ? "reading the subscribers and notices"
@@ -340,6 +346,7 @@ static void loop_turn(void *arg, nc_daemon_t *d)
         more = ml_store_poll(m, 0);
         more |= ml_planner_poll(m);
         more |= ml_sender_poll(m);
+        more |= ml_inbound_poll(m);
         ready = ml_ready(m, &reason);
         nc_daemon_health(d, ready, reason, m->cfg.mailer.kafka_grace_ms);
         if (!more)
@@ -397,6 +404,7 @@ static void release(void *arg, nc_daemon_t *d)
         nc_daemon_http_stop(d);
         m->httpd = NULL;
         ml_sender_stop(m, mm->deadline);
+        ml_inbound_stop(m);
         ml_planner_stop(m);
         ml_store_stop(m);
         nc_kafka_conn_stop();

@@ -334,19 +334,23 @@ static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *t
                 nc_metrics_inc(m->m_sent, l, 1);
 }
 
-static void update_bounces(ml_t *m, const ml_sub_t *s, int bounces)
+/* An SMTP-time bounce (5xx at the session) counted like one that came back (inbound.c). */
+static void sub_bounced(ml_t *m, const ml_sub_t *s, const char *reason)
 {
-        int suppress = bounces >= m->cfg.mailer.bounce_suppress_after;
-        json_t *rec = ml_sub_record(m, s, bounces, suppress);
+        json_t *rec = ml_sub_bounced(m, s, reason);
 
-        if (suppress) {
-                nc_log_fields_t f = {0};
+        produce_event(m, NULL, m->topic_subs, s->id, rec);
+        json_decref(rec);
+}
 
-                nc_log_field(&f, "subscriber", s->id);
-                nc_log_field_int(&f, "bounces", bounces);
-                nc_log_f(NC_LOG_WARN, &f, "subscriber suppressed after %d hard bounces in a row",
-                         bounces);
-        }
+/* Accepted by the relay, with VERP off: the only word on the mailbox there is, so the count
+ * starts again. */
+static void bounces_reset(ml_t *m, const ml_sub_t *s)
+{
+        const ml_bounce_state_t b = {0, 0, 0, NULL};
+        json_t *rec = ml_sub_record(m, s, &b);
+
+        ml_store_sub_bounced(m, s->id, &b);
         produce_event(m, NULL, m->topic_subs, s->id, rec);
         json_decref(rec);
 }
@@ -365,6 +369,16 @@ static void wait_later(ml_t *m, ml_job_t *j, int64_t at)
                         m->waiting = j;
                 m->waiting_tail = j;
         }
+}
+
+void ml_envelope_from(const ml_t *m, const char *id, const char *message_id, char *out, size_t size)
+{
+        const char *base =
+            m->cfg.mailer.envelope_from ? m->cfg.mailer.envelope_from : m->cfg.mailer.from_address;
+
+        if (!m->cfg.mailer.verp || nc_verp_address(&m->verp_keys, base, ML_VERP_DELIMITER(m), id,
+                                                   message_id, out, size) != 0)
+                snprintf(out, size, "%s", base);
 }
 
 /* Resolves a job against the view and hands it to the workers, or records why not. */
@@ -453,6 +467,7 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         snprintf(u->unsub_url, sizeof(u->unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
                  token);
         ml_web_manage_url(s->id, s->gen, u->manage_url, sizeof(u->manage_url)); /* "" if off */
+        ml_envelope_from(m, s->id, u->message_id, u->envelope_from, sizeof(u->envelope_from));
         /* Handed to the workers by queue_flush() at the end of this poll, all at once. */
         if (m->pend_tail)
                 m->pend_tail->next = u;
@@ -633,8 +648,7 @@ static size_t worker_build(worker_t *w, size_t n)
                         continue;
                 }
                 memset(msg, 0, sizeof(*msg));
-                msg->mail_from = m->cfg.mailer.envelope_from ? m->cfg.mailer.envelope_from
-                                                             : m->cfg.mailer.from_address;
+                msg->mail_from = u->envelope_from;
                 msg->rcpt = json_string_value(json_object_get(u->subscriber, "email"));
                 msg->data = w->bodies[built];
                 msg->len = len;
@@ -729,14 +743,19 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
                 break;
         case ML_VERDICT_SENT:
                 record(m, j, ML_OUTCOME_SENT, u->status, u->reply);
-                if (s && s->bounces)
-                        update_bounces(m, s, 0);
+                /* With VERP, the bounces that count come back later (inbound.c). */
+                if (s && s->bounces && !m->cfg.mailer.verp)
+                        bounces_reset(m, s);
                 break;
         case ML_VERDICT_BOUNCE:
                 /* Final for this recipient: a bounce, counted towards suppression. */
                 record(m, j, ML_OUTCOME_BOUNCE, u->status, u->reply);
-                if (s)
-                        update_bounces(m, s, s->bounces + 1);
+                if (s) {
+                        char reason[300];
+
+                        snprintf(reason, sizeof(reason), "smtp; %d %.250s", u->status, u->reply);
+                        sub_bounced(m, s, reason);
+                }
                 break;
         case ML_VERDICT_RETRY:
                 /* 4xx (throttling, greylisting) or no connection: try again later. */
