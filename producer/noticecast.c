@@ -20,6 +20,8 @@ static const char usage[] =
     "  subscribers add|remove|import FILE.csv|list\n"
     "                          maintain the subscribers topic\n"
     "  topics create|list      create every topic the configuration implies\n"
+    "  suppressions list|remove --email ADDR\n"
+    "                          subscribers suppressed after hard bounces; end one\n"
     "  dlq list|replay         show or republish quarantined messages\n"
     "  deliveries NOTICE_ID    per partner, whether and when a notice was delivered\n"
     "  render TEMPLATE [DATA]  render a Mustache template (e.g. an email template)\n"
@@ -52,9 +54,10 @@ static const struct {
         const char *name;
         int (*fn)(nc_cli_t *, int, char **);
 } commands[] = {
-    {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
-    {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
-    {"deliveries", cmd_deliveries},   {"render", cmd_render},     {"acls", cmd_acls},
+    {"publish", cmd_publish},           {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
+    {"subscribers", cmd_subscribers},   {"topics", cmd_topics},     {"dlq", cmd_dlq},
+    {"deliveries", cmd_deliveries},     {"render", cmd_render},     {"acls", cmd_acls},
+    {"suppressions", cmd_suppressions},
 };
 
 int main(int argc, char **argv)
