@@ -288,6 +288,11 @@ static const struct key keys[] = {
     TYPED("smtp", "rate_limit", K_RATE, smtp.rate_limit, "0"),
     INT("smtp", "timeout_ms", K_INT, smtp.timeout_ms, 100, 600000, "30000"),
     TYPED("smtp", "allow_plaintext_auth", K_BOOL, smtp.allow_plaintext_auth, "false"),
+    /* Per recipient domain; the syntax is checked by the mailer (ml_domain_limits_parse). */
+    STR("smtp", "domain_limits", smtp.domain_limits, NULL, check_header),
+    STR("smtp", "domain_limit_default", smtp.domain_limit_default, "0 4", check_header),
+    TYPED("smtp", "domain_backoff", K_DURATION, smtp.domain_backoff_ms, "30s"),
+    TYPED("smtp", "domain_backoff_max", K_DURATION, smtp.domain_backoff_max_ms, "15m"),
 
     PSTR("url", url, check_http_url),
     {"partner", "secret_file", K_FILE, P(secret_file), 0, 0, NULL, NULL, NULL, P(secret_file_line)},

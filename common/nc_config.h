@@ -107,6 +107,11 @@ typedef struct nc_smtp_settings {
         double rate_limit; /* messages per second, 0 = unlimited */
         int timeout_ms;
         int allow_plaintext_auth; /* AUTH without TLS (password in clear); default off */
+        /* Per recipient domain (consumer/mailer/ml_domain.h parses and checks them). */
+        char *domain_limits;        /* "DOMAIN RATE SESSIONS, ...", or NULL */
+        char *domain_limit_default; /* "RATE SESSIONS" of every other domain */
+        int64_t domain_backoff_ms;  /* first backoff of a domain that defers mail */
+        int64_t domain_backoff_max_ms;
 } nc_smtp_settings_t;
 
 /* The kinds of topic the programs use (nc_topics.h builds their names and settings). */

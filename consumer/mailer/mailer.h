@@ -105,8 +105,10 @@ typedef struct ml_unit {
         /* result, filled by the worker */
         int status;    /* SMTP code, 0 = not attempted, or an ml_status_sentinel (ml_policy.h) */
         int attempted; /* the relay dealt with it itself (smtp.h) */
+        int deferred;  /* its reply was its domain deferring mail (ml_domain.h) */
         char reply[256];
         struct ml_unit *next;
+        struct ml_queue_domain *qdom; /* its recipient domain in the queue (ml_queue.c) */
 } ml_unit_t;
 
 /* A consumed job (jobs topic), tracked until its outcome is recorded. */
@@ -168,6 +170,7 @@ typedef struct ml {
         double tokens;
         int64_t tokens_ms;
 
+        ml_domain_limits_t domains;       /* [smtp] domain_* (ml_domain.h), parsed at load */
         ml_queue_t q;                     /* ml_queue.h */
         ml_unit_t *pend_head, *pend_tail; /* prepared this poll, not yet in q (main thread) */
         size_t pend_n;
@@ -187,6 +190,7 @@ typedef struct ml {
 
         nc_metrics_t *metrics;
         nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue, *m_dlq;
+        nc_metric_t *m_deferrals; /* {domain}: the configured domains and "other" */
         /* ml_metrics_init (sender.c) */
         nc_metric_t *m_txn, *m_lag, *m_planned, *m_plan_ts, *m_digest_ts;
         int64_t lag_ms; /* when m_lag was last set */

@@ -49,12 +49,18 @@ typedef struct ml_main {
 
 static int load_secrets(ml_t *m, nc_daemon_t *d, char *err, size_t size)
 {
-        char *key;
+        char *key, why[512];
         size_t len;
 
         if (nc_daemon_load_config(d, &m->cfg, err, size) != 0 ||
             nc_config_check_mailer(&m->cfg, err, size) != 0)
                 return -1;
+        ml_domain_limits_free(&m->domains);
+        if (ml_domain_limits_parse(m->cfg.smtp.domain_limits, m->cfg.smtp.domain_limit_default,
+                                   m->cfg.smtp.domain_backoff_ms, m->cfg.smtp.domain_backoff_max_ms,
+                                   &m->domains, why, sizeof(why)) != 0)
+                return nc_err(err, size, "%s: %s", m->cfg.path ? m->cfg.path : "configuration",
+                              why);
         if (!m->cfg.mailer.unsubscribe_secret_file)
                 return nc_err(err, size,
                               "%s: [mailer] unsubscribe_secret_file is required "

@@ -11,6 +11,7 @@
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
+#include "ml_domain.h"
 #include "ml_policy.h"
 #include "smtp.h"
 #include "web.h"
@@ -592,6 +593,8 @@ static void worker_init(worker_t *w, ml_t *m, int index)
                 nc_str_trim(w->password);
         }
         ml_sender_smtp_config(m, w->password, &m->cancels[index], &w->sc);
+        /* A deferring domain ends the session at once; its other units wait (ml_queue.h). */
+        w->sc.deferral = ml_domain_is_deferral;
 }
 
 static void worker_free(worker_t *w)
@@ -639,6 +642,8 @@ static size_t worker_build(worker_t *w, size_t n)
                 size_t len = 0;
 
                 u->status = 0;
+                u->attempted = 0;
+                u->deferred = 0;
                 w->bodies[built] = ml_render_message(m, u, w->tpl, &len, w->err, sizeof(w->err));
                 if (!w->bodies[built]) {
                         /* A template or data problem, not the recipient's: recorded as
@@ -676,6 +681,7 @@ static void worker_send(worker_t *w, size_t n, size_t built)
                         continue;
                 u->status = msg->status;
                 u->attempted = msg->attempted;
+                u->deferred = msg->deferred;
                 if (msg->seconds >= 0 && w->m->m_txn)
                         nc_metrics_observe(w->m->m_txn, NULL, msg->seconds);
                 /* Each message carries its own reason, also when it was not sent. */
@@ -685,9 +691,36 @@ static void worker_send(worker_t *w, size_t n, size_t built)
         }
 }
 
+/* Logs a domain's backoff and recovery (its name and the reply's codes, no address) and
+ * counts its deferrals. */
+static void worker_domain_event(worker_t *w, const ml_queue_session_t *s)
+{
+        char l[NC_METRICS_LABELS_SIZE];
+        nc_log_fields_t f = {0};
+
+        if (s->event == ML_DOMAIN_NONE)
+                return;
+        nc_log_field(&f, "domain", s->domain);
+        if (s->event == ML_DOMAIN_RECOVERED) {
+                nc_log_f(NC_LOG_INFO, &f, "domain accepts mail again: backoff ended");
+                return;
+        }
+        if (nc_metrics_labels(l, sizeof(l), "domain", ml_domain_label(&w->m->domains, s->domain),
+                              NULL) == 0)
+                nc_metrics_inc(w->m->m_deferrals, l, 1);
+        nc_log_field_int(&f, "code", s->code);
+        nc_log_field(&f, "status", s->status);
+        nc_log_field_int(&f, "deferrals", s->deferrals);
+        nc_log_field_int(&f, "backoff_ms", s->backoff_ms);
+        nc_log_field_int(&f, "waiting", (long long)s->requeued);
+        nc_log_f(NC_LOG_WARN, &f, "domain deferred mail: no session for it for %lld s",
+                 (long long)(s->backoff_ms + 999) / 1000);
+}
+
 static void *worker_main(void *arg)
 {
         struct worker_arg *wa = arg;
+        ml_queue_session_t s;
         worker_t w;
         size_t n;
         unsigned gen;
@@ -697,7 +730,8 @@ static void *worker_main(void *arg)
         while ((n = ml_queue_take(&w.m->q, w.units, (size_t)w.m->cfg.smtp.batch, &gen))) {
                 worker_reload(&w, gen);
                 worker_send(&w, n, worker_build(&w, n));
-                ml_queue_done(&w.m->q, w.units, n);
+                ml_queue_done(&w.m->q, w.units, n, &s);
+                worker_domain_event(&w, &s);
         }
         worker_free(&w); /* the queue is stopped */
         return NULL;
@@ -1033,7 +1067,7 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
                           "TLS, so sessions fail unless allow_plaintext_auth = true");
 
-        ml_queue_init(&m->q, m->wake_pipe[1]);
+        ml_queue_init(&m->q, m->wake_pipe[1], &m->domains);
         m->nworkers = m->cfg.smtp.sessions;
         m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
         m->cancels = nc_xcalloc((size_t)m->nworkers, sizeof(*m->cancels));
@@ -1075,6 +1109,7 @@ int ml_sender_poll(ml_t *m)
         int64_t now = nc_time_now_ms();
         ssize_t n, i;
         size_t queued;
+        int starved = 0; /* a job due now waits for a token of [smtp] rate_limit */
 
         rd_kafka_poll(m->events, 0);
         if (now - m->lag_ms >= 2000) { /* cheap, but not on every turn of the loop */
@@ -1103,14 +1138,16 @@ int ml_sender_poll(ml_t *m)
                         }
                         job_prepare(m, j); /* may queue it again at the tail */
                 } else {
+                        starved |= j->not_before_ms <= now;
                         prev = j;
                         pp = &j->wait_next;
                 }
         }
         /* Under a rate limit, take no more jobs than can be sent soon: what sits in memory
-         * holds back the committed offset, and a crash would repeat it. */
+         * holds back the committed offset, and a crash would repeat it.  Jobs waiting for a
+         * retry (a domain's deferral among them) do not stop the others. */
         if (!m->store.caught_up || m->stopping || m->outstanding >= MAX_OUTSTANDING ||
-            (m->cfg.smtp.rate_limit > 0 && m->waiting)) {
+            (m->cfg.smtp.rate_limit > 0 && starved)) {
                 queue_flush(m);
                 return 0;
         }
@@ -1308,6 +1345,15 @@ void ml_metrics_init(ml_t *m)
                 if (nc_metrics_labels(l, sizeof(l), "outcome", ml_outcome_label(outcomes[i]),
                                       NULL) == 0)
                         nc_metrics_inc(m->m_sent, l, 0);
+        m->m_deferrals = nc_metrics_counter(m->metrics, "noticecast_mail_domain_deferrals_total",
+                                            "Deferrals (421, 4.7.x) that backed a recipient domain "
+                                            "off: the domains of [smtp] domain_limits, the rest "
+                                            "as \"other\".");
+        for (i = 0; i <= m->domains.n; i++)
+                if (nc_metrics_labels(l, sizeof(l), "domain",
+                                      i < m->domains.n ? m->domains.v[i].domain : "other",
+                                      NULL) == 0)
+                        nc_metrics_inc(m->m_deferrals, l, 0);
         m->m_dlq = nc_metrics_counter(m->metrics, "noticecast_mail_dlq_total",
                                       "Email jobs put in the dead letter queue.");
         nc_metrics_inc(m->m_dlq, NULL, 0);
