@@ -663,6 +663,14 @@ static size_t worker_build(worker_t *w, size_t n)
         return built;
 }
 
+static int worker_deferred(const worker_t *w, size_t built)
+{
+        for (size_t i = 0; i < built; i++)
+                if (w->msgs[i].deferred)
+                        return 1;
+        return 0;
+}
+
 /* Sends the BUILT messages and gives each of the N units its result. */
 static void worker_send(worker_t *w, size_t n, size_t built)
 {
@@ -670,7 +678,8 @@ static void worker_send(worker_t *w, size_t n, size_t built)
         /* One session, or more when the relay ends one before every message was tried (a
          * limit of messages per connection): see ml_smtp_send_batch. */
         if (built &&
-            ml_smtp_send_batch(&w->sc, w->msgs, built, 0, NULL, w->err, sizeof(w->err)) != 0)
+            ml_smtp_send_batch(&w->sc, w->msgs, built, 0, NULL, w->err, sizeof(w->err)) != 0 &&
+            !worker_deferred(w, built)) /* a deferral: the domain's own line says it */
                 log_warnx("smtp %s:%d: %s", w->sc.host, w->sc.port, w->err);
         built = 0;
         for (size_t i = 0; i < n; i++) {

@@ -1206,6 +1206,12 @@ int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t 
                 *sessions = nsess;
         if (left == 0)
                 return 0;
+        for (size_t i = 0; i < n; i++)
+                if (msgs[i].deferred)
+                        return nc_err(errstr, errstr_size,
+                                      "%zu message%s not attempted: the recipient's domain "
+                                      "deferred mail",
+                                      left, left == 1 ? "" : "s");
         if (cfg->cancel &&
             (atomic_load(&cfg->cancel->stop) || atomic_load(&cfg->cancel->cancelled)))
                 return nc_err(errstr, errstr_size, "%zu message%s not sent: stopping%s%s", left,
