@@ -413,6 +413,36 @@ static int parse_regions(nc_strlist_t *dst, const char *v, char *err, size_t err
         return 0;
 }
 
+/* Checks programs added to keys whose syntax is theirs (nc_config_add_check). */
+static struct {
+        const char *section, *name;
+        nc_config_check_fn *fn;
+} added_checks[8];
+
+void nc_config_add_check(const char *section, const char *key, nc_config_check_fn *fn)
+{
+        for (size_t i = 0; i < sizeof(added_checks) / sizeof(added_checks[0]); i++) {
+                if (!added_checks[i].fn || (!strcmp(added_checks[i].section, section) &&
+                                            !strcmp(added_checks[i].name, key))) {
+                        added_checks[i].section = section;
+                        added_checks[i].name = key;
+                        added_checks[i].fn = fn;
+                        return;
+                }
+        }
+        fatalx("nc_config_add_check: too many checks (%s %s)", section, key);
+}
+
+static int added_check(const struct key *k, const char *v, char *err, size_t err_size)
+{
+        for (size_t i = 0; i < sizeof(added_checks) / sizeof(added_checks[0]) && added_checks[i].fn;
+             i++)
+                if (!strcmp(added_checks[i].section, k->section) &&
+                    !strcmp(added_checks[i].name, k->name))
+                        return added_checks[i].fn(v, err, err_size);
+        return 0;
+}
+
 /* Sets K's field in BASE (nc_config_t, or nc_partner_t for [partner.ID]) from V.  LINE is
  * where V came from, 0 for a default: K's CHECK is skipped then, as the local defaults
  * ("notices@localhost") are not all what a production file may say.  Returns 0, or -1 with
@@ -429,6 +459,8 @@ static int key_set(const struct key *k, void *base, const char *v, int line, cha
         case K_STR:
         case K_FILE:
                 if (line && k->check && k->check(v, err, err_size) != 0)
+                        return -1;
+                if (line && added_check(k, v, err, err_size) != 0)
                         return -1;
                 set_str((char **)field, v);
                 if (k->type == K_FILE)

@@ -228,4 +228,10 @@ int nc_config_has_language(const nc_config_t *cfg, const char *lang);
 void nc_config_topic(const nc_config_t *cfg, const char *suffix, char *buf, size_t size);
 void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf, size_t size);
 
+/* A check of a key's value that only a program knows how to parse ([smtp] domain_limits: the
+ * mailer's ml_domain), run when a file sets the key, like the table's own checks, so that an
+ * error names the file, the line and the key.  Call it before loading; at most 8. */
+typedef int nc_config_check_fn(const char *value, char *err, size_t err_size);
+void nc_config_add_check(const char *section, const char *key, nc_config_check_fn *fn);
+
 #endif

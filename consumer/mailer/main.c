@@ -419,6 +419,31 @@ static void release(void *arg, nc_daemon_t *d)
         nc_config_free(&m->cfg);
 }
 
+/* [smtp] domain_limits and domain_limit_default, checked where the file sets them (an error
+ * names its line): parsed with the defaults of the other key, and dropped.  The loader names
+ * the key itself: the parser's own "[smtp] KEY: " goes. */
+static int check_domain(const char *list, const char *def, const char *key, char *err, size_t size)
+{
+        ml_domain_limits_t l;
+        int rc = ml_domain_limits_parse(list, def, 30000, 30000, &l, err, size);
+        size_t n = strlen(key);
+
+        ml_domain_limits_free(&l);
+        if (rc != 0 && !strncmp(err, key, n))
+                memmove(err, err + n, strlen(err + n) + 1);
+        return rc;
+}
+
+static int check_domain_limits(const char *v, char *err, size_t size)
+{
+        return check_domain(v, "0 4", "[smtp] domain_limits: ", err, size);
+}
+
+static int check_domain_default(const char *v, char *err, size_t size)
+{
+        return check_domain(NULL, v, "[smtp] domain_limit_default: ", err, size);
+}
+
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {{"preview", required_argument, NULL, 'P'},
@@ -443,5 +468,7 @@ int main(int argc, char **argv)
         };
         ml_main_t mm = {.m = {.wake_pipe = {-1, -1}, .planned_minute = -1}};
 
+        nc_config_add_check("smtp", "domain_limits", check_domain_limits);
+        nc_config_add_check("smtp", "domain_limit_default", check_domain_default);
         return nc_daemon_run(&ops, &mm, argc, argv);
 }

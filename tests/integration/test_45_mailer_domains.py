@@ -150,3 +150,17 @@ def test_domain_sessions_limit(ml):
     assert one == 1, f"one.test had {one} sessions at once (domain_limits says 1)"
     assert many >= 1
     assert d.terminate() == 0, d.tail()
+
+
+def test_domain_limits_errors_name_the_line(ml):
+    """A bad entry is refused at load (exit 78) with the file, the line and the key."""
+    env = ml
+    for key, value, words in (("domain_limits", "gmail.com 20/s 4, outlook.com 10/x 2",
+                               ["entry 2", "'10/x'"]),
+                              ("domain_limit_default", "5/s", ["expected RATE SESSIONS"])):
+        path = env.write_config(env.tmp / f"bad-{key}.conf", smtp={key: value})
+        line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if x.startswith(key))
+        cp = env.run_daemon("-n", config=path)
+        err = cp.stderr.decode()
+        assert cp.returncode == 78, err
+        assert f"{path}:{line}: smtp.{key}: " in err and all(w in err for w in words), err
