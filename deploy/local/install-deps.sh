@@ -8,8 +8,8 @@
 #   install-deps.sh           install whatever is missing
 #   install-deps.sh --check   install nothing; exit 0 if everything is present, else list what
 #                             is missing and exit 1
-#   install-deps.sh --bench   also what `make bench` needs: nginx (the HTTP sink), wrk, and
-#                             postfix for smtp-sink / smtp-source (with --check: check those too)
+#   install-deps.sh --bench   also what `make bench` needs: nginx (the HTTP sink) and wrk
+#                             (with --check: check those too)
 #
 # Java (JRE 17+) and Maven are needed by deploy/local/kafka.sh to fetch and run the test broker;
 # they are installed from apt too if `java` / `mvn` are not on PATH, and so is npm (to fetch
@@ -40,6 +40,7 @@ APT_PACKAGES=(
 	prometheus # promtool: make check-monitoring, the /metrics tests
 	systemd python3-seccomp # make systemd-check (systemd-analyze, offline); test_08's sandbox
 	chromium chromium-driver fonts-nanum # the browser tests (test_39): Chromium, its driver, Korean
+	postfix # private instances of the inbound tests (tests/integration/postfix.py); smtp-sink/-source
 )
 PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd selenium)
 # axe-core: tests/integration/browser.py reads AXE_VERSION from this line.
@@ -47,7 +48,7 @@ AXE_VERSION=4.14.1
 AXE_INTEGRITY=sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
 CACHE_ROOT=${NC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/noticecast}
 AXE_JS=$CACHE_ROOT/axe-core-$AXE_VERSION/axe.min.js
-BENCH_PACKAGES=(nginx wrk postfix)
+BENCH_PACKAGES=(nginx wrk)
 
 check=0 bench=0
 for arg in "$@"; do

@@ -117,7 +117,9 @@ class PrivatePostfix:
         self.base = Path(base_dir).resolve()
         self.base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base, 0o755)
-        self.name = name or f"ncpf{os.getpid()}x{self.base.name[-6:]}".replace("-", "")
+        # syslog_name: unique per instance (our pid + the temp dir's random suffix)
+        suffix = re.sub(r"[^A-Za-z0-9]", "", self.base.name[-6:])
+        self.name = name or f"ncpf{os.getpid()}x{suffix}"
         self.conf_dir = self.base / "etc"
         self.queue_dir = self.base / "queue"
         self.data_dir = self.base / "data"

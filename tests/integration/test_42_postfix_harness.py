@@ -22,7 +22,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from postfix import PrivatePostfix
+from postfix import POSTFIX, PrivatePostfix
 from smtp_server import SMTPTestServer
 
 # The pipe command: records its argv and the message, then exits with the status written in
@@ -79,6 +79,10 @@ class Probe:
 def make_postfix():
     """make_postfix(**kwargs) -> (PrivatePostfix started, Probe); all stopped (by their
     master's pid if `postfix stop` fails) and removed at the end, also on failure."""
+    if not os.access(POSTFIX, os.X_OK):
+        pytest.fail(f"no {POSTFIX}: Debian's postfix is needed (deploy/local/install-deps.sh)")
+    if os.getuid() != 0:
+        pytest.fail("a private Postfix instance needs root (postfix -c DIR start)")
     made: list[PrivatePostfix] = []
     bases: list[Path] = []
 
