@@ -84,6 +84,9 @@ $(BUILD)/tests/test_ratelimit: consumer/mailer/ml_ratelimit.c consumer/mailer/ml
 $(BUILD)/tests/test_webtoken: consumer/mailer/ml_webtoken.c consumer/mailer/ml_webtoken.h \
 	consumer/mailer/ml_siv.c consumer/mailer/ml_siv.h
 
+# test_ml_domain includes the mailer's ml_domain.c.
+$(BUILD)/tests/test_ml_domain: consumer/mailer/ml_domain.c consumer/mailer/ml_domain.h
+
 # test_wh_policy includes the webhooks daemon's wh_policy.c.
 $(BUILD)/tests/test_wh_policy: consumer/webhooks/wh_policy.c consumer/webhooks/wh_policy.h
 

@@ -81,6 +81,11 @@ static const struct rule mailer_rules[] = {
     {N_CLUSTER, NULL, NT, NC_ACL_IDEMPOTENT_WRITE},
 };
 
+static const struct rule inbound_rules[] = {
+    {N_TOPIC, T(DELIVERIES), NC_ACL_WRITE}, /* its event (a plain producer: no idempotence) */
+    {N_TOPIC, T(DLQ), NC_ACL_WRITE},        /* unreadable mail, quarantined */
+};
+
 static const struct rule admin_rules[] = {
     {N_TOPIC_PREFIX, NULL, NT, NC_ACL_CREATE},
 };
@@ -94,6 +99,7 @@ static const struct {
     ROLE(NC_ACL_ROLE_CLI, "cli", cli_rules),
     ROLE(NC_ACL_ROLE_WEBHOOKS, "webhooks", webhooks_rules),
     ROLE(NC_ACL_ROLE_MAILER, "mailer", mailer_rules),
+    ROLE(NC_ACL_ROLE_INBOUND, "inbound", inbound_rules),
     ROLE(NC_ACL_ROLE_ADMIN, "admin", admin_rules),
 #undef ROLE
 };

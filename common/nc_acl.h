@@ -9,6 +9,9 @@
  *             principal cannot create, or misconfigure, topics under the prefix.
  *   webhooks  `noticecast-webhooks`.
  *   mailer    `noticecast-mailer`.
+ *   inbound   `noticecast inbound`, run by the MTA for every bounce and complaint that comes
+ *             back: it only writes its event (and, for unreadable mail, a DLQ record), so a
+ *             program fed mail from the Internet holds no other right.
  *   admin     `noticecast topics create` (and `acls --apply` needs ALTER on the cluster,
  *             which only a super user or a cluster administrator should hold).
  * The daemons never create topics: `topics create` makes all of them.
@@ -28,6 +31,7 @@ typedef enum nc_acl_role {
         NC_ACL_ROLE_CLI,
         NC_ACL_ROLE_WEBHOOKS,
         NC_ACL_ROLE_MAILER,
+        NC_ACL_ROLE_INBOUND,
         NC_ACL_ROLE_ADMIN,
         NC_ACL_ROLE_N
 } nc_acl_role_t;

@@ -272,6 +272,8 @@ static const struct key keys[] = {
     ENUM("mailer", "weekly_day", mailer.weekly_day, weekday_names, "monday"),
     INT("mailer", "max_notices", K_INT, mailer.max_notices, 1, 1000, "50"),
     INT("mailer", "bounce_suppress_after", K_INT, mailer.bounce_suppress_after, 1, 1000, "3"),
+    TYPED("mailer", "bounce_window", K_LIFETIME, mailer.bounce_window_ms, "30d"),
+    TYPED("mailer", "verp", K_BOOL, mailer.verp, "true"),
     SCHEDULE("mailer", mailer, "1m, 5m, 15m, 1h, 4h"),
     TYPED("mailer", "shutdown_timeout", K_DURATION, mailer.shutdown_timeout_ms, "30s"),
     /* Sign-up pages; public_url unset: derived from unsubscribe_url (its path dropped). */
@@ -295,6 +297,11 @@ static const struct key keys[] = {
     TYPED("smtp", "rate_limit", K_RATE, smtp.rate_limit, "0"),
     INT("smtp", "timeout_ms", K_INT, smtp.timeout_ms, 100, 600000, "30000"),
     TYPED("smtp", "allow_plaintext_auth", K_BOOL, smtp.allow_plaintext_auth, "false"),
+    /* Per recipient domain; the syntax is checked by the mailer (ml_domain_limits_parse). */
+    STR("smtp", "domain_limits", smtp.domain_limits, NULL, check_header),
+    STR("smtp", "domain_limit_default", smtp.domain_limit_default, "0 4", check_header),
+    TYPED("smtp", "domain_backoff", K_DURATION, smtp.domain_backoff_ms, "30s"),
+    TYPED("smtp", "domain_backoff_max", K_DURATION, smtp.domain_backoff_max_ms, "15m"),
 
     PSTR("url", url, check_http_url),
     {"partner", "secret_file", K_FILE, P(secret_file), 0, 0, NULL, NULL, NULL, P(secret_file_line)},
@@ -415,6 +422,36 @@ static int parse_regions(nc_strlist_t *dst, const char *v, char *err, size_t err
         return 0;
 }
 
+/* Checks programs added to keys whose syntax is theirs (nc_config_add_check). */
+static struct {
+        const char *section, *name;
+        nc_config_check_fn *fn;
+} added_checks[8];
+
+void nc_config_add_check(const char *section, const char *key, nc_config_check_fn *fn)
+{
+        for (size_t i = 0; i < sizeof(added_checks) / sizeof(added_checks[0]); i++) {
+                if (!added_checks[i].fn || (!strcmp(added_checks[i].section, section) &&
+                                            !strcmp(added_checks[i].name, key))) {
+                        added_checks[i].section = section;
+                        added_checks[i].name = key;
+                        added_checks[i].fn = fn;
+                        return;
+                }
+        }
+        fatalx("nc_config_add_check: too many checks (%s %s)", section, key);
+}
+
+static int added_check(const struct key *k, const char *v, char *err, size_t err_size)
+{
+        for (size_t i = 0; i < sizeof(added_checks) / sizeof(added_checks[0]) && added_checks[i].fn;
+             i++)
+                if (!strcmp(added_checks[i].section, k->section) &&
+                    !strcmp(added_checks[i].name, k->name))
+                        return added_checks[i].fn(v, err, err_size);
+        return 0;
+}
+
 /* Sets K's field in BASE (nc_config_t, or nc_partner_t for [partner.ID]) from V.  LINE is
  * where V came from, 0 for a default: K's CHECK is skipped then, as the local defaults
  * ("notices@localhost") are not all what a production file may say.  Returns 0, or -1 with
@@ -431,6 +468,8 @@ static int key_set(const struct key *k, void *base, const char *v, int line, cha
         case K_STR:
         case K_FILE:
                 if (line && k->check && k->check(v, err, err_size) != 0)
+                        return -1;
+                if (line && added_check(k, v, err, err_size) != 0)
                         return -1;
                 set_str((char **)field, v);
                 if (k->type == K_FILE)

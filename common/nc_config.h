@@ -80,8 +80,10 @@ typedef struct nc_mailer_config {
         char *message_id_domain;
         int weekly_day; /* 0 = Sunday .. 6 = Saturday */
         int max_notices;
-        int bounce_suppress_after;
-        int64_t retry_ms[16]; /* 4xx backoff */
+        int bounce_suppress_after; /* hard bounces within bounce_window suppress */
+        int64_t bounce_window_ms;  /* a bounce later than this after the last restarts the count */
+        int verp;                  /* a VERP envelope sender per message (nc_verp.h) */
+        int64_t retry_ms[16];      /* 4xx backoff */
         size_t retry_n;
         int64_t shutdown_timeout_ms;
         /* Sign-up pages (consumer/mailer/web.c); off while signup_secret_file is empty. */
@@ -108,6 +110,11 @@ typedef struct nc_smtp_settings {
         double rate_limit; /* messages per second, 0 = unlimited */
         int timeout_ms;
         int allow_plaintext_auth; /* AUTH without TLS (password in clear); default off */
+        /* Per recipient domain (consumer/mailer/ml_domain.h parses and checks them). */
+        char *domain_limits;        /* "DOMAIN RATE SESSIONS, ...", or NULL */
+        char *domain_limit_default; /* "RATE SESSIONS" of every other domain */
+        int64_t domain_backoff_ms;  /* first backoff of a domain that defers mail */
+        int64_t domain_backoff_max_ms;
 } nc_smtp_settings_t;
 
 /* The kinds of topic the programs use (nc_topics.h builds their names and settings). */
@@ -223,5 +230,11 @@ int nc_config_has_language(const nc_config_t *cfg, const char *lang);
 /* Topic names derived from the prefix. */
 void nc_config_topic(const nc_config_t *cfg, const char *suffix, char *buf, size_t size);
 void nc_config_notice_topic(const nc_config_t *cfg, const char *category, char *buf, size_t size);
+
+/* A check of a key's value that only a program knows how to parse ([smtp] domain_limits: the
+ * mailer's ml_domain), run when a file sets the key, like the table's own checks, so that an
+ * error names the file, the line and the key.  Call it before loading; at most 8. */
+typedef int nc_config_check_fn(const char *value, char *err, size_t err_size);
+void nc_config_add_check(const char *section, const char *key, nc_config_check_fn *fn);
 
 #endif

@@ -19,10 +19,14 @@
 const char *const nc_subscriber_csv_columns[] = {
     "email", "name", "lang", "categories", "regions", "frequency", "tz", "send_at", NULL};
 
-/* bounces/suppressed are kept by the mailer (consecutive hard bounces). */
-static const char *const record_fields[] = {
-    "id", "email",   "name",       "lang",       "categories", "regions",    "frequency",
-    "tz", "send_at", "updated_at", "generation", "bounces",    "suppressed", NULL};
+/* bounces, bounced_at, bounce_reason and suppressed are kept by the mailer (hard bounces
+ * within [mailer] bounce_window). */
+static const char *const record_fields[] = {"id",         "email",      "name",          "lang",
+                                            "categories", "regions",    "frequency",     "tz",
+                                            "send_at",    "updated_at", "generation",    "bounces",
+                                            "suppressed", "bounced_at", "bounce_reason", NULL};
+
+#define BOUNCE_REASON_MAX 300
 
 static int opt_string(const json_t *in, const char *field, const char **out, char *errstr,
                       size_t errstr_size)
@@ -227,6 +231,29 @@ json_t *nc_subscriber_check(const json_t *in, const nc_config_t *cfg, int64_t no
         }
         if (json_is_true(v))
                 json_object_set(out, "suppressed", v);
+        v = json_object_get(in, "bounced_at");
+        if (v && !json_is_null(v)) {
+                int64_t at;
+                char terr[128];
+
+                if (!json_is_string(v) ||
+                    nc_time_parse_rfc3339(json_string_value(v), &at, terr, sizeof(terr)) != 0) {
+                        nc_err(errstr, errstr_size, "bounced_at: must be an RFC 3339 time");
+                        goto fail;
+                }
+                json_object_set(out, "bounced_at", v);
+        }
+        v = json_object_get(in, "bounce_reason");
+        if (v && !json_is_null(v)) {
+                if (!json_is_string(v) || json_string_length(v) > BOUNCE_REASON_MAX) {
+                        nc_err(errstr, errstr_size,
+                               "bounce_reason: must be a string of at most %d "
+                               "bytes",
+                               BOUNCE_REASON_MAX);
+                        goto fail;
+                }
+                json_object_set(out, "bounce_reason", v);
+        }
         v = json_object_get(in, "generation");
         if (v && !json_is_null(v)) {
                 const char *g = json_string_value(v);

@@ -81,6 +81,19 @@ int nc_input_read(nc_input_t *in, const char *path, char *errstr, size_t errstr_
 void nc_input_add(nc_input_t *in, const char *origin, json_t *json);
 void nc_input_free(nc_input_t *in);
 
+/* cmd_subscribers.c, also for cmd_suppressions.c: */
+/* Replays the subscribers topic into ALL (id -> record; tombstones delete).  0, or the
+ * nc_kafka_read_topic error code with ERR. */
+int nc_cli_subscribers_read(nc_cli_t *cli, json_t *all, char *err, size_t err_size);
+/* Writes RECORDS (NULL = a tombstone) under KEYS in one transaction; 0 or an exit code
+ * (reported, as CMD). */
+int nc_cli_subscribers_write(nc_cli_t *cli, json_t **records, const char **keys, size_t n,
+                             const char *cmd);
+/* qsort() of C strings. */
+int nc_cli_cmp_str(const void *a, const void *b);
+/* A string field NAME of REC as one TSV field (anything else prints empty), then SEP. */
+void nc_cli_tsv_field(json_t *rec, const char *name, char sep);
+
 int cmd_publish(nc_cli_t *cli, int argc, char **argv);
 int cmd_validate(nc_cli_t *cli, int argc, char **argv);
 int cmd_withdraw(nc_cli_t *cli, int argc, char **argv);
@@ -91,5 +104,6 @@ int cmd_deliveries(nc_cli_t *cli, int argc, char **argv);
 int cmd_render(nc_cli_t *cli, int argc, char **argv);
 int cmd_acls(nc_cli_t *cli, int argc, char **argv);
 int cmd_inbound(nc_cli_t *cli, int argc, char **argv);
+int cmd_suppressions(nc_cli_t *cli, int argc, char **argv);
 
 #endif

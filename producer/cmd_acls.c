@@ -9,7 +9,7 @@
 #define MAX_ACLS 128
 
 static const char acls_usage[] =
-    "noticecast acls --role cli|webhooks|mailer|admin --principal User:NAME [--host H]\n"
+    "noticecast acls --role cli|webhooks|mailer|inbound|admin --principal User:NAME [--host H]\n"
     "                [--apply] [options]\n"
     "\n"
     "Prints the Kafka ACLs the role needs under this configuration, one per line:\n"
@@ -17,11 +17,12 @@ static const char acls_usage[] =
     "(tab-separated).  --apply creates them through the Admin API (the principal running\n"
     "it needs ALTER on the cluster: a super user) and prints created\\t<line> for each.\n"
     "cli is the noticecast CLI without `topics create`, which is the admin role's.\n"
+    "inbound is `noticecast inbound` (the MTA's pipe): it writes deliveries and dlq only.\n"
     "Exit status: 0 ok, 64 usage, 69 broker unreachable or an ACL not created,\n"
     "77 not authorized to create ACLs, 78 bad config.\n";
 
 static const char acls_hint[] =
-    "noticecast acls --role cli|webhooks|mailer|admin --principal User:NAME [--host H] "
+    "noticecast acls --role cli|webhooks|mailer|inbound|admin --principal User:NAME [--host H] "
     "[--apply]";
 
 enum { OPT_ROLE = 300, OPT_PRINCIPAL, OPT_HOST, OPT_APPLY };
@@ -123,9 +124,10 @@ static int parse(nc_cli_t *cli, int argc, char **argv, struct acls_args *a)
                 return nc_cli_usage_error("acls", acls_hint);
         }
         if (!role || nc_acl_role_parse(role, &a->role) != 0) {
-                fprintf(stderr,
-                        "noticecast: acls: --role: %s%s%s (cli, webhooks, mailer or admin)\n",
-                        role ? "no role '" : "missing", role ? role : "", role ? "'" : "");
+                fprintf(
+                    stderr,
+                    "noticecast: acls: --role: %s%s%s (cli, webhooks, mailer, inbound or admin)\n",
+                    role ? "no role '" : "missing", role ? role : "", role ? "'" : "");
                 return nc_cli_usage_error("acls", acls_hint);
         }
         if (!a->principal || !strchr(a->principal, ':') || a->principal[0] == ':' ||

@@ -45,8 +45,8 @@ enum {
         OPT_JSON
 };
 
-static int write_records(nc_cli_t *cli, json_t **records, const char **keys, size_t n,
-                         const char *cmd)
+int nc_cli_subscribers_write(nc_cli_t *cli, json_t **records, const char **keys, size_t n,
+                             const char *cmd)
 {
         nc_kafka_msg_t *msgs = nc_xcalloc(n, sizeof(*msgs));
         char **values = nc_xcalloc(n, sizeof(*values));
@@ -80,6 +80,15 @@ static int write_records(nc_cli_t *cli, json_t **records, const char **keys, siz
 
 static int list_collect(const rd_kafka_message_t *m, void *opaque);
 
+int nc_cli_subscribers_read(nc_cli_t *cli, json_t *all, char *err, size_t err_size)
+{
+        char topic[256];
+
+        nc_config_topic(&cli->cfg, "subscribers", topic, sizeof(topic));
+        return nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect,
+                                   all, err, err_size);
+}
+
 /* The generation names a subscription, not a version of its preferences: an address that is
  * subscribed keeps its generation when add/import rewrite its record (links in mails already
  * sent keep working, also after a nightly re-import); an address that is not subscribed (new,
@@ -88,13 +97,11 @@ static int list_collect(const rd_kafka_message_t *m, void *opaque);
 static int keep_generations(nc_cli_t *cli, json_t **recs, size_t n, const char *cmd)
 {
         json_t *all = json_object();
-        char topic[256], err[1024];
+        char err[1024];
         size_t i;
         int rc;
 
-        nc_config_topic(&cli->cfg, "subscribers", topic, sizeof(topic));
-        if ((rc = nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect,
-                                      all, err, sizeof(err))) != 0) {
+        if ((rc = nc_cli_subscribers_read(cli, all, err, sizeof(err))) != 0) {
                 json_decref(all);
                 return nc_cli_fail(nc_cli_kafka_code(rc), cmd,
                                    "reading the current subscribers: %s; nothing was written", err);
@@ -144,7 +151,8 @@ static int sub_add(nc_cli_t *cli, json_t *in, int remove)
                 }
                 key = json_string_value(json_object_get(rec, "id"));
         }
-        rc = write_records(cli, &rec, &key, 1, remove ? "subscribers remove" : "subscribers add");
+        rc = nc_cli_subscribers_write(cli, &rec, &key, 1,
+                                      remove ? "subscribers remove" : "subscribers add");
         if (rc == 0)
                 printf("%s\t%s\n", remove ? "removed" : "saved", key);
         json_decref(rec);
@@ -256,7 +264,7 @@ static int sub_import(nc_cli_t *cli, const char *file)
                         bad, bad == 1 ? "" : "s");
                 rc = NC_EX_DATAERR;
         } else if ((rc = keep_generations(cli, records, n, "subscribers import")) == 0) {
-                rc = write_records(cli, records, keys, n, "subscribers import");
+                rc = nc_cli_subscribers_write(cli, records, keys, n, "subscribers import");
                 if (rc == 0)
                         printf("imported %zu subscribers\n", n);
         }
@@ -294,13 +302,12 @@ static int list_collect(const rd_kafka_message_t *m, void *opaque)
         return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+int nc_cli_cmp_str(const void *a, const void *b)
 {
         return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* A string field of REC (anything else prints empty). */
-static void tsv_field(json_t *rec, const char *name, char sep)
+void nc_cli_tsv_field(json_t *rec, const char *name, char sep)
 {
         json_t *v = json_object_get(rec, name);
 
@@ -341,7 +348,7 @@ static int sub_list(nc_cli_t *cli, int json_out)
         json_t *all = json_object(), *rec;
         const char **keys;
         const char *k;
-        char topic[256], err[1024];
+        char err[1024];
         size_t n = 0, i;
         int rc;
 
@@ -349,16 +356,14 @@ static int sub_list(nc_cli_t *cli, int json_out)
                 json_decref(all);
                 return rc;
         }
-        nc_config_topic(&cli->cfg, "subscribers", topic, sizeof(topic));
-        if ((rc = nc_kafka_read_topic(&cli->cfg, topic, cli->cfg.producer_timeout_ms, list_collect,
-                                      all, err, sizeof(err))) != 0) {
+        if ((rc = nc_cli_subscribers_read(cli, all, err, sizeof(err))) != 0) {
                 json_decref(all);
                 return nc_cli_fail(nc_cli_kafka_code(rc), "subscribers list", "%s", err);
         }
         keys = nc_xcalloc(json_object_size(all), sizeof(*keys));
         json_object_foreach(all, k, rec)
                 keys[n++] = k;
-        qsort(keys, n, sizeof(*keys), cmp_str);
+        qsort(keys, n, sizeof(*keys), nc_cli_cmp_str);
         for (i = 0; i < n; i++) {
                 rec = json_object_get(all, keys[i]);
                 if (json_out) {
@@ -369,12 +374,12 @@ static int sub_list(nc_cli_t *cli, int json_out)
                         continue;
                 }
                 /* One row per subscriber whatever the fields hold (nc_cli_tsv escapes). */
-                tsv_field(rec, "email", '\t');
-                tsv_field(rec, "name", '\t');
-                tsv_field(rec, "lang", '\t');
-                tsv_field(rec, "frequency", '\t');
-                tsv_field(rec, "tz", '\t');
-                tsv_field(rec, "send_at", '\t');
+                nc_cli_tsv_field(rec, "email", '\t');
+                nc_cli_tsv_field(rec, "name", '\t');
+                nc_cli_tsv_field(rec, "lang", '\t');
+                nc_cli_tsv_field(rec, "frequency", '\t');
+                nc_cli_tsv_field(rec, "tz", '\t');
+                nc_cli_tsv_field(rec, "send_at", '\t');
                 tsv_list(json_object_get(rec, "categories"), '\t');
                 tsv_list(json_object_get(rec, "regions"), '\n');
         }

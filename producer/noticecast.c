@@ -21,11 +21,14 @@ static const char usage[] =
     "  subscribers add|remove|import FILE.csv|list\n"
     "                          maintain the subscribers topic\n"
     "  topics create|list      create every topic the configuration implies\n"
+    "  suppressions list|remove --email ADDR\n"
+    "                          subscribers suppressed after hard bounces; end one\n"
     "  dlq list|replay         show or republish quarantined messages\n"
     "  deliveries NOTICE_ID    per partner, whether and when a notice was delivered\n"
     "  render TEMPLATE [DATA]  render a Mustache template (e.g. an email template)\n"
     "  acls --role R --principal User:NAME [--apply]\n"
-    "                          the Kafka ACLs a program needs (cli, webhooks, mailer, admin)\n"
+    "                          the Kafka ACLs a program needs (cli, webhooks, mailer,\n"
+    "                          inbound, admin)\n"
     "  inbound [--recipient ADDR] [-n]\n"
     "                          one mail on stdin (bounce, complaint, unsubscribe) to an event\n"
     "\n"
@@ -65,10 +68,10 @@ static const struct {
         const char *name;
         int (*fn)(nc_cli_t *, int, char **);
 } commands[] = {
-    {"publish", cmd_publish},         {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
-    {"subscribers", cmd_subscribers}, {"topics", cmd_topics},     {"dlq", cmd_dlq},
-    {"deliveries", cmd_deliveries},   {"render", cmd_render},     {"acls", cmd_acls},
-    {"inbound", cmd_inbound},
+    {"publish", cmd_publish},           {"validate", cmd_validate}, {"withdraw", cmd_withdraw},
+    {"subscribers", cmd_subscribers},   {"topics", cmd_topics},     {"dlq", cmd_dlq},
+    {"deliveries", cmd_deliveries},     {"render", cmd_render},     {"acls", cmd_acls},
+    {"suppressions", cmd_suppressions}, {"inbound", cmd_inbound},
 };
 
 int main(int argc, char **argv)

@@ -32,10 +32,14 @@
 #include "nc_kafka.h"
 #include "nc_metrics.h"
 #include "nc_tail.h"
+#include "nc_verp.h"
 
 #include "ml_queue.h"
 
 struct ml_templates; /* ml_digest.h */
+
+/* The VERP delimiter ([mailer] verp_delimiter, read by `noticecast inbound` too). */
+#define ML_VERP_DELIMITER(m) '+'
 
 #define ML_FREQ_IMMEDIATE 0
 #define ML_FREQ_DAILY     1
@@ -43,10 +47,12 @@ struct ml_templates; /* ml_digest.h */
 
 /* A subscriber, compact: a million of them must fit in a few hundred MiB. */
 typedef struct ml_sub {
-        char *id; /* one allocation: id \0 email \0 name \0 */
+        char *id; /* one allocation: id \0 email \0 name \0 bounce_reason \0 */
         const char *email;
         const char *name;
-        uint8_t lang; /* index into cfg languages */
+        const char *bounce_reason; /* of the last hard bounce counted; "" = none */
+        uint32_t bounced_at;       /* its time, unix seconds; 0 = none */
+        uint8_t lang;              /* index into cfg languages */
         uint8_t freq;
         uint8_t bounces;
         uint8_t suppressed;
@@ -56,6 +62,7 @@ typedef struct ml_sub {
         uint16_t nregions;
         uint16_t *regions; /* two ASCII letters each; NULL = every region */
         uint64_t gen;      /* subscription generation (nc_subscriber.h), in unsubscribe tokens */
+        uint64_t ref;      /* VERP subscriber reference of id (nc_verp.h): key of store.refs */
 } ml_sub_t;
 
 /* A notice of the last days, as the digests need it. */
@@ -72,6 +79,7 @@ typedef struct ml_notice {
 typedef struct ml_store {
         GHashTable *subs;    /* id -> ml_sub_t */
         GHashTable *removed; /* id -> generation (uint64_t) of a subscription since removed */
+        GHashTable *refs;    /* VERP subscriber reference (nc_verp.h) -> ml_sub_t */
         GHashTable *notices; /* id -> ml_notice_t */
         GPtrArray *zones;    /* zone names; index = ml_sub_t.tz */
         GHashTable *zone_ix; /* name -> index + 1 */
@@ -92,12 +100,15 @@ typedef struct ml_unit {
         char period[16];
         char message_id[128];
         char unsub_url[1024];
-        char manage_url[1024]; /* "" when the sign-up pages are off */
+        char manage_url[1024];   /* "" when the sign-up pages are off */
+        char envelope_from[320]; /* the VERP address (nc_verp.h), or envelope_from itself */
         /* result, filled by the worker */
         int status;    /* SMTP code, 0 = not attempted, or an ml_status_sentinel (ml_policy.h) */
         int attempted; /* the relay dealt with it itself (smtp.h) */
+        int deferred;  /* its reply was its domain deferring mail (ml_domain.h) */
         char reply[256];
         struct ml_unit *next;
+        struct ml_queue_domain *qdom; /* its recipient domain in the queue (ml_queue.c) */
 } ml_unit_t;
 
 /* A consumed job (jobs topic), tracked until its outcome is recorded. */
@@ -159,6 +170,7 @@ typedef struct ml {
         double tokens;
         int64_t tokens_ms;
 
+        ml_domain_limits_t domains;       /* [smtp] domain_* (ml_domain.h), parsed at load */
         ml_queue_t q;                     /* ml_queue.h */
         ml_unit_t *pend_head, *pend_tail; /* prepared this poll, not yet in q (main thread) */
         size_t pend_n;
@@ -169,6 +181,8 @@ typedef struct ml {
 
         unsigned char unsub_key[64];
         size_t unsub_key_len;
+        nc_verp_keys_t verp_keys;   /* from the unsubscribe secret (nc_verp.h) */
+        struct ml_inbound *inbound; /* inbound.c: bounces and complaints that came back */
 
         char topic_jobs[256], topic_plan[256], topic_events[256], topic_dlq[256];
         char topic_subs[256];
@@ -176,6 +190,7 @@ typedef struct ml {
 
         nc_metrics_t *metrics;
         nc_metric_t *m_sent, *m_jobs, *m_subs, *m_notices, *m_queue, *m_dlq;
+        nc_metric_t *m_deferrals; /* {domain}: the configured domains and "other" */
         /* ml_metrics_init (sender.c) */
         nc_metric_t *m_txn, *m_lag, *m_planned, *m_plan_ts, *m_digest_ts;
         int64_t lag_ms; /* when m_lag was last set */
@@ -205,8 +220,26 @@ int ml_store_sub_state(const ml_t *m, const char *id, uint64_t *gen, int *suppre
 /* For the HTTP thread: a copy of subscriber ID's full record (ml_sub_record), or NULL; *RC
  * as ml_store_sub_state returns. */
 json_t *ml_store_sub_copy(const ml_t *m, const char *id, int *rc);
-/* The full record of S (as the CLI writes it) with these bounce counters, updated now. */
-json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppressed);
+/* A subscriber's bounce counters, as its record keeps them. */
+typedef struct ml_bounce_state {
+        int bounces;
+        int suppressed;
+        int64_t at_s;       /* the last bounce counted, unix seconds; 0 = none */
+        const char *reason; /* its status and diagnostic; NULL or "" = none */
+} ml_bounce_state_t;
+/* The full record of S (as the CLI writes it) with the bounce counters B (NULL: S's own),
+ * updated now. */
+json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, const ml_bounce_state_t *b);
+/* Main thread: one more hard bounce of S (at the SMTP session, or a DSN that came back),
+ * REASON its status and text: S's record with the counters of ml_policy_bounce() (suppressed
+ * once they reach bounce_suppress_after; a suppression stays), for the caller to write; the
+ * view has them at once (ml_store_sub_bounced). */
+json_t *ml_sub_bounced(ml_t *m, const ml_sub_t *s, const char *reason);
+/* Main thread: the subscriber whose VERP reference is REF, or NULL. */
+const ml_sub_t *ml_store_sub_by_ref(const ml_t *m, uint64_t ref);
+/* Main thread: sets S's bounce counters in the view at once, before its record comes back
+ * from the topic, so that a second bounce right behind the first counts from it. */
+void ml_store_sub_bounced(ml_t *m, const char *id, const ml_bounce_state_t *b);
 /* S's generation as its record spells it, in BUF; NULL if it has none (kept as such). */
 const char *ml_sub_generation(const ml_sub_t *s, char *buf, size_t size);
 const ml_notice_t *ml_store_notice(const ml_t *m, const char *id);
@@ -258,6 +291,11 @@ void ml_sender_quiesce(ml_t *m);
  * committed, and everything released.  Jobs waiting for a retry stay uncommitted. */
 void ml_sender_stop(ml_t *m, int64_t deadline_ms);
 size_t ml_sender_busy(ml_t *m);
+/* The envelope sender of the message MESSAGE_ID to subscriber ID: its VERP address when
+ * [mailer] verp is on, else envelope_from (or from_address). */
+void ml_envelope_from(const ml_t *m, const char *id, const char *message_id, char *out,
+                      size_t size);
+
 char *ml_render_message(ml_t *m, ml_unit_t *u, const struct ml_templates *templates, size_t *len,
                         char *errstr, size_t errstr_size);
 
@@ -266,6 +304,16 @@ char *ml_render_message(ml_t *m, ml_unit_t *u, const struct ml_templates *templa
 struct ml_smtp_config;
 void ml_sender_smtp_config(const ml_t *m, const char *password, struct ml_smtp_cancel *cancel,
                            struct ml_smtp_config *sc);
+
+/* inbound.c: the events of `noticecast inbound` applied (group <group>.inbound). */
+typedef struct ml_inbound ml_inbound_t;
+int ml_inbound_start(ml_t *m, char *errstr, size_t errstr_size);
+/* Returns 1 when it stopped at a full batch. */
+int ml_inbound_poll(ml_t *m);
+void ml_inbound_stop(ml_t *m);
+rd_kafka_t *ml_inbound_consumer(const ml_t *m);
+/* Its consumer's missing ACL, for /readyz; "" = none. */
+const char *ml_inbound_denied(const ml_t *m);
 
 /* unsub.c */
 /* How a record written for a public page ended (ml_public_write). */

@@ -49,12 +49,18 @@ typedef struct ml_main {
 
 static int load_secrets(ml_t *m, nc_daemon_t *d, char *err, size_t size)
 {
-        char *key;
+        char *key, why[512];
         size_t len;
 
         if (nc_daemon_load_config(d, &m->cfg, err, size) != 0 ||
             nc_config_check_mailer(&m->cfg, err, size) != 0)
                 return -1;
+        ml_domain_limits_free(&m->domains);
+        if (ml_domain_limits_parse(m->cfg.smtp.domain_limits, m->cfg.smtp.domain_limit_default,
+                                   m->cfg.smtp.domain_backoff_ms, m->cfg.smtp.domain_backoff_max_ms,
+                                   &m->domains, why, sizeof(why)) != 0)
+                return nc_err(err, size, "%s: %s", m->cfg.path ? m->cfg.path : "configuration",
+                              why);
         if (!m->cfg.mailer.unsubscribe_secret_file)
                 return nc_err(err, size,
                               "%s: [mailer] unsubscribe_secret_file is required "
@@ -71,6 +77,9 @@ static int load_secrets(ml_t *m, nc_daemon_t *d, char *err, size_t size)
         }
         m->unsub_key_len = len < sizeof(m->unsub_key) ? len : sizeof(m->unsub_key);
         memcpy(m->unsub_key, key, m->unsub_key_len);
+        /* The same secret, keys of their own purpose: `noticecast inbound` derives them alike
+         * to check the bounces that come back. */
+        nc_verp_derive(m->unsub_key, m->unsub_key_len, &m->verp_keys);
         memset(key, 0, len);
         free(key);
         /* The workers read the SMTP password; check it here so a bad file is exit 78. */
@@ -304,11 +313,13 @@ static int start(void *arg, nc_daemon_t *d, char *errstr, size_t errstr_size)
                 return -1;
         wait_topics(m);
         if (ml_planner_start(m, errstr, errstr_size) != 0 ||
-            ml_sender_start(m, errstr, errstr_size) != 0)
+            ml_sender_start(m, errstr, errstr_size) != 0 ||
+            ml_inbound_start(m, errstr, errstr_size) != 0)
                 return -1;
         wake_on(m, m->store.rk);
         wake_on(m, m->planner);
         wake_on(m, m->sender);
+        wake_on(m, ml_inbound_consumer(m));
         log_info("started: %d SMTP session%s to %s:%d", m->cfg.smtp.sessions,
                  m->cfg.smtp.sessions == 1 ? "" : "s", m->cfg.smtp.host, m->cfg.smtp.port);
         return 0;
@@ -320,7 +331,8 @@ static int ml_ready(const ml_t *m, const char **reason)
 {
         const char *denied = m->view_denied[0]      ? m->view_denied
                              : m->planner_denied[0] ? m->planner_denied
-                                                    : m->sender_denied;
+                             : m->sender_denied[0]  ? m->sender_denied
+                                                    : ml_inbound_denied(m);
 
         *reason = denied[0]             ? denied
                   : !m->store.caught_up ? "reading the subscribers and notices"
@@ -340,6 +352,7 @@ static void loop_turn(void *arg, nc_daemon_t *d)
         more = ml_store_poll(m, 0);
         more |= ml_planner_poll(m);
         more |= ml_sender_poll(m);
+        more |= ml_inbound_poll(m);
         ready = ml_ready(m, &reason);
         nc_daemon_health(d, ready, reason, m->cfg.mailer.kafka_grace_ms);
         if (!more)
@@ -397,12 +410,38 @@ static void release(void *arg, nc_daemon_t *d)
         nc_daemon_http_stop(d);
         m->httpd = NULL;
         ml_sender_stop(m, mm->deadline);
+        ml_inbound_stop(m);
         ml_planner_stop(m);
         ml_store_stop(m);
         nc_kafka_conn_stop();
         if (m->metrics)
                 nc_metrics_free(m->metrics);
         nc_config_free(&m->cfg);
+}
+
+/* [smtp] domain_limits and domain_limit_default, checked where the file sets them (an error
+ * names its line): parsed with the defaults of the other key, and dropped.  The loader names
+ * the key itself: the parser's own "[smtp] KEY: " goes. */
+static int check_domain(const char *list, const char *def, const char *key, char *err, size_t size)
+{
+        ml_domain_limits_t l;
+        int rc = ml_domain_limits_parse(list, def, 30000, 30000, &l, err, size);
+        size_t n = strlen(key);
+
+        ml_domain_limits_free(&l);
+        if (rc != 0 && !strncmp(err, key, n))
+                memmove(err, err + n, strlen(err + n) + 1);
+        return rc;
+}
+
+static int check_domain_limits(const char *v, char *err, size_t size)
+{
+        return check_domain(v, "0 4", "[smtp] domain_limits: ", err, size);
+}
+
+static int check_domain_default(const char *v, char *err, size_t size)
+{
+        return check_domain(NULL, v, "[smtp] domain_limit_default: ", err, size);
 }
 
 int main(int argc, char **argv)
@@ -429,5 +468,7 @@ int main(int argc, char **argv)
         };
         ml_main_t mm = {.m = {.wake_pipe = {-1, -1}, .planned_minute = -1}};
 
+        nc_config_add_check("smtp", "domain_limits", check_domain_limits);
+        nc_config_add_check("smtp", "domain_limit_default", check_domain_default);
         return nc_daemon_run(&ops, &mm, argc, argv);
 }

@@ -86,3 +86,15 @@ ml_verdict_t ml_policy_smtp(const ml_smtp_result_t *r, int attempt, const ml_ret
         *delay_ms = rs->ms[attempt - 1];
         return ML_VERDICT_RETRY;
 }
+
+int ml_policy_bounce(int bounces, int64_t last_s, int64_t now_s, int64_t window_s,
+                     int suppress_after, int *suppress)
+{
+        /* A count without a time (kept before bounced_at existed) goes on. */
+        int n = (bounces <= 0 || (last_s > 0 && now_s - last_s > window_s)) ? 1 : bounces + 1;
+
+        if (n > 255)
+                n = 255;
+        *suppress = n >= suppress_after;
+        return n;
+}

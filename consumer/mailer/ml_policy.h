@@ -71,4 +71,14 @@ int ml_policy_attempts_exhausted(int attempt, const ml_retry_schedule_t *rs);
 
 const char *ml_verdict_name(ml_verdict_t v);
 
+/* One more hard bounce (at the SMTP session, or a DSN that came back) of a subscriber with
+ * BOUNCES counted, the last at LAST_S (unix seconds; 0 = none), now NOW_S: returns the new
+ * count, and *SUPPRESS = whether it reaches SUPPRESS_AFTER.  The count starts again at 1 when
+ * the last bounce is more than WINDOW_S old (a count with no time goes on): a mailbox that bounced
+ * twice last year and works since is not suppressed by one bad day.  (A relay's 250 says nothing
+ * about the mailbox once bounces come back later, so acceptance does not reset the count when VERP
+ * is on.)  The count stops at 255 (it is kept in a byte). */
+int ml_policy_bounce(int bounces, int64_t last_s, int64_t now_s, int64_t window_s,
+                     int suppress_after, int *suppress);
+
 #endif

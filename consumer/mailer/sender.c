@@ -11,6 +11,7 @@
 #include "nc_notice.h"
 #include "nc_time.h"
 #include "nc_util.h"
+#include "ml_domain.h"
 #include "ml_policy.h"
 #include "smtp.h"
 #include "web.h"
@@ -334,19 +335,23 @@ static void record(ml_t *m, ml_job_t *j, ml_outcome_t o, int code, const char *t
                 nc_metrics_inc(m->m_sent, l, 1);
 }
 
-static void update_bounces(ml_t *m, const ml_sub_t *s, int bounces)
+/* An SMTP-time bounce (5xx at the session) counted like one that came back (inbound.c). */
+static void sub_bounced(ml_t *m, const ml_sub_t *s, const char *reason)
 {
-        int suppress = bounces >= m->cfg.mailer.bounce_suppress_after;
-        json_t *rec = ml_sub_record(m, s, bounces, suppress);
+        json_t *rec = ml_sub_bounced(m, s, reason);
 
-        if (suppress) {
-                nc_log_fields_t f = {0};
+        produce_event(m, NULL, m->topic_subs, s->id, rec);
+        json_decref(rec);
+}
 
-                nc_log_field(&f, "subscriber", s->id);
-                nc_log_field_int(&f, "bounces", bounces);
-                nc_log_f(NC_LOG_WARN, &f, "subscriber suppressed after %d hard bounces in a row",
-                         bounces);
-        }
+/* Accepted by the relay, with VERP off: the only word on the mailbox there is, so the count
+ * starts again. */
+static void bounces_reset(ml_t *m, const ml_sub_t *s)
+{
+        const ml_bounce_state_t b = {0, 0, 0, NULL};
+        json_t *rec = ml_sub_record(m, s, &b);
+
+        ml_store_sub_bounced(m, s->id, &b);
         produce_event(m, NULL, m->topic_subs, s->id, rec);
         json_decref(rec);
 }
@@ -365,6 +370,16 @@ static void wait_later(ml_t *m, ml_job_t *j, int64_t at)
                         m->waiting = j;
                 m->waiting_tail = j;
         }
+}
+
+void ml_envelope_from(const ml_t *m, const char *id, const char *message_id, char *out, size_t size)
+{
+        const char *base =
+            m->cfg.mailer.envelope_from ? m->cfg.mailer.envelope_from : m->cfg.mailer.from_address;
+
+        if (!m->cfg.mailer.verp || nc_verp_address(&m->verp_keys, base, ML_VERP_DELIMITER(m), id,
+                                                   message_id, out, size) != 0)
+                snprintf(out, size, "%s", base);
 }
 
 /* Resolves a job against the view and hands it to the workers, or records why not. */
@@ -453,6 +468,7 @@ static void job_prepare(ml_t *m, ml_job_t *j)
         snprintf(u->unsub_url, sizeof(u->unsub_url), "%s?token=%s", m->cfg.mailer.unsubscribe_url,
                  token);
         ml_web_manage_url(s->id, s->gen, u->manage_url, sizeof(u->manage_url)); /* "" if off */
+        ml_envelope_from(m, s->id, u->message_id, u->envelope_from, sizeof(u->envelope_from));
         /* Handed to the workers by queue_flush() at the end of this poll, all at once. */
         if (m->pend_tail)
                 m->pend_tail->next = u;
@@ -577,6 +593,8 @@ static void worker_init(worker_t *w, ml_t *m, int index)
                 nc_str_trim(w->password);
         }
         ml_sender_smtp_config(m, w->password, &m->cancels[index], &w->sc);
+        /* A deferring domain ends the session at once; its other units wait (ml_queue.h). */
+        w->sc.deferral = ml_domain_is_deferral;
 }
 
 static void worker_free(worker_t *w)
@@ -624,6 +642,8 @@ static size_t worker_build(worker_t *w, size_t n)
                 size_t len = 0;
 
                 u->status = 0;
+                u->attempted = 0;
+                u->deferred = 0;
                 w->bodies[built] = ml_render_message(m, u, w->tpl, &len, w->err, sizeof(w->err));
                 if (!w->bodies[built]) {
                         /* A template or data problem, not the recipient's: recorded as
@@ -633,8 +653,7 @@ static size_t worker_build(worker_t *w, size_t n)
                         continue;
                 }
                 memset(msg, 0, sizeof(*msg));
-                msg->mail_from = m->cfg.mailer.envelope_from ? m->cfg.mailer.envelope_from
-                                                             : m->cfg.mailer.from_address;
+                msg->mail_from = u->envelope_from;
                 msg->rcpt = json_string_value(json_object_get(u->subscriber, "email"));
                 msg->data = w->bodies[built];
                 msg->len = len;
@@ -644,6 +663,14 @@ static size_t worker_build(worker_t *w, size_t n)
         return built;
 }
 
+static int worker_deferred(const worker_t *w, size_t built)
+{
+        for (size_t i = 0; i < built; i++)
+                if (w->msgs[i].deferred)
+                        return 1;
+        return 0;
+}
+
 /* Sends the BUILT messages and gives each of the N units its result. */
 static void worker_send(worker_t *w, size_t n, size_t built)
 {
@@ -651,7 +678,8 @@ static void worker_send(worker_t *w, size_t n, size_t built)
         /* One session, or more when the relay ends one before every message was tried (a
          * limit of messages per connection): see ml_smtp_send_batch. */
         if (built &&
-            ml_smtp_send_batch(&w->sc, w->msgs, built, 0, NULL, w->err, sizeof(w->err)) != 0)
+            ml_smtp_send_batch(&w->sc, w->msgs, built, 0, NULL, w->err, sizeof(w->err)) != 0 &&
+            !worker_deferred(w, built)) /* a deferral: the domain's own line says it */
                 log_warnx("smtp %s:%d: %s", w->sc.host, w->sc.port, w->err);
         built = 0;
         for (size_t i = 0; i < n; i++) {
@@ -662,6 +690,7 @@ static void worker_send(worker_t *w, size_t n, size_t built)
                         continue;
                 u->status = msg->status;
                 u->attempted = msg->attempted;
+                u->deferred = msg->deferred;
                 if (msg->seconds >= 0 && w->m->m_txn)
                         nc_metrics_observe(w->m->m_txn, NULL, msg->seconds);
                 /* Each message carries its own reason, also when it was not sent. */
@@ -671,9 +700,36 @@ static void worker_send(worker_t *w, size_t n, size_t built)
         }
 }
 
+/* Logs a domain's backoff and recovery (its name and the reply's codes, no address) and
+ * counts its deferrals. */
+static void worker_domain_event(worker_t *w, const ml_queue_session_t *s)
+{
+        char l[NC_METRICS_LABELS_SIZE];
+        nc_log_fields_t f = {0};
+
+        if (s->event == ML_DOMAIN_NONE)
+                return;
+        nc_log_field(&f, "domain", s->domain);
+        if (s->event == ML_DOMAIN_RECOVERED) {
+                nc_log_f(NC_LOG_INFO, &f, "domain accepts mail again: backoff ended");
+                return;
+        }
+        if (nc_metrics_labels(l, sizeof(l), "domain", ml_domain_label(&w->m->domains, s->domain),
+                              NULL) == 0)
+                nc_metrics_inc(w->m->m_deferrals, l, 1);
+        nc_log_field_int(&f, "code", s->code);
+        nc_log_field(&f, "status", s->status);
+        nc_log_field_int(&f, "deferrals", s->deferrals);
+        nc_log_field_int(&f, "backoff_ms", s->backoff_ms);
+        nc_log_field_int(&f, "waiting", (long long)s->requeued);
+        nc_log_f(NC_LOG_WARN, &f, "domain deferred mail: no session for it for %lld s",
+                 (long long)(s->backoff_ms + 999) / 1000);
+}
+
 static void *worker_main(void *arg)
 {
         struct worker_arg *wa = arg;
+        ml_queue_session_t s;
         worker_t w;
         size_t n;
         unsigned gen;
@@ -683,7 +739,8 @@ static void *worker_main(void *arg)
         while ((n = ml_queue_take(&w.m->q, w.units, (size_t)w.m->cfg.smtp.batch, &gen))) {
                 worker_reload(&w, gen);
                 worker_send(&w, n, worker_build(&w, n));
-                ml_queue_done(&w.m->q, w.units, n);
+                ml_queue_done(&w.m->q, w.units, n, &s);
+                worker_domain_event(&w, &s);
         }
         worker_free(&w); /* the queue is stopped */
         return NULL;
@@ -729,14 +786,19 @@ static void unit_outcome(ml_t *m, ml_unit_t *u)
                 break;
         case ML_VERDICT_SENT:
                 record(m, j, ML_OUTCOME_SENT, u->status, u->reply);
-                if (s && s->bounces)
-                        update_bounces(m, s, 0);
+                /* With VERP, the bounces that count come back later (inbound.c). */
+                if (s && s->bounces && !m->cfg.mailer.verp)
+                        bounces_reset(m, s);
                 break;
         case ML_VERDICT_BOUNCE:
                 /* Final for this recipient: a bounce, counted towards suppression. */
                 record(m, j, ML_OUTCOME_BOUNCE, u->status, u->reply);
-                if (s)
-                        update_bounces(m, s, s->bounces + 1);
+                if (s) {
+                        char reason[300];
+
+                        snprintf(reason, sizeof(reason), "smtp; %d %.250s", u->status, u->reply);
+                        sub_bounced(m, s, reason);
+                }
                 break;
         case ML_VERDICT_RETRY:
                 /* 4xx (throttling, greylisting) or no connection: try again later. */
@@ -1014,7 +1076,7 @@ int ml_sender_start(ml_t *m, char *errstr, size_t errstr_size)
                 log_warnx("[smtp] starttls = off with a password: no credentials are sent without "
                           "TLS, so sessions fail unless allow_plaintext_auth = true");
 
-        ml_queue_init(&m->q, m->wake_pipe[1]);
+        ml_queue_init(&m->q, m->wake_pipe[1], &m->domains);
         m->nworkers = m->cfg.smtp.sessions;
         m->workers = nc_xcalloc((size_t)m->nworkers, sizeof(*m->workers));
         m->cancels = nc_xcalloc((size_t)m->nworkers, sizeof(*m->cancels));
@@ -1056,6 +1118,7 @@ int ml_sender_poll(ml_t *m)
         int64_t now = nc_time_now_ms();
         ssize_t n, i;
         size_t queued;
+        int starved = 0; /* a job due now waits for a token of [smtp] rate_limit */
 
         rd_kafka_poll(m->events, 0);
         if (now - m->lag_ms >= 2000) { /* cheap, but not on every turn of the loop */
@@ -1084,14 +1147,16 @@ int ml_sender_poll(ml_t *m)
                         }
                         job_prepare(m, j); /* may queue it again at the tail */
                 } else {
+                        starved |= j->not_before_ms <= now;
                         prev = j;
                         pp = &j->wait_next;
                 }
         }
         /* Under a rate limit, take no more jobs than can be sent soon: what sits in memory
-         * holds back the committed offset, and a crash would repeat it. */
+         * holds back the committed offset, and a crash would repeat it.  Jobs waiting for a
+         * retry (a domain's deferral among them) do not stop the others. */
         if (!m->store.caught_up || m->stopping || m->outstanding >= MAX_OUTSTANDING ||
-            (m->cfg.smtp.rate_limit > 0 && m->waiting)) {
+            (m->cfg.smtp.rate_limit > 0 && starved)) {
                 queue_flush(m);
                 return 0;
         }
@@ -1289,6 +1354,15 @@ void ml_metrics_init(ml_t *m)
                 if (nc_metrics_labels(l, sizeof(l), "outcome", ml_outcome_label(outcomes[i]),
                                       NULL) == 0)
                         nc_metrics_inc(m->m_sent, l, 0);
+        m->m_deferrals = nc_metrics_counter(m->metrics, "noticecast_mail_domain_deferrals_total",
+                                            "Deferrals (421, 4.7.x) that backed a recipient domain "
+                                            "off: the domains of [smtp] domain_limits, the rest "
+                                            "as \"other\".");
+        for (i = 0; i <= m->domains.n; i++)
+                if (nc_metrics_labels(l, sizeof(l), "domain",
+                                      i < m->domains.n ? m->domains.v[i].domain : "other",
+                                      NULL) == 0)
+                        nc_metrics_inc(m->m_deferrals, l, 0);
         m->m_dlq = nc_metrics_counter(m->metrics, "noticecast_mail_dlq_total",
                                       "Email jobs put in the dead letter queue.");
         nc_metrics_inc(m->m_dlq, NULL, 0);

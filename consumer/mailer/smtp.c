@@ -548,6 +548,27 @@ static void auth_policy(struct ml_smtp_sess *s)
         }
 }
 
+/* A reply to IT's RCPT TO or data that says its domain defers mail (cfg->deferral): the
+ * session ends here, so that a deferring domain gets one attempt per session, not one per
+ * message. */
+static void deferral_check(struct ml_smtp_sess *s, struct ml_smtp_item *it, const smtp_status_t *st)
+{
+        char text[sizeof it->msg->reply];
+
+        if (!s->cfg->deferral || !it || !st || st->code / 100 != 4)
+                return;
+        if (st->enh_class > 0)
+                snprintf(text, sizeof text, "%d.%d.%d %s", st->enh_class, st->enh_subject,
+                         st->enh_detail, st->text ? st->text : "");
+        else
+                snprintf(text, sizeof text, "%s", st->text ? st->text : "");
+        if (!s->cfg->deferral(st->code, 1, text))
+                return;
+        it->msg->deferred = 1;
+        cut(s, "the recipient's domain deferred mail (%d %d.%d.%d)", st->code, st->enh_class,
+            st->enh_subject, st->enh_detail);
+}
+
 static void event_cb(smtp_session_t session, int event, void *arg, ...)
 {
         struct ml_smtp_sess *s = arg;
@@ -575,13 +596,23 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
                 cancel_attach(s->cfg->cancel, fd);
                 break;
         }
+        case SMTP_EV_RCPTSTATUS: {
+                const char *mailbox = va_arg(ap, const char *);
+                smtp_recipient_t r = va_arg(ap, smtp_recipient_t);
+
+                (void)mailbox;
+                deferral_check(s, smtp_recipient_get_application_data(r), smtp_recipient_status(r));
+                break;
+        }
         case SMTP_EV_MESSAGESENT: {
                 /* The final reply after the data: the transaction is over. */
-                struct ml_smtp_item *it =
-                    smtp_message_get_application_data(va_arg(ap, smtp_message_t));
+                smtp_message_t msg = va_arg(ap, smtp_message_t);
+                struct ml_smtp_item *it = smtp_message_get_application_data(msg);
 
                 if (it && s->txn_start > 0)
                         it->msg->seconds = mono_seconds() - s->txn_start;
+                if (it && it->data_started)
+                        deferral_check(s, it, smtp_message_transfer_status(msg));
                 break;
         }
         case SMTP_EV_DISCONNECT:
@@ -895,8 +926,9 @@ static int session_add_messages(struct ml_smtp_sess *s, smtp_session_t session,
                     (it->recipient = smtp_add_recipient(it->message, msgs[i].rcpt)) == NULL)
                         return nc_err(errstr, errstr_size, "libesmtp: %s",
                                       smtp_strerror(smtp_errno(), why, sizeof why));
-                /* For SMTP_EV_MESSAGESENT; no release: the item is ours. */
+                /* For SMTP_EV_MESSAGESENT and _RCPTSTATUS; no release: the item is ours. */
                 smtp_message_set_application_data_release(it->message, it, NULL);
+                smtp_recipient_set_application_data_release(it->recipient, it, NULL);
                 /* SIZE= lets the relay refuse an oversized message before the data. */
                 smtp_size_set_estimate(it->message, (unsigned long)msgs[i].len);
                 (*queued)++;
@@ -1011,6 +1043,7 @@ int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_
                 msgs[i].reply[0] = '\0';
                 msgs[i].attempted = 0;
                 msgs[i].seconds = -1;
+                msgs[i].deferred = 0;
         }
         if (check_config(cfg, errstr, errstr_size) < 0)
                 return -1;
@@ -1049,8 +1082,11 @@ int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_
         session_collect(&s, items, n, &attempted, &accepted);
         if (attempted > 0) {
                 rc = 0;
-                snprintf(reason, sizeof reason, "connection lost: %s",
-                         smtp_strerror(smtp_errno(), why, sizeof why));
+                if (s.aborted) /* by a deferral: say so */
+                        snprintf(reason, sizeof reason, "%s", s.abort_reason);
+                else
+                        snprintf(reason, sizeof reason, "connection lost: %s",
+                                 smtp_strerror(smtp_errno(), why, sizeof why));
         } else {
                 /* Nothing reached MAIL FROM: say why the session failed. */
                 session_failure(&s, hostport, reason, sizeof reason);
@@ -1112,6 +1148,7 @@ int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t 
                 msgs[i].reply[0] = '\0';
                 msgs[i].attempted = 0;
                 msgs[i].seconds = -1;
+                msgs[i].deferred = 0;
         }
         if (n == 0)
                 return 0;
@@ -1128,7 +1165,7 @@ int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t 
         }
         for (;;) {
                 size_t k = 0, progress = 0;
-                int stopping;
+                int stopping, deferred = 0;
 
                 /* The messages not attempted yet, in their order, as one session's batch. */
                 for (size_t i = 0; i < n; i++)
@@ -1147,12 +1184,16 @@ int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t 
                         memcpy(m->reply, sub[j].reply, sizeof m->reply);
                         m->attempted = sub[j].attempted;
                         m->seconds = sub[j].seconds;
+                        m->deferred = sub[j].deferred;
                         progress += m->attempted != 0;
+                        deferred |= m->deferred;
                 }
                 left = k - progress;
                 stopping = cfg->cancel && (atomic_load(&cfg->cancel->stop) ||
                                            atomic_load(&cfg->cancel->cancelled));
-                if (!ml_smtp_batch_continue(left, progress, nsess, max_sessions, stopping))
+                /* A deferring domain would defer the rest too: they wait for its backoff. */
+                if (deferred ||
+                    !ml_smtp_batch_continue(left, progress, nsess, max_sessions, stopping))
                         break;
                 log_debug("smtp %s:%d: session %zu ended with %zu message%s not attempted (%s); "
                           "going on in a new session",
@@ -1165,6 +1206,12 @@ int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t 
                 *sessions = nsess;
         if (left == 0)
                 return 0;
+        for (size_t i = 0; i < n; i++)
+                if (msgs[i].deferred)
+                        return nc_err(errstr, errstr_size,
+                                      "%zu message%s not attempted: the recipient's domain "
+                                      "deferred mail",
+                                      left, left == 1 ? "" : "s");
         if (cfg->cancel &&
             (atomic_load(&cfg->cancel->stop) || atomic_load(&cfg->cancel->cancelled)))
                 return nc_err(errstr, errstr_size, "%zu message%s not sent: stopping%s%s", left,

@@ -89,6 +89,10 @@ typedef struct ml_smtp_config {
         const char *helo_name;       /* EHLO name; NULL = the host name (uname) */
         int allow_plaintext_auth;    /* 1: AUTH also without TLS (the password in clear) */
         ml_smtp_cancel_t *cancel;    /* optional: lets another thread end the session */
+        /* Optional: 1 if a reply to a message's RCPT TO or data (CODE, TEXT with the enhanced
+         * status first) means its domain defers mail now; the session then ends at once (the
+         * messages after it are not attempted) and no other starts (ml_smtp_send_batch). */
+        int (*deferral)(int code, int at_recipient, const char *text);
 } ml_smtp_config_t;
 
 typedef struct ml_smtp_msg {
@@ -102,6 +106,7 @@ typedef struct ml_smtp_msg {
         int attempted;   /* 1 = the relay dealt with it (status is its own), 0 = never reached */
         double seconds;  /* its transaction, MAIL FROM to the final reply after the data;
                           * -1 if it did not get that far */
+        int deferred;    /* its reply was a deferral (cfg->deferral): the session ended there */
 } ml_smtp_msg_t;
 
 /* Sends MSGS in ONE SMTP session (one connection, many transactions).  Returns 0 if the
@@ -114,11 +119,12 @@ int ml_smtp_send_session(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_
 /* Sends MSGS over as many sessions as it takes: when a session ends before some messages
  * were attempted (a 421 from a relay that limits the messages per connection, a dropped
  * connection) the rest go on in a new session, uncharged.  It stops when every message was
- * attempted, when a session attempted none (the relay refuses or cannot be reached now: the
- * rest keep that session's status and reason, temporary), after max_sessions sessions
- * (0 = one per message, the most a session that attempts something can need), or when
- * cfg->cancel asks it to.  Returns 0 if every message was attempted, else -1 with errstr
- * saying why the rest were not; *sessions (may be NULL) = the sessions it started. */
+ * attempted, when a message got a deferral (cfg->deferral), when a session attempted none (the
+ * relay refuses or cannot be reached now: the rest keep that session's status and reason,
+ * temporary), after max_sessions sessions (0 = one per message, the most a session that attempts
+ * something can need), or when cfg->cancel asks it to.  Returns 0 if every message was attempted,
+ * else -1 with errstr saying why the rest were not; *sessions (may be NULL) = the sessions it
+ * started. */
 int ml_smtp_send_batch(const ml_smtp_config_t *cfg, ml_smtp_msg_t *msgs, size_t n,
                        size_t max_sessions, size_t *sessions, char *errstr, size_t errstr_size);
 

@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "mailer.h"
+#include "ml_policy.h"
 #include "nc_daemon.h"
 #include "nc_kafka.h"
+#include "nc_log.h"
 #include "nc_notice.h"
 #include "nc_subscriber.h"
 #include "nc_time.h"
@@ -81,16 +83,24 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
         const char *name = json_string_value(json_object_get(rec, "name"));
         const char *freq = json_string_value(json_object_get(rec, "frequency"));
         const char *send_at = json_string_value(json_object_get(rec, "send_at"));
+        const char *reason = json_string_value(json_object_get(rec, "bounce_reason"));
+        const char *at = json_string_value(json_object_get(rec, "bounced_at"));
         size_t li = strlen(id) + 1, le = strlen(email) + 1, ln = strlen(name ? name : "") + 1, i;
+        size_t lr = strlen(reason ? reason : "") + 1;
         ml_sub_t *s = nc_xcalloc(1, sizeof(*s));
+        int64_t at_ms;
         json_t *v;
 
-        s->id = nc_xmalloc(li + le + ln);
+        s->id = nc_xmalloc(li + le + ln + lr);
         memcpy(s->id, id, li);
         memcpy(s->id + li, email, le);
         memcpy(s->id + li + le, name ? name : "", ln);
+        memcpy(s->id + li + le + ln, reason ? reason : "", lr);
         s->email = s->id + li;
         s->name = s->id + li + le;
+        s->bounce_reason = s->id + li + le + ln;
+        if (at && nc_time_parse_rfc3339(at, &at_ms, NULL, 0) == 0 && at_ms > 0)
+                s->bounced_at = (uint32_t)(at_ms / 1000);
         s->lang =
             (uint8_t)index_of(&m->cfg.languages, json_string_value(json_object_get(rec, "lang")));
         s->freq = !strcmp(freq, "immediate") ? ML_FREQ_IMMEDIATE
@@ -101,6 +111,7 @@ static ml_sub_t *sub_from_json(ml_t *m, const json_t *rec)
                                  (send_at[3] - '0') * 10 + (send_at[4] - '0'));
         s->bounces = (uint8_t)json_integer_value(json_object_get(rec, "bounces"));
         s->gen = nc_subscriber_generation(rec);
+        s->ref = nc_verp_subscriber_ref(&m->verp_keys, s->id);
         s->suppressed = json_is_true(json_object_get(rec, "suppressed"));
         json_array_foreach(json_object_get(rec, "categories"), i, v) {
                 int c = index_of(&m->cfg.categories, json_string_value(v));
@@ -203,13 +214,16 @@ int ml_store_sub_state(const ml_t *m, const char *id, uint64_t *gen, int *suppre
         return rc;
 }
 
-json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppressed)
+json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, const ml_bounce_state_t *b)
 {
         static const char *const freqs[] = {"immediate", "daily", "weekly"};
-        json_t *cats = json_array(), *regs = json_array();
-        char send_at[8], ts[40], gen[24];
+        const ml_bounce_state_t own = {s->bounces, s->suppressed, s->bounced_at, s->bounce_reason};
+        json_t *cats = json_array(), *regs = json_array(), *rec;
+        char send_at[8], ts[40], gen[24], at[40];
         int i;
 
+        if (!b)
+                b = &own;
         for (i = 0; i < 32 && (size_t)i < m->cfg.categories.n; i++)
                 if (s->cats & (1u << i))
                         json_array_append_new(cats, json_string(m->cfg.categories.v[i]));
@@ -219,13 +233,76 @@ json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, int bounces, int suppres
                 json_array_append_new(regs, json_string(r));
         }
         snprintf(send_at, sizeof(send_at), "%02d:%02d", s->send_min / 60, s->send_min % 60);
-        return json_pack(
+        rec = json_pack(
             "{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:i, s:b, s:s?}", "id", s->id,
             "email", s->email, "name", s->name, "lang", m->cfg.languages.v[s->lang], "categories",
             cats, "regions", regs, "frequency", freqs[s->freq], "tz", ml_store_zone_name(m, s->tz),
             "send_at", send_at, "updated_at",
-            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces", bounces,
-            "suppressed", suppressed, "generation", ml_sub_generation(s, gen, sizeof(gen)));
+            nc_time_format_rfc3339(nc_time_now_ms(), ts, sizeof(ts)), "bounces", b->bounces,
+            "suppressed", b->suppressed, "generation", ml_sub_generation(s, gen, sizeof(gen)));
+        if (rec && b->bounces > 0 && b->at_s > 0)
+                json_object_set_new(
+                    rec, "bounced_at",
+                    json_string(nc_time_format_rfc3339(b->at_s * 1000, at, sizeof(at))));
+        if (rec && b->bounces > 0 && b->reason && b->reason[0]) {
+                /* Cut to what a record may hold, on a character boundary. */
+                char r[301];
+                size_t n = strlen(b->reason);
+
+                if (n > 300) {
+                        n = 300;
+                        while (n && ((unsigned char)b->reason[n] & 0xc0) == 0x80)
+                                n--;
+                }
+                memcpy(r, b->reason, n);
+                r[n] = '\0';
+                json_object_set_new(rec, "bounce_reason", json_string(r));
+        }
+        return rec;
+}
+
+json_t *ml_sub_bounced(ml_t *m, const ml_sub_t *s, const char *reason)
+{
+        int64_t now_s = nc_time_now_ms() / 1000;
+        ml_bounce_state_t b = {0, 0, now_s, reason};
+
+        b.bounces = ml_policy_bounce(s->bounces, s->bounced_at, now_s,
+                                     m->cfg.mailer.bounce_window_ms / 1000,
+                                     m->cfg.mailer.bounce_suppress_after, &b.suppressed);
+        b.suppressed |= s->suppressed; /* only a new opt-in ends it */
+        if (b.suppressed && !s->suppressed) {
+                nc_log_fields_t f = {0};
+
+                nc_log_field(&f, "subscriber", s->id);
+                nc_log_field_int(&f, "bounces", b.bounces);
+                nc_log_f(NC_LOG_WARN, &f, "subscriber suppressed after %d hard bounces", b.bounces);
+        }
+        {
+                json_t *rec = ml_sub_record(m, s, &b);
+
+                ml_store_sub_bounced(m, s->id, &b);
+                return rec;
+        }
+}
+
+const ml_sub_t *ml_store_sub_by_ref(const ml_t *m, uint64_t ref)
+{
+        return m->store.refs ? g_hash_table_lookup(m->store.refs, &ref) : NULL;
+}
+
+void ml_store_sub_bounced(ml_t *m, const char *id, const ml_bounce_state_t *b)
+{
+        ml_sub_t *s;
+
+        pthread_rwlock_wrlock(&subs_lock);
+        if ((s = g_hash_table_lookup(m->store.subs, id))) {
+                s->bounces = (uint8_t)(b->bounces > 255 ? 255 : b->bounces);
+                s->suppressed = (uint8_t)(b->suppressed != 0);
+                s->bounced_at = (uint32_t)b->at_s;
+                /* The reason is not kept here (it lives in the allocation): the record read
+                 * back brings it. */
+        }
+        pthread_rwlock_unlock(&subs_lock);
 }
 
 json_t *ml_store_sub_copy(const ml_t *m, const char *id, int *rc)
@@ -239,7 +316,7 @@ json_t *ml_store_sub_copy(const ml_t *m, const char *id, int *rc)
                 s = g_hash_table_lookup(m->store.subs, id);
                 *rc = s != NULL;
                 if (s)
-                        rec = ml_sub_record(m, s, s->bounces, s->suppressed);
+                        rec = ml_sub_record(m, s, NULL);
         }
         pthread_rwlock_unlock(&subs_lock);
         return rec;
@@ -296,6 +373,24 @@ const ml_notice_t *ml_store_latest(const ml_t *m, const char *id)
 
 /* ---- applying records ------------------------------------------------------------------ */
 
+/* Under the write lock: the subscriber of ID out of the view and its reference index. */
+static void subs_remove(ml_t *m, const char *id)
+{
+        ml_sub_t *old = g_hash_table_lookup(m->store.subs, id);
+
+        if (old && g_hash_table_lookup(m->store.refs, &old->ref) == old)
+                g_hash_table_remove(m->store.refs, &old->ref);
+        g_hash_table_remove(m->store.subs, id);
+}
+
+/* Under the write lock: S (now owned by the view) in place of the record of its id. */
+static void subs_put(ml_t *m, ml_sub_t *s)
+{
+        subs_remove(m, s->id);
+        g_hash_table_replace(m->store.subs, s->id, s);
+        g_hash_table_replace(m->store.refs, &s->ref, s);
+}
+
 static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
 {
         char id[300], err[512];
@@ -314,7 +409,7 @@ static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
                 if ((gone = g_hash_table_lookup(m->store.subs, id)) && gone->gen)
                         g_hash_table_replace(m->store.removed, g_strdup(id),
                                              g_memdup2(&gone->gen, sizeof(gone->gen)));
-                g_hash_table_remove(m->store.subs, id);
+                subs_remove(m, id);
                 pthread_rwlock_unlock(&subs_lock);
                 return;
         }
@@ -325,7 +420,7 @@ static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
                 /* The planner (which sees each record once) sends it to the DLQ. */
                 log_debug("subscriber record for %s skipped: %s", id, rec ? "key mismatch" : err);
                 pthread_rwlock_wrlock(&subs_lock);
-                g_hash_table_remove(m->store.subs, id);
+                subs_remove(m, id);
                 pthread_rwlock_unlock(&subs_lock);
                 json_decref(rec);
                 return;
@@ -336,7 +431,7 @@ static void apply_subscriber(ml_t *m, const rd_kafka_message_t *r)
         {
                 ml_sub_t *s = sub_from_json(m, rec);
 
-                g_hash_table_replace(m->store.subs, s->id, s);
+                subs_put(m, s);
         }
         pthread_rwlock_unlock(&subs_lock);
         json_decref(rec);
@@ -469,6 +564,7 @@ int ml_store_start(ml_t *m, char *errstr, size_t errstr_size)
 
         m->store.subs = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, sub_free);
         m->store.removed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        m->store.refs = g_hash_table_new(g_int64_hash, g_int64_equal);
         m->store.notices = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, notice_free);
         m->store.zones = g_ptr_array_new_with_free_func(g_free);
         m->store.zone_ix = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -547,6 +643,8 @@ void ml_store_stop(ml_t *m)
         }
         if (m->store.subs) {
                 pthread_rwlock_wrlock(&subs_lock);
+                g_hash_table_destroy(m->store.refs);
+                m->store.refs = NULL;
                 g_hash_table_destroy(m->store.subs);
                 g_hash_table_destroy(m->store.removed);
                 m->store.subs = NULL;

@@ -44,7 +44,7 @@ APT_PACKAGES=(
 	prometheus # promtool: make check-monitoring, the /metrics tests
 	systemd python3-seccomp # make systemd-check (systemd-analyze, offline); test_08's sandbox
 	chromium chromium-driver fonts-nanum # the browser tests (test_39): Chromium, its driver, Korean
-	postfix # test_42/test_43: a private Postfix on loopback (the inbound mail loop); smtp-sink
+	postfix # test_42, test_44: a private Postfix on loopback (the inbound mail loop); smtp-sink
 )
 PY_MODULES=(pytest confluent_kafka standardwebhooks aiosmtpd selenium)
 # axe-core: tests/integration/browser.py reads AXE_VERSION from this line.

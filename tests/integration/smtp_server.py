@@ -34,8 +34,16 @@ Failure modes (all thread-safe; each can be changed while running):
   tempfail_rcpt(addr...) RCPT TO these addresses ("*" = every address) gets "452 4.2.2"
                        (a mailbox over quota, a relay throttling); untempfail_rcpt() undoes;
   slow(seconds)        each message's final reply comes that much later (a slow relay);
+  defer_domain(domain, reply="421 4.7.0 Try again later")
+                       RCPT TO any address of this domain gets REPLY (a mailbox provider
+                       throttling: "421 ..." then closes the connection, "450 4.7.28 ..."
+                       keeps it); undefer_domain(domain) undoes (and returns
+                       the RCPT TO commands the domain got so far);
   auth_commands        the mechanism of every AUTH command that arrived (whether or not it
-                       succeeded), to prove that credentials were or were not sent.
+                       succeeded), to prove that credentials were or were not sent;
+  rcpt_attempts(domain) RCPT TO commands received for the domain (answered in any way);
+  max_sessions(domain) the most connections at once whose first RCPT TO was for the domain
+                       (from that RCPT until QUIT or the connection's end).
 StallingSMTPServer: accepts connections and never answers (a relay that hangs).
 STARTTLS (tls=True) uses a self-signed certificate for localhost and 127.0.0.1 made with the
 openssl command; AUTH PLAIN and LOGIN (auth=True) accept only user/password, and with
@@ -123,11 +131,16 @@ class _SMTP(SMTP):
         conn = self._owner._connection_opened()
         self.nc_connection = conn
         self.nc_stored = 0
+        self.nc_domain = None  # of the first RCPT TO, while counted as a session of it
         if conn and self._owner._take("_fail_connections"):
             await self.push("421 4.3.2 test server: service not available, closing channel")
             self.transport.close()
             return
         await super()._handle_client()
+
+    def connection_lost(self, exc):
+        self._owner._session_end(self)
+        super().connection_lost(exc)
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg):
@@ -149,7 +162,17 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
+    async def handle_QUIT(self, server, session, envelope):
+        self.owner._session_end(server)
+        return "221 Bye"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        domain = address.rpartition("@")[2].lower()
+        reply = self.owner._rcpt_seen(server, domain)
+        if reply:
+            if reply.startswith("421"):
+                asyncio.get_running_loop().call_soon(server.transport.close)
+            return reply
         tf = self.owner._get("_tempfail_rcpt")
         if "*" in tf or address.lower() in tf:
             return f"452 4.2.2 <{address}>: mailbox temporarily unavailable, try again later"
@@ -208,6 +231,10 @@ class SMTPTestServer:
         self._reject = {a.lower() for a in reject}
         self._tempfail_rcpt: frozenset = frozenset()
         self._delay = 0.0
+        self._deferred: dict[str, str] = {}  # domain -> reply to its RCPT TO
+        self._rcpts: dict[str, int] = {}  # domain -> RCPT TO commands
+        self._active: dict[str, int] = {}  # domain -> sessions now
+        self._max_active: dict[str, int] = {}
         self._auth_commands: list[str] = []
         self._spool = Path(spool) if spool else None
         self._tmp = None
@@ -323,6 +350,25 @@ class SMTPTestServer:
         with self._lock:
             self._tempfail_rcpt = frozenset()
 
+    def defer_domain(self, domain: str, reply: str = "421 4.7.0 Try again later") -> None:
+        """RCPT TO an address of `domain` gets `reply` from now on (a 421 also closes)."""
+        with self._lock:
+            self._deferred[domain.lower()] = reply
+
+    def undefer_domain(self, domain: str) -> int:
+        """Stops deferring `domain`; returns the RCPT TO commands it got until then."""
+        with self._lock:
+            self._deferred.pop(domain.lower(), None)
+            return self._rcpts.get(domain.lower(), 0)
+
+    def rcpt_attempts(self, domain: str) -> int:
+        with self._lock:
+            return self._rcpts.get(domain.lower(), 0)
+
+    def max_sessions(self, domain: str) -> int:
+        with self._lock:
+            return self._max_active.get(domain.lower(), 0)
+
     @property
     def auth_commands(self) -> list[str]:
         with self._lock:
@@ -378,6 +424,24 @@ class SMTPTestServer:
     def _get(self, attr: str):
         with self._lock:
             return getattr(self, attr)
+
+    def _rcpt_seen(self, server, domain: str) -> Optional[str]:
+        """Counts a RCPT TO (and the session, at its first); returns the deferral reply, if any."""
+        with self._lock:
+            self._rcpts[domain] = self._rcpts.get(domain, 0) + 1
+            if getattr(server, "nc_domain", None) is None:
+                server.nc_domain = domain
+                self._active[domain] = self._active.get(domain, 0) + 1
+                self._max_active[domain] = max(self._max_active.get(domain, 0),
+                                               self._active[domain])
+            return self._deferred.get(domain)
+
+    def _session_end(self, server) -> None:
+        with self._lock:
+            domain = getattr(server, "nc_domain", None)
+            if domain is not None:
+                server.nc_domain = None
+                self._active[domain] -= 1
 
     def _auth_seen(self, mechanism: str) -> None:
         with self._lock:

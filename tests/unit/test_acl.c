@@ -125,6 +125,13 @@ static void test_mailer(void **state)
                    "IDEMPOTENT_WRITE CLUSTER LITERAL kafka-cluster\n");
 }
 
+static void test_inbound(void **state)
+{
+        (void)state;
+        check_role(base, NC_ACL_ROLE_INBOUND,
+                   "WRITE TOPIC LITERAL p.deliveries\nWRITE TOPIC LITERAL p.dlq\n");
+}
+
 static void test_admin(void **state)
 {
         (void)state;
@@ -261,6 +268,7 @@ int main(void)
             cmocka_unit_test(test_cli),
             cmocka_unit_test(test_webhooks),
             cmocka_unit_test(test_mailer),
+            cmocka_unit_test(test_inbound),
             cmocka_unit_test(test_admin),
             cmocka_unit_test(test_all_categories_prefixed),
             cmocka_unit_test(test_kafka_overrides),

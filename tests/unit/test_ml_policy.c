@@ -163,14 +163,43 @@ static void test_outcome_names(void **state)
         assert_string_equal(ml_verdict_name(ML_VERDICT_RETRY), "retry");
 }
 
+static void test_bounce_window(void **state)
+{
+        const int64_t day = 86400, now = 1800000000, win = 30 * day;
+        int sup = -1;
+
+        (void)state;
+        assert_int_equal(ml_policy_bounce(0, 0, now, win, 3, &sup), 1);
+        assert_false(sup);
+        assert_int_equal(ml_policy_bounce(1, now - day, now, win, 3, &sup), 2);
+        assert_false(sup);
+        assert_int_equal(ml_policy_bounce(2, now - win, now, win, 3, &sup), 3);
+        assert_true(sup);
+        /* The last bounce a second too old: counting starts again. */
+        assert_int_equal(ml_policy_bounce(2, now - win - 1, now, win, 3, &sup), 1);
+        assert_false(sup);
+        /* A count kept without a time goes on. */
+        assert_int_equal(ml_policy_bounce(2, 0, now, win, 3, &sup), 3);
+        assert_true(sup);
+        assert_int_equal(ml_policy_bounce(255, now, now, win, 3, &sup), 255);
+        assert_int_equal(ml_policy_bounce(0, 0, now, win, 1, &sup), 1);
+        assert_true(sup);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_2xx_sent),         cmocka_unit_test(test_5xx_bounce),
-            cmocka_unit_test(test_421_retry),        cmocka_unit_test(test_45x_retry),
-            cmocka_unit_test(test_other_4xx_retry),  cmocka_unit_test(test_not_attempted_retry),
-            cmocka_unit_test(test_not_built_failed), cmocka_unit_test(test_last_attempt_failed),
-            cmocka_unit_test(test_stopping_leave),   cmocka_unit_test(test_odd_codes),
+            cmocka_unit_test(test_2xx_sent),
+            cmocka_unit_test(test_5xx_bounce),
+            cmocka_unit_test(test_bounce_window),
+            cmocka_unit_test(test_421_retry),
+            cmocka_unit_test(test_45x_retry),
+            cmocka_unit_test(test_other_4xx_retry),
+            cmocka_unit_test(test_not_attempted_retry),
+            cmocka_unit_test(test_not_built_failed),
+            cmocka_unit_test(test_last_attempt_failed),
+            cmocka_unit_test(test_stopping_leave),
+            cmocka_unit_test(test_odd_codes),
             cmocka_unit_test(test_outcome_names),
         };
 
