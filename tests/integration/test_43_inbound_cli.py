@@ -1,6 +1,6 @@
 """`noticecast inbound` against a real broker: every sample of tests/integration/inbound/ (with a
-real VERP address and a real unsubscribe token, made here from their specifications in
-common/nc_verp.h and consumer/mailer/unsub_token.h) becomes one event on <prefix>deliveries
+real VERP address (inbound_support.py) and a real unsubscribe token, made here from
+consumer/mailer/unsub_token.h) becomes one event on <prefix>deliveries
 with the right fields; forged tokens and auto-replies are recorded as mail.ignored; garbage is
 quarantined in the DLQ; with Kafka away the exit code is 75 (the MTA keeps the mail) and
 nothing is written, and the same mail once the broker is back is written exactly once."""
@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
 from conftest import admin_for, consume_all, describe, free_port, wait_topics, write_config
+from inbound_support import message_ref, subscriber_ref, verp_address
 
 SAMPLES = Path(__file__).resolve().parent / "inbound"
 EX_OK, EX_USAGE, EX_TEMPFAIL = 0, 64, 75
@@ -41,17 +42,10 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def verp(secret: bytes, sid: str, message_id: str, base: str = BASE, delim: str = "+"):
-    """(address, subscriber_ref hex, message_ref hex) as nc_verp_address() makes them."""
-    k_ref = _hmac(secret, b"noticecast verp v1: subscriber reference")
-    k_mac = _hmac(secret, b"noticecast verp v1: authentication")
-    sref = _hmac(k_ref, sid.encode())[:8]
-    mref = hashlib.sha256(message_id.strip("<>").encode()).digest()[:4]
-    raw = b"\x01" + sref + mref
-    raw += _hmac(k_mac, raw)[:7]
-    token = base64.b32encode(raw).decode().lower()
-    local, domain = base.rsplit("@", 1)
-    return f"{local}{delim}{token}@{domain}", sref.hex(), mref.hex()
+def verp(secret: bytes, sid: str, message_id: str, base: str = BASE):
+    """(address, subscriber_ref hex, message_ref hex) as the mailer makes them."""
+    return (verp_address(secret, base, sid, message_id), subscriber_ref(secret, sid),
+            message_ref(message_id))
 
 
 def unsub_token(secret: bytes, sid: str, generation: int, expires: int) -> str:
