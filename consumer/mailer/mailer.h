@@ -39,11 +39,10 @@
 struct ml_templates; /* ml_digest.h */
 
 /* The VERP delimiter ([mailer] verp_delimiter, read by `noticecast inbound` too). */
-#define ML_VERP_DELIMITER(m) '+'
-
-#define ML_FREQ_IMMEDIATE 0
-#define ML_FREQ_DAILY     1
-#define ML_FREQ_WEEKLY    2
+#define ML_VERP_DELIMITER(m) ((m)->cfg.mailer.verp_delimiter[0])
+#define ML_FREQ_IMMEDIATE    0
+#define ML_FREQ_DAILY        1
+#define ML_FREQ_WEEKLY       2
 
 /* A subscriber, compact: a million of them must fit in a few hundred MiB. */
 typedef struct ml_sub {
