@@ -19,7 +19,8 @@ MAILER_OBJ := $(MAILER_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer
+PROGRAMS := $(BUILD)/noticecast $(BUILD)/noticecast-webhooks $(BUILD)/noticecast-mailer \
+	$(BUILD)/noticecast-inbound
 # The man pages as installed, generated from man/*.in (see install below).
 MAN_IN := $(sort $(wildcard man/*.in))
 MAN_OUT := $(MAN_IN:man/%.in=$(BUILD)/man/%)
@@ -60,6 +61,12 @@ CLI_MAILER_OBJ := $(BUILD)/consumer/mailer/unsub_token.o $(BUILD)/consumer/maile
 $(BUILD)/noticecast: $(PRODUCER_OBJ) $(CLI_MAILER_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -Wl,--as-needed -o $@ $(PRODUCER_OBJ) $(CLI_MAILER_OBJ) $(LIB) \
 		$(NC_LIBS)
+
+# The MTA's side of `noticecast inbound --serve`: libc only (a process per mail).
+$(BUILD)/noticecast-inbound: producer/client/inbound_client.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(NC_CPPFLAGS) -DNC_BINDIR=\"$(BINDIR)\" -std=c11 $(WARNFLAGS) $(SANFLAGS) $(CFLAGS) \
+		$(NC_LDFLAGS) -o $@ $<
 
 $(BUILD)/noticecast-webhooks: $(WEBHOOKS_OBJ) $(LIB) $(FLAGS_STAMP)
 	$(CC) $(NC_LDFLAGS) -o $@ $(WEBHOOKS_OBJ) $(LIB) $(NC_LIBS)
