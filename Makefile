@@ -172,6 +172,7 @@ bench: deps-check
 	tests/bench/webhooks.sh
 	tests/bench/smtp.sh
 	tests/bench/mailer.sh
+	tests/bench/inbound.sh
 
 # A build with Debian's hardening flags (dpkg-buildflags, hardening=+all) into
 # build/hardened/, then readelf/nm checks of the binaries: fortified, stack protector, PIE,
@@ -185,7 +186,8 @@ systemd-check: all dist-files
 	deploy/systemd/check.sh $(BUILD)
 
 # ---- style -----------------------------------------------------------------------------------
-FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] consumer/*/*.[ch] tests/unit/*.[ch])
+FORMAT_FILES = $(wildcard common/*.[ch] producer/*.[ch] producer/client/*.c consumer/*/*.[ch] \
+	tests/unit/*.[ch])
 format:
 	clang-format -i $(FORMAT_FILES)
 

@@ -42,8 +42,7 @@
 static const char usage[] =
     "usage: noticecast-inbound [-s SOCKET] [-C FILE] [--recipient ADDR]\n"
     "\n"
-    "Hands one mail on stdin to `noticecast inbound --serve SOCKET` (default\n" DEFAULT_SOCKET
-    ")\n"
+    "Hands one mail on stdin to `noticecast inbound --serve SOCKET` (default\n" DEFAULT_SOCKET ")\n"
     "and exits with its answer: 0 written, 75 try again later (the MTA keeps the mail).\n"
     "Without a server it runs `noticecast [-C FILE] inbound` on the mail itself.\n";
 
