@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make hardening-check: builds the three programs with Debian's hardening flags
+# make hardening-check: builds the programs with Debian's hardening flags
 # (dpkg-buildflags with DEB_BUILD_MAINT_OPTIONS=hardening=+all) into a separate build
 # directory, then checks each binary with readelf and nm:
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 BUILD=${1:-build/hardened}
-PROGRAMS=(noticecast noticecast-webhooks noticecast-mailer)
+PROGRAMS=(noticecast noticecast-webhooks noticecast-mailer noticecast-inbound)
 
 for tool in dpkg-buildflags readelf nm make; do
 	command -v "$tool" >/dev/null || {
