@@ -7,7 +7,8 @@ tests/integration/postfix.py) and real Kafka:
   transport hands to `noticecast inbound` (run as nobody).  After bounce_suppress_after such
   bounces the ghost is suppressed: `suppressions list` shows it and the next notice is not
   sent to it (Postfix sees no more mail for it) while alice still gets hers.
-- test_samples_through_the_pipe: the hand-written reports of tests/integration/inbound/
+- test_samples_through_the_pipe (through `noticecast inbound --serve`, the pipe running the thin
+  client noticecast-inbound): the hand-written reports of tests/integration/inbound/
   (Gmail-style DSN, Exchange NDR, delayed DSN, Yahoo- and Microsoft-style ARF, a mailto
   unsubscribe, an out-of-office), filled with the VERP address and unsubscribe token of real
   messages the mailer sent, are mailed to Postfix and reach `noticecast inbound` the same way:
@@ -20,6 +21,7 @@ import os
 import pwd
 import re
 import shutil
+import subprocess
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -45,9 +47,10 @@ class Loop:
     """A mailer env relaying through a private Postfix whose bounce domain pipes to
     `noticecast inbound`."""
 
-    def __init__(self, env, nc_bin: str):
+    def __init__(self, env, nc_bin: str, served: bool = False):
         self.env = env
         self.pf = None
+        self.server = None
         pipe_user = pwd.getpwnam("nobody")
         base = Path(__import__("tempfile").mkdtemp(prefix="nc-loop-", dir="/tmp"))
         os.chmod(base, 0o755)
@@ -63,11 +66,24 @@ class Loop:
         self.conf = base / "inbound.conf"
         env.mailer.update(envelope_from=ENVELOPE, unsubscribe_mailto=UNSUB)
         self.write_inbound_config(env.bootstrap)
+        argv = [str(self.bin), "-C", str(self.conf), "inbound", "--recipient", "${original_recipient}"]
+        if served:
+            # The deployment docs/inbound.md recommends: one `noticecast inbound --serve`, and
+            # the pipe runs the thin client noticecast-inbound.
+            client = base / "noticecast-inbound"
+            shutil.copy2(Path(nc_bin).with_name("noticecast-inbound"), client)
+            os.chmod(client, 0o755)
+            self.sock = base / "inbound.sock"
+            self.server = subprocess.Popen(
+                [str(self.bin), "-C", str(self.conf), "inbound", "--serve", str(self.sock),
+                 "--socket-mode", "0666"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=open(base / "serve.log", "wb"))
+            wait_for(self.sock.exists, 30, "the inbound server's socket", 0.05,
+                     lambda: (base / "serve.log").read_text())
+            argv = [str(client), "-s", str(self.sock), "--recipient", "${original_recipient}"]
         self.pf = PrivatePostfix(
             base / "postfix", virtual_domains={"inbox.test": USERS}, bounce_domain=BOUNCE_DOMAIN,
-            pipe_argv=[str(self.bin), "-C", str(self.conf), "inbound", "--recipient",
-                       "${original_recipient}"],
-            retry_seconds=(2, 4, 1)).start()
+            pipe_argv=argv, retry_seconds=(2, 4, 1)).start()
         env.smtp_cfg.update(host="127.0.0.1", port=self.pf.port)
         self.base = base
 
@@ -85,6 +101,9 @@ class Loop:
         if self.pf:
             self.pf.stop()
             self.pf.cleanup()
+        if self.server:
+            self.server.terminate()
+            assert self.server.wait(60) == 0, (self.base / "serve.log").read_text()
         shutil.rmtree(self.base, ignore_errors=True)
 
     def inbound_events(self) -> list:
@@ -110,6 +129,13 @@ class Loop:
 @pytest.fixture
 def loop(ml, nc_bin):
     lp = Loop(ml, nc_bin)
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def served_loop(ml, nc_bin):
+    lp = Loop(ml, nc_bin, served=True)
     yield lp
     lp.close()
 
@@ -170,7 +196,8 @@ def _fill(name: str, **values) -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
 
 
-def test_samples_through_the_pipe(loop):
+def test_samples_through_the_pipe(served_loop):
+    loop = served_loop
     env, pf = loop.env, loop.pf
     env.mailer["bounce_suppress_after"] = 5
     users = ["alice", "carol", "dave", "erin", "frank", "gina"]
