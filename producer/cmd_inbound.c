@@ -29,6 +29,7 @@
 #include "inbound.h"
 #include "nc_dlq.h"
 #include "nc_kafka.h"
+#include "nc_sdnotify.h"
 #include "nc_time.h"
 #include "nc_topics.h"
 
@@ -517,6 +518,9 @@ static int serve(nc_cli_t *cli, const char *path, int mode, const unsigned char 
         q = rd_kafka_queue_get_main(rk);
         rd_kafka_queue_io_event_enable(q, wake[1], "k", 1);
         log_info("inbound: serving on %s", path);
+        /* Type=notify (noticecast-inbound.service): ready once the socket takes mail. */
+        if (nc_sdnotify("READY=1", errstr, sizeof(errstr)) < 0)
+                log_warnx("inbound: sd_notify: %s", errstr);
         while (!serve_stop || conns) {
                 int64_t now = nc_time_now_ms();
                 nfds_t n = 0;
@@ -526,6 +530,7 @@ static int serve(nc_cli_t *cli, const char *path, int mode, const unsigned char 
                         close(lfd);
                         lfd = -1;
                         unlink(path);
+                        nc_sdnotify("STOPPING=1", errstr, sizeof(errstr));
                 }
                 pfd[n++] = (struct pollfd){.fd = wake[0], .events = POLLIN};
                 if (lfd >= 0 && nconns < SERVE_MAX_CONNS)
@@ -588,6 +593,7 @@ static int serve(nc_cli_t *cli, const char *path, int mode, const unsigned char 
         if (lfd >= 0) {
                 close(lfd);
                 unlink(path);
+                nc_sdnotify("STOPPING=1", errstr, sizeof(errstr));
         }
         log_info("inbound: stopped serving on %s", path);
         rd_kafka_queue_destroy(q);

@@ -41,6 +41,7 @@
 
 static const char usage[] =
     "usage: noticecast-inbound [-s SOCKET] [-C FILE] [--recipient ADDR]\n"
+    "       noticecast-inbound -h | -V\n"
     "\n"
     "Hands one mail on stdin to `noticecast inbound --serve SOCKET` (default\n" DEFAULT_SOCKET ")\n"
     "and exits with its answer: 0 written, 75 try again later (the MTA keeps the mail).\n"
@@ -148,11 +149,10 @@ static int fallback(int mail, const char *config, const char *rcpt)
 
 int main(int argc, char **argv)
 {
-        static const struct option longopts[] = {{"socket", required_argument, NULL, 's'},
-                                                 {"config", required_argument, NULL, 'C'},
-                                                 {"recipient", required_argument, NULL, 'r'},
-                                                 {"help", no_argument, NULL, 'h'},
-                                                 {0}};
+        static const struct option longopts[] = {
+            {"socket", required_argument, NULL, 's'},    {"config", required_argument, NULL, 'C'},
+            {"recipient", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},         {0}};
         const char *sock = DEFAULT_SOCKET, *config = NULL, *rcpt = NULL;
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         struct timeval tv = {.tv_sec = ANSWER_TIMEOUT_S};
@@ -162,7 +162,7 @@ int main(int argc, char **argv)
         off_t off = 0;
         int c, mail, fd, code;
 
-        while ((c = getopt_long(argc, argv, "s:C:h", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "s:C:hV", longopts, NULL)) != -1) {
                 switch (c) {
                 case 's':
                         sock = optarg;
@@ -175,6 +175,9 @@ int main(int argc, char **argv)
                         break;
                 case 'h':
                         fputs(usage, stdout);
+                        return EX_OK;
+                case 'V':
+                        printf("noticecast-inbound %s\n", NC_VERSION);
                         return EX_OK;
                 default:
                         fputs(usage, stderr);

@@ -43,11 +43,13 @@ from smtp_server import SMTPTestServer
 from webhook_receiver import Always, WebhookReceiver
 from webhooks_support import notice
 
-PROGRAMS = ("noticecast", "noticecast-webhooks", "noticecast-mailer")
+PROGRAMS = ("noticecast", "noticecast-webhooks", "noticecast-mailer", "noticecast-inbound")
 MAN_PAGES = {"man1": ["noticecast.1"], "man5": ["noticecast.conf.5"],
-             "man8": ["noticecast-mailer.8", "noticecast-webhooks.8"]}
-UNITS = ["noticecast-mailer.service", "noticecast-mailer@.service",
+             "man8": ["noticecast-inbound.8", "noticecast-mailer.8", "noticecast-webhooks.8"]}
+UNITS = ["noticecast-inbound.service", "noticecast-mailer.service", "noticecast-mailer@.service",
          "noticecast-webhooks.service", "noticecast-webhooks@.service"]
+# The program each unit runs (noticecast-inbound.service: `noticecast inbound --serve`).
+UNIT_PROGRAM = {"noticecast-inbound.service": "noticecast"}
 
 
 def config_mk(name: str) -> str:
@@ -127,7 +129,8 @@ def test_install_file_list_and_version(installed, record_property):
     for u in UNITS:
         unit = (p / "lib/systemd/system" / u).read_text()
         m = re.search(r"^ExecStart=(\S+)", unit, re.M)
-        assert m and m.group(1) == f"{prefix}/bin/{u.split('@')[0].split('.')[0]}", \
+        prog = UNIT_PROGRAM.get(u, u.split('@')[0].split('.')[0])
+        assert m and m.group(1) == f"{prefix}/bin/{prog}", \
             f"{u}: ExecStart {m and m.group(1)} is not the installed program"
         assert re.search(r"^Type=notify$", unit, re.M), f"{u} is not Type=notify"
         assert "%i.conf" in unit if "@" in u else "%i" not in unit.split("[Service]")[1]
