@@ -416,6 +416,7 @@ static void release(void *arg, nc_daemon_t *d)
         nc_kafka_conn_stop();
         if (m->metrics)
                 nc_metrics_free(m->metrics);
+        ml_domain_limits_free(&m->domains);
         nc_config_free(&m->cfg);
 }
 
