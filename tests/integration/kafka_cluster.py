@@ -167,6 +167,27 @@ class KafkaCluster:
 
         _wait(ok, timeout, f"{count} brokers in the metadata", lambda: f"last: {last}")
 
+    def wait_fenced(self, n: int, timeout: float = 120) -> None:
+        """Until the controller has fenced node n after a kill: n is out of the metadata and
+        leads no partition of any topic, the internal ones (the transaction coordinators')
+        included.  Before that a client can be sent to the dead node for up to the broker
+        session timeout: that is Kafka's failure detection, not what a test checks."""
+        last = None
+
+        def ok():
+            nonlocal last
+            try:
+                md = self.metadata(5)
+            except Exception as e:  # noqa: BLE001 (not answering yet)
+                last = str(e)
+                return False
+            led = sorted((t, p) for t, tm in md.topics.items() for p, pm in tm.partitions.items()
+                         if pm.leader == n)
+            last = f"brokers {sorted(md.brokers)}, led by {n}: {led[:10]}"
+            return n not in md.brokers and not led
+
+        _wait(ok, timeout, f"node {n} fenced", lambda: f"last: {last}")
+
     def wait_isr(self, topics=None, n: int = len(NODES), timeout: float = 180) -> float:
         """Waits until every partition of topics (default: all, internal ones included) has a
         leader and n in-sync replicas; returns how long that took."""
