@@ -364,6 +364,7 @@ typedef struct conn {
         char *buf;
         size_t want, len;
         int64_t deadline_ms;
+        char why[1024]; /* not all of it could be queued: answer 75 with this */
         struct conn *next;
 } conn_t;
 
@@ -415,14 +416,19 @@ static void conn_mail(nc_cli_t *cli, rd_kafka_t *rk, const unsigned char *secret
         classify(cli, secret, secret_len, c->recipient[0] ? c->recipient : NULL, c->buf, c->len, r,
                  &event, key, sizeof(key));
         c->state = 2;
-        if (!event)
+        if (!event) {
                 conn_reply(c, NC_EX_TEMPFAIL, "out of memory");
-        else if (produce_all(cli, rk, r, key, event, c->buf, c->len, c->total, &c->a, err,
-                             sizeof(err)) != 0 &&
-                 c->a.pending == 0)
-                conn_reply(c, NC_EX_TEMPFAIL, err);
-        else if (c->a.pending == 0) /* cannot happen: produce_all queued something */
+        } else if (produce_all(cli, rk, r, key, event, c->buf, c->len, c->total, &c->a, err,
+                               sizeof(err)) != 0) {
+                /* The DLQ record may be on its way, the event is not: 75 either way, once
+                 * nothing of this mail is in flight any more. */
+                if (c->a.pending == 0)
+                        conn_reply(c, NC_EX_TEMPFAIL, err);
+                else
+                        snprintf(c->why, sizeof(c->why), "%s", err);
+        } else if (c->a.pending == 0) { /* cannot happen: produce_all queued something */
                 conn_reply(c, NC_EX_TEMPFAIL, "nothing queued");
+        }
         free(event);
         free(r);
         free(c->buf);
@@ -569,7 +575,9 @@ static int serve(nc_cli_t *cli, const char *path, int mode, const unsigned char 
                 /* Answer those Kafka has reported on; drop the stalled and the answered. */
                 for (cp = &conns; (c = *cp);) {
                         if (c->fd >= 0 && c->state == 2 && c->a.pending == 0) {
-                                if (c->a.failed) {
+                                if (c->why[0]) {
+                                        conn_reply(c, NC_EX_TEMPFAIL, c->why);
+                                } else if (c->a.failed) {
                                         acks_error(cli, &c->a, errstr, sizeof(errstr));
                                         conn_reply(c, NC_EX_TEMPFAIL, errstr);
                                 } else {
