@@ -26,8 +26,6 @@ static const char *const record_fields[] = {"id",         "email",      "name", 
                                             "send_at",    "updated_at", "generation",    "bounces",
                                             "suppressed", "bounced_at", "bounce_reason", NULL};
 
-#define BOUNCE_REASON_MAX 300
-
 static int opt_string(const json_t *in, const char *field, const char **out, char *errstr,
                       size_t errstr_size)
 {
@@ -245,11 +243,11 @@ json_t *nc_subscriber_check(const json_t *in, const nc_config_t *cfg, int64_t no
         }
         v = json_object_get(in, "bounce_reason");
         if (v && !json_is_null(v)) {
-                if (!json_is_string(v) || json_string_length(v) > BOUNCE_REASON_MAX) {
+                if (!json_is_string(v) || json_string_length(v) > NC_SUBSCRIBER_BOUNCE_REASON_MAX) {
                         nc_err(errstr, errstr_size,
                                "bounce_reason: must be a string of at most %d "
                                "bytes",
-                               BOUNCE_REASON_MAX);
+                               NC_SUBSCRIBER_BOUNCE_REASON_MAX);
                         goto fail;
                 }
                 json_object_set(out, "bounce_reason", v);

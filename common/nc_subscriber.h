@@ -50,6 +50,9 @@ int nc_subscriber_new_generation(json_t *rec, char *errstr, size_t errstr_size);
 /* The generation of REC as a number; 0 if it has none. */
 uint64_t nc_subscriber_generation(const json_t *rec);
 
+/* Longest "bounce_reason" a record may hold, in bytes (the mailer cuts to it). */
+#define NC_SUBSCRIBER_BOUNCE_REASON_MAX 300
+
 /* The CSV columns understood by import; multi-value cells use ';' or ',' between values. */
 extern const char *const nc_subscriber_csv_columns[];
 

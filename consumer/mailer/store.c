@@ -246,11 +246,11 @@ json_t *ml_sub_record(const ml_t *m, const ml_sub_t *s, const ml_bounce_state_t 
                     json_string(nc_time_format_rfc3339(b->at_s * 1000, at, sizeof(at))));
         if (rec && b->bounces > 0 && b->reason && b->reason[0]) {
                 /* Cut to what a record may hold, on a character boundary. */
-                char r[301];
+                char r[NC_SUBSCRIBER_BOUNCE_REASON_MAX + 1];
                 size_t n = strlen(b->reason);
 
-                if (n > 300) {
-                        n = 300;
+                if (n > NC_SUBSCRIBER_BOUNCE_REASON_MAX) {
+                        n = NC_SUBSCRIBER_BOUNCE_REASON_MAX;
                         while (n && ((unsigned char)b->reason[n] & 0xc0) == 0x80)
                                 n--;
                 }
